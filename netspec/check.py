@@ -1,0 +1,210 @@
+"""The shape and parameter checker: pure Python, no framework imports.
+
+Walks the layers in order, asks each catalogue entry what it does to its input, and collects
+per-layer output shape, parameters, MACs, activation size and receptive field, plus totals and a
+memory estimate. Every problem is reported at once with its YAML location.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspec.errors import Location, Problem, SpecError
+from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
+from netspec.spec import NetSpec, SpecSource
+
+BYTES_PER_VALUE = 4  # float32
+SEARCH_RADIUS = 32  # pixels either side of the given input size when suggesting a fitting one
+
+
+@dataclass
+class CheckedLayer:
+    """One layer with everything the checker worked out about it."""
+
+    index: int
+    name: str
+    type: str
+    block: str | None
+    layer: Layer
+    path: tuple
+    location: Location
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    non_trainable: int
+    macs: int
+    receptive_field: tuple[int, int] | None  # None once the layer sees the whole image
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def activation_elements(self) -> int:
+        return _numel(self.output_shape)
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    input_bytes: int
+    activation_bytes: int  # forward + backward, all layer outputs
+    param_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.input_bytes + self.activation_bytes + self.param_bytes
+
+
+@dataclass
+class CheckedNet:
+    """A spec whose every layer has a known shape: what backends render and reports show."""
+
+    source: SpecSource
+    input_shape: Shape  # channels-first, without batch
+    batch: int
+    layers: list[CheckedLayer]
+    totals: Totals
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.source.spec
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    def layer(self, name: str) -> CheckedLayer:
+        for checked in self.layers:
+            if checked.name == name:
+                return checked
+        raise KeyError(name)
+
+
+def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 1) -> CheckedNet:
+    """Infer every layer's shape and cost; raise SpecError listing all problems found."""
+    if batch < 1:
+        raise SpecError.single(f"batch must be at least 1, got {batch}")
+    spec = source.spec
+    shape = tuple(input_shape) if input_shape is not None else spec.input.chw
+    if input_shape is not None and len(shape) not in (1, 3):
+        raise SpecError.single(f"--input must be C×H×W or F, got {fmt_shape(shape)}")
+    layers, problems = _propagate(source, shape)
+    if problems:
+        raise SpecError(problems)
+    return CheckedNet(source, shape, batch, layers, _totals(layers, shape, batch))
+
+
+def _propagate(source: SpecSource, shape: Shape, *, stop_at: str | None = None,
+               explain: bool = True) -> tuple[list[CheckedLayer], list[Problem]]:
+    """Run the shape rules over the layers; stops early at an unknown shape or at ``stop_at``."""
+    checked: list[CheckedLayer] = []
+    problems: list[Problem] = []
+    input_shape = shape
+    producer = "the input"
+    flattened_from: Shape | None = None
+    rf, jump = (1, 1), (1, 1)
+    sees_whole_input = False
+    for index, (block, layer, path) in enumerate(source.spec.iter_layers()):
+        if layer.name == stop_at:
+            checked.append(_stub(index, block, layer, path, source, shape))
+            break
+        location = source.location(path)
+        try:
+            analysis = layer.analyze(LayerInput(shape, producer))
+        except ShapeIssue as issue:
+            if explain:
+                problems.append(_problem(issue, source, layer, path, input_shape))
+            break  # later shapes are unknown; pydantic already checked the later layers' fields
+        if explain:
+            problems += [_problem(issue, source, layer, path, input_shape) for issue in analysis.issues]
+        rf, jump, sees_whole_input = _receptive(analysis, rf, jump, sees_whole_input)
+        checked.append(CheckedLayer(
+            index=index, name=layer.name, type=layer.kind, block=block, layer=layer, path=path,
+            location=location, input_shape=shape, output_shape=analysis.output, params=analysis.params,
+            non_trainable=analysis.non_trainable, macs=analysis.macs,
+            receptive_field=None if sees_whole_input else rf, resolved=analysis.resolved))
+        if analysis.flattens and len(shape) == 3:
+            flattened_from = shape
+        elif analysis.output != shape:
+            flattened_from = None
+        shape = analysis.output
+        producer = f"layer '{layer.name}' (line {location.line})"
+        if flattened_from is not None:
+            producer += f", flattening {fmt_shape(flattened_from)},"
+    return checked, problems
+
+
+def _stub(index, block, layer, path, source, shape) -> CheckedLayer:
+    return CheckedLayer(index, layer.name, layer.kind, block, layer, path, source.location(path),
+                        shape, shape, 0, 0, 0, None)
+
+
+def _receptive(analysis: Analysis, rf, jump, whole: bool):
+    """Receptive field r and jump j per axis: r += (k_eff - 1)·j, j *= stride."""
+    if whole or analysis.flattens:
+        return rf, jump, True
+    window = analysis.window
+    if window is None:
+        return rf, jump, False
+    new_rf = tuple(r + ((k - 1) * d) * j for r, k, d, j in zip(rf, window.kernel, window.dilation, jump, strict=True))
+    new_jump = tuple(j * s for j, s in zip(jump, window.stride, strict=True))
+    return new_rf, new_jump, False
+
+
+def _problem(issue: ShapeIssue, source: SpecSource, layer: Layer, path: tuple, input_shape: Shape) -> Problem:
+    field_path = (*path, issue.field) if issue.field else path
+    location = source.location(field_path)
+    if issue.field and field_path not in source.loaded.locations:
+        location = source.location(path)  # the field was defaulted, so point at the layer
+    hint = issue.hint
+    if issue.field == "in_features" and getattr(layer, "in_features", None):
+        fitting = _fitting_input(source, input_shape, layer.name, layer.in_features)  # type: ignore[attr-defined]
+        if fitting:
+            size, before = fitting
+            dims = "x".join(map(str, size))
+            hint = (f"{hint}; or feed {fmt_shape(size)} inputs, for which the layers before it yield "
+                    f"{fmt_shape(before)} = {layer.in_features:,} features (--input {dims})")  # type: ignore[attr-defined]
+    return Problem(issue.message, location, layer=layer.name, hint=hint)
+
+
+def _fitting_input(source: SpecSource, input_shape: Shape, layer_name: str,
+                   wanted: int) -> tuple[Shape, Shape] | None:
+    """The input size nearest the spec's for which ``layer_name`` receives ``wanted`` features
+    (AlexNet without conv1 padding needs 227×227, not the 224×224 many write-ups state)."""
+    if len(input_shape) != 3:
+        return None
+    c, h, w = input_shape
+    for delta in sorted(range(-SEARCH_RADIUS, SEARCH_RADIUS + 1), key=lambda d: (abs(d), d)):
+        if delta == 0 or min(h, w) + delta < 1:
+            continue
+        candidate = (c, h + delta, w + delta)
+        layers, _ = _propagate(source, candidate, stop_at=layer_name, explain=False)
+        if not layers or layers[-1].name != layer_name:
+            continue
+        if layers[-1].input_shape == (wanted,):
+            spatial = [cl.input_shape for cl in layers if cl.layer.kind == "flatten"]
+            return candidate, spatial[-1] if spatial else (wanted,)
+    return None
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _totals(layers: list[CheckedLayer], input_shape: Shape, batch: int) -> Totals:
+    trainable = sum(cl.params for cl in layers)
+    frozen = sum(cl.non_trainable for cl in layers)
+    return Totals(
+        params=trainable + frozen,
+        trainable_params=trainable,
+        non_trainable_params=frozen,
+        macs=sum(cl.macs for cl in layers),
+        input_bytes=batch * _numel(input_shape) * BYTES_PER_VALUE,
+        activation_bytes=2 * batch * sum(cl.activation_elements for cl in layers) * BYTES_PER_VALUE,
+        param_bytes=(trainable + frozen) * BYTES_PER_VALUE,
+    )

@@ -1,0 +1,94 @@
+"""User-facing errors: every problem carries where it is (file:line:column), which layer, and a fix.
+
+The CLI turns a :class:`SpecError` into one message per problem and exit code 2; anything else
+escaping is an internal failure (exit code 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A position in a YAML file; line and column are 1-based, as editors show them."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a spec: what is wrong, where, in which layer, and how to fix it."""
+
+    message: str
+    location: Location | None = None
+    layer: str | None = None
+    hint: str | None = None
+
+    def format(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        who = f"layer '{self.layer}': " if self.layer else ""
+        text = f"{where}error: {who}{self.message}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+    def to_json(self) -> dict:
+        loc = self.location
+        return {
+            "file": loc.file if loc else None,
+            "line": loc.line if loc and loc.line else None,
+            "column": loc.column if loc and loc.column else None,
+            "layer": self.layer,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class SpecError(Exception):
+    """One or more problems with a spec, reported together."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.format())
+
+    @classmethod
+    def single(cls, message: str, location: Location | None = None, *, layer: str | None = None,
+               hint: str | None = None) -> SpecError:
+        return cls([Problem(message, location, layer, hint)])
+
+    def format(self) -> str:
+        ordered = sorted(self.problems, key=lambda p: (p.location or Location(""), p.message))
+        body = "\n".join(p.format() for p in ordered)
+        count = len(self.problems)
+        summary = f"{count} error{'s' if count != 1 else ''} found"
+        return f"{body}\n{summary}" if count > 1 else body
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def did_you_mean(word: str, candidates: Iterable[str], synonyms: dict[str, str] | None = None) -> str | None:
+    """A 'did you mean ...?' suggestion, or None when nothing is close.
+
+    ``synonyms`` maps spellings from other frameworks (Keras' ``filters``) to ours (``out_channels``),
+    which string similarity alone would never find.
+    """
+    candidates = list(candidates)
+    if synonyms and word in synonyms and synonyms[word] in candidates:
+        return f"did you mean '{synonyms[word]}'?"
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return None

@@ -1,0 +1,29 @@
+"""The layer catalogue.
+
+Each layer type is one pydantic class in one of these modules, with its shape rule, parameter
+count and MACs beside its schema. Defining a class with ``type: Literal['name']`` registers it;
+the spec's discriminated union, the JSON Schema, the docs and the catalogue tests pick it up.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from netspec.layers import activations, conv, core, normalization, pooling  # noqa: F401  (registers)
+from netspec.layers.base import (
+    LAYER_REGISTRY,
+    Analysis,
+    Layer,
+    LayerInput,
+    Shape,
+    ShapeIssue,
+    Window,
+    fmt_shape,
+)
+
+AnyLayer = Annotated[Union[tuple(LAYER_REGISTRY.values())], Field(discriminator="type")]  # noqa: UP007
+
+__all__ = ["LAYER_REGISTRY", "AnyLayer", "Analysis", "Layer", "LayerInput", "Shape", "ShapeIssue",
+           "Window", "fmt_shape"]

@@ -1,0 +1,245 @@
+"""What every layer in the catalogue shares: the schema base class, value types, and the analysis
+result the checker collects.
+
+Shapes are channels-first tuples without the batch dimension: ``(C, H, W)`` for images and
+``(F,)`` for flat features. Layout conversion (Keras' channels-last) happens only for display and
+in the backends.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+Shape = tuple[int, ...]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _check_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"a name must be text, got {value!r}")
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits and underscores, "
+            "start with a letter or underscore, at most 64 characters")
+    if keyword.iskeyword(value):
+        raise ValueError(f"{value!r} is a Python keyword and cannot name a layer; try '{value}_'")
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_check_name),
+                 WithJsonSchema({"type": "string", "pattern": _NAME_RE.pattern})]
+
+
+def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {value}")
+    return value
+
+
+def _pair(minimum: int):
+    def validate(value: Any) -> tuple[int, int]:
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2:
+                raise ValueError(f"expected one integer or a pair [height, width], got {len(value)} values")
+            return (_positive_int(value[0], "height", minimum), _positive_int(value[1], "width", minimum))
+        v = _positive_int(value, "the value", minimum)
+        return (v, v)
+    return validate
+
+
+def _pair_schema(minimum: int) -> dict:
+    item = {"type": "integer", "minimum": minimum}
+    return {"anyOf": [item, {"type": "array", "items": item, "minItems": 2, "maxItems": 2}]}
+
+
+# An int or [height, width], stored as a pair.
+Pair = Annotated[tuple[int, int], BeforeValidator(_pair(1)), WithJsonSchema(_pair_schema(1))]
+NonNegativePair = Annotated[tuple[int, int], BeforeValidator(_pair(0)), WithJsonSchema(_pair_schema(0))]
+
+
+def _padding(value: Any) -> tuple[int, int] | str:
+    if isinstance(value, str):
+        if value in ("valid", "same"):
+            return value
+        raise ValueError(f"padding must be an integer, a pair, 'valid' or 'same', got {value!r}")
+    return _pair(0)(value)
+
+
+Padding = Annotated[
+    tuple[int, int] | Literal["valid", "same"],
+    BeforeValidator(_padding),
+    WithJsonSchema({"anyOf": [_pair_schema(0), {"enum": ["valid", "same"]}]}),
+]
+
+ActivationName = Literal["relu", "gelu", "sigmoid", "tanh", "silu", "elu", "softmax"]
+
+
+class ShapeIssue(Exception):
+    """A layer cannot take its input. ``field`` names the offending key for the error location.
+
+    ``fatal`` issues stop shape propagation (the output is unknown); the others are reported and
+    checking continues with the layer's declared output.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None, fatal: bool = True):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+        self.fatal = fatal
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window, for receptive-field arithmetic."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass
+class Analysis:
+    """What a layer does to its input: the checker's per-layer facts.
+
+    ``resolved`` holds values the spec may leave implicit (inferred ``in_channels``, explicit
+    per-side padding for 'same'), so backends never redo shape arithmetic.
+    """
+
+    output: Shape
+    params: int = 0
+    non_trainable: int = 0
+    macs: int = 0
+    window: Window | None = None
+    flattens: bool = False
+    resolved: dict[str, Any] = field(default_factory=dict)
+    issues: list[ShapeIssue] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """The tensor a layer receives and who produced it (for error messages)."""
+
+    shape: Shape
+    producer: str  # "layer 'pool5' (line 40)" or "the input"
+
+
+LAYER_REGISTRY: dict[str, type[Layer]] = {}
+
+
+class Layer(BaseModel):
+    """Base of every catalogue entry. Subclasses declare ``type: Literal['...']`` and implement
+    :meth:`analyze`; defining the subclass registers it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: Name = Field(description="Unique layer name; becomes the attribute name in generated code.")
+
+    # Layers listed under the same category show up together in docs and tests.
+    category: ClassVar[str] = "misc"
+    # Keys users bring from other frameworks, mapped to ours, for did-you-mean hints.
+    synonyms: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        type_field = cls.model_fields.get("type")
+        if type_field is not None and type_field.annotation is not None:
+            args = getattr(type_field.annotation, "__args__", ())
+            if len(args) == 1 and isinstance(args[0], str):
+                LAYER_REGISTRY[args[0]] = cls
+
+    @property
+    def kind(self) -> str:
+        return self.type  # type: ignore[attr-defined]
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        raise NotImplementedError
+
+
+# --- shared arithmetic --------------------------------------------------------------------------
+
+def fmt_shape(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def require_spatial(inp: LayerInput, what: str) -> tuple[int, int, int]:
+    if len(inp.shape) != 3:
+        raise ShapeIssue(
+            f"{what} needs an image-shaped input (channels×height×width) but {inp.producer} "
+            f"yields flat features {fmt_shape(inp.shape)}",
+            hint="move this layer before the flatten, or remove it")
+    c, h, w = inp.shape
+    return c, h, w
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow's 'same': out = ceil(in / stride); the total padding
+    max((out - 1)·stride + (kernel - 1)·dilation + 1 - in, 0) is split with the extra pixel
+    after (bottom/right)."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding: tuple[int, int] | str, hw: tuple[int, int], kernel: tuple[int, int],
+                    stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+    """Per-side padding (top, bottom, left, right) for an int/pair, 'valid' or 'same' spec value."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        top, bottom = same_padding(hw[0], kernel[0], stride[0], dilation[0])
+        left, right = same_padding(hw[1], kernel[1], stride[1], dilation[1])
+        return (top, bottom, left, right)
+    ph, pw = padding  # type: ignore[misc]
+    return (ph, ph, pw, pw)
+
+
+def window_output(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                  dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Output length of a sliding window:
+    floor((in + pad_before + pad_after - dilation·(kernel - 1) - 1) / stride) + 1.
+
+    With ``ceil_mode`` (PyTorch pooling) the division rounds up, but the last window must start
+    inside the input or the leading padding. Returns 0 or less when the window does not fit.
+    """
+    span = size + pad_before + pad_after - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + pad_before:
+        out -= 1
+    return out
+
+
+def spatial_output(inp: LayerInput, hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                   pads: tuple[int, int, int, int], dilation: tuple[int, int] = (1, 1),
+                   ceil_mode: bool = False) -> tuple[int, int]:
+    """Output (H, W) of a window layer, or a ShapeIssue explaining why the window does not fit."""
+    top, bottom, left, right = pads
+    out_h = window_output(hw[0], kernel[0], stride[0], top, bottom, dilation[0], ceil_mode)
+    out_w = window_output(hw[1], kernel[1], stride[1], left, right, dilation[1], ceil_mode)
+    if out_h >= 1 and out_w >= 1:
+        return out_h, out_w
+    extent = ((kernel[0] - 1) * dilation[0] + 1, (kernel[1] - 1) * dilation[1] + 1)
+    padded = (hw[0] + top + bottom, hw[1] + left + right)
+    dilated = f" (dilated to {fmt_shape(extent)})" if dilation != (1, 1) else ""
+    if inp.producer == "the input":
+        hint = f"use a kernel of at most {fmt_shape(padded)}, more padding, or a larger --input"
+    else:
+        hint = ("the layers before this one shrink the image too much: use a larger input, "
+                "more padding, or fewer strided/pooling layers")
+    raise ShapeIssue(
+        f"kernel {fmt_shape(kernel)}{dilated} does not fit the {fmt_shape(padded)} input "
+        f"(from {inp.producer}, after padding), so the output would be empty",
+        field="kernel_size", hint=hint)

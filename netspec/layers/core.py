@@ -1,0 +1,76 @@
+"""Dropout, flatten and fully connected layers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from netspec.layers.base import ActivationName, Analysis, Layer, LayerInput, ShapeIssue, fmt_shape
+
+
+class Dropout(Layer):
+    """Inverted dropout: zeroes each value with probability p in training and scales the rest by
+    1/(1 - p); the identity in evaluation. Shape unchanged; params = 0, MACs = 0."""
+
+    category = "regularization"
+    synonyms = {"rate": "p"}
+
+    type: Literal["dropout"]
+    p: float = Field(0.5, ge=0, lt=1, description="Probability of zeroing a value.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        return Analysis(output=inp.shape)
+
+
+class Flatten(Layer):
+    """Flattens C×H×W into C·H·W features (PyTorch's order: channel-major). Backends for
+    channels-last frameworks reorder so that weights transfer. params = 0, MACs = 0."""
+
+    category = "reshape"
+
+    type: Literal["flatten"]
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        size = 1
+        for d in inp.shape:
+            size *= d
+        return Analysis(output=(size,), flattens=True, resolved={"input_shape": inp.shape})
+
+
+class Linear(Layer):
+    """Fully connected layer (PyTorch ``nn.Linear``, Keras ``Dense``) on flat features.
+
+    out = (out_features,)
+    params = in_features · out_features + (out_features if bias)
+    MACs   = in_features · out_features
+    """
+
+    category = "linear"
+    synonyms = {"units": "out_features", "use_bias": "bias", "input_dim": "in_features"}
+
+    type: Literal["linear"]
+    out_features: PositiveInt = Field(description="Number of output features (units).")
+    bias: bool = True
+    activation: ActivationName | None = Field(None, description="Activation applied to the output.")
+    in_features: PositiveInt | None = Field(None, description="Optional; inferred from the previous layer.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        if len(inp.shape) != 1:
+            raise ShapeIssue(
+                f"linear needs flat features but {inp.producer} yields {fmt_shape(inp.shape)}",
+                hint="add '- type: flatten' before this layer")
+        features = inp.shape[0]
+        issues = []
+        if self.in_features is not None and self.in_features != features:
+            issues.append(ShapeIssue(
+                f"in_features is {self.in_features:,} but {inp.producer} yields {features:,} features",
+                field="in_features", fatal=False,
+                hint=f"set in_features: {features}, or leave it out and netspec infers it"))
+        return Analysis(
+            output=(self.out_features,),
+            params=features * self.out_features + (self.out_features if self.bias else 0),
+            macs=features * self.out_features,
+            resolved={"in_features": features},
+            issues=issues,
+        )

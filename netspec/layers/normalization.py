@@ -1,0 +1,55 @@
+"""Normalization."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from netspec.layers.base import Analysis, Layer, LayerInput, require_spatial
+
+
+class LocalResponseNorm(Layer):
+    """Local response normalization across channels (the paper's section 3.3).
+
+        b_c = a_c / (k + alpha/size · Σ a_j²) ** beta,  j over ``size`` channels centred on c
+
+    ``alpha`` follows PyTorch and Caffe, which divide it by ``size``; the paper's formula does not,
+    so the paper's α = 1e-4 with n = 5 is ``alpha: 5.0e-4`` here. TensorFlow's
+    ``local_response_normalization`` takes depth_radius = (size - 1) / 2, bias = k and
+    alpha = alpha / size. Shape unchanged; params = 0, MACs = 0.
+    """
+
+    category = "normalization"
+    synonyms = {"n": "size", "depth_radius": "size", "bias": "k"}
+
+    type: Literal["lrn"]
+    size: PositiveInt = Field(5, description="Number of neighbouring channels summed over.")
+    alpha: PositiveFloat = Field(1e-4, description="Scale; divided by size, as in PyTorch and Caffe.")
+    beta: PositiveFloat = 0.75
+    k: float = Field(1.0, ge=0, description="Additive constant (the paper uses 2).")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        require_spatial(inp, "lrn")
+        return Analysis(output=inp.shape)
+
+
+class BatchNorm2d(Layer):
+    """Batch normalization over channels (PyTorch ``nn.BatchNorm2d``, Keras ``BatchNormalization``).
+
+    Shape unchanged. params = 2·C (scale and shift, when ``affine``); non-trainable = 2·C (running
+    mean and variance, which Keras counts as parameters and PyTorch keeps as buffers). MACs = 0.
+    """
+
+    category = "normalization"
+    synonyms = {"epsilon": "eps"}
+
+    type: Literal["batchnorm2d"]
+    eps: PositiveFloat = 1e-5
+    momentum: float = Field(0.1, gt=0, lt=1, description="PyTorch convention: weight of the new batch.")
+    affine: bool = True
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        c, _, _ = require_spatial(inp, "batchnorm2d")
+        return Analysis(output=inp.shape, params=2 * c if self.affine else 0, non_trainable=2 * c,
+                        resolved={"num_features": c})

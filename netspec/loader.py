@@ -1,0 +1,365 @@
+"""From a YAML file to one plain document: ``extends:`` variants merged, ``${params}`` substituted,
+``--set`` overrides applied, and a table from every value's path to the file, line and column it
+came from (so pydantic's and the checker's errors can point back into the YAML).
+
+Variant rules (``extends: base.yaml``, relative to the variant's folder and inside the spec tree):
+
+* top-level keys replace the base's, except mappings (``params``, ``input``, ``data``,
+  ``training``), which merge key by key;
+* ``patch: {layer_name: {field: value}}`` changes fields of named base layers (``null`` removes a
+  field, so it falls back to its default);
+* ``remove: [layer_name, ...]`` deletes base layers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netspec.errors import Location, Problem, SpecError, did_you_mean
+from netspec.yamlio import LList, LMap, child_loc, parse_scalar, read_yaml_file
+
+Path_ = tuple[Any, ...]
+_PARAM_REF = re.compile(r"\$\{([^}]*)\}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VARIANT_ONLY_KEYS = ("extends", "patch", "remove")
+MAX_EXTENDS_DEPTH = 16
+
+
+@dataclass
+class LoadedSpec:
+    """A fully resolved spec document and where each of its values was written."""
+
+    data: dict[str, Any]
+    locations: dict[Path_, Location]
+    file: str
+    chain: list[str] = field(default_factory=list)  # the spec and the bases it extends, in order
+
+    def location(self, path: Path_) -> Location:
+        """The most precise known location for ``path`` (walking up to a parent when needed)."""
+        path = tuple(path)
+        while path:
+            if path in self.locations:
+                return self.locations[path]
+            path = path[:-1]
+        return self.locations.get((), Location(self.file, 1, 1))
+
+
+def load_spec_document(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
+    """Load ``path`` with its bases, params and ``--set`` overrides; raise SpecError on problems."""
+    path = Path(path)
+    display = str(path)
+    root_dir = path.resolve().parent
+    tree = _load_with_bases(path, display, root_dir, stack=[])
+    chain = list(getattr(tree, "chain", [display]))
+    if overrides:
+        _apply_overrides(tree, overrides)
+    _resolve_params(tree)
+    locations: dict[Path_, Location] = {}
+    data = _to_plain(tree, (), tree.loc, locations)
+    return LoadedSpec(data=data, locations=locations, file=display, chain=chain)
+
+
+# --- extends -----------------------------------------------------------------------------------
+
+def _load_with_bases(path: Path, display: str, root_dir: Path, stack: list[Path]) -> LMap:
+    tree = read_yaml_file(path, display)
+    if not isinstance(tree, LMap):
+        raise SpecError.single("a spec must be a mapping (name:, input:, layers:, ...)",
+                               getattr(tree, "loc", Location(display, 1, 1)))
+    _name_unnamed_layers(tree)
+    base_ref = tree.get("extends")
+    if base_ref is None:
+        for key in ("patch", "remove"):
+            if key in tree:
+                raise SpecError.single(f"'{key}:' only makes sense in a variant", tree.locs[key],
+                                       hint="add 'extends: BASE.yaml' or write the layers out in full")
+        tree.chain = [display]
+        return tree
+
+    ref_loc = tree.locs["extends"]
+    base_path = _resolve_base_path(base_ref, path, root_dir, ref_loc)
+    real = base_path.resolve()
+    if real in stack or real == path.resolve():
+        cycle = " -> ".join(p.name for p in [*stack, path.resolve(), real])
+        raise SpecError.single(f"'extends' forms a cycle: {cycle}", ref_loc,
+                               hint="a base spec must not extend its variants")
+    if len(stack) >= MAX_EXTENDS_DEPTH:
+        raise SpecError.single(f"'extends' chain is deeper than {MAX_EXTENDS_DEPTH}", ref_loc)
+    if not base_path.is_file():
+        raise SpecError.single(f"base spec not found: {base_ref!r} (looked for {base_path})", ref_loc,
+                               hint="the path is relative to the folder of the spec that extends it")
+    base_display = str(Path(display).parent / base_ref)
+    base = _load_with_bases(base_path, base_display, root_dir, [*stack, path.resolve()])
+    merged = _merge_variant(base, tree)
+    merged.chain = [display, *base.chain]
+    return merged
+
+
+def _resolve_base_path(ref: Any, path: Path, root_dir: Path, loc: Location) -> Path:
+    if not isinstance(ref, str) or not ref.strip():
+        raise SpecError.single("'extends' must be the path of a base spec, like 'alexnet.yaml'", loc)
+    if "://" in ref or ref.startswith(("http:", "https:", "file:")):
+        raise SpecError.single(f"'extends' must be a local file, not a URL: {ref!r}", loc,
+                               hint="copy the base spec next to the variant")
+    if Path(ref).is_absolute():
+        raise SpecError.single(f"'extends' must be a relative path, not {ref!r}", loc,
+                               hint="write the base's path relative to this spec's folder")
+    candidate = (path.parent / ref).resolve()
+    if not candidate.is_relative_to(root_dir):
+        raise SpecError.single(f"'extends' points outside the spec's folder ({root_dir}): {ref!r}", loc,
+                               hint="keep a variant and its base in the same folder tree")
+    return path.parent / ref
+
+
+def _merge_variant(base: LMap, variant: LMap) -> LMap:
+    problems: list[Problem] = []
+    merged = _copy(base)
+    for key, value in variant.items():
+        if key in _VARIANT_ONLY_KEYS:
+            continue
+        if key in ("layers", "blocks"):
+            # a variant that writes its layers out replaces the base's layer structure entirely
+            merged.pop("layers", None)
+            merged.pop("blocks", None)
+        if isinstance(value, LMap) and isinstance(merged.get(key), LMap):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+        merged.locs[key] = variant.locs[key]
+    patches = variant.get("patch")
+    if patches is not None:
+        problems += _apply_patches(merged, patches, variant.locs["patch"])
+    removals = variant.get("remove")
+    if removals is not None:
+        problems += _apply_removals(merged, removals, variant.locs["remove"])
+    if problems:
+        raise SpecError(problems)
+    return merged
+
+
+def _deep_merge(base: LMap, override: LMap) -> LMap:
+    out = _copy(base)
+    for key, value in override.items():
+        if isinstance(value, LMap) and isinstance(out.get(key), LMap):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+        out.locs[key] = override.locs[key]
+    return out
+
+
+def _copy(tree: LMap) -> LMap:
+    out = LMap(tree.loc)
+    out.update(tree)
+    out.locs.update(tree.locs)
+    return out
+
+
+def _layer_lists(tree: LMap) -> list[LList]:
+    """Every layer list in a spec: the flat ``layers:`` or each block's ``layers:``."""
+    lists = []
+    if isinstance(tree.get("layers"), LList):
+        lists.append(tree["layers"])
+    if isinstance(tree.get("blocks"), LList):
+        lists += [b["layers"] for b in tree["blocks"] if isinstance(b, LMap) and isinstance(b.get("layers"), LList)]
+    return lists
+
+
+def _layers_by_name(tree: LMap) -> dict[str, tuple[LList, int]]:
+    found = {}
+    for layers in _layer_lists(tree):
+        for i, layer in enumerate(layers):
+            if isinstance(layer, LMap) and isinstance(layer.get("name"), str):
+                found[layer["name"]] = (layers, i)
+    return found
+
+
+def _apply_patches(tree: LMap, patches: Any, loc: Location) -> list[Problem]:
+    if not isinstance(patches, LMap):
+        return [Problem("'patch' must map layer names to the fields to change", loc,
+                        hint="patch: {conv1: {padding: 1}}")]
+    problems = []
+    by_name = _layers_by_name(tree)
+    for name, changes in patches.items():
+        where = patches.locs[name]
+        if name not in by_name:
+            hint = did_you_mean(name, by_name) or f"the base has: {', '.join(by_name)}"
+            problems.append(Problem(f"'patch' names a layer the base does not have: '{name}'", where, hint=hint))
+            continue
+        if not isinstance(changes, LMap):
+            problems.append(Problem(f"patch for '{name}' must be a mapping of fields", where))
+            continue
+        layers, index = by_name[name]
+        layer = _copy(layers[index])
+        for key, value in changes.items():
+            if value is None:
+                layer.pop(key, None)
+            else:
+                layer[key] = value
+                layer.locs[key] = changes.locs[key]
+        layers[index] = layer
+    return problems
+
+
+def _apply_removals(tree: LMap, removals: Any, loc: Location) -> list[Problem]:
+    if not isinstance(removals, LList) or not all(isinstance(n, str) for n in removals):
+        return [Problem("'remove' must be a list of layer names", loc, hint="remove: [lrn1, lrn2]")]
+    problems = []
+    for name, where in zip(removals, removals.locs, strict=True):
+        by_name = _layers_by_name(tree)
+        if name not in by_name:
+            hint = did_you_mean(name, by_name) or f"the base has: {', '.join(by_name)}"
+            problems.append(Problem(f"'remove' names a layer the base does not have: '{name}'", where, hint=hint))
+            continue
+        layers, index = by_name[name]
+        del layers[index]
+        del layers.locs[index]
+    return problems
+
+
+def _name_unnamed_layers(tree: LMap) -> None:
+    """Give every unnamed layer a stable name, ``<type>_<n>``, so errors, patches and generated code
+    can refer to it. Explicit names win; generated ones skip any name already taken."""
+    layer_lists = _layer_lists(tree)
+    taken = {layer.get("name") for layers in layer_lists for layer in layers if isinstance(layer, LMap)}
+    counters: dict[str, int] = {}
+    for layers in layer_lists:
+        for layer in layers:
+            if not isinstance(layer, LMap) or "name" in layer:
+                continue
+            kind = layer.get("type") if isinstance(layer.get("type"), str) else "layer"
+            kind = kind if _IDENTIFIER.match(kind) else "layer"
+            while True:
+                counters[kind] = counters.get(kind, 0) + 1
+                candidate = f"{kind}_{counters[kind]}"
+                if candidate not in taken:
+                    break
+            taken.add(candidate)
+            layer["name"] = candidate
+            layer.locs["name"] = layer.loc
+
+
+# --- --set and ${params} -----------------------------------------------------------------------
+
+def _apply_overrides(tree: LMap, overrides: list[str]) -> None:
+    problems = []
+    params = tree.get("params")
+    for item in overrides:
+        loc = Location(f"--set {item}")
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem("--set needs KEY=VALUE", loc, hint="e.g. --set num_classes=10"))
+            continue
+        try:
+            value = parse_scalar(text)
+        except SpecError as exc:
+            problems.append(Problem(f"cannot parse the value: {exc.problems[0].message}", loc))
+            continue
+        if "." not in key:
+            if not isinstance(params, LMap) or key not in params:
+                names = list(params) if isinstance(params, LMap) else []
+                hint = did_you_mean(key, names) or (
+                    f"the spec's params are: {', '.join(names)}" if names else "the spec declares no params")
+                hint += "; use a dotted path such as training.epochs=5 for other fields"
+                problems.append(Problem(f"no param named '{key}'", loc, hint=hint))
+                continue
+            params[key] = value
+            params.locs[key] = loc
+            continue
+        *parents, last = key.split(".")
+        node: Any = tree
+        for part in parents:
+            if not isinstance(node, LMap):
+                break
+            if part not in node:
+                node[part] = LMap(loc)
+                node.locs[part] = loc
+            node = node[part]
+        if not isinstance(node, LMap):
+            problems.append(Problem(f"cannot set '{key}': '{'.'.join(parents)}' is not a mapping", loc))
+            continue
+        node[last] = value
+        node.locs[last] = loc
+    if problems:
+        raise SpecError(problems)
+
+
+def _resolve_params(tree: LMap) -> None:
+    problems: list[Problem] = []
+    raw = tree.get("params", LMap(tree.loc))
+    if not isinstance(raw, LMap):
+        raise SpecError.single("'params' must be a mapping of names to values", tree.locs["params"],
+                               hint="params: {num_classes: 1000}")
+    for name in raw:
+        if not _IDENTIFIER.match(name):
+            problems.append(Problem(f"param name {name!r} is not a valid identifier", raw.locs[name],
+                                    hint="use letters, digits and underscores, not starting with a digit"))
+    resolved: dict[str, Any] = {}
+
+    def resolve_param(name: str, chain: tuple[str, ...]) -> Any:
+        if name in resolved:
+            return resolved[name]
+        if name in chain:
+            cycle = " -> ".join((*chain, name))
+            raise SpecError.single(f"param '{name}' refers to itself: {cycle}", raw.locs[name],
+                                   hint="give the param a plain value")
+        value = _substitute(raw[name], raw.locs[name], lambda n, loc: lookup(n, loc, (*chain, name)), problems)
+        resolved[name] = value
+        return value
+
+    def lookup(name: str, loc: Location, chain: tuple[str, ...] = ()) -> Any:
+        if name not in raw:
+            hint = did_you_mean(name, raw) or (
+                f"defined params: {', '.join(raw)}" if raw else "declare it under 'params:'")
+            problems.append(Problem(f"undefined param '${{{name}}}'", loc, hint=hint))
+            return None
+        return resolve_param(name, chain)
+
+    for name in list(raw):
+        raw[name] = resolve_param(name, ())
+    for key in list(tree):
+        if key != "params":
+            tree[key] = _substitute(tree[key], tree.locs.get(key, tree.loc), lookup, problems)
+    if problems:
+        raise SpecError(problems)
+
+
+def _substitute(value: Any, loc: Location, lookup, problems: list[Problem]) -> Any:
+    """Replace ``${name}`` references: a whole-string reference keeps the param's type (an int stays
+    an int); a reference inside longer text is formatted into it; ``$${`` is a literal ``${``."""
+    if isinstance(value, LMap):
+        for key in list(value):
+            value[key] = _substitute(value[key], value.locs.get(key, value.loc), lookup, problems)
+        return value
+    if isinstance(value, LList):
+        for i, item in enumerate(value):
+            value[i] = _substitute(item, child_loc(value, i, loc), lookup, problems)
+        return value
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    whole = _PARAM_REF.fullmatch(value)
+    if whole and not value.startswith("$$"):
+        return lookup(whole.group(1).strip(), loc)
+
+    def replace(match: re.Match) -> str:
+        start = match.start()
+        if start > 0 and value[start - 1] == "$":
+            return match.group(0)
+        return str(lookup(match.group(1).strip(), loc))
+
+    return _PARAM_REF.sub(replace, value).replace("$${", "${")
+
+
+# --- plain data and its locations ---------------------------------------------------------------
+
+def _to_plain(value: Any, path: Path_, loc: Location, table: dict[Path_, Location]) -> Any:
+    table[path] = loc
+    if isinstance(value, LMap):
+        return {k: _to_plain(v, (*path, k), value.locs.get(k, value.loc), table) for k, v in value.items()}
+    if isinstance(value, LList):
+        return [_to_plain(v, (*path, i), child_loc(value, i, value.loc), table) for i, v in enumerate(value)]
+    return value

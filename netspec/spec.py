@@ -1,0 +1,341 @@
+"""The spec format: pydantic models for a whole network file, and validation that reports every
+mistake at its YAML location with a did-you-mean hint."""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from netspec.errors import Location, Problem, SpecError, did_you_mean
+from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
+from netspec.layers.base import Name
+from netspec.loader import LoadedSpec, load_spec_document
+
+SPEC_NAME_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class InputSpec(StrictModel):
+    """The input tensor without the batch dimension, written in ``layout`` order."""
+
+    shape: tuple[PositiveInt, ...] = Field(description="[C, H, W] (channels_first), [H, W, C] (channels_last) or [F].")
+    layout: Literal["channels_first", "channels_last"] = "channels_first"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        # `input: [3, 224, 224]` is shorthand for `input: {shape: [3, 224, 224]}`
+        if isinstance(value, (list, tuple)):
+            return {"shape": tuple(value)}
+        if isinstance(value, dict) and isinstance(value.get("shape"), list):
+            return {**value, "shape": tuple(value["shape"])}
+        return value
+
+    @model_validator(mode="after")
+    def _rank(self) -> InputSpec:
+        if len(self.shape) not in (1, 3):
+            raise ValueError(f"input shape must have 3 dimensions (an image) or 1 (features), got {len(self.shape)}")
+        return self
+
+    @property
+    def chw(self) -> tuple[int, ...]:
+        """The shape channels-first, as the checker works."""
+        if self.layout == "channels_last" and len(self.shape) == 3:
+            h, w, c = self.shape
+            return (c, h, w)
+        return self.shape
+
+
+class Block(StrictModel):
+    """A named group of layers; generated models mirror it (torchvision's ``features``,
+    ``avgpool``, ``classifier``)."""
+
+    name: Name
+    layers: list[AnyLayer] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+class DataSpec(StrictModel):
+    """Where training data comes from and how images are prepared (used by ``netspec train``)."""
+
+    dataset: Literal["digits", "cifar10", "imagefolder", "synthetic"] = Field(
+        "digits", description="digits ships inside scikit-learn, so it needs no download.")
+    path: str | None = Field(None, description="Folder of an imagefolder or cifar10 dataset.")
+    resize: PositiveInt | None = Field(None, description="Resize the shorter side to this before cropping.")
+    random_crop: bool = Field(False, description="Crop to the input size at random (training) or centre (eval).")
+    hflip: bool = Field(False, description="Random horizontal flips in training.")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.229, 0.224, 0.225)
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share when a dataset has no split.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tuples(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        return value
+
+
+class OptimizerSpec(StrictModel):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: PositiveFloat = 0.01
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    nesterov: bool = False
+
+
+class ScheduleSpec(StrictModel):
+    name: Literal["constant", "step", "plateau", "cosine"] = "constant"
+    factor: float = Field(0.1, gt=0, lt=1, description="Multiplier for step and plateau schedules.")
+    step_size: PositiveInt = Field(30, description="Epochs between steps (step schedule).")
+    patience: PositiveInt = Field(5, description="Epochs without improvement before a plateau cut.")
+    min_lr: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class TrainingSpec(StrictModel):
+    """The training recipe; every field can be overridden on the command line."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+
+
+class NetSpec(StrictModel):
+    """A network definition: the document a spec YAML file holds."""
+
+    name: Annotated[str, Field(pattern=SPEC_NAME_RE, description="The network's name.")]
+    description: str = Field("", max_length=4000)
+    input: InputSpec
+    params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], int | float | str | bool] = Field(
+        default_factory=dict, description="Named values referenced as ${name} anywhere in the spec.")
+    layers: list[AnyLayer] | None = Field(None, min_length=1, description="The layers, in order.")  # type: ignore[valid-type]
+    blocks: list[Block] | None = Field(None, min_length=1, description="Named groups of layers, in order.")
+    data: DataSpec = DataSpec()
+    training: TrainingSpec = TrainingSpec()
+
+    @model_validator(mode="after")
+    def _layers_or_blocks(self) -> NetSpec:
+        if (self.layers is None) == (self.blocks is None):
+            raise ValueError("give exactly one of 'layers' (a flat list) or 'blocks' (named groups)")
+        return self
+
+    def iter_layers(self) -> Iterator[tuple[str | None, Layer, tuple]]:
+        """Every layer in order as (block name or None, layer, its path in the document)."""
+        if self.layers is not None:
+            for i, layer in enumerate(self.layers):
+                yield None, layer, ("layers", i)
+        for b, block in enumerate(self.blocks or ()):
+            for i, layer in enumerate(block.layers):
+                yield block.name, layer, ("blocks", b, "layers", i)
+
+
+@dataclass
+class SpecSource:
+    """A validated spec and where it came from."""
+
+    spec: NetSpec
+    loaded: LoadedSpec
+
+    @property
+    def file(self) -> str:
+        return self.loaded.file
+
+    def location(self, path: tuple) -> Location:
+        return self.loaded.location(path)
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> SpecSource:
+    """Read, resolve and validate a spec file; raise SpecError listing every problem found."""
+    loaded = load_spec_document(path, overrides)
+    try:
+        spec = NetSpec.model_validate(loaded.data)
+    except ValidationError as exc:
+        raise SpecError(_problems_from_validation(exc, loaded)) from None
+    _check_unique_names(spec, loaded)
+    return SpecSource(spec, loaded)
+
+
+def _check_unique_names(spec: NetSpec, loaded: LoadedSpec) -> None:
+    seen: dict[str, tuple] = {}
+    problems = []
+    block_names = [b.name for b in spec.blocks or ()]
+    for dup in {n for n in block_names if block_names.count(n) > 1}:
+        problems.append(Problem(f"two blocks are named '{dup}'", loaded.location(("blocks",)),
+                                hint="give each block its own name"))
+    for _, layer, path in spec.iter_layers():
+        if layer.name in seen:
+            first = loaded.location(seen[layer.name])
+            problems.append(Problem(
+                f"the name '{layer.name}' is already used by the layer at line {first.line}",
+                loaded.location((*path, "name")), layer=layer.name, hint="give every layer its own name"))
+        elif layer.name in block_names:
+            problems.append(Problem(f"the name '{layer.name}' is also a block's name",
+                                    loaded.location((*path, "name")), layer=layer.name,
+                                    hint="layer and block names share one namespace in generated code"))
+        else:
+            seen[layer.name] = path
+    if problems:
+        raise SpecError(problems)
+
+
+# --- pydantic errors -> located, readable problems ------------------------------------------------
+
+def _problems_from_validation(exc: ValidationError, loaded: LoadedSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple] = set()
+    for err in exc.errors(include_url=False):
+        path, model, layer_name = _data_path(err["loc"], loaded.data)
+        message, hint = _describe(err, path, model)
+        key = (path, message)
+        if key in seen:
+            continue
+        seen.add(key)
+        problems.append(Problem(message, loaded.location(path), layer=layer_name, hint=hint))
+    return problems
+
+
+def _data_path(loc: tuple, data: Any) -> tuple[tuple, type[BaseModel] | None, str | None]:
+    """Map pydantic's error location onto the document.
+
+    pydantic's ``loc`` mixes document keys with its own steps (the discriminator tag of a layer,
+    validator names); keep the former, and track which model class and which layer the error is in.
+    """
+    path: list[Any] = []
+    node = data
+    model: type[BaseModel] | None = NetSpec
+    layer_name = None
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            model = _field_model(model, part) if model is not None else None
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, dict) and node.get("type") == part:
+            continue  # the discriminator tag: the layer's class was picked up below
+        elif isinstance(node, dict) and model is not None and part in model.model_fields:
+            path.append(part)  # a key absent from the document ('missing')
+            node = None
+        else:
+            node = None  # a pydantic-internal step
+        if isinstance(node, dict) and isinstance(node.get("type"), str) and node["type"] in LAYER_REGISTRY:
+            model = LAYER_REGISTRY[node["type"]]
+            if isinstance(node.get("name"), str):
+                layer_name = node["name"]
+    return tuple(path), model, layer_name
+
+
+def _field_model(model: type[BaseModel], field_name: str) -> type[BaseModel] | None:
+    field = model.model_fields.get(field_name)
+    if field is None:
+        return None
+    return _first_model(field.annotation)
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _first_model(arg)
+        if found is not None and found is not Layer and not issubclass(found, Layer):
+            return found
+    return None
+
+
+_PYDANTIC_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
+
+
+def _describe(err: dict, path: tuple, model: type[BaseModel] | None) -> tuple[str, str | None]:
+    kind = err["type"]
+    key = path[-1] if path and isinstance(path[-1], str) else None
+    where = f"'{key}'" if key else "value"
+    got = err.get("input")
+    ctx = err.get("ctx") or {}
+    fields = list(model.model_fields) if model is not None else []
+    synonyms = getattr(model, "synonyms", {}) if model is not None else {}
+
+    if kind == "extra_forbidden":
+        hint = did_you_mean(str(key), fields, synonyms)
+        allowed = f"allowed keys: {', '.join(fields)}" if fields else None
+        return f"unknown key '{key}'", hint or allowed
+    if kind == "missing":
+        missing = err["loc"][-1]
+        return f"missing required key '{missing}'", _missing_hint(str(missing))
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        types_ = sorted(LAYER_REGISTRY)
+        if kind == "union_tag_not_found":
+            return "a layer needs a 'type'", f"one of: {', '.join(types_)}"
+        tag = ctx.get("tag", got)
+        hint = did_you_mean(str(tag), types_, _TYPE_SYNONYMS) or f"known types: {', '.join(types_)}"
+        return f"unknown layer type '{tag}'", hint
+    if kind == "literal_error":
+        return f"{where} is {got!r}; expected {ctx.get('expected')}", None
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {"greater_than": "more than", "greater_than_equal": "at least",
+                 "less_than": "less than", "less_than_equal": "at most"}[kind]
+        limit = next(iter(ctx.values()), None)
+        return f"{where} must be {bound} {limit}, got {got!r}", None
+    if kind == "string_pattern_mismatch":
+        return f"{where} {got!r} is not a valid name", "use letters, digits, '_', '-' or '.', starting with a letter"
+    if kind in ("int_type", "float_type", "bool_type", "string_type", "dict_type", "list_type",
+                "model_type", "tuple_type"):
+        expected = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+                    "string_type": "text", "dict_type": "a mapping", "list_type": "a list",
+                    "model_type": "a mapping", "tuple_type": "a list"}[kind]
+        return f"{where} must be {expected}, got {got!r}", None
+    if kind == "too_short":
+        return f"{where} must not be empty", None
+    message = _PYDANTIC_PREFIX.sub("", err["msg"])
+    return (f"{where}: {message}" if key else message), None
+
+
+_TYPE_SYNONYMS = {
+    "dense": "linear", "fc": "linear", "fully_connected": "linear", "conv": "conv2d", "conv2D": "conv2d",
+    "maxpool": "maxpool2d", "max_pool2d": "maxpool2d", "maxpooling2d": "maxpool2d",
+    "avgpool": "avgpool2d", "averagepooling2d": "avgpool2d", "batchnorm": "batchnorm2d",
+    "batch_norm": "batchnorm2d", "batchnormalization": "batchnorm2d", "local_response_norm": "lrn",
+    "localresponsenorm": "lrn", "adaptiveavgpool2d": "adaptive_avgpool2d", "swish": "silu",
+}
+
+
+def _missing_hint(key: str) -> str | None:
+    examples = {
+        "name": "every spec and block needs a name, e.g. name: alexnet",
+        "input": "e.g. input: [3, 224, 224]",
+        "out_channels": "the number of filters, e.g. out_channels: 96",
+        "kernel_size": "e.g. kernel_size: 3",
+        "out_features": "the number of units, e.g. out_features: 4096",
+        "output_size": "e.g. output_size: 6",
+    }
+    return examples.get(key)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the spec format, for editors (YAML language servers) and tools."""
+    schema = NetSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "netspec network spec"
+    props = schema.setdefault("properties", {})
+    props["extends"] = {"type": "string", "description": "Path of a base spec this variant overrides."}
+    props["patch"] = {"type": "object", "description": "Layer name -> fields to change in the base.",
+                      "additionalProperties": {"type": "object"}}
+    props["remove"] = {"type": "array", "items": {"type": "string"}, "description": "Base layers to delete."}
+    # a variant inherits its base's required keys, so require them only of specs without 'extends'
+    required = schema.pop("required", [])
+    schema["if"] = {"not": {"required": ["extends"]}}
+    schema["then"] = {"required": required}
+    return schema
+

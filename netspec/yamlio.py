@@ -1,0 +1,180 @@
+"""Safe YAML reading that remembers where every value came from.
+
+PyYAML's composer (safe, C-accelerated where available) gives nodes with marks; we walk them into
+plain dicts and lists that also carry a :class:`Location` per child, refusing what a spec never
+needs: duplicate keys, merge keys, tags beyond the plain scalars, non-finite numbers, alias bombs,
+very deep nesting and very large files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netspec.errors import Location, Problem, SpecError
+
+MAX_FILE_BYTES = 1 << 20  # a real spec is a few KiB
+MAX_NODES = 100_000  # counted after alias expansion, so a "billion laughs" document stops early
+MAX_DEPTH = 64
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+
+class LMap(dict):
+    """A YAML mapping; ``locs[key]`` is where that key was written."""
+
+    def __init__(self, loc: Location):
+        super().__init__()
+        self.loc = loc
+        self.locs: dict[str, Location] = {}
+
+
+class LList(list):
+    """A YAML sequence; ``locs[i]`` is where item ``i`` was written."""
+
+    def __init__(self, loc: Location):
+        super().__init__()
+        self.loc = loc
+        self.locs: list[Location] = []
+
+
+def child_loc(container: Any, key: Any, default: Location) -> Location:
+    """Location of ``container[key]``, falling back to the container's own, then ``default``."""
+    if isinstance(container, LMap):
+        return container.locs.get(key, container.loc)
+    if isinstance(container, LList) and isinstance(key, int) and 0 <= key < len(container.locs):
+        return container.locs[key]
+    return getattr(container, "loc", default)
+
+
+def read_yaml_file(path: Path, display: str | None = None) -> Any:
+    """Read one YAML document from ``path`` into an LMap/LList tree; raise SpecError on any problem."""
+    name = display or str(path)
+    if not path.exists():
+        raise SpecError.single(f"file not found: {name}", hint="check the path; specs live in specs/ by convention")
+    if not path.is_file():
+        raise SpecError.single(f"not a file: {name}")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SpecError.single(
+            f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for a spec",
+            Location(name), hint="a spec is a few KiB; is this the right file?")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError.single(
+            f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            Location(name, line, 1), hint="save the spec as UTF-8") from None
+    return parse_yaml_text(text, name)
+
+
+def parse_yaml_text(text: str, name: str) -> Any:
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
+        raise SpecError.single(f"malformed YAML: {problem}", loc,
+                               hint="check indentation, colons and brackets near this line") from None
+    except yaml.YAMLError as exc:
+        raise SpecError.single(f"malformed YAML: {exc}", Location(name)) from None
+    if root is None:
+        raise SpecError.single("the file is empty", Location(name, 1, 1),
+                               hint="a spec needs at least name, input and layers")
+    walker = _Walker(name)
+    tree = walker.walk(root, 0)
+    if walker.problems:
+        raise SpecError(walker.problems)
+    return tree
+
+
+class _Walker:
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes = 0
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.name, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def walk(self, node: yaml.Node, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise SpecError.single(
+                f"document expands to more than {MAX_NODES:,} values (nested aliases?)", self.loc(node),
+                hint="a spec never needs this; remove the repeated *alias references")
+        if depth > MAX_DEPTH:
+            raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels", self.loc(node),
+                                   hint="flatten the structure; a spec is at most a few levels deep")
+        if isinstance(node, yaml.MappingNode):
+            return self.walk_mapping(node, depth)
+        if isinstance(node, yaml.SequenceNode):
+            seq = LList(self.loc(node))
+            for item in node.value:
+                seq.append(self.walk(item, depth + 1))
+                seq.locs.append(self.loc(item))
+            return seq
+        return self.scalar(node)
+
+    def walk_mapping(self, node: yaml.MappingNode, depth: int) -> LMap:
+        mapping = LMap(self.loc(node))
+        for key_node, value_node in node.value:
+            key_loc = self.loc(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.problems.append(Problem("YAML merge keys (<<) are not supported", key_loc,
+                                             hint="use 'extends:' for variants or ${params} for shared values"))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(Problem("a mapping key must be a plain name", key_loc))
+                continue
+            key = self.scalar(key_node)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in mapping:
+                first = mapping.locs[key]
+                self.problems.append(Problem(
+                    f"duplicate key '{key}' (first given at line {first.line})", key_loc,
+                    hint="remove one of them; YAML would silently keep only the last"))
+                continue
+            mapping[key] = self.walk(value_node, depth + 1)
+            mapping.locs[key] = key_loc
+        return mapping
+
+    def scalar(self, node: yaml.Node) -> Any:
+        loc = self.loc(node)
+        if node.tag not in _PLAIN_TAGS:
+            if node.tag.startswith("tag:yaml.org,2002:timestamp"):
+                return node.value  # a date is text to us
+            self.problems.append(Problem(f"unsupported YAML tag {node.tag!r}", loc,
+                                         hint="specs hold plain numbers, strings, booleans, lists and mappings"))
+            return None
+        try:
+            value = self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.problems.append(Problem(f"bad value: {exc}", loc))
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problems.append(Problem(f"{node.value!r} is not a finite number", loc,
+                                         hint="use a finite value"))
+            return None
+        return value
+
+
+def parse_scalar(text: str) -> Any:
+    """Parse a command-line value (``--set lr=0.1``) with the same rules as a YAML scalar."""
+    tree = parse_yaml_text(text, "<--set>") if text.strip() else ""
+    return tree
