@@ -12,7 +12,11 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
-from netspec.spec import NetSpec, SpecSource
+from netspec.loader import LoadedSpec, load_spec_document
+from netspec.spec import NetSpec, SpecSource, layer_adapter, validate_document
+
+# (block name or None, layer, path of the layer in the document), in network order
+LayerItems = list[tuple[str | None, Layer, tuple]]
 
 BYTES_PER_VALUE = 4  # float32
 SEARCH_RADIUS = 32  # pixels either side of the given input size when suggesting a fitting one
@@ -90,13 +94,50 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     shape = tuple(input_shape) if input_shape is not None else spec.input.chw
     if input_shape is not None and len(shape) not in (1, 3):
         raise SpecError.single(f"--input must be C×H×W or F, got {fmt_shape(shape)}")
-    layers, problems = _propagate(source, shape)
+    items = list(spec.iter_layers())
+    layers, problems = _propagate(items, source.loaded, shape)
     if problems:
         raise SpecError(problems)
     return CheckedNet(source, shape, batch, layers, _totals(layers, shape, batch))
 
 
-def _propagate(source: SpecSource, shape: Shape, *, stop_at: str | None = None,
+def check_file(path, overrides: list[str] | None = None, *, input_shape: Shape | None = None,
+               batch: int = 1) -> CheckedNet:
+    """Load, validate and check a spec file. When validation fails, the layers before the first
+    invalid one are still shape-checked, so all mistakes are reported in one go."""
+    loaded = load_spec_document(path, overrides)
+    try:
+        source = validate_document(loaded)
+    except SpecError as exc:
+        raise SpecError(exc.problems + _partial_shape_problems(loaded, input_shape)) from None
+    return check(source, input_shape=input_shape, batch=batch)
+
+
+def _partial_shape_problems(loaded: LoadedSpec, input_shape: Shape | None) -> list[Problem]:
+    from netspec.spec import InputSpec
+
+    if input_shape is None:
+        try:
+            input_shape = InputSpec.model_validate(loaded.data.get("input")).chw
+        except Exception:  # the input itself is invalid and already reported
+            return []
+    items: LayerItems = []
+    data = loaded.data
+    groups = [(None, data.get("layers"), ("layers",))]
+    if isinstance(data.get("blocks"), list):
+        groups += [(b.get("name"), b.get("layers"), ("blocks", i, "layers"))
+                   for i, b in enumerate(data["blocks"]) if isinstance(b, dict)]
+    adapter = layer_adapter()
+    for block, layers, prefix in groups:
+        for i, raw in enumerate(layers if isinstance(layers, list) else []):
+            try:
+                items.append((block, adapter.validate_python(raw), (*prefix, i)))
+            except Exception:
+                return _propagate(items, loaded, input_shape)[1]  # shapes after an invalid layer are unknown
+    return _propagate(items, loaded, input_shape)[1]
+
+
+def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: str | None = None,
                explain: bool = True) -> tuple[list[CheckedLayer], list[Problem]]:
     """Run the shape rules over the layers; stops early at an unknown shape or at ``stop_at``."""
     checked: list[CheckedLayer] = []
@@ -106,19 +147,19 @@ def _propagate(source: SpecSource, shape: Shape, *, stop_at: str | None = None,
     flattened_from: Shape | None = None
     rf, jump = (1, 1), (1, 1)
     sees_whole_input = False
-    for index, (block, layer, path) in enumerate(source.spec.iter_layers()):
+    for index, (block, layer, path) in enumerate(items):
         if layer.name == stop_at:
-            checked.append(_stub(index, block, layer, path, source, shape))
+            checked.append(_stub(index, block, layer, path, loaded, shape))
             break
-        location = source.location(path)
+        location = loaded.location(path)
         try:
             analysis = layer.analyze(LayerInput(shape, producer))
         except ShapeIssue as issue:
             if explain:
-                problems.append(_problem(issue, source, layer, path, input_shape))
+                problems.append(_problem(issue, items, loaded, layer, path, input_shape))
             break  # later shapes are unknown; pydantic already checked the later layers' fields
         if explain:
-            problems += [_problem(issue, source, layer, path, input_shape) for issue in analysis.issues]
+            problems += [_problem(issue, items, loaded, layer, path, input_shape) for issue in analysis.issues]
         rf, jump, sees_whole_input = _receptive(analysis, rf, jump, sees_whole_input)
         checked.append(CheckedLayer(
             index=index, name=layer.name, type=layer.kind, block=block, layer=layer, path=path,
@@ -136,8 +177,8 @@ def _propagate(source: SpecSource, shape: Shape, *, stop_at: str | None = None,
     return checked, problems
 
 
-def _stub(index, block, layer, path, source, shape) -> CheckedLayer:
-    return CheckedLayer(index, layer.name, layer.kind, block, layer, path, source.location(path),
+def _stub(index, block, layer, path, loaded, shape) -> CheckedLayer:
+    return CheckedLayer(index, layer.name, layer.kind, block, layer, path, loaded.location(path),
                         shape, shape, 0, 0, 0, None)
 
 
@@ -153,14 +194,15 @@ def _receptive(analysis: Analysis, rf, jump, whole: bool):
     return new_rf, new_jump, False
 
 
-def _problem(issue: ShapeIssue, source: SpecSource, layer: Layer, path: tuple, input_shape: Shape) -> Problem:
+def _problem(issue: ShapeIssue, items: LayerItems, loaded: LoadedSpec, layer: Layer, path: tuple,
+             input_shape: Shape) -> Problem:
     field_path = (*path, issue.field) if issue.field else path
-    location = source.location(field_path)
-    if issue.field and field_path not in source.loaded.locations:
-        location = source.location(path)  # the field was defaulted, so point at the layer
+    location = loaded.location(field_path)
+    if issue.field and field_path not in loaded.locations:
+        location = loaded.location(path)  # the field was defaulted, so point at the layer
     hint = issue.hint
     if issue.field == "in_features" and getattr(layer, "in_features", None):
-        fitting = _fitting_input(source, input_shape, layer.name, layer.in_features)  # type: ignore[attr-defined]
+        fitting = _fitting_input(items, loaded, input_shape, layer.name, layer.in_features)  # type: ignore[attr-defined]
         if fitting:
             size, before = fitting
             dims = "x".join(map(str, size))
@@ -169,7 +211,7 @@ def _problem(issue: ShapeIssue, source: SpecSource, layer: Layer, path: tuple, i
     return Problem(issue.message, location, layer=layer.name, hint=hint)
 
 
-def _fitting_input(source: SpecSource, input_shape: Shape, layer_name: str,
+def _fitting_input(items: LayerItems, loaded: LoadedSpec, input_shape: Shape, layer_name: str,
                    wanted: int) -> tuple[Shape, Shape] | None:
     """The input size nearest the spec's for which ``layer_name`` receives ``wanted`` features
     (AlexNet without conv1 padding needs 227×227, not the 224×224 many write-ups state)."""
@@ -180,7 +222,7 @@ def _fitting_input(source: SpecSource, input_shape: Shape, layer_name: str,
         if delta == 0 or min(h, w) + delta < 1:
             continue
         candidate = (c, h + delta, w + delta)
-        layers, _ = _propagate(source, candidate, stop_at=layer_name, explain=False)
+        layers, _ = _propagate(items, loaded, candidate, stop_at=layer_name, explain=False)
         if not layers or layers[-1].name != layer_name:
             continue
         if layers[-1].input_shape == (wanted,):

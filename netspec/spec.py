@@ -3,6 +3,7 @@ mistake at its YAML location with a did-you-mean hint."""
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections.abc import Iterator
@@ -10,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from netspec.errors import Location, Problem, SpecError, did_you_mean
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
@@ -158,13 +168,23 @@ class SpecSource:
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> SpecSource:
     """Read, resolve and validate a spec file; raise SpecError listing every problem found."""
-    loaded = load_spec_document(path, overrides)
+    return validate_document(load_spec_document(path, overrides))
+
+
+def validate_document(loaded: LoadedSpec) -> SpecSource:
+    """Validate a loaded document against the spec format."""
     try:
         spec = NetSpec.model_validate(loaded.data)
     except ValidationError as exc:
         raise SpecError(_problems_from_validation(exc, loaded)) from None
     _check_unique_names(spec, loaded)
     return SpecSource(spec, loaded)
+
+
+@functools.cache
+def layer_adapter() -> TypeAdapter:
+    """Validates a single layer mapping (used to keep checking when other parts are invalid)."""
+    return TypeAdapter(AnyLayer)
 
 
 def _check_unique_names(spec: NetSpec, loaded: LoadedSpec) -> None:
@@ -197,6 +217,8 @@ def _problems_from_validation(exc: ValidationError, loaded: LoadedSpec) -> list[
     seen: set[tuple] = set()
     for err in exc.errors(include_url=False):
         path, model, layer_name = _data_path(err["loc"], loaded.data)
+        if err["type"] == "union_tag_invalid":
+            path = (*path, "type")
         message, hint = _describe(err, path, model)
         key = (path, message)
         if key in seen:
@@ -215,9 +237,11 @@ def _data_path(loc: tuple, data: Any) -> tuple[tuple, type[BaseModel] | None, st
     path: list[Any] = []
     node = data
     model: type[BaseModel] | None = NetSpec
+    owner = model  # the model whose field the error is about
     layer_name = None
     for part in loc:
         if isinstance(node, dict) and part in node:
+            owner = model
             model = _field_model(model, part) if model is not None else None
             node = node[part]
             path.append(part)
@@ -227,15 +251,17 @@ def _data_path(loc: tuple, data: Any) -> tuple[tuple, type[BaseModel] | None, st
         elif isinstance(node, dict) and node.get("type") == part:
             continue  # the discriminator tag: the layer's class was picked up below
         elif isinstance(node, dict) and model is not None and part in model.model_fields:
+            owner = model
             path.append(part)  # a key absent from the document ('missing')
             node = None
         else:
             node = None  # a pydantic-internal step
-        if isinstance(node, dict) and isinstance(node.get("type"), str) and node["type"] in LAYER_REGISTRY:
-            model = LAYER_REGISTRY[node["type"]]
+        if isinstance(node, dict) and "type" in node:
             if isinstance(node.get("name"), str):
                 layer_name = node["name"]
-    return tuple(path), model, layer_name
+            model = LAYER_REGISTRY.get(node["type"]) if isinstance(node["type"], str) else None
+            owner = model
+    return tuple(path), owner, layer_name
 
 
 def _field_model(model: type[BaseModel], field_name: str) -> type[BaseModel] | None:

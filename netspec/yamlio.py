@@ -28,6 +28,7 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 class LMap(dict):
@@ -120,6 +121,9 @@ class _Walker:
         if depth > MAX_DEPTH:
             raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels", self.loc(node),
                                    hint="flatten the structure; a spec is at most a few levels deep")
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
+            raise SpecError.single(f"unsupported YAML tag {node.tag!r}", self.loc(node),
+                                   hint="specs hold plain numbers, strings, booleans, lists and mappings")
         if isinstance(node, yaml.MappingNode):
             return self.walk_mapping(node, depth)
         if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,146 @@
+"""The ``netspec`` command line.
+
+Exit codes: 0 success, 2 a user error (bad spec, bad option, missing file), 1 an internal failure.
+Framework imports happen inside the commands that need them, so ``netspec check`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netspec import __version__
+from netspec.errors import SpecError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+app = typer.Typer(
+    name="netspec",
+    help="Declarative model specs: check a network before it runs, then emit it for PyTorch or Keras.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec YAML file, e.g. specs/alexnet.yaml.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE",
+                 help="Override a param (num_classes=10) or a field by dotted path (training.epochs=5). Repeatable."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON document instead of tables.")]
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def user_errors(as_json: bool = False):
+    """Turn SpecError into its message and exit code 2; nothing else is caught here."""
+    try:
+        yield
+    except SpecError as exc:
+        if as_json:
+            doc = {"ok": False, "errors": [p.to_json() for p in exc.problems]}
+            typer.echo(json.dumps(doc, indent=2))
+        else:
+            _stderr_console().print(exc.format(), markup=False)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
+    """'3x227x227' (C×H×W) or '784' -> a tuple; SpecError when malformed."""
+    if text is None:
+        return None
+    if not re.fullmatch(r"\s*\d+(\s*[x×,]\s*\d+)*\s*", text):
+        raise SpecError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}")
+    dims = tuple(int(d) for d in re.split(r"[x×,]", text.replace(" ", "")))
+    if len(dims) not in (1, 3) or min(dims) < 1:
+        raise SpecError.single(f"--input must be C x H x W (or F) with positive sizes, got {text!r}")
+    return dims
+
+
+@app.command()
+def check(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    input_: Annotated[str | None, typer.Option(
+        "--input", metavar="CxHxW", help="Check with this input size instead of the spec's, e.g. 3x227x227.")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size for the memory estimate.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Infer every layer's shape, parameters and MACs, and report every mistake at once.
+
+    Pure Python: no framework is imported.
+    """
+    from netspec.check import check_file
+    from netspec.report import render_summary, summary_json
+
+    with user_errors(as_json):
+        net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_), batch=batch)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **summary_json(net)}, indent=2))
+        return
+    from rich.console import Console
+
+    render_summary(net, Console(highlight=False))
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the spec format, for editor completion and validation."""
+    from netspec.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from netspec.fileio import atomic_write_text
+
+    with user_errors():
+        atomic_write_text(output, text)
+    _stderr_console().print(f"wrote {output}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"netspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """netspec: one network definition, checked before it runs, for PyTorch and Keras."""
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("netspec: interrupted\n")
+        raise SystemExit(130) from None
+    except Exception as exc:  # an internal failure: say so, and keep the traceback on request
+        if os.environ.get("NETSPEC_DEBUG"):
+            raise
+        sys.stderr.write(f"netspec: internal error: {type(exc).__name__}: {exc}\n"
+                         "rerun with NETSPEC_DEBUG=1 for the traceback, and please report it\n")
+        raise SystemExit(EXIT_INTERNAL_ERROR) from None

@@ -1,0 +1,134 @@
+"""Presenting a CheckedNet: the terminal table of ``netspec check`` and its stable JSON form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netspec import __version__
+from netspec.check import CheckedNet
+from netspec.layers import Shape, fmt_shape
+
+JSON_FORMAT_VERSION = 1
+
+
+def display_shape(shape: Shape, layout: str) -> str:
+    """A shape as the spec's author thinks of it: C×H×W, or H×W×C for channels-last specs."""
+    if layout == "channels_last" and len(shape) == 3:
+        c, h, w = shape
+        shape = (h, w, c)
+    return fmt_shape(shape)
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def type_label(layer) -> str:
+    activation = getattr(layer, "activation", None)
+    return f"{layer.kind}+{activation}" if activation else layer.kind
+
+
+def _rf_label(rf: tuple[int, int] | None) -> str:
+    if rf is None:
+        return "all"
+    return str(rf[0]) if rf[0] == rf[1] else f"{rf[0]}×{rf[1]}"
+
+
+def summary_json(net: CheckedNet) -> dict[str, Any]:
+    """A stable, versioned document; shapes are channels-first and exclude the batch dimension."""
+    totals = net.totals
+    return {
+        "format": JSON_FORMAT_VERSION,
+        "netspec_version": __version__,
+        "spec": {"name": net.spec.name, "file": net.source.file, "extends": net.source.loaded.chain[1:]},
+        "input_shape": list(net.input_shape),
+        "shape_layout": "channels_first",
+        "batch": net.batch,
+        "layers": [
+            {
+                "index": cl.index,
+                "name": cl.name,
+                "type": cl.type,
+                "block": cl.block,
+                "activation": getattr(cl.layer, "activation", None),
+                "input_shape": list(cl.input_shape),
+                "output_shape": list(cl.output_shape),
+                "params": cl.params,
+                "non_trainable_params": cl.non_trainable,
+                "macs": cl.macs,
+                "activation_elements": cl.activation_elements,
+                "receptive_field": list(cl.receptive_field) if cl.receptive_field else None,
+                "line": cl.location.line or None,
+            }
+            for cl in net.layers
+        ],
+        "totals": {
+            "params": totals.params,
+            "trainable_params": totals.trainable_params,
+            "non_trainable_params": totals.non_trainable_params,
+            "macs": totals.macs,
+            "memory_bytes": {
+                "input": totals.input_bytes,
+                "activations_forward_backward": totals.activation_bytes,
+                "params": totals.param_bytes,
+                "total": totals.total_bytes,
+            },
+        },
+    }
+
+
+def render_summary(net: CheckedNet, console) -> None:
+    """Print the per-layer table and totals with rich (imported here: only the CLI needs it)."""
+    from rich import box
+    from rich.table import Table
+
+    layout = net.spec.input.layout
+    title = (f"[bold]{net.spec.name}[/]  {net.source.file}  input {display_shape(net.input_shape, layout)}"
+             f"  batch {net.batch}")
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Type", no_wrap=True)
+    table.add_column("Output", justify="right", no_wrap=True)
+    table.add_column("Params", justify="right", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
+    table.add_column("RF", justify="right", no_wrap=True)
+    table.add_column("Ln", justify="right", style="dim", no_wrap=True)
+    block = None
+    for cl in net.layers:
+        if cl.block != block and cl.block is not None:
+            table.add_row(f"[bold cyan]{cl.block}[/]", "", "", "", "", "", "")
+        block = cl.block
+        indent = "  " if cl.block else ""
+        table.add_row(indent + cl.name, type_label(cl.layer),
+                      display_shape(cl.output_shape, layout), f"{cl.params:,}" if cl.params else "–",
+                      human_count(cl.macs) if cl.macs else "–", _rf_label(cl.receptive_field),
+                      str(cl.location.line or ""))
+    console.print(table)
+
+    t = net.totals
+    rows = [
+        ("Total params", f"{t.params:,}"),
+        ("Trainable params", f"{t.trainable_params:,}"),
+        ("Non-trainable params", f"{t.non_trainable_params:,}"),
+        ("MACs per image", f"{t.macs:,} ({human_count(t.macs)})"),
+        (f"Input size (batch {net.batch})", human_bytes(t.input_bytes)),
+        ("Activations, forward + backward", human_bytes(t.activation_bytes)),
+        ("Params size", human_bytes(t.param_bytes)),
+        ("Estimated total (float32)", human_bytes(t.total_bytes)),
+    ]
+    totals = Table.grid(padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column(justify="right")
+    for label, value in rows:
+        totals.add_row(label, value)
+    console.print(totals)
