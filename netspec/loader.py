@@ -13,6 +13,7 @@ Variant rules (``extends: base.yaml``, relative to the variant's folder and insi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,7 @@ def _resolve_base_path(ref: Any, path: Path, root_dir: Path, loc: Location) -> P
                                hint="write the base's path relative to this spec's folder")
     candidate = (path.parent / ref).resolve()
     if not candidate.is_relative_to(root_dir):
-        raise SpecError.single(f"'extends' points outside the spec's folder ({root_dir}): {ref!r}", loc,
+        raise SpecError.single(f"'extends' points outside the folder of the spec being loaded: {ref!r}", loc,
                                hint="keep a variant and its base in the same folder tree")
     return path.parent / ref
 
@@ -328,30 +329,37 @@ def _resolve_params(tree: LMap) -> None:
         raise SpecError(problems)
 
 
-def _substitute(value: Any, loc: Location, lookup, problems: list[Problem]) -> Any:
+def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer: str | None = None) -> Any:
     """Replace ``${name}`` references: a whole-string reference keeps the param's type (an int stays
     an int); a reference inside longer text is formatted into it; ``$${`` is a literal ``${``."""
     if isinstance(value, LMap):
+        if "type" in value and isinstance(value.get("name"), str):
+            layer = value["name"]
         for key in list(value):
-            value[key] = _substitute(value[key], value.locs.get(key, value.loc), lookup, problems)
+            value[key] = _substitute(value[key], value.locs.get(key, value.loc), lookup, problems, layer)
         return value
     if isinstance(value, LList):
         for i, item in enumerate(value):
-            value[i] = _substitute(item, child_loc(value, i, loc), lookup, problems)
+            value[i] = _substitute(item, child_loc(value, i, loc), lookup, problems, layer)
         return value
     if not isinstance(value, str) or "${" not in value:
         return value
+    before = len(problems)
     whole = _PARAM_REF.fullmatch(value)
     if whole and not value.startswith("$$"):
-        return lookup(whole.group(1).strip(), loc)
+        result = lookup(whole.group(1).strip(), loc)
+    else:
+        def replace(match: re.Match) -> str:
+            start = match.start()
+            if start > 0 and value[start - 1] == "$":
+                return match.group(0)
+            return str(lookup(match.group(1).strip(), loc))
 
-    def replace(match: re.Match) -> str:
-        start = match.start()
-        if start > 0 and value[start - 1] == "$":
-            return match.group(0)
-        return str(lookup(match.group(1).strip(), loc))
+        result = _PARAM_REF.sub(replace, value).replace("$${", "${")
+    if layer is not None:
+        problems[before:] = [dataclasses.replace(p, layer=layer) for p in problems[before:]]
+    return result
 
-    return _PARAM_REF.sub(replace, value).replace("$${", "${")
 
 
 # --- plain data and its locations ---------------------------------------------------------------

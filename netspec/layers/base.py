@@ -148,6 +148,9 @@ class Layer(BaseModel):
     category: ClassVar[str] = "misc"
     # Keys users bring from other frameworks, mapped to ours, for did-you-mean hints.
     synonyms: ClassVar[dict[str, str]] = {}
+    # Sample configurations with an input shape (channels-first): the catalogue tests and the
+    # backends' conformance tests build and run each one.
+    examples: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -36,6 +36,15 @@ class Conv2d(Layer):
     synonyms = {"filters": "out_channels", "strides": "stride", "use_bias": "bias",
                 "dilation_rate": "dilation", "kernel": "kernel_size"}
 
+    examples = (
+        ((3, 32, 32), {"out_channels": 8, "kernel_size": 3}),
+        ((3, 227, 227), {"out_channels": 96, "kernel_size": 11, "stride": 4, "activation": "relu"}),
+        ((4, 17, 19), {"out_channels": 6, "kernel_size": [3, 5], "stride": [2, 1], "padding": [1, 2], "groups": 2}),
+        ((3, 224, 224), {"out_channels": 16, "kernel_size": 11, "stride": 4, "padding": "same"}),
+        ((6, 15, 15), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False, "padding": "valid"}),
+        ((4, 9, 10), {"out_channels": 4, "kernel_size": 4, "stride": 3, "padding": "same", "activation": "tanh"}),
+    )
+
     type: Literal["conv2d"]
     out_channels: PositiveInt = Field(description="Number of filters.")
     kernel_size: Pair = Field(description="Kernel size: an int or [height, width].")

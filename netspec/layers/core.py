@@ -16,6 +16,8 @@ class Dropout(Layer):
     category = "regularization"
     synonyms = {"rate": "p"}
 
+    examples = (((100,), {"p": 0.5}), ((4, 5, 5), {"p": 0.1}))
+
     type: Literal["dropout"]
     p: float = Field(0.5, ge=0, lt=1, description="Probability of zeroing a value.")
 
@@ -28,6 +30,8 @@ class Flatten(Layer):
     channels-last frameworks reorder so that weights transfer. params = 0, MACs = 0."""
 
     category = "reshape"
+
+    examples = (((256, 6, 6), {}), ((3, 4, 5), {}))
 
     type: Literal["flatten"]
 
@@ -48,6 +52,12 @@ class Linear(Layer):
 
     category = "linear"
     synonyms = {"units": "out_features", "use_bias": "bias", "input_dim": "in_features"}
+
+    examples = (
+        ((9216,), {"out_features": 64, "activation": "relu"}),
+        ((20,), {"out_features": 10, "bias": False}),
+        ((12,), {"in_features": 12, "out_features": 5, "activation": "softmax"}),
+    )
 
     type: Literal["linear"]
     out_features: PositiveInt = Field(description="Number of output features (units).")

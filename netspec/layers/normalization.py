@@ -23,6 +23,11 @@ class LocalResponseNorm(Layer):
     category = "normalization"
     synonyms = {"n": "size", "depth_radius": "size", "bias": "k"}
 
+    examples = (
+        ((16, 9, 9), {"size": 5, "alpha": 5e-4, "beta": 0.75, "k": 2.0}),
+        ((8, 5, 5), {"size": 4, "alpha": 1e-3, "beta": 0.5, "k": 1.0}),
+    )
+
     type: Literal["lrn"]
     size: PositiveInt = Field(5, description="Number of neighbouring channels summed over.")
     alpha: PositiveFloat = Field(1e-4, description="Scale; divided by size, as in PyTorch and Caffe.")
@@ -43,6 +48,11 @@ class BatchNorm2d(Layer):
 
     category = "normalization"
     synonyms = {"epsilon": "eps"}
+
+    examples = (
+        ((8, 6, 6), {}),
+        ((4, 5, 5), {"affine": False, "eps": 1e-3}),
+    )
 
     type: Literal["batchnorm2d"]
     eps: PositiveFloat = 1e-5

@@ -55,6 +55,14 @@ class MaxPool2d(_WindowPool):
     params = 0, MACs = 0 (comparisons are not multiply-accumulates)
     """
 
+    examples = (
+        ((8, 55, 55), {"kernel_size": 3, "stride": 2}),
+        ((4, 16, 16), {"kernel_size": 2}),
+        ((4, 14, 14), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+        ((4, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
+        ((4, 13, 13), {"kernel_size": 3, "stride": 2, "padding": "same"}),
+    )
+
     type: Literal["maxpool2d"]
 
     def analyze(self, inp: LayerInput) -> Analysis:
@@ -67,6 +75,12 @@ class AvgPool2d(_WindowPool):
     out = floor((in + pad_before + pad_after - kernel) / stride) + 1  (ceil with ``ceil_mode``)
     params = 0, MACs = 0
     """
+
+    examples = (
+        ((8, 12, 12), {"kernel_size": 2}),
+        ((4, 14, 14), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+        ((4, 13, 13), {"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": False}),
+    )
 
     type: Literal["avgpool2d"]
     count_include_pad: bool = Field(True, description="Count zero padding in the average (PyTorch's default).")
@@ -86,6 +100,12 @@ class AdaptiveAvgPool2d(Layer):
 
     category = "pooling"
     synonyms = {"size": "output_size"}
+
+    examples = (
+        ((8, 13, 13), {"output_size": 6}),
+        ((8, 12, 12), {"output_size": 6}),
+        ((4, 7, 9), {"output_size": [3, 2]}),
+    )
 
     type: Literal["adaptive_avgpool2d"]
     output_size: Pair = Field(description="Output size: an int or [height, width].")

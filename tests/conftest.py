@@ -1,0 +1,26 @@
+"""Shared test fixtures: where the specs live and small helpers to write specs on the fly."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS_DIR = ROOT / "specs"
+BAD_SPECS_DIR = Path(__file__).resolve().parent / "specs"
+ALL_SPECS = sorted(SPECS_DIR.glob("*.yaml"))
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a dedented YAML text to tmp_path/NAME and return its path."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return write

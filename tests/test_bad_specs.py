@@ -1,0 +1,101 @@
+"""The corpus of bad specs: each file states, in '# expect:' lines, the exact problems it must
+produce (file:line:column | layer | message | hint). A new bad_*.yaml is tested for free."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from netspec import check_file
+from netspec.errors import SpecError
+
+from .conftest import BAD_SPECS_DIR
+
+BAD_SPECS = sorted(BAD_SPECS_DIR.glob("bad_*.yaml"))
+
+
+def expectations(path):
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("# expect: "):
+            where, layer, message, hint = (part.strip() for part in line[len("# expect: "):].split(" | "))
+            found.append((where, layer or None, message, hint or None))
+    assert found, f"{path.name} states no '# expect:' line"
+    return found
+
+
+def actual(problems):
+    return sorted(
+        (f"{os.path.basename(p.location.file)}:{p.location.line}:{p.location.column}", p.layer, p.message, p.hint)
+        for p in problems)
+
+
+@pytest.mark.parametrize("spec", BAD_SPECS, ids=lambda p: p.name)
+def test_bad_spec_reports_exactly_what_it_expects(spec, monkeypatch):
+    monkeypatch.chdir(BAD_SPECS_DIR)
+    with pytest.raises(SpecError) as caught:
+        check_file(spec.name)
+    assert actual(caught.value.problems) == sorted(expectations(spec))
+
+
+@pytest.mark.parametrize("spec", [BAD_SPECS_DIR / "bad_groups.yaml", BAD_SPECS_DIR / "bad_many_errors.yaml"],
+                         ids=lambda p: p.name)
+def test_bad_spec_from_the_command_line_exits_2_without_traceback(spec):
+    result = subprocess.run([sys.executable, "-m", "netspec", "check", str(spec)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    for where, layer, message, _ in expectations(spec):
+        line_col = where.split(":", 1)[1]
+        assert f"{spec}:{line_col}: error: layer '{layer}': {message}" in result.stderr
+
+
+def test_json_errors_are_machine_readable():
+    spec = BAD_SPECS_DIR / "bad_many_errors.yaml"
+    result = subprocess.run([sys.executable, "-m", "netspec", "check", str(spec), "--json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False
+    assert {e["layer"] for e in doc["errors"]} == {"conv1", "pool1", "drop", "act"}
+    assert all(e["file"] == str(spec) and e["line"] and e["column"] for e in doc["errors"])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError) as caught:
+        check_file(tmp_path / "nope.yaml")
+    assert caught.value.problems[0].message == f"file not found: {tmp_path / 'nope.yaml'}"
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: huge\n" + "# padding\n" * 200_000)
+    with pytest.raises(SpecError, match="over the 1,048,576-byte limit"):
+        check_file(path)
+
+
+def test_non_utf8_bytes_are_located(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"name: caf\xe9\ninput: [3, 8, 8]\n")
+    with pytest.raises(SpecError) as caught:
+        check_file(path)
+    [problem] = caught.value.problems
+    assert "not valid UTF-8 (byte 0xe9 at offset 9)" in problem.message
+    assert problem.location.line == 1
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: deep\ninput: " + "[" * 100 + "]" * 100 + "\n")
+    with pytest.raises(SpecError, match="nesting is deeper than 64 levels"):
+        check_file(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing here\n")
+    with pytest.raises(SpecError, match="the file is empty"):
+        check_file(path)
