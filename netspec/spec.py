@@ -349,9 +349,39 @@ def _missing_hint(key: str) -> str | None:
     return examples.get(key)
 
 
+_PARAM_REF_SCHEMA = {"type": "string", "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$",
+                     "description": "A reference to a value under 'params:'."}
+
+
+def _allow_param_refs(node: Any, key: str | None = None) -> Any:
+    """Any scalar may be written as ${param}; say so in the schema (except for type and name)."""
+    if isinstance(node, list):
+        return [_allow_param_refs(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k == "properties":
+            out[k] = {name: (sub if name in ("type", "name") else _allow_param_refs(sub, name))
+                      for name, sub in v.items()}
+        elif k in ("$defs", "definitions"):
+            out[k] = {name: _allow_param_refs(sub) for name, sub in v.items()}
+        else:
+            out[k] = _allow_param_refs(v) if isinstance(v, (dict, list)) else v
+    scalar = out.get("type") in ("integer", "number", "boolean") or "enum" in out or "const" in out
+    if scalar and key is not None:
+        return {"anyOf": [out, _PARAM_REF_SCHEMA]}
+    if scalar and key is None and "items" not in out:
+        return {"anyOf": [out, _PARAM_REF_SCHEMA]}
+    return out
+
+
 def json_schema() -> dict:
     """The JSON Schema of the spec format, for editors (YAML language servers) and tools."""
-    schema = NetSpec.model_json_schema()
+    schema = _allow_param_refs(NetSpec.model_json_schema())
+    input_def = schema["$defs"]["InputSpec"]
+    schema["$defs"]["InputSpec"] = {"anyOf": [input_def, input_def["properties"]["shape"]],
+                                    "description": input_def.get("description", "")}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "netspec network spec"
     props = schema.setdefault("properties", {})

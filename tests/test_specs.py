@@ -68,7 +68,8 @@ def test_cifar10_recipe():
     assert spec.input.shape == (3, 227, 227)
     t = spec.training
     assert (t.epochs, t.batch_size) == (90, 128)
-    assert (t.optimizer.name, t.optimizer.lr, t.optimizer.momentum, t.optimizer.weight_decay) == ("sgd", 0.01, 0.9, 5e-4)
+    opt = t.optimizer
+    assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 0.01, 0.9, 5e-4)
     assert (t.schedule.name, t.schedule.factor) == ("plateau", 0.1)
     assert (spec.data.dataset, spec.data.resize, spec.data.random_crop) == ("cifar10", 256, True)
 

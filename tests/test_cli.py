@@ -1,0 +1,139 @@
+"""The command line, through typer's CliRunner and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from netspec import __version__
+from netspec.cli import app
+
+from .conftest import ALL_SPECS, SPECS_DIR
+
+runner = CliRunner()
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "netspec", *map(str, args)], capture_output=True, text=True)
+
+
+def test_check_prints_the_layer_table_and_totals():
+    result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet.yaml")], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for text in ("conv1", "conv2d+relu", "96×55×55", "256×6×6", "lrn", "Total params", "60,965,224",
+                 "Trainable params", "MACs per image", "Activations, forward + backward", "Params size",
+                 "Estimated total (float32)"):
+        assert text in out
+
+
+def test_check_shows_channels_last_specs_as_written():
+    result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet-keras.yaml")], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    assert "56×56×96" in result.output and "input 224×224×3" in result.output
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: p.name)
+def test_check_json_is_stable_and_complete(spec):
+    result = runner.invoke(app, ["check", str(spec), "--json"])
+    assert result.exit_code == 0
+    doc = json.loads(result.output)
+    assert doc["ok"] is True and doc["format"] == 1
+    assert doc["spec"]["file"] == str(spec)
+    for layer in doc["layers"]:
+        assert {"name", "type", "output_shape", "params", "macs"} <= set(layer)
+    totals = doc["totals"]
+    assert totals["params"] == sum(layer["params"] + layer["non_trainable_params"] for layer in doc["layers"])
+    assert totals["macs"] == sum(layer["macs"] for layer in doc["layers"])
+    memory = totals["memory_bytes"]
+    assert memory["total"] == memory["input"] + memory["activations_forward_backward"] + memory["params"]
+
+
+def test_check_options_input_batch_and_set():
+    result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet-torchvision.yaml"), "--json",
+                                 "--input", "3x256x256", "--batch", "8", "--set", "num_classes=10"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["input_shape"] == [3, 256, 256] and doc["batch"] == 8
+    assert doc["layers"][-1]["output_shape"] == [10]
+    assert doc["totals"]["memory_bytes"]["input"] == 8 * 3 * 256 * 256 * 4
+
+
+@pytest.mark.parametrize("bad", ["3x224", "abc", "0x4x4", "3x-1x2"])
+def test_bad_input_option_is_a_user_error(bad):
+    result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet.yaml"), "--input", bad])
+    assert result.exit_code == 2
+    assert "--input" in result.output
+
+
+def test_cifar10_at_224_fails_with_the_explanation_as_a_subprocess():
+    result = run_cli("check", SPECS_DIR / "alexnet-cifar10.yaml", "--input", "3x224x224")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "error: layer 'fc6': in_features is 9,216" in result.stderr
+    assert "flattening 256×5×5" in result.stderr and "--input 3x227x227" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_never_imports_a_framework():
+    code = (
+        "import sys\n"
+        "from netspec.cli import app\n"
+        "try:\n"
+        f"    app(['check', {str(SPECS_DIR / 'alexnet.yaml')!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow', 'keras', 'jax'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+
+
+def test_missing_spec_file_is_a_user_error():
+    result = run_cli("check", "no/such/spec.yaml")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: file not found: no/such/spec.yaml",
+        "    hint: check the path; specs live in specs/ by convention",
+    ]
+
+
+def test_unknown_option_is_a_usage_error():
+    result = run_cli("check", SPECS_DIR / "alexnet.yaml", "--frobnicate")
+    assert result.returncode == 2
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.strip() == f"netspec {__version__}"
+    help_text = run_cli("--help").stdout
+    assert "check" in help_text and "schema" in help_text
+
+
+def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
+    import jsonschema
+
+    out = tmp_path / "schema.json"
+    result = runner.invoke(app, ["schema", "-o", str(out)])
+    assert result.exit_code == 0
+    schema = json.loads(out.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for spec in ALL_SPECS:
+        doc = yaml.safe_load(spec.read_text())  # as an editor sees it: ${params} unresolved
+        errors = list(validator.iter_errors(doc))
+        assert not errors, (spec.name, errors[0].message)
+    bad = {"name": "x", "input": [3, 8, 8], "layers": [{"name": "c", "type": "conv2d", "filters": 3}]}
+    assert list(validator.iter_errors(bad))
+    bad_ref = {"name": "x", "input": [3, 8, 8], "layers": [{"name": "d", "type": "dropout", "p": "half"}]}
+    assert list(validator.iter_errors(bad_ref))
+
+
+def test_schema_to_stdout_is_json():
+    result = runner.invoke(app, ["schema"])
+    assert json.loads(result.output)["title"] == "netspec network spec"

@@ -1,0 +1,97 @@
+"""The layer catalogue: every entry is registered, documented, and its shape rule and parameter
+count agree with what PyTorch really does, for each of its examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from netspec.check import check
+from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
+from netspec.layers.base import same_padding, window_output
+from netspec.loader import LoadedSpec
+from netspec.spec import NetSpec, SpecSource
+
+CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
+
+
+def single_layer_net(kind: str, index: int):
+    """A one-layer network for catalogue example ``index`` of ``kind``, checked."""
+    shape, config = LAYER_REGISTRY[kind].examples[index]
+    spec = NetSpec.model_validate({"name": "one", "input": list(shape),
+                                   "layers": [{"name": "layer", "type": kind, **config}]})
+    return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
+
+
+@pytest.mark.parametrize("kind", sorted(LAYER_REGISTRY))
+def test_every_layer_is_documented_with_examples(kind):
+    cls = LAYER_REGISTRY[kind]
+    assert cls.__doc__ and len(cls.__doc__.strip()) > 20
+    assert cls.examples, f"{kind} needs at least one example in its catalogue entry"
+    assert cls.category != "misc"
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("kind", "index"), CATALOGUE, ids=[f"{k}-{i}" for k, i in CATALOGUE])
+def test_catalogue_example_matches_torch(kind, index):
+    from .reference_torch import run_torch
+
+    net = single_layer_net(kind, index)
+    [(shape, params, buffers)] = run_torch(net)
+    [layer] = net.layers
+    assert shape == layer.output_shape
+    assert params == layer.params
+    assert buffers == layer.non_trainable
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        (224, 11, 4, (3, 4)),  # out 56: total pad 7, extra pixel after
+        (27, 5, 1, (2, 2)),
+        (13, 3, 2, (1, 1)),
+        (10, 4, 3, (1, 2)),
+        (8, 1, 2, (0, 0)),
+        (7, 2, 2, (0, 1)),
+    ],
+)
+def test_same_padding_follows_tensorflow(size, kernel, stride, expected):
+    assert same_padding(size, kernel, stride) == expected
+    top, bottom = expected
+    assert window_output(size, kernel, stride, top, bottom) == -(-size // stride)
+
+
+def test_ceil_mode_drops_a_window_that_starts_in_the_padding():
+    # PyTorch: 5 inputs, kernel 2, stride 2, padding 1, ceil -> 3 (a 4th window would start in the right pad)
+    assert window_output(5, 2, 2, 1, 1, ceil_mode=True) == 3
+    assert window_output(6, 3, 2, 0, 0, ceil_mode=True) == 3
+    assert window_output(6, 3, 2, 0, 0, ceil_mode=False) == 2
+
+
+def test_grouped_conv_counts_params_and_macs_per_group():
+    conv = LAYER_REGISTRY["conv2d"].model_validate(
+        {"name": "c", "type": "conv2d", "out_channels": 384, "kernel_size": 3, "padding": 1, "groups": 2})
+    analysis = conv.analyze(LayerInput((384, 13, 13), "the input"))
+    assert analysis.params == 384 * 192 * 9 + 384
+    assert analysis.macs == 13 * 13 * 384 * 192 * 9
+
+
+def test_in_channels_mismatch_is_reported_but_not_fatal():
+    conv = LAYER_REGISTRY["conv2d"].model_validate(
+        {"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "in_channels": 4})
+    analysis = conv.analyze(LayerInput((3, 8, 8), "layer 'x' (line 3)"))
+    [issue] = analysis.issues
+    assert issue.message == "in_channels is 4 but layer 'x' (line 3) yields 3 channels"
+    assert not issue.fatal and analysis.output == (8, 6, 6)
+
+
+def test_spatial_layer_after_flatten_is_explained():
+    pool = LAYER_REGISTRY["maxpool2d"].model_validate({"name": "p", "type": "maxpool2d", "kernel_size": 2})
+    with pytest.raises(ShapeIssue, match="needs an image-shaped input"):
+        pool.analyze(LayerInput((100,), "layer 'flat' (line 9)"))
+
+
+def test_pool_padding_over_half_the_kernel_is_refused():
+    pool = LAYER_REGISTRY["maxpool2d"].model_validate(
+        {"name": "p", "type": "maxpool2d", "kernel_size": 3, "padding": 2})
+    with pytest.raises(ShapeIssue, match="more than half the kernel"):
+        pool.analyze(LayerInput((4, 9, 9), "the input"))
