@@ -95,3 +95,12 @@ def test_pool_padding_over_half_the_kernel_is_refused():
         {"name": "p", "type": "maxpool2d", "kernel_size": 3, "padding": 2})
     with pytest.raises(ShapeIssue, match="more than half the kernel"):
         pool.analyze(LayerInput((4, 9, 9), "the input"))
+
+
+def test_readme_catalogue_lists_every_layer_type():
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Layer catalogue"):readme.index("## The AlexNet family")]
+    missing = [kind for kind in LAYER_REGISTRY if f"`{kind}`" not in table]
+    assert not missing, f"README's layer catalogue lacks {missing}"
