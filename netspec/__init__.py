@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "check_file", "load_spec"]
+__all__ = ["__version__", "build", "check_file", "emit", "load_spec"]
 
 
 def load_spec(path, overrides=None):
@@ -22,3 +22,20 @@ def check_file(path, overrides=None, *, input_shape=None, batch=1):
     from netspec.check import check_file as _check_file
 
     return _check_file(path, overrides, input_shape=input_shape, batch=batch)
+
+
+def emit(path, backend: str = "torch", overrides=None, *, input_shape=None) -> str:
+    """The generated source of a spec for ``backend`` (``"torch"`` or ``"keras"``)."""
+    from netspec.backend import get_backend
+
+    net = check_file(path, overrides, input_shape=input_shape)
+    return get_backend(backend).emit(net)
+
+
+def build(path, backend: str = "torch", overrides=None, *, weights=None, input_shape=None):
+    """The live model of a spec, built from the very source ``emit`` returns; ``weights`` is a
+    safetensors file or a plain PyTorch state dict (read with ``weights_only=True``)."""
+    from netspec.backend import get_backend
+
+    net = check_file(path, overrides, input_shape=input_shape)
+    return get_backend(backend).load(net, weights=weights)

@@ -99,6 +99,32 @@ def check(
 
 
 @app.command()
+def export(
+    spec: SpecArg,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="torch or keras.")] = "torch",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created if missing).")] = Path("out"),
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", "-f", help="source (default), safetensors, pt2, onnx (torch); keras, savedmodel (keras). "
+                               "Repeatable.")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Weights to include: a .safetensors file or a PyTorch state dict (.pt/.pth).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Write the network for a framework: readable source, weights, or a deployable format."""
+    from netspec.backend import get_backend
+    from netspec.check import check_file
+
+    with user_errors():
+        net = check_file(spec, set_ or [])
+        chosen = get_backend(backend)
+        artifacts = chosen.export(net, output, formats or ["source"], weights=weights, force=force)
+    console = _stderr_console()
+    for artifact in artifacts:
+        console.print(f"wrote {artifact.path} ({artifact.format})")
+
+
+@app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:

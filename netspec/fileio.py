@@ -4,33 +4,45 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from netspec.errors import SpecError
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """Yield a temporary path beside ``path`` to write to; on success it is fsynced and renamed
+    over ``path`` (with the usual permissions), on failure removed. Keeps the suffix, since some
+    writers (torch.export) insist on it."""
     path = Path(path)
     if not path.parent.is_dir():
         raise SpecError.single(f"cannot write {path}: the folder {path.parent} does not exist",
                                hint="create it first, or choose another output path")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     except OSError as exc:
         raise SpecError.single(f"cannot write {path}: {exc.strerror}", hint="choose a writable output folder") from None
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; exports are ordinary files
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
+    except OSError as exc:
+        raise SpecError.single(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise SpecError.single(f"cannot write {path}: {exc.strerror}") from None
-        raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -39,6 +39,10 @@ class _WindowPool(Layer):
                     raise ShapeIssue(
                         f"padding {pad} is more than half the kernel {k} along the {axis}",
                         field="padding", hint=f"use padding of at most {k // 2} (PyTorch refuses more)")
+        if what == "avgpool2d" and self.padding == "same":
+            raise ShapeIssue("avgpool2d does not take padding 'same': TensorFlow leaves the padding out of "
+                             "each average and PyTorch cannot, so the frameworks would disagree",
+                             field="padding", hint="use explicit padding with count_include_pad: false")
         if self.ceil_mode and self.padding == "same":
             raise ShapeIssue("ceil_mode has no effect with padding 'same'", field="ceil_mode",
                              hint="drop ceil_mode or use explicit padding")

@@ -1,0 +1,65 @@
+"""Reading and applying weights safely: safetensors, or a plain state dict read with
+``torch.load(weights_only=True)`` (never an arbitrary pickle)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from netspec.errors import SpecError
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError.single(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
+                                   hint="the file may be truncated or not a safetensors file") from None
+    if path.suffix in TORCH_SUFFIXES:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SpecError.single(
+                f"refusing to load {path}: it is not a plain state dict of tensors ({first})",
+                hint="netspec reads PyTorch files with weights_only=True and never runs pickled code; "
+                     "save model.state_dict() or use safetensors") from None
+        for key in ("state_dict", "model"):
+            if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+                loaded = loaded[key]
+        if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            raise SpecError.single(f"{path} does not hold a state dict (a mapping of names to tensors)")
+        return dict(loaded)
+    raise SpecError.single(f"unsupported weights file {path.name}",
+                           hint=f"use .safetensors or a PyTorch state dict ({', '.join(TORCH_SUFFIXES)})")
+
+
+def apply_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly, explaining every missing, unexpected or mis-shaped tensor."""
+    own = model.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    mismatched = [f"{k}: the model has {tuple(own[k].shape)}, the file {tuple(state[k].shape)}"
+                  for k in sorted(own.keys() & state.keys()) if own[k].shape != state[k].shape]
+    lines = []
+    if missing:
+        lines.append(f"missing from the file: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        lines.append(f"not in the model: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+    lines += mismatched[:8]
+    if lines:
+        raise SpecError.single(f"the weights in {source} do not fit the model:\n    " + "\n    ".join(lines),
+                               hint="are these weights for this spec (and its num_classes)?")
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,72 @@
+"""The backend plugin interface. A backend turns a CheckedNet into framework source code, builds
+the live model from that very source, and exports it. Backends are found through the entry-point
+group ``netspec.backends`` and only the one asked for is imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from netspec.errors import SpecError, did_you_mean
+
+ENTRY_POINT_GROUP = "netspec.backends"
+INSTALL_HINTS = {
+    "torch": 'pip install -e ".[torch]"',
+    "keras": 'pip install -e ".[keras]"',
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file a backend wrote."""
+
+    path: Path
+    format: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a framework plugin provides."""
+
+    name: str
+    export_formats: tuple[str, ...]
+
+    def emit(self, net) -> str:
+        """Standalone source code for the network (imports only the framework)."""
+
+    def load(self, net, source: str | None = None, weights: str | Path | None = None) -> Any:
+        """The live model, built by executing ``source`` (emitted when not given)."""
+
+    def export(self, net, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
+               force: bool = False) -> list[Artifact]:
+        """Write the requested formats into ``out_dir``."""
+
+
+def available_backends() -> dict[str, Any]:
+    """Registered backend entry points by name (nothing is imported)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def get_backend(name: str) -> Backend:
+    """Import and instantiate the backend ``name``; a clear SpecError when it is not available."""
+    found = available_backends()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        suggestion = did_you_mean(name, [*found, *INSTALL_HINTS], {"tensorflow": "keras", "pytorch": "torch",
+                                                                   "tf": "keras"})
+        hint = INSTALL_HINTS.get(name, "a third-party backend registers itself under the entry-point group "
+                                       f"'{ENTRY_POINT_GROUP}'")
+        if suggestion:
+            hint = suggestion
+            target = suggestion.split("'")[1]
+            if target not in found and target in INSTALL_HINTS:
+                hint += f" (install it with {INSTALL_HINTS[target]})"
+        raise SpecError.single(f"unknown backend '{name}' (installed: {known})", hint=hint)
+    try:
+        backend_class = found[name].load()
+    except ImportError as exc:
+        hint = INSTALL_HINTS.get(name, f"install the package that provides the '{name}' backend")
+        raise SpecError.single(f"the '{name}' backend cannot be imported: {exc}", hint=hint) from None
+    return backend_class()

@@ -1,0 +1,80 @@
+"""Shared code generation: a strict jinja2 environment and the helpers templates may use.
+
+Templates only lay out text. Every value reaches the source through ``py`` (Python's repr of a
+validated literal) and every name is a validated identifier; shape arithmetic stays in the
+checker and the backend's Python code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jinja2
+
+from netspec import __version__
+
+_SAFE_LITERALS = (bool, int, float, str, type(None))
+
+
+def py(value) -> str:
+    """The Python literal for a validated value (int, float, bool, str, None, tuples of them)."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(py(v) for v in value) + "]"
+    if not isinstance(value, _SAFE_LITERALS):
+        raise TypeError(f"refusing to render {type(value).__name__} into generated source")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("refusing to render a non-finite number into generated source")
+    return repr(value)
+
+
+def pair(value) -> str:
+    """``11`` for a square (11, 11), ``(3, 5)`` otherwise."""
+    a, b = value
+    return py(a) if a == b else py((a, b))
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ident(name: str) -> str:
+    """A name that must already be a valid identifier; refuse anything else."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ValueError(f"refusing to render {name!r} as an identifier")
+    return name
+
+
+def comment(text: str) -> str:
+    """Free text (a description) made safe for a ``#`` comment: one line, printable."""
+    flat = " ".join(str(text).split())
+    return "".join(ch for ch in flat if ch.isprintable())
+
+
+def class_name(spec_name: str) -> str:
+    """'alexnet-cifar10' -> 'AlexnetCifar10'."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", spec_name) if p]
+    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Net"
+    return name if name[0].isalpha() else f"Net{name}"
+
+
+def module_name(spec_name: str) -> str:
+    """'alexnet-cifar10' -> 'alexnet_cifar10' (a file name that is also importable)."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", spec_name).strip("_").lower() or "net"
+    return name if name[0].isalpha() else f"net_{name}"
+
+
+def environment(package: str) -> jinja2.Environment:
+    """A jinja2 environment over ``package``'s templates/ folder, strict about undefined names."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # generating Python, not HTML; values go through `py`
+    )
+    env.filters.update(py=py, pair=pair, ident=ident, comment=comment)
+    env.globals["netspec_version"] = __version__
+    return env
