@@ -24,7 +24,7 @@ def check_file(path, overrides=None, *, input_shape=None, batch=1):
     return _check_file(path, overrides, input_shape=input_shape, batch=batch)
 
 
-def emit(path, backend: str = "torch", overrides=None, *, input_shape=None) -> str:
+def emit(path, backend: str = "torch", *, overrides=None, input_shape=None) -> str:
     """The generated source of a spec for ``backend`` (``"torch"`` or ``"keras"``)."""
     from netspec.backend import get_backend
 
@@ -32,7 +32,7 @@ def emit(path, backend: str = "torch", overrides=None, *, input_shape=None) -> s
     return get_backend(backend).emit(net)
 
 
-def build(path, backend: str = "torch", overrides=None, *, weights=None, input_shape=None):
+def build(path, backend: str = "torch", *, overrides=None, weights=None, input_shape=None):
     """The live model of a spec, built from the very source ``emit`` returns; ``weights`` is a
     safetensors file or a plain PyTorch state dict (read with ``weights_only=True``)."""
     from netspec.backend import get_backend

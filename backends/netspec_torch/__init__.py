@@ -4,6 +4,8 @@ source, and exports (source, safetensors, torch.export .pt2, ONNX)."""
 from __future__ import annotations
 
 import linecache
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from netspec_torch.codegen import TorchPlan, render
 from netspec_torch.weights import apply_state_dict, read_state_dict
 
 # Layer or block names that would shadow nn.Module's own attributes (forward, training, ...).
-RESERVED_NAMES = frozenset(name for name in dir(nn.Module) if not name.startswith("__"))
+RESERVED_NAMES = frozenset(name for name in dir(nn.Module()) if not name.startswith("__"))
 
 
 class TorchBackend:
@@ -53,9 +55,11 @@ def execute_source(source: str, name: str) -> dict[str, Any]:
     torch.compile's source lookups readable."""
     filename = f"<netspec-generated {name}.py>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {"__name__": f"netspec_generated.{name}"}
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
-    return namespace
+    module = types.ModuleType(f"netspec_generated.{name}")
+    module.__file__ = filename
+    sys.modules[module.__name__] = module  # so inspect, pickle and torch.compile can find the class
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102
+    return module.__dict__
 
 
 def example_input(net: CheckedNet, batch: int = 1) -> torch.Tensor:

@@ -1,0 +1,221 @@
+"""The PyTorch backend: conformance with the checker, golden sources, torchvision parity,
+exports that reload with their own loaders, and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from netspec import build, check_file, emit  # noqa: E402
+from netspec.backend import available_backends, get_backend  # noqa: E402
+from netspec.errors import SpecError  # noqa: E402
+
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR  # noqa: E402
+from .reference_torch import torch_modules  # noqa: E402
+from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
+from .torch_helpers import per_layer  # noqa: E402
+
+pytestmark = pytest.mark.torch
+GOLDEN_DIR = ROOT / "tests" / "golden" / "torch"
+ZOO = BAD_SPECS_DIR / "zoo.yaml"
+GOLDEN_SPECS = [*ALL_SPECS, ZOO]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return get_backend("torch")
+
+
+def test_backend_is_registered_as_an_entry_point():
+    assert "torch" in available_backends()
+
+
+@pytest.mark.parametrize("spec", GOLDEN_SPECS, ids=lambda p: p.name)
+def test_spec_conforms_to_the_checker(backend, spec):
+    net = check_file(spec)
+    model = backend.load(net)
+    x = torch.randn(2, *net.input_shape)
+    measured, y = per_layer(backend, net, model, x)
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+    assert tuple(y.shape) == (2, *net.output_shape)
+    assert sum(p.numel() for p in model.parameters()) == net.totals.trainable_params
+
+
+@pytest.mark.parametrize(("kind", "index"), CATALOGUE, ids=[f"{k}-{i}" for k, i in CATALOGUE])
+def test_catalogue_example_matches_the_independent_reference(backend, kind, index):
+    net = single_layer_net(kind, index)
+    model = backend.load(net).eval()
+    reference = torch.nn.Sequential(*torch_modules(net.layers[0])).eval()
+    reference.load_state_dict(dict(zip(reference.state_dict(), model.state_dict().values(), strict=True)))
+    x = torch.randn(3, *net.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-6)
+    [(shape, params, buffers)] = per_layer(backend, net, model, x)[0]
+    assert (shape, params, buffers) == (net.layers[0].output_shape, net.layers[0].params, net.layers[0].non_trainable)
+
+
+@pytest.mark.parametrize("spec", GOLDEN_SPECS, ids=lambda p: p.name)
+def test_generated_source_matches_golden(spec, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the header names the spec by its path from the project root
+    source = emit(spec.relative_to(ROOT))
+    golden = GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py"
+    if os.environ.get("NETSPEC_UPDATE_GOLDEN"):
+        golden.write_text(source)
+    assert golden.exists(), "run with NETSPEC_UPDATE_GOLDEN=1 to create the golden file"
+    assert source == golden.read_text(), "generated source changed; review it, then NETSPEC_UPDATE_GOLDEN=1"
+
+
+def test_golden_sources_pass_ruff():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(GOLDEN_DIR)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("spec", GOLDEN_SPECS, ids=lambda p: p.name)
+def test_golden_source_imports_standalone_and_runs(spec):
+    golden = GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py"
+    module_spec = importlib.util.spec_from_file_location(f"golden_{golden.stem}", golden)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    imported = {name for name in module.__dict__ if not name.startswith("__")}
+    classes = [v for v in module.__dict__.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)
+               and v.__module__ == module.__name__]
+    assert len(classes) == 1 and imported <= {"torch", "F", "nn", classes[0].__name__}
+    net = check_file(spec)
+    with torch.no_grad():
+        y = classes[0]().eval()(torch.randn(1, *net.input_shape))
+    assert tuple(y.shape[1:]) == net.output_shape
+
+
+def test_live_model_is_built_from_the_emitted_source(backend):
+    net = check_file(ZOO)
+    model = backend.load(net)
+    import inspect
+
+    assert inspect.getsource(type(model)) in backend.emit(net)
+
+
+def test_torchvision_state_dict_loads_strictly_with_equal_outputs(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.alexnet(weights=None).eval()
+    path = tmp_path / "alexnet-torchvision.pth"
+    torch.save(reference.state_dict(), path)
+    model = build(SPECS_DIR / "alexnet-torchvision.yaml", weights=path).eval()
+    assert list(model.state_dict()) == list(reference.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_weights_for_another_head_are_explained(tmp_path):
+    small = build(SPECS_DIR / "alexnet-torchvision.yaml", overrides=["num_classes=10"])
+    path = tmp_path / "ten.pth"
+    torch.save(small.state_dict(), path)
+    with pytest.raises(SpecError) as caught:
+        build(SPECS_DIR / "alexnet-torchvision.yaml", weights=path)
+    message = caught.value.problems[0].message
+    assert "classifier.6.weight: the model has (1000, 4096), the file (10, 4096)" in message
+    assert "classifier.6.bias: the model has (1000,), the file (10,)" in message
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickled_code_is_never_run(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": Payload()}, path)
+    with pytest.raises(SpecError, match="not a plain state dict of tensors"):
+        build(SPECS_DIR / "alexnet.yaml", weights=path)
+
+
+def test_reserved_names_are_refused_with_their_location(write_spec):
+    path = write_spec("""
+        name: clash
+        input: [3, 8, 8]
+        layers:
+          - {name: training, type: relu}
+    """)
+    with pytest.raises(SpecError) as caught:
+        emit(path)
+    [problem] = caught.value.problems
+    assert problem.message == "the name 'training' clashes with an attribute of torch.nn.Module"
+    assert (problem.location.line, problem.layer) == (4, "training")
+
+
+def test_unknown_backend_lists_what_is_installed():
+    with pytest.raises(SpecError) as caught:
+        get_backend("pytorch")
+    assert "unknown backend 'pytorch'" in caught.value.problems[0].message
+    assert caught.value.problems[0].hint.startswith("did you mean 'torch'?")
+
+
+@pytest.mark.slow
+def test_exports_reload_with_their_own_loaders(tmp_path, backend):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from safetensors.torch import load_file
+
+    net = check_file(ZOO)
+    artifacts = backend.export(net, tmp_path, ["source", "safetensors", "pt2", "onnx"])
+    files = {a.format: a.path for a in artifacts}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.onnx", "zoo.pt2", "zoo.py", "zoo.safetensors"]
+
+    model = backend.load(net, weights=files["safetensors"]).eval()
+    x = torch.randn(3, *net.input_shape)  # a batch size the exports did not trace with
+    with torch.no_grad():
+        expected = model(x)
+    assert files["source"].read_text() == backend.emit(net)
+    state = load_file(files["safetensors"])
+    assert state.keys() == model.state_dict().keys()
+
+    program = torch.export.load(files["pt2"])
+    torch.testing.assert_close(program.module()(x), expected, rtol=1e-5, atol=1e-6)
+
+    session = onnxruntime.InferenceSession(str(files["onnx"]), providers=["CPUExecutionProvider"])
+    [onnx_out] = session.run(None, {"x": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(onnx_out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_export_with_weights_keeps_them(tmp_path, backend):
+    net = check_file(ZOO)
+    from safetensors.torch import load_file
+
+    first = backend.export(net, tmp_path / "a", ["safetensors"])[0].path
+    second = backend.export(net, tmp_path / "b", ["safetensors"], weights=first)[0].path
+    a, b = load_file(first), load_file(second)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_export_refuses_to_overwrite_without_force(tmp_path):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    runner = CliRunner()
+    args = ["export", str(ZOO), "-o", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (tmp_path / "zoo.py").read_text()
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "refusing to overwrite" in refused.output
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert (tmp_path / "zoo.py").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["zoo.py"]  # no temporary files left behind
+
+
+def test_cli_export_unknown_format(tmp_path):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(ZOO), "-o", str(tmp_path), "-f", "tflite"])
+    assert result.exit_code == 2 and "unknown export format 'tflite'" in result.output
+    assert not list(tmp_path.iterdir())
