@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# TensorFlow and Triton (which torch.export and torch.compile import) each bundle LLVM: importing
+# TensorFlow first makes a later Triton import crash the process with a segfault. Triton first works.
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = ROOT / "specs"
