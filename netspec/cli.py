@@ -125,6 +125,27 @@ def export(
 
 
 @app.command()
+def convert(
+    spec: SpecArg,
+    weights: Annotated[Path, typer.Option(help="Trained weights: PyTorch (.safetensors, .pt, .pth) or Keras "
+                                               "(.weights.h5, .keras).")],
+    to: Annotated[str, typer.Option("--to", help="The backend to convert to: keras or torch.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created if missing).")] = Path("out"),
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Move trained weights between backends (conv OIHW <-> HWIO, linear (out, in) <-> (in, out))."""
+    from netspec.check import check_file
+    from netspec.convert import convert as run_convert
+
+    with user_errors():
+        net = check_file(spec, set_ or [])
+        artifacts = run_convert(net, weights, to, output, force=force)
+    for artifact in artifacts:
+        _stderr_console().print(f"wrote {artifact.path} ({artifact.format})")
+
+
+@app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:

@@ -7,8 +7,12 @@ checker and the backend's Python code.
 
 from __future__ import annotations
 
+import linecache
 import math
 import re
+import sys
+import types
+from typing import Any
 
 import jinja2
 
@@ -27,7 +31,10 @@ def py(value) -> str:
         raise TypeError(f"refusing to render {type(value).__name__} into generated source")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("refusing to render a non-finite number into generated source")
-    return repr(value)
+    text = repr(value)
+    if isinstance(value, str) and text.startswith("'") and '"' not in value and "\\" not in text:
+        text = f'"{text[1:-1]}"'  # the double quotes most Python code uses
+    return text
 
 
 def pair(value) -> str:
@@ -78,3 +85,19 @@ def environment(package: str) -> jinja2.Environment:
     env.filters.update(py=py, pair=pair, ident=ident, comment=comment)
     env.globals["netspec_version"] = __version__
     return env
+
+
+def execute_generated(source: str, name: str) -> dict[str, Any]:
+    """Run generated source as module ``netspec_generated.<name>`` and return its namespace.
+
+    Only netspec's own output comes here, rendered from validated values (never user text as
+    code). Registering it with linecache and sys.modules lets tracebacks, inspect, pickle and
+    torch.compile find the source.
+    """
+    filename = f"<netspec-generated {name}.py>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    module = types.ModuleType(f"netspec_generated.{name}")
+    module.__file__ = filename
+    sys.modules[module.__name__] = module
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102
+    return module.__dict__

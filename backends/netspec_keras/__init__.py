@@ -1,0 +1,114 @@
+"""The Keras 3 backend: a standalone function building a functional keras.Model (channels-last),
+the live model built from that very source, weights moved from and to PyTorch's layout, and
+exports (source, .keras, Keras weights). The generated code uses only keras and keras.ops, so it
+runs on the TensorFlow, JAX and torch Keras backends."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from netspec.backend import Artifact
+from netspec.check import CheckedNet
+from netspec.errors import SpecError
+from netspec.render import execute_generated, module_name
+from netspec.weights import keras_names, to_keras, to_torch
+from netspec_keras.codegen import KerasPlan, render
+
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def import_keras():
+    """Import keras quietly. TensorFlow and Triton (used by torch.export/compile) each bundle LLVM,
+    and importing TensorFlow first makes a later Triton import segfault, so Triton goes first."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+    import keras
+
+    return keras
+
+
+class KerasBackend:
+    name = "keras"
+    export_formats = ("source", "keras", "weights")
+
+    def emit(self, net: CheckedNet) -> str:
+        return render(net)[0]
+
+    def plan(self, net: CheckedNet) -> KerasPlan:
+        return render(net)[1]
+
+    def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
+        import_keras()
+        source, keras_plan = (source, self.plan(net)) if source else render(net)
+        model = execute_generated(source, module_name(net.spec.name))[keras_plan.function_name]()
+        if weights is not None:
+            load_any_weights(model, net, Path(weights))
+        return model
+
+    def export(self, net: CheckedNet, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
+               force: bool = False) -> list[Artifact]:
+        from netspec_keras.export import export
+
+        return export(self, net, Path(out_dir), formats, weights=weights, force=force)
+
+
+def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any]) -> None:
+    """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``."""
+    from netspec_torch.codegen import plan as torch_plan
+
+    paths = torch_plan(net).module_paths
+    for cl in net.layers:
+        names = keras_names(cl.layer)
+        if not names:
+            continue
+        tensors = {key: state[f"{paths[cl.name]}.{key}"] for key in _torch_keys(cl, state, paths)}
+        model.get_layer(cl.name).set_weights(to_keras(cl.layer, tensors))
+
+
+def _torch_keys(cl, state, paths):
+    from netspec.weights import torch_names
+
+    keys = torch_names(cl.layer)
+    missing = [f"{paths[cl.name]}.{k}" for k in keys if f"{paths[cl.name]}.{k}" not in state]
+    if missing:
+        raise SpecError.single(f"the weights lack {', '.join(missing)} for layer '{cl.name}'",
+                               hint="are these weights for this spec?")
+    return keys
+
+
+def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
+    """The model's weights in PyTorch's layout, keyed as the torch backend's state dict."""
+    from netspec_torch.codegen import plan as torch_plan
+
+    paths = torch_plan(net).module_paths
+    state = {}
+    for cl in net.layers:
+        if keras_names(cl.layer):
+            for key, value in to_torch(cl.layer, model.get_layer(cl.name).get_weights()).items():
+                state[f"{paths[cl.name]}.{key}"] = value
+    return state
+
+
+def load_any_weights(model, net: CheckedNet, path: Path) -> None:
+    """Keras weights (.weights.h5, .keras) load natively; PyTorch state dicts (.safetensors,
+    .pt/.pth) are converted from PyTorch's layout."""
+    if not path.is_file():
+        raise SpecError.single(f"weights file not found: {path}")
+    name = path.name
+    if name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
+        try:
+            model.load_weights(str(path))
+        except (ValueError, OSError) as exc:
+            raise SpecError.single(f"the Keras weights in {path} do not fit the model: {exc}") from None
+        return
+    from netspec_torch.weights import read_state_dict
+
+    state = {k: v.detach().cpu().numpy() for k, v in read_state_dict(path).items()}
+    set_from_torch_layout(model, net, state)
+
+
+__all__ = ["KerasBackend", "import_keras", "load_any_weights", "set_from_torch_layout", "torch_layout_state"]

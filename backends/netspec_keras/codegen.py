@@ -1,0 +1,117 @@
+"""From a CheckedNet to Keras 3 source: a function building a functional keras.Model,
+channels-last, with explicit padding as ZeroPadding2D (or -inf padding before max pooling),
+TensorFlow 'same' as 'same', and a Permute before Flatten so features keep PyTorch's order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netspec.check import CheckedLayer, CheckedNet
+from netspec.errors import Problem, SpecError
+from netspec.layers import fmt_shape
+from netspec.layers.base import resolve_padding
+from netspec.render import environment, module_name, py
+
+_env = environment("netspec_keras")
+
+
+@dataclass
+class Step:
+    expr: str
+    shape: str
+
+
+@dataclass
+class KerasPlan:
+    function_name: str
+    steps: list[Step] = field(default_factory=list)
+    uses_lrn: bool = False
+    uses_neg_inf_pad: bool = False
+
+
+def _hwc(shape) -> str:
+    if len(shape) == 3:
+        c, h, w = shape
+        return fmt_shape((h, w, c))
+    return fmt_shape(shape)
+
+
+def _unsupported(cl: CheckedLayer, net: CheckedNet, why: str, hint: str) -> SpecError:
+    return SpecError([Problem(f"the keras backend cannot render this layer: {why}", cl.location,
+                              layer=cl.name, hint=hint)])
+
+
+def _ceil_extra(cl: CheckedLayer) -> tuple[int, int]:
+    """Extra bottom/right padding that makes a floor-mode window reproduce PyTorch's ceil_mode."""
+    _, h, w = cl.input_shape
+    _, out_h, out_w = cl.output_shape
+    top, bottom, left, right = cl.resolved["padding"]
+    (kh, kw), (sh, sw) = cl.layer.kernel_size, cl.resolved["stride"]
+    return (max((out_h - 1) * sh + kh - (h + top + bottom), 0), max((out_w - 1) * sw + kw - (w + left + right), 0))
+
+
+def _is_tf_same(cl: CheckedLayer) -> bool:
+    _, h, w = cl.input_shape
+    same = resolve_padding("same", (h, w), cl.layer.kernel_size, cl.resolved["stride"])
+    return not cl.layer.ceil_mode and same == cl.resolved["padding"]
+
+
+def plan(net: CheckedNet) -> KerasPlan:
+    result = KerasPlan(function_name=f"build_{module_name(net.spec.name)}")
+    layers_module = _env.get_template("layers.py.j2").module
+    for cl in net.layers:
+        macro = getattr(layers_module, cl.type, None)
+        if macro is None:
+            raise NotImplementedError(f"the keras backend has no rendering for layer type '{cl.type}' "
+                                      "(add a macro to netspec_keras/templates/layers.py.j2)")
+        extra: dict = {"padding": "valid"}
+        pads = cl.resolved.get("padding")
+        spec_padding = getattr(cl.layer, "padding", None)
+        if cl.type == "avgpool2d" and any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
+            spec_padding = "same"  # TensorFlow's 'same' also leaves the padding out of each average
+        elif cl.type == "avgpool2d" and (cl.layer.ceil_mode or (any(pads) and not cl.layer.count_include_pad)):
+            raise _unsupported(cl, net, "average pooling with ceil_mode, or padding left out of the average",
+                               "use ceil_mode: false and count_include_pad: true (or no padding)")
+        if cl.type == "maxpool2d" and cl.layer.ceil_mode:
+            bottom, right = _ceil_extra(cl)
+            pads = (pads[0], pads[1] + bottom, pads[2], pads[3] + right)
+        if spec_padding == "same" and not (cl.type == "maxpool2d" and cl.layer.ceil_mode):
+            extra["padding"] = "same"
+        elif pads and any(pads):
+            top, bottom, left, right = pads
+            amount = py(((top, bottom), (left, right)))
+            if cl.type == "maxpool2d":
+                result.steps.append(Step(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
+                result.uses_neg_inf_pad = True
+            else:
+                result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
+        if cl.type == "batchnorm2d":
+            extra["momentum"] = round(1.0 - cl.layer.momentum, 12)  # Keras weights the running value
+        if cl.type == "flatten" and len(cl.input_shape) == 3:
+            result.steps.append(Step(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})", ""))
+        result.uses_lrn |= cl.type == "lrn"
+        expr = str(macro(cl.layer, cl.resolved, extra)).strip()
+        result.steps.append(Step(expr, _hwc(cl.output_shape)))
+    return result
+
+
+def render(net: CheckedNet) -> tuple[str, KerasPlan]:
+    keras_plan = plan(net)
+    input_hwc = net.input_shape
+    if len(input_hwc) == 3:
+        c, h, w = input_hwc
+        input_hwc = (h, w, c)
+    source = _env.get_template("module.py.j2").render(
+        spec_file=net.source.file,
+        spec_name=net.spec.name,
+        description=net.spec.description,
+        input_shape=_hwc(net.input_shape),
+        input_shape_hwc=tuple(input_hwc),
+        output_shape=_hwc(net.output_shape),
+        params=f"{net.totals.params:,}",
+        function_name=keras_plan.function_name,
+        steps=keras_plan.steps,
+        uses_lrn=keras_plan.uses_lrn,
+        uses_neg_inf_pad=keras_plan.uses_neg_inf_pad,
+    )
+    return source, keras_plan

@@ -1,0 +1,212 @@
+"""The Keras backend, and the promise that one spec with the same weights gives the same outputs
+in PyTorch and in Keras: for the logits and for every layer, in both directions."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("keras")
+
+from netspec import check_file, emit  # noqa: E402
+from netspec.backend import get_backend  # noqa: E402
+from netspec.errors import SpecError  # noqa: E402
+
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT  # noqa: E402
+from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
+
+pytestmark = pytest.mark.keras
+GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
+ZOO = BAD_SPECS_DIR / "zoo.yaml"
+SPECS = [*ALL_SPECS, ZOO]
+TORCH_ACTIVATIONS = {
+    "relu": torch.relu, "gelu": torch.nn.functional.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+    "silu": torch.nn.functional.silu, "elu": torch.nn.functional.elu, "softmax": lambda t: torch.softmax(t, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def backends():
+    return get_backend("torch"), get_backend("keras")
+
+
+def channels_first(array: np.ndarray) -> np.ndarray:
+    return array.transpose(0, 3, 1, 2) if array.ndim == 4 else array
+
+
+def randomize_torch(model) -> None:
+    """Random weights everywhere, batch-norm statistics included, so nothing matches by accident."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.randn(tensor.shape, generator=generator) * 0.1
+                tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
+
+
+def torch_per_layer(torch_backend, net, model, x):
+    plan = torch_backend.plan(net)
+    outputs, handles = {}, []
+    for cl in net.layers:
+        def hook(_m, _i, out, cl=cl):
+            act = getattr(cl.layer, "activation", None)
+            outputs[cl.name] = (TORCH_ACTIVATIONS[act](out) if act else out).detach().clone().numpy()
+        handles.append(model.get_submodule(plan.module_paths[cl.name]).register_forward_hook(hook))
+    with torch.no_grad():
+        final = model.eval()(torch.from_numpy(x)).numpy()
+    for handle in handles:
+        handle.remove()
+    return outputs, final
+
+
+def keras_per_layer(net, model, x):
+    import keras
+
+    probe = keras.Model(model.input, [model.get_layer(cl.name).output for cl in net.layers])
+    values = probe(channels_last(x), training=False)
+    return {cl.name: channels_first(np.asarray(v)) for cl, v in zip(net.layers, values, strict=True)}
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def assert_close(actual, expected, what):
+    scale = max(float(np.abs(expected).max()), 1e-6)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_keras_model_conforms_to_the_checker(backends, spec):
+    net = check_file(spec)
+    model = backends[1].load(net)
+    for cl in net.layers:
+        layer = model.get_layer(cl.name)
+        shape = tuple(layer.output.shape[1:])
+        if len(shape) == 3:
+            shape = (shape[2], shape[0], shape[1])
+        assert (cl.name, shape, layer.count_params()) == (cl.name, cl.output_shape, cl.params + cl.non_trainable)
+    assert model.count_params() == net.totals.params
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_same_weights_same_outputs_torch_to_keras(backends, spec):
+    from netspec_keras import set_from_torch_layout
+
+    torch_backend, keras_backend = backends
+    net = check_file(spec)
+    torch_model = torch_backend.load(net)
+    randomize_torch(torch_model)
+    keras_model = keras_backend.load(net)
+    set_from_torch_layout(keras_model, net, {k: v.numpy() for k, v in torch_model.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
+    expected_layers, expected = torch_per_layer(torch_backend, net, torch_model, x)
+    actual_layers = keras_per_layer(net, keras_model, x)
+    for cl in net.layers:
+        assert_close(actual_layers[cl.name], expected_layers[cl.name], f"layer {cl.name}")
+    assert_close(np.asarray(keras_model(channels_last(x), training=False)), expected, "logits")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_same_weights_same_outputs_keras_to_torch(backends, spec):
+    from netspec_keras import torch_layout_state
+
+    torch_backend, keras_backend = backends
+    net = check_file(spec)
+    keras_model = keras_backend.load(net)
+    torch_model = torch_backend.load(net)
+    state = {k: torch.from_numpy(v) for k, v in torch_layout_state(keras_model, net).items()}
+    torch_model.load_state_dict(state, strict=False)
+    own = torch_model.state_dict()
+    assert set(own) - set(state) <= {k for k in own if k.endswith("num_batches_tracked")}
+    x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
+    with torch.no_grad():
+        expected = torch_model.eval()(torch.from_numpy(x)).numpy()
+    assert_close(expected, np.asarray(keras_model(channels_last(x), training=False)), "logits")
+
+
+@pytest.mark.parametrize(("kind", "index"), CATALOGUE, ids=[f"{k}-{i}" for k, i in CATALOGUE])
+def test_catalogue_example_in_keras(backends, kind, index):
+    from netspec_keras import set_from_torch_layout
+
+    torch_backend, keras_backend = backends
+    net = single_layer_net(kind, index)
+    try:
+        keras_model = keras_backend.load(net)
+    except SpecError as exc:  # the backend says plainly what it cannot render
+        assert "the keras backend cannot render this layer" in exc.problems[0].message
+        assert (kind, index) == ("avgpool2d", 1)
+        return
+    torch_model = torch_backend.load(net)
+    randomize_torch(torch_model)
+    set_from_torch_layout(keras_model, net, {k: v.numpy() for k, v in torch_model.state_dict().items()})
+    x = np.random.default_rng(2).standard_normal((2, *net.input_shape)).astype("float32")
+    with torch.no_grad():
+        expected = torch_model.eval()(torch.from_numpy(x)).numpy()
+    actual = channels_first(np.asarray(keras_model(channels_last(x), training=False)))
+    assert actual.shape[1:] == net.output_shape
+    assert_close(actual, expected, f"{kind} example {index}")
+
+
+def test_dot_keras_reloads_in_safe_mode(backends, tmp_path):
+    import keras
+
+    net = check_file(ZOO)
+    [artifact] = backends[1].export(net, tmp_path, ["keras"])
+    model = backends[1].load(net)
+    model.load_weights(str(artifact.path))
+    reloaded = keras.models.load_model(artifact.path)  # safe_mode=True is the default
+    x = np.random.default_rng(3).standard_normal((2, 33, 31, 3)).astype("float32")
+    assert_close(np.asarray(reloaded(x, training=False)), np.asarray(model(x, training=False)), "reloaded")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_generated_keras_source_matches_golden(spec, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    source = emit(spec.relative_to(ROOT), "keras")
+    golden = GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py"
+    if os.environ.get("NETSPEC_UPDATE_GOLDEN"):
+        golden.write_text(source)
+    assert golden.exists(), "run with NETSPEC_UPDATE_GOLDEN=1 to create the golden file"
+    assert source == golden.read_text(), "generated source changed; review it, then NETSPEC_UPDATE_GOLDEN=1"
+
+
+def test_golden_keras_sources_pass_ruff_and_build():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(GOLDEN_DIR)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    golden = GOLDEN_DIR / "zoo.py"
+    module_spec = importlib.util.spec_from_file_location("golden_keras_zoo", golden)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    assert module.build_zoo().count_params() == check_file(ZOO).totals.params
+
+
+def test_convert_cli_round_trip(tmp_path):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    runner = CliRunner()
+    torch_backend = get_backend("torch")
+    net = check_file(ZOO)
+    model = torch_backend.load(net)
+    randomize_torch(model)
+    torch.save(model.state_dict(), tmp_path / "trained.pth")
+    to_keras = runner.invoke(app, ["convert", str(ZOO), "--weights", str(tmp_path / "trained.pth"),
+                                   "--to", "keras", "-o", str(tmp_path / "k")])
+    assert to_keras.exit_code == 0, to_keras.output
+    keras_weights = tmp_path / "k" / "zoo.weights.h5"
+    back = runner.invoke(app, ["convert", str(ZOO), "--weights", str(keras_weights), "--to", "torch",
+                               "-o", str(tmp_path / "t")])
+    assert back.exit_code == 0, back.output
+    again = torch_backend.load(net, weights=tmp_path / "t" / "zoo.safetensors")
+    for key, value in model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(again.state_dict()[key], value)
