@@ -70,3 +70,25 @@ def get_backend(name: str) -> Backend:
         hint = INSTALL_HINTS.get(name, f"install the package that provides the '{name}' backend")
         raise SpecError.single(f"the '{name}' backend cannot be imported: {exc}", hint=hint) from None
     return backend_class()
+
+
+def output_paths(net, out_dir: Path, formats: list[str], suffixes: dict[str, str], backend: str, *,
+                 force: bool) -> dict[str, Path]:
+    """Where each requested format goes; refuses unknown formats and, without ``force``, existing
+    files, before anything is written. Creates ``out_dir``."""
+    from netspec.render import module_name
+
+    unknown = [f for f in formats if f not in suffixes]
+    if unknown:
+        raise SpecError.single(f"unknown export format {unknown[0]!r} for the {backend} backend",
+                               hint=f"choose from: {', '.join(suffixes)}")
+    stem = module_name(net.spec.name)
+    paths = {fmt: Path(out_dir) / f"{stem}{suffixes[fmt]}" for fmt in dict.fromkeys(formats)}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not force:
+        raise SpecError.single(f"refusing to overwrite {', '.join(existing)}", hint="pass --force to replace")
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError.single(f"cannot create {out_dir}: {exc.strerror}", hint="choose a writable folder") from None
+    return paths

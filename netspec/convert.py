@@ -34,18 +34,16 @@ def convert(net: CheckedNet, weights: Path, to: str, out_dir: Path, *, force: bo
         import torch
         from safetensors.torch import save_file
 
+        from netspec.backend import output_paths
         from netspec.fileio import atomic_path
-        from netspec.render import module_name
         from netspec_keras import torch_layout_state
 
         keras_model = get_backend("keras").load(net, weights=weights)
         torch_model = get_backend("torch").load(net)
         state = {k: torch.from_numpy(v) for k, v in torch_layout_state(keras_model, net).items()}
         torch_model.load_state_dict(state, strict=False)  # num_batches_tracked has no Keras twin
-        path = out_dir / f"{module_name(net.spec.name)}.safetensors"
-        if path.exists() and not force:
-            raise SpecError.single(f"refusing to overwrite {path}", hint="pass --force to replace")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        path = output_paths(net, out_dir, ["safetensors"], {"safetensors": ".safetensors"}, "torch",
+                            force=force)["safetensors"]
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, tmp,
                       metadata={"spec": net.spec.name, "layout": "torch"})

@@ -101,3 +101,13 @@ def execute_generated(source: str, name: str) -> dict[str, Any]:
     sys.modules[module.__name__] = module
     exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102
     return module.__dict__
+
+
+def header_context(net) -> dict[str, Any]:
+    """What every generated file's header says: which spec, which netspec, shapes and size."""
+    return {
+        "spec_file": net.source.file,
+        "spec_name": net.spec.name,
+        "description": net.spec.description,
+        "params": f"{net.totals.params:,}",
+    }

@@ -30,3 +30,13 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+def assert_matches_golden(source: str, golden: Path) -> None:
+    """Compare generated source with its checked-in golden copy; NETSPEC_UPDATE_GOLDEN=1 rewrites it."""
+    import os
+
+    if os.environ.get("NETSPEC_UPDATE_GOLDEN"):
+        golden.write_text(source)
+    assert golden.exists(), f"{golden} is missing: run with NETSPEC_UPDATE_GOLDEN=1 to create it"
+    assert source == golden.read_text(), f"generated source differs from {golden}; review, then NETSPEC_UPDATE_GOLDEN=1"

@@ -4,7 +4,6 @@ in PyTorch and in Keras: for the logits and for every layer, in both directions.
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ from netspec import check_file, emit  # noqa: E402
 from netspec.backend import get_backend  # noqa: E402
 from netspec.errors import SpecError  # noqa: E402
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT  # noqa: E402
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, assert_matches_golden  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 
 pytestmark = pytest.mark.keras
@@ -170,11 +169,7 @@ def test_dot_keras_reloads_in_safe_mode(backends, tmp_path):
 def test_generated_keras_source_matches_golden(spec, monkeypatch):
     monkeypatch.chdir(ROOT)
     source = emit(spec.relative_to(ROOT), "keras")
-    golden = GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py"
-    if os.environ.get("NETSPEC_UPDATE_GOLDEN"):
-        golden.write_text(source)
-    assert golden.exists(), "run with NETSPEC_UPDATE_GOLDEN=1 to create the golden file"
-    assert source == golden.read_text(), "generated source changed; review it, then NETSPEC_UPDATE_GOLDEN=1"
+    assert_matches_golden(source, GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py")
 
 
 def test_golden_keras_sources_pass_ruff_and_build():

@@ -16,7 +16,7 @@ from netspec import build, check_file, emit  # noqa: E402
 from netspec.backend import available_backends, get_backend  # noqa: E402
 from netspec.errors import SpecError  # noqa: E402
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR  # noqa: E402
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, assert_matches_golden  # noqa: E402
 from .reference_torch import torch_modules  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 from .torch_helpers import per_layer  # noqa: E402
@@ -64,11 +64,7 @@ def test_catalogue_example_matches_the_independent_reference(backend, kind, inde
 def test_generated_source_matches_golden(spec, monkeypatch):
     monkeypatch.chdir(ROOT)  # the header names the spec by its path from the project root
     source = emit(spec.relative_to(ROOT))
-    golden = GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py"
-    if os.environ.get("NETSPEC_UPDATE_GOLDEN"):
-        golden.write_text(source)
-    assert golden.exists(), "run with NETSPEC_UPDATE_GOLDEN=1 to create the golden file"
-    assert source == golden.read_text(), "generated source changed; review it, then NETSPEC_UPDATE_GOLDEN=1"
+    assert_matches_golden(source, GOLDEN_DIR / f"{spec.stem.replace('-', '_')}.py")
 
 
 def test_golden_sources_pass_ruff():

@@ -10,7 +10,7 @@ from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import fmt_shape
 from netspec.layers.base import resolve_padding
-from netspec.render import environment, module_name, py
+from netspec.render import environment, header_context, module_name, py
 
 _env = environment("netspec_keras")
 
@@ -102,13 +102,10 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
         c, h, w = input_hwc
         input_hwc = (h, w, c)
     source = _env.get_template("module.py.j2").render(
-        spec_file=net.source.file,
-        spec_name=net.spec.name,
-        description=net.spec.description,
+        **header_context(net),
         input_shape=_hwc(net.input_shape),
         input_shape_hwc=tuple(input_hwc),
         output_shape=_hwc(net.output_shape),
-        params=f"{net.totals.params:,}",
         function_name=keras_plan.function_name,
         steps=keras_plan.steps,
         uses_lrn=keras_plan.uses_lrn,

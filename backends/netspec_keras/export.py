@@ -5,27 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netspec.backend import Artifact
+from netspec.backend import Artifact, output_paths
 from netspec.check import CheckedNet
-from netspec.errors import SpecError
 from netspec.fileio import atomic_path, atomic_write_text
-from netspec.render import module_name
 
 SUFFIXES = {"source": ".py", "keras": ".keras", "weights": ".weights.h5"}
 
 
 def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weights=None,
            force: bool = False) -> list[Artifact]:
-    unknown = [f for f in formats if f not in SUFFIXES]
-    if unknown:
-        raise SpecError.single(f"unknown export format {unknown[0]!r} for the keras backend",
-                               hint=f"choose from: {', '.join(SUFFIXES)}")
-    stem = module_name(net.spec.name)
-    paths = {fmt: out_dir / f"{stem}{SUFFIXES[fmt]}" for fmt in dict.fromkeys(formats)}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise SpecError.single(f"refusing to overwrite {', '.join(existing)}", hint="pass --force to replace")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(net, out_dir, formats, SUFFIXES, "keras", force=force)
     source = backend.emit(net)
     model = backend.load(net, source, weights=weights)
     written = []
@@ -33,11 +22,10 @@ def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weigh
         if fmt == "source":
             atomic_write_text(path, source)
         else:
-            # Keras checks the file name's ending, so the temporary name keeps the full suffix
-            with atomic_path(path.with_name(path.name.replace(SUFFIXES[fmt], "") + SUFFIXES[fmt])) as tmp:
-                target = tmp if tmp.endswith(SUFFIXES[fmt]) else tmp + SUFFIXES[fmt]
+            with atomic_path(path) as tmp:
+                # Keras insists on the file name's ending (".weights.h5", ".keras")
+                target = tmp + SUFFIXES[fmt]
                 (model.save if fmt == "keras" else model.save_weights)(target)
-                if target != tmp:
-                    Path(target).replace(tmp)
+                Path(target).replace(tmp)
         written.append(Artifact(path, fmt))
     return written

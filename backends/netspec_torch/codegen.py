@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import fmt_shape
-from netspec.render import class_name, environment, py
+from netspec.render import class_name, environment, header_context, py
 
 # Activation shorthand (`activation: relu` on conv2d/linear): a call in forward() for flat specs,
 # a module inside nn.Sequential for blocks.
@@ -131,12 +131,9 @@ def _check_names(net: CheckedNet, reserved: set[str]) -> None:
 def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, TorchPlan]:
     torch_plan = plan(net, reserved)
     source = _env.get_template("module.py.j2").render(
-        spec_file=net.source.file,
-        spec_name=net.spec.name,
-        description=net.spec.description,
+        **header_context(net),
         input_shape=fmt_shape(net.input_shape),
         output_shape=fmt_shape(net.output_shape),
-        params=f"{net.totals.params:,}",
         class_name=torch_plan.class_name,
         attributes=torch_plan.attributes,
         steps=torch_plan.steps,

@@ -13,32 +13,18 @@ from pathlib import Path
 import torch
 
 from netspec import __version__
-from netspec.backend import Artifact
+from netspec.backend import Artifact, output_paths
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.fileio import atomic_path, atomic_write_text
-from netspec.render import module_name
 
 SUFFIXES = {"source": ".py", "safetensors": ".safetensors", "pt2": ".pt2", "onnx": ".onnx"}
 MAX_EXPORT_BATCH = 4096
 
 
-def targets(net: CheckedNet, out_dir: Path, formats: list[str]) -> dict[str, Path]:
-    stem = module_name(net.spec.name)
-    unknown = [f for f in formats if f not in SUFFIXES]
-    if unknown:
-        raise SpecError.single(f"unknown export format {unknown[0]!r} for the torch backend",
-                               hint=f"choose from: {', '.join(SUFFIXES)}")
-    return {fmt: out_dir / f"{stem}{SUFFIXES[fmt]}" for fmt in dict.fromkeys(formats)}
-
-
 def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weights=None,
            force: bool = False) -> list[Artifact]:
-    paths = targets(net, out_dir, formats)
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise SpecError.single(f"refusing to overwrite {', '.join(existing)}", hint="pass --force to replace")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(net, out_dir, formats, SUFFIXES, "torch", force=force)
     source = backend.emit(net)
     model = backend.load(net, source, weights=weights).eval()
     written = []
