@@ -4,6 +4,7 @@ in PyTorch and in Keras: for the logits and for every layer, in both directions.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -205,3 +206,53 @@ def test_convert_cli_round_trip(tmp_path):
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             torch.testing.assert_close(again.state_dict()[key], value)
+
+
+KERAS_ON_TORCH = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "torch"
+import numpy as np, torch
+from netspec import check_file
+from netspec.backend import get_backend
+from netspec_keras import set_from_torch_layout, import_keras
+keras = import_keras()
+assert keras.config.backend() == "torch", keras.config.backend()
+net = check_file(sys.argv[1])
+torch_model = get_backend("torch").load(net).eval()
+keras_model = get_backend("keras").load(net)
+set_from_torch_layout(keras_model, net, {k: v.numpy() for k, v in torch_model.state_dict().items()})
+x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
+with torch.no_grad():
+    expected = torch_model(torch.from_numpy(x)).numpy()
+actual = keras.ops.convert_to_numpy(keras_model(x.transpose(0, 2, 3, 1), training=False))
+np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+print("OK", keras.config.backend())
+"""
+
+
+@pytest.mark.parametrize("spec", [ZOO, ROOT / "specs" / "alexnet.yaml"], ids=lambda p: p.name)
+def test_generated_keras_code_runs_on_the_torch_keras_backend(spec):
+    """The generated code uses keras and keras.ops only, so Keras on PyTorch runs it too (the GPU
+    machine has no TensorFlow)."""
+    result = subprocess.run([sys.executable, "-c", KERAS_ON_TORCH, str(spec)], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "torch"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK torch" in result.stdout
+
+
+# The Keras write-up's model.summary(): (layer, output shape, params), helper layers aside.
+KERAS_WRITEUP_SUMMARY = [
+    ("conv1", (56, 56, 96), 34_944), ("pool1", (27, 27, 96), 0), ("conv2", (27, 27, 256), 614_656),
+    ("pool2", (13, 13, 256), 0), ("conv3", (13, 13, 384), 885_120), ("conv4", (13, 13, 384), 1_327_488),
+    ("conv5", (13, 13, 256), 884_992), ("pool5", (6, 6, 256), 0), ("flatten", (9216,), 0),
+    ("drop6", (9216,), 0), ("fc6", (4096,), 37_752_832), ("drop7", (4096,), 0), ("fc7", (4096,), 16_781_312),
+    ("fc8", (1000,), 4_097_000),
+]
+
+
+def test_alexnet_keras_summary_equals_the_keras_writeup(backends):
+    model = backends[1].load(check_file(ROOT / "specs" / "alexnet-keras.yaml"))
+    rows = [(layer.name, tuple(layer.output.shape[1:]), layer.count_params()) for layer in model.layers
+            if not layer.name.endswith("_chw") and layer.name != "input"]
+    assert rows == KERAS_WRITEUP_SUMMARY
+    assert model.count_params() == 62_378_344
