@@ -256,3 +256,18 @@ def test_alexnet_keras_summary_equals_the_keras_writeup(backends):
             if not layer.name.endswith("_chw") and layer.name != "input"]
     assert rows == KERAS_WRITEUP_SUMMARY
     assert model.count_params() == 62_378_344
+
+
+def test_savedmodel_serves_the_same_outputs(backends, tmp_path):
+    import tensorflow as tf
+
+    net = check_file(ZOO)
+    model_path = tmp_path / "zoo.weights.h5"
+    backends[1].load(net).save_weights(str(model_path))
+    [artifact] = backends[1].export(net, tmp_path, ["savedmodel"], weights=model_path)
+    assert artifact.path.name == "zoo_savedmodel" and (artifact.path / "saved_model.pb").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    served = tf.saved_model.load(str(artifact.path))
+    x = np.random.default_rng(4).standard_normal((2, 33, 31, 3)).astype("float32")
+    expected = backends[1].load(net, weights=model_path)(x, training=False)
+    assert_close(np.asarray(served.serve(x)), np.asarray(expected), "savedmodel")

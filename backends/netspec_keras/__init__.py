@@ -33,7 +33,7 @@ def import_keras():
 
 class KerasBackend:
     name = "keras"
-    export_formats = ("source", "keras", "weights")
+    export_formats = ("source", "keras", "weights", "savedmodel")
 
     def emit(self, net: CheckedNet) -> str:
         return render(net)[0]
