@@ -271,3 +271,18 @@ def test_savedmodel_serves_the_same_outputs(backends, tmp_path):
     x = np.random.default_rng(4).standard_normal((2, 33, 31, 3)).astype("float32")
     expected = backends[1].load(net, weights=model_path)(x, training=False)
     assert_close(np.asarray(served.serve(x)), np.asarray(expected), "savedmodel")
+
+
+def test_names_that_clash_with_keras_helper_layers_are_refused(write_spec):
+    path = write_spec("""
+        name: clash
+        input: [3, 8, 8]
+        layers:
+          - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: conv_pad, type: relu}
+    """)
+    with pytest.raises(SpecError) as caught:
+        emit(path, "keras")
+    [problem] = caught.value.problems
+    assert problem.message == "the name 'conv_pad' is also a helper layer of 'conv' in Keras"
+    assert (problem.location.line, problem.layer) == (5, "conv_pad")

@@ -56,7 +56,25 @@ def _is_tf_same(cl: CheckedLayer) -> bool:
     return not cl.layer.ceil_mode and same == cl.resolved["padding"]
 
 
+def _check_helper_names(net: CheckedNet) -> None:
+    """Keras layer names are one namespace: the input and helper layers (`<name>_pad`,
+    `<name>_chw`) must not take a spec layer's name."""
+    names = {cl.name for cl in net.layers}
+    problems = []
+    for cl in net.layers:
+        taken = [h for h in (f"{cl.name}_pad", f"{cl.name}_chw") if h in names]
+        if cl.name == "input" or taken:
+            clash = "the model input" if cl.name == "input" else f"a helper layer of '{cl.name}'"
+            other = cl if cl.name == "input" else net.layer(taken[0])
+            problems.append(Problem(f"the name '{other.name}' is also {clash} in Keras",
+                                    net.source.location((*other.path, "name")), layer=other.name,
+                                    hint=f"rename it, e.g. '{other.name}_'"))
+    if problems:
+        raise SpecError(problems)
+
+
 def plan(net: CheckedNet) -> KerasPlan:
+    _check_helper_names(net)
     result = KerasPlan(function_name=f"build_{module_name(net.spec.name)}")
     layers_module = _env.get_template("layers.py.j2").module
     for cl in net.layers:
