@@ -215,3 +215,24 @@ def test_cli_export_unknown_format(tmp_path):
     result = CliRunner().invoke(app, ["export", str(ZOO), "-o", str(tmp_path), "-f", "tflite"])
     assert result.exit_code == 2 and "unknown export format 'tflite'" in result.output
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "keras"])
+def test_text_from_the_spec_cannot_become_code(write_spec, backend_name):
+    import ast
+
+    pytest.importorskip(backend_name)
+    path = write_spec('''
+        name: injected
+        description: "nice net\\nimport os; os.system('echo pwned')\\r\\u2028raise SystemExit\\"\\"\\""
+        input: [3, 8, 8]
+        layers:
+          - {type: flatten}
+          - {name: fc, type: linear, out_features: 2}
+    ''')
+    source = emit(path, backend_name)
+    tree = ast.parse(source)  # still valid Python
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "os" not in imported
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Raise)]
+    assert "# nice net import os; os.system('echo pwned') raise SystemExit\"\"\"" in source
