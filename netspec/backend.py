@@ -44,6 +44,15 @@ class Backend(Protocol):
         """Write the requested formats into ``out_dir``."""
 
 
+def require_modules(backend: str, *modules: str) -> None:
+    """Raise ImportError naming the first of ``modules`` that is not installed."""
+    import importlib.util
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(f"the {backend} backend needs '{module}', which is not installed")
+
+
 def available_backends() -> dict[str, Any]:
     """Registered backend entry points by name (nothing is imported)."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
@@ -65,11 +74,10 @@ def get_backend(name: str) -> Backend:
                 hint += f" (install it with {INSTALL_HINTS[target]})"
         raise SpecError.single(f"unknown backend '{name}' (installed: {known})", hint=hint)
     try:
-        backend_class = found[name].load()
+        return found[name].load()()  # a backend raises ImportError when its framework is missing
     except ImportError as exc:
         hint = INSTALL_HINTS.get(name, f"install the package that provides the '{name}' backend")
-        raise SpecError.single(f"the '{name}' backend cannot be imported: {exc}", hint=hint) from None
-    return backend_class()
+        raise SpecError.single(f"the '{name}' backend cannot be used: {exc}", hint=hint) from None
 
 
 def output_paths(net, out_dir: Path, formats: list[str], suffixes: dict[str, str], backend: str, *,

@@ -137,3 +137,19 @@ def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
 def test_schema_to_stdout_is_json():
     result = runner.invoke(app, ["schema"])
     assert json.loads(result.output)["title"] == "netspec network spec"
+
+
+def test_a_backend_whose_framework_is_missing_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from netspec.backend import get_backend
+    from netspec.errors import SpecError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(SpecError) as caught:
+        get_backend("torch")
+    [problem] = caught.value.problems
+    assert problem.message == ("the 'torch' backend cannot be used: "
+                               "the torch backend needs 'torch', which is not installed")
+    assert problem.hint == 'pip install -e ".[torch]"'

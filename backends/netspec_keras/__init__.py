@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netspec.backend import Artifact
+from netspec.backend import Artifact, require_modules
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.render import execute_generated, module_name
@@ -34,6 +34,9 @@ def import_keras():
 class KerasBackend:
     name = "keras"
     export_formats = ("source", "keras", "weights", "savedmodel")
+
+    def __init__(self) -> None:
+        require_modules("keras", "keras", "numpy")
 
     def emit(self, net: CheckedNet) -> str:
         return render(net)[0]

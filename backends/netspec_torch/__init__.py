@@ -8,7 +8,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from netspec.backend import Artifact
+from netspec.backend import Artifact, require_modules
 from netspec.check import CheckedNet
 from netspec.render import execute_generated, module_name
 from netspec_torch.codegen import TorchPlan, render
@@ -25,6 +25,9 @@ def reserved_names() -> frozenset[str]:
 class TorchBackend:
     name = "torch"
     export_formats = ("source", "safetensors", "pt2", "onnx")
+
+    def __init__(self) -> None:
+        require_modules("torch", "torch", "safetensors")
 
     def emit(self, net: CheckedNet) -> str:
         return render(net, reserved_names())[0]
