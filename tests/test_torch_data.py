@@ -1,0 +1,119 @@
+"""Training data for the torch backend: real digits with no download, image folders, synthetic
+images, and clear errors for bad data."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from netspec import check_file  # noqa: E402
+from netspec.errors import SpecError  # noqa: E402
+from netspec.spec import DataSpec  # noqa: E402
+
+from .conftest import SPECS_DIR  # noqa: E402
+
+pytestmark = pytest.mark.torch
+TORCHVISION_SPEC = SPECS_DIR / "alexnet-torchvision.yaml"
+
+
+def small_net(classes: int = 10):
+    return check_file(TORCHVISION_SPEC, [f"num_classes={classes}"], input_shape=(3, 64, 64))
+
+
+def test_digits_ship_with_scikit_learn_and_become_the_spec_input():
+    from netspec_torch.data import load_datasets
+
+    data = load_datasets(small_net(), DataSpec(dataset="digits", val_fraction=0.2))
+    assert (len(data.train), len(data.val)) == (1438, 359)
+    image, label = data.train[0]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    assert 0 <= int(label) < 10 and data.classes == [str(d) for d in range(10)]
+    # grayscale was copied to three channels, then normalized per channel
+    assert not torch.equal(image[0], image[1])  # different means/stds per channel
+    assert image.std() > 0.1
+
+
+def test_resize_and_random_crop_for_training_centre_crop_for_evaluation():
+    from netspec_torch.data import transforms
+
+    net = small_net()
+    spec = DataSpec(resize=72, random_crop=True, hflip=True, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    image = torch.arange(16 * 16, dtype=torch.int64).reshape(1, 16, 16).to(torch.uint8)
+    evaluation = transforms(net, spec, train=False, source_channels=1)
+    assert torch.equal(evaluation(image), evaluation(image))  # deterministic
+    training = transforms(net, spec, train=True, source_channels=1)
+    torch.manual_seed(0)
+    crops = {tuple(training(image)[0, 0, :4].tolist()) for _ in range(8)}
+    assert len(crops) > 1  # random crops (and flips) differ
+    assert training(image).shape == evaluation(image).shape == (3, 64, 64)
+
+
+def test_synthetic_matches_the_spec(tmp_path):
+    from netspec_torch.data import SYNTHETIC_TRAIN, load_datasets
+
+    data = load_datasets(small_net(7), DataSpec(dataset="synthetic"))
+    assert len(data.train) == SYNTHETIC_TRAIN
+    image, label = data.train[3]
+    assert image.shape == (3, 64, 64) and 0 <= int(label) < 7
+
+
+def make_folder(root, classes=("cat", "dog"), per_class=3, size=(40, 30)):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", size, (40 * index + i, 100, 200)).save(folder / f"{i}.png")
+    return root
+
+
+def test_imagefolder(tmp_path):
+    from netspec_torch.data import load_datasets
+
+    root = make_folder(tmp_path / "pets")
+    data = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
+    assert data.classes == ["cat", "dog"] and (len(data.train), len(data.val)) == (6, 6)
+    image, label = data.val[5]
+    assert image.shape == (3, 64, 64) and int(label) == 1
+
+
+def test_undecodable_image_is_named(tmp_path):
+    from netspec_torch.data import load_datasets
+
+    root = make_folder(tmp_path / "pets")
+    broken = root / "train" / "cat" / "0.png"
+    broken.write_bytes(b"this is not a png")
+    data = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
+    with pytest.raises(SpecError, match=f"cannot decode image {broken}"):
+        data.train[0]
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (lambda root: None, "no 'train' folder in"),
+        (lambda root: (root / "train").mkdir(parents=True), "holds no images"),
+    ],
+    ids=["missing", "empty"],
+)
+def test_missing_or_empty_folder(tmp_path, prepare, message):
+    from netspec_torch.data import load_datasets
+
+    root = tmp_path / "data"
+    prepare(root)
+    with pytest.raises(SpecError, match=message):
+        load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
+
+
+def test_class_count_mismatch_says_how_to_fix_it():
+    from netspec_torch.data import load_datasets
+
+    with pytest.raises(SpecError) as caught:
+        load_datasets(small_net(1000), DataSpec(dataset="digits"))
+    [problem] = caught.value.problems
+    assert problem.message == "the dataset has 10 classes but the spec's output layer 'fc8' yields 1000 values"
+    assert problem.hint.startswith("--set num_classes=10")
+    assert problem.layer == "fc8" and problem.location.line > 0
