@@ -146,6 +146,84 @@ def convert(
 
 
 @app.command()
+def train(
+    spec: Annotated[Path | None, typer.Argument(help="The spec YAML file (not needed with --resume).",
+                                                show_default=False)] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="torch (keras comes next).")] = "torch",
+    data: Annotated[str | None, typer.Option(help="digits (default, no download), imagefolder, synthetic.")] = None,
+    data_path: Annotated[Path | None, typer.Option(help="Folder of an imagefolder dataset.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the spec's epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Override the spec's batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(min=0, help="Override the spec's learning rate.")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="At most this many steps per epoch.")] = None,
+    input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW", help="Train at this input size.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where the run is written (default runs/NAME-TIME).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder.")] = None,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+    set_: SetOpt = None,
+) -> None:
+    """Train the spec's model with its recipe, writing metrics and checkpoints to a run directory."""
+    import shutil
+    import time
+
+    from rich.console import Console
+
+    from netspec.backend import get_backend
+    from netspec.check import check_file
+    from netspec.train import TrainingStopped, TrainOptions
+    from netspec.train.rundir import RunDir
+
+    with user_errors():
+        if resume is not None:
+            info = RunDir(resume, resume=True).read_run_info()  # validated, lock released below
+            spec, overrides, backend = Path(info["spec_file"]), info["overrides"], info["backend"]
+            input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
+        else:
+            if spec is None:
+                raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
+            overrides = list(set_ or [])
+            for key, value in (("data.dataset", data), ("data.path", data_path), ("training.epochs", epochs),
+                               ("training.batch_size", batch_size), ("training.optimizer.lr", lr)):
+                if value is not None:
+                    overrides.append(f"{key}={value}")
+            input_shape = parse_input_shape(input_)
+        net = check_file(spec, overrides, input_shape=input_shape)
+        chosen = get_backend(backend)
+        if not hasattr(chosen, "train"):
+            raise SpecError.single(f"the {backend} backend cannot train yet", hint="use --backend torch")
+        folder = resume or run_dir or Path("runs") / f"{net.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = RunDir(folder, resume=resume is not None)
+        started_here = resume is None
+        try:
+            if resume is None:
+                run.write_run_info({"spec_file": str(spec), "overrides": overrides, "backend": backend,
+                                    "input_shape": list(input_shape) if input_shape else None,
+                                    "netspec_version": __version__, "command": sys.argv,
+                                    "spec": net.spec.model_dump(mode="json")})
+            options = TrainOptions(run_dir=str(folder), resume=resume is not None, device=device,
+                                   max_steps_per_epoch=max_steps, workers=workers)
+            console = Console(stderr=True, highlight=False)
+            console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} into {folder}")
+            try:
+                records = chosen.train(net, options, run, console)
+            except TrainingStopped as stop:
+                console.print(f"stopped: {stop}")
+                raise typer.Exit(130) from None
+            except SpecError:
+                if started_here and not run.checkpoint_path("last", ".safetensors").exists():
+                    run.close()
+                    shutil.rmtree(folder, ignore_errors=True)  # a run that never checkpointed leaves nothing
+                raise
+        finally:
+            run.close()
+    if records:
+        best = max(records, key=lambda r: r["val_top1"])
+        console.print(f"done: best val top-1 {best['val_top1']:.3f} at epoch {best['epoch']}; "
+                      f"metrics in {folder / 'metrics.jsonl'}, checkpoints in {folder / 'checkpoints'}")
+
+
+@app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:

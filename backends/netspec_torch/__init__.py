@@ -45,6 +45,15 @@ class TorchBackend:
             apply_state_dict(model, read_state_dict(weights), str(weights))
         return model
 
+    def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
+        """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
+        from netspec_torch.trainer import TorchTrainer
+
+        trainer = TorchTrainer(self, net, options, run, console)
+        if options.resume:
+            trainer.restore()
+        return trainer.fit()
+
     def export(self, net: CheckedNet, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:
         from netspec_torch.export import export

@@ -1,0 +1,87 @@
+"""The run directory that ``netspec train`` writes, the same for every backend:
+
+    RUN_DIR/
+      run.json               what was run: spec, options, versions, command (written at start)
+      metrics.jsonl          one JSON object per finished epoch (appended, fsynced)
+      checkpoints/last.*     the latest checkpoint (written atomically)
+      checkpoints/best.*     the checkpoint with the best validation top-1
+      .lock                  held while a run writes here
+
+Framework-free: backends put their own files under ``checkpoints/`` through ``checkpoint_path``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from netspec.errors import SpecError
+from netspec.fileio import atomic_write_text
+
+
+class RunDir:
+    def __init__(self, path: str | Path, *, resume: bool):
+        self.path = Path(path)
+        if resume:
+            if not (self.path / "run.json").is_file():
+                raise SpecError.single(f"nothing to resume in {self.path}: it has no run.json",
+                                       hint="pass the folder of an earlier `netspec train` run")
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise SpecError.single(f"the run directory {self.path} already holds a run",
+                                   hint="pass --resume to continue it, or choose another --run-dir")
+        try:
+            (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpecError.single(f"cannot create the run directory {self.path}: {exc.strerror}",
+                                   hint="choose a writable --run-dir") from None
+        self._lock = self._acquire_lock()
+
+    def _acquire_lock(self):
+        handle = open(self.path / ".lock", "a+")  # noqa: SIM115  (held for the run's lifetime)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise SpecError.single(f"another run is writing to {self.path}",
+                                   hint="wait for it to finish, or choose another --run-dir") from None
+        return handle
+
+    def close(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    # --- files ---------------------------------------------------------------------------------
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def checkpoint_path(self, tag: str, suffix: str) -> Path:
+        return self.path / "checkpoints" / f"{tag}{suffix}"
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
+
+    def read_run_info(self) -> dict[str, Any]:
+        return json.loads((self.path / "run.json").read_text())
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, epochs: int) -> None:
+        """Keep the records of the first ``epochs`` epochs: what the checkpoint being resumed saw."""
+        kept = [r for r in self.read_metrics() if r["epoch"] <= epochs]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
