@@ -108,7 +108,6 @@ class ScheduleSpec(StrictModel):
     step_size: PositiveInt = Field(30, description="Epochs between steps (step schedule).")
     patience: PositiveInt = Field(5, description="Epochs without improvement before a plateau cut.")
     min_lr: float = Field(0.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
 
 
 class TrainingSpec(StrictModel):

@@ -117,3 +117,60 @@ def test_class_count_mismatch_says_how_to_fix_it():
     assert problem.message == "the dataset has 10 classes but the spec's output layer 'fc8' yields 1000 values"
     assert problem.hint.startswith("--set num_classes=10")
     assert problem.layer == "fc8" and problem.location.line > 0
+
+
+def make_cifar(folder, per_batch=4):
+    """A CIFAR-10 folder in the distributed layout, with a few images per batch."""
+    import pickle
+
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                  "ship", "truck")]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    return folder
+
+
+def test_cifar10_python_batches(tmp_path):
+    from netspec_torch.data import load_datasets
+
+    folder = make_cifar(tmp_path / "cifar-10-batches-py")
+    net = check_file(SPECS_DIR / "alexnet-cifar10.yaml")
+    data = load_datasets(net, net.spec.data.model_copy(update={"path": str(folder)}))
+    assert (len(data.train), len(data.val)) == (20, 4)
+    assert data.classes[3] == "cat"
+    image, label = data.train[0]
+    assert image.shape == (3, 227, 227) and 0 <= int(label) < 10
+
+
+def test_cifar10_batch_carrying_code_is_refused(tmp_path):
+    import os
+    import pickle
+
+    from netspec_torch.data import load_datasets
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    folder = make_cifar(tmp_path / "cifar")
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}))
+    net = check_file(SPECS_DIR / "alexnet-cifar10.yaml")
+    with pytest.raises(SpecError, match="refusing to load posix.system from a CIFAR batch"):
+        load_datasets(net, net.spec.data.model_copy(update={"path": str(folder)}))
+
+
+def test_cifar10_missing_files_are_named(tmp_path):
+    from netspec_torch.data import load_datasets
+
+    folder = make_cifar(tmp_path / "cifar")
+    (folder / "test_batch").unlink()
+    net = check_file(SPECS_DIR / "alexnet-cifar10.yaml")
+    with pytest.raises(SpecError, match="lacks test_batch"):
+        load_datasets(net, net.spec.data.model_copy(update={"path": str(folder)}))

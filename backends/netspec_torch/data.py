@@ -1,10 +1,11 @@
 """Training data for the torch backend, chosen by the spec's ``data`` section (or ``--data``).
 
 Sources: ``digits`` (scikit-learn's 8×8 handwritten digits, shipped inside the package, so no
-download), ``imagefolder`` (``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg``) and ``synthetic``
-(random images, for benchmarks). Images become the spec's input with torchvision's v2
-transforms: grayscale to three channels when the spec wants three, resize, random or centre crop,
-flips, scaling to [0, 1] and normalization. Every user mistake is a SpecError naming the fix.
+download), ``cifar10`` (the python-batches folder), ``imagefolder`` (``train/CLASS/*.jpg`` and
+``val/CLASS/*.jpg``) and ``synthetic`` (random images, for benchmarks). Images become the spec's
+input with torchvision's v2 transforms: grayscale to three channels when the spec wants three,
+resize, random or centre crop, flips, scaling to [0, 1] and normalization. Every user mistake is
+a SpecError naming the fix.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Transformed(Dataset):
 def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets:
     if len(net.input_shape) != 3:
         raise SpecError.single("training needs an image input (channels x height x width)")
-    builders = {"digits": _digits, "imagefolder": _imagefolder, "synthetic": _synthetic}
+    builders = {"digits": _digits, "cifar10": _cifar10, "imagefolder": _imagefolder, "synthetic": _synthetic}
     if data.dataset not in builders:
         raise SpecError.single(f"the torch trainer cannot read the '{data.dataset}' dataset yet",
                                hint=f"use one of: {', '.join(builders)}")
@@ -95,6 +96,22 @@ def _digits(net: CheckedNet, data: DataSpec, seed: int) -> Datasets:
         train=Transformed(Subset(base, train_idx), transforms(net, data, train=True, source_channels=1)),
         val=Transformed(Subset(base, val_idx), transforms(net, data, train=False, source_channels=1)),
         classes=[str(d) for d in range(10)],
+    )
+
+
+def _cifar10(net: CheckedNet, data: DataSpec, seed: int) -> Datasets:
+    from netspec.train.cifar import load_cifar10
+
+    if data.path is None:
+        raise SpecError.single("the cifar10 dataset needs a folder",
+                               hint="pass --data-path DIR (the unpacked cifar-10-batches-py folder)")
+    train_x, train_y, test_x, test_y, names = load_cifar10(data.path)
+    return Datasets(
+        train=Transformed(TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y)),
+                          transforms(net, data, train=True, source_channels=3)),
+        val=Transformed(TensorDataset(torch.from_numpy(test_x), torch.from_numpy(test_y)),
+                        transforms(net, data, train=False, source_channels=3)),
+        classes=names,
     )
 
 

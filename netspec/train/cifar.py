@@ -1,0 +1,66 @@
+"""CIFAR-10 in its "python version" layout (data_batch_1..5, test_batch, batches.meta), read with a
+restricted unpickler: the files are pickles, and a pickle from a stranger could run code, so only
+the few classes a CIFAR batch needs (NumPy arrays and dtypes) may be rebuilt."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from netspec.errors import SpecError
+
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+ALLOWED_CLASSES = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in ALLOWED_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
+
+
+def _load_batch(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            batch = _CifarUnpickler(handle, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise SpecError.single(f"{path} is not a CIFAR-10 batch: {exc}",
+                               hint="use the python version of CIFAR-10 (cifar-10-python.tar.gz), unpacked") from None
+    if not isinstance(batch, dict):
+        raise SpecError.single(f"{path} is not a CIFAR-10 batch (no data/labels mapping)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+def load_cifar10(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(train images N×3×32×32 uint8, train labels, test images, test labels, class names)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SpecError.single(f"CIFAR-10 folder not found: {folder}",
+                               hint="pass --data-path to the folder holding data_batch_1 ... test_batch")
+    missing = [name for name in (*TRAIN_FILES, "test_batch", "batches.meta") if not (folder / name).is_file()]
+    if missing:
+        raise SpecError.single(f"{folder} lacks {', '.join(missing)}",
+                               hint="unpack cifar-10-python.tar.gz and point --data-path at cifar-10-batches-py")
+
+    def images_and_labels(names):
+        batches = [_load_batch(folder / name) for name in names]
+        try:
+            images = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
+            labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
+        except (KeyError, ValueError) as exc:
+            raise SpecError.single(f"a CIFAR-10 batch in {folder} is malformed: {exc}") from None
+        if len(images) != len(labels):
+            raise SpecError.single(f"a CIFAR-10 batch in {folder} has {len(images)} images but {len(labels)} labels")
+        return images, labels
+
+    train_x, train_y = images_and_labels(TRAIN_FILES)
+    test_x, test_y = images_and_labels(("test_batch",))
+    meta = _load_batch(folder / "batches.meta")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
+    return train_x, train_y, test_x, test_y, names or [str(i) for i in range(10)]
