@@ -218,9 +218,13 @@ def train(
         finally:
             run.close()
     if records:
+        from netspec.train.plot import plot_curves
+
+        curves = plot_curves(records, folder / "curves.png", title=f"{net.spec.name} ({backend})")
         best = max(records, key=lambda r: r["val_top1"])
         console.print(f"done: best val top-1 {best['val_top1']:.3f} at epoch {best['epoch']}; "
-                      f"metrics in {folder / 'metrics.jsonl'}, checkpoints in {folder / 'checkpoints'}")
+                      f"metrics in {folder / 'metrics.jsonl'}, curves in {curves}, "
+                      f"checkpoints in {folder / 'checkpoints'}")
 
 
 @app.command()

@@ -138,6 +138,7 @@ def test_cli_train_and_resume(write_spec, tmp_path):
     result = runner.invoke(app, ["train", str(spec), "--epochs", "1", "--max-steps", "3", "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
     assert "done: best val top-1" in result.output
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     info = json.loads((run / "run.json").read_text())
     assert info["overrides"] == ["training.epochs=1"] and info["backend"] == "torch"
     again = runner.invoke(app, ["train", "--resume", str(run)])

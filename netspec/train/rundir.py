@@ -5,6 +5,7 @@
       metrics.jsonl          one JSON object per finished epoch (appended, fsynced)
       checkpoints/last.*     the latest checkpoint (written atomically)
       checkpoints/best.*     the checkpoint with the best validation top-1
+      curves.png             loss and accuracy per epoch (written at the end)
       .lock                  held while a run writes here
 
 Framework-free: backends put their own files under ``checkpoints/`` through ``checkpoint_path``.
