@@ -44,8 +44,9 @@ def keras_layers(checked) -> list:
     if kind == "adaptive_avgpool2d":
         h, w = res["input_hw"]
         oh, ow = layer.output_size
-        assert h % oh == 0 and w % ow == 0
-        return [keras.layers.AveragePooling2D((h // oh, w // ow))]
+        if h % oh == 0 and w % ow == 0:
+            return [keras.layers.AveragePooling2D((h // oh, w // ow))]
+        return [keras.layers.AdaptiveAveragePooling2D((oh, ow))]
     if kind == "lrn":
         return [_LRN(layer.size, layer.alpha, layer.beta, layer.k)]
     if kind == "dropout":

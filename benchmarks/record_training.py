@@ -1,0 +1,53 @@
+"""Record a finished `netspec train` run as a results file: the exact command, versions, machine,
+and every epoch's metrics.
+
+    netspec train specs/alexnet-digits.yaml --run-dir /tmp/run
+    python benchmarks/record_training.py /tmp/run --out benchmarks/results/train_alexnet_digits_torch.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    info = json.loads((args.run_dir / "run.json").read_text())
+    metrics = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    if not metrics:
+        raise SystemExit(f"{args.run_dir} has no finished epoch")
+    best = max(metrics, key=lambda r: r["val_top1"])
+    import torch
+
+    doc = {
+        "benchmark": "training run",
+        "command": " ".join(["netspec", *info["command"][1:]]),
+        "spec": info["spec_file"],
+        "backend": info["backend"],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
+        "versions": {"netspec": info.get("netspec_version"), "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "final": metrics[-1],
+        "best_val_top1": best["val_top1"],
+        "best_epoch": best["epoch"],
+        "total_seconds": sum(r["seconds"] for r in metrics),
+        "epochs": metrics,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"best val top-1 {best['val_top1']:.3f} at epoch {best['epoch']}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
