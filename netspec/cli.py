@@ -201,7 +201,7 @@ def train(
                                     "input_shape": list(input_shape) if input_shape else None,
                                     "netspec_version": __version__, "command": sys.argv,
                                     "spec": net.spec.model_dump(mode="json")})
-            options = TrainOptions(run_dir=str(folder), resume=resume is not None, device=device,
+            options = TrainOptions(resume=resume is not None, device=device,
                                    max_steps_per_epoch=max_steps, workers=workers)
             console = Console(stderr=True, highlight=False)
             console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} into {folder}")

@@ -43,8 +43,7 @@ def train(spec, run_dir, *, resume=False, max_steps=None):
     try:
         if not resume:
             run.write_run_info({"spec_file": str(spec), "overrides": [], "backend": "torch"})
-        options = TrainOptions(run_dir=str(run_dir), resume=resume, device="cpu", max_steps_per_epoch=max_steps,
-                               progress=False)
+        options = TrainOptions(resume=resume, device="cpu", max_steps_per_epoch=max_steps, progress=False)
         return get_backend("torch").train(net, options, run)
     finally:
         run.close()

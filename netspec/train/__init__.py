@@ -9,7 +9,6 @@ from dataclasses import dataclass
 class TrainOptions:
     """What `netspec train` was asked to do beyond the spec's own recipe (which --set overrides)."""
 
-    run_dir: str
     resume: bool = False
     device: str = "auto"
     max_steps_per_epoch: int | None = None  # for quick runs and tests
