@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from netspec import __version__
@@ -36,6 +37,15 @@ def human_bytes(n: int) -> str:
 def type_label(layer) -> str:
     activation = getattr(layer, "activation", None)
     return f"{layer.kind}+{activation}" if activation else layer.kind
+
+
+def _line_label(location, line_file: str) -> str:
+    """The layer's line, with its file's name when it is not the table's line file."""
+    if not location.line:
+        return ""
+    if location.file != line_file:
+        return f"{Path(location.file).name}:{location.line}"
+    return str(location.line)
 
 
 def _rf_label(rf: tuple[int, int] | None) -> str:
@@ -103,6 +113,12 @@ def render_summary(net: CheckedNet, console) -> None:
     table.add_column("MACs", justify="right", no_wrap=True)
     table.add_column("RF", justify="right", no_wrap=True)
     table.add_column("Ln", justify="right", style="dim", no_wrap=True)
+    # Line numbers refer to one file when they can: the spec's, or the one base all layers come from.
+    files = {cl.location.file for cl in net.layers if cl.location.line}
+    line_file = files.pop() if len(files) == 1 else net.source.file
+    if line_file != net.source.file:
+        table.caption = f"Ln: lines in {line_file}"
+        table.caption_justify = "left"
     block = None
     for cl in net.layers:
         if cl.block != block and cl.block is not None:
@@ -112,7 +128,7 @@ def render_summary(net: CheckedNet, console) -> None:
         table.add_row(indent + cl.name, type_label(cl.layer),
                       display_shape(cl.output_shape, layout), f"{cl.params:,}" if cl.params else "–",
                       human_count(cl.macs) if cl.macs else "–", _rf_label(cl.receptive_field),
-                      str(cl.location.line or ""))
+                      _line_label(cl.location, line_file))
     console.print(table)
 
     t = net.totals

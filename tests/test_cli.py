@@ -153,3 +153,11 @@ def test_a_backend_whose_framework_is_missing_says_how_to_install_it(monkeypatch
     assert problem.message == ("the 'torch' backend cannot be used: "
                                "the torch backend needs 'torch', which is not installed")
     assert problem.hint == 'pip install -e ".[torch]"'
+
+
+def test_layers_inherited_from_a_base_spec_name_its_file():
+    result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet-onetower.yaml")], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    conv1 = next(line for line in result.output.splitlines() if line.strip().startswith("conv1"))
+    assert conv1.rstrip().endswith(" 13")
+    assert f"Ln: lines in {SPECS_DIR / 'alexnet.yaml'}" in result.output
