@@ -150,8 +150,8 @@ def train(
     spec: Annotated[Path | None, typer.Argument(help="The spec YAML file (not needed with --resume).",
                                                 show_default=False)] = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="torch (keras comes next).")] = "torch",
-    data: Annotated[str | None, typer.Option(help="digits (default, no download), imagefolder, synthetic.")] = None,
-    data_path: Annotated[Path | None, typer.Option(help="Folder of an imagefolder dataset.")] = None,
+    data: Annotated[str | None, typer.Option(help="digits (no download), cifar10, imagefolder, synthetic.")] = None,
+    data_path: Annotated[Path | None, typer.Option(help="Folder of a cifar10 or imagefolder dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the spec's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Override the spec's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(min=0, help="Override the spec's learning rate.")] = None,
@@ -176,7 +176,7 @@ def train(
 
     with user_errors():
         if resume is not None:
-            info = RunDir(resume, resume=True).read_run_info()  # validated, lock released below
+            info = RunDir.read_info(resume)
             spec, overrides, backend = Path(info["spec_file"]), info["overrides"], info["backend"]
             input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
         else:

@@ -27,9 +27,7 @@ class RunDir:
     def __init__(self, path: str | Path, *, resume: bool):
         self.path = Path(path)
         if resume:
-            if not (self.path / "run.json").is_file():
-                raise SpecError.single(f"nothing to resume in {self.path}: it has no run.json",
-                                       hint="pass the folder of an earlier `netspec train` run")
+            self.read_info(self.path)
         elif self.path.exists() and any(self.path.iterdir()):
             raise SpecError.single(f"the run directory {self.path} already holds a run",
                                    hint="pass --resume to continue it, or choose another --run-dir")
@@ -69,7 +67,19 @@ class RunDir:
         atomic_write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
 
     def read_run_info(self) -> dict[str, Any]:
-        return json.loads((self.path / "run.json").read_text())
+        return self.read_info(self.path)
+
+    @staticmethod
+    def read_info(path: str | Path) -> dict[str, Any]:
+        """What an earlier run recorded in its run.json (without taking the run's lock)."""
+        info_path = Path(path) / "run.json"
+        if not info_path.is_file():
+            raise SpecError.single(f"nothing to resume in {path}: it has no run.json",
+                                   hint="pass the folder of an earlier `netspec train` run")
+        try:
+            return json.loads(info_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SpecError.single(f"cannot read {info_path}: {exc}") from None
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
