@@ -156,3 +156,14 @@ def test_cli_train_with_bad_data_leaves_nothing_behind(write_spec, tmp_path):
     assert result.exit_code == 2
     assert "no 'train' folder in" in result.output
     assert not run.exists()
+
+
+def test_resume_of_a_folder_that_holds_no_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "empty")])
+    assert result.exit_code == 2
+    assert f"nothing to resume in {tmp_path / 'empty'}: it has no run.json" in result.output
