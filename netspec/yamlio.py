@@ -180,5 +180,4 @@ class _Walker:
 
 def parse_scalar(text: str) -> Any:
     """Parse a command-line value (``--set lr=0.1``) with the same rules as a YAML scalar."""
-    tree = parse_yaml_text(text, "<--set>") if text.strip() else ""
-    return tree
+    return parse_yaml_text(text, "<--set>") if text.strip() else ""

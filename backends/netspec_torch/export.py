@@ -45,7 +45,7 @@ def _save_safetensors(model: torch.nn.Module, net: CheckedNet, path: str) -> Non
     save_file(state, path, metadata={"netspec_version": __version__, "spec": net.spec.name, "layout": "torch"})
 
 
-def _dynamic_batch(net: CheckedNet):
+def _dynamic_batch():
     batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
     return {"x": {0: batch}}
 
@@ -53,7 +53,7 @@ def _dynamic_batch(net: CheckedNet):
 def _exported(model: torch.nn.Module, net: CheckedNet):
     from netspec_torch import example_input
 
-    return torch.export.export(model, (example_input(net, 2),), dynamic_shapes=_dynamic_batch(net))
+    return torch.export.export(model, (example_input(net, 2),), dynamic_shapes=_dynamic_batch())
 
 
 def _save_pt2(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
@@ -69,7 +69,7 @@ def _save_onnx(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
         raise SpecError.single("ONNX export needs the onnx extra", hint='pip install -e ".[onnx]"') from None
     with contextlib.redirect_stdout(sys.stderr):  # the exporter reports its progress on stdout
         program = torch.onnx.export(model, (example_input(net, 2),), dynamo=True, verbose=False,
-                                    dynamic_shapes=_dynamic_batch(net), input_names=["x"], output_names=["y"])
+                                    dynamic_shapes=_dynamic_batch(), input_names=["x"], output_names=["y"])
     program.save(path)
 
 

@@ -26,6 +26,8 @@ from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 from netspec_torch.data import load_datasets
 
+PROGRESS_EVERY = 10  # steps between progress-bar refreshes (each reads the running sums back)
+
 
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
@@ -79,7 +81,8 @@ def _epoch_order(size: int, seed: int, epoch: int) -> list[int]:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class TorchTrainer:
@@ -173,6 +176,14 @@ class TorchTrainer:
         task = progress.add_task("train", total=steps, completed=done, epoch=epoch + 1,
                                  epochs=self.recipe.epochs, stats="")
         partial = self.state["partial"]
+        # Running sums stay on the device: reading them back every step would stall a GPU. They
+        # are read at each progress refresh, on interruption and at the end of the epoch.
+        loss_sum = torch.tensor(partial["loss"], dtype=torch.float64, device=self.device)
+        correct = torch.tensor(partial["correct"], dtype=torch.int64, device=self.device)
+
+        def flush() -> None:
+            partial["loss"], partial["correct"] = loss_sum.item(), int(correct.item())
+
         self.model.train()
         started = time.perf_counter()
         batches = iter(loader)
@@ -188,6 +199,7 @@ class TorchTrainer:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 out = self.model(x)
                 loss = self.criterion(out, y)
+                # the one read-back per step: it names the exact step where the loss went bad
                 if not torch.isfinite(loss):
                     raise SpecError.single(
                         f"the loss became {loss.item()} at epoch {epoch + 1}, step {self.state['batches_done'] + 1}; "
@@ -196,20 +208,26 @@ class TorchTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                partial["loss"] += loss.item() * len(y)
-                partial["correct"] += int((out.argmax(1) == y).sum())
+                loss_sum += loss.detach().double() * len(y)
+                correct += (out.argmax(1) == y).sum()
                 partial["seen"] += len(y)
                 self.state["batches_done"] += 1
                 self.state["global_step"] += 1
-                elapsed = partial["seconds"] + time.perf_counter() - started
-                seen = partial["seen"]
-                progress.update(task, advance=1, stats=f"loss {partial['loss'] / seen:.4f}  "
-                                f"acc {partial['correct'] / seen:.3f}  {seen / elapsed:.0f} img/s")
+                stats = None
+                if self.state["batches_done"] % PROGRESS_EVERY == 0 or self.state["batches_done"] == steps:
+                    flush()
+                    seen = partial["seen"]
+                    elapsed = partial["seconds"] + time.perf_counter() - started
+                    stats = (f"loss {partial['loss'] / seen:.4f}  acc {partial['correct'] / seen:.3f}  "
+                             f"{seen / elapsed:.0f} img/s")
+                progress.update(task, advance=1, **({"stats": stats} if stats else {}))
         except KeyboardInterrupt:
+            flush()
             partial["seconds"] += time.perf_counter() - started
             self.save("last", rng_cpu=rng_before_batch)
             raise TrainingStopped(f"interrupted at epoch {epoch + 1}, step {self.state['batches_done']}; "
                                   f"resume with: netspec train --resume {self.run.path}") from None
+        flush()
         partial["seconds"] += time.perf_counter() - started
         progress.remove_task(task)
 
