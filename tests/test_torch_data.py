@@ -50,7 +50,8 @@ def test_resize_and_random_crop_for_training_centre_crop_for_evaluation():
 
 
 def test_synthetic_matches_the_spec(tmp_path):
-    from netspec_torch.data import SYNTHETIC_TRAIN, load_datasets
+    from netspec.train.sources import SYNTHETIC_TRAIN
+    from netspec_torch.data import load_datasets
 
     data = load_datasets(small_net(7), DataSpec(dataset="synthetic"))
     assert len(data.train) == SYNTHETIC_TRAIN

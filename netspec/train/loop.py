@@ -1,0 +1,229 @@
+"""The training loop both backends share: epochs and steps, the progress bar, per-epoch metrics,
+the learning-rate schedule, best/last checkpoints, stops on request and on a non-finite loss.
+
+A backend subclasses ``EpochLoop`` and supplies the framework parts: batches for a list of sample
+indices, one optimizer step, the running sums, evaluation, and checkpoint files. The loop's own
+state (``self.state``) is plain JSON-able data that the backend stores beside its weights.
+
+Exact resume: each epoch's sample order is a function of (seed, epoch), a checkpoint records how
+many batches of the epoch are done, and a stop request (Ctrl-C, SIGTERM) is acted on only between
+steps, so the checkpoint holds the state after a whole step, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from netspec.check import CheckedNet
+from netspec.errors import SpecError
+from netspec.train import TrainingStopped, TrainOptions
+from netspec.train.rundir import RunDir
+from netspec.train.schedule import LearningRate
+from netspec.train.sources import epoch_order
+
+PROGRESS_EVERY = 10  # steps between progress-bar refreshes (each reads the running sums back)
+METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr",
+               "images_per_s", "seconds")
+
+
+class NonFiniteLoss(Exception):
+    """Raised by a backend's train_step when the loss is NaN or infinite (before the update)."""
+
+    def __init__(self, value: float):
+        super().__init__(value)
+        self.value = value
+
+
+class StopRequests:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request that the loop honours after the
+    current step; a second one interrupts at once (the last checkpoint is left as it was)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def fresh_partial() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+
+
+class EpochLoop:
+    """Subclasses implement the hooks below; ``fit`` runs the remaining epochs."""
+
+    def __init__(self, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
+        self.net, self.options, self.run, self.console = net, options, run, console
+        self.recipe = net.spec.training
+        self.schedule = LearningRate(self.recipe)
+        self.state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_top1": -1.0,
+                                      "partial": fresh_partial(), "schedule": self.schedule.state_dict()}
+
+    # --- hooks -------------------------------------------------------------------------------------
+
+    def train_size(self) -> int:
+        raise NotImplementedError
+
+    def batches(self, indices: list[int], epoch: int) -> Iterable[Any]:
+        """The training batches for these sample indices, in order (augmented for training)."""
+        raise NotImplementedError
+
+    def reset_sums(self, loss: float, correct: int) -> None:
+        """Start the epoch's running sums of loss × samples and correct predictions at these values."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Any) -> int:
+        """One optimizer step; adds to the running sums; returns the batch's sample count. Raises
+        NonFiniteLoss (without updating the weights) when the loss is not finite."""
+        raise NotImplementedError
+
+    def read_sums(self) -> tuple[float, int]:
+        raise NotImplementedError
+
+    def evaluate(self) -> tuple[float, float, float]:
+        """(validation loss, top-1, top-5) over the whole validation set."""
+        raise NotImplementedError
+
+    def set_lr(self, lr: float) -> None:
+        raise NotImplementedError
+
+    def save(self, tag: str) -> None:
+        """Write checkpoints/{tag}.* atomically: weights, optimizer, RNG and ``self.state``."""
+        raise NotImplementedError
+
+    def load(self, tag: str) -> dict[str, Any]:
+        """Restore weights, optimizer and RNG from checkpoints/{tag}.*; return the saved loop state."""
+        raise NotImplementedError
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def restore(self, tag: str = "last") -> None:
+        self.state = self.load(tag)
+        self.schedule.load_state_dict(self.state["schedule"])
+        self.run.truncate_metrics(self.state["epoch"])
+
+    def fit(self) -> list[dict[str, Any]]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
+                            TimeRemainingColumn(), console=self.console, disable=not self.options.progress,
+                            transient=True)
+        self.set_lr(self.schedule.lr)
+        with progress, StopRequests() as stop:
+            while self.state["epoch"] < self.recipe.epochs:
+                self._train_epoch(progress, stop)
+                record = self._finish_epoch()
+                if self.console is not None:
+                    self.console.print(epoch_line(record, self.recipe.epochs))
+        return self.run.read_metrics()
+
+    def steps_per_epoch(self) -> int:
+        steps = math.ceil(self.train_size() / self.recipe.batch_size)
+        return min(steps, self.options.max_steps_per_epoch or steps)
+
+    def _train_epoch(self, progress, stop: StopRequests) -> None:
+        epoch, done, batch = self.state["epoch"], self.state["batches_done"], self.recipe.batch_size
+        steps = self.steps_per_epoch()
+        order = epoch_order(self.train_size(), self.recipe.seed, epoch)[done * batch: steps * batch].tolist()
+        task = progress.add_task("train", total=steps, completed=done, epoch=epoch + 1,
+                                 epochs=self.recipe.epochs, stats="")
+        partial = self.state["partial"]
+        self.reset_sums(partial["loss"], partial["correct"])
+        started = time.perf_counter()
+
+        def flush() -> None:
+            partial["loss"], partial["correct"] = self.read_sums()
+            partial["seconds"] += time.perf_counter() - started
+
+        batches: Iterator[Any] = iter(self.batches(order, epoch))
+        while self.state["batches_done"] < steps:
+            if stop.requested:
+                flush()
+                self.save("last")
+                raise TrainingStopped(f"{'interrupted' if stop.requested == 'SIGINT' else stop.requested} at "
+                                      f"epoch {epoch + 1}, step {self.state['batches_done']}; "
+                                      f"resume with: netspec train --resume {self.run.path}")
+            try:
+                partial["seen"] += self.train_step(next(batches))
+            except NonFiniteLoss as bad:
+                raise SpecError.single(
+                    f"the loss became {bad.value} at epoch {epoch + 1}, step {self.state['batches_done'] + 1}; "
+                    f"the last good checkpoint in {self.run.path / 'checkpoints'} is kept",
+                    hint="lower the learning rate (--lr) or check the data") from None
+            self.state["batches_done"] += 1
+            self.state["global_step"] += 1
+            done = self.state["batches_done"]
+            stats = None
+            if done % PROGRESS_EVERY == 0 or done == steps:
+                loss, correct = self.read_sums()
+                seen, elapsed = partial["seen"], partial["seconds"] + time.perf_counter() - started
+                stats = f"loss {loss / seen:.4f}  acc {correct / seen:.3f}  {seen / elapsed:.0f} img/s"
+            progress.update(task, advance=1, **({"stats": stats} if stats else {}))
+        flush()
+        progress.remove_task(task)
+
+    def _finish_epoch(self) -> dict[str, Any]:
+        partial = self.state["partial"]
+        val_loss, top1, top5 = self.evaluate()
+        self.state["epoch"] += 1
+        record = {
+            "epoch": self.state["epoch"],
+            "step": self.state["global_step"],
+            "train_loss": partial["loss"] / max(partial["seen"], 1),
+            "train_top1": partial["correct"] / max(partial["seen"], 1),
+            "val_loss": val_loss, "val_top1": top1, "val_top5": top5, "lr": self.schedule.lr,
+            "images_per_s": partial["seen"] / max(partial["seconds"], 1e-9),
+            "seconds": partial["seconds"],
+        }
+        self.set_lr(self.schedule.after_epoch(self.state["epoch"], val_loss))
+        improved = top1 > self.state["best_top1"]
+        self.state.update(batches_done=0, partial=fresh_partial(), schedule=self.schedule.state_dict(),
+                          best_top1=max(top1, self.state["best_top1"]))
+        self.run.append_metrics(record)
+        self.save("last")
+        if improved:
+            self.save("best")
+        return record
+
+
+def outputs_probabilities(net: CheckedNet) -> bool:
+    """Whether the spec ends in a softmax (the loss then takes log-probabilities, not logits)."""
+    last = net.layers[-1].layer
+    return last.kind == "softmax" or getattr(last, "activation", None) == "softmax"
+
+
+def top_k_hits(outputs, labels, k: int) -> tuple[int, int]:
+    """(top-1 hits, top-k hits) of a batch of scores (N, classes) against integer labels, in NumPy."""
+    import numpy as np
+
+    best = np.argsort(-outputs, axis=1, kind="stable")[:, :k]
+    return int((best[:, 0] == labels).sum()), int((best == labels[:, None]).any(axis=1).sum())
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_top1']:.3f}  "
+            f"val loss {record['val_loss']:.4f} top-1 {record['val_top1']:.3f} top-5 {record['val_top5']:.3f}  "
+            f"lr {record['lr']:.2g}  {record['images_per_s']:.0f} img/s")

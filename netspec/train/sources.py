@@ -1,0 +1,164 @@
+"""Where training images come from, framework-free, so both backends train on the same samples:
+the same digits split, the same synthetic images, the same CIFAR-10 arrays, the same image-folder
+listing and class order. Each backend turns these into its own pipeline (torchvision transforms,
+tf.data) for resizing, cropping, flipping and normalizing.
+
+Arrays are uint8, channels first (N, C, H, W); labels are int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from netspec.check import CheckedNet
+from netspec.errors import SpecError
+from netspec.spec import DataSpec
+
+SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 256
+# what torchvision's ImageFolder accepts, so both backends list the same files
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class ImageArrays:
+    images: np.ndarray  # (N, C, H, W) uint8
+    labels: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ImageFiles:
+    paths: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Sources:
+    train: ImageArrays | ImageFiles
+    val: ImageArrays | ImageFiles
+    classes: list[str]
+
+
+def image_input(net: CheckedNet) -> tuple[int, int, int]:
+    """The spec's input as (channels, height, width); training needs an image input."""
+    if len(net.input_shape) != 3:
+        raise SpecError.single("training needs an image input (channels x height x width)")
+    return net.input_shape
+
+
+def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
+    image_input(net)
+    builders = {"digits": digits, "cifar10": cifar10, "imagefolder": image_folders, "synthetic": synthetic}
+    sources = builders[data.dataset](net, data, seed)
+    check_classes(net, len(sources.classes))
+    return sources
+
+
+def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded train/validation split of ``count`` samples (each part sorted)."""
+    order = np.random.default_rng(seed).permutation(count)
+    held_out = max(1, round(count * fraction))
+    return np.sort(order[held_out:]), np.sort(order[:held_out])
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
+    """The training samples' order in an epoch: a function of (seed, epoch) only, so a resumed run
+    visits the same samples in the same order as an uninterrupted one."""
+    return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def digits(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    """scikit-learn's 1,797 handwritten 8×8 digits (values 0..16), shipped inside the package."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    train, val = split_indices(len(labels), data.val_fraction, seed)
+    return Sources(ImageArrays(images[train], labels[train]), ImageArrays(images[val], labels[val]),
+                   [str(d) for d in range(10)])
+
+
+def cifar10(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    from netspec.train.cifar import load_cifar10
+
+    if data.path is None:
+        raise SpecError.single("the cifar10 dataset needs a folder",
+                               hint="pass --data-path DIR (the unpacked cifar-10-batches-py folder)")
+    train_x, train_y, test_x, test_y, names = load_cifar10(data.path)
+    return Sources(ImageArrays(train_x, train_y), ImageArrays(test_x, test_y), names)
+
+
+def synthetic(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    """Random images at the spec's input size and random labels: for benchmarks, not learning."""
+    channels, height, width = image_input(net)
+    classes = net.output_shape[0]
+    rng = np.random.default_rng(seed)
+
+    def make(count: int) -> ImageArrays:
+        return ImageArrays(rng.integers(0, 256, (count, channels, height, width), dtype=np.uint8),
+                           rng.integers(0, classes, count, dtype=np.int64))
+
+    return Sources(make(SYNTHETIC_TRAIN), make(SYNTHETIC_VAL), [f"class{i}" for i in range(classes)])
+
+
+def image_folders(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    """``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg``, classes in name order (as torchvision's ImageFolder)."""
+    if data.path is None:
+        raise SpecError.single("the imagefolder dataset needs a folder",
+                               hint="pass --data-path DIR (with train/CLASS/*.jpg and val/CLASS/*.jpg)")
+    root = Path(data.path)
+    splits = {split: list_images(root, split) for split in ("train", "val")}
+    (train, train_classes), (val, val_classes) = splits["train"], splits["val"]
+    if train_classes != val_classes:
+        raise SpecError.single(f"train and val in {root} have different classes",
+                               hint="give both the same class subfolders")
+    return Sources(train, val, train_classes)
+
+
+def list_images(root: Path, split: str) -> tuple[ImageFiles, list[str]]:
+    folder = root / split
+    if not folder.is_dir():
+        raise SpecError.single(f"no '{split}' folder in {root}",
+                               hint="an imagefolder dataset has train/CLASS/*.jpg and val/CLASS/*.jpg")
+    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                paths.append(str(path))
+                labels.append(label)
+    if not paths:
+        raise SpecError.single(f"{folder} holds no images",
+                               hint="put images in one subfolder per class, e.g. train/cat/001.jpg")
+    return ImageFiles(paths, np.asarray(labels, dtype=np.int64)), classes
+
+
+def decode_rgb(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB, decoded by Pillow for both backends; an undecodable
+    file stops the run with its name."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SpecError.single(f"cannot decode image {path}: {exc}",
+                               hint="remove or replace the file, then resume the run") from None
+
+
+def check_classes(net: CheckedNet, classes: int) -> None:
+    last = net.layers[-1]
+    if net.output_shape != (classes,):
+        raise SpecError.single(
+            f"the dataset has {classes} classes but the spec's output layer '{last.name}' yields "
+            f"{'×'.join(map(str, net.output_shape))} values", last.location, layer=last.name,
+            hint=f"--set num_classes={classes} (if the spec has that param) or change the output layer")
