@@ -149,7 +149,7 @@ def convert(
 def train(
     spec: Annotated[Path | None, typer.Argument(help="The spec YAML file (not needed with --resume).",
                                                 show_default=False)] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="torch (keras comes next).")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="torch or keras.")] = "torch",
     data: Annotated[str | None, typer.Option(help="digits (no download), cifar10, imagefolder, synthetic.")] = None,
     data_path: Annotated[Path | None, typer.Option(help="Folder of a cifar10 or imagefolder dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the spec's epochs.")] = None,

@@ -52,6 +52,15 @@ class KerasBackend:
             load_any_weights(model, net, Path(weights))
         return model
 
+    def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
+        """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
+        from netspec_keras.trainer import KerasTrainer
+
+        trainer = KerasTrainer(self, net, options, run, console)
+        if options.resume:
+            trainer.restore()
+        return trainer.fit()
+
     def export(self, net: CheckedNet, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:
         from netspec_keras.export import export

@@ -1,0 +1,188 @@
+"""The Keras side of the shared training loop (netspec.train.loop): the model built from the spec's
+generated source, compiled with the recipe's optimizer and loss, stepped with ``train_on_batch``
+on tf.data batches (netspec_keras.data).
+
+Checkpoints: ``{tag}.safetensors`` holds the weights in PyTorch's layout, so one file serves
+``netspec export`` and ``convert`` for either backend; ``{tag}.state.safetensors`` holds the
+optimizer's variables and the dropout seed states, with the loop state and the weights' SHA-256
+as JSON metadata (no pickle anywhere).
+
+Weight decay follows PyTorch's meaning: for SGD and Adam it is an L2 penalty on every trainable
+variable (gradient + decay × weight), for AdamW it is decoupled, as in Keras' AdamW.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from netspec.check import CheckedNet
+from netspec.errors import SpecError
+from netspec.fileio import atomic_path, sha256_file
+from netspec.train import TrainOptions
+from netspec.train.loop import EpochLoop, NonFiniteLoss, outputs_probabilities, top_k_hits
+from netspec.train.rundir import RunDir
+from netspec_keras import import_keras, set_from_torch_layout, torch_layout_state
+from netspec_keras.data import load_data
+
+STATE_FORMAT = "netspec-keras-state-1"
+
+
+def make_optimizer(keras, recipe):
+    opt = recipe.optimizer
+    if opt.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum,
+                                    nesterov=opt.nesterov and opt.momentum > 0)
+    if opt.name == "adam":
+        return keras.optimizers.Adam(learning_rate=opt.lr, epsilon=1e-8)  # PyTorch's epsilon
+    return keras.optimizers.AdamW(learning_rate=opt.lr, weight_decay=opt.weight_decay, epsilon=1e-8)
+
+
+def add_l2_decay(keras, model, recipe) -> None:
+    """PyTorch's coupled weight decay (SGD, Adam): decay/2 × w² per variable adds decay × w to its gradient."""
+    decay = recipe.optimizer.weight_decay
+    if decay and recipe.optimizer.name in ("sgd", "adam"):
+        for variable in model.trainable_variables:
+            variable.regularizer = keras.regularizers.L2(decay / 2)
+
+
+def pick_device(requested: str) -> None:
+    """Keras places work itself (a GPU when TensorFlow sees one); --device cpu hides the GPUs."""
+    import tensorflow as tf
+
+    if requested == "cpu":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # the GPUs were initialized already: too late to hide them
+            pass
+    elif requested.startswith("cuda") and not tf.config.list_physical_devices("GPU"):
+        raise SpecError.single(f"--device {requested}: TensorFlow sees no GPU here", hint="use --device cpu")
+
+
+class KerasTrainer(EpochLoop):
+    def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
+        super().__init__(net, options, run, console)
+        self.keras = keras = import_keras()
+        pick_device(options.device)
+        keras.utils.set_random_seed(self.recipe.seed)  # initial weights and dropout seeds
+        self.data = load_data(net, net.spec.data, seed=self.recipe.seed)
+        self.model = backend.load(net)
+        self.probabilities = outputs_probabilities(net)
+        smoothing = self.recipe.label_smoothing
+        add_l2_decay(keras, self.model, self.recipe)
+        self.optimizer = make_optimizer(keras, self.recipe)
+        self.model.compile(
+            optimizer=self.optimizer,
+            loss=keras.losses.CategoricalCrossentropy(from_logits=not self.probabilities, label_smoothing=smoothing),
+            # the reported loss is the cross-entropy alone (without the L2 penalty), as torch reports it
+            metrics=[keras.metrics.CategoricalCrossentropy(name="ce", from_logits=not self.probabilities,
+                                                           label_smoothing=smoothing),
+                     keras.metrics.CategoricalAccuracy(name="acc")])
+        self.optimizer.build(self.model.trainable_variables)
+        self.sums = (0.0, 0)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def train_size(self) -> int:
+        return len(self.data.train)
+
+    def batches(self, indices: list[int], epoch: int):
+        return self._guarded(self.data.train_batches(indices, epoch, self.recipe.batch_size))
+
+    def _guarded(self, dataset):
+        """Iterate a tf.data pipeline, turning its failures into the user's error."""
+        import tensorflow as tf
+
+        iterator = iter(dataset)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except tf.errors.OpError as exc:
+                raise self.data.explain(exc) from None
+            yield batch
+
+    def reset_sums(self, loss: float, correct: int) -> None:
+        self.sums = (loss, correct)
+
+    def read_sums(self) -> tuple[float, int]:
+        return self.sums
+
+    def train_step(self, batch) -> int:
+        x, y = batch
+        logs = self.model.train_on_batch(x, y, return_dict=True)
+        if not np.isfinite(logs["loss"]):
+            raise NonFiniteLoss(logs["loss"])
+        count = int(y.shape[0])
+        loss, correct = self.sums
+        self.sums = (loss + logs["ce"] * count, correct + round(logs["acc"] * count))
+        return count
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.learning_rate = lr
+
+    def evaluate(self) -> tuple[float, float, float]:
+        smoothing, k = self.recipe.label_smoothing, min(5, self.net.output_shape[0])
+        total, loss_sum, top1, top5 = 0, 0.0, 0, 0
+        for x, y in self._guarded(self.data.val_batches(self.recipe.batch_size)):
+            out = np.asarray(self.model.predict_on_batch(x), dtype=np.float64)
+            labels = y.numpy()
+            log_p = np.log(np.clip(out, 1e-12, None)) if self.probabilities else _log_softmax(out)
+            nll = -log_p[np.arange(len(labels)), labels]
+            loss_sum += float(((1 - smoothing) * nll - smoothing * log_p.mean(axis=1)).sum())
+            hits1, hits5 = top_k_hits(out, labels, k)
+            top1, top5, total = top1 + hits1, top5 + hits5, total + len(labels)
+        return loss_sum / total, top1 / total, top5 / total
+
+    # --- checkpoints -------------------------------------------------------------------------------
+
+    def _extra_variables(self) -> list[Any]:
+        """Model state beyond the weights (dropout seed generators), in layer order (their paths
+        carry process-wide counters, so they are keyed by position)."""
+        weights = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def save(self, tag: str) -> None:
+        from safetensors.numpy import save_file
+
+        weights = self.run.checkpoint_path(tag, ".safetensors")
+        state = {k: np.ascontiguousarray(v) for k, v in torch_layout_state(self.model, self.net).items()}
+        with atomic_path(weights) as tmp:
+            save_file(state, tmp, metadata={"spec": self.net.spec.name, "layout": "torch", "trained_with": "keras"})
+        tensors = {f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)}
+        tensors |= {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self._extra_variables())}
+        metadata = {"format": STATE_FORMAT, "loop": json.dumps(self.state), "weights_sha256": sha256_file(weights)}
+        with atomic_path(self.run.checkpoint_path(tag, ".state.safetensors")) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+
+    def load(self, tag: str) -> dict[str, Any]:
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        weights = self.run.checkpoint_path(tag, ".safetensors")
+        state_path = self.run.checkpoint_path(tag, ".state.safetensors")
+        if not weights.is_file() or not state_path.is_file():
+            raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
+                                   hint="the run stopped before its first checkpoint; start it again")
+        with safe_open(state_path, framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        if metadata.get("format") != STATE_FORMAT or metadata.get("weights_sha256") != sha256_file(weights):
+            raise SpecError.single(f"the checkpoint in {weights.parent} is inconsistent (weights and state differ)",
+                                   hint="resume from checkpoints/best.* or start again")
+        set_from_torch_layout(self.model, self.net, load_file(weights))
+        for prefix, variables in (("optimizer", self.optimizer.variables), ("model", self._extra_variables())):
+            if sum(key.startswith(f"{prefix}/") for key in tensors) != len(variables):
+                raise SpecError.single(f"the checkpoint in {weights.parent} was written for another model or "
+                                       "optimizer", hint="resume with the spec and recipe the run started with")
+            for i, variable in enumerate(variables):
+                variable.assign(tensors[f"{prefix}/{i}"])
+        return json.loads(metadata["loop"])
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

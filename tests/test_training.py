@@ -1,0 +1,244 @@
+"""`netspec train` on the CPU with both backends: learning, the documented files, exact resume,
+NaN, locks, the CLI, and checkpoints that either backend can export."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from netspec import check_file
+from netspec.backend import get_backend
+from netspec.errors import SpecError
+from netspec.train import TrainingStopped, TrainOptions
+from netspec.train.rundir import RunDir
+
+BACKENDS = [pytest.param("torch", marks=pytest.mark.torch), pytest.param("keras", marks=pytest.mark.keras)]
+STATE_SUFFIX = {"torch": ".state.pt", "keras": ".state.safetensors"}
+
+TINY = """
+    name: tiny
+    input: [3, 16, 16]
+    layers:
+      - {name: conv1, type: conv2d, out_channels: 16, kernel_size: 3, padding: 1, activation: relu}
+      - {name: pool1, type: maxpool2d, kernel_size: 2}
+      - {name: conv2, type: conv2d, out_channels: 32, kernel_size: 3, padding: 1, activation: relu}
+      - {name: pool2, type: maxpool2d, kernel_size: 2}
+      - {type: flatten}
+      - {name: drop, type: dropout, p: 0.2}
+      - {name: fc, type: linear, out_features: 10}
+    data: {dataset: digits, resize: 18, random_crop: true}
+    training:
+      epochs: 3
+      batch_size: 64
+      optimizer: {name: adam, lr: 0.003}
+      schedule: {name: step, step_size: 2, factor: 0.5}
+"""
+TIMING_KEYS = {"images_per_s", "seconds"}
+
+
+def train(spec, run_dir, *, backend="torch", resume=False, max_steps=None):
+    net = check_file(spec)
+    run = RunDir(run_dir, resume=resume)
+    try:
+        if not resume:
+            run.write_run_info({"spec_file": str(spec), "overrides": [], "backend": backend})
+        options = TrainOptions(resume=resume, device="cpu", max_steps_per_epoch=max_steps, progress=False)
+        return get_backend(backend).train(net, options, run)
+    finally:
+        run.close()
+
+
+def comparable(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def trainer_class(backend):
+    module = importlib.import_module(f"netspec_{backend}.trainer")
+    return module.TorchTrainer if backend == "torch" else module.KerasTrainer
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tiny_net_learns_digits_and_writes_the_documented_files(write_spec, tmp_path, backend):
+    records = train(write_spec(TINY), tmp_path / "run", backend=backend)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["val_top1"] > 0.5  # chance is 0.1
+    assert [r["lr"] for r in records] == pytest.approx([0.003, 0.003, 0.0015])  # halved after two epochs
+    assert set(records[0]) == {"epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
+                               "lr", "images_per_s", "seconds"}
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == records
+    state = STATE_SUFFIX[backend]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == sorted(
+        ["best.safetensors", f"best{state}", "last.safetensors", f"last{state}"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(write_spec, tmp_path, monkeypatch, backend):
+    spec = write_spec(TINY)
+    uninterrupted = train(spec, tmp_path / "a", backend=backend)
+
+    cls = trainer_class(backend)
+    real_step, calls = cls.train_step, {"n": 0}
+
+    def interrupting_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 30:  # in the middle of epoch 2 (23 steps per epoch): as if Ctrl-C were pressed
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, batch)
+
+    monkeypatch.setattr(cls, "train_step", interrupting_step)
+    with pytest.raises(TrainingStopped, match="interrupted at epoch 2, step 7"):
+        train(spec, tmp_path / "b", backend=backend)
+    monkeypatch.setattr(cls, "train_step", real_step)
+    resumed = train(spec, tmp_path / "b", backend=backend, resume=True)
+    assert comparable(resumed) == comparable(uninterrupted)
+
+
+def test_sigterm_also_stops_at_a_step_boundary_with_a_checkpoint(write_spec, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    cls = trainer_class("torch")
+    real_step, calls = cls.train_step, {"n": 0}
+
+    def terminated_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, batch)
+
+    monkeypatch.setattr(cls, "train_step", terminated_step)
+    with pytest.raises(TrainingStopped, match="SIGTERM at epoch 1, step 5"):
+        train(write_spec(TINY), tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "last.safetensors").is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+
+
+def poison_torch_loss(monkeypatch, at_call):
+    import torch
+    import torch.nn.functional as F
+
+    real, calls = F.cross_entropy, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(F, "cross_entropy", poisoned)
+
+
+def poison_keras_loss(monkeypatch, at_call):
+    import keras
+
+    real, calls = keras.Model.train_on_batch, {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        logs = real(self, *args, **kwargs)
+        calls["n"] += 1
+        return {**logs, "loss": float("nan")} if calls["n"] == at_call else logs
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", poisoned)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(write_spec, tmp_path, monkeypatch, backend):
+    spec = write_spec(TINY)
+    (poison_torch_loss if backend == "torch" else poison_keras_loss)(monkeypatch, at_call=30)
+    with pytest.raises(SpecError, match=r"the loss became nan at epoch 2, step 7"):
+        train(spec, tmp_path / "run", backend=backend)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    # the checkpoint on disk is the one from the end of epoch 1
+    trainer = trainer_class(backend)(get_backend(backend), check_file(spec), TrainOptions(device="cpu"),
+                                     RunDir(tmp_path / "run", resume=True))
+    try:
+        state = trainer.load("last")
+    finally:
+        trainer.run.close()
+    assert state["epoch"] == 1 and state["batches_done"] == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_checkpoint_exports_with_either_backend(write_spec, tmp_path, backend):
+    """Checkpoint weights are in PyTorch's layout whoever trained them, so both backends load them
+    and compute the same outputs."""
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    import torch
+
+    spec = write_spec(TINY)
+    train(spec, tmp_path / "run", backend=backend, max_steps=3)
+    net = check_file(spec)
+    weights = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    torch_model = get_backend("torch").load(net, weights=weights).eval()
+    keras_model = get_backend("keras").load(net, weights=weights)
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    actual = np.asarray(keras_model(x.transpose(0, 2, 3, 1), training=False))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    first = RunDir(tmp_path / "run", resume=False)
+    (tmp_path / "run" / "run.json").write_text("{}")
+    try:
+        with pytest.raises(SpecError, match="another run is writing to"):
+            RunDir(tmp_path / "run", resume=True)
+        with pytest.raises(SpecError, match="already holds a run"):
+            RunDir(tmp_path / "run", resume=False)
+    finally:
+        first.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_train_and_resume(write_spec, tmp_path, backend):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    runner = CliRunner()
+    spec = write_spec(TINY)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(spec), "--backend", backend, "--epochs", "1", "--max-steps", "3",
+                                 "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "done: best val top-1" in result.output
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.loads((run / "run.json").read_text())
+    assert info["overrides"] == ["training.epochs=1"] and info["backend"] == backend
+    again = runner.invoke(app, ["train", "--resume", str(run)])
+    assert again.exit_code == 0, again.output  # already finished: nothing more to do
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_train_with_bad_data_leaves_nothing_behind(write_spec, tmp_path, backend):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(write_spec(TINY)), "--backend", backend, "--data", "imagefolder",
+                                      "--data-path", str(tmp_path / "nowhere"), "--run-dir", str(run)])
+    assert result.exit_code == 2
+    assert "no 'train' folder in" in result.output
+    assert not run.exists()
+
+
+def test_resume_of_a_folder_that_holds_no_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "empty")])
+    assert result.exit_code == 2
+    assert f"nothing to resume in {tmp_path / 'empty'}: it has no run.json" in result.output
