@@ -13,6 +13,7 @@ variable (gradient + decay × weight), for AdamW it is decoupled, as in Keras' A
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -53,10 +54,8 @@ def pick_device(requested: str) -> None:
     import tensorflow as tf
 
     if requested == "cpu":
-        try:
+        with contextlib.suppress(RuntimeError):  # the GPUs were initialized already: too late to hide them
             tf.config.set_visible_devices([], "GPU")
-        except RuntimeError:  # the GPUs were initialized already: too late to hide them
-            pass
     elif requested.startswith("cuda") and not tf.config.list_physical_devices("GPU"):
         raise SpecError.single(f"--device {requested}: TensorFlow sees no GPU here", hint="use --device cpu")
 

@@ -12,7 +12,6 @@ steps, so the checkpoint holds the state after a whole step, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import threading
