@@ -111,6 +111,8 @@ def test_same_weights_same_outputs_torch_to_keras(backends, spec):
     for cl in net.layers:
         assert_close(actual_layers[cl.name], expected_layers[cl.name], f"layer {cl.name}")
     assert_close(np.asarray(keras_model(channels_last(x), training=False)), expected, "logits")
+    # traced into a graph, as training and predict run it (eager and traced code can differ)
+    assert_close(keras_model.predict_on_batch(channels_last(x)), expected, "logits, traced")
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
@@ -152,6 +154,8 @@ def test_catalogue_example_in_keras(backends, kind, index):
     actual = channels_first(np.asarray(keras_model(channels_last(x), training=False)))
     assert actual.shape[1:] == net.output_shape
     assert_close(actual, expected, f"{kind} example {index}")
+    traced = channels_first(keras_model.predict_on_batch(channels_last(x)))
+    assert_close(traced, expected, f"{kind} example {index}, traced")
 
 
 def test_dot_keras_reloads_in_safe_mode(backends, tmp_path):

@@ -12,6 +12,7 @@ from netspec.errors import SpecError  # noqa: E402
 from netspec.spec import DataSpec  # noqa: E402
 
 from .conftest import SPECS_DIR  # noqa: E402
+from .data_helpers import make_cifar, make_folder  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TORCHVISION_SPEC = SPECS_DIR / "alexnet-torchvision.yaml"
@@ -57,18 +58,6 @@ def test_synthetic_matches_the_spec(tmp_path):
     assert len(data.train) == SYNTHETIC_TRAIN
     image, label = data.train[3]
     assert image.shape == (3, 64, 64) and 0 <= int(label) < 7
-
-
-def make_folder(root, classes=("cat", "dog"), per_class=3, size=(40, 30)):
-    from PIL import Image
-
-    for split in ("train", "val"):
-        for index, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.new("RGB", size, (40 * index + i, 100, 200)).save(folder / f"{i}.png")
-    return root
 
 
 def test_imagefolder(tmp_path):
@@ -118,24 +107,6 @@ def test_class_count_mismatch_says_how_to_fix_it():
     assert problem.message == "the dataset has 10 classes but the spec's output layer 'fc8' yields 1000 values"
     assert problem.hint.startswith("--set num_classes=10")
     assert problem.layer == "fc8" and problem.location.line > 0
-
-
-def make_cifar(folder, per_batch=4):
-    """A CIFAR-10 folder in the distributed layout, with a few images per batch."""
-    import pickle
-
-    import numpy as np
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": [int(v) for v in rng.integers(0, 10, per_batch)]}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    names = [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                  "ship", "truck")]
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
-    return folder
 
 
 def test_cifar10_python_batches(tmp_path):

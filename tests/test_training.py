@@ -242,3 +242,22 @@ def test_resume_of_a_folder_that_holds_no_run(tmp_path):
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "empty")])
     assert result.exit_code == 2
     assert f"nothing to resume in {tmp_path / 'empty'}: it has no run.json" in result.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_train_names_an_undecodable_image(write_spec, tmp_path, backend):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    from .data_helpers import make_folder
+
+    root = make_folder(tmp_path / "data", classes=tuple("abcdefghij"), per_class=2)
+    broken = root / "train" / "c" / "1.png"
+    broken.write_bytes(b"\x89PNG but truncated")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(write_spec(TINY)), "--backend", backend, "--data", "imagefolder",
+                                      "--data-path", str(root), "--run-dir", str(run)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot decode image {broken}" in " ".join(result.output.split())
+    assert not run.exists()

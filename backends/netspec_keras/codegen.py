@@ -27,6 +27,7 @@ class KerasPlan:
     steps: list[Step] = field(default_factory=list)
     uses_lrn: bool = False
     uses_neg_inf_pad: bool = False
+    uses_adaptive_pool: bool = False
 
 
 def _hwc(shape) -> str:
@@ -54,6 +55,14 @@ def _is_tf_same(cl: CheckedLayer) -> bool:
     _, h, w = cl.input_shape
     same = resolve_padding("same", (h, w), cl.layer.kernel_size, cl.resolved["stride"])
     return not cl.layer.ceil_mode and same == cl.resolved["padding"]
+
+
+def _keras_adaptive_pool_fails(cl: CheckedLayer) -> bool:
+    """Keras' AdaptiveAveragePooling2D pools windows of ceil(in / out) and one more, which graph
+    tracing refuses when that exceeds the input (an input or output side of 1)."""
+    _, h, w = cl.input_shape
+    _, out_h, out_w = cl.output_shape
+    return any(-(-size // out) + 1 > size for size, out in ((h, out_h), (w, out_w)))
 
 
 def _check_helper_names(net: CheckedNet) -> None:
@@ -105,6 +114,9 @@ def plan(net: CheckedNet) -> KerasPlan:
                 result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
         if cl.type == "batchnorm2d":
             extra["momentum"] = round(1.0 - cl.layer.momentum, 12)  # Keras weights the running value
+        if cl.type == "adaptive_avgpool2d" and _keras_adaptive_pool_fails(cl):
+            extra["exact_adaptive"] = True
+            result.uses_adaptive_pool = True
         if cl.type == "flatten" and len(cl.input_shape) == 3:
             result.steps.append(Step(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})", ""))
         result.uses_lrn |= cl.type == "lrn"
@@ -128,5 +140,6 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
         steps=keras_plan.steps,
         uses_lrn=keras_plan.uses_lrn,
         uses_neg_inf_pad=keras_plan.uses_neg_inf_pad,
+        uses_adaptive_pool=keras_plan.uses_adaptive_pool,
     )
     return source, keras_plan

@@ -55,7 +55,10 @@ def image_input(net: CheckedNet) -> tuple[int, int, int]:
 
 
 def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
-    image_input(net)
+    _, height, width = image_input(net)
+    if data.resize is not None and data.resize < min(height, width):
+        raise SpecError.single(f"data.resize {data.resize} is smaller than the {height}×{width} input it is cropped to",
+                               hint=f"set data.resize to at least {max(height, width)}, or null to resize to the input")
     builders = {"digits": digits, "cifar10": cifar10, "imagefolder": image_folders, "synthetic": synthetic}
     sources = builders[data.dataset](net, data, seed)
     check_classes(net, len(sources.classes))
@@ -149,7 +152,7 @@ def decode_rgb(path: str) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SpecError.single(f"cannot decode image {path}: {exc}",
                                hint="remove or replace the file, then resume the run") from None

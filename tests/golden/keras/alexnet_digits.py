@@ -7,6 +7,36 @@
 import keras
 
 
+@keras.saving.register_keras_serializable(package="netspec")
+class AdaptiveAvgPool2D(keras.layers.Layer):
+    """PyTorch's adaptive average pooling for any sizes: output cell i averages input rows
+    floor(i * in / out) to ceil((i + 1) * in / out). Keras' AdaptiveAveragePooling2D cannot be
+    traced when an input or output side is 1, which this network needs."""
+
+    def __init__(self, output_size=(1, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+
+    @staticmethod
+    def _averaging(size_in: int, size_out: int) -> list[list[float]]:
+        rows = []
+        for i in range(size_out):
+            start, end = i * size_in // size_out, -(-(i + 1) * size_in // size_out)
+            rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(size_in)])
+        return rows
+
+    def call(self, x):
+        rows = keras.ops.convert_to_tensor(self._averaging(x.shape[1], self.output_size[0]), dtype=x.dtype)
+        cols = keras.ops.convert_to_tensor(self._averaging(x.shape[2], self.output_size[1]), dtype=x.dtype)
+        return keras.ops.einsum("ih,nhwc,jw->nijc", rows, x, cols)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
 def build_alexnet_digits() -> keras.Model:
     inputs = keras.Input(shape=(64, 64, 3), name="input")
     x = inputs
@@ -28,7 +58,7 @@ def build_alexnet_digits() -> keras.Model:
     x = keras.layers.Conv2D(256, 3, name="conv5")(x)  # 3×3×256
     x = keras.layers.ReLU(name="relu5")(x)  # 3×3×256
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool5")(x)  # 1×1×256
-    x = keras.layers.AdaptiveAveragePooling2D(6, name="avgpool6")(x)  # 6×6×256
+    x = AdaptiveAvgPool2D(6, name="avgpool6")(x)  # 6×6×256
     x = keras.layers.Permute((3, 1, 2), name="flatten1_chw")(x)
     x = keras.layers.Flatten(name="flatten1")(x)  # 9216
     x = keras.layers.Dropout(0.5, name="drop6")(x)  # 9216
