@@ -1,8 +1,8 @@
 """Record a finished `netspec train` run as a results file: the exact command, versions, machine,
 and every epoch's metrics.
 
-    netspec train specs/alexnet-digits.yaml --run-dir /tmp/run
-    python benchmarks/record_training.py /tmp/run --out benchmarks/results/train_alexnet_digits_torch.json
+    netspec train specs/alexnet-digits.yaml --backend torch --epochs 10 --run-dir runs/digits-torch
+    python benchmarks/record_training.py runs/digits-torch --out benchmarks/results/train_alexnet_digits_torch.json
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ def main() -> None:
     if not metrics:
         raise SystemExit(f"{args.run_dir} has no finished epoch")
     best = max(metrics, key=lambda r: r["val_top1"])
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    frameworks = ["torch", "torchvision"] if info["backend"] == "torch" else ["keras", "tensorflow-cpu"]
 
     doc = {
         "benchmark": "training run",
@@ -34,10 +42,9 @@ def main() -> None:
         "spec": info["spec_file"],
         "backend": info["backend"],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
-        "versions": {"netspec": info.get("netspec_version"), "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_gpu()}",
+        "versions": {"netspec": info.get("netspec_version"), "python": platform.python_version(),
+                     **{name: installed(name) for name in frameworks}},
         "final": metrics[-1],
         "best_val_top1": best["val_top1"],
         "best_epoch": best["epoch"],
@@ -47,6 +54,17 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"best val top-1 {best['val_top1']:.3f} at epoch {best['epoch']}; wrote {args.out}")
+
+
+def _gpu() -> str:
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return "no GPU"
+    names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                           text=True, check=False).stdout.split("\n")
+    return ", ".join(n for n in names if n) or "no GPU"
 
 
 if __name__ == "__main__":

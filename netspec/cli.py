@@ -161,9 +161,23 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder.")] = None,
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+    device_data: Annotated[bool | None, typer.Option(
+        "--device-data/--no-device-data", help="Hold the uint8 dataset on the device and augment there "
+        "(torch; default: on for CUDA).", show_default=False)] = None,
+    channels_last: Annotated[bool | None, typer.Option(
+        "--channels-last/--no-channels-last", help="Channels-last memory format (torch; default: on for CUDA).",
+        show_default=False)] = None,
+    bf16: Annotated[bool | None, typer.Option(
+        "--bf16/--no-bf16", help="bfloat16 autocast (torch; default: on for CUDA).", show_default=False)] = None,
+    compile_: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="torch.compile the model (torch; default: on for CUDA).",
+        show_default=False)] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Train the spec's model with its recipe, writing metrics and checkpoints to a run directory."""
+    """Train the spec's model with its recipe, writing metrics and checkpoints to a run directory.
+
+    Data-parallel on several GPUs or machines: launch the same command with
+    `torchrun --nproc-per-node N -m netspec train ... --run-dir DIR` (torch backend)."""
     import shutil
     import time
 
@@ -176,8 +190,16 @@ def train(
 
     with user_errors():
         if resume is not None:
+            changed = [flag for flag, value in (("SPEC", spec), ("--data", data), ("--data-path", data_path),
+                                                ("--batch-size", batch_size), ("--lr", lr), ("--input", input_),
+                                                ("--set", set_)) if value]
+            if changed:
+                raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
+                                       "change it", hint="only --epochs may be given, to train a run for longer")
             info = RunDir.read_info(resume)
-            spec, overrides, backend = Path(info["spec_file"]), info["overrides"], info["backend"]
+            spec, overrides, backend = Path(info["spec_file"]), list(info["overrides"]), info["backend"]
+            if epochs is not None:  # train for longer (or stop sooner) than first asked
+                overrides.append(f"training.epochs={epochs}")
             input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
         else:
             if spec is None:
@@ -190,20 +212,25 @@ def train(
             input_shape = parse_input_shape(input_)
         net = check_file(spec, overrides, input_shape=input_shape)
         chosen = get_backend(backend)
-        if not hasattr(chosen, "train"):
-            raise SpecError.single(f"the {backend} backend cannot train yet", hint="use --backend torch")
+        rank, processes = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        if processes > 1 and (backend != "torch" or (run_dir is None and resume is None)):
+            raise SpecError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",
+                                   hint="every process must write to, and resume from, the same folder")
         folder = resume or run_dir or Path("runs") / f"{net.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = RunDir(folder, resume=resume is not None)
-        started_here = resume is None
+        run = RunDir(folder, resume=resume is not None, follower=rank > 0)
+        started_here = resume is None and rank == 0
         try:
             if resume is None:
                 run.write_run_info({"spec_file": str(spec), "overrides": overrides, "backend": backend,
                                     "input_shape": list(input_shape) if input_shape else None,
                                     "netspec_version": __version__, "command": sys.argv,
                                     "spec": net.spec.model_dump(mode="json")})
-            options = TrainOptions(resume=resume is not None, device=device,
-                                   max_steps_per_epoch=max_steps, workers=workers)
-            console = Console(stderr=True, highlight=False)
+            elif overrides != info["overrides"]:
+                run.write_run_info({**info, "overrides": overrides, "spec": net.spec.model_dump(mode="json")})
+            options = TrainOptions(resume=resume is not None, device=device, max_steps_per_epoch=max_steps,
+                                   workers=workers, progress=rank == 0, device_data=device_data,
+                                   channels_last=channels_last, bf16=bf16, compile=compile_)
+            console = Console(stderr=True, highlight=False, quiet=rank > 0)
             console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} into {folder}")
             try:
                 records = chosen.train(net, options, run, console)
@@ -217,7 +244,7 @@ def train(
                 raise
         finally:
             run.close()
-    if records:
+    if records and rank == 0:
         from netspec.train.plot import plot_curves
 
         curves = plot_curves(records, folder / "curves.png", title=f"{net.spec.name} ({backend})")

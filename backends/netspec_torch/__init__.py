@@ -47,12 +47,20 @@ class TorchBackend:
 
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
+        from netspec_torch.distributed import leave, world_from_env
         from netspec_torch.trainer import TorchTrainer
 
-        trainer = TorchTrainer(self, net, options, run, console)
-        if options.resume:
-            trainer.restore()
-        return trainer.fit()
+        world = world_from_env()  # several processes under torchrun, else one
+        try:
+            trainer = TorchTrainer(self, net, options, run, console, world=world)
+            if options.resume:
+                trainer.restore()
+            if console is not None and world.is_main:
+                console.print(f"device {trainer.device}, {world.size} process(es), "
+                              f"fast path: {trainer.fast.describe()}")
+            return trainer.fit()
+        finally:
+            leave(world)
 
     def export(self, net: CheckedNet, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:

@@ -1,14 +1,18 @@
 """The torch side of the shared training loop (netspec.train.loop): the model built from the
-spec's generated source, optimizers, the loss, batches through a DataLoader, checkpoints as
-safetensors weights plus a ``.state.pt`` (optimizer, RNG, loop state; read back with
-``weights_only=True``), and evaluation.
+spec's generated source, optimizers, the loss, batches, checkpoints as safetensors weights plus a
+``.state.pt`` (optimizer, RNG, loop state; read back with ``weights_only=True``), evaluation.
 
-The step's running sums stay on the device: the one read-back per step is the finiteness check
-that names the failing step. On the CPU a resumed run reproduces an uninterrupted one exactly.
+On a CUDA device the fast path is on by default (each part can be switched off): the uint8
+dataset resident on the GPU and augmented there, channels-last, bfloat16 autocast, torch.compile,
+a fused optimizer, and no host sync per step (running sums stay on the device; the loss's
+finiteness is read back every PROGRESS_EVERY steps and still names the first bad step). On the
+CPU the plain path runs, and a resumed run reproduces an uninterrupted one exactly.
+Under torchrun the model is wrapped in DistributedDataParallel (netspec_torch.distributed).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,10 +22,12 @@ from torch.utils.data import DataLoader
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.fileio import atomic_path, sha256_file
-from netspec.train import TrainOptions
-from netspec.train.loop import EpochLoop, NonFiniteLoss, outputs_probabilities
+from netspec.train import FAST_PATH_PARTS, TrainOptions
+from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, outputs_probabilities
 from netspec.train.rundir import RunDir
-from netspec_torch.data import load_datasets
+from netspec_torch.data import ArrayImages, load_datasets
+from netspec_torch.device_data import DeviceBatches
+from netspec_torch.distributed import World, check_batch
 
 
 def pick_device(requested: str) -> torch.device:
@@ -32,13 +38,39 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def make_optimizer(model: torch.nn.Module, recipe) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, recipe, *, fused: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimizer; ``fused`` (CUDA) updates all parameters in one kernel."""
     opt = recipe.optimizer
+    extra = {"fused": True} if fused else {}
     if opt.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum,
-                               weight_decay=opt.weight_decay, nesterov=opt.nesterov and opt.momentum > 0)
+        return torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay,
+                               nesterov=opt.nesterov and opt.momentum > 0, **extra)
     cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
-    return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Which parts of the fast path are on: by default all of them on a CUDA device, none elsewhere
+    (so CPU runs stay bit-for-bit reproducible); each can be switched on or off."""
+
+    device_data: bool
+    channels_last: bool
+    bf16: bool
+    compile: bool
+    fused_optimizer: bool
+    check_every: int  # steps between loss finiteness read-backs (1: every step)
+
+    @classmethod
+    def resolve(cls, options: TrainOptions, device: torch.device) -> FastPath:
+        cuda = device.type == "cuda"
+        parts = {name: cuda if getattr(options, name) is None else getattr(options, name)
+                 for name in FAST_PATH_PARTS}
+        return cls(**parts, fused_optimizer=cuda, check_every=PROGRESS_EVERY if cuda else 1)
+
+    def describe(self) -> str:
+        on = [name for name in (*FAST_PATH_PARTS, "fused_optimizer") if getattr(self, name)]
+        return ", ".join(on) or "off"
 
 
 def loss_fn(net: CheckedNet, smoothing: float):
@@ -55,15 +87,42 @@ def loss_fn(net: CheckedNet, smoothing: float):
 
 
 class TorchTrainer(EpochLoop):
-    def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
+    def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None,
+                 world: World | None = None):
         super().__init__(net, options, run, console)
-        self.device = pick_device(options.device)
-        torch.manual_seed(self.recipe.seed)
+        self.world = world or World()
+        check_batch(self.world, self.recipe.batch_size)
+        self.drop_last = self.world.active  # every process must take the same number of steps
+        self.device = self.world.device(pick_device(options.device))
+        self.fast = FastPath.resolve(options, self.device)
+        torch.manual_seed(self.recipe.seed)  # the same initial weights in every process
         self.model = backend.load(net).to(self.device)
-        self.optimizer = make_optimizer(self.model, self.recipe)
+        if self.fast.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, self.recipe, fused=self.fast.fused_optimizer)
         self.criterion = loss_fn(net, self.recipe.label_smoothing)
         self.data = load_datasets(net, net.spec.data, seed=self.recipe.seed)
-        self.loss_sum = self.correct = None
+        self.device_batches = self._device_batches() if self.fast.device_data else None
+        self.forward = self._forward_model()
+        torch.manual_seed(self.recipe.seed + self.world.rank)  # each process its own dropout masks
+        self.loss_sum = self.correct = self.first_bad = None
+
+    def _forward_model(self):
+        model = self.model
+        if self.world.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None)
+        return torch.compile(model) if self.fast.compile else model
+
+    def _device_batches(self) -> DeviceBatches | None:
+        """The dataset on the device when it is held in memory (not for image folders)."""
+        train = self.data.train
+        if not isinstance(train, ArrayImages):
+            return None
+        return DeviceBatches(train.images, train.labels, self.net, self.net.spec.data, train=True,
+                             device=self.device, seed=self.recipe.seed, channels_last=self.fast.channels_last)
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -71,32 +130,58 @@ class TorchTrainer(EpochLoop):
         return len(self.data.train)
 
     def batches(self, indices: list[int], epoch: int):
+        indices, batch = self.world.shard(indices, self.recipe.batch_size)
+        if self.device_batches is not None:
+            return self.device_batches.batches(indices, batch, epoch=epoch, first_batch=self.state["batches_done"])
         # its own generator, so the loader draws nothing from the global RNG that resume restores
-        return DataLoader(self.data.train, batch_size=self.recipe.batch_size, sampler=indices,
-                          num_workers=self.options.workers,
+        return DataLoader(self.data.train, batch_size=batch, sampler=indices, num_workers=self.options.workers,
+                          pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(self.recipe.seed + epoch))
 
     def reset_sums(self, loss: float, correct: int) -> None:
         # kept on the device: reading them back every step would stall a GPU
+        if not self.world.is_main:  # the epoch's totals so far are counted once, by rank 0
+            loss, correct = 0.0, 0
         self.loss_sum = torch.tensor(loss, dtype=torch.float64, device=self.device)
         self.correct = torch.tensor(correct, dtype=torch.int64, device=self.device)
+        self.first_bad = torch.tensor(-1, dtype=torch.int64, device=self.device)
         self.model.train()
 
     def read_sums(self) -> tuple[float, int]:
-        return self.loss_sum.item(), int(self.correct.item())
+        first_bad = int(self.first_bad.item())
+        if first_bad >= 0:
+            raise NonFiniteLoss(float("nan"), step=first_bad)
+        loss, correct = self.world.sum(self.loss_sum.item(), float(self.correct.item()))
+        return loss, round(correct)
 
     def train_step(self, batch) -> int:
         x, y = (t.to(self.device, non_blocking=True) for t in batch)
-        out = self.model(x)
-        loss = self.criterion(out, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(loss.item())
+        if self.fast.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast.bf16):
+            out = self.forward(x)
+            loss = self.criterion(out.float(), y)
+        if self.fast.check_every == 1:
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(loss.item())
+        else:  # remember the first bad step on the device; read_sums raises it without a per-step sync
+            step = self.state["batches_done"] + 1
+            self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step, self.first_bad)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.loss_sum += loss.detach().double() * len(y)
         self.correct += (out.argmax(1) == y).sum()
-        return len(y)
+        return len(y) * self.world.size
+
+    def should_stop(self, requested: bool) -> bool:
+        """With several processes, all stop at the same step: they compare notes every
+        PROGRESS_EVERY steps (a Ctrl-C reaches every process anyway)."""
+        if not self.world.active:
+            return requested
+        if self.state["batches_done"] % PROGRESS_EVERY:
+            return False
+        return self.world.sum(float(requested))[0] > 0
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -105,36 +190,47 @@ class TorchTrainer(EpochLoop):
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, float]:
         self.model.eval()
-        loader = DataLoader(self.data.val, batch_size=self.recipe.batch_size, num_workers=self.options.workers)
+        val = self.data.val
+        if self.world.active:  # each process evaluates its share; the sums are added up
+            val = torch.utils.data.Subset(val, range(self.world.rank, len(val), self.world.size))
+        loader = DataLoader(val, batch_size=self.recipe.batch_size, num_workers=self.options.workers,
+                            pin_memory=self.device.type == "cuda")
         total, loss_sum, top1, top5 = 0, 0.0, 0, 0
         k = min(5, self.net.output_shape[0])
         for x, y in loader:
-            x, y = x.to(self.device), y.to(self.device)
-            out = self.model(x)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.fast.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast.bf16):
+                out = self.model(x).float()
             loss_sum += self.criterion(out, y).item() * len(y)
             best = out.topk(k, dim=1).indices
             top1 += int((best[:, 0] == y).sum())
             top5 += int((best == y[:, None]).any(dim=1).sum())
             total += len(y)
         self.model.train()
+        total, loss_sum, top1, top5 = self.world.sum(total, loss_sum, top1, top5)
         return loss_sum / total, top1 / total, top5 / total
 
     # --- checkpoints -------------------------------------------------------------------------------
 
     def save(self, tag: str) -> None:
+        """Rank 0 writes (atomically); with several processes, each one's RNG state is kept."""
+        rng = self.world.gather({"cpu": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
+        if self.world.is_main:
+            self._write(tag, rng)
+        self.world.barrier()
+
+    def _write(self, tag: str, rng: list[dict[str, Any]]) -> None:
         from safetensors.torch import save_file
 
         weights = self.run.checkpoint_path(tag, ".safetensors")
         with atomic_path(weights) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, tmp,
                       metadata={"spec": self.net.spec.name, "layout": "torch"})
-        state = {
-            "loop": self.state,
-            "optimizer": self.optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "weights_sha256": sha256_file(weights),
-        }
+        state = {"loop": self.state, "optimizer": self.optimizer.state_dict(), "rng": rng,
+                 "weights_sha256": sha256_file(weights)}
         with atomic_path(self.run.checkpoint_path(tag, ".state.pt")) as tmp:
             torch.save(state, tmp)
 
@@ -152,7 +248,10 @@ class TorchTrainer(EpochLoop):
                                    hint="resume from checkpoints/best.* or start again")
         apply_state_dict(self.model, read_state_dict(weights), str(weights))
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        rng = state["rng"]
+        if len(rng) == self.world.size:  # with another process count the dropout masks start afresh
+            mine = rng[self.world.rank]
+            torch.set_rng_state(mine["cpu"])
+            if mine["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(mine["cuda"])
         return state["loop"]

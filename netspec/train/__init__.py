@@ -14,6 +14,14 @@ class TrainOptions:
     max_steps_per_epoch: int | None = None  # for quick runs and tests
     workers: int = 0
     progress: bool = True
+    # the fast path's parts (torch); None: on for a CUDA device, off otherwise
+    device_data: bool | None = None  # uint8 dataset on the device, augmented there
+    channels_last: bool | None = None
+    bf16: bool | None = None  # bfloat16 autocast
+    compile: bool | None = None  # torch.compile
+
+
+FAST_PATH_PARTS = ("device_data", "channels_last", "bf16", "compile")
 
 
 class TrainingStopped(Exception):

@@ -32,11 +32,13 @@ METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top
 
 
 class NonFiniteLoss(Exception):
-    """Raised by a backend's train_step when the loss is NaN or infinite (before the update)."""
+    """Raised by a backend (from train_step, or from read_sums when it checks in arrears) when the
+    loss is NaN or infinite; ``step`` is the 1-based step in the epoch when known. Nothing is saved
+    after it, so the last good checkpoint stays on disk."""
 
-    def __init__(self, value: float):
+    def __init__(self, value: float, step: int | None = None):
         super().__init__(value)
-        self.value = value
+        self.value, self.step = value, step
 
 
 class StopRequests:
@@ -108,6 +110,10 @@ class EpochLoop:
     def set_lr(self, lr: float) -> None:
         raise NotImplementedError
 
+    def should_stop(self, requested: bool) -> bool:
+        """Whether to stop before the next step, given whether this process was asked to."""
+        return requested
+
     def save(self, tag: str) -> None:
         """Write checkpoints/{tag}.* atomically: weights, optimizer, RNG and ``self.state``."""
         raise NotImplementedError
@@ -139,8 +145,10 @@ class EpochLoop:
                     self.console.print(epoch_line(record, self.recipe.epochs))
         return self.run.read_metrics()
 
+    drop_last = False  # whether an epoch's last, smaller batch is skipped (data-parallel runs need equal shares)
+
     def steps_per_epoch(self) -> int:
-        steps = math.ceil(self.train_size() / self.recipe.batch_size)
+        steps = (math.floor if self.drop_last else math.ceil)(self.train_size() / self.recipe.batch_size)
         return min(steps, self.options.max_steps_per_epoch or steps)
 
     def _train_epoch(self, progress, stop: StopRequests) -> None:
@@ -158,30 +166,31 @@ class EpochLoop:
             partial["seconds"] += time.perf_counter() - started
 
         batches: Iterator[Any] = iter(self.batches(order, epoch))
-        while self.state["batches_done"] < steps:
-            if stop.requested:
-                flush()
-                self.save("last")
-                raise TrainingStopped(f"{'interrupted' if stop.requested == 'SIGINT' else stop.requested} at "
-                                      f"epoch {epoch + 1}, step {self.state['batches_done']}; "
-                                      f"resume with: netspec train --resume {self.run.path}")
-            try:
+        try:
+            while self.state["batches_done"] < steps:
+                if self.should_stop(stop.requested is not None):
+                    flush()
+                    self.save("last")
+                    why = {"SIGINT": "interrupted", None: "stopped"}.get(stop.requested, stop.requested)
+                    raise TrainingStopped(f"{why} at "
+                                          f"epoch {epoch + 1}, step {self.state['batches_done']}; "
+                                          f"resume with: netspec train --resume {self.run.path}")
                 partial["seen"] += self.train_step(next(batches))
-            except NonFiniteLoss as bad:
-                raise SpecError.single(
-                    f"the loss became {bad.value} at epoch {epoch + 1}, step {self.state['batches_done'] + 1}; "
-                    f"the last good checkpoint in {self.run.path / 'checkpoints'} is kept",
-                    hint="lower the learning rate (--lr) or check the data") from None
-            self.state["batches_done"] += 1
-            self.state["global_step"] += 1
-            done = self.state["batches_done"]
-            stats = None
-            if done % PROGRESS_EVERY == 0 or done == steps:
-                loss, correct = self.read_sums()
-                seen, elapsed = partial["seen"], partial["seconds"] + time.perf_counter() - started
-                stats = f"loss {loss / seen:.4f}  acc {correct / seen:.3f}  {seen / elapsed:.0f} img/s"
-            progress.update(task, advance=1, **({"stats": stats} if stats else {}))
-        flush()
+                self.state["batches_done"] += 1
+                self.state["global_step"] += 1
+                done = self.state["batches_done"]
+                stats = None
+                if done % PROGRESS_EVERY == 0 or done == steps:
+                    loss, correct = self.read_sums()
+                    seen, elapsed = partial["seen"], partial["seconds"] + time.perf_counter() - started
+                    stats = f"loss {loss / seen:.4f}  acc {correct / seen:.3f}  {seen / elapsed:.0f} img/s"
+                progress.update(task, advance=1, **({"stats": stats} if stats else {}))
+            flush()
+        except NonFiniteLoss as bad:
+            raise SpecError.single(
+                f"the loss became {bad.value} at epoch {epoch + 1}, step {bad.step or self.state['batches_done'] + 1}; "
+                f"the last good checkpoint in {self.run.path / 'checkpoints'} is kept",
+                hint="lower the learning rate (--lr) or check the data") from None
         progress.remove_task(task)
 
     def _finish_epoch(self) -> dict[str, Any]:

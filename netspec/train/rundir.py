@@ -24,8 +24,13 @@ from netspec.fileio import atomic_write_text
 
 
 class RunDir:
-    def __init__(self, path: str | Path, *, resume: bool):
-        self.path = Path(path)
+    """``follower=True`` is for the other processes of a data-parallel run: they read checkpoints
+    from the folder that rank 0 owns, and write nothing."""
+
+    def __init__(self, path: str | Path, *, resume: bool, follower: bool = False):
+        self.path, self.follower, self._lock = Path(path), follower, None
+        if follower:
+            return
         if resume:
             self.read_info(self.path)
         elif self.path.exists() and any(self.path.iterdir()):
@@ -64,6 +69,8 @@ class RunDir:
         return self.path / "checkpoints" / f"{tag}{suffix}"
 
     def write_run_info(self, info: dict[str, Any]) -> None:
+        if self.follower:
+            return
         atomic_write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
 
     def read_run_info(self) -> dict[str, Any]:
@@ -82,6 +89,8 @@ class RunDir:
             raise SpecError.single(f"cannot read {info_path}: {exc}") from None
 
     def append_metrics(self, record: dict[str, Any]) -> None:
+        if self.follower:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
@@ -94,5 +103,7 @@ class RunDir:
 
     def truncate_metrics(self, epochs: int) -> None:
         """Keep the records of the first ``epochs`` epochs: what the checkpoint being resumed saw."""
+        if self.follower:
+            return
         kept = [r for r in self.read_metrics() if r["epoch"] <= epochs]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
