@@ -255,6 +255,56 @@ def train(
 
 
 @app.command()
+def bench(
+    spec: Annotated[Path, typer.Argument(help="The spec YAML file.", show_default=False)],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="torch or keras.")] = "torch",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "128,512,1024",
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per loop and batch size.")] = 30,
+    warmup: Annotated[int, typer.Option(min=1, help="Untimed steps first (compilation included).")] = 5,
+    loops: Annotated[str, typer.Option(help="Which loops: netspec, eager-fp32, compiled-bf16.")] = (
+        "netspec,eager-fp32,compiled-bf16"),
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, cuda:N.")] = "auto",
+    peak_tflops: Annotated[float, typer.Option(min=0.001, help="The accelerator's peak, for MFU.")] = 800.0,
+    input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW", help="Use this input size.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the results as JSON.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Measure training throughput: images/s, ms/step, MFU, peak memory and warm-up time, for
+    netspec's trainer and two reference PyTorch loops (plain fp32; bf16 + channels-last + compile)."""
+    from netspec.backend import get_backend
+    from netspec.bench import BenchSettings, environment, report, table
+    from netspec.check import check_file
+
+    with user_errors():
+        try:
+            sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+        except ValueError:
+            sizes = []
+        if not sizes or min(sizes) < 1:
+            raise SpecError.single(f"--batch-sizes {batch_sizes!r} is not a list of positive numbers",
+                                   hint="for example --batch-sizes 128,512")
+        chosen_loops = [name.strip() for name in loops.split(",") if name.strip()]
+        unknown = sorted(set(chosen_loops) - {"netspec", "eager-fp32", "compiled-bf16"})
+        if unknown or not chosen_loops:
+            raise SpecError.single(f"unknown loop(s): {', '.join(unknown) or 'none given'}",
+                                   hint="choose from netspec, eager-fp32, compiled-bf16")
+        net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
+        chosen = get_backend(backend)
+        settings = BenchSettings(sizes, steps, warmup, device, peak_tflops, chosen_loops)
+        rows, device_name, versions = chosen.bench(net, settings)
+        doc = report(net.spec.name, net.totals.macs, rows, environment(device_name, versions))
+        if output is not None:
+            from netspec.fileio import atomic_write_text
+
+            atomic_write_text(output, json.dumps(doc, indent=2) + "\n")
+    from rich.console import Console
+
+    Console().print(table(doc))
+    if output is not None:
+        _stderr_console().print(f"wrote {output}")
+
+
+@app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:

@@ -61,6 +61,12 @@ class KerasBackend:
             trainer.restore()
         return trainer.fit()
 
+    def bench(self, net: CheckedNet, settings) -> tuple[list, str, dict[str, str]]:
+        """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        from netspec_keras.bench import bench
+
+        return bench(self, net, settings)
+
     def export(self, net: CheckedNet, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:
         from netspec_keras.export import export

@@ -62,6 +62,12 @@ class TorchBackend:
         finally:
             leave(world)
 
+    def bench(self, net: CheckedNet, settings) -> tuple[list, str, dict[str, str]]:
+        """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        from netspec_torch.bench import bench
+
+        return bench(self, net, settings)
+
     def export(self, net: CheckedNet, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:
         from netspec_torch.export import export

@@ -1,0 +1,135 @@
+"""Training throughput on the torch backend, three loops over the same generated model:
+
+- ``netspec``: our trainer's own step, end to end from a uint8 dataset (synthetic images at the
+  spec's input size) through the spec's augmentation, with whatever fast path the device gets;
+- ``eager-fp32``: the plain loop a tutorial writes, on a batch already on the device;
+- ``compiled-bf16``: the hand-tuned loop (channels-last, bf16 autocast, torch.compile, fused SGD),
+  on a batch already on the device.
+
+Each loop runs ``warmup`` untimed steps (compilation included, reported as warm-up time), then
+``steps`` timed ones between two device synchronizations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from netspec.bench import BenchRow, BenchSettings
+from netspec.check import CheckedNet
+from netspec.train import TrainOptions
+from netspec.train.rundir import RunDir
+from netspec_torch.trainer import TorchTrainer, pick_device
+
+
+def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[BenchRow], str, dict[str, str]]:
+    device = pick_device(settings.device)
+    loops = {"netspec": _netspec_loop, "eager-fp32": _eager_loop, "compiled-bf16": _compiled_loop}
+    rows = []
+    for batch in settings.batch_sizes:
+        for name in settings.loops:
+            try:
+                row = loops[name](backend, net, batch, settings, device)
+            except torch.OutOfMemoryError:
+                row = BenchRow(name, batch, 0.0, 0.0, 0.0, None, note="out of memory")
+            rows.append(row.with_mfu(net.totals.macs, settings.peak_tflops, device.type == "cuda"))
+            _release(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    import torchvision
+
+    return rows, name, {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def _release(device: torch.device) -> None:
+    import gc
+
+    torch._dynamo.reset()  # compiled graphs of one model size must not pile up
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _time(name: str, batch: int, step: Callable[[], object], settings: BenchSettings, device: torch.device,
+          note: str = "") -> BenchRow:
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    for _ in range(settings.warmup):
+        step()
+    sync()
+    warmup = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(settings.steps):
+        step()
+    sync()
+    elapsed = time.perf_counter() - started
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+    return BenchRow(name, batch, batch * settings.steps / elapsed, 1000 * elapsed / settings.steps, warmup, memory,
+                    note=note)
+
+
+def _netspec_loop(backend, net: CheckedNet, batch: int, settings: BenchSettings, device) -> BenchRow:
+    spec = net.spec.model_copy(update={
+        "data": net.spec.data.model_copy(update={"dataset": "synthetic"}),
+        "training": net.spec.training.model_copy(update={"batch_size": batch})})
+    synthetic_net = dataclasses.replace(net, source=dataclasses.replace(net.source, spec=spec))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir(Path(tmp) / "run", resume=False)
+        try:
+            trainer = TorchTrainer(backend, synthetic_net, TrainOptions(device=settings.device, progress=False), run)
+            trainer.reset_sums(0.0, 0)
+            total = trainer.train_size()
+            indices = np.random.default_rng(0).integers(0, total, batch * (settings.warmup + settings.steps))
+            batches = iter(trainer.batches(indices.tolist(), epoch=0))
+            row = _time("netspec", batch, lambda: trainer.train_step(next(batches)), settings, device,
+                        note=f"fast path: {trainer.fast.describe()}")
+            trainer.read_sums()  # the loss stayed finite
+            return row
+        finally:
+            run.close()
+
+
+def _reference_batch(net: CheckedNet, batch: int, device, channels_last: bool = False):
+    generator = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, *net.input_shape, device=device, generator=generator)
+    y = torch.randint(0, net.output_shape[0], (batch,), device=device, generator=generator)
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
+
+
+def _eager_loop(backend, net: CheckedNet, batch: int, settings: BenchSettings, device) -> BenchRow:
+    model = backend.load(net).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = _reference_batch(net, batch, device)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return _time("eager-fp32", batch, step, settings, device)
+
+
+def _compiled_loop(backend, net: CheckedNet, batch: int, settings: BenchSettings, device) -> BenchRow:
+    model = backend.load(net).to(device).to(memory_format=torch.channels_last).train()
+    compiled = torch.compile(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=device.type == "cuda")
+    x, y = _reference_batch(net, batch, device, channels_last=True)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = F.cross_entropy(compiled(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return _time("compiled-bf16", batch, step, settings, device)

@@ -1,0 +1,73 @@
+"""`netspec bench`: training throughput of a spec's model, framework-free parts (the result rows,
+MFU, the table and the JSON file). The backends time the loops (``Backend.bench``).
+
+MFU (model FLOPs utilisation) counts 6 FLOPs per multiply-accumulate per image (2 for a MAC, times
+3 for the forward pass and the two backward products), with the MACs from the checker, over the
+accelerator's peak (800 TFLOP/s: an H100's dense bf16 figure, by default).
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DEFAULT_PEAK_TFLOPS = 800.0
+FLOPS_PER_MAC_TRAINING = 6
+
+
+@dataclass
+class BenchSettings:
+    batch_sizes: list[int]
+    steps: int = 30
+    warmup: int = 5
+    device: str = "auto"
+    peak_tflops: float = DEFAULT_PEAK_TFLOPS
+    loops: list[str] = field(default_factory=lambda: ["netspec", "eager-fp32", "compiled-bf16"])
+
+
+@dataclass
+class BenchRow:
+    loop: str
+    batch_size: int
+    images_per_s: float
+    ms_per_step: float
+    warmup_s: float  # the untimed first steps: compilation, autotuning, allocator warm-up
+    peak_memory_gib: float | None  # on a GPU
+    mfu: float | None = None
+    note: str = ""
+
+    def with_mfu(self, macs_per_image: int, peak_tflops: float, on_gpu: bool) -> BenchRow:
+        if on_gpu:
+            self.mfu = FLOPS_PER_MAC_TRAINING * macs_per_image * self.images_per_s / (peak_tflops * 1e12)
+        return self
+
+
+def environment(device_name: str, versions: dict[str, str | None]) -> dict[str, Any]:
+    import os
+    import sys
+
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join(["netspec", *sys.argv[1:]]),
+            "device": device_name, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "versions": {"python": platform.python_version(), **versions}}
+
+
+def report(spec_name: str, macs: int, rows: list[BenchRow], env: dict[str, Any]) -> dict[str, Any]:
+    return {"benchmark": "training throughput", "spec": spec_name, "macs_per_image": macs, **env,
+            "rows": [asdict(row) for row in rows]}
+
+
+def table(doc: dict[str, Any]):
+    from rich.table import Table
+
+    out = Table(title=f"{doc['spec']} on {doc['device']}", title_justify="left")
+    for column in ("loop", "batch", "images/s", "ms/step", "MFU", "peak memory", "warm-up", "note"):
+        out.add_column(column, justify="left" if column in ("loop", "note") else "right")
+    for row in doc["rows"]:
+        out.add_row(row["loop"], str(row["batch_size"]), f"{row['images_per_s']:,.0f}", f"{row['ms_per_step']:.1f}",
+                    "-" if row["mfu"] is None else f"{row['mfu']:.1%}",
+                    "-" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f} GiB",
+                    f"{row['warmup_s']:.1f} s", row["note"])
+    return out

@@ -1,0 +1,65 @@
+"""`netspec bench` on the CPU with a tiny spec: every loop and batch size measured, JSON as documented."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from netspec.cli import app
+
+TINY = """
+    name: tiny
+    input: [3, 16, 16]
+    layers:
+      - {name: conv1, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1, activation: relu}
+      - {name: pool1, type: maxpool2d, kernel_size: 2}
+      - {type: flatten}
+      - {name: fc, type: linear, out_features: 10}
+    data: {dataset: digits, resize: 18, random_crop: true, hflip: true}
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_torch_bench_measures_every_loop_and_batch_size(write_spec, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", str(write_spec(TINY)), "--batch-sizes", "8,16", "--steps", "3",
+                                      "--warmup", "1", "--device", "cpu", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["spec"] == "tiny" and doc["macs_per_image"] == 8 * 27 * 256 + 8 * 64 * 10
+    assert doc["versions"]["torch"] and doc["device"].startswith("CPU")
+    assert [(r["loop"], r["batch_size"]) for r in doc["rows"]] == [
+        (loop, batch) for batch in (8, 16) for loop in ("netspec", "eager-fp32", "compiled-bf16")]
+    for row in doc["rows"]:
+        assert row["images_per_s"] > 0 and row["ms_per_step"] > 0 and row["warmup_s"] > 0
+        assert row["mfu"] is None and row["peak_memory_gib"] is None  # GPU-only figures
+    assert doc["rows"][0]["note"] == "fast path: off"
+    assert "images/s" in result.output
+
+
+@pytest.mark.keras
+def test_keras_bench_measures_its_trainer_and_refuses_the_torch_loops(write_spec, tmp_path):
+    pytest.importorskip("keras")
+    spec = str(write_spec(TINY))
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", spec, "--backend", "keras", "--batch-sizes", "8", "--steps", "2",
+                                      "--warmup", "1", "--loops", "netspec", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["loop"] == "netspec" and row["images_per_s"] > 0 and row["note"].startswith("keras on ")
+    refused = CliRunner().invoke(app, ["bench", spec, "--backend", "keras", "--batch-sizes", "8"])
+    assert refused.exit_code == 2
+    assert "the keras backend benchmarks only its own trainer" in refused.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-sizes", "8,x"], "is not a list of positive numbers"),
+    (["--loops", "netspec,fastest"], "unknown loop(s): fastest"),
+])
+def test_bench_option_mistakes(write_spec, args, message):
+    result = CliRunner().invoke(app, ["bench", str(write_spec(TINY)), *args])
+    assert result.exit_code == 2 and message in result.output
