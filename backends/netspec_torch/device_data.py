@@ -1,8 +1,9 @@
 """The fast input path: a whole uint8 dataset resident on the training device, batches augmented
 there (grayscale to RGB, resize, per-sample random or centre crop, flips, normalization) with no
 worker processes and no host round trip. It follows the torchvision pipeline of netspec_torch.data
-step for step (resized images are rounded to whole grey levels, as torchvision does for uint8), so
-the two differ only in which random crops and flips they draw.
+step for step (resized images are rounded to whole grey levels, as torchvision does for uint8);
+the two agree within one grey level (torchvision resizes uint8 in fixed point) and differ otherwise
+only in which random crops and flips they draw.
 
 Randomness comes from a generator seeded by (seed, epoch, batch index), so a resumed epoch draws
 the same crops and flips as an uninterrupted one.
