@@ -33,8 +33,10 @@ def atomic_path(path: str | Path) -> Iterator[str]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise SpecError.single(f"cannot write {path}: {exc.strerror or exc}") from None
+    except OSError as exc:  # a full disk, a folder made read-only, a quota: the old file stays as it was
+        raise SpecError.single(f"cannot write {path}: {exc.strerror or exc}",
+                               hint="free some space or fix the folder's permissions; "
+                                    f"the previous {path.name}, if any, is intact") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     _fsync_dir(path.parent)

@@ -23,7 +23,7 @@ from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.fileio import atomic_path, sha256_file
 from netspec.train import TrainOptions
-from netspec.train.loop import EpochLoop, NonFiniteLoss, outputs_probabilities, top_k_hits
+from netspec.train.loop import EpochLoop, NonFiniteLoss, damaged_checkpoint, outputs_probabilities, top_k_hits
 from netspec.train.rundir import RunDir
 from netspec_keras import import_keras, set_from_torch_layout, torch_layout_state
 from netspec_keras.data import load_data
@@ -166,12 +166,16 @@ class KerasTrainer(EpochLoop):
         if not weights.is_file() or not state_path.is_file():
             raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
                                    hint="the run stopped before its first checkpoint; start it again")
-        with safe_open(state_path, framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        if metadata.get("format") != STATE_FORMAT or metadata.get("weights_sha256") != sha256_file(weights):
-            raise SpecError.single(f"the checkpoint in {weights.parent} is inconsistent (weights and state differ)",
-                                   hint="resume from checkpoints/best.* or start again")
+        try:
+            with safe_open(state_path, framework="numpy") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        except Exception as exc:  # safetensors reports a torn file with its own error type
+            raise damaged_checkpoint(state_path, str(exc).splitlines()[0]) from None
+        if metadata.get("format") != STATE_FORMAT:
+            raise damaged_checkpoint(state_path, "it is not a netspec Keras training state")
+        if metadata.get("weights_sha256") != sha256_file(weights):
+            raise damaged_checkpoint(weights, f"its checksum differs from the one recorded in {state_path.name}")
         set_from_torch_layout(self.model, self.net, load_file(weights))
         for prefix, variables in (("optimizer", self.optimizer.variables), ("model", self._extra_variables())):
             if sum(key.startswith(f"{prefix}/") for key in tensors) != len(variables):

@@ -12,6 +12,7 @@ Under torchrun the model is wrapped in DistributedDataParallel (netspec_torch.di
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.fileio import atomic_path, sha256_file
 from netspec.train import FAST_PATH_PARTS, TrainOptions
-from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, outputs_probabilities
+from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, damaged_checkpoint, outputs_probabilities
 from netspec.train.rundir import RunDir
 from netspec_torch.data import ArrayImages, load_datasets
 from netspec_torch.device_data import DeviceBatches
@@ -242,10 +243,12 @@ class TorchTrainer(EpochLoop):
         if not weights.is_file() or not state_path.is_file():
             raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
                                    hint="the run stopped before its first checkpoint; start it again")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("weights_sha256") != sha256_file(weights):
-            raise SpecError.single(f"the checkpoint in {weights.parent} is inconsistent (weights and state differ)",
-                                   hint="resume from checkpoints/best.* or start again")
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            raise damaged_checkpoint(state_path, str(exc).splitlines()[0]) from None
+        if not isinstance(state, dict) or state.get("weights_sha256") != sha256_file(weights):
+            raise damaged_checkpoint(weights, f"its checksum differs from the one recorded in {state_path.name}")
         apply_state_dict(self.model, read_state_dict(weights), str(weights))
         self.optimizer.load_state_dict(state["optimizer"])
         rng = state["rng"]

@@ -125,6 +125,12 @@ class EpochLoop:
     # --- the loop ----------------------------------------------------------------------------------
 
     def restore(self, tag: str = "last") -> None:
+        """Continue from checkpoints/{tag}.*; a run stopped before its first checkpoint starts over
+        (it had nothing to lose)."""
+        if not self.run.checkpoint_path(tag, ".safetensors").exists() and not self.run.read_metrics():
+            if self.console is not None:
+                self.console.print(f"{self.run.path} has no checkpoint yet: starting the run from the beginning")
+            return
         self.state = self.load(tag)
         self.schedule.load_state_dict(self.state["schedule"])
         self.run.truncate_metrics(self.state["epoch"])
@@ -215,6 +221,12 @@ class EpochLoop:
         if improved:
             self.save("best")
         return record
+
+
+def damaged_checkpoint(path, why: str) -> SpecError:
+    return SpecError.single(f"the checkpoint {path} is damaged: {why}",
+                            hint="resume from the best one instead (copy checkpoints/best.* over "
+                                 "checkpoints/last.*), or start the run again")
 
 
 def outputs_probabilities(net: CheckedNet) -> bool:

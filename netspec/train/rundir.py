@@ -33,7 +33,7 @@ class RunDir:
             return
         if resume:
             self.read_info(self.path)
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.holds_run(self.path):
             raise SpecError.single(f"the run directory {self.path} already holds a run",
                                    hint="pass --resume to continue it, or choose another --run-dir")
         try:
@@ -42,6 +42,13 @@ class RunDir:
             raise SpecError.single(f"cannot create the run directory {self.path}: {exc.strerror}",
                                    hint="choose a writable --run-dir") from None
         self._lock = self._acquire_lock()
+
+    @staticmethod
+    def holds_run(path: Path) -> bool:
+        """Whether a folder has a run's files (other files do not stop a new run there)."""
+        checkpoints = path / "checkpoints"
+        return ((path / "run.json").exists() or (path / "metrics.jsonl").exists()
+                or (checkpoints.is_dir() and any(checkpoints.iterdir())))
 
     def _acquire_lock(self):
         handle = open(self.path / ".lock", "a+")  # noqa: SIM115  (held for the run's lifetime)
