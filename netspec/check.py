@@ -8,6 +8,7 @@ memory estimate. Every problem is reported at once with its YAML location.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
@@ -160,6 +161,8 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             break  # later shapes are unknown; pydantic already checked the later layers' fields
         if explain:
             problems += [_problem(issue, items, loaded, layer, path, input_shape) for issue in analysis.issues]
+            if not any(p.message.endswith(TOO_BIG) for p in problems):  # later layers only inherit the size
+                problems += _too_big(analysis, layer, location)
         rf, jump, sees_whole_input = _receptive(analysis, rf, jump, sees_whole_input)
         checked.append(CheckedLayer(
             index=index, name=layer.name, type=layer.kind, block=block, layer=layer, path=path,
@@ -175,6 +178,24 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
         if flattened_from is not None:
             producer += f", flattening {fmt_shape(flattened_from)},"
     return checked, problems
+
+
+MAX_LAYER_PARAMS = 2**34  # 64 GiB of float32 in one layer: beyond any accelerator's memory
+MAX_LAYER_OUTPUT = 2**31  # elements per sample: frameworks' 32-bit indexing limit
+TOO_BIG = "beyond what a framework can build"
+
+
+def _too_big(analysis: Analysis, layer: Layer, location) -> list[Problem]:
+    """A layer no framework could build or run: refused here, before a framework tries to allocate it."""
+    elements = prod(analysis.output)
+    if analysis.params + analysis.non_trainable > MAX_LAYER_PARAMS:
+        what = f"{analysis.params + analysis.non_trainable:,} parameters"
+    elif elements > MAX_LAYER_OUTPUT:
+        what = f"an output of {elements:,} values per sample"
+    else:
+        return []
+    return [Problem(f"it would have {what}, {TOO_BIG}", location,
+                    layer=layer.name, hint="check its sizes (out_channels, out_features, kernel_size) for a typo")]
 
 
 def _stub(index, block, layer, path, loaded, shape) -> CheckedLayer:

@@ -225,7 +225,8 @@ def _name_unnamed_layers(tree: LMap) -> None:
     """Give every unnamed layer a stable name, ``<type>_<n>``, so errors, patches and generated code
     can refer to it. Explicit names win; generated ones skip any name already taken."""
     layer_lists = _layer_lists(tree)
-    taken = {layer.get("name") for layers in layer_lists for layer in layers if isinstance(layer, LMap)}
+    taken = {layer.get("name") for layers in layer_lists for layer in layers
+             if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}  # a bad name is reported later
     counters: dict[str, int] = {}
     for layers in layer_lists:
         for layer in layers:

@@ -17,6 +17,7 @@ import yaml
 from netspec.errors import Location, Problem, SpecError
 
 MAX_FILE_BYTES = 1 << 20  # a real spec is a few KiB
+MAX_INTEGER = 2**53  # beyond this a number is not exact in JSON or as a float
 MAX_NODES = 100_000  # counted after alias expansion, so a "billion laughs" document stops early
 MAX_DEPTH = 64
 
@@ -174,6 +175,10 @@ class _Walker:
         if isinstance(value, float) and not math.isfinite(value):
             self.problems.append(Problem(f"{node.value!r} is not a finite number", loc,
                                          hint="use a finite value"))
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            self.problems.append(Problem(f"{node.value} is too large a number for a spec", loc,
+                                         hint=f"integers in a spec stay within ±{MAX_INTEGER:,} (2**53)"))
             return None
         return value
 

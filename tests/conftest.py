@@ -7,11 +7,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # TensorFlow and Triton (which torch.export and torch.compile import) each bundle LLVM: importing
 # TensorFlow first makes a later Triton import crash the process with a segfault. Triton first works.
 if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401
+
+# property tests draw the same examples on every run (CI stays reproducible);
+# `pytest --hypothesis-profile explore` draws new examples each run, to hunt for bugs
+settings.register_profile("default", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("default")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = ROOT / "specs"

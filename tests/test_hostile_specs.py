@@ -1,0 +1,141 @@
+"""Hostile and random specs. Code smuggled through any string that reaches generated source is
+refused at validation with nothing written; random valid specs get shapes and parameter counts
+that a real forward pass confirms; random invalid documents never crash the checker."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from netspec.check import check_file
+from netspec.cli import app
+from netspec.errors import SpecError
+
+PAYLOAD = "x'); import os; os.system('touch /tmp/netspec-pwned') #"
+BASE = {  # each field's harmless YAML text
+    "name": "victim",
+    "block": "features",
+    "layer": "fc",
+    "activation": "relu",
+    "padding": "1",
+    "param": "4",
+    "type": "linear",
+}
+
+
+def hostile_spec(field: str) -> str:
+    values = {**BASE, field: repr(PAYLOAD)}
+    return textwrap.dedent(f"""\
+        name: {values['name']}
+        input: [3, 8, 8]
+        params: {{width: {values['param']}}}
+        blocks:
+          - name: {values['block']}
+            layers:
+              - {{name: conv, type: conv2d, out_channels: 4, kernel_size: 3, padding: {values['padding']},
+                 activation: {values['activation']}}}
+              - {{type: flatten}}
+              - {{name: {values['layer']}, type: {values['type']}, out_features: '${{width}}'}}
+        """)
+
+
+@pytest.mark.parametrize("field", sorted(BASE))
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_code_through_any_string_field_is_refused_and_nothing_is_written(tmp_path, field, backend):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(hostile_spec(field))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["export", str(spec), "--backend", backend, "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "error" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_the_unpoisoned_base_spec_exports(tmp_path):
+    """The control: the same spec without a payload is fine, so each refusal above is the payload's."""
+    pytest.importorskip("torch")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(hostile_spec("none"))
+    result = CliRunner().invoke(app, ["export", str(spec), "--backend", "torch", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+
+
+# --- random valid specs: the checker against a real forward pass -------------------------------------
+
+conv = st.fixed_dictionaries({
+    "type": st.just("conv2d"), "out_channels": st.integers(1, 12), "kernel_size": st.integers(1, 5),
+    "stride": st.integers(1, 3), "padding": st.one_of(st.integers(0, 2), st.just("same")),
+    "dilation": st.integers(1, 2)})
+pool = st.fixed_dictionaries({
+    "type": st.sampled_from(["maxpool2d", "avgpool2d"]), "kernel_size": st.integers(1, 3),
+    "stride": st.integers(1, 3), "padding": st.integers(0, 1), "ceil_mode": st.booleans()})
+simple = st.fixed_dictionaries({"type": st.sampled_from(["relu", "batchnorm2d", "dropout", "lrn"])})
+adaptive = st.fixed_dictionaries({"type": st.just("adaptive_avgpool2d"), "output_size": st.integers(1, 4)})
+
+
+@st.composite
+def networks(draw):
+    layers = draw(st.lists(st.one_of(conv, pool, simple, adaptive), min_size=1, max_size=6))
+    layers += [{"type": "flatten"}, {"type": "linear", "out_features": draw(st.integers(1, 7))}]
+    size = draw(st.integers(4, 24))
+    return {"name": "random", "input": [draw(st.integers(1, 4)), size, size], "layers": layers}
+
+
+def write(tmp_path, document) -> object:
+    import yaml
+
+    path = tmp_path / "random.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@pytest.mark.torch
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=networks())
+def test_random_valid_specs_agree_with_a_torch_forward_pass(tmp_path, document):
+    torch = pytest.importorskip("torch")
+    from netspec.backend import get_backend
+
+    try:
+        net = check_file(write(tmp_path, document))
+    except SpecError as error:  # a shape that collapses, pooling padding over half the window, ...
+        assert error.problems and all(p.message for p in error.problems)
+        return
+    model = get_backend("torch").load(net).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *net.input_shape))
+    assert tuple(out.shape[1:]) == net.output_shape
+    assert sum(p.numel() for p in model.parameters()) == net.totals.trainable_params
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert buffers == net.totals.non_trainable_params
+
+
+# --- random invalid documents: a clear error, never a crash -------------------------------------------
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, width=32),
+                    st.text(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=12)
+layer_like = st.dictionaries(st.sampled_from(["name", "type", "out_channels", "kernel_size", "stride", "padding",
+                                              "out_features", "p", "groups", "activation", "bogus"]),
+                             values, max_size=5)
+documents = st.fixed_dictionaries(
+    {"name": st.one_of(st.just("n"), values), "input": st.one_of(st.just([3, 8, 8]), values),
+     "layers": st.one_of(st.lists(layer_like, max_size=4), values)},
+    optional={"params": values, "blocks": values, "training": values, "data": values})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=documents)
+def test_random_invalid_documents_never_crash(tmp_path, document):
+    try:
+        check_file(write(tmp_path, document))
+    except SpecError as error:
+        assert error.problems
+        for problem in error.problems:
+            assert problem.message and problem.location is not None
