@@ -224,7 +224,7 @@ def train(
                 run.write_run_info({"spec_file": str(spec), "overrides": overrides, "backend": backend,
                                     "input_shape": list(input_shape) if input_shape else None,
                                     "netspec_version": __version__, "command": sys.argv,
-                                    "spec": net.spec.model_dump(mode="json")})
+                                    "versions": _versions(backend), "spec": net.spec.model_dump(mode="json")})
             elif overrides != info["overrides"]:
                 run.write_run_info({**info, "overrides": overrides, "spec": net.spec.model_dump(mode="json")})
             options = TrainOptions(resume=resume is not None, device=device, max_steps_per_epoch=max_steps,
@@ -302,6 +302,77 @@ def bench(
     Console().print(table(doc))
     if output is not None:
         _stderr_console().print(f"wrote {output}")
+
+
+def _versions(backend: str) -> dict[str, str | None]:
+    """The versions that shape a training run, read from package metadata (nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {"torch": ["torch", "torchvision"], "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax"]}
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in packages.get(backend, []):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="The folder of a `netspec train` run.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path("report.html"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """One static HTML page for a training run: summary, diagram, curves, metrics, command, versions."""
+    from netspec.run_report import write_report
+
+    with user_errors():
+        write_report(run_dir, output, force=force)
+    _stderr_console().print(f"wrote {output}")
+
+
+@app.command()
+def diff(
+    spec_a: Annotated[Path, typer.Argument(help="The first spec.", show_default=False)],
+    spec_b: Annotated[Path, typer.Argument(help="The spec to compare it with.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="List unchanged layers too.")] = False,
+) -> None:
+    """Compare two specs: layers added, removed or changed, shapes, parameters and the totals."""
+    from netspec.check import check_file
+    from netspec.diff import diff_nets, table
+
+    with user_errors(as_json):
+        result = diff_nets(check_file(spec_a), check_file(spec_b))
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    console.print(table(result, everything=everything))
+    console.print(result.explanation())
+
+
+@app.command()
+def draw(
+    spec: Annotated[Path, typer.Argument(help="The spec YAML file.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The diagram: NAME.svg or NAME.png.")],
+    by_block: Annotated[bool, typer.Option("--by-block", help="One box per named block.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW", help="Draw at this input size.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Draw the network: one box per layer with its output shape and parameters (SVG or PNG)."""
+    from netspec.check import check_file
+    from netspec.diagram import write_diagram
+
+    with user_errors():
+        net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
+        write_diagram(net, output, by_block=by_block, force=force)
+    _stderr_console().print(f"wrote {output}")
 
 
 @app.command()

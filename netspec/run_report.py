@@ -1,0 +1,84 @@
+"""`netspec report RUN_DIR`: one static HTML page for a training run that opens offline: the
+spec's summary table, the diagram (inline SVG), the learning curves (an embedded PNG), the final
+and best metrics, and the exact command, options and versions. Framework-free.
+
+The network is rebuilt from the spec recorded in the run's run.json (with ``extends`` and
+``${params}`` already resolved), so the page shows what was trained even if the spec file has
+changed since.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from netspec.check import CheckedNet, check_file
+from netspec.errors import SpecError
+from netspec.train.rundir import RunDir
+
+_env = jinja2.Environment(loader=jinja2.PackageLoader("netspec", "templates"), autoescape=True,
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def recorded_net(info: dict[str, Any]) -> CheckedNet:
+    """The network as trained: the resolved spec stored in run.json, checked again."""
+    import yaml
+
+    spec = info.get("spec")
+    if not isinstance(spec, dict):
+        raise SpecError.single("the run's run.json holds no spec", hint="was it written by netspec train?")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "recorded-spec.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+        shape = tuple(info["input_shape"]) if info.get("input_shape") else None
+        return check_file(path, [], input_shape=shape)
+
+
+def _curves_png(run: Path, records: list[dict[str, Any]], title: str) -> str | None:
+    """The run's curves.png as base64, drawn now if the run has none yet."""
+    path = run / "curves.png"
+    if not path.is_file() and records:
+        from netspec.train.plot import plot_curves
+
+        with tempfile.TemporaryDirectory() as folder:
+            drawn = plot_curves(records, Path(folder) / "curves.png", title=title)
+            return base64.b64encode(drawn.read_bytes()).decode("ascii")
+    return base64.b64encode(path.read_bytes()).decode("ascii") if path.is_file() else None
+
+
+def render_report(run: Path) -> str:
+    from netspec.diagram import render_svg
+    from netspec.report import type_label
+
+    info = RunDir.read_info(run)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()] \
+        if (run / "metrics.jsonl").is_file() else []
+    net = recorded_net(info)
+    best = max(records, key=lambda r: r["val_top1"]) if records else None
+    rows = [{"name": cl.name, "type": type_label(cl.layer), "block": cl.block or "",
+             "shape": "×".join(map(str, cl.output_shape)), "params": cl.params + cl.non_trainable, "macs": cl.macs}
+            for cl in net.layers]
+    command = info.get("command") or []
+    return _env.get_template("run_report.html.j2").render(
+        name=net.spec.name, description=net.spec.description, run=str(run), backend=info.get("backend", "?"),
+        command=" ".join(["netspec", *command[1:]]) if command else "(not recorded)",
+        overrides=info.get("overrides", []), versions=info.get("versions", {}),
+        netspec_version=info.get("netspec_version", "?"), totals=net.totals, rows=rows,
+        svg=render_svg(net), curves=_curves_png(run, records, f"{net.spec.name} ({info.get('backend', '?')})"),
+        records=records, last=records[-1] if records else None, best=best,
+        recipe=json.dumps(info["spec"].get("training", {}), indent=2),
+        data=json.dumps(info["spec"].get("data", {}), indent=2))
+
+
+def write_report(run: Path, output: Path, *, force: bool = False) -> Path:
+    from netspec.fileio import atomic_write_text
+
+    if output.exists() and not force:
+        raise SpecError.single(f"{output} already exists", hint="pass --force to overwrite it")
+    atomic_write_text(output, render_report(run))
+    return output

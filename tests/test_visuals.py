@@ -1,0 +1,187 @@
+"""Diagrams, diffs and the HTML run report: each spec's diagram agrees with the checker, the diff of
+each pair of seed variants adds up to the checker's numbers, and a real run's report renders in
+headless Chromium."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+from netspec.check import check_file
+from netspec.cli import app
+from netspec.layers import fmt_shape
+
+from .conftest import ALL_SPECS, SPECS_DIR
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def groups_of(root, cls):
+    return [g for g in root.iter(f"{SVG}g") if g.get("class") == cls]
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: p.name)
+def test_each_spec_draws_one_element_per_layer_with_the_checkers_numbers(spec, tmp_path):
+    out = tmp_path / "net.svg"
+    result = CliRunner().invoke(app, ["draw", str(spec), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    root = ET.fromstring(out.read_text())  # well-formed, standalone SVG
+    assert root.tag == f"{SVG}svg" and float(root.get("width")) > 0
+    net = check_file(spec)
+    layers = groups_of(root, "layer")
+    assert [g.get("data-name") for g in layers] == [cl.name for cl in net.layers]
+    for g, cl in zip(layers, net.layers, strict=True):
+        assert g.get("data-shape") == fmt_shape(cl.output_shape)
+        assert int(g.get("data-params")) == cl.params + cl.non_trainable
+        towers = [r for r in g.iter(f"{SVG}rect") if r.get("class") == "tower"]
+        assert len(towers) == (getattr(cl.layer, "groups", 1) if getattr(cl.layer, "groups", 1) > 1 else 0)
+    assert f"{net.totals.params:,} parameters" in out.read_text()
+
+
+def test_the_papers_grouped_layers_are_drawn_as_two_towers(tmp_path):
+    out = tmp_path / "alexnet.svg"
+    CliRunner().invoke(app, ["draw", str(SPECS_DIR / "alexnet.yaml"), "-o", str(out)])
+    root = ET.fromstring(out.read_text())
+    towers = {g.get("data-name"): sum(r.get("class") == "tower" for r in g.iter(f"{SVG}rect"))
+              for g in groups_of(root, "layer")}
+    assert {name for name, count in towers.items() if count} == {"conv2", "conv4", "conv5"}
+    assert towers["conv2"] == 2
+
+
+def test_by_block_draws_one_box_per_block_and_png_output(tmp_path):
+    pytest.importorskip("cairosvg")
+    spec = SPECS_DIR / "alexnet-torchvision.yaml"
+    svg, png = tmp_path / "blocks.svg", tmp_path / "blocks.png"
+    assert CliRunner().invoke(app, ["draw", str(spec), "-o", str(svg), "--by-block"]).exit_code == 0
+    blocks = groups_of(ET.fromstring(svg.read_text()), "block")
+    assert [g.get("data-name") for g in blocks] == ["features", "avgpool", "flatten", "classifier"]
+    assert int(blocks[-1].get("data-params")) == 37_752_832 + 16_781_312 + 4_097_000
+    assert CliRunner().invoke(app, ["draw", str(spec), "-o", str(png)]).exit_code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_draw_refuses_other_formats_and_overwriting(tmp_path):
+    spec = str(SPECS_DIR / "alexnet.yaml")
+    result = CliRunner().invoke(app, ["draw", spec, "-o", str(tmp_path / "net.pdf")])
+    assert result.exit_code == 2 and "the diagram is an .svg or a .png" in result.output
+    (tmp_path / "net.svg").write_text("mine")
+    result = CliRunner().invoke(app, ["draw", spec, "-o", str(tmp_path / "net.svg")])
+    assert result.exit_code == 2 and "--force" in result.output
+    assert (tmp_path / "net.svg").read_text() == "mine"
+
+
+SEED_VARIANTS = ["alexnet.yaml", "alexnet-torchvision.yaml", "alexnet-keras.yaml", "alexnet-onetower.yaml",
+                 "alexnet-cifar10.yaml"]
+
+
+@pytest.mark.parametrize(("a", "b"), list(itertools.combinations(SEED_VARIANTS, 2)))
+def test_the_diff_of_each_pair_of_variants_adds_up_to_the_checkers_numbers(a, b):
+    result = CliRunner().invoke(app, ["diff", str(SPECS_DIR / a), str(SPECS_DIR / b), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    net_a, net_b = check_file(SPECS_DIR / a), check_file(SPECS_DIR / b)
+    assert doc["totals"]["params"] == [net_a.totals.params, net_b.totals.params]
+    assert doc["totals"]["macs"] == [net_a.totals.macs, net_b.totals.macs]
+    assert sum(layer["params_delta"] for layer in doc["layers"]) == net_b.totals.params - net_a.totals.params
+    by_name_a = {cl.name: cl for cl in net_a.layers}
+    by_name_b = {cl.name: cl for cl in net_b.layers}
+    for layer in doc["layers"]:
+        if layer["name_a"]:
+            cl = by_name_a[layer["name_a"]]
+            assert (layer["params_a"], layer["shape_a"]) == (cl.params + cl.non_trainable, fmt_shape(cl.output_shape))
+        if layer["name_b"]:
+            cl = by_name_b[layer["name_b"]]
+            assert (layer["params_b"], layer["shape_b"]) == (cl.params + cl.non_trainable, fmt_shape(cl.output_shape))
+    assert {layer["name_a"] for layer in doc["layers"]} - {None} == set(by_name_a)
+    assert {layer["name_b"] for layer in doc["layers"]} - {None} == set(by_name_b)
+
+
+def test_the_diff_explains_torchvisions_extra_parameters():
+    result = CliRunner().invoke(app, ["diff", str(SPECS_DIR / "alexnet.yaml"),
+                                      str(SPECS_DIR / "alexnet-torchvision.yaml"), "--json"])
+    doc = json.loads(result.output)
+    assert doc["explanation"] == ("alexnet-torchvision has 135,616 more parameters than alexnet: conv3 -221,184, "
+                                  "conv4 +221,056, conv5 +147,456, conv1 -11,648, conv2 -64.")
+    conv2 = next(layer for layer in doc["layers"] if layer["name_a"] == "conv2")
+    assert conv2["settings"]["groups"] == [2, 1] and conv2["settings"]["out_channels"] == [256, 192]
+    statuses = {layer["name_a"] or layer["name_b"]: layer["status"] for layer in doc["layers"]}
+    assert statuses["lrn1"] == "removed" and statuses["avgpool6"] == "added" and statuses["flatten"] == "renamed"
+    table = CliRunner().invoke(app, ["diff", str(SPECS_DIR / "alexnet.yaml"),
+                                     str(SPECS_DIR / "alexnet-torchvision.yaml")])
+    assert table.exit_code == 0 and "135,616 more parameters" in table.output
+
+
+def test_the_diff_of_a_spec_with_itself_is_empty():
+    spec = str(SPECS_DIR / "alexnet.yaml")
+    doc = json.loads(CliRunner().invoke(app, ["diff", spec, spec, "--json"]).output)
+    assert {layer["status"] for layer in doc["layers"]} == {"same"}
+    assert doc["explanation"] == "alexnet and alexnet have the same number of parameters."
+
+
+TINY = """
+    name: tiny
+    description: A <b>tiny</b> net & friends
+    input: [3, 16, 16]
+    layers:
+      - {name: conv1, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1, activation: relu}
+      - {name: pool1, type: maxpool2d, kernel_size: 2}
+      - {type: flatten}
+      - {name: fc, type: linear, out_features: 10}
+    data: {dataset: digits}
+    training: {epochs: 2, batch_size: 64, optimizer: {name: adam, lr: 0.003}}
+"""
+
+
+@pytest.fixture
+def trained_run(write_spec, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    args = ["train", str(write_spec(TINY)), "--max-steps", "4", "--run-dir", str(run)]
+    monkeypatch.setattr("sys.argv", ["/usr/bin/netspec", *args])  # what run.json records, as from a shell
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.mark.torch
+def test_the_report_of_a_real_run_holds_everything_and_renders_in_chromium(trained_run, tmp_path):
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(trained_run), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert html.count('<tr class="layer">') == 4 and "<svg" in html and "data:image/png;base64," in html
+    assert "A &lt;b&gt;tiny&lt;/b&gt; net &amp; friends" in html  # free text is escaped
+    assert "netspec train" in html and "--max-steps 4" in html and "torch 2." in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing to fetch: opens offline
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert f"{records[-1]['val_top1'] * 100:.1f}%" in html
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", f"--screenshot={shot}",
+                    "--window-size=1280,1600", page.as_uri()], capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.size == (1280, 1600)
+        pixels = image.convert("RGB")
+        colours = pixels.getcolors(maxcolors=1 << 20)
+        assert len(colours) > 200  # text, the diagram and the curves, not a blank or error page
+        # the diagram's conv box (its fill colour) made it onto the page
+        assert any(abs(r - 0xDB) < 4 and abs(g - 0xE9) < 4 and abs(b - 0xF6) < 4 for _, (r, g, b) in colours)
+
+
+def test_report_of_a_folder_that_holds_no_run(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "it has no run.json" in result.output
+    assert not (tmp_path / "r.html").exists()
