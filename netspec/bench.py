@@ -8,9 +8,14 @@ accelerator's peak (800 TFLOP/s: an H100's dense bf16 figure, by default).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import platform
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 DEFAULT_PEAK_TFLOPS = 800.0
@@ -71,3 +76,29 @@ def table(doc: dict[str, Any]):
                     "-" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f} GiB",
                     f"{row['warmup_s']:.1f} s", row["note"])
     return out
+
+
+@contextlib.contextmanager
+def trainer_on_synthetic_data(trainer_class, backend, net, batch: int, settings: BenchSettings) -> Iterator[tuple]:
+    """A backend's own trainer on synthetic uint8 images at the spec's input size (through the
+    spec's augmentation) with this batch size, in a throw-away run folder; yields the trainer and
+    an iterator over enough batches for the warm-up and the timed steps."""
+    import numpy as np
+
+    from netspec.train import TrainOptions
+    from netspec.train.rundir import RunDir
+
+    spec = net.spec.model_copy(update={
+        "data": net.spec.data.model_copy(update={"dataset": "synthetic"}),
+        "training": net.spec.training.model_copy(update={"batch_size": batch})})
+    synthetic_net = dataclasses.replace(net, source=dataclasses.replace(net.source, spec=spec))
+    with tempfile.TemporaryDirectory() as folder:
+        run = RunDir(Path(folder) / "run", resume=False)
+        try:
+            trainer = trainer_class(backend, synthetic_net, TrainOptions(device=settings.device, progress=False), run)
+            trainer.reset_sums(0.0, 0)
+            indices = np.random.default_rng(0).integers(0, trainer.train_size(),
+                                                        batch * (settings.warmup + settings.steps))
+            yield trainer, iter(trainer.batches(indices.tolist(), epoch=0))
+        finally:
+            run.close()

@@ -12,20 +12,14 @@ Each loop runs ``warmup`` untimed steps (compilation included, reported as warm-
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from netspec.bench import BenchRow, BenchSettings
+from netspec.bench import BenchRow, BenchSettings, trainer_on_synthetic_data
 from netspec.check import CheckedNet
-from netspec.train import TrainOptions
-from netspec.train.rundir import RunDir
 from netspec_torch.trainer import TorchTrainer, pick_device
 
 
@@ -78,24 +72,11 @@ def _time(name: str, batch: int, step: Callable[[], object], settings: BenchSett
 
 
 def _netspec_loop(backend, net: CheckedNet, batch: int, settings: BenchSettings, device) -> BenchRow:
-    spec = net.spec.model_copy(update={
-        "data": net.spec.data.model_copy(update={"dataset": "synthetic"}),
-        "training": net.spec.training.model_copy(update={"batch_size": batch})})
-    synthetic_net = dataclasses.replace(net, source=dataclasses.replace(net.source, spec=spec))
-    with tempfile.TemporaryDirectory() as tmp:
-        run = RunDir(Path(tmp) / "run", resume=False)
-        try:
-            trainer = TorchTrainer(backend, synthetic_net, TrainOptions(device=settings.device, progress=False), run)
-            trainer.reset_sums(0.0, 0)
-            total = trainer.train_size()
-            indices = np.random.default_rng(0).integers(0, total, batch * (settings.warmup + settings.steps))
-            batches = iter(trainer.batches(indices.tolist(), epoch=0))
-            row = _time("netspec", batch, lambda: trainer.train_step(next(batches)), settings, device,
-                        note=f"fast path: {trainer.fast.describe()}")
-            trainer.read_sums()  # the loss stayed finite
-            return row
-        finally:
-            run.close()
+    with trainer_on_synthetic_data(TorchTrainer, backend, net, batch, settings) as (trainer, batches):
+        row = _time("netspec", batch, lambda: trainer.train_step(next(batches)), settings, device,
+                    note=f"fast path: {trainer.fast.describe()}")
+        trainer.read_sums()  # raises if the loss went bad
+        return row
 
 
 def _reference_batch(net: CheckedNet, batch: int, device, channels_last: bool = False):
