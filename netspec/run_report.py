@@ -56,8 +56,7 @@ def render_report(run: Path) -> str:
     from netspec.report import type_label
 
     info = RunDir.read_info(run)
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()] \
-        if (run / "metrics.jsonl").is_file() else []
+    records = RunDir.metrics_of(run)
     net = recorded_net(info)
     best = max(records, key=lambda r: r["val_top1"]) if records else None
     rows = [{"name": cl.name, "type": type_label(cl.layer), "block": cl.block or "",

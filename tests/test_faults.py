@@ -164,3 +164,21 @@ def test_a_spec_name_cannot_lead_outside_the_output_folder(tmp_path, name):
 
     with pytest.raises(Error, match="name"):
         check_file_text(tmp_path, f"name: '{name}'\ninput: [4]\nlayers:\n  - {{type: linear, out_features: 4}}\n")
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
+    from netspec.train.rundir import RunDir
+
+    run = RunDir(tmp_path / "run", resume=False)
+    try:
+        run.append_metrics({"epoch": 1, "val_top1": 0.5})
+        with open(run.metrics_path, "a") as handle:
+            handle.write('{"epoch": 2, "val_to')  # killed mid-write
+        assert run.read_metrics() == [{"epoch": 1, "val_top1": 0.5}]
+        run.truncate_metrics(1)
+        assert run.metrics_path.read_text() == '{"epoch": 1, "val_top1": 0.5}\n'
+        run.metrics_path.write_text('{"epoch": 1}\nnot json\n{"epoch": 3}\n')
+        with pytest.raises(SpecError, match="metrics.jsonl is damaged at line 2"):
+            run.read_metrics()
+    finally:
+        run.close()

@@ -104,9 +104,26 @@ class RunDir:
             os.fsync(handle.fileno())
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
+        return self.metrics_of(self.path)
+
+    @staticmethod
+    def metrics_of(path: str | Path) -> list[dict[str, Any]]:
+        """A run folder's finished epochs' records. A last line cut short (the process was killed
+        while appending it) is dropped: its epoch's checkpoint was not written yet either."""
+        metrics = Path(path) / "metrics.jsonl"
+        if not metrics.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [line for line in metrics.read_text(errors="replace").splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if number == len(lines):
+                    break
+                raise SpecError.single(f"{metrics} is damaged at line {number}",
+                                       hint="remove that line (each line is one epoch's record)") from None
+        return records
 
     def truncate_metrics(self, epochs: int) -> None:
         """Keep the records of the first ``epochs`` epochs: what the checkpoint being resumed saw."""
