@@ -212,6 +212,11 @@ def train(
             input_shape = parse_input_shape(input_)
         net = check_file(spec, overrides, input_shape=input_shape)
         chosen = get_backend(backend)
+        torch_only = [flag for flag, value in (("--device-data", device_data), ("--channels-last", channels_last),
+                                               ("--bf16", bf16), ("--compile", compile_)) if value is not None]
+        if torch_only and backend != "torch":
+            raise SpecError.single(f"{', '.join(torch_only)}: parts of the torch backend's fast path",
+                                   hint="leave them out with --backend keras")
         rank, processes = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         if processes > 1 and (backend != "torch" or (run_dir is None and resume is None)):
             raise SpecError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",

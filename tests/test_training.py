@@ -261,3 +261,15 @@ def test_cli_train_names_an_undecodable_image(write_spec, tmp_path, backend):
     assert result.exit_code == 2, result.output
     assert f"cannot decode image {broken}" in " ".join(result.output.split())
     assert not run.exists()
+
+
+def test_torch_fast_path_switches_are_refused_for_keras(write_spec, tmp_path):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(write_spec(TINY)), "--backend", "keras", "--no-compile",
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "--compile: parts of the torch backend's fast path" in result.output
+    assert not (tmp_path / "run").exists()
