@@ -62,7 +62,9 @@ def test_kill_9_at_random_moments_then_resume_loses_nothing(write_spec, tmp_path
     assert process.returncode == 0, stderr.decode()
     assert kills >= 2
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert comparable(metrics) == comparable(uninterrupted)
+    # other processes: BLAS may sum in another order, so equal to rounding, not bit for bit
+    for resumed, reference in zip(comparable(metrics), comparable(uninterrupted), strict=True):
+        assert resumed == pytest.approx(reference, rel=1e-4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
