@@ -25,8 +25,9 @@ FLOPS_PER_MAC_TRAINING = 6
 @dataclass
 class BenchSettings:
     batch_sizes: list[int]
-    steps: int = 30
+    steps: int = 100
     warmup: int = 5
+    trials: int = 3  # timed rounds of `steps`; the median round is reported
     device: str = "auto"
     peak_tflops: float = DEFAULT_PEAK_TFLOPS
     loops: list[str] = field(default_factory=lambda: ["netspec", "eager-fp32", "compiled-bf16"])
@@ -98,7 +99,7 @@ def trainer_on_synthetic_data(trainer_class, backend, net, batch: int, settings:
             trainer = trainer_class(backend, synthetic_net, TrainOptions(device=settings.device, progress=False), run)
             trainer.reset_sums(0.0, 0)
             indices = np.random.default_rng(0).integers(0, trainer.train_size(),
-                                                        batch * (settings.warmup + settings.steps))
+                                                        batch * (settings.warmup + settings.steps * settings.trials))
             yield trainer, iter(trainer.batches(indices.tolist(), epoch=0))
         finally:
             run.close()

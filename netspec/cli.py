@@ -264,8 +264,9 @@ def bench(
     spec: Annotated[Path, typer.Argument(help="The spec YAML file.", show_default=False)],
     backend: Annotated[str, typer.Option("--backend", "-b", help="torch or keras.")] = "torch",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "128,512,1024",
-    steps: Annotated[int, typer.Option(min=1, help="Timed steps per loop and batch size.")] = 30,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per round.")] = 100,
     warmup: Annotated[int, typer.Option(min=1, help="Untimed steps first (compilation included).")] = 5,
+    trials: Annotated[int, typer.Option(min=1, help="Timed rounds; the median is reported.")] = 3,
     loops: Annotated[str, typer.Option(help="Which loops: netspec, eager-fp32, compiled-bf16.")] = (
         "netspec,eager-fp32,compiled-bf16"),
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, cuda:N.")] = "auto",
@@ -295,7 +296,7 @@ def bench(
                                    hint="choose from netspec, eager-fp32, compiled-bf16")
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         chosen = get_backend(backend)
-        settings = BenchSettings(sizes, steps, warmup, device, peak_tflops, chosen_loops)
+        settings = BenchSettings(sizes, steps, warmup, trials, device, peak_tflops, chosen_loops)
         rows, device_name, versions = chosen.bench(net, settings)
         doc = report(net.spec.name, net.totals.macs, rows, environment(device_name, versions))
         if output is not None:

@@ -27,7 +27,7 @@ def test_torch_bench_measures_every_loop_and_batch_size(write_spec, tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", str(write_spec(TINY)), "--batch-sizes", "8,16", "--steps", "3",
-                                      "--warmup", "1", "--device", "cpu", "-o", str(out)])
+                                      "--warmup", "1", "--trials", "2", "--device", "cpu", "-o", str(out)])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["spec"] == "tiny" and doc["macs_per_image"] == 8 * 27 * 256 + 8 * 64 * 10
@@ -47,7 +47,7 @@ def test_keras_bench_measures_its_trainer_and_refuses_the_torch_loops(write_spec
     spec = str(write_spec(TINY))
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", spec, "--backend", "keras", "--batch-sizes", "8", "--steps", "2",
-                                      "--warmup", "1", "--loops", "netspec", "-o", str(out)])
+                                      "--warmup", "1", "--trials", "1", "--loops", "netspec", "-o", str(out)])
     assert result.exit_code == 0, result.output
     [row] = json.loads(out.read_text())["rows"]
     assert row["loop"] == "netspec" and row["images_per_s"] > 0 and row["note"].startswith("keras on ")

@@ -5,6 +5,7 @@ augmentation). The reference loops of ``netspec bench`` are PyTorch loops and ru
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from netspec.bench import BenchRow, BenchSettings, trainer_on_synthetic_data
@@ -28,10 +29,13 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
             for _ in range(settings.warmup):
                 trainer.train_step(next(batches))
             warmup = time.perf_counter() - started
-            started = time.perf_counter()
-            for _ in range(settings.steps):  # each step reads its loss back: the time is end to end
-                trainer.train_step(next(batches))
-            elapsed = time.perf_counter() - started
+            rounds = []
+            for _ in range(settings.trials):
+                started = time.perf_counter()
+                for _ in range(settings.steps):  # each step reads its loss back: the time is end to end
+                    trainer.train_step(next(batches))
+                rounds.append(time.perf_counter() - started)
+            elapsed = statistics.median(rounds)
         rows.append(BenchRow("netspec", batch, batch * settings.steps / elapsed, 1000 * elapsed / settings.steps,
                              warmup, None, note=f"keras on {keras.backend.backend()}"))
     return rows, _device_name(), {"keras": keras.__version__, "backend": keras.backend.backend()}

@@ -7,11 +7,13 @@
   on a batch already on the device.
 
 Each loop runs ``warmup`` untimed steps (compilation included, reported as warm-up time), then
-``steps`` timed ones between two device synchronizations.
+``trials`` rounds of ``steps`` timed steps, each between two device synchronizations; the median
+round is reported.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -61,11 +63,14 @@ def _time(name: str, batch: int, step: Callable[[], object], settings: BenchSett
         step()
     sync()
     warmup = time.perf_counter() - started
-    started = time.perf_counter()
-    for _ in range(settings.steps):
-        step()
-    sync()
-    elapsed = time.perf_counter() - started
+    rounds = []
+    for _ in range(settings.trials):
+        started = time.perf_counter()
+        for _ in range(settings.steps):
+            step()
+        sync()
+        rounds.append(time.perf_counter() - started)
+    elapsed = statistics.median(rounds)
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     return BenchRow(name, batch, batch * settings.steps / elapsed, 1000 * elapsed / settings.steps, warmup, memory,
                     note=note)
