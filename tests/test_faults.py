@@ -184,3 +184,16 @@ def test_a_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
             run.read_metrics()
     finally:
         run.close()
+
+
+@pytest.mark.torch
+def test_killed_between_the_first_metrics_line_and_its_checkpoint_the_run_starts_over(write_spec, tmp_path):
+    spec = write_spec(TINY)
+    reference = train(spec, tmp_path / "reference", max_steps=2)
+    run = tmp_path / "run"
+    train(spec, run, max_steps=2)
+    for path in (run / "checkpoints").iterdir():  # as if killed before the first checkpoint landed
+        path.unlink()
+    (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    resumed = train(spec, run, resume=True, max_steps=2)
+    assert comparable(resumed) == comparable(reference)

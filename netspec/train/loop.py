@@ -126,10 +126,11 @@ class EpochLoop:
 
     def restore(self, tag: str = "last") -> None:
         """Continue from checkpoints/{tag}.*; a run stopped before its first checkpoint starts over
-        (it had nothing to lose)."""
-        if not self.run.checkpoint_path(tag, ".safetensors").exists() and not self.run.read_metrics():
+        (it had nothing to lose; a metrics line written just before that checkpoint is dropped)."""
+        if not self.run.checkpoint_path(tag, ".safetensors").exists():
             if self.console is not None:
                 self.console.print(f"{self.run.path} has no checkpoint yet: starting the run from the beginning")
+            self.run.truncate_metrics(0)
             return
         self.state = self.load(tag)
         self.schedule.load_state_dict(self.state["schedule"])
