@@ -108,3 +108,17 @@ def test_a_bad_loss_found_in_arrears_names_its_step(write_spec, tmp_path, monkey
     assert state["loop"]["epoch"] == 1  # the checkpoint written after the bad step was never written
     weights = get_backend("torch").load(check_file(spec), weights=tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert all(np.isfinite(p.detach().numpy()).all() for p in weights.parameters())
+
+
+def test_cpu_training_keeps_freed_memory_on_linux(monkeypatch, write_spec, tmp_path):
+    import sys
+
+    import netspec_torch.trainer as trainer_module
+    from netspec.train.memory import keep_freed_memory
+
+    if sys.platform.startswith("linux"):
+        assert keep_freed_memory() is True  # glibc accepted both settings
+    calls = []
+    monkeypatch.setattr(trainer_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    train(write_spec(TINY), tmp_path / "run", max_steps_per_epoch=1)
+    assert calls  # the CPU trainer asks for it

@@ -25,6 +25,7 @@ from netspec.errors import SpecError
 from netspec.fileio import atomic_path, sha256_file
 from netspec.train import FAST_PATH_PARTS, TrainOptions
 from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, damaged_checkpoint, outputs_probabilities
+from netspec.train.memory import keep_freed_memory
 from netspec.train.rundir import RunDir
 from netspec_torch.data import ArrayImages, load_datasets
 from netspec_torch.device_data import DeviceBatches
@@ -96,6 +97,8 @@ class TorchTrainer(EpochLoop):
         self.drop_last = self.world.active  # every process must take the same number of steps
         self.device = self.world.device(pick_device(options.device))
         self.fast = FastPath.resolve(options, self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults for every step's gradients (netspec.train.memory)
         torch.manual_seed(self.recipe.seed)  # the same initial weights in every process
         self.model = backend.load(net).to(self.device)
         if self.fast.channels_last:
