@@ -93,11 +93,7 @@ class KerasData:
 
         channels, height, width = self.net.input_shape
         data = self.spec
-        source_channels = image.shape[-1]
-        if source_channels != channels:
-            if (source_channels, channels) != (1, 3):
-                raise SpecError.single(f"the data has {source_channels}-channel images but the spec's input has "
-                                       f"{channels} channels", hint="change the spec's input channels")
+        if image.shape[-1] != channels:  # grayscale for an RGB input (sources checked the pair)
             image = tf.image.grayscale_to_rgb(image)
         image = tf.cast(image, tf.float32)
         if data.resize is not None:

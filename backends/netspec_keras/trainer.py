@@ -61,6 +61,8 @@ def pick_device(requested: str) -> None:
 
 
 class KerasTrainer(EpochLoop):
+    state_suffix = ".state.safetensors"
+
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         super().__init__(net, options, run, console)
         self.keras = keras = import_keras()
@@ -154,7 +156,7 @@ class KerasTrainer(EpochLoop):
         tensors = {f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)}
         tensors |= {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self._extra_variables())}
         metadata = {"format": STATE_FORMAT, "loop": json.dumps(self.state), "weights_sha256": sha256_file(weights)}
-        with atomic_path(self.run.checkpoint_path(tag, ".state.safetensors")) as tmp:
+        with atomic_path(self.run.checkpoint_path(tag, self.state_suffix)) as tmp:
             save_file(tensors, tmp, metadata=metadata)
 
     def load(self, tag: str) -> dict[str, Any]:
@@ -162,10 +164,7 @@ class KerasTrainer(EpochLoop):
         from safetensors.numpy import load_file
 
         weights = self.run.checkpoint_path(tag, ".safetensors")
-        state_path = self.run.checkpoint_path(tag, ".state.safetensors")
-        if not weights.is_file() or not state_path.is_file():
-            raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
-                                   hint="the run stopped before its first checkpoint; start it again")
+        state_path = self.run.checkpoint_path(tag, self.state_suffix)
         try:
             with safe_open(state_path, framework="numpy") as handle:
                 metadata = handle.metadata() or {}

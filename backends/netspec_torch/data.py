@@ -16,9 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from netspec.check import CheckedNet
-from netspec.errors import SpecError
 from netspec.spec import DataSpec
-from netspec.train.sources import ImageArrays, ImageFiles, decode_rgb, load_sources
+from netspec.train.sources import ImageArrays, ImageFiles, decode_rgb, load_sources, source_channels
 
 
 @dataclass
@@ -34,10 +33,7 @@ def transforms(net: CheckedNet, data: DataSpec, *, train: bool, source_channels:
 
     channels, height, width = net.input_shape
     steps: list = [T.ToImage()]
-    if source_channels != channels:
-        if (source_channels, channels) != (1, 3):
-            raise SpecError.single(f"the data has {source_channels}-channel images but the spec's input has "
-                                   f"{channels} channels", hint="change the spec's input channels")
+    if source_channels != channels:  # grayscale for an RGB input (sources checked the pair)
         steps.append(T.Grayscale(num_output_channels=3))
     if data.resize is not None:
         steps.append(T.Resize(data.resize, antialias=True))
@@ -80,8 +76,7 @@ def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets
     sources = load_sources(net, data, seed=seed)
 
     def wrap(source: ImageArrays | ImageFiles, train: bool) -> Dataset:
-        if isinstance(source, ImageFiles):
-            return FileImages(source, transforms(net, data, train=train, source_channels=3))
-        return ArrayImages(source, transforms(net, data, train=train, source_channels=source.images.shape[1]))
+        transform = transforms(net, data, train=train, source_channels=source_channels(source))
+        return FileImages(source, transform) if isinstance(source, ImageFiles) else ArrayImages(source, transform)
 
     return Datasets(wrap(sources.train, True), wrap(sources.val, False), sources.classes)

@@ -89,6 +89,8 @@ def loss_fn(net: CheckedNet, smoothing: float):
 
 
 class TorchTrainer(EpochLoop):
+    state_suffix = ".state.pt"
+
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None,
                  world: World | None = None):
         super().__init__(net, options, run, console)
@@ -235,17 +237,14 @@ class TorchTrainer(EpochLoop):
                       metadata={"spec": self.net.spec.name, "layout": "torch"})
         state = {"loop": self.state, "optimizer": self.optimizer.state_dict(), "rng": rng,
                  "weights_sha256": sha256_file(weights)}
-        with atomic_path(self.run.checkpoint_path(tag, ".state.pt")) as tmp:
+        with atomic_path(self.run.checkpoint_path(tag, self.state_suffix)) as tmp:
             torch.save(state, tmp)
 
     def load(self, tag: str) -> dict[str, Any]:
         from netspec_torch.weights import apply_state_dict, read_state_dict
 
         weights = self.run.checkpoint_path(tag, ".safetensors")
-        state_path = self.run.checkpoint_path(tag, ".state.pt")
-        if not weights.is_file() or not state_path.is_file():
-            raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
-                                   hint="the run stopped before its first checkpoint; start it again")
+        state_path = self.run.checkpoint_path(tag, self.state_suffix)
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:

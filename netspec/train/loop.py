@@ -119,7 +119,8 @@ class EpochLoop:
         raise NotImplementedError
 
     def load(self, tag: str) -> dict[str, Any]:
-        """Restore weights, optimizer and RNG from checkpoints/{tag}.*; return the saved loop state."""
+        """Restore weights, optimizer and RNG from checkpoints/{tag}.* (both files exist); return
+        the saved loop state."""
         raise NotImplementedError
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -132,6 +133,9 @@ class EpochLoop:
                 self.console.print(f"{self.run.path} has no checkpoint yet: starting the run from the beginning")
             self.run.truncate_metrics(0)
             return
+        if not self.run.checkpoint_path(tag, self.state_suffix).is_file():
+            raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
+                                   hint="the run stopped before its first checkpoint; start it again")
         self.state = self.load(tag)
         self.schedule.load_state_dict(self.state["schedule"])
         self.run.truncate_metrics(self.state["epoch"])
@@ -152,6 +156,7 @@ class EpochLoop:
                     self.console.print(epoch_line(record, self.recipe.epochs))
         return self.run.read_metrics()
 
+    state_suffix = ".state"  # the backend's resume-state file beside checkpoints/{tag}.safetensors
     drop_last = False  # whether an epoch's last, smaller batch is skipped (data-parallel runs need equal shares)
 
     def steps_per_epoch(self) -> int:

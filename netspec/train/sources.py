@@ -62,7 +62,21 @@ def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
     builders = {"digits": digits, "cifar10": cifar10, "imagefolder": image_folders, "synthetic": synthetic}
     sources = builders[data.dataset](net, data, seed)
     check_classes(net, len(sources.classes))
+    check_channels(net, source_channels(sources.train))
     return sources
+
+
+def source_channels(source: ImageArrays | ImageFiles) -> int:
+    """Channels of a source's images: files are decoded as RGB."""
+    return 3 if isinstance(source, ImageFiles) else source.images.shape[1]
+
+
+def check_channels(net: CheckedNet, channels: int) -> None:
+    """The data's channels must be the spec's, or grayscale for a 3-channel input (copied to RGB)."""
+    wanted = net.input_shape[0]
+    if channels != wanted and (channels, wanted) != (1, 3):
+        raise SpecError.single(f"the data has {channels}-channel images but the spec's input has {wanted} channels",
+                               net.source.location(("input",)), hint="change the spec's input channels")
 
 
 def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
