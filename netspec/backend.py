@@ -4,6 +4,9 @@ group ``netspec.backends`` and only the one asked for is imported."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -46,11 +49,39 @@ class Backend(Protocol):
 
 def require_modules(backend: str, *modules: str) -> None:
     """Raise ImportError naming the first of ``modules`` that is not installed."""
-    import importlib.util
-
     for module in modules:
         if importlib.util.find_spec(module) is None:
             raise ImportError(f"the {backend} backend needs '{module}', which is not installed")
+
+
+def load_triton_safely() -> None:
+    """Import Triton (when installed) so that it can coexist with TensorFlow in one process.
+
+    TensorFlow and Triton (which torchvision, torch.export and torch.compile import) each bundle
+    LLVM. Loaded in the order Triton, TensorFlow, both work; loaded after TensorFlow, Triton's
+    library binds to TensorFlow's LLVM symbols and the process segfaults. So: before TensorFlow,
+    Triton is simply imported first; after it (a Keras user's script that began with
+    ``import keras``), Triton's libraries are loaded with RTLD_DEEPBIND, which makes them use
+    their own LLVM. Either way a later ``import torchvision`` or ``torch.compile`` is safe.
+    """
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    if "tensorflow" not in sys.modules:
+        import triton  # noqa: F401
+        return
+    deepbind = getattr(os, "RTLD_DEEPBIND", None)
+    if deepbind is None:  # not Linux: Triton's wheels are Linux-only, so this is not reached in practice
+        raise SpecError.single("TensorFlow is already loaded, and Triton (used by torch) cannot be loaded after it "
+                               "on this platform", hint="import torch (or netspec) before keras or tensorflow")
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | deepbind)
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        raise SpecError.single(f"Triton (used by torch) cannot be loaded after TensorFlow: {exc}",
+                               hint="import torch (or netspec) before keras or tensorflow") from None
+    finally:
+        sys.setdlopenflags(flags)
 
 
 def available_backends() -> dict[str, Any]:

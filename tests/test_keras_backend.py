@@ -290,3 +290,24 @@ def test_names_that_clash_with_keras_helper_layers_are_refused(write_spec):
     [problem] = caught.value.problems
     assert problem.message == "the name 'conv_pad' is also a helper layer of 'conv' in Keras"
     assert (problem.location.line, problem.layer) == (5, "conv_pad")
+
+
+KERAS_USER_SCRIPT = """
+import sys
+import keras  # TensorFlow first, as a Keras user's script does
+import netspec
+model = netspec.build(sys.argv[1], backend="keras")
+assert model.count_params() > 0
+torch_model = netspec.build(sys.argv[1], backend="torch")  # torch after TensorFlow
+import torchvision  # noqa: F401  (imports Triton, whose LLVM clashes with TensorFlow's)
+print("OK", model.count_params())
+"""
+
+
+def test_a_keras_users_script_that_imports_keras_first_runs():
+    """`import keras` (TensorFlow loaded) before netspec must not crash when netspec or the user
+    then loads Triton (torchvision, torch.export, torch.compile import it)."""
+    result = subprocess.run([sys.executable, "-c", KERAS_USER_SCRIPT, str(ZOO)], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK" in result.stdout

@@ -5,12 +5,14 @@ runs on the TensorFlow, JAX and torch Keras backends."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from netspec.backend import Artifact, require_modules
+from netspec.backend import Artifact, load_triton_safely, require_modules
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.render import execute_generated, module_name
@@ -18,17 +20,60 @@ from netspec.weights import keras_names, to_keras, to_torch
 from netspec_keras.codegen import KerasPlan, render
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+# what TensorFlow's native libraries print while they load, whatever TF_CPP_MIN_LOG_LEVEL says
+# (each of its two libraries once: the lines came twice)
+TENSORFLOW_LOAD_NOISE = ("All log messages before absl::InitializeLog() is called",
+                         "oneDNN custom operations are on", "cpu_feature_guard.cc",
+                         "To enable the following instructions:", "Unable to register cuDNN factory",
+                         "Unable to register cuFFT factory", "Unable to register cuBLAS factory",
+                         "computation placer already registered", "TF-TRT Warning", "Could not find cuda drivers")
 
 
 def import_keras():
-    """Import keras quietly. TensorFlow and Triton (used by torch.export/compile) each bundle LLVM,
-    and importing TensorFlow first makes a later Triton import segfault, so Triton goes first."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if importlib.util.find_spec("triton") is not None:
-        import triton  # noqa: F401
-    import keras
+    """Import keras (and with it TensorFlow) quietly and safely.
 
+    Triton (used by torch.export/compile, torchvision) is loaded first so that both can live in
+    one process, also when the caller imported TensorFlow before netspec (see
+    netspec.backend.load_triton_safely). The native libraries' start-up lines are dropped unless
+    the user set TF_CPP_MIN_LOG_LEVEL themselves."""
+    load_triton_safely()
+    if "keras" in sys.modules:
+        import keras
+
+        return keras
+    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _native_stderr_filtered(TENSORFLOW_LOAD_NOISE if quiet else ()):
+        import keras
     return keras
+
+
+@contextmanager
+def _native_stderr_filtered(noise: tuple[str, ...]):
+    """Capture what native code writes to file descriptor 2 meanwhile, and pass on every line
+    that contains none of ``noise``."""
+    if not noise:
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(keepends=True)
+                    if not any(n.encode() in line for n in noise)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 class KerasBackend:

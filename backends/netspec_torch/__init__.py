@@ -8,7 +8,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from netspec.backend import Artifact, require_modules
+from netspec.backend import Artifact, load_triton_safely, require_modules
 from netspec.check import CheckedNet
 from netspec.render import execute_generated, module_name
 from netspec_torch.codegen import TorchPlan, render
@@ -28,6 +28,7 @@ class TorchBackend:
 
     def __init__(self) -> None:
         require_modules("torch", "torch", "safetensors")
+        load_triton_safely()  # before torch, which may load it, whether or not TensorFlow came first
 
     def emit(self, net: CheckedNet) -> str:
         return render(net, reserved_names())[0]
