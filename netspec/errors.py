@@ -11,6 +11,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def shown(text: object) -> str:
+    """``text`` made safe to print: every character that is not printable is written as an escape
+    (``\\x1b``, ``\\u202e``). That covers C0 and C1 controls (ESC starts the sequences that clear a
+    screen or retitle a window), DEL, bidi embeddings, overrides and isolates (which reorder what is
+    shown), zero-width and other invisible format characters, line and paragraph separators, and
+    newlines and tabs (each problem is one line). Accents and other scripts are left as they are.
+    Use it wherever user text (a key, a name, a path, a value) is put into a message or table."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _shown_lines(text: str) -> str:
+    """:func:`shown`, keeping the line breaks of a message laid out on several lines."""
+    return "\n".join(shown(line) for line in str(text).split("\n"))
+
+
 @dataclass(frozen=True, order=True)
 class Location:
     """A position in a YAML file; line and column are 1-based, as editors show them."""
@@ -35,11 +58,12 @@ class Problem:
     hint: str | None = None
 
     def format(self) -> str:
-        where = f"{self.location}: " if self.location else ""
-        who = f"layer '{self.layer}': " if self.layer else ""
-        text = f"{where}error: {who}{self.message}"
+        """The problem for a terminal; user text inside is shown escaped (see :func:`shown`)."""
+        where = f"{shown(self.location)}: " if self.location else ""
+        who = f"layer '{shown(self.layer)}': " if self.layer else ""
+        text = f"{where}error: {who}{_shown_lines(self.message)}"
         if self.hint:
-            text += f"\n    hint: {self.hint}"
+            text += f"\n    hint: {_shown_lines(self.hint)}"
         return text
 
     def to_json(self) -> dict:

@@ -23,10 +23,18 @@ from netspec.errors import Location, Problem, SpecError, did_you_mean
 from netspec.yamlio import LList, LMap, child_loc, parse_scalar, read_yaml_file
 
 Path_ = tuple[Any, ...]
-_PARAM_REF = re.compile(r"\$\{([^}]*)\}")
+# A reference holds no '$', '{' or '}': the match then never runs past the next '$' or '{', so
+# text full of unclosed "${" is scanned in linear time.
+_PARAM_REF = re.compile(r"\$\{([^${}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VARIANT_ONLY_KEYS = ("extends", "patch", "remove")
 MAX_EXTENDS_DEPTH = 16
+# ${param} expansion is bounded like alias expansion: one string, all of them together, and how
+# deeply params may refer to params (13 params each holding ten references to the next would
+# otherwise ask for ~10**13 characters from an 881-byte file).
+MAX_EXPANDED_CHARS = 1 << 16  # one string after substitution; a description is at most 4,000
+MAX_EXPANSION_TOTAL = 1 << 20  # characters produced by substitution in the whole document
+MAX_PARAM_DEPTH = 32
 
 
 @dataclass
@@ -89,7 +97,12 @@ def _load_with_bases(path: Path, display: str, root_dir: Path, stack: list[Path]
                                hint="a base spec must not extend its variants")
     if len(stack) >= MAX_EXTENDS_DEPTH:
         raise SpecError.single(f"'extends' chain is deeper than {MAX_EXTENDS_DEPTH}", ref_loc)
-    if not base_path.is_file():
+    try:
+        found = base_path.is_file()
+    except OSError as exc:  # a name too long for the file system
+        raise SpecError.single(f"base spec cannot be opened: {base_ref!r} ({exc.strerror or exc})",
+                               ref_loc, hint="the path is relative to the folder of the spec that extends it") from None
+    if not found:
         raise SpecError.single(f"base spec not found: {base_ref!r} (looked for {base_path})", ref_loc,
                                hint="the path is relative to the folder of the spec that extends it")
     base_display = str(Path(display).parent / base_ref)
@@ -102,13 +115,19 @@ def _load_with_bases(path: Path, display: str, root_dir: Path, stack: list[Path]
 def _resolve_base_path(ref: Any, path: Path, root_dir: Path, loc: Location) -> Path:
     if not isinstance(ref, str) or not ref.strip():
         raise SpecError.single("'extends' must be the path of a base spec, like 'alexnet.yaml'", loc)
+    if not ref.isprintable():
+        raise SpecError.single(f"'extends' holds a control or invisible character: {ref!r}", loc,
+                               hint="write the base spec's file name as plain text, like 'alexnet.yaml'")
     if "://" in ref or ref.startswith(("http:", "https:", "file:")):
         raise SpecError.single(f"'extends' must be a local file, not a URL: {ref!r}", loc,
                                hint="copy the base spec next to the variant")
     if Path(ref).is_absolute():
         raise SpecError.single(f"'extends' must be a relative path, not {ref!r}", loc,
                                hint="write the base's path relative to this spec's folder")
-    candidate = (path.parent / ref).resolve()
+    try:
+        candidate = (path.parent / ref).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long
+        raise SpecError.single(f"'extends' path cannot be resolved: {ref!r} ({exc})", loc) from None
     if not candidate.is_relative_to(root_dir):
         raise SpecError.single(f"'extends' points outside the folder of the spec being loaded: {ref!r}", loc,
                                hint="keep a variant and its base in the same folder tree")
@@ -233,7 +252,7 @@ def _name_unnamed_layers(tree: LMap) -> None:
             if not isinstance(layer, LMap) or "name" in layer:
                 continue
             kind = layer.get("type") if isinstance(layer.get("type"), str) else "layer"
-            kind = kind if _IDENTIFIER.match(kind) else "layer"
+            kind = kind if _IDENTIFIER.match(kind) and kind[0].isalpha() else "layer"
             while True:
                 counters[kind] = counters.get(kind, 0) + 1
                 candidate = f"{kind}_{counters[kind]}"
@@ -301,6 +320,7 @@ def _resolve_params(tree: LMap) -> None:
             problems.append(Problem(f"param name {name!r} is not a valid identifier", raw.locs[name],
                                     hint="use letters, digits and underscores, not starting with a digit"))
     resolved: dict[str, Any] = {}
+    budget = _Budget()
 
     def resolve_param(name: str, chain: tuple[str, ...]) -> Any:
         if name in resolved:
@@ -309,7 +329,13 @@ def _resolve_params(tree: LMap) -> None:
             cycle = " -> ".join((*chain, name))
             raise SpecError.single(f"param '{name}' refers to itself: {cycle}", raw.locs[name],
                                    hint="give the param a plain value")
-        value = _substitute(raw[name], raw.locs[name], lambda n, loc: lookup(n, loc, (*chain, name)), problems)
+        if len(chain) >= MAX_PARAM_DEPTH:
+            raise SpecError.single(
+                f"param '{chain[0]}' refers to params more than {MAX_PARAM_DEPTH} deep: "
+                f"{' -> '.join(chain[:3])} -> ... -> {name}", raw.locs[chain[0]],
+                hint="give some of these params plain values")
+        value = _substitute(raw[name], raw.locs[name], lambda n, loc: lookup(n, loc, (*chain, name)), problems,
+                            budget=budget, owner=f"param '{name}'")
         resolved[name] = value
         return value
 
@@ -325,23 +351,36 @@ def _resolve_params(tree: LMap) -> None:
         raw[name] = resolve_param(name, ())
     for key in list(tree):
         if key != "params":
-            tree[key] = _substitute(tree[key], tree.locs.get(key, tree.loc), lookup, problems)
+            tree[key] = _substitute(tree[key], tree.locs.get(key, tree.loc), lookup, problems, budget=budget)
     if problems:
         raise SpecError(problems)
 
 
-def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer: str | None = None) -> Any:
+class _Budget:
+    """Characters that ${param} substitution may still produce in this document."""
+
+    def __init__(self) -> None:
+        self.left = MAX_EXPANSION_TOTAL
+
+
+def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer: str | None = None, *,
+                budget: _Budget, owner: str | None = None) -> Any:
     """Replace ``${name}`` references: a whole-string reference keeps the param's type (an int stays
-    an int); a reference inside longer text is formatted into it; ``$${`` is a literal ``${``."""
+    an int); a reference inside longer text is formatted into it; ``$${`` is a literal ``${``.
+
+    Text built from references is bounded (MAX_EXPANDED_CHARS each, MAX_EXPANSION_TOTAL in all);
+    ``owner`` names what is being expanded (a param) for that error."""
     if isinstance(value, LMap):
         if "type" in value and isinstance(value.get("name"), str):
             layer = value["name"]
         for key in list(value):
-            value[key] = _substitute(value[key], value.locs.get(key, value.loc), lookup, problems, layer)
+            value[key] = _substitute(value[key], value.locs.get(key, value.loc), lookup, problems, layer,
+                                     budget=budget, owner=owner)
         return value
     if isinstance(value, LList):
         for i, item in enumerate(value):
-            value[i] = _substitute(item, child_loc(value, i, loc), lookup, problems, layer)
+            value[i] = _substitute(item, child_loc(value, i, loc), lookup, problems, layer,
+                                   budget=budget, owner=owner)
         return value
     if not isinstance(value, str) or "${" not in value:
         return value
@@ -350,13 +389,33 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
     if whole and not value.startswith("$$"):
         result = lookup(whole.group(1).strip(), loc)
     else:
+        size = len(value)
+        used: list[str] = []
+
         def replace(match: re.Match) -> str:
+            nonlocal size
             start = match.start()
             if start > 0 and value[start - 1] == "$":
                 return match.group(0)
-            return str(lookup(match.group(1).strip(), loc))
+            name = match.group(1).strip()
+            text = str(lookup(name, loc))
+            size += len(text)
+            if name not in used:
+                used.append(name)
+            if size > MAX_EXPANDED_CHARS or size > budget.left:
+                refs = ", ".join(f"${{{n}}}" for n in used[:3]) + (", ..." if len(used) > 3 else "")
+                what = owner or "this value"
+                if size > MAX_EXPANDED_CHARS:
+                    message = f"{what} expands to more than {MAX_EXPANDED_CHARS:,} characters (through {refs})"
+                else:
+                    message = (f"{what} takes ${{param}} substitution past {MAX_EXPANSION_TOTAL:,} characters "
+                               f"in all (through {refs})")
+                raise SpecError.single(message, loc, layer=layer,
+                                       hint="a spec never needs this; use fewer or shorter ${param} references")
+            return text
 
         result = _PARAM_REF.sub(replace, value).replace("$${", "${")
+        budget.left -= len(result)
     if layer is not None:
         problems[before:] = [dataclasses.replace(p, layer=layer) for p in problems[before:]]
     return result

@@ -4,6 +4,7 @@ mistake at its YAML location with a did-you-mean hint."""
 from __future__ import annotations
 
 import functools
+import keyword
 import re
 import typing
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,10 +26,35 @@ from pydantic import (
 
 from netspec.errors import Location, Problem, SpecError, did_you_mean
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
-from netspec.layers.base import Name
+from netspec.layers.base import GENERATED_CODE_NAMES, Name
 from netspec.loader import LoadedSpec, load_spec_document
 
 SPEC_NAME_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+# The spec name reaches generated code as the torch class ('alexnet-cifar10' -> AlexnetCifar10),
+# the Keras builder (build_alexnet_cifar10) and the file name (alexnet_cifar10.py), so it is
+# compared with the reserved names ignoring case and separators: 'f' would make `class F`, 'none'
+# `class None`, 'Torch' a torch.py that shadows the torch package.
+_RESERVED_SPEC_NAMES = {word.lower(): (word, "a Python keyword") for word in keyword.kwlist}
+_RESERVED_SPEC_NAMES.update({name.lower(): (name, f"{what} in the generated code")
+                             for name, what in GENERATED_CODE_NAMES.items()})
+
+
+def _check_spec_name(value: str) -> str:
+    folded = re.sub(r"[^A-Za-z0-9]", "", value).lower()
+    if folded in _RESERVED_SPEC_NAMES:
+        word, what = _RESERVED_SPEC_NAMES[folded]
+        raise ValueError(f"the spec name {value!r} clashes with '{word}', {what} (the class and file named "
+                         f"after the spec ignore case and separators); try '{value.rstrip('-_.')}-net'")
+    return value
+
+
+MAX_IMAGE_SIDE = 16384  # pixels: beyond what image libraries decode by default
+
+
+def _plain_path(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError(f"{value!r} holds a control or invisible character; write the folder's path as plain text")
+    return value
 
 
 class StrictModel(BaseModel):
@@ -78,8 +105,10 @@ class DataSpec(StrictModel):
 
     dataset: Literal["digits", "cifar10", "imagefolder", "synthetic"] = Field(
         "digits", description="digits ships inside scikit-learn, so it needs no download.")
-    path: str | None = Field(None, description="Folder of an imagefolder or cifar10 dataset.")
-    resize: PositiveInt | None = Field(None, description="Resize the shorter side to this before cropping.")
+    path: Annotated[str, AfterValidator(_plain_path)] | None = Field(
+        None, description="Folder of an imagefolder or cifar10 dataset.")
+    resize: PositiveInt | None = Field(None, le=MAX_IMAGE_SIDE,
+                                       description="Resize the shorter side to this before cropping.")
     random_crop: bool = Field(False, description="Crop to the input size at random (training) or centre (eval).")
     hflip: bool = Field(False, description="Random horizontal flips in training.")
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -118,13 +147,14 @@ class TrainingSpec(StrictModel):
     optimizer: OptimizerSpec = OptimizerSpec()
     schedule: ScheduleSpec = ScheduleSpec()
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="NumPy, PyTorch and TensorFlow all accept 0 to 2**32 - 1.")
 
 
 class NetSpec(StrictModel):
     """A network definition: the document a spec YAML file holds."""
 
-    name: Annotated[str, Field(pattern=SPEC_NAME_RE, description="The network's name.")]
+    name: Annotated[str, Field(pattern=SPEC_NAME_RE, description="The network's name."),
+                    AfterValidator(_check_spec_name)]
     description: str = Field("", max_length=4000)
     input: InputSpec
     params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], int | float | str | bool] = Field(

@@ -9,6 +9,7 @@ very deep nesting and very large files.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,21 @@ MAX_INTEGER = 2**53  # beyond this a number is not exact in JSON or as a float
 MAX_NODES = 100_000  # counted after alias expansion, so a "billion laughs" document stops early
 MAX_DEPTH = 64
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, reading numbers as YAML 1.2 does: ``1e-5``, ``1E5`` and ``1e+5`` are floats
+    (YAML 1.1 wants a dot and a signed exponent, so it reads ``1e-5`` as text, and Python prints
+    0.00001 as ``1e-05``)."""
+
+
+# YAML 1.1's float forms stay as they are; this adds the ones YAML 1.2 (and Python, and JSON) also
+# accept: an exponent after an integer or a bare fraction, with or without its sign.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:int",
@@ -62,16 +77,24 @@ def child_loc(container: Any, key: Any, default: Location) -> Location:
 def read_yaml_file(path: Path, display: str | None = None) -> Any:
     """Read one YAML document from ``path`` into an LMap/LList tree; raise SpecError on any problem."""
     name = display or str(path)
-    if not path.exists():
-        raise SpecError.single(f"file not found: {name}", hint="check the path; specs live in specs/ by convention")
-    if not path.is_file():
-        raise SpecError.single(f"not a file: {name}")
-    size = path.stat().st_size
+    try:
+        if not path.exists():
+            raise SpecError.single(f"file not found: {name}",
+                                   hint="check the path; specs live in specs/ by convention")
+        if not path.is_file():
+            raise SpecError.single(f"not a file: {name}")
+        size = path.stat().st_size
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise SpecError.single(f"cannot open {name}: {getattr(exc, 'strerror', None) or exc}",
+                               hint="check the path") from None
     if size > MAX_FILE_BYTES:
         raise SpecError.single(
             f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for a spec",
             Location(name), hint="a spec is a few KiB; is this the right file?")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError.single(f"cannot read {name}: {exc.strerror or exc}", Location(name)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -82,8 +105,27 @@ def read_yaml_file(path: Path, display: str | None = None) -> Any:
     return parse_yaml_text(text, name)
 
 
+def _refuse_deep_nesting(text: str, name: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing: PyYAML's composer recurses once per
+    level, so 50,000 '[' in a 100 KB file overflow the C stack (a segfault) before any node could
+    be counted. The parser's event stream is produced without recursion, and is read only as far
+    as the first level too deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels",
+                                       Location(name, mark.line + 1, mark.column + 1),
+                                       hint="flatten the structure; a spec is at most a few levels deep")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_yaml_text(text: str, name: str) -> Any:
     try:
+        _refuse_deep_nesting(text, name)
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -99,3 +100,20 @@ def test_empty_file(tmp_path):
     path.write_text("# nothing here\n")
     with pytest.raises(SpecError, match="the file is empty"):
         check_file(path)
+
+
+@pytest.mark.parametrize("layers", ["[" * 50_000 + "]" * 50_000, "{a: " * 30_000 + "1" + "}" * 30_000,
+                                    "\n" + "- " * 50_000 + "1"],
+                         ids=["brackets", "braces", "dashes"])
+def test_very_deep_nesting_is_refused_without_crashing(tmp_path, layers):
+    """PyYAML's composer recurses once per level: 50,000 '[' in a 100 KB file overflowed the C stack
+    (a segfault) before netspec's depth limit applied. Run as a subprocess so a crash shows as a
+    failing return code."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: deep\ninput: [3, 8, 8]\nlayers: " + layers + "\n")
+    result = subprocess.run([sys.executable, "-m", "netspec", "check", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    expected = rf"^{re.escape(str(path))}:[34]:\d+: error: nesting is deeper than 64 levels$"
+    assert re.search(expected, result.stderr, re.MULTILINE)
+    assert "Traceback" not in result.stderr + result.stdout

@@ -139,3 +139,89 @@ def test_random_invalid_documents_never_crash(tmp_path, document):
         assert error.problems
         for problem in error.problems:
             assert problem.message and problem.location is not None
+
+
+# --- names that would break the generated code ------------------------------------------------------
+
+# Every name the generated modules of either backend bind at module level (imports, helper classes),
+# the builtins they call, the names Keras code conventionally imports, dunders and private names
+# (`self.__fc` is mangled to `_Net__fc` inside a class) and keywords.
+GENERATED_NAMES = ["F", "nn", "torch", "keras", "layers", "ops", "np", "LocalResponseNorm", "NegInfPadding2D",
+                   "AdaptiveAvgPool2D", "super", "float", "int", "tuple", "list", "isinstance", "sum", "range",
+                   "staticmethod"]
+PRIVATE_NAMES = ["__init__", "__class__", "__fc", "_fc", "_", "__"]
+KEYWORDS = ["class", "None", "lambda"]
+
+
+def named_spec(spec: str = "victim", block: str = "features", layer: str = "fc") -> str:
+    return textwrap.dedent(f"""\
+        name: {spec}
+        input: [3, 8, 8]
+        blocks:
+          - name: {block}
+            layers:
+              - {{name: conv, type: conv2d, out_channels: 4, kernel_size: 3}}
+              - {{type: flatten}}
+              - {{name: {layer}, type: linear, out_features: 4}}
+        """)
+
+
+@pytest.mark.parametrize("name", GENERATED_NAMES + PRIVATE_NAMES + KEYWORDS)
+@pytest.mark.parametrize("where", ["layer", "block"])
+def test_names_the_generated_code_uses_are_refused_for_layers_and_blocks(tmp_path, name, where):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(named_spec(**{where: repr(name)}))
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    line = 4 if where == "block" else 8
+    assert problem.location.line == line and problem.location.column > 1
+    assert repr(name) in problem.message and ("try '" in problem.message or "start with a letter" in problem.message)
+    if where == "layer":
+        assert problem.layer == name
+
+
+@pytest.mark.parametrize("name", GENERATED_NAMES + KEYWORDS + ["f", "f-", "none", "Torch", "NN", "numpy"])
+def test_names_the_generated_code_uses_are_refused_for_the_spec(tmp_path, name):
+    """The spec name becomes the torch class (CamelCase: `f` -> `F`), the Keras builder
+    (`build_<name>`) and the file name (`torch.py` would shadow the torch package)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(named_spec(spec=repr(name)))
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert (problem.location.line, problem.location.column) == (1, 1)
+    assert repr(name) in problem.message and "-net'" in problem.message
+
+
+@pytest.mark.parametrize("name", ["__fc", "_fc", "__init__"])
+def test_private_names_are_refused_from_the_command_line(tmp_path, name):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(named_spec(layer=name))
+    result = CliRunner().invoke(app, ["export", str(spec), "--backend", "torch", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "spec.yaml:8:" in result.output and "underscore" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["Fc", "features_", "torch_net", "nn2", "F1", "layer_1", "alexnet"])
+def test_names_near_reserved_ones_are_fine(tmp_path, name):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(named_spec(spec=name, block=f"b{name}", layer=name))
+    check_file(spec)
+
+
+@pytest.mark.torch
+def test_the_torch_class_never_shadows_an_import(tmp_path):
+    """Whatever a valid spec is named, the generated class is not torch, F or nn."""
+    pytest.importorskip("torch")
+    from netspec.backend import get_backend
+
+    for name in ["Fx", "fnet", "F-1", "nn-x"]:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(named_spec(spec=name))
+        net = check_file(spec)
+        source = get_backend("torch").emit(net)
+        assert "class F(" not in source and "class Nn(" not in source
+        model = get_backend("torch").load(net)
+        assert model(__import__("torch").zeros(1, 3, 8, 8)).shape == (1, 4)

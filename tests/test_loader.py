@@ -212,3 +212,137 @@ def test_strings_are_not_coerced_to_numbers(write_spec):
     """)
     with pytest.raises(SpecError, match="'out_channels' must be an integer, got '8'"):
         load_spec(path)
+
+
+# --- ${param} expansion is bounded ---------------------------------------------------------------------
+
+def test_nested_param_references_cannot_blow_up(write_spec):
+    """13 params each holding ten references to the next would expand to ~10**13 characters."""
+    params = "\n".join(f'  p{i}: "{f"${{p{i + 1}}}" * 10}"' for i in range(13))
+    path = write_spec("name: bomb\ninput: [3, 8, 8]\nparams:\n" + params + '\n  p13: "xx"\n'
+                      'description: "${p0}"\nlayers: [{type: flatten}]\n')
+    assert path.stat().st_size < 1000
+    with pytest.raises(SpecError) as caught:
+        load_spec_document(path)
+    [problem] = caught.value.problems
+    assert "expands to more than" in problem.message and "characters" in problem.message
+    assert problem.location.line > 3 and problem.location.column > 0
+    assert "param '" in problem.message
+
+
+def test_many_references_to_a_long_param_are_bounded(write_spec):
+    """Each string stays under the limit for one, but together they would be gigabytes."""
+    uses = "\n".join(f'  k{i}: "x${{long}}"' for i in range(40))
+    path = write_spec(f"name: many\ninput: [3, 8, 8]\nparams:\n  long: \"{'y' * 60_000}\"\n"
+                      f"data:\n{uses}\nlayers: [{{type: flatten}}]\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec_document(path)
+    [problem] = caught.value.problems
+    assert problem.message == ("this value takes ${param} substitution past 1,048,576 characters in all "
+                               "(through ${long})")
+    assert problem.location.line > 5
+
+
+def test_unclosed_references_are_scanned_in_linear_time(write_spec):
+    import time
+
+    path = write_spec('name: open\ninput: [3, 8, 8]\ndescription: "' + "${" * 300_000 + '"\n'
+                      "layers: [{type: flatten}]\n")
+    start = time.perf_counter()
+    document = load_spec_document(path)
+    assert time.perf_counter() - start < 5
+    assert document.data["description"] == "${" * 300_000
+
+
+def test_param_chains_are_bounded(write_spec):
+    params = "\n".join(f'  p{i}: "${{p{i + 1}}}"' for i in range(5000))
+    path = write_spec(f"name: chain\ninput: [3, 8, 8]\nparams:\n{params}\n  p5000: 1\nlayers: [{{type: flatten}}]\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec_document(path)
+    [problem] = caught.value.problems
+    assert problem.message.startswith("param 'p0' refers to params more than 32 deep")
+    assert problem.location.line == 4
+
+
+def test_params_still_expand_inside_text(write_spec):
+    path = write_spec("""
+        name: ok
+        input: [3, 8, 8]
+        params: {a: "x${b}${b}", b: "yz"}
+        description: "${a}-${a}"
+        layers: [{type: flatten}]
+    """)
+    assert load_spec(path).spec.description == "xyzyz-xyzyz"
+
+
+# --- --set values mean what a user means -------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1e-5", 1e-5), ("1e-05", 1e-5), ("1E5", 1e5), ("1e+5", 1e5), ("2.5e-3", 2.5e-3), (".5", 0.5), ("5.", 5.0),
+    ("+.5e1", 5.0), ("0.01", 0.01), ("1_0.5", 10.5)])
+def test_set_parses_floats_as_yaml_1_2(write_spec, text, value):
+    source = load_spec(write_spec(BASE), [f"training.optimizer.lr={text}"])
+    assert source.spec.training.optimizer.lr == pytest.approx(value)
+
+
+def test_set_negative_exponent_float_reaches_the_schema(write_spec):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(BASE), ["training.optimizer.weight_decay=-1e-3"])
+    [problem] = caught.value.problems
+    assert problem.message == "'weight_decay' must be at least 0.0, got -0.001"
+
+
+def test_train_lr_override_text_is_a_number(write_spec):
+    """`netspec train --lr 0.00001` builds f"training.optimizer.lr={lr}", and str(0.00001) == '1e-05'."""
+    override = f"training.optimizer.lr={0.00001}"
+    assert override == "training.optimizer.lr=1e-05"
+    net = check_file(write_spec(BASE), [override])
+    assert net.spec.training.optimizer.lr == 1e-5
+
+
+def test_set_keeps_ints_strings_and_booleans(write_spec):
+    document = load_spec_document(write_spec(BASE), ["classes=7", "training.optimizer.name=adam",
+                                                     "training.optimizer.nesterov=true", "width=1e1"])
+    assert document.data["params"]["classes"] == 7
+    assert document.data["training"]["optimizer"]["name"] == "adam"
+    assert document.data["training"]["optimizer"]["nesterov"] is True
+    assert document.data["params"]["width"] == 10.0  # a float, which out_channels then refuses
+
+
+def test_spec_files_read_yaml_1_2_floats_too(write_spec):
+    path = write_spec(textwrap.dedent(BASE).replace("lr: 0.1", "lr: 1e-5"))
+    assert load_spec(path).spec.training.optimizer.lr == 1e-5
+
+
+def test_check_set_with_an_exponent_from_the_command_line(write_spec):
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    result = CliRunner().invoke(app, ["check", str(write_spec(BASE)), "--json",
+                                      "--set", "training.optimizer.lr=1e-5"])
+    assert result.exit_code == 0, result.output
+
+
+# --- values that would pass check and crash later ----------------------------------------------------
+
+def test_extends_with_a_nul_character_is_a_user_error(write_spec):
+    path = write_spec('name: n\nextends: "base\\0.yaml"\n')
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    [problem] = caught.value.problems
+    assert "control or invisible character" in problem.message and problem.location.line == 2
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("training.seed", "-1", "'seed' must be at least 0, got -1"),
+    ("training.seed", str(2**32), f"'seed' must be less than {2**32}, got {2**32}"),
+    ("data.val_fraction", "1.5", "'val_fraction' must be less than 1.0, got 1.5"),
+    ("data.val_fraction", "0", "'val_fraction' must be more than 0.0, got 0"),
+])
+def test_out_of_range_training_values_are_refused_at_check(write_spec, field, value, message):
+    with pytest.raises(SpecError) as caught:
+        check_file(write_spec(BASE), [f"{field}={value}"])
+    [problem] = caught.value.problems
+    assert problem.message == message
+    assert problem.location.file == f"--set {field}={value}"

@@ -18,18 +18,50 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 Shape = tuple[int, ...]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+# Names the generated code of either backend binds or calls at module level, which a spec's names
+# must not take: a layer or block name becomes an attribute of the generated class (and could one
+# day be a variable), the spec name becomes the torch class (in CamelCase), the Keras builder and
+# the file name. Imports (torch, F, nn, keras and the names Keras code conventionally imports),
+# the helper layers the Keras module defines, the builtins the generated code calls, and packages
+# a file next to the generated one would shadow.
+GENERATED_CODE_NAMES: dict[str, str] = {
+    "torch": "the torch package", "F": "torch.nn.functional", "nn": "torch.nn",
+    "keras": "the keras package", "layers": "keras.layers", "ops": "keras.ops", "np": "numpy",
+    "numpy": "the numpy package", "tensorflow": "the tensorflow package", "jax": "the jax package",
+    "LocalResponseNorm": "a helper layer of the Keras code", "NegInfPadding2D": "a helper layer of the Keras code",
+    "AdaptiveAvgPool2D": "a helper layer of the Keras code",
+    **{name: "a Python builtin" for name in (
+        "super", "float", "int", "bool", "str", "tuple", "list", "dict", "isinstance", "len", "sum", "range",
+        "staticmethod", "classmethod", "property", "object", "type", "print")},
+}
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a layer or block in generated code, or None when it can."""
+    if value.startswith("_"):
+        return (f"{value!r} starts with an underscore, which Python treats specially in a class "
+                "(a name like '__fc' is mangled, dunders belong to Python)")
+    if keyword.iskeyword(value):
+        return f"{value!r} is a Python keyword"
+    if value in GENERATED_CODE_NAMES:
+        return f"{value!r} is {GENERATED_CODE_NAMES[value]} in the generated code"
+    return None
 
 
 def _check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a name must be text, got {value!r}")
+    problem = name_problem(value)
+    if problem and value.startswith("_") and value.strip("_") and _NAME_RE.match(value.lstrip("_")):
+        raise ValueError(f"{problem}; try '{value.strip('_')}'")
+    if problem and not value.startswith("_"):
+        raise ValueError(f"{problem} and cannot name a layer; try '{value}_'")
     if not _NAME_RE.match(value):
         raise ValueError(
             f"{value!r} is not a valid name: use letters, digits and underscores, "
-            "start with a letter or underscore, at most 64 characters")
-    if keyword.iskeyword(value):
-        raise ValueError(f"{value!r} is a Python keyword and cannot name a layer; try '{value}_'")
+            "start with a letter, at most 64 characters")
     return value
 
 
