@@ -7,6 +7,7 @@ from typing import Any
 
 from netspec import __version__
 from netspec.check import CheckedNet
+from netspec.errors import shown
 from netspec.layers import Shape, fmt_shape
 
 JSON_FORMAT_VERSION = 1
@@ -44,8 +45,29 @@ def _line_label(location, line_file: str) -> str:
     if not location.line:
         return ""
     if location.file != line_file:
-        return f"{Path(location.file).name}:{location.line}"
+        return escape(f"{shown(Path(location.file).name)}:{location.line}")
     return str(location.line)
+
+
+def escape(text: str) -> str:
+    """Text for a rich table cell, shown as written (never read as markup)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _print_unwrapped(console, renderable) -> None:
+    """Print at full width when not on a terminal (rich would otherwise wrap or cut at 80 columns)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    needed = console.measure(renderable, options=console.options.update_width(1 << 14)).maximum
+    saved = console.width
+    console.width = max(saved, needed)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = saved
 
 
 def _rf_label(rf: tuple[int, int] | None) -> str:
@@ -98,14 +120,21 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
 
 
 def render_summary(net: CheckedNet, console) -> None:
-    """Print the per-layer table and totals with rich (imported here: only the CLI needs it)."""
+    """Print the per-layer table and totals with rich (imported here: only the CLI needs it).
+
+    File names come from the user and may hold anything: they are shown escaped (:func:`shown`) and
+    as plain text, never as rich markup. When the output is not a terminal (a pipe, a file, a test)
+    nothing is wrapped or cut to the terminal's width: the header is one line and the table as wide
+    as its contents, so what a script reads does not depend on COLUMNS or the folder's path."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     layout = net.spec.input.layout
-    title = (f"[bold]{net.spec.name}[/]  {net.source.file}  input {display_shape(net.input_shape, layout)}"
-             f"  batch {net.batch}")
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    header = Text.assemble((shown(net.spec.name), "bold"), f"  {shown(net.source.file)}  input "
+                           f"{display_shape(net.input_shape, layout)}  batch {net.batch}")
+    console.print(header, soft_wrap=not console.is_terminal)
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Type", no_wrap=True)
     table.add_column("Output", justify="right", no_wrap=True)
@@ -116,9 +145,7 @@ def render_summary(net: CheckedNet, console) -> None:
     # Line numbers refer to one file when they can: the spec's, or the one base all layers come from.
     files = {cl.location.file for cl in net.layers if cl.location.line}
     line_file = files.pop() if len(files) == 1 else net.source.file
-    if line_file != net.source.file:
-        table.caption = f"Ln: lines in {line_file}"
-        table.caption_justify = "left"
+    caption = Text(f"Ln: lines in {shown(line_file)}") if line_file != net.source.file else None
     block = None
     for cl in net.layers:
         if cl.block != block and cl.block is not None:
@@ -129,7 +156,9 @@ def render_summary(net: CheckedNet, console) -> None:
                       display_shape(cl.output_shape, layout), f"{cl.params:,}" if cl.params else "–",
                       human_count(cl.macs) if cl.macs else "–", _rf_label(cl.receptive_field),
                       _line_label(cl.location, line_file))
-    console.print(table)
+    _print_unwrapped(console, table)
+    if caption is not None:  # below the table, not inside it: a long path would wrap at the table's width
+        console.print(caption, soft_wrap=not console.is_terminal)
 
     t = net.totals
     rows = [
@@ -147,4 +176,4 @@ def render_summary(net: CheckedNet, console) -> None:
     totals.add_column(justify="right")
     for label, value in rows:
         totals.add_row(label, value)
-    console.print(totals)
+    _print_unwrapped(console, totals)

@@ -4,6 +4,10 @@ that a real forward pass confirms; random invalid documents never crash the chec
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -225,3 +229,75 @@ def test_the_torch_class_never_shadows_an_import(tmp_path):
         assert "class F(" not in source and "class Nn(" not in source
         model = get_backend("torch").load(net)
         assert model(__import__("torch").zeros(1, 3, 8, 8)).shape == (1, 4)
+
+
+# --- terminal control and bidi characters never reach the output ----------------------------------
+
+ESC = "\x1b[2J\x1b]0;pwned\x07"  # clear the screen, retitle the window
+BIDI = "\u202eevil\u202c\u2066x\u2069"  # right-to-left override, isolates
+UNSAFE = ESC + BIDI + "\x9b31m\u200b"  # and a C1 CSI, a zero-width space
+FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+Q = UNSAFE.encode("unicode_escape").decode().replace('"', '\\"')  # as YAML double-quoted text
+
+
+def _check_output(args, cwd=None) -> str:
+    result = subprocess.run([sys.executable, "-m", "netspec", "check", *args], capture_output=True, text=True,
+                            cwd=cwd, env={**os.environ, "COLUMNS": "100"})
+    output = result.stdout + result.stderr
+    assert result.returncode in (0, 2), output
+    assert "Traceback" not in output
+    return output
+
+
+HOSTILE_TEXT_SPECS = {
+    "unknown key": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: flatten, "{Q}": 1}}]\n',
+    "layer name": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: flatten, name: "{Q}"}}]\n',
+    "spec name": f'name: "{Q}"\ninput: [3, 8, 8]\nlayers: [{{type: flatten}}]\n',
+    "block name": f'name: n\ninput: [3, 8, 8]\nblocks: [{{name: "{Q}", layers: [{{type: flatten}}]}}]\n',
+    "layer type": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: "{Q}"}}]\n',
+    "activation": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: flatten}}, '
+                  f'{{type: linear, out_features: 2, activation: "{Q}"}}]\n',
+    "param name": f'name: n\ninput: [3, 8, 8]\nparams: {{"{Q}": 1}}\nlayers: [{{type: flatten}}]\n',
+    "param reference": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: flatten}}, '
+                       f'{{type: linear, out_features: "${{{Q}}}"}}]\n',
+    "duplicate key": f'name: n\ninput: [3, 8, 8]\n"{Q}": 1\n"{Q}": 2\nlayers: [{{type: flatten}}]\n',
+    "description": f'name: n\ndescription: "{Q}"\ninput: [3, 8, 8]\nlayers: [{{type: flatten}}]\n',
+    "description, too long": f'name: n\ndescription: "{Q * 300}"\ninput: [3, 8, 8]\nlayers: [{{type: flatten}}]\n',
+    "dataset": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: flatten}}]\ndata: {{dataset: "{Q}"}}\n',
+    "extends": f'name: n\nextends: "{Q}.yaml"\n',
+    "patch": f'name: n\nextends: base.yaml\npatch: {{"{Q}": {{p: 0.1}}}}\nremove: ["{Q}"]\n',
+    "padding": f'name: n\ninput: [3, 8, 8]\nlayers: [{{type: conv2d, out_channels: 2, kernel_size: 3, '
+               f'padding: "{Q}"}}]\n',
+}
+
+
+@pytest.mark.parametrize("where", sorted(HOSTILE_TEXT_SPECS))
+def test_control_and_bidi_characters_are_escaped_in_check_output(tmp_path, where):
+    (tmp_path / "base.yaml").write_text("name: base\ninput: [3, 8, 8]\nlayers: [{name: drop, type: dropout}]\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(HOSTILE_TEXT_SPECS[where])
+    output = _check_output([str(spec)])
+    assert not FORBIDDEN.search(output), repr(output)
+    if where not in ("description", "description, too long"):  # check never prints a description
+        assert "\\x1b[2J" in output or "\\x1b" in output, output
+
+
+def test_control_characters_in_set_options_are_escaped(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: n\ninput: [3, 8, 8]\nparams: {width: 2}\nlayers: [{type: flatten}]\n")
+    for option in [f"{UNSAFE}=1", f"width={UNSAFE}", f"training.{UNSAFE}=1", f"training.optimizer.name={UNSAFE}"]:
+        output = _check_output([str(spec), "--set", option])
+        assert not FORBIDDEN.search(output), repr(output)
+        assert "\\x1b" in output
+
+
+def test_a_spec_file_named_with_control_characters_is_shown_escaped(tmp_path):
+    name = f"net{ESC}[bold]x.yaml"
+    (tmp_path / name).write_text("name: n\ninput: [3, 8, 8]\nlayers: [{type: flatten}]\n")
+    (tmp_path / f"bad{ESC}.yaml").write_text("name: n\ninput: [3, 8, 8]\nlayers: [{type: flattn}]\n")
+    output = _check_output([name], cwd=tmp_path)
+    assert not FORBIDDEN.search(output), repr(output)
+    assert "net\\x1b[2J\\x1b]0;pwned\\x07[bold]x.yaml" in output  # markup shown as written, not applied
+    output = _check_output([f"bad{ESC}.yaml"], cwd=tmp_path)
+    assert not FORBIDDEN.search(output), repr(output)
+    assert "bad\\x1b[2J" in output
