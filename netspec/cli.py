@@ -56,7 +56,7 @@ def user_errors(as_json: bool = False):
             doc = {"ok": False, "errors": [p.to_json() for p in exc.problems]}
             typer.echo(json.dumps(doc, indent=2))
         else:
-            _stderr_console().print(exc.format(), markup=False)
+            _stderr_console().print(exc.format(), markup=False, emoji=False)  # user text as written
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 

@@ -301,3 +301,11 @@ def test_a_spec_file_named_with_control_characters_is_shown_escaped(tmp_path):
     output = _check_output([f"bad{ESC}.yaml"], cwd=tmp_path)
     assert not FORBIDDEN.search(output), repr(output)
     assert "bad\\x1b[2J" in output
+
+
+def test_error_messages_show_user_text_as_written(tmp_path):
+    """Rich would turn ':smile:' into an emoji and '[bold]' into style; a key is shown as the spec wrote it."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text('name: n\ninput: [3, 8, 8]\nlayers: [{type: flatten, ":smile:": 1, "[bold]x": 2}]\n')
+    output = _check_output([str(spec)])
+    assert "unknown key ':smile:'" in output and "unknown key '[bold]x'" in output
