@@ -7,6 +7,7 @@ memory estimate. Every problem is reported at once with its YAML location.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -98,8 +99,27 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     items = list(spec.iter_layers())
     layers, problems = _propagate(items, source.loaded, shape)
     if problems:
-        raise SpecError(problems)
+        hint = _transposed_input_hint(shape, explicit=input_shape is not None, layout=spec.input.layout)
+        raise SpecError([dataclasses.replace(p, hint=hint) for p in problems] if hint else problems)
     return CheckedNet(source, shape, batch, layers, _totals(layers, shape, batch))
+
+
+def _transposed_input_hint(shape: Shape, *, explicit: bool, layout: str) -> str | None:
+    """When an input that does not fit looks written height, width, channels (224×224×3, 28×28×1),
+    say that it is read channels first, instead of hinting at kernels that fit a 224-channel
+    224×3 image."""
+    if len(shape) != 3:
+        return None
+    a, b, c = shape
+    if c not in (1, 3, 4) or min(a, b) < 8:
+        return None
+    reading = f"{a} channels of {b}×{c} pixels"
+    if explicit:
+        return f"--input is C×H×W, so {a}x{b}x{c} reads as {reading}: did you mean --input {c}x{a}x{b}?"
+    if layout == "channels_first":
+        return (f"input is C×H×W unless the spec says 'layout: channels_last', so [{a}, {b}, {c}] reads as "
+                f"{reading}: did you mean input: [{c}, {a}, {b}], or layout: channels_last?")
+    return None
 
 
 def check_file(path, overrides: list[str] | None = None, *, input_shape: Shape | None = None,
@@ -148,13 +168,14 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
     flattened_from: Shape | None = None
     rf, jump = (1, 1), (1, 1)
     sees_whole_input = False
+    flat_input = len(shape) == 1  # until a layer makes an image of it
     for index, (block, layer, path) in enumerate(items):
         if layer.name == stop_at:
             checked.append(_stub(index, block, layer, path, loaded, shape))
             break
         location = loaded.location(path)
         try:
-            analysis = layer.analyze(LayerInput(shape, producer))
+            analysis = layer.analyze(LayerInput(shape, producer, flat_input=flat_input))
         except ShapeIssue as issue:
             if explain:
                 problems.append(_problem(issue, items, loaded, layer, path, input_shape))
@@ -174,6 +195,7 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
         elif analysis.output != shape:
             flattened_from = None
         shape = analysis.output
+        flat_input &= len(shape) == 1
         producer = f"layer '{layer.name}' (line {location.line})"
         if flattened_from is not None:
             producer += f", flattening {fmt_shape(flattened_from)},"

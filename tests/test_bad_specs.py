@@ -14,7 +14,7 @@ import pytest
 from netspec import check_file
 from netspec.errors import SpecError
 
-from .conftest import BAD_SPECS_DIR
+from .conftest import BAD_SPECS_DIR, SPECS_DIR
 
 BAD_SPECS = sorted(BAD_SPECS_DIR.glob("bad_*.yaml"))
 
@@ -117,3 +117,61 @@ def test_very_deep_nesting_is_refused_without_crashing(tmp_path, layers):
     expected = rf"^{re.escape(str(path))}:[34]:\d+: error: nesting is deeper than 64 levels$"
     assert re.search(expected, result.stderr, re.MULTILINE)
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# --- hints for an input given in the wrong form ------------------------------------------------------
+
+def test_an_input_written_height_width_channels_is_named_as_such():
+    """--input is C×H×W; 224x224x3 used to give 'kernel 11×11 does not fit the 228×7 input'."""
+    with pytest.raises(SpecError) as caught:
+        check_file(SPECS_DIR / "alexnet.yaml", input_shape=(224, 224, 3))
+    [problem] = caught.value.problems
+    assert problem.layer == "conv1"
+    assert "--input is C×H×W" in problem.hint and "did you mean --input 3x224x224?" in problem.hint
+
+
+def test_a_spec_input_written_height_width_channels_is_named_as_such(tmp_path):
+    spec = tmp_path / "hwc.yaml"
+    spec.write_text("name: hwc\ninput: [32, 32, 3]\nlayers:\n  - {name: conv, type: conv2d, out_channels: 8, "
+                    "kernel_size: 5}\n")
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert "did you mean input: [3, 32, 32], or layout: channels_last?" in problem.hint
+
+
+def test_a_one_dimensional_input_to_an_image_layer_says_so():
+    """--input 224 used to say 'move this layer before the flatten' where there is no flatten."""
+    with pytest.raises(SpecError) as caught:
+        check_file(SPECS_DIR / "alexnet.yaml", input_shape=(224,))
+    [problem] = caught.value.problems
+    assert problem.layer == "conv1"
+    assert "the input is 1-D (224 features)" in problem.message
+    assert "flatten" not in problem.hint and "C×H×W" in problem.hint and "3x224x224" in problem.hint
+
+
+def test_an_image_layer_after_linear_layers_on_a_flat_input_does_not_mention_a_flatten(tmp_path):
+    spec = tmp_path / "flat.yaml"
+    spec.write_text("name: flat\ninput: [64]\nlayers:\n  - {name: fc, type: linear, out_features: 64}\n"
+                    "  - {name: pool, type: maxpool2d, kernel_size: 2}\n")
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert problem.layer == "pool" and "flatten" not in problem.hint and "C×H×W" in problem.hint
+
+
+def test_an_image_layer_after_a_flatten_still_says_so(tmp_path):
+    spec = tmp_path / "flat.yaml"
+    spec.write_text("name: flat\ninput: [3, 8, 8]\nlayers:\n  - {type: flatten}\n"
+                    "  - {name: pool, type: maxpool2d, kernel_size: 2}\n")
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert problem.hint == "move this layer before the flatten, or remove it"
+
+
+def test_input_hints_from_the_command_line():
+    for option, expected in [("224x224x3", "did you mean --input 3x224x224?"), ("224", "the input is 1-D")]:
+        result = subprocess.run([sys.executable, "-m", "netspec", "check", str(SPECS_DIR / "alexnet.yaml"),
+                                 "--input", option], capture_output=True, text=True)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr

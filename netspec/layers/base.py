@@ -163,6 +163,7 @@ class LayerInput:
 
     shape: Shape
     producer: str  # "layer 'pool5' (line 40)" or "the input"
+    flat_input: bool = False  # flat features that come from a 1-D network input, not from a flatten
 
 
 LAYER_REGISTRY: dict[str, type[Layer]] = {}
@@ -207,6 +208,14 @@ def fmt_shape(shape: Shape) -> str:
 
 
 def require_spatial(inp: LayerInput, what: str) -> tuple[int, int, int]:
+    if len(inp.shape) != 3 and inp.flat_input:
+        image = "images are given as C×H×W: input: [3, 224, 224] in the spec, or --input 3x224x224"
+        if inp.producer == "the input":
+            raise ShapeIssue(f"{what} needs an image-shaped input (channels×height×width) but the input is 1-D "
+                             f"({fmt_shape(inp.shape)} features)", hint=image)
+        raise ShapeIssue(f"{what} needs an image-shaped input (channels×height×width) but {inp.producer} yields "
+                         f"flat features {fmt_shape(inp.shape)}, as the input is 1-D",
+                         hint=f"{image}; or remove this layer")
     if len(inp.shape) != 3:
         raise ShapeIssue(
             f"{what} needs an image-shaped input (channels×height×width) but {inp.producer} "
