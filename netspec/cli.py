@@ -46,6 +46,40 @@ def _stderr_console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _stdout_console(quiet: bool = False):
+    """Results: never wrapped mid-word when written to a file or a pipe."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, quiet=quiet)
+
+
+def _results_console():
+    """Tables and text that are results (diff, bench): on a terminal, fitted to it; into a file or a
+    pipe, never wrapped (a name cut at column 80 would not be found by grep or diff)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1 << 14)
+
+
+def _plain_flags_in_help() -> None:
+    """typer 0.29 shows a type after every option in --help, '<bool>' even after flags (--force,
+    --help), which take no value: show nothing there."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "netspec", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.netspec = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_plain_flags_in_help()
+
+
 @contextmanager
 def user_errors(as_json: bool = False):
     """Turn SpecError into its message and exit code 2; nothing else is caught here."""
@@ -101,17 +135,24 @@ def check(
 @app.command()
 def export(
     spec: SpecArg,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="torch or keras.")] = "torch",
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created if missing).")] = Path("out"),
+    backend: Annotated[str, typer.Option("--backend", "-b", metavar="torch|keras", help="torch or keras.")] = "torch",
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR",
+                                         help="Output folder (created if missing).")] = Path("out"),
     formats: Annotated[list[str] | None, typer.Option(
-        "--format", "-f", help="source (default), safetensors, pt2, onnx (torch); keras, savedmodel (keras). "
-                               "Repeatable.")] = None,
+        "--format", "-f", metavar="FORMAT",
+        help="torch: source (default), safetensors, pt2, onnx; keras: source (default), keras, weights "
+             "(.weights.h5), savedmodel. Repeatable: all are written, or none.")] = None,
     weights: Annotated[Path | None, typer.Option(
-        help="Weights to include: a .safetensors file or a PyTorch state dict (.pt/.pth).")] = None,
+        metavar="FILE", help="Weights to include: .safetensors, a PyTorch state dict (.pt/.pth), or Keras weights "
+                             "(.weights.h5/.keras, keras backend).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
     set_: SetOpt = None,
 ) -> None:
-    """Write the network for a framework: readable source, weights, or a deployable format."""
+    """Write the network for a framework: readable source, weights, or a deployable format.
+
+    Files are named after the spec: SPEC_torch.py / SPEC_keras.py (an importable module name),
+    SPEC.safetensors, SPEC.pt2, SPEC.onnx, SPEC.keras, SPEC.weights.h5, SPEC.savedmodel/.
+    Every path written is printed on stdout."""
     from netspec.backend import get_backend
     from netspec.check import check_file
 
@@ -119,9 +160,8 @@ def export(
         net = check_file(spec, set_ or [])
         chosen = get_backend(backend)
         artifacts = chosen.export(net, output, formats or ["source"], weights=weights, force=force)
-    console = _stderr_console()
     for artifact in artifacts:
-        console.print(f"wrote {artifact.path} ({artifact.format})")
+        typer.echo(f"wrote {artifact.path} ({artifact.format})")
 
 
 @app.command()
@@ -134,7 +174,10 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
     set_: SetOpt = None,
 ) -> None:
-    """Move trained weights between backends (conv OIHW <-> HWIO, linear (out, in) <-> (in, out))."""
+    """Move trained weights between backends (conv OIHW <-> HWIO, linear (out, in) <-> (in, out)).
+
+    The output is named after the weights file: trained.pth -> DIR/trained.weights.h5 (--to keras),
+    trained.weights.h5 -> DIR/trained.safetensors (--to torch). Weights must fit the spec exactly."""
     from netspec.check import check_file
     from netspec.convert import convert as run_convert
 
@@ -142,7 +185,7 @@ def convert(
         net = check_file(spec, set_ or [])
         artifacts = run_convert(net, weights, to, output, force=force)
     for artifact in artifacts:
-        _stderr_console().print(f"wrote {artifact.path} ({artifact.format})")
+        typer.echo(f"wrote {artifact.path} ({artifact.format})")
 
 
 @app.command()
@@ -176,84 +219,46 @@ def train(
 ) -> None:
     """Train the spec's model with its recipe, writing metrics and checkpoints to a run directory.
 
-    Data-parallel on several GPUs or machines: launch the same command with
+    Progress goes to stderr; the per-epoch results and the summary to stdout. A new run needs a
+    new or empty --run-dir. Data-parallel on several GPUs or machines: launch the same command with
     `torchrun --nproc-per-node N -m netspec train ... --run-dir DIR` (torch backend)."""
-    import shutil
-    import time
-
-    from rich.console import Console
-
-    from netspec.backend import get_backend
-    from netspec.check import check_file
     from netspec.train import TrainingStopped, TrainOptions
-    from netspec.train.rundir import RunDir
+    from netspec.train.launch import FIXED_ON_RESUME, RunRequest, train_run
 
+    console = _stdout_console(quiet=int(os.environ.get("RANK", "0")) > 0)
     with user_errors():
         if resume is not None:
-            changed = [flag for flag, value in (("SPEC", spec), ("--data", data), ("--data-path", data_path),
-                                                ("--batch-size", batch_size), ("--lr", lr), ("--input", input_),
-                                                ("--set", set_)) if value]
+            given = (spec, data, data_path, batch_size, lr, input_, set_, max_steps)
+            changed = [flag for flag, value in zip(FIXED_ON_RESUME, given, strict=True) if value]
             if changed:
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
-            info = RunDir.read_info(resume)
-            spec, overrides, backend = Path(info["spec_file"]), list(info["overrides"]), info["backend"]
-            if epochs is not None:  # train for longer (or stop sooner) than first asked
-                overrides.append(f"training.epochs={epochs}")
-            input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
-        else:
-            if spec is None:
-                raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
-            overrides = list(set_ or [])
-            for key, value in (("data.dataset", data), ("data.path", data_path), ("training.epochs", epochs),
-                               ("training.batch_size", batch_size), ("training.optimizer.lr", lr)):
-                if value is not None:
-                    overrides.append(f"{key}={value}")
-            input_shape = parse_input_shape(input_)
-        net = check_file(spec, overrides, input_shape=input_shape)
-        chosen = get_backend(backend)
         torch_only = [flag for flag, value in (("--device-data", device_data), ("--channels-last", channels_last),
                                                ("--bf16", bf16), ("--compile", compile_)) if value is not None]
         if torch_only and backend != "torch":
             raise SpecError.single(f"{', '.join(torch_only)}: parts of the torch backend's fast path",
                                    hint="leave them out with --backend keras")
-        rank, processes = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-        if processes > 1 and (backend != "torch" or (run_dir is None and resume is None)):
-            raise SpecError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",
-                                   hint="every process must write to, and resume from, the same folder")
-        folder = resume or run_dir or Path("runs") / f"{net.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = RunDir(folder, resume=resume is not None, follower=rank > 0)
-        started_here = resume is None and rank == 0
+        overrides = list(set_ or [])
+        for key, value in (("data.dataset", data), ("data.path", data_path), ("training.epochs", epochs),
+                           ("training.batch_size", batch_size), ("training.optimizer.lr", lr)):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        request = RunRequest(
+            spec=spec, backend=backend, overrides=overrides, input_shape=parse_input_shape(input_), epochs=epochs,
+            max_steps=max_steps, run_dir=run_dir, resume=resume,
+            options=TrainOptions(device=device, workers=workers, device_data=device_data,
+                                 channels_last=channels_last, bf16=bf16, compile=compile_))
         try:
-            if resume is None:
-                run.write_run_info({"spec_file": str(spec), "overrides": overrides, "backend": backend,
-                                    "input_shape": list(input_shape) if input_shape else None,
-                                    "netspec_version": __version__, "command": sys.argv,
-                                    "versions": _versions(backend), "spec": net.spec.model_dump(mode="json")})
-            elif overrides != info["overrides"]:
-                run.write_run_info({**info, "overrides": overrides, "spec": net.spec.model_dump(mode="json")})
-            options = TrainOptions(resume=resume is not None, device=device, max_steps_per_epoch=max_steps,
-                                   workers=workers, progress=rank == 0, device_data=device_data,
-                                   channels_last=channels_last, bf16=bf16, compile=compile_)
-            console = Console(stderr=True, highlight=False, quiet=rank > 0)
-            console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} into {folder}")
-            try:
-                records = chosen.train(net, options, run, console)
-            except TrainingStopped as stop:
-                console.print(f"stopped: {stop}")
-                raise typer.Exit(130) from None
-            except SpecError:
-                if started_here and not run.checkpoint_path("last", ".safetensors").exists():
-                    run.close()
-                    shutil.rmtree(folder, ignore_errors=True)  # a run that never checkpointed leaves nothing
-                raise
-        finally:
-            run.close()
-    if records and rank == 0:
+            result = train_run(request, console)
+        except TrainingStopped as stop:
+            console.print(f"stopped: {stop}")
+            raise typer.Exit(130) from None
+    if result.records:
         from netspec.train.plot import plot_curves
 
-        curves = plot_curves(records, folder / "curves.png", title=f"{net.spec.name} ({backend})")
-        best = max(records, key=lambda r: r["val_top1"])
+        folder = result.folder
+        curves = plot_curves(result.records, folder / "curves.png", title=f"{result.net.spec.name} ({result.backend})")
+        best = max(result.records, key=lambda r: r["val_top1"])
         console.print(f"done: best val top-1 {best['val_top1']:.3f} at epoch {best['epoch']}; "
                       f"metrics in {folder / 'metrics.jsonl'}, curves in {curves}, "
                       f"checkpoints in {folder / 'checkpoints'}")
@@ -272,7 +277,9 @@ def bench(
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, cuda:N.")] = "auto",
     peak_tflops: Annotated[float, typer.Option(min=0.001, help="The accelerator's peak, for MFU.")] = 800.0,
     input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW", help="Use this input size.")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write the results as JSON.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                help="Also write the results as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the -o file if it exists.")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Measure training throughput: images/s, ms/step, MFU, peak memory and warm-up time, for
@@ -295,34 +302,21 @@ def bench(
             raise SpecError.single(f"unknown loop(s): {', '.join(unknown) or 'none given'}",
                                    hint="choose from netspec, eager-fp32, compiled-bf16")
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
+        if output is not None:  # before the measuring, not after
+            from netspec.outputs import check_target
+
+            check_target(output, force=force)
         chosen = get_backend(backend)
         settings = BenchSettings(sizes, steps, warmup, trials, device, peak_tflops, chosen_loops)
         rows, device_name, versions = chosen.bench(net, settings)
         doc = report(net.spec.name, net.totals.macs, rows, environment(device_name, versions))
         if output is not None:
-            from netspec.fileio import atomic_write_text
+            from netspec.outputs import write_text
 
-            atomic_write_text(output, json.dumps(doc, indent=2) + "\n")
-    from rich.console import Console
-
-    Console().print(table(doc))
+            write_text(output, json.dumps(doc, indent=2) + "\n", force=force)
+    _results_console().print(table(doc))
     if output is not None:
-        _stderr_console().print(f"wrote {output}")
-
-
-def _versions(backend: str) -> dict[str, str | None]:
-    """The versions that shape a training run, read from package metadata (nothing is imported)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {"torch": ["torch", "torchvision"], "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax"]}
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for package in packages.get(backend, []):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return found
+        typer.echo(f"wrote {output}")
 
 
 @app.command()
@@ -336,7 +330,7 @@ def report(
 
     with user_errors():
         write_report(run_dir, output, force=force)
-    _stderr_console().print(f"wrote {output}")
+    typer.echo(f"wrote {output}")
 
 
 @app.command()
@@ -355,9 +349,7 @@ def diff(
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
-    from rich.console import Console
-
-    console = Console(highlight=False)
+    console = _results_console()
     console.print(table(result, everything=everything))
     console.print(result.explanation())
 
@@ -378,12 +370,14 @@ def draw(
     with user_errors():
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         write_diagram(net, output, by_block=by_block, force=force)
-    _stderr_console().print(f"wrote {output}")
+    typer.echo(f"wrote {output}")
 
 
 @app.command()
 def schema(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the -o file if it exists.")] = False,
 ) -> None:
     """Print the JSON Schema of the spec format, for editor completion and validation."""
     from netspec.spec import json_schema
@@ -392,11 +386,11 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
         return
-    from netspec.fileio import atomic_write_text
+    from netspec.outputs import write_text
 
     with user_errors():
-        atomic_write_text(output, text)
-    _stderr_console().print(f"wrote {output}")
+        write_text(output, text, force=force)
+    typer.echo(f"wrote {output}")
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from .test_training import checkpoint_layout
+
 torch = pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
@@ -49,16 +51,17 @@ def test_two_processes_reproduce_one_and_resume(write_spec, tmp_path):
     single, parallel = tmp_path / "single", tmp_path / "parallel"
     netspec("train", spec, "--max-steps", 5, "--run-dir", single)
     netspec("train", spec, "--epochs", 1, "--max-steps", 5, "--run-dir", parallel, processes=2)
-    netspec("train", "--resume", parallel, "--epochs", 2, "--max-steps", 5, processes=2)
+    netspec("train", "--resume", parallel, "--epochs", 2, processes=2)  # --max-steps 5 is the run's own
 
     one, two = metrics(single), metrics(parallel)
     assert [r["epoch"] for r in two] == [1, 2]  # rank 0 alone wrote the metrics
     assert [r["step"] for r in two] == [5, 10]
     for a, b in zip(one, two, strict=True):
         assert b == pytest.approx(a, rel=1e-5)
-    assert sorted(p.name for p in (parallel / "checkpoints").iterdir()) == [
-        "best.safetensors", "best.state.pt", "last.safetensors", "last.state.pt"]
-    assert json.loads((parallel / "run.json").read_text())["overrides"] == ["training.epochs=1", "training.epochs=2"]
+    assert checkpoint_layout(parallel)["last"] == ["state.pt", "weights.safetensors"]
+    info = json.loads((parallel / "run.json").read_text())
+    assert info["overrides"] == ["training.epochs=1"] and info["resumes"][-1]["epochs"] == 2
+    assert info["max_steps"] == 5
 
 
 def test_shards_split_every_global_batch_evenly():

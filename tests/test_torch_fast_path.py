@@ -104,7 +104,10 @@ def test_a_bad_loss_found_in_arrears_names_its_step(write_spec, tmp_path, monkey
     monkeypatch.setattr(F, "cross_entropy", poisoned)
     with pytest.raises(SpecError, match=r"the loss became nan at epoch 2, step 4"):
         train(spec, tmp_path / "run")
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.state.pt", weights_only=True)
+    from netspec.train.checkpoints import CheckpointStore
+
+    files = CheckpointStore(tmp_path / "run" / "checkpoints").files("last")
+    state = torch.load(files["state"], weights_only=True)
     assert state["loop"]["epoch"] == 1  # the checkpoint written after the bad step was never written
     weights = get_backend("torch").load(check_file(spec), weights=tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert all(np.isfinite(p.detach().numpy()).all() for p in weights.parameters())

@@ -18,7 +18,7 @@ from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
 BACKENDS = [pytest.param("torch", marks=pytest.mark.torch), pytest.param("keras", marks=pytest.mark.keras)]
-STATE_SUFFIX = {"torch": ".state.pt", "keras": ".state.safetensors"}
+STATE_FILE = {"torch": "state.pt", "keras": "state.safetensors"}
 
 TINY = """
     name: tiny
@@ -42,15 +42,25 @@ TIMING_KEYS = {"images_per_s", "seconds"}
 
 
 def train(spec, run_dir, *, backend="torch", resume=False, max_steps=None):
-    net = check_file(spec)
-    run = RunDir(run_dir, resume=resume)
-    try:
-        if not resume:
-            run.write_run_info({"spec_file": str(spec), "overrides": [], "backend": backend})
-        options = TrainOptions(resume=resume, device="cpu", max_steps_per_epoch=max_steps, progress=False)
-        return get_backend(backend).train(net, options, run)
-    finally:
-        run.close()
+    """A run as `netspec train` makes it (on resume, the run's own spec and options apply)."""
+    from netspec.train.launch import RunRequest, train_run
+
+    request = RunRequest(spec=spec, backend=backend, run_dir=run_dir, max_steps=max_steps,
+                         options=TrainOptions(device="cpu", progress=False))
+    if resume:
+        request = RunRequest(resume=run_dir, options=request.options)
+    return train_run(request).records
+
+
+def checkpoint_layout(run) -> dict[str, list[str]]:
+    """checkpoints/: its files, and the files of each checkpoint folder (by the manifest's tags)."""
+    folder = run / "checkpoints"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    layout = {"files": sorted(p.name for p in folder.iterdir() if p.is_file())}
+    for tag in ("last", "best"):
+        layout[tag] = sorted(p.name for p in (folder / manifest[tag]["folder"]).iterdir())
+    layout["folders"] = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    return layout
 
 
 def comparable(records):
@@ -73,9 +83,12 @@ def test_tiny_net_learns_digits_and_writes_the_documented_files(write_spec, tmp_
                                "lr", "images_per_s", "seconds"}
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == records
-    state = STATE_SUFFIX[backend]
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == sorted(
-        ["best.safetensors", f"best{state}", "last.safetensors", f"last{state}"])
+    layout = checkpoint_layout(tmp_path / "run")
+    assert layout["files"] == ["best.safetensors", "last.safetensors", "manifest.json"]
+    assert layout["last"] == sorted([STATE_FILE[backend], "weights.safetensors"])
+    assert "weights.safetensors" in layout["best"] and len(layout["folders"]) in (1, 2)
+    assert sorted((tmp_path / "run").iterdir()) == sorted(
+        tmp_path / "run" / name for name in (".lock", "checkpoints", "metrics.jsonl", "run.json", "spec.yaml"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -159,7 +172,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(write_spec, tm
     trainer = trainer_class(backend)(get_backend(backend), check_file(spec), TrainOptions(device="cpu"),
                                      RunDir(tmp_path / "run", resume=True))
     try:
-        state = trainer.load("last")
+        state = trainer.load_checkpoint(trainer.run.checkpoints.files("last"))
     finally:
         trainer.run.close()
     assert state["epoch"] == 1 and state["batches_done"] == 0
@@ -188,7 +201,7 @@ def test_a_checkpoint_exports_with_either_backend(write_spec, tmp_path, backend)
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
     first = RunDir(tmp_path / "run", resume=False)
-    (tmp_path / "run" / "run.json").write_text("{}")
+    (tmp_path / "run" / "run.json").write_text('{"backend": "torch", "overrides": []}')
     try:
         with pytest.raises(SpecError, match="another run is writing to"):
             RunDir(tmp_path / "run", resume=True)
@@ -241,7 +254,7 @@ def test_resume_of_a_folder_that_holds_no_run(tmp_path):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "empty")])
     assert result.exit_code == 2
-    assert f"nothing to resume in {tmp_path / 'empty'}: it has no run.json" in result.output
+    assert f"{tmp_path / 'empty'} is not the folder of a netspec run: it has no run.json" in result.output
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

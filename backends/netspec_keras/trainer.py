@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
-from netspec.fileio import atomic_path, sha256_file
 from netspec.train import TrainOptions
-from netspec.train.loop import EpochLoop, NonFiniteLoss, damaged_checkpoint, outputs_probabilities, top_k_hits
+from netspec.train.checkpoints import damaged_checkpoint
+from netspec.train.loop import EpochLoop, NonFiniteLoss, outputs_probabilities, top_k_hits
 from netspec.train.rundir import RunDir
 from netspec_keras import import_keras, set_from_torch_layout, torch_layout_state
 from netspec_keras.data import load_data
@@ -61,8 +62,6 @@ def pick_device(requested: str) -> None:
 
 
 class KerasTrainer(EpochLoop):
-    state_suffix = ".state.safetensors"
-
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         super().__init__(net, options, run, console)
         self.keras = keras = import_keras()
@@ -146,35 +145,30 @@ class KerasTrainer(EpochLoop):
         weights = {id(v) for v in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]
 
-    def save(self, tag: str) -> None:
-        from safetensors.numpy import save_file
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
+        from safetensors.numpy import save as serialize
 
-        weights = self.run.checkpoint_path(tag, ".safetensors")
-        state = {k: np.ascontiguousarray(v) for k, v in torch_layout_state(self.model, self.net).items()}
-        with atomic_path(weights) as tmp:
-            save_file(state, tmp, metadata={"spec": self.net.spec.name, "layout": "torch", "trained_with": "keras"})
+        weights = {k: np.ascontiguousarray(v) for k, v in torch_layout_state(self.model, self.net).items()}
         tensors = {f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)}
         tensors |= {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self._extra_variables())}
-        metadata = {"format": STATE_FORMAT, "loop": json.dumps(self.state), "weights_sha256": sha256_file(weights)}
-        with atomic_path(self.run.checkpoint_path(tag, self.state_suffix)) as tmp:
-            save_file(tensors, tmp, metadata=metadata)
+        metadata = {"format": STATE_FORMAT, "loop": json.dumps(self.state)}
+        return {"weights": ("weights.safetensors", lambda handle: handle.write(serialize(
+                    weights, metadata={"spec": self.net.spec.name, "layout": "torch", "trained_with": "keras"}))),
+                "state": ("state.safetensors", lambda handle: handle.write(serialize(tensors, metadata=metadata)))}
 
-    def load(self, tag: str) -> dict[str, Any]:
+    def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
         from safetensors import safe_open
         from safetensors.numpy import load_file
 
-        weights = self.run.checkpoint_path(tag, ".safetensors")
-        state_path = self.run.checkpoint_path(tag, self.state_suffix)
+        weights, state_path = files["weights"], files["state"]
         try:
             with safe_open(state_path, framework="numpy") as handle:
                 metadata = handle.metadata() or {}
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         except Exception as exc:  # safetensors reports a torn file with its own error type
             raise damaged_checkpoint(state_path, str(exc).splitlines()[0]) from None
-        if metadata.get("format") != STATE_FORMAT:
+        if metadata.get("format") != STATE_FORMAT or "loop" not in metadata:
             raise damaged_checkpoint(state_path, "it is not a netspec Keras training state")
-        if metadata.get("weights_sha256") != sha256_file(weights):
-            raise damaged_checkpoint(weights, f"its checksum differs from the one recorded in {state_path.name}")
         set_from_torch_layout(self.model, self.net, load_file(weights))
         for prefix, variables in (("optimizer", self.optimizer.variables), ("model", self._extra_variables())):
             if sum(key.startswith(f"{prefix}/") for key in tensors) != len(variables):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,9 +23,9 @@ from torch.utils.data import DataLoader
 
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
-from netspec.fileio import atomic_path, sha256_file
 from netspec.train import FAST_PATH_PARTS, TrainOptions
-from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, damaged_checkpoint, outputs_probabilities
+from netspec.train.checkpoints import damaged_checkpoint
+from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, outputs_probabilities
 from netspec.train.memory import keep_freed_memory
 from netspec.train.rundir import RunDir
 from netspec_torch.data import ArrayImages, load_datasets
@@ -89,8 +90,6 @@ def loss_fn(net: CheckedNet, smoothing: float):
 
 
 class TorchTrainer(EpochLoop):
-    state_suffix = ".state.pt"
-
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None,
                  world: World | None = None):
         super().__init__(net, options, run, console)
@@ -220,39 +219,40 @@ class TorchTrainer(EpochLoop):
 
     # --- checkpoints -------------------------------------------------------------------------------
 
-    def save(self, tag: str) -> None:
-        """Rank 0 writes (atomically); with several processes, each one's RNG state is kept."""
-        rng = self.world.gather({"cpu": torch.get_rng_state(),
-                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
+    def save(self, tags: tuple[str, ...] = ("last",)) -> None:
+        """Rank 0 writes; with several processes, each one's RNG state is kept."""
+        self._rng = self.world.gather({"cpu": torch.get_rng_state(),
+                                       "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
         if self.world.is_main:
-            self._write(tag, rng)
+            super().save(tags)
         self.world.barrier()
 
-    def _write(self, tag: str, rng: list[dict[str, Any]]) -> None:
-        from safetensors.torch import save_file
+    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
+        from safetensors.torch import save as serialize
 
-        weights = self.run.checkpoint_path(tag, ".safetensors")
-        with atomic_path(weights) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, tmp,
-                      metadata={"spec": self.net.spec.name, "layout": "torch"})
-        state = {"loop": self.state, "optimizer": self.optimizer.state_dict(), "rng": rng,
-                 "weights_sha256": sha256_file(weights)}
-        with atomic_path(self.run.checkpoint_path(tag, self.state_suffix)) as tmp:
-            torch.save(state, tmp)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        state = {"loop": self.state, "optimizer": self.optimizer.state_dict(), "rng": self._rng}
+        return {"weights": ("weights.safetensors", lambda handle: handle.write(
+                    serialize(weights, metadata={"spec": self.net.spec.name, "layout": "torch"}))),
+                "state": ("state.pt", lambda handle: torch.save(state, handle))}
 
-    def load(self, tag: str) -> dict[str, Any]:
+    def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
         from netspec_torch.weights import apply_state_dict, read_state_dict
 
-        weights = self.run.checkpoint_path(tag, ".safetensors")
-        state_path = self.run.checkpoint_path(tag, self.state_suffix)
+        state_path = files["state"]
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
             raise damaged_checkpoint(state_path, str(exc).splitlines()[0]) from None
-        if not isinstance(state, dict) or state.get("weights_sha256") != sha256_file(weights):
-            raise damaged_checkpoint(weights, f"its checksum differs from the one recorded in {state_path.name}")
-        apply_state_dict(self.model, read_state_dict(weights), str(weights))
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not isinstance(state, dict) or not {"loop", "optimizer", "rng"} <= set(state):
+            raise damaged_checkpoint(state_path, "it is not a netspec torch training state")
+        apply_state_dict(self.model, read_state_dict(files["weights"]), str(files["weights"]))
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise SpecError.single(f"the checkpoint in {state_path.parent} was written for another model or "
+                                   f"optimizer: {exc}", hint="resume with the spec and recipe the run started with"
+                                   ) from None
         rng = state["rng"]
         if len(rng) == self.world.size:  # with another process count the dropout masks start afresh
             mine = rng[self.world.rank]

@@ -17,18 +17,18 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.train import TrainingStopped, TrainOptions
+from netspec.train.checkpoints import Writer
 from netspec.train.rundir import RunDir
 from netspec.train.schedule import LearningRate
 from netspec.train.sources import epoch_order
 
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (each reads the running sums back)
-METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr",
-               "images_per_s", "seconds")
 
 
 class NonFiniteLoss(Exception):
@@ -114,38 +114,44 @@ class EpochLoop:
         """Whether to stop before the next step, given whether this process was asked to."""
         return requested
 
-    def save(self, tag: str) -> None:
-        """Write checkpoints/{tag}.* atomically: weights, optimizer, RNG and ``self.state``."""
+    def checkpoint_files(self) -> dict[str, tuple[str, Writer]]:
+        """The files of a checkpoint by role: 'weights' (safetensors, torch layout) and 'state'
+        (optimizer, RNG and ``self.state``), each as (file name, function writing it to a handle)."""
         raise NotImplementedError
 
-    def load(self, tag: str) -> dict[str, Any]:
-        """Restore weights, optimizer and RNG from checkpoints/{tag}.* (both files exist); return
+    def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
+        """Restore weights, optimizer and RNG from a checkpoint's verified files (by role); return
         the saved loop state."""
         raise NotImplementedError
 
+    def save(self, tags: tuple[str, ...] = ("last",)) -> None:
+        """Write a checkpoint and make it the one ``tags`` name, as one unit."""
+        self.run.checkpoints.save(self.checkpoint_files(), tags=tags,
+                                  label=f"e{self.state['epoch']:04d}-s{self.state['global_step']:07d}",
+                                  info={"epoch": self.state["epoch"], "step": self.state["global_step"]})
+
     # --- the loop ----------------------------------------------------------------------------------
 
-    def restore(self, tag: str = "last") -> None:
-        """Continue from checkpoints/{tag}.*; a run stopped before its first checkpoint starts over
-        (it had nothing to lose; a metrics line written just before that checkpoint is dropped)."""
-        if not self.run.checkpoint_path(tag, ".safetensors").exists():
+    def restore(self) -> None:
+        """Continue from the last complete checkpoint; a run stopped before its first checkpoint
+        starts over (it had nothing to lose; a metrics line written just before it is dropped)."""
+        if not self.run.has_checkpoint():
             if self.console is not None:
                 self.console.print(f"{self.run.path} has no checkpoint yet: starting the run from the beginning")
             self.run.truncate_metrics(0)
             return
-        if not self.run.checkpoint_path(tag, self.state_suffix).is_file():
-            raise SpecError.single(f"no checkpoint to resume in {self.run.path}",
-                                   hint="the run stopped before its first checkpoint; start it again")
-        self.state = self.load(tag)
+        self.state = self.load_checkpoint(self.run.checkpoints.files("last"))
         self.schedule.load_state_dict(self.state["schedule"])
         self.run.truncate_metrics(self.state["epoch"])
 
     def fit(self) -> list[dict[str, Any]]:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        # the bar is progress, not a result: stderr, so `netspec train ... > log` keeps the epoch lines
         progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                             TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
-                            TimeRemainingColumn(), console=self.console, disable=not self.options.progress,
+                            TimeRemainingColumn(), console=Console(stderr=True), disable=not self.options.progress,
                             transient=True)
         self.set_lr(self.schedule.lr)
         with progress, StopRequests() as stop:
@@ -156,7 +162,6 @@ class EpochLoop:
                     self.console.print(epoch_line(record, self.recipe.epochs))
         return self.run.read_metrics()
 
-    state_suffix = ".state"  # the backend's resume-state file beside checkpoints/{tag}.safetensors
     drop_last = False  # whether an epoch's last, smaller batch is skipped (data-parallel runs need equal shares)
 
     def steps_per_epoch(self) -> int:
@@ -182,7 +187,7 @@ class EpochLoop:
             while self.state["batches_done"] < steps:
                 if self.should_stop(stop.requested is not None):
                     flush()
-                    self.save("last")
+                    self.save()
                     why = {"SIGINT": "interrupted", None: "stopped"}.get(stop.requested, stop.requested)
                     raise TrainingStopped(f"{why} at "
                                           f"epoch {epoch + 1}, step {self.state['batches_done']}; "
@@ -223,16 +228,8 @@ class EpochLoop:
         self.state.update(batches_done=0, partial=fresh_partial(), schedule=self.schedule.state_dict(),
                           best_top1=max(top1, self.state["best_top1"]))
         self.run.append_metrics(record)
-        self.save("last")
-        if improved:
-            self.save("best")
+        self.save(("last", "best") if improved else ("last",))
         return record
-
-
-def damaged_checkpoint(path, why: str) -> SpecError:
-    return SpecError.single(f"the checkpoint {path} is damaged: {why}",
-                            hint="resume from the best one instead (copy checkpoints/best.* over "
-                                 "checkpoints/last.*), or start the run again")
 
 
 def outputs_probabilities(net: CheckedNet) -> bool:

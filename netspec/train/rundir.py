@@ -1,26 +1,41 @@
 """The run directory that ``netspec train`` writes, the same for every backend:
 
     RUN_DIR/
-      run.json               what was run: spec, options, versions, command (written at start)
+      run.json               what was run: options, versions, command (written at start)
+      spec.yaml              the resolved spec the run trains (extends, params and --set applied);
+                             --resume trains from it, so editing the spec file cannot change a run
       metrics.jsonl          one JSON object per finished epoch (appended, fsynced)
-      checkpoints/last.*     the latest checkpoint (written atomically)
-      checkpoints/best.*     the checkpoint with the best validation top-1
+      checkpoints/           manifest.json naming the last and best checkpoints (netspec.train.checkpoints);
+                             last.safetensors and best.safetensors hold their weights
       curves.png             loss and accuracy per epoch (written at the end)
       .lock                  held while a run writes here
 
-Framework-free: backends put their own files under ``checkpoints/`` through ``checkpoint_path``.
+A new run goes into a new or empty folder only; a folder that holds anything else is refused, so a
+run never mixes with (or, when it fails, removes) files it did not write. Framework-free: backends
+write their checkpoint files through ``checkpoints`` (a CheckpointStore).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from netspec.errors import SpecError
 from netspec.fileio import atomic_write_text
+from netspec.train.checkpoints import CheckpointStore
+
+RUN_FILES = ("run.json", "spec.yaml", "metrics.jsonl", "curves.png", ".lock")
+METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr",
+               "images_per_s", "seconds")
+# atomic_path's temporary files, left behind only when a process was killed mid-write
+_LEFTOVER = re.compile(r"\.(run|spec|metrics|curves)\..+\.partial\..+")
+# what run.json must hold for a run to be resumed or reported: field -> accepted types
+_INFO_FIELDS: dict[str, tuple[type, ...]] = {"backend": (str,), "overrides": (list,)}
 
 
 class RunDir:
@@ -29,23 +44,51 @@ class RunDir:
 
     def __init__(self, path: str | Path, *, resume: bool, follower: bool = False):
         self.path, self.follower, self._lock = Path(path), follower, None
+        self.checkpoints = CheckpointStore(self.path / "checkpoints")
+        self._created: Path | None = None  # the outermost folder this run made, if it made one
         if follower:
             return
         if resume:
             self.read_info(self.path)
-        elif self.holds_run(self.path):
-            raise SpecError.single(f"the run directory {self.path} already holds a run",
-                                   hint="pass --resume to continue it, or choose another --run-dir")
+            self.read_metrics()  # a damaged file is named now, before any work
+        else:
+            self._claim_folder()
         try:
-            (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.path / "checkpoints").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise SpecError.single(f"cannot create {self.path / 'checkpoints'}: {exc.strerror}",
+                                   hint="choose a writable --run-dir") from None
+        self._lock = self._acquire_lock()
+        if resume:
+            self._remove_leftovers()
+
+    def _claim_folder(self) -> None:
+        """A new run needs a new or empty folder: it may only ever remove what it wrote itself."""
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
+            raise SpecError.single(f"--run-dir {self.path} exists and is not a folder",
+                                   hint="choose a new folder for the run")
+        if self.path.is_dir():
+            if self.holds_run(self.path):
+                raise SpecError.single(f"the run directory {self.path} already holds a run",
+                                       hint="pass --resume to continue it, or choose another --run-dir")
+            if any(self.path.iterdir()):
+                raise SpecError.single(f"the run directory {self.path} is not empty and holds no netspec run",
+                                       hint="choose a new or empty folder; netspec never mixes a run with "
+                                            "other files")
+            return
+        missing = self.path.absolute()
+        while not missing.parent.exists():
+            missing = missing.parent
+        try:
+            self.path.mkdir(parents=True)
         except OSError as exc:
             raise SpecError.single(f"cannot create the run directory {self.path}: {exc.strerror}",
                                    hint="choose a writable --run-dir") from None
-        self._lock = self._acquire_lock()
+        self._created = missing
 
     @staticmethod
     def holds_run(path: Path) -> bool:
-        """Whether a folder has a run's files (other files do not stop a new run there)."""
+        """Whether a folder has a run's files."""
         checkpoints = path / "checkpoints"
         return ((path / "run.json").exists() or (path / "metrics.jsonl").exists()
                 or (checkpoints.is_dir() and any(checkpoints.iterdir())))
@@ -66,19 +109,49 @@ class RunDir:
             self._lock.close()
             self._lock = None
 
+    def discard(self) -> None:
+        """Undo a new run that failed before its first checkpoint: remove the files it wrote, and
+        the folders it made once they are empty. Anything else found there stays."""
+        self.close()
+        self.checkpoints.tidy()
+        for name in ("manifest.json", "last.safetensors", "best.safetensors"):
+            (self.path / "checkpoints" / name).unlink(missing_ok=True)
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        self._remove_leftovers()
+        _rmdir_if_empty(self.path / "checkpoints")
+        if self._created is not None:
+            folder = self.path.absolute()
+            while _rmdir_if_empty(folder) and folder != self._created:
+                folder = folder.parent
+
+    def _remove_leftovers(self) -> None:
+        for path in self.path.iterdir():
+            if path.is_file() and _LEFTOVER.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+        self.checkpoints.tidy()
+
     # --- files ---------------------------------------------------------------------------------
 
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def checkpoint_path(self, tag: str, suffix: str) -> Path:
-        return self.path / "checkpoints" / f"{tag}{suffix}"
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "spec.yaml"
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoints.has("last")
 
     def write_run_info(self, info: dict[str, Any]) -> None:
         if self.follower:
             return
         atomic_write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
+
+    def write_spec(self, text: str) -> None:
+        if not self.follower:
+            atomic_write_text(self.spec_path, text)
 
     def read_run_info(self) -> dict[str, Any]:
         return self.read_info(self.path)
@@ -86,14 +159,20 @@ class RunDir:
     @staticmethod
     def read_info(path: str | Path) -> dict[str, Any]:
         """What an earlier run recorded in its run.json (without taking the run's lock)."""
-        info_path = Path(path) / "run.json"
-        if not info_path.is_file():
-            raise SpecError.single(f"nothing to resume in {path}: it has no run.json",
-                                   hint="pass the folder of an earlier `netspec train` run")
+        path = Path(path)
+        info_path = path / "run.json"
+        if not path.is_dir() or not info_path.is_file():
+            raise SpecError.single(f"{path} is not the folder of a netspec run: it has no run.json",
+                                   hint="pass the folder of an earlier `netspec train` run (runs/NAME-TIME)")
         try:
-            return json.loads(info_path.read_text())
+            info = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise SpecError.single(f"cannot read {info_path}: {exc}") from None
+        problem = _info_problem(info)
+        if problem:
+            raise SpecError.single(f"{info_path} is damaged: {problem}",
+                                   hint="it is written by `netspec train`; restore it or start the run again")
+        return info
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         if self.follower:
@@ -117,12 +196,15 @@ class RunDir:
         records = []
         for number, line in enumerate(lines, start=1):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 if number == len(lines):
                     break
-                raise SpecError.single(f"{metrics} is damaged at line {number}",
-                                       hint="remove that line (each line is one epoch's record)") from None
+                raise _damaged_metrics(metrics, number, "it is not JSON") from None
+            problem = _record_problem(record, previous=records[-1]["epoch"] if records else 0)
+            if problem:
+                raise _damaged_metrics(metrics, number, problem)
+            records.append(record)
         return records
 
     def truncate_metrics(self, epochs: int) -> None:
@@ -131,3 +213,59 @@ class RunDir:
             return
         kept = [r for r in self.read_metrics() if r["epoch"] <= epochs]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _info_problem(info: Any) -> str | None:
+    if not isinstance(info, dict):
+        return f"it holds a JSON {type(info).__name__}, not an object"
+    for key, types in _INFO_FIELDS.items():
+        if not isinstance(info.get(key), types):
+            return f"'{key}' is missing or not a {types[0].__name__}"
+    if not all(isinstance(item, str) for item in info["overrides"]):
+        return "'overrides' must be a list of strings"
+    if _holds_nul(info):
+        return "it contains a NUL character"
+    shape = info.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) in (1, 3)
+                                  and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        return "'input_shape' must be a list of 1 or 3 positive integers"
+    steps = info.get("max_steps")
+    if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0):
+        return "'max_steps' must be a positive integer"
+    return None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(_holds_nul(item) for item in value)
+
+
+def _record_problem(record: Any, previous: int) -> str | None:
+    if not isinstance(record, dict):
+        return "the line is not a JSON object"
+    for key in METRIC_KEYS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"'{key}' is missing or not a number"
+        if not math.isfinite(value) and key in ("epoch", "step"):
+            return f"'{key}' is not finite"
+    if not isinstance(record["epoch"], int) or record["epoch"] != previous + 1:
+        return f"'epoch' is {record['epoch']!r} where {previous + 1} was expected"
+    return None
+
+
+def _damaged_metrics(path: Path, line: int, why: str) -> SpecError:
+    return SpecError.single(f"{path} is damaged at line {line}: {why}",
+                            hint="each line is one epoch's record as `netspec train` wrote it; "
+                                 "remove the damaged lines and the ones after them")
+
+
+def _rmdir_if_empty(folder: Path) -> bool:
+    try:
+        folder.rmdir()
+        return True
+    except OSError:
+        return False

@@ -79,10 +79,15 @@ def check_channels(net: CheckedNet, channels: int) -> None:
                                net.source.location(("input",)), hint="change the spec's input channels")
 
 
-def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded train/validation split of ``count`` samples (each part sorted)."""
+def split_indices(count: int, fraction: float, seed: int, where=None) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded train/validation split of ``count`` samples (each part sorted); both parts must
+    hold samples (``where``: the spec location blamed when they do not)."""
     order = np.random.default_rng(seed).permutation(count)
     held_out = max(1, round(count * fraction))
+    if held_out >= count:
+        raise SpecError.single(f"data.val_fraction {fraction} holds out {held_out:,} of the dataset's {count:,} "
+                               "samples, leaving none to train on", where,
+                               hint=f"use a smaller share, e.g. val_fraction: 0.2 ({round(count * 0.2):,} samples)")
     return np.sort(order[held_out:]), np.sort(order[:held_out])
 
 
@@ -99,7 +104,8 @@ def digits(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
-    train, val = split_indices(len(labels), data.val_fraction, seed)
+    train, val = split_indices(len(labels), data.val_fraction, seed,
+                               net.source.location(("data", "val_fraction")))
     return Sources(ImageArrays(images[train], labels[train]), ImageArrays(images[val], labels[val]),
                    [str(d) for d in range(10)])
 

@@ -1,0 +1,134 @@
+"""Starting and resuming a training run: what `netspec train` does between parsing its options and
+printing its results.
+
+A new run records everything that decides its course in its folder: the resolved spec
+(``spec.yaml``), the options that shape it (``run.json``: backend, input size, steps per epoch),
+and its data folder as an absolute path. ``--resume`` reads those back and nothing else, so a run
+resumed from another folder, or after its spec file was edited, continues the same curve.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netspec import __version__
+from netspec.check import CheckedNet, check_file
+from netspec.errors import SpecError
+from netspec.train import TrainingStopped, TrainOptions
+from netspec.train.rundir import RunDir
+
+# what --resume may not change: the run continues as it was started
+FIXED_ON_RESUME = ("SPEC", "--data", "--data-path", "--batch-size", "--lr", "--input", "--set", "--max-steps")
+
+
+@dataclass
+class RunRequest:
+    """One `netspec train` invocation, as parsed from the command line."""
+
+    spec: Path | None = None
+    backend: str = "torch"
+    overrides: list[str] = field(default_factory=list)  # --set and the shorthand options, as KEY=VALUE
+    input_shape: tuple[int, ...] | None = None
+    epochs: int | None = None
+    max_steps: int | None = None
+    run_dir: Path | None = None
+    resume: Path | None = None
+    options: TrainOptions = field(default_factory=TrainOptions)
+
+
+@dataclass
+class RunResult:
+    net: CheckedNet
+    backend: str
+    folder: Path
+    records: list[dict[str, Any]]
+
+
+def train_run(request: RunRequest, console=None) -> RunResult:
+    """Start or resume a run and train it to its last epoch. A new run that fails before its first
+    checkpoint leaves nothing behind; TrainingStopped when it was interrupted (a checkpoint saved)."""
+    from netspec.backend import get_backend
+
+    rank = int(os.environ.get("RANK", "0"))
+    if request.resume is not None:
+        info = RunDir.read_info(request.resume)
+        spec_path = request.resume / "spec.yaml"
+        if not spec_path.is_file():
+            raise SpecError.single(f"{request.resume} has no spec.yaml, so it cannot be resumed",
+                                   hint="runs written by an earlier netspec (without spec.yaml) cannot be "
+                                        "resumed; start it again")
+        backend = info["backend"]
+        overrides = [f"training.epochs={request.epochs}"] if request.epochs is not None else []
+        input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
+        net = check_file(spec_path, overrides, input_shape=input_shape)
+        max_steps = info.get("max_steps")
+    else:
+        if request.spec is None:
+            raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
+        backend, input_shape, max_steps = request.backend, request.input_shape, request.max_steps
+        net = check_file(request.spec, request.overrides, input_shape=input_shape)
+    chosen = get_backend(backend)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and (backend != "torch" or (request.run_dir is None and request.resume is None)):
+        raise SpecError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",
+                               hint="every process must write to, and resume from, the same folder")
+    folder = request.resume or request.run_dir or Path("runs") / f"{net.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDir(folder, resume=request.resume is not None, follower=rank > 0)
+    started_here = request.resume is None and rank == 0
+    try:
+        if request.resume is None:
+            run.write_spec(_resolved_spec_text(net))
+            run.write_run_info({
+                "spec_file": str(request.spec.resolve()), "overrides": request.overrides, "backend": backend,
+                "input_shape": list(input_shape) if input_shape else None, "max_steps": max_steps,
+                "netspec_version": __version__, "command": sys.argv, "versions": _versions(backend),
+                "spec": net.spec.model_dump(mode="json")})
+        elif request.epochs is not None:  # trained for longer (or shorter) than first asked
+            resumes = [*info.get("resumes", []), {"epochs": request.epochs, "command": sys.argv}]
+            run.write_run_info({**info, "spec": net.spec.model_dump(mode="json"), "resumes": resumes})
+        options = TrainOptions(**{**request.options.__dict__, "resume": request.resume is not None,
+                                  "max_steps_per_epoch": max_steps, "progress": request.options.progress and rank == 0})
+        if console is not None:
+            console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} into {folder}")
+        try:
+            records = chosen.train(net, options, run, console)
+        except Exception as exc:
+            if started_here and not isinstance(exc, TrainingStopped) and not run.has_checkpoint():
+                run.discard()  # only what this run wrote; the folder too if this run made it
+            raise
+    finally:
+        run.close()
+    return RunResult(net, backend, folder, records if rank == 0 else [])
+
+
+def _resolved_spec_text(net: CheckedNet) -> str:
+    """The spec as trained, with every variant, param and override applied, and the data folder
+    made absolute, as YAML that `netspec check` reads back to the same network."""
+    import yaml
+
+    document = dict(net.source.loaded.data)
+    data = document.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        document["data"] = {**data, "path": str(Path(data["path"]).resolve())}
+    header = f"# the resolved spec of this run, written by netspec {__version__}; --resume trains from it\n"
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _versions(backend: str) -> dict[str, str | None]:
+    """The versions that shape a training run, read from package metadata (nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {"torch": ["torch", "torchvision"], "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax"]}
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in packages.get(backend, []):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
