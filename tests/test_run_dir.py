@@ -1,0 +1,175 @@
+"""The run folder is the user's: a run goes only into a new or empty folder, removes only what it
+wrote, keeps what decides its course (resolved spec, options) so that --resume reproduces it, and
+stores one optimizer state, not two."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from netspec.cli import app
+from netspec.errors import SpecError
+from netspec.train import TrainingStopped, TrainOptions
+from netspec.train.checkpoints import CheckpointStore
+from netspec.train.launch import RunRequest, train_run
+
+from .test_training import TINY, comparable, train, trainer_class
+
+BAD_DATA = ["--data", "imagefolder", "--data-path", "/nonexistent/netspec-data"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_folder_with_other_files_is_refused_and_left_alone(write_spec, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "notes.txt").write_text("x")
+    result = invoke("train", write_spec(TINY), "--run-dir", project, *BAD_DATA)
+    assert result.exit_code == 2
+    assert "is not empty and holds no netspec run" in " ".join(result.output.split())
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
+    assert (project / "notes.txt").read_text() == "x"
+
+
+def test_the_current_folder_as_run_dir_is_refused_when_it_holds_files(write_spec, tmp_path, monkeypatch):
+    spec = write_spec(TINY)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", spec, "--run-dir", ".", *BAD_DATA)
+    assert result.exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
+def test_a_failed_run_in_an_empty_folder_leaves_the_folder_empty(write_spec, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    result = invoke("train", write_spec(TINY), "--run-dir", folder, *BAD_DATA)
+    assert result.exit_code == 2 and "no 'train' folder" in result.output
+    assert folder.is_dir() and list(folder.iterdir()) == []  # the folder was the user's: it stays
+
+
+def test_a_failed_run_removes_the_folders_it_made(write_spec, tmp_path):
+    result = invoke("train", write_spec(TINY), "--run-dir", tmp_path / "a" / "b" / "run", *BAD_DATA)
+    assert result.exit_code == 2
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_failed_run_keeps_a_file_someone_else_put_in_its_folder(write_spec, tmp_path, monkeypatch):
+    import netspec_torch
+
+    def fail_after_someone_writes(self, net, options, run, console=None):
+        (run.path / "theirs.txt").write_text("not netspec's")
+        raise SpecError.single("the data went away")
+
+    monkeypatch.setattr(netspec_torch.TorchBackend, "train", fail_after_someone_writes)
+    run = tmp_path / "run"
+    result = invoke("train", write_spec(TINY), "--run-dir", run)
+    assert result.exit_code == 2 and "the data went away" in result.output
+    assert sorted(p.name for p in run.iterdir()) == ["theirs.txt"]
+
+
+def test_tidying_checkpoints_touches_only_what_netspec_names(tmp_path):
+    store = CheckpointStore(tmp_path / "checkpoints")
+    (tmp_path / "checkpoints").mkdir()
+    foreign = ["notes.txt", "e0001-s0000001-mine", ".partial-keep", "last.state.pt"]
+    for name in foreign:
+        (tmp_path / "checkpoints" / name).write_text("user data")
+
+    def writer(data: bytes):
+        return lambda handle: handle.write(data)
+
+    store.save({"weights": ("weights.safetensors", writer(b"w1")), "state": ("state.pt", writer(b"s1"))},
+               tags=("last", "best"), label="e0001-s0000010")
+    store.save({"weights": ("weights.safetensors", writer(b"w2")), "state": ("state.pt", writer(b"s2"))},
+               tags=("last",), label="e0002-s0000020")
+    assert all((tmp_path / "checkpoints" / name).read_text() == "user data" for name in foreign)
+    best, last = store.files("best"), store.files("last")
+    assert set(best) == {"weights"} and best["weights"].read_bytes() == b"w1"  # best keeps its weights only
+    assert last["state"].read_bytes() == b"s2"
+    assert not (best["weights"].parent / "state.pt").exists()  # the older optimizer state is gone
+    assert (tmp_path / "checkpoints" / "best.safetensors").read_bytes() == b"w1"
+    assert (tmp_path / "checkpoints" / "last.safetensors").read_bytes() == b"w2"
+    folders = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()]
+    assert len(folders) == 2
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    cls = trainer_class("torch")
+    real_step, calls = cls.train_step, {"n": 0}
+
+    def interrupting_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, batch)
+
+    monkeypatch.setattr(cls, "train_step", interrupting_step)
+
+
+@pytest.mark.torch
+def test_resume_uses_the_runs_own_spec_and_options_from_any_folder(write_spec, tmp_path, monkeypatch):
+    spec = write_spec(TINY)
+    reference = train(spec, tmp_path / "reference", max_steps=5)
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 8)
+        with pytest.raises(TrainingStopped):
+            train_run(RunRequest(spec=Path("spec.yaml"), run_dir=Path("run"), max_steps=5,
+                                 options=TrainOptions(device="cpu", progress=False)))
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["spec_file"] == str(spec) and info["max_steps"] == 5
+    spec.write_text(spec.read_text().replace("batch_size: 64", "batch_size: 8"))  # edited mid-run
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resumed = train_run(RunRequest(resume=Path("../run"), options=TrainOptions(device="cpu", progress=False)))
+    assert comparable(resumed.records) == comparable(reference)
+
+
+def test_options_that_would_change_a_run_are_refused_on_resume(tmp_path):
+    result = invoke("train", "--resume", tmp_path, "--max-steps", 3)
+    assert result.exit_code == 2 and "--max-steps cannot change it" in result.output
+
+
+@pytest.mark.torch
+def test_the_run_keeps_its_data_folder_as_an_absolute_path(write_spec, tmp_path, monkeypatch):
+    from .data_helpers import make_folder
+
+    make_folder(tmp_path / "data", classes=tuple("abcdefghij"), per_class=2)
+    spec = write_spec(TINY.replace("data: {dataset: digits, resize: 18, random_crop: true}",
+                                   "data: {dataset: imagefolder, path: data, resize: 18}"))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", spec, "--run-dir", "run", "--epochs", 1, "--max-steps", 1)
+    assert result.exit_code == 0, result.output
+    assert f"path: {tmp_path / 'data'}\n" in (tmp_path / "run" / "spec.yaml").read_text()
+
+
+def test_a_validation_share_that_leaves_nothing_to_train_on_is_refused(write_spec, tmp_path):
+    spec = write_spec(TINY.replace("random_crop: true}", "random_crop: true, val_fraction: 0.9999}"))
+    result = invoke("train", spec, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"{spec}:" in message and "data.val_fraction 0.9999 holds out 1,797 of the dataset's 1,797 samples" in message
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.torch
+def test_results_go_to_stdout_unwrapped_and_progress_to_stderr(write_spec, tmp_path):
+    run = tmp_path / "a-rather-long-folder-name-for-the-run-to-make-the-summary-line-long" / "run"
+    result = subprocess.run([sys.executable, "-m", "netspec", "train", str(write_spec(TINY)), "--epochs", "1",
+                             "--max-steps", "2", "--run-dir", str(run), "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "COLUMNS": "60"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("epoch 1/1  train loss") and line.endswith("img/s") for line in lines)
+    done = [line for line in lines if line.startswith("done: best val top-1")]
+    assert len(done) == 1 and done[0].endswith(f"checkpoints in {run / 'checkpoints'}")  # one line, not wrapped
+    assert "epoch 1/1  train loss" not in result.stderr
