@@ -4,6 +4,7 @@ group ``netspec.backends`` and only the one asked for is imported."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from netspec.errors import SpecError, did_you_mean
+from netspec.outputs import check_folder, check_target
 
 ENTRY_POINT_GROUP = "netspec.backends"
 INSTALL_HINTS = {
@@ -111,23 +113,83 @@ def get_backend(name: str) -> Backend:
         raise SpecError.single(f"the '{name}' backend cannot be used: {exc}", hint=hint) from None
 
 
-def output_paths(net, out_dir: Path, formats: list[str], suffixes: dict[str, str], backend: str, *,
-                 force: bool) -> dict[str, Path]:
-    """Where each requested format goes; refuses unknown formats and, without ``force``, existing
-    files, before anything is written. Creates ``out_dir``."""
+FOLDER_FORMATS = {"savedmodel"}
+
+
+def output_paths(net, out, out_dir: Path, formats: list[str], suffixes: dict[str, str], backend: str
+                 ) -> dict[str, Path]:
+    """Where each requested format goes, checked (``out``, a netspec.outputs.Outputs, refuses
+    existing files without --force) before anything is written; creates ``out_dir``.
+
+    The names: source is ``SPEC_BACKEND.py`` (the spec's name as an importable module name, and
+    the backend, so both backends' sources can share a folder: ``alexnet_digits_torch.py``);
+    every other format is the spec's own name and the format's ending
+    (``alexnet-digits.safetensors``, ``alexnet-digits.weights.h5``), endings that differ between
+    the backends."""
     from netspec.render import module_name
 
     unknown = [f for f in formats if f not in suffixes]
     if unknown:
         raise SpecError.single(f"unknown export format {unknown[0]!r} for the {backend} backend",
                                hint=f"choose from: {', '.join(suffixes)}")
-    stem = module_name(net.spec.name)
-    paths = {fmt: Path(out_dir) / f"{stem}{suffixes[fmt]}" for fmt in dict.fromkeys(formats)}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise SpecError.single(f"refusing to overwrite {', '.join(existing)}", hint="pass --force to replace")
-    try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SpecError.single(f"cannot create {out_dir}: {exc.strerror}", hint="choose a writable folder") from None
+    paths = {fmt: Path(out_dir) / (f"{module_name(net.spec.name)}_{backend}.py" if fmt == "source"
+                                   else f"{net.spec.name}{suffixes[fmt]}") for fmt in dict.fromkeys(formats)}
+    check_folder(out_dir)
+    for fmt, path in paths.items():
+        check_target(path, force=out.force, folder=fmt in FOLDER_FORMATS)
+    out.folder(out_dir)
     return paths
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the kernel's MemAvailable, or less when a cgroup
+    (a container) limits the memory; None when neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    try:  # an address-space limit (ulimit -v) bounds what can still be mapped
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit not in (resource.RLIM_INFINITY, -1):
+            with open("/proc/self/status") as handle:
+                mapped = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmSize:"))
+            found.append(max(limit - mapped, 0))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    return min(found) if found else None
+
+
+FRAMEWORK_BYTES = 512 << 20  # the framework's own memory, roughly
+
+
+def memory_needed(net, copies: float) -> int:
+    """The memory to build ``net`` and hold ``copies`` float32 copies of its weights, all told."""
+    return int(net.totals.params * 4 * copies) + FRAMEWORK_BYTES
+
+
+def require_memory(net, what: str, copies: float) -> None:
+    """Refuse ``what`` before building the model when it needs more memory than is available."""
+    needed, available = memory_needed(net, copies), available_memory()
+    if available is not None and needed > available:
+        raise SpecError.single(
+            f"{what} needs about {_gib(needed)} of memory for the {net.totals.params:,} parameters of "
+            f"'{net.spec.name}', and {_gib(available)} is available",
+            hint="export -f source, which does not build the model, or use a machine with more memory")
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB"

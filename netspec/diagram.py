@@ -157,25 +157,26 @@ def render_svg(net: CheckedNet, *, by_block: bool = False) -> str:
 
 
 def write_diagram(net: CheckedNet, path: Path, *, by_block: bool = False, force: bool = False) -> Path:
-    """Write the SVG, or a PNG (by the file's suffix), atomically."""
+    """Write the SVG, or a PNG (by the file's suffix), atomically (netspec.outputs)."""
     from netspec.errors import SpecError
-    from netspec.fileio import atomic_path, atomic_write_text
+    from netspec.outputs import Outputs, check_target
 
     suffix = path.suffix.lower()
     if suffix not in (".svg", ".png"):
         raise SpecError.single(f"cannot draw to {path.name}: the diagram is an .svg or a .png",
                                hint="name the output file diagram.svg or diagram.png")
-    if path.exists() and not force:
-        raise SpecError.single(f"{path} already exists", hint="pass --force to overwrite it")
+    check_target(path, force=force)
     svg = render_svg(net, by_block=by_block)
-    if suffix == ".svg":
-        atomic_write_text(path, svg)
-        return path
-    try:
-        import cairosvg
-    except (ImportError, OSError) as exc:  # OSError: the cairo library itself is missing
-        raise SpecError.single(f"PNG output needs CairoSVG and the cairo library ({exc})",
-                               hint='pip install "netspec[draw]", or draw an .svg') from None
-    with atomic_path(path) as tmp:
-        cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=tmp, scale=2)
+    if suffix == ".png":
+        try:
+            import cairosvg
+        except (ImportError, OSError) as exc:  # OSError: the cairo library itself is missing
+            raise SpecError.single(f"PNG output needs CairoSVG and the cairo library ({exc})",
+                                   hint='pip install "netspec[draw]", or draw an .svg') from None
+    with Outputs(force=force) as out:
+        tmp = out.file(path)
+        if suffix == ".svg":
+            Path(tmp).write_text(svg, encoding="utf-8")
+        else:
+            cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=tmp, scale=2)
     return path

@@ -39,6 +39,27 @@ def recorded_net(info: dict[str, Any]) -> CheckedNet:
         return check_file(path, [], input_shape=shape)
 
 
+RUN_FILES = ("run.json", "metrics.jsonl", "curves.png")
+
+
+def check_run_files(run: Path) -> None:
+    """The report reads and embeds files of the run folder: never what a symbolic link there
+    points to outside of it (a curves.png linking to a secret would end up in the HTML)."""
+    try:
+        root = run.resolve(strict=True)
+    except OSError:
+        return  # RunDir.read_info names a missing folder
+    for name in RUN_FILES:
+        path = run / name
+        if not path.is_symlink():
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            raise SpecError.single(f"refusing to read {path}: it is a symbolic link out of the run folder "
+                                   f"(to {target})", hint="netspec report only reads the run's own files; "
+                                                         "replace the link with the file itself")
+
+
 def _curves_png(run: Path, records: list[dict[str, Any]], title: str) -> str | None:
     """The run's curves.png as base64, drawn now if the run has none yet."""
     path = run / "curves.png"
@@ -55,6 +76,7 @@ def render_report(run: Path) -> str:
     from netspec.diagram import render_svg
     from netspec.report import type_label
 
+    check_run_files(run)
     info = RunDir.read_info(run)
     records = RunDir.metrics_of(run)
     net = recorded_net(info)
@@ -75,9 +97,8 @@ def render_report(run: Path) -> str:
 
 
 def write_report(run: Path, output: Path, *, force: bool = False) -> Path:
-    from netspec.fileio import atomic_write_text
+    from netspec.outputs import check_target, write_text
 
-    if output.exists() and not force:
-        raise SpecError.single(f"{output} already exists", hint="pass --force to overwrite it")
-    atomic_write_text(output, render_report(run))
+    check_target(output, force=force)
+    write_text(output, render_report(run), force=force)
     return output

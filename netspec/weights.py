@@ -68,3 +68,35 @@ def to_torch(layer, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
             value = value.T
         out[key] = np.ascontiguousarray(value)
     return out
+
+
+def misfit(expected: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], source: str, *,
+           optional: frozenset[str] | set[str] = frozenset(), what: str = "tensor"):
+    """A SpecError explaining every missing, unexpected or mis-shaped entry (``expected`` and
+    ``given`` map names to shapes; ``optional`` names may be absent), or None when they fit.
+    Every loader of weights calls this before loading anything: weights never load partly."""
+    from netspec.errors import SpecError
+
+    missing = sorted(expected.keys() - given.keys() - set(optional))
+    unexpected = sorted(given.keys() - expected.keys())
+    mismatched = [f"{k}: the model has {_shape(expected[k])}, the file {_shape(given[k])}"
+                  for k in sorted(expected.keys() & given.keys()) if tuple(expected[k]) != tuple(given[k])]
+    lines = []
+    if missing:
+        lines.append(f"missing from the file: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        lines.append(f"not in the model: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+    lines += mismatched[:8]
+    if len(mismatched) > 8:
+        lines.append(f"... and {len(mismatched) - 8} more {what}s of the wrong shape")
+    if not lines:
+        return None
+    return SpecError.single(f"the weights in {source} do not fit the model:\n    " + "\n    ".join(lines),
+                            hint="are these weights for this spec (and its num_classes)?")
+
+
+def _shape(shape) -> str:
+    """(1000, 4096) as torch prints it; a list of shapes (a Keras layer's variables) as a list."""
+    if shape and isinstance(shape[0], tuple):
+        return "[" + ", ".join(map(str, shape)) + "]"
+    return str(tuple(shape))

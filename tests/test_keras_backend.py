@@ -202,11 +202,11 @@ def test_convert_cli_round_trip(tmp_path):
     to_keras = runner.invoke(app, ["convert", str(ZOO), "--weights", str(tmp_path / "trained.pth"),
                                    "--to", "keras", "-o", str(tmp_path / "k")])
     assert to_keras.exit_code == 0, to_keras.output
-    keras_weights = tmp_path / "k" / "zoo.weights.h5"
+    keras_weights = tmp_path / "k" / "trained.weights.h5"
     back = runner.invoke(app, ["convert", str(ZOO), "--weights", str(keras_weights), "--to", "torch",
                                "-o", str(tmp_path / "t")])
     assert back.exit_code == 0, back.output
-    again = torch_backend.load(net, weights=tmp_path / "t" / "zoo.safetensors")
+    again = torch_backend.load(net, weights=tmp_path / "t" / "trained.safetensors")
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             torch.testing.assert_close(again.state_dict()[key], value)
@@ -269,7 +269,7 @@ def test_savedmodel_serves_the_same_outputs(backends, tmp_path):
     model_path = tmp_path / "zoo.weights.h5"
     backends[1].load(net).save_weights(str(model_path))
     [artifact] = backends[1].export(net, tmp_path, ["savedmodel"], weights=model_path)
-    assert artifact.path.name == "zoo_savedmodel" and (artifact.path / "saved_model.pb").is_file()
+    assert artifact.path.name == "zoo.savedmodel" and (artifact.path / "saved_model.pb").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     served = tf.saved_model.load(str(artifact.path))
     x = np.random.default_rng(4).standard_normal((2, 33, 31, 3)).astype("float32")
@@ -311,3 +311,99 @@ def test_a_keras_users_script_that_imports_keras_first_runs():
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+SMALL = """
+    name: small
+    input: [3, 8, 8]
+    layers:
+      - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3}
+      - {type: flatten}
+      - {name: fc, type: linear, out_features: 2}
+"""
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_keras_weights_load_by_layer_name_and_strictly(backends, write_spec, tmp_path, suffix):
+    """Keras' own load_weights matches layers by position: a renamed layer loaded silently, and a
+    layer it could not place kept its random weights. netspec matches names, all or nothing."""
+    keras_backend = backends[1]
+    model = keras_backend.load(check_file(write_spec(SMALL, "small.yaml")))
+    path = tmp_path / f"small{suffix}"
+    (model.save_weights if suffix == ".weights.h5" else model.save)(str(path))
+    renamed = write_spec(SMALL.replace("name: fc,", "name: head,"), "renamed.yaml")
+    with pytest.raises(SpecError) as caught:
+        keras_backend.load(check_file(renamed), weights=path)
+    message = caught.value.problems[0].message
+    assert f"the weights in {path} do not fit the model" in message
+    assert "missing from the file: head" in message and "not in the model: fc" in message
+    extra_layer = "- {name: fc0, type: linear, out_features: 5}\n      - {name: fc,"
+    deeper = write_spec(SMALL.replace("- {name: fc,", extra_layer), "deeper.yaml")
+    with pytest.raises(SpecError, match="missing from the file: fc0"):
+        keras_backend.load(check_file(deeper), weights=path)
+    wider = write_spec(SMALL.replace("out_features: 2", "out_features: 3"), "wider.yaml")
+    with pytest.raises(SpecError, match=r"fc: the model has \[\(144, 3\), \(3,\)\], the file \[\(144, 2\), \(2,\)\]"):
+        keras_backend.load(check_file(wider), weights=path)
+    again = keras_backend.load(check_file(write_spec(SMALL, "small.yaml")), weights=path)
+    for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_torch_weights_with_an_extra_tensor_do_not_load_into_keras(backends, write_spec, tmp_path):
+    from safetensors.torch import save_file
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    spec = write_spec(SMALL, "small.yaml")
+    state = dict(backends[0].load(check_file(spec)).state_dict())
+    state["fc_old.weight"] = torch.zeros(2, 144)
+    save_file(state, tmp_path / "extra.safetensors")
+    result = CliRunner().invoke(app, ["export", str(spec), "-b", "keras", "-o", str(tmp_path / "out"), "-f", "weights",
+                                      "--weights", str(tmp_path / "extra.safetensors")])
+    assert result.exit_code == 2, result.output
+    assert "not in the model: fc_old.weight" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_to_torch_never_skips_a_tensor(backends, write_spec, tmp_path, monkeypatch):
+    """A layer whose torch name differs from the plan's (a mangled `__fc` was one) used to leave
+    random weights in the converted file (load_state_dict(strict=False)); now it is refused."""
+    from typer.testing import CliRunner
+
+    import netspec_keras
+    from netspec.cli import app
+
+    spec = write_spec(SMALL, "small.yaml")
+    backends[1].load(check_file(spec)).save_weights(str(tmp_path / "small.weights.h5"))
+    real = netspec_keras.torch_layout_state
+
+    def misnamed(model, net):
+        state = real(model, net)
+        state["_N3__fc.weight"] = state.pop("fc.weight")
+        return state
+
+    monkeypatch.setattr(netspec_keras, "torch_layout_state", misnamed)
+    result = CliRunner().invoke(app, ["convert", str(spec), "--weights", str(tmp_path / "small.weights.h5"),
+                                      "--to", "torch", "-o", str(tmp_path / "back")])
+    assert result.exit_code == 2, result.output
+    assert "missing from the file: fc.weight" in result.output and "not in the model: _N3__fc.weight" in result.output
+    assert not (tmp_path / "back").exists()
+
+
+def test_keras_files_that_are_not_keras_weights_are_named(backends, write_spec, tmp_path):
+    import zipfile
+
+    net = check_file(write_spec(SMALL, "small.yaml"))
+    not_zip = tmp_path / "text.keras"
+    not_zip.write_text("hello")
+    no_weights = tmp_path / "empty.keras"
+    with zipfile.ZipFile(no_weights, "w") as archive:
+        archive.writestr("config.json", "{}")
+    not_h5 = tmp_path / "text.weights.h5"
+    not_h5.write_text("hello")
+    for path, message in ((not_zip, "is not a .keras archive (not a zip file)"),
+                          (no_weights, "holds no model.weights.h5"), (not_h5, "cannot read")):
+        with pytest.raises(SpecError) as caught:
+            backends[1].load(net, weights=path)
+        assert message in caught.value.problems[0].message and str(path) in caught.value.problems[0].message

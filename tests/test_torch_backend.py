@@ -163,7 +163,7 @@ def test_exports_reload_with_their_own_loaders(tmp_path, backend):
     net = check_file(ZOO)
     artifacts = backend.export(net, tmp_path, ["source", "safetensors", "pt2", "onnx"])
     files = {a.format: a.path for a in artifacts}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.onnx", "zoo.pt2", "zoo.py", "zoo.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.onnx", "zoo.pt2", "zoo.safetensors", "zoo_torch.py"]
 
     model = backend.load(net, weights=files["safetensors"]).eval()
     x = torch.randn(3, *net.input_shape)  # a batch size the exports did not trace with
@@ -199,12 +199,12 @@ def test_cli_export_refuses_to_overwrite_without_force(tmp_path):
     runner = CliRunner()
     args = ["export", str(ZOO), "-o", str(tmp_path)]
     assert runner.invoke(app, args).exit_code == 0
-    before = (tmp_path / "zoo.py").read_text()
+    before = (tmp_path / "zoo_torch.py").read_text()
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2 and "refusing to overwrite" in refused.output
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
-    assert (tmp_path / "zoo.py").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["zoo.py"]  # no temporary files left behind
+    assert (tmp_path / "zoo_torch.py").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["zoo_torch.py"]  # no temporary files left behind
 
 
 def test_cli_export_unknown_format(tmp_path):

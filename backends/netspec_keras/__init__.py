@@ -5,6 +5,7 @@ runs on the TensorFlow, JAX and torch Keras backends."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from netspec.backend import Artifact, load_triton_safely, require_modules
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.render import execute_generated, module_name
-from netspec.weights import keras_names, to_keras, to_torch
+from netspec.weights import keras_names, to_keras, to_torch, torch_names
 from netspec_keras.codegen import KerasPlan, render
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
@@ -119,28 +120,25 @@ class KerasBackend:
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
 
 
-def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any]) -> None:
-    """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``."""
+def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any], source: str = "the state") -> None:
+    """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``;
+    strictly: every missing, unexpected or mis-shaped tensor is explained, and nothing is loaded."""
+    from netspec.weights import misfit
     from netspec_torch.codegen import plan as torch_plan
 
     paths = torch_plan(net).module_paths
+    expected = {key: value.shape for key, value in torch_layout_state(model, net).items()}
+    # batch norm's step counter has no Keras twin: it may come along, and is dropped
+    optional = {f"{paths[cl.name]}.num_batches_tracked" for cl in net.layers if cl.layer.kind == "batchnorm2d"}
+    given = {key: tuple(getattr(value, "shape", ())) for key, value in state.items() if key not in optional}
+    error = misfit(expected, given, source)
+    if error is not None:
+        raise error
     for cl in net.layers:
-        names = keras_names(cl.layer)
-        if not names:
-            continue
-        tensors = {key: state[f"{paths[cl.name]}.{key}"] for key in _torch_keys(cl, state, paths)}
-        model.get_layer(cl.name).set_weights(to_keras(cl.layer, tensors))
-
-
-def _torch_keys(cl, state, paths):
-    from netspec.weights import torch_names
-
-    keys = torch_names(cl.layer)
-    missing = [f"{paths[cl.name]}.{k}" for k in keys if f"{paths[cl.name]}.{k}" not in state]
-    if missing:
-        raise SpecError.single(f"the weights lack {', '.join(missing)} for layer '{cl.name}'",
-                               hint="are these weights for this spec?")
-    return keys
+        keys = torch_names(cl.layer)
+        if keys:
+            tensors = {key: state[f"{paths[cl.name]}.{key}"] for key in keys}
+            model.get_layer(cl.name).set_weights(to_keras(cl.layer, tensors))
 
 
 def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
@@ -156,22 +154,95 @@ def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     return state
 
 
+def read_keras_weights(path: Path) -> dict[str, list[Any]]:
+    """Each layer's variables (by layer name, in Keras' order) from a .weights.h5 file, or from the
+    model.weights.h5 inside a .keras archive, whose stored model (config.json) is never read."""
+    import io
+    import zipfile
+
+    import h5py
+
+    source: Any = str(path)
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                source = io.BytesIO(archive.read("model.weights.h5"))
+        except zipfile.BadZipFile:
+            raise SpecError.single(f"{path} is not a .keras archive (not a zip file)",
+                                   hint="a .keras file is what keras' model.save() writes; or pass a .weights.h5 "
+                                        "or .safetensors file") from None
+        except KeyError:
+            raise SpecError.single(f"{path} holds no model.weights.h5, so it has no weights to load",
+                                   hint="save the model with keras' model.save('NAME.keras')") from None
+        except (OSError, RuntimeError, ValueError, EOFError) as exc:  # a damaged archive or member
+            raise SpecError.single(f"cannot read {path} as a .keras archive: {exc}",
+                                   hint="the file may be truncated or damaged") from None
+    layers: dict[str, list[Any]] = {}
+    try:
+        with h5py.File(source, "r") as handle:
+            top = handle.get("layers")
+            for group in (top.values() if isinstance(top, h5py.Group) else ()):
+                variables = group.get("vars")
+                if not isinstance(variables, h5py.Group) or not len(variables):
+                    continue  # a layer without weights (input, flatten, padding)
+                name = variables.attrs.get("name")
+                if not isinstance(name, str):
+                    raise SpecError.single(f"{path} does not name its layers (written by an older Keras?)",
+                                           hint="netspec loads Keras weights by layer name; re-save them with "
+                                                "Keras 3.10 or newer, or convert them to .safetensors")
+                layers[name] = [variables[key][()] for key in sorted(variables, key=int)]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SpecError.single(f"cannot read {path} as Keras weights (HDF5): {exc}",
+                               hint="the file may be truncated, or not a Keras weights file") from None
+    return layers
+
+
+def set_from_keras_weights(model, net: CheckedNet, layers: dict[str, list[Any]], source: str) -> None:
+    """Load Keras variables by layer name, strictly: every missing, unexpected or mis-shaped layer
+    is explained and nothing is loaded. (Keras' own load_weights matches layers by position: a
+    renamed layer would load silently, and layers it cannot place keep their random weights.)"""
+    from netspec.weights import misfit
+
+    expected = {}
+    for cl in net.layers:
+        own: dict[str, Any] = {}
+        model.get_layer(cl.name).save_own_variables(own)
+        if own:
+            expected[cl.name] = tuple(tuple(own[str(i)].shape) for i in range(len(own)))
+    given = {name: tuple(tuple(getattr(a, "shape", ())) for a in arrays) for name, arrays in layers.items()}
+    error = misfit(expected, given, source, what="layer")
+    if error is not None:
+        raise error
+    for name, arrays in layers.items():
+        model.get_layer(name).load_own_variables({str(i): array for i, array in enumerate(arrays)})
+
+
 def load_any_weights(model, net: CheckedNet, path: Path) -> None:
-    """Keras weights (.weights.h5, .keras) load natively; PyTorch state dicts (.safetensors,
-    .pt/.pth) are converted from PyTorch's layout."""
+    """Keras weights (.weights.h5, .keras) load by layer name; PyTorch state dicts (.safetensors,
+    .pt/.pth) are converted from PyTorch's layout. Strictly, either way."""
     if not path.is_file():
         raise SpecError.single(f"weights file not found: {path}")
-    name = path.name
-    if name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
-        try:
-            model.load_weights(str(path))
-        except (ValueError, OSError) as exc:
-            raise SpecError.single(f"the Keras weights in {path} do not fit the model: {exc}") from None
+    if path.name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
+        set_from_keras_weights(model, net, read_keras_weights(path), str(path))
         return
-    from netspec_torch.weights import read_state_dict
+    if path.suffix == ".safetensors":  # read without torch: a Keras-only install loads its checkpoints
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
 
-    state = {k: v.detach().cpu().numpy() for k, v in read_state_dict(path).items()}
-    set_from_torch_layout(model, net, state)
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
+                                   hint="the file may be truncated or not a safetensors file") from None
+    else:
+        if importlib.util.find_spec("torch") is None:
+            raise SpecError.single(f"reading {path.name} (a PyTorch file) needs torch",
+                                   hint='pip install -e ".[torch]", or pass .safetensors weights')
+        from netspec_torch.weights import read_state_dict
+
+        state = {k: v.detach().cpu().numpy() for k, v in read_state_dict(path).items()}
+    set_from_torch_layout(model, net, state, str(path))
 
 
-__all__ = ["KerasBackend", "import_keras", "load_any_weights", "set_from_torch_layout", "torch_layout_state"]
+__all__ = ["KerasBackend", "import_keras", "load_any_weights", "read_keras_weights", "set_from_keras_weights",
+           "set_from_torch_layout", "torch_layout_state"]

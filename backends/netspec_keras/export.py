@@ -1,55 +1,53 @@
 """Writing a spec's Keras model to disk: source, a .keras archive (reloads in safe mode), Keras
-weights (.weights.h5), or a TensorFlow SavedModel folder. Everything is written under a temporary
-name and renamed into place."""
+weights (.weights.h5), or a TensorFlow SavedModel folder. All the outputs of one export are
+written under temporary names and renamed into place together once every one has been written
+(netspec.outputs). Source alone never builds the model (nor imports Keras); the other formats
+first check that the machine has the memory the model needs."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
-from netspec.backend import Artifact, output_paths
+from netspec.backend import Artifact, output_paths, require_memory
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
-from netspec.fileio import atomic_path, atomic_write_text
+from netspec.outputs import Outputs
 
-SUFFIXES = {"source": ".py", "keras": ".keras", "weights": ".weights.h5", "savedmodel": "_savedmodel"}
+SUFFIXES = {"source": ".py", "keras": ".keras", "weights": ".weights.h5", "savedmodel": ".savedmodel"}
+# copies of the weights each format holds in memory while it is written, beside the model itself
+MEMORY_COPIES = {"keras": 2, "weights": 1, "savedmodel": 2}
 
 
 def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weights=None,
            force: bool = False) -> list[Artifact]:
-    paths = output_paths(net, out_dir, formats, SUFFIXES, "keras", force=force)
-    source = backend.emit(net)
-    model = backend.load(net, source, weights=weights)
-    written = []
-    for fmt, path in paths.items():
-        if fmt == "source":
-            atomic_write_text(path, source)
-        elif fmt == "savedmodel":
-            _export_savedmodel(model, path)
-        else:
-            with atomic_path(path) as tmp:
-                # Keras insists on the file name's ending (".weights.h5", ".keras")
-                target = tmp + SUFFIXES[fmt]
-                (model.save if fmt == "keras" else model.save_weights)(target)
-                Path(target).replace(tmp)
-        written.append(Artifact(path, fmt))
-    return written
+    with Outputs(force=force) as out:
+        paths = output_paths(net, out, out_dir, formats, SUFFIXES, "keras")
+        source = backend.emit(net)
+        model = None
+        if any(fmt != "source" for fmt in paths):
+            require_memory(net, "the " + " and ".join(f for f in paths if f != "source") + " export",
+                           1 + max(MEMORY_COPIES.get(f, 0) for f in paths) + (1 if weights is not None else 0))
+            model = backend.load(net, source, weights=weights)
+        elif weights is not None:
+            raise SpecError.single("--weights has no effect on a source export",
+                                   hint="add -f weights (or keras, savedmodel) to write the weights")
+        for fmt, path in paths.items():
+            if fmt == "source":
+                Path(out.file(path)).write_text(source, encoding="utf-8")
+            elif fmt == "savedmodel":
+                _export_savedmodel(model, out.tree(path))
+            else:
+                # Keras insists on the file name's ending (".weights.h5", ".keras"), which the temporary keeps
+                tmp = out.file(path)
+                (model.save if fmt == "keras" else model.save_weights)(tmp)
+    return [Artifact(path, fmt) for fmt, path in paths.items()]
 
 
 def _export_savedmodel(model, path: Path) -> None:
-    """A TensorFlow SavedModel folder (serving endpoint ``serve``), built beside the target and
-    renamed into place. Needs Keras on TensorFlow."""
+    """A TensorFlow SavedModel folder (serving endpoint ``serve``). Needs Keras on TensorFlow."""
     import keras
 
     if keras.config.backend() != "tensorflow":
         raise SpecError.single("the savedmodel format needs Keras on TensorFlow",
                                hint=f"Keras runs on {keras.config.backend()} here; set KERAS_BACKEND=tensorflow")
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        model.export(str(staging / "model"), format="tf_saved_model", verbose=False)
-        if path.exists():
-            shutil.rmtree(path)
-        (staging / "model").rename(path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    model.export(str(path), format="tf_saved_model", verbose=False)

@@ -1,41 +1,54 @@
 """Writing a spec's torch model to disk: source, safetensors weights, torch.export (.pt2), ONNX.
 
-Every file is written to a temporary name in the output folder and renamed into place, so a
-failed export never leaves a half-written file; existing files are only replaced with ``force``.
+All the files of one export are written to temporary names in the output folder and renamed into
+place together when every one of them has been written (netspec.outputs), so a failed export
+leaves nothing behind; existing files are only replaced with ``force``. Source alone never builds
+the model; the other formats first check that the machine has the memory the model needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from pathlib import Path
 
 import torch
 
 from netspec import __version__
-from netspec.backend import Artifact, output_paths
+from netspec.backend import Artifact, output_paths, require_memory
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
-from netspec.fileio import atomic_path, atomic_write_text
+from netspec.outputs import Outputs
 
 SUFFIXES = {"source": ".py", "safetensors": ".safetensors", "pt2": ".pt2", "onnx": ".onnx"}
+# copies of the weights each format holds in memory while it is written, beside the model itself
+# (measured with AlexNet: safetensors writes from the tensors; torch.export and the ONNX exporter
+# trace and serialize, and the .pt2 is assembled in memory)
+MEMORY_COPIES = {"safetensors": 1, "pt2": 3, "onnx": 4}
 MAX_EXPORT_BATCH = 4096
 
 
 def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weights=None,
            force: bool = False) -> list[Artifact]:
-    paths = output_paths(net, out_dir, formats, SUFFIXES, "torch", force=force)
-    source = backend.emit(net)
-    model = backend.load(net, source, weights=weights).eval()
-    written = []
-    for fmt, path in paths.items():
-        if fmt == "source":
-            atomic_write_text(path, source)
-        else:
-            with atomic_path(path) as tmp:
+    with Outputs(force=force) as out:
+        paths = output_paths(net, out, out_dir, formats, SUFFIXES, "torch")
+        source = backend.emit(net)
+        model = None
+        if any(fmt != "source" for fmt in paths):
+            require_memory(net, "the " + " and ".join(f for f in paths if f != "source") + " export",
+                           1 + max(MEMORY_COPIES.get(f, 0) for f in paths) + (1 if weights is not None else 0))
+            model = backend.load(net, source, weights=weights).eval()
+        elif weights is not None:
+            raise SpecError.single("--weights has no effect on a source export",
+                                   hint="add -f safetensors (or pt2, onnx) to write the weights")
+        for fmt, path in paths.items():
+            tmp = out.file(path)
+            if fmt == "source":
+                Path(tmp).write_text(source, encoding="utf-8")
+            else:
                 WRITERS[fmt](model, net, tmp)
-        written.append(Artifact(path, fmt))
-    return written
+    return [Artifact(path, fmt) for fmt, path in paths.items()]
 
 
 def _save_safetensors(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
@@ -57,7 +70,12 @@ def _exported(model: torch.nn.Module, net: CheckedNet):
 
 
 def _save_pt2(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
-    torch.export.save(_exported(model, net), path)
+    # into memory first: torch's zip writer, failing on a full disk or a file-size limit, throws
+    # again from its destructor, which aborts the process; a plain file write fails cleanly
+    buffer = io.BytesIO()
+    torch.export.save(_exported(model, net), buffer)
+    with open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def _save_onnx(model: torch.nn.Module, net: CheckedNet, path: str) -> None:

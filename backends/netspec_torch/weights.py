@@ -48,18 +48,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def apply_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly, explaining every missing, unexpected or mis-shaped tensor."""
-    own = model.state_dict()
-    missing = sorted(own.keys() - state.keys())
-    unexpected = sorted(state.keys() - own.keys())
-    mismatched = [f"{k}: the model has {tuple(own[k].shape)}, the file {tuple(state[k].shape)}"
-                  for k in sorted(own.keys() & state.keys()) if own[k].shape != state[k].shape]
-    lines = []
-    if missing:
-        lines.append(f"missing from the file: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-    if unexpected:
-        lines.append(f"not in the model: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-    lines += mismatched[:8]
-    if lines:
-        raise SpecError.single(f"the weights in {source} do not fit the model:\n    " + "\n    ".join(lines),
-                               hint="are these weights for this spec (and its num_classes)?")
+    from netspec.weights import misfit
+
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    error = misfit(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
+    if error is not None:
+        raise error
     model.load_state_dict(state, strict=True)
