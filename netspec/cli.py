@@ -80,33 +80,6 @@ def _plain_flags_in_help() -> None:
 _plain_flags_in_help()
 
 
-def _results_console():
-    """Tables and text that are results (diff, bench): on a terminal, fitted to it; into a file or a
-    pipe, never wrapped (a name cut at column 80 would not be found by grep or diff)."""
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1 << 14)
-
-
-def _plain_flags_in_help() -> None:
-    """typer 0.29 shows a type after every option in --help, '<bool>' even after flags (--force,
-    --help), which take no value: show nothing there."""
-    from typer.core import TyperOption
-
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "netspec", False):
-        return
-
-    def display_type_rich(self, ctx):
-        return None if getattr(self, "is_flag", False) else shown(self, ctx)
-
-    display_type_rich.netspec = True
-    TyperOption.display_type_rich = display_type_rich
-
-
-_plain_flags_in_help()
-
-
 @contextmanager
 def user_errors(as_json: bool = False):
     """Turn SpecError into its message and exit code 2; nothing else is caught here."""
