@@ -3,6 +3,7 @@ mistake at its YAML location with a did-you-mean hint."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import keyword
 import re
@@ -111,8 +112,12 @@ class DataSpec(StrictModel):
                                        description="Resize the shorter side to this before cropping.")
     random_crop: bool = Field(False, description="Crop to the input size at random (training) or centre (eval).")
     hflip: bool = Field(False, description="Random horizontal flips in training.")
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.229, 0.224, 0.225)
+    mean: tuple[float] | tuple[float, float, float] = Field(
+        (0.485, 0.456, 0.406), description="Per-channel mean of the 0..1 pixel values, one value per input "
+        "channel (default: ImageNet's; for a 1-channel input, their average, 0.449).")
+    std: tuple[PositiveFloat] | tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        (0.229, 0.224, 0.225), description="Per-channel standard deviation, as mean (default: ImageNet's; "
+        "for a 1-channel input, 0.226).")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share when a dataset has no split.")
 
     @model_validator(mode="before")
@@ -219,8 +224,9 @@ def layer_adapter() -> TypeAdapter:
 def _check_unique_names(spec: NetSpec, loaded: LoadedSpec) -> None:
     seen: dict[str, tuple] = {}
     problems = []
-    block_names = [b.name for b in spec.blocks or ()]
-    for dup in {n for n in block_names if block_names.count(n) > 1}:
+    counts = collections.Counter(b.name for b in spec.blocks or ())
+    block_names = set(counts)
+    for dup in sorted(n for n, count in counts.items() if count > 1):
         problems.append(Problem(f"two blocks are named '{dup}'", loaded.location(("blocks",)),
                                 hint="give each block its own name"))
     for _, layer, path in spec.iter_layers():

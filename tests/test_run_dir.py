@@ -156,7 +156,8 @@ def test_a_validation_share_that_leaves_nothing_to_train_on_is_refused(write_spe
     result = invoke("train", spec, "--run-dir", tmp_path / "run")
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
-    assert f"{spec}:" in message and "data.val_fraction 0.9999 holds out 1,797 of the dataset's 1,797 samples" in message
+    assert f"{spec}:" in message
+    assert "data.val_fraction 0.9999 holds out 1,797 of the dataset's 1,797 samples" in message
     assert not (tmp_path / "run").exists()
 
 

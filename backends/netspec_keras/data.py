@@ -17,7 +17,7 @@ import numpy as np
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.spec import DataSpec
-from netspec.train.sources import ImageArrays, ImageFiles, decode_rgb, load_sources
+from netspec.train.sources import ImageArrays, ImageFiles, decode_rgb, load_sources, normalization
 
 
 @dataclass
@@ -106,8 +106,7 @@ class KerasData:
             image = tf.image.resize(image, (height, width), antialias=True)
         if train and data.hflip:
             image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-        mean = tf.constant(data.mean[:channels], tf.float32)
-        std = tf.constant(data.std[:channels], tf.float32)
+        mean, std = (tf.constant(values, tf.float32) for values in normalization(data, channels))
         return (image / 255.0 - mean) / std
 
 

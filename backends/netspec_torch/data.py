@@ -10,14 +10,23 @@ and normalization. Every user mistake is a SpecError naming the fix.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from netspec.check import CheckedNet
+from netspec.errors import Location, Problem, SpecError
 from netspec.spec import DataSpec
-from netspec.train.sources import ImageArrays, ImageFiles, decode_rgb, load_sources, source_channels
+from netspec.train.sources import (
+    ImageArrays,
+    ImageFiles,
+    decode_rgb,
+    load_sources,
+    normalization,
+    source_channels,
+)
 
 
 @dataclass
@@ -42,7 +51,7 @@ def transforms(net: CheckedNet, data: DataSpec, *, train: bool, source_channels:
         steps.append(T.Resize((height, width), antialias=True))
     if train and data.hflip:
         steps.append(T.RandomHorizontalFlip())
-    steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(list(data.mean[:channels]), list(data.std[:channels]))]
+    steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(*map(list, normalization(data, channels)))]
     return T.Compose(steps)
 
 
@@ -59,6 +68,36 @@ class ArrayImages(Dataset):
         return self.transform(self.images[index]), int(self.labels[index])
 
 
+class WorkerSpecError(SpecError):
+    """A SpecError raised in a DataLoader worker process, rebuilt as itself in the main process.
+
+    torch sends only a worker exception's type and traceback text across, then calls
+    ``type(message=text)`` (for a type with a ``message`` attribute) or ``type(text)``; a plain
+    SpecError cannot be rebuilt from that text, so the user saw torch's RuntimeError and the
+    worker's traceback. This one carries its problems as JSON in its text and rebuilds them."""
+
+    message = "netspec"  # torch's ExceptionWrapper.reraise passes the text as message=
+    MARK = "netspec-problems:"
+
+    def __init__(self, problems: list[Problem] | str | None = None, *, message: str | None = None) -> None:
+        text = message if message is not None else problems
+        if isinstance(text, str):
+            problems = _problems_from_text(text)
+        super().__init__(list(problems or []))
+
+    def __str__(self) -> str:
+        return self.MARK + json.dumps([p.to_json() for p in self.problems])
+
+
+def _problems_from_text(text: str) -> list[Problem]:
+    found = text.rfind(WorkerSpecError.MARK)
+    if found < 0:
+        return [Problem(f"a data-loading worker failed: {text.strip().splitlines()[-1] if text.strip() else text}")]
+    doc, _ = json.JSONDecoder().raw_decode(text[found + len(WorkerSpecError.MARK):])
+    return [Problem(p["message"], Location(p["file"], p["line"] or 0, p["column"] or 0) if p["file"] else None,
+                    p["layer"], p["hint"]) for p in doc]
+
+
 class FileImages(Dataset):
     """(image, label) pairs decoded from image files (RGB), through a transform."""
 
@@ -69,7 +108,13 @@ class FileImages(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int):
-        return self.transform(decode_rgb(self.files.paths[index])), int(self.files.labels[index])
+        try:
+            image = decode_rgb(self.files.paths[index])
+        except SpecError as exc:
+            if get_worker_info() is None:
+                raise
+            raise WorkerSpecError(exc.problems) from None  # a worker's error, told as the main process tells it
+        return self.transform(image), int(self.files.labels[index])
 
 
 def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from netspec.check import CheckedNet
 from netspec.spec import DataSpec
+from netspec.train.sources import normalization
 
 
 class DeviceBatches:
@@ -26,8 +27,9 @@ class DeviceBatches:
         self.net, self.data, self.train, self.device = net, data, train, device
         self.seed, self.channels_last = seed, channels_last
         channels = net.input_shape[0]
-        self.mean = torch.tensor(data.mean[:channels], device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(data.std[:channels], device=device).view(1, -1, 1, 1) * 255
+        mean, std = normalization(data, channels)
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -63,7 +63,26 @@ def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
     sources = builders[data.dataset](net, data, seed)
     check_classes(net, len(sources.classes))
     check_channels(net, source_channels(sources.train))
+    normalization(data, net.input_shape[0], net.source.location(("data",)))
     return sources
+
+
+def normalization(data: DataSpec, channels: int, where=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std to normalise each input channel with: the spec's, one value per channel.
+    The defaults are ImageNet's three; a 1-channel input gets their averages (never the red
+    channel's alone)."""
+    stats = {}
+    for key in ("mean", "std"):
+        values = getattr(data, key)
+        if len(values) != channels:
+            if key in data.model_fields_set or channels != 1:
+                raise SpecError.single(f"data.{key} has {_count(len(values), 'value')} but the input has "
+                                       f"{_count(channels, 'channel')}",
+                                       where, hint=f"give one value per input channel, e.g. {key}: "
+                                                   f"{[round(sum(values) / len(values), 3)] * channels}")
+            values = (round(sum(values) / len(values), 3),)
+        stats[key] = tuple(values)
+    return stats["mean"], stats["std"]
 
 
 def source_channels(source: ImageArrays | ImageFiles) -> int:
@@ -77,6 +96,10 @@ def check_channels(net: CheckedNet, channels: int) -> None:
     if channels != wanted and (channels, wanted) != (1, 3):
         raise SpecError.single(f"the data has {channels}-channel images but the spec's input has {wanted} channels",
                                net.source.location(("input",)), hint="change the spec's input channels")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def split_indices(count: int, fraction: float, seed: int, where=None) -> tuple[np.ndarray, np.ndarray]:
