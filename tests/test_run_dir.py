@@ -174,3 +174,14 @@ def test_results_go_to_stdout_unwrapped_and_progress_to_stderr(write_spec, tmp_p
     done = [line for line in lines if line.startswith("done: best val top-1")]
     assert len(done) == 1 and done[0].endswith(f"checkpoints in {run / 'checkpoints'}")  # one line, not wrapped
     assert "epoch 1/1  train loss" not in result.stderr
+
+
+def test_a_folder_that_is_not_a_run_is_named_as_such_by_report_and_resume(tmp_path):
+    (tmp_path / "specs").mkdir()
+    specs = tmp_path / "specs"
+    for command in (["report", specs, "-o", tmp_path / "r.html"], ["train", "--resume", specs]):
+        result = invoke(*command)
+        assert result.exit_code == 2
+        message = " ".join(result.output.split())
+        assert f"{tmp_path / 'specs'} is not the folder of a netspec run: it has no run.json" in message
+        assert "resume" not in message.split("hint")[0]  # `report` is not about resuming
