@@ -146,3 +146,70 @@ def test_cifar10_missing_files_are_named(tmp_path):
     net = check_file(SPECS_DIR / "alexnet-cifar10.yaml")
     with pytest.raises(SpecError, match="lacks test_batch"):
         load_datasets(net, net.spec.data.model_copy(update={"path": str(folder)}))
+
+
+PETS = """
+    name: pets
+    input: [3, 16, 16]
+    layers:
+      - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1, activation: relu}
+      - {type: flatten}
+      - {name: fc, type: linear, out_features: 2}
+    training: {epochs: 1, batch_size: 2}
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_undecodable_image_is_a_clean_error_with_or_without_workers(write_spec, tmp_path, workers):
+    """In a DataLoader worker the error used to arrive as torch's re-raised RuntimeError with the
+    worker's traceback (exit 1); it must read as in the main process (exit 2)."""
+    import subprocess
+    import sys
+
+    root = make_folder(tmp_path / "pets")
+    broken = root / "train" / "cat" / "1.png"
+    broken.write_bytes(b"this is not a png")
+    result = subprocess.run([sys.executable, "-m", "netspec", "train", str(write_spec(PETS)), "--data", "imagefolder",
+                             "--data-path", str(root), "--workers", str(workers), "--run-dir", str(tmp_path / "run"),
+                             "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"error: cannot decode image {broken}" in result.stderr
+    assert "hint: remove or replace the file" in result.stderr
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr.lower()
+
+
+@pytest.mark.parametrize("bad", [99, -1, None, "cat", 2.5])
+def test_cifar10_labels_out_of_range_are_named(tmp_path, bad):
+    import pickle
+
+    from netspec.train.cifar import load_cifar10
+
+    folder = make_cifar(tmp_path / "cifar")
+    batch = pickle.loads((folder / "data_batch_2").read_bytes())
+    batch[b"labels"][1] = bad
+    (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(SpecError) as caught:
+        load_cifar10(folder)
+    [problem] = caught.value.problems
+    assert str(folder / "data_batch_2") in problem.message
+    assert f"label {bad!r} of image 1" in problem.message and "0 to 9" in problem.message
+
+
+@pytest.mark.parametrize(("size", "what"), [((40, 30), "warning"), ((100, 100), "error")])
+def test_a_decompression_bomb_is_refused_and_named(tmp_path, monkeypatch, size, what):
+    """PIL warns above MAX_IMAGE_PIXELS and raises above twice that; both are refused, with the file."""
+    from PIL import Image
+
+    from netspec_torch.data import load_datasets
+
+    root = make_folder(tmp_path / "pets")
+    bomb = root / "train" / "dog" / "2.png"
+    Image.new("RGB", size).save(bomb)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40×30 is above it, 100×100 twice above
+    data = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
+    index = data.train.files.paths.index(str(bomb))
+    with pytest.raises(SpecError) as caught:
+        data.train[index]
+    [problem] = caught.value.problems
+    assert problem.message.startswith(f"refusing to decode image {bomb}: {size[0] * size[1]:,} pixels")
+    assert "decompression bomb" in problem.message

@@ -37,6 +37,27 @@ def _load_batch(path: Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
+CLASSES = 10
+
+
+def _arrays(path: Path, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's images (N×3×32×32 uint8) and labels (int64, each 0 to 9), or the file's fault."""
+    try:
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        raw = list(batch["labels"])
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise SpecError.single(f"{path} is not a CIFAR-10 batch: {type(exc).__name__}: {exc}",
+                               hint="use the python version of CIFAR-10 (cifar-10-python.tar.gz), unpacked") from None
+    for index, label in enumerate(raw):
+        if isinstance(label, bool) or not isinstance(label, int | np.integer) or not 0 <= label < CLASSES:
+            raise SpecError.single(f"{path}: label {label!r} of image {index} is not a class number "
+                                   f"(0 to {CLASSES - 1})", hint="the batch is damaged: restore it from the archive")
+    if len(images) != len(raw):
+        raise SpecError.single(f"{path} has {len(images)} images but {len(raw)} labels",
+                               hint="the batch is damaged: restore it from the archive")
+    return images, np.asarray(raw, dtype=np.int64)
+
+
 def load_cifar10(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(train images N×3×32×32 uint8, train labels, test images, test labels, class names)."""
     folder = Path(folder)
@@ -49,15 +70,12 @@ def load_cifar10(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
                                hint="unpack cifar-10-python.tar.gz and point --data-path at cifar-10-batches-py")
 
     def images_and_labels(names):
-        batches = [_load_batch(folder / name) for name in names]
-        try:
-            images = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
-            labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
-        except (KeyError, ValueError) as exc:
-            raise SpecError.single(f"a CIFAR-10 batch in {folder} is malformed: {exc}") from None
-        if len(images) != len(labels):
-            raise SpecError.single(f"a CIFAR-10 batch in {folder} has {len(images)} images but {len(labels)} labels")
-        return images, labels
+        images, labels = [], []
+        for name in names:
+            batch_images, batch_labels = _arrays(folder / name, _load_batch(folder / name))
+            images.append(batch_images)
+            labels.append(batch_labels)
+        return np.concatenate(images), np.concatenate(labels)
 
     train_x, train_y = images_and_labels(TRAIN_FILES)
     test_x, test_y = images_and_labels(("test_batch",))

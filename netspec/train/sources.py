@@ -190,15 +190,36 @@ def list_images(root: Path, split: str) -> tuple[ImageFiles, list[str]]:
 
 def decode_rgb(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, decoded by Pillow for both backends; an undecodable
-    file stops the run with its name."""
+    file, or one too large to be an image rather than a decompression bomb (more pixels than
+    Pillow's MAX_IMAGE_PIXELS), stops the run with its name."""
     from PIL import Image, UnidentifiedImageError
 
+    _refuse_decompression_bombs()
     try:
         with Image.open(path) as image:
             return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        import re
+
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(size.group(1)):,} pixels" if size else "its size"
+        raise SpecError.single(f"refusing to decode image {path}: {pixels} is more than Pillow's limit of "
+                               f"{Image.MAX_IMAGE_PIXELS:,} (a decompression bomb?)",
+                               hint="remove the file, or shrink the image, then resume the run") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SpecError.single(f"cannot decode image {path}: {exc}",
                                hint="remove or replace the file, then resume the run") from None
+
+
+def _refuse_decompression_bombs() -> None:
+    """Pillow only warns about an image between its pixel limit and twice that, and decodes it;
+    make that warning (and only it) an error, so that decode_rgb refuses it. (Adding the same
+    filter again only moves it to the front: the list does not grow.)"""
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 def check_classes(net: CheckedNet, classes: int) -> None:
