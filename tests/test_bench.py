@@ -63,3 +63,20 @@ def test_keras_bench_measures_its_trainer_and_refuses_the_torch_loops(write_spec
 def test_bench_option_mistakes(write_spec, args, message):
     result = CliRunner().invoke(app, ["bench", str(write_spec(TINY)), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_compiled_loop_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
+    """torch.compile on the CPU imports torch.utils.cpp_extension, which warned 'No CUDA runtime is
+    found, using CUDA_HOME=...' on every CPU bench."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, "-m", "netspec", "bench", str(write_spec(TINY)), "--loops",
+                             "compiled-bf16", "--batch-sizes", "2", "--steps", "1", "--warmup", "1", "--trials", "1",
+                             "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CUDA_HOME" not in result.stderr and "No CUDA runtime" not in result.stderr, result.stderr
+    assert "compiled-bf16" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from netspec import __version__
 from netspec.cli import app
 
-from .conftest import ALL_SPECS, SPECS_DIR
+from .conftest import ALL_SPECS, ROOT, SPECS_DIR
 
 runner = CliRunner()
 
@@ -161,3 +162,41 @@ def test_layers_inherited_from_a_base_spec_name_its_file():
     conv1 = next(line for line in result.output.splitlines() if line.strip().startswith("conv1"))
     assert conv1.rstrip().endswith(" 13")
     assert f"Ln: lines in {SPECS_DIR / 'alexnet.yaml'}" in result.output
+
+
+def test_results_are_not_wrapped_when_piped():
+    """Into a pipe or a file, a table row is one line however long: rich used to wrap at 80
+    columns, mid-word ('alexnet-torchvisi' / 'on')."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    result = subprocess.run([sys.executable, "-m", "netspec", "diff", str(SPECS_DIR / "alexnet.yaml"),
+                             str(SPECS_DIR / "alexnet-torchvision.yaml")], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "layer" in line and "params Δ" in line)
+    assert "alexnet-torchvision" in header
+    assert "alexnet-torchvisi\n" not in result.stdout and not any(
+        line.strip("┃│ ").startswith("on ") for line in result.stdout.splitlines())
+
+
+@pytest.mark.keras
+def test_keras_commands_say_what_they_wrote_on_stdout_without_tensorflow_noise(tmp_path):
+    pytest.importorskip("keras")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "netspec", "export", str(ROOT / "tests" / "specs" / "zoo.yaml"),
+                             "-b", "keras", "-o", str(out), "-f", "source", "-f", "weights"],
+                            capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                 if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"wrote {out / 'zoo_keras.py'} (source)\nwrote {out / 'zoo.weights.h5'} (weights)\n"
+    for noise in ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "TF_ENABLE_ONEDNN_OPTS"):
+        assert noise not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", ["export", "convert", "train", "bench", "draw", "report", "schema"])
+def test_help_shows_no_type_after_flags(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    if command == "export":  # every backend's formats, Keras weights included
+        flat = " ".join(result.output.split())
+        for fmt in ("safetensors, pt2, onnx", "keras, weights (.weights.h5), savedmodel"):
+            assert fmt in flat.replace("│ ", "")

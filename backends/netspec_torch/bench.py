@@ -13,6 +13,7 @@ round is reported.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +28,10 @@ from netspec_torch.trainer import TorchTrainer, pick_device
 
 def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[BenchRow], str, dict[str, str]]:
     device = pick_device(settings.device)
+    if device.type != "cuda":
+        # torch.compile on the CPU imports torch.utils.cpp_extension, which warns that it found no
+        # CUDA runtime: true, and beside the point of a CPU benchmark
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     loops = {"netspec": _netspec_loop, "eager-fp32": _eager_loop, "compiled-bf16": _compiled_loop}
     rows = []
     for batch in settings.batch_sizes:
