@@ -304,16 +304,19 @@ class Outputs:
         if not isinstance(exc, Exception):
             return None
         code = getattr(exc, "errno", None)
-        if isinstance(exc, OSError) and code in WRITE_ERRNOS:
+        if isinstance(exc, MemoryError):  # the memory estimate fell short: a resource, not a bug
+            reason = "out of memory while writing it"
+        elif isinstance(exc, OSError) and code in WRITE_ERRNOS:
             reason = os.strerror(code)
         else:
             reason = _reported_reason(exc) or self._limit_reached()
         if reason is None:
             return None
         where = f"cannot write {self.staged[-1].target}" if self.staged else "cannot write the output"
+        fix = ("use a machine with more memory" if isinstance(exc, MemoryError) else
+               "free some space, raise the file-size limit (ulimit -f) or fix the folder's permissions")
         return SpecError.single(f"{where}: {reason}",
-                                hint="free some space, raise the file-size limit (ulimit -f) or fix the folder's "
-                                     "permissions; nothing was written, and files that were there are intact")
+                                hint=f"{fix}; nothing was written, and files that were there are intact")
 
     def _limit_reached(self) -> str | None:
         """Why a writer failed, when the file system is the reason: a file at the size limit, or a full disk."""

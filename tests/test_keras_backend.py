@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -407,3 +408,28 @@ def test_keras_files_that_are_not_keras_weights_are_named(backends, write_spec, 
         with pytest.raises(SpecError) as caught:
             backends[1].load(net, weights=path)
         assert message in caught.value.problems[0].message and str(path) in caught.value.problems[0].message
+
+
+def test_keras_weights_that_are_not_numbers_are_named(backends, write_spec, tmp_path):
+    import h5py
+
+    net = check_file(write_spec(SMALL, "small.yaml"))
+    path = tmp_path / "small.weights.h5"
+    backends[1].load(net).save_weights(str(path))
+    with h5py.File(path, "r+") as handle:
+        [variables] = [g["vars"] for g in handle["layers"].values() if g["vars"].attrs.get("name") == "fc"]
+        del variables["1"]
+        variables.create_dataset("1", data=np.array([b"x", b"y"]))
+    with pytest.raises(SpecError, match=re.escape("layer 'fc' holds |S1 values, not numbers")):
+        backends[1].load(net, weights=path)
+
+
+def test_a_keras_archive_larger_than_the_memory_is_refused(backends, write_spec, tmp_path, monkeypatch):
+    import netspec.backend
+
+    net = check_file(write_spec(SMALL, "small.yaml"))
+    path = tmp_path / "small.keras"
+    backends[1].load(net).save(str(path))
+    monkeypatch.setattr(netspec.backend, "available_memory", lambda: 1000)
+    with pytest.raises(SpecError, match=r"small.keras unpacks to 0.0 GiB of weights, more than the 0.0 GiB"):
+        backends[1].load(net, weights=path)

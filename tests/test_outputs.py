@@ -249,3 +249,14 @@ def test_report_never_reads_through_a_link_out_of_the_run_folder(tmp_path):
     assert result.exit_code == 2
     assert f"refusing to read {run / 'curves.png'}: it is a symbolic link out of the run folder" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_running_out_of_memory_while_writing_is_a_clean_error(tmp_path):
+    from netspec.errors import SpecError
+    from netspec.outputs import Outputs
+
+    with pytest.raises(SpecError) as caught, Outputs() as out:
+        out.file(tmp_path / "big.onnx")
+        raise MemoryError
+    assert caught.value.problems[0].message == f"cannot write {tmp_path / 'big.onnx'}: out of memory while writing it"
+    assert list(tmp_path.iterdir()) == []

@@ -236,3 +236,15 @@ def test_text_from_the_spec_cannot_become_code(write_spec, backend_name):
     assert "os" not in imported
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Raise)]
     assert "# nice net import os; os.system('echo pwned') raise SystemExit\"\"\"" in source
+
+
+def test_an_unreadable_weights_file_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "locked.pth"
+    torch.save({}, path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(SpecError, match=f"cannot read {path}: Permission denied"):
+        build(ZOO, weights=path)

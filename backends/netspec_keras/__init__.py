@@ -166,7 +166,9 @@ def read_keras_weights(path: Path) -> dict[str, list[Any]]:
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:
-                source = io.BytesIO(archive.read("model.weights.h5"))
+                member = archive.getinfo("model.weights.h5")
+                _require_memory_for(path, member.file_size)  # what it unpacks to, not what it takes on disk
+                source = io.BytesIO(archive.read(member))
         except zipfile.BadZipFile:
             raise SpecError.single(f"{path} is not a .keras archive (not a zip file)",
                                    hint="a .keras file is what keras' model.save() writes; or pass a .weights.h5 "
@@ -197,6 +199,17 @@ def read_keras_weights(path: Path) -> dict[str, list[Any]]:
     return layers
 
 
+def _require_memory_for(path: Path, size: int) -> None:
+    from netspec.backend import available_memory
+
+    available = available_memory()
+    if available is not None and size > available:
+        raise SpecError.single(f"{path} unpacks to {size / 2**30:,.1f} GiB of weights, more than the "
+                               f"{available / 2**30:,.1f} GiB of memory available",
+                               hint="is it really the weights of this spec? (a damaged or hostile archive can "
+                                    "claim any size)")
+
+
 def set_from_keras_weights(model, net: CheckedNet, layers: dict[str, list[Any]], source: str) -> None:
     """Load Keras variables by layer name, strictly: every missing, unexpected or mis-shaped layer
     is explained and nothing is loaded. (Keras' own load_weights matches layers by position: a
@@ -214,6 +227,11 @@ def set_from_keras_weights(model, net: CheckedNet, layers: dict[str, list[Any]],
     if error is not None:
         raise error
     for name, arrays in layers.items():
+        for array in arrays:
+            if getattr(array, "dtype", None) is None or array.dtype.kind not in "fiub":
+                raise SpecError.single(f"the weights in {source} do not fit the model: layer '{name}' holds "
+                                       f"{getattr(array, 'dtype', type(array).__name__)} values, not numbers",
+                                       hint="the file is damaged, or not Keras weights")
         model.get_layer(name).load_own_variables({str(i): array for i, array in enumerate(arrays)})
 
 

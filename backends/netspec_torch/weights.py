@@ -30,6 +30,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix in TORCH_SUFFIXES:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError as exc:  # unreadable: permissions, an I/O error
+            raise SpecError.single(f"cannot read {path}: {exc.strerror or exc}",
+                                   hint="check the file's permissions") from None
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SpecError.single(
