@@ -96,6 +96,11 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     shape = tuple(input_shape) if input_shape is not None else spec.input.chw
     if input_shape is not None and len(shape) not in (1, 3):
         raise SpecError.single(f"--input must be C×H×W or F, got {fmt_shape(shape)}")
+    if prod(shape) > MAX_LAYER_OUTPUT:  # a pooling layer could shrink it, but nothing could hold it
+        where = (source.location(("input",)) if input_shape is None
+                 else Location(f"--input {'x'.join(map(str, shape))}"))
+        raise SpecError.single(f"the input has {prod(shape):,} values per sample, {TOO_BIG}", where,
+                               hint="check the input's sizes for a typo")
     items = list(spec.iter_layers())
     layers, problems = _propagate(items, source.loaded, shape)
     if problems:
@@ -169,6 +174,8 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
     rf, jump = (1, 1), (1, 1)
     sees_whole_input = False
     flat_input = len(shape) == 1  # until a layer makes an image of it
+    too_big = False  # reported once: later layers only inherit the size
+    search = True  # look for a fitting input size once: each look runs the layers up to 64 times
     for index, (block, layer, path) in enumerate(items):
         if layer.name == stop_at:
             checked.append(_stub(index, block, layer, path, loaded, shape))
@@ -178,12 +185,16 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             analysis = layer.analyze(LayerInput(shape, producer, flat_input=flat_input))
         except ShapeIssue as issue:
             if explain:
-                problems.append(_problem(issue, items, loaded, layer, path, input_shape))
+                problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))
             break  # later shapes are unknown; pydantic already checked the later layers' fields
         if explain:
-            problems += [_problem(issue, items, loaded, layer, path, input_shape) for issue in analysis.issues]
-            if not any(p.message.endswith(TOO_BIG) for p in problems):  # later layers only inherit the size
-                problems += _too_big(analysis, layer, location)
+            for issue in analysis.issues:
+                problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))
+                search &= issue.field != "in_features"
+            if not too_big:
+                found = _too_big(analysis, layer, location)
+                problems += found
+                too_big = bool(found)
         rf, jump, sees_whole_input = _receptive(analysis, rf, jump, sees_whole_input)
         checked.append(CheckedLayer(
             index=index, name=layer.name, type=layer.kind, block=block, layer=layer, path=path,
@@ -238,13 +249,13 @@ def _receptive(analysis: Analysis, rf, jump, whole: bool):
 
 
 def _problem(issue: ShapeIssue, items: LayerItems, loaded: LoadedSpec, layer: Layer, path: tuple,
-             input_shape: Shape) -> Problem:
+             input_shape: Shape, *, search: bool = True) -> Problem:
     field_path = (*path, issue.field) if issue.field else path
     location = loaded.location(field_path)
     if issue.field and field_path not in loaded.locations:
         location = loaded.location(path)  # the field was defaulted, so point at the layer
     hint = issue.hint
-    if issue.field == "in_features" and getattr(layer, "in_features", None):
+    if search and issue.field == "in_features" and getattr(layer, "in_features", None):
         fitting = _fitting_input(items, loaded, input_shape, layer.name, layer.in_features)  # type: ignore[attr-defined]
         if fitting:
             size, before = fitting

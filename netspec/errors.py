@@ -7,7 +7,8 @@ escaping is an internal failure (exit code 1).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import itertools
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 
@@ -103,6 +104,31 @@ class SpecError(Exception):
         return self.format()
 
 
+MAX_SUGGESTION_CANDIDATES = 200
+
+
+def listing(names: Collection[str], limit: int = 12) -> str:
+    """'a, b, c' for a hint, cut short (with the count) when there are many."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(itertools.islice(names, limit))}, ... ({len(names):,} in all)"
+
+
+class Suggestions:
+    """Did-you-mean hints for one document, at most ``limit`` of them: each compares a word with
+    every name, so a document with thousands of names and a mistake in each would otherwise take
+    minutes. Later mistakes get the list of names only."""
+
+    def __init__(self, limit: int = 50):
+        self.left = limit
+
+    def __call__(self, word: str, candidates: Collection[str], synonyms: dict[str, str] | None = None) -> str | None:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        return did_you_mean(word, candidates, synonyms)
+
+
 def did_you_mean(word: str, candidates: Iterable[str], synonyms: dict[str, str] | None = None) -> str | None:
     """A 'did you mean ...?' suggestion, or None when nothing is close.
 
@@ -112,6 +138,11 @@ def did_you_mean(word: str, candidates: Iterable[str], synonyms: dict[str, str] 
     candidates = list(candidates)
     if synonyms and word in synonyms and synonyms[word] in candidates:
         return f"did you mean '{synonyms[word]}'?"
+    if len(candidates) > MAX_SUGGESTION_CANDIDATES:
+        # a document may hold tens of thousands of names, and one mistake each: compare with the
+        # names of about the same length only, so the hints never cost more than the document
+        near = [c for c in candidates if abs(len(c) - len(word)) <= 2]
+        candidates = near[:MAX_SUGGESTION_CANDIDATES]
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"

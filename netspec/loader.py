@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import Location, Problem, SpecError, did_you_mean
+from netspec.errors import Location, Problem, SpecError, Suggestions, listing
 from netspec.yamlio import LList, LMap, child_loc, parse_scalar, read_yaml_file
 
 Path_ = tuple[Any, ...]
@@ -203,10 +203,11 @@ def _apply_patches(tree: LMap, patches: Any, loc: Location) -> list[Problem]:
                         hint="patch: {conv1: {padding: 1}}")]
     problems = []
     by_name = _layers_by_name(tree)
+    suggest = Suggestions()
     for name, changes in patches.items():
         where = patches.locs[name]
         if name not in by_name:
-            hint = did_you_mean(name, by_name) or f"the base has: {', '.join(by_name)}"
+            hint = suggest(name, by_name) or f"the base has: {listing(by_name)}"
             problems.append(Problem(f"'patch' names a layer the base does not have: '{name}'", where, hint=hint))
             continue
         if not isinstance(changes, LMap):
@@ -228,15 +229,21 @@ def _apply_removals(tree: LMap, removals: Any, loc: Location) -> list[Problem]:
     if not isinstance(removals, LList) or not all(isinstance(n, str) for n in removals):
         return [Problem("'remove' must be a list of layer names", loc, hint="remove: [lrn1, lrn2]")]
     problems = []
+    by_name = _layers_by_name(tree)
+    doomed: set[str] = set()
+    suggest = Suggestions()
     for name, where in zip(removals, removals.locs, strict=True):
-        by_name = _layers_by_name(tree)
-        if name not in by_name:
-            hint = did_you_mean(name, by_name) or f"the base has: {', '.join(by_name)}"
+        if name not in by_name or name in doomed:
+            left = [n for n in by_name if n not in doomed] if name in doomed else by_name
+            hint = suggest(name, left) or f"the base has: {listing(left)}"
             problems.append(Problem(f"'remove' names a layer the base does not have: '{name}'", where, hint=hint))
             continue
-        layers, index = by_name[name]
-        del layers[index]
-        del layers.locs[index]
+        doomed.add(name)
+    for layers in _layer_lists(tree):  # one pass, so removing many layers stays linear
+        keep = [i for i, layer in enumerate(layers) if not (isinstance(layer, LMap) and layer.get("name") in doomed)]
+        kept, kept_locs = [layers[i] for i in keep], [layers.locs[i] for i in keep]
+        layers[:] = kept
+        layers.locs[:] = kept_locs
     return problems
 
 
@@ -268,6 +275,7 @@ def _name_unnamed_layers(tree: LMap) -> None:
 def _apply_overrides(tree: LMap, overrides: list[str]) -> None:
     problems = []
     params = tree.get("params")
+    suggest = Suggestions()
     for item in overrides:
         loc = Location(f"--set {item}")
         key, sep, text = item.partition("=")
@@ -283,8 +291,8 @@ def _apply_overrides(tree: LMap, overrides: list[str]) -> None:
         if "." not in key:
             if not isinstance(params, LMap) or key not in params:
                 names = list(params) if isinstance(params, LMap) else []
-                hint = did_you_mean(key, names) or (
-                    f"the spec's params are: {', '.join(names)}" if names else "the spec declares no params")
+                hint = suggest(key, names) or (
+                    f"the spec's params are: {listing(names)}" if names else "the spec declares no params")
                 hint += "; use a dotted path such as training.epochs=5 for other fields"
                 problems.append(Problem(f"no param named '{key}'", loc, hint=hint))
                 continue
@@ -321,6 +329,7 @@ def _resolve_params(tree: LMap) -> None:
                                     hint="use letters, digits and underscores, not starting with a digit"))
     resolved: dict[str, Any] = {}
     budget = _Budget()
+    suggest = Suggestions()
 
     def resolve_param(name: str, chain: tuple[str, ...]) -> Any:
         if name in resolved:
@@ -341,8 +350,8 @@ def _resolve_params(tree: LMap) -> None:
 
     def lookup(name: str, loc: Location, chain: tuple[str, ...] = ()) -> Any:
         if name not in raw:
-            hint = did_you_mean(name, raw) or (
-                f"defined params: {', '.join(raw)}" if raw else "declare it under 'params:'")
+            hint = suggest(name, raw) or (
+                f"defined params: {listing(raw)}" if raw else "declare it under 'params:'")
             problems.append(Problem(f"undefined param '${{{name}}}'", loc, hint=hint))
             return None
         return resolve_param(name, chain)

@@ -175,3 +175,53 @@ def test_input_hints_from_the_command_line():
         result = subprocess.run([sys.executable, "-m", "netspec", "check", str(SPECS_DIR / "alexnet.yaml"),
                                  "--input", option], capture_output=True, text=True)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
+
+
+# --- work stays proportional to the document -----------------------------------------------------
+
+def _timed_check(path, seconds: float, **options):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        check_file(path, **options)
+    assert time.perf_counter() - start < seconds
+    return caught.value.problems
+
+
+def test_an_input_too_large_to_hold_is_refused(tmp_path):
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\ninput: [3, 1048576, 1048576]\nlayers:\n  - {type: maxpool2d, kernel_size: 1048576}\n"
+                    "  - {type: flatten}\n")
+    [problem] = _timed_check(spec, 5)
+    assert problem.message == "the input has 3,298,534,883,328 values per sample, beyond what a framework can build"
+    assert (problem.location.line, problem.location.column) == (2, 1)
+    [problem] = _timed_check(SPECS_DIR / "alexnet.yaml", 5, input_shape=(3, 65536, 65536))
+    assert problem.location.file == "--input 3x65536x65536"
+
+
+def test_many_mistakes_among_many_names_are_reported_quickly(tmp_path):
+    """20,000 params and 20,000 misspelt references: a did-you-mean over every name for every
+    mistake took minutes, and each hint listed all 20,000 names."""
+    count = 20_000
+    lines = ["name: many", "input: [3, 8, 8]", "params:", *(f"  param_{i}: {i}" for i in range(count)),
+             "data:", *(f'  k{i}: "${{parm_{i}x}}"' for i in range(count)), "layers: [{type: flatten}]"]
+    spec = tmp_path / "many.yaml"
+    spec.write_text("\n".join(lines) + "\n")
+    problems = _timed_check(spec, 30)
+    assert len(problems) == count
+    assert max(len(p.hint or "") for p in problems) < 300
+
+
+def test_many_blocks_and_wrong_in_features_are_checked_quickly(tmp_path):
+    blocks = [f"  - {{name: b{i}, layers: [{{name: l{i}, type: linear, out_features: 1, in_features: 2}}]}}"
+              for i in range(4000)]
+    spec = tmp_path / "blocks.yaml"
+    spec.write_text("name: blocks\ninput: [3, 8, 8]\nblocks:\n  - {name: f, layers: [{type: flatten}]}\n"
+                    + "\n".join(blocks) + "\n  - {name: b0, layers: [{type: relu}]}\n")
+    problems = _timed_check(spec, 30)
+    assert "two blocks are named 'b0'" in {p.message for p in problems}
+    spec.write_text("name: blocks\ninput: [3, 8, 8]\nblocks:\n  - {name: f, layers: [{type: flatten}]}\n"
+                    + "\n".join(blocks) + "\n")
+    problems = _timed_check(spec, 30)
+    assert len(problems) == 4000 and all(p.message.startswith("in_features is 2 but") for p in problems[1:])

@@ -346,3 +346,20 @@ def test_out_of_range_training_values_are_refused_at_check(write_spec, field, va
     [problem] = caught.value.problems
     assert problem.message == message
     assert problem.location.file == f"--set {field}={value}"
+
+
+def test_removing_many_layers_stays_linear(write_spec):
+    import time
+
+    layers = "\n".join(f"  - {{name: l{i}, type: relu}}" for i in range(10_000))
+    write_spec(f"name: base\ninput: [3, 8, 8]\nlayers:\n{layers}\n  - {{name: last, type: flatten}}\n", "base.yaml")
+    removals = ", ".join(f"l{i}" for i in range(10_000))
+    variant = write_spec(f"extends: base.yaml\nname: v\nremove: [{removals}, l5]\n", "v.yaml")
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        load_spec_document(variant)
+    assert time.perf_counter() - start < 10
+    [problem] = caught.value.problems
+    assert problem.message == "'remove' names a layer the base does not have: 'l5'"
+    variant = write_spec(f"extends: base.yaml\nname: v\nremove: [{removals}]\n", "v.yaml")
+    assert [layer["name"] for layer in load_spec_document(variant).data["layers"]] == ["last"]
