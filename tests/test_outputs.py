@@ -260,3 +260,32 @@ def test_running_out_of_memory_while_writing_is_a_clean_error(tmp_path):
         raise MemoryError
     assert caught.value.problems[0].message == f"cannot write {tmp_path / 'big.onnx'}: out of memory while writing it"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_with_a_source_only_export_are_refused(tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    result = runner.invoke(app, ["export", str(ZOO), "-o", str(tmp_path / "out"), "--weights",
+                                 str(tmp_path / "w.safetensors")])
+    assert result.exit_code == 2 and "--weights has no effect on a source export" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.keras
+def test_a_savedmodel_replaces_only_a_savedmodel(tmp_path):
+    pytest.importorskip("keras")
+    args = ["export", str(ZOO), "-b", "keras", "-o", str(tmp_path), "-f", "savedmodel"]
+    folder = tmp_path / "zoo.savedmodel"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    refused = runner.invoke(app, [*args, "--force"])
+    assert refused.exit_code == 2 and "it is not a SavedModel netspec wrote" in refused.output
+    assert (folder / "notes.txt").read_text() == "mine"
+    (folder / "notes.txt").unlink()
+    folder.rmdir()
+    assert runner.invoke(app, args).exit_code == 0
+    first = (folder / "saved_model.pb").stat().st_mtime_ns
+    assert runner.invoke(app, args).exit_code == 2  # exists: --force needed
+    replaced = runner.invoke(app, [*args, "--force"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (folder / "saved_model.pb").stat().st_mtime_ns != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.savedmodel"]
