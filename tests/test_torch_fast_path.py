@@ -125,3 +125,17 @@ def test_cpu_training_keeps_freed_memory_on_linux(monkeypatch, write_spec, tmp_p
     monkeypatch.setattr(trainer_module, "keep_freed_memory", lambda: calls.append(1) or True)
     train(write_spec(TINY), tmp_path / "run", max_steps_per_epoch=1)
     assert calls  # the CPU trainer asks for it
+
+
+@pytest.mark.slow
+def test_compiling_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
+    """torch.compile on the CPU imports torch.utils.cpp_extension, which would warn on stderr that
+    no CUDA runtime was found, on every `train --compile` without a GPU."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "netspec", "train", str(write_spec(TINY)), "--compile",
+                             "--epochs", "1", "--max-steps", "2", "--run-dir", str(tmp_path / "run"), "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "CUDA_HOME" not in result.stderr and "No CUDA runtime" not in result.stderr, result.stderr

@@ -13,7 +13,6 @@ round is reported.
 
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -23,15 +22,12 @@ import torch.nn.functional as F
 
 from netspec.bench import BenchRow, BenchSettings, trainer_on_synthetic_data
 from netspec.check import CheckedNet
-from netspec_torch.trainer import TorchTrainer, pick_device
+from netspec_torch.trainer import TorchTrainer, pick_device, quiet_cpu_compile
 
 
 def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[BenchRow], str, dict[str, str]]:
     device = pick_device(settings.device)
-    if device.type != "cuda":
-        # torch.compile on the CPU imports torch.utils.cpp_extension, which warns that it found no
-        # CUDA runtime: true, and beside the point of a CPU benchmark
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    quiet_cpu_compile(device)
     loops = {"netspec": _netspec_loop, "eager-fp32": _eager_loop, "compiled-bf16": _compiled_loop}
     rows = []
     for batch in settings.batch_sizes:

@@ -12,6 +12,7 @@ Under torchrun the model is wrapped in DistributedDataParallel (netspec_torch.di
 
 from __future__ import annotations
 
+import logging
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,13 @@ def pick_device(requested: str) -> torch.device:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise SpecError.single(f"--device {requested}: no CUDA GPU is available here", hint="use --device cpu")
     return torch.device(requested)
+
+
+def quiet_cpu_compile(device: torch.device) -> None:
+    """torch.compile on the CPU imports torch.utils.cpp_extension, which warns that it found no
+    CUDA runtime: true, and beside the point of a CPU run."""
+    if device.type != "cuda":
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def make_optimizer(model: torch.nn.Module, recipe, *, fused: bool = False) -> torch.optim.Optimizer:
@@ -119,7 +127,10 @@ class TorchTrainer(EpochLoop):
 
             model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None)
-        return torch.compile(model) if self.fast.compile else model
+        if not self.fast.compile:
+            return model
+        quiet_cpu_compile(self.device)
+        return torch.compile(model)
 
     def _device_batches(self) -> DeviceBatches | None:
         """The dataset on the device when it is held in memory (not for image folders)."""
