@@ -134,8 +134,8 @@ def test_compiling_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "netspec", "train", str(write_spec(TINY)), "--compile",
-                             "--epochs", "1", "--max-steps", "2", "--run-dir", str(tmp_path / "run"), "--device", "cpu"],
-                            capture_output=True, text=True, timeout=300, check=False)
+    command = ["train", str(write_spec(TINY)), "--compile", "--epochs", "1", "--max-steps", "2",
+               "--run-dir", str(tmp_path / "run"), "--device", "cpu"]
+    result = subprocess.run([sys.executable, "-m", "netspec", *command], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert "CUDA_HOME" not in result.stderr and "No CUDA runtime" not in result.stderr, result.stderr
