@@ -136,6 +136,7 @@ def test_compiling_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
 
     command = ["train", str(write_spec(TINY)), "--compile", "--epochs", "1", "--max-steps", "2",
                "--run-dir", str(tmp_path / "run"), "--device", "cpu"]
-    result = subprocess.run([sys.executable, "-m", "netspec", *command], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run([sys.executable, "-m", "netspec", *command], capture_output=True, text=True,
+                            timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert "CUDA_HOME" not in result.stderr and "No CUDA runtime" not in result.stderr, result.stderr
