@@ -35,7 +35,9 @@ def emit(path, backend: str = "torch", *, overrides=None, input_shape=None) -> s
 def build(path, backend: str = "torch", *, overrides=None, weights=None, input_shape=None):
     """The live model of a spec, built from the very source ``emit`` returns; ``weights`` is a
     safetensors file or a plain PyTorch state dict (read with ``weights_only=True``)."""
-    from netspec.backend import get_backend
+    from netspec.backend import get_backend, require_memory
 
     net = check_file(path, overrides, input_shape=input_shape)
+    require_memory(net, "building the model", 2 if weights is not None else 1,
+                   hint="use a machine with more memory, or emit the source without building it")
     return get_backend(backend).load(net, weights=weights)

@@ -181,14 +181,15 @@ def memory_needed(net, copies: float) -> int:
     return int(net.totals.params * 4 * copies) + FRAMEWORK_BYTES
 
 
-def require_memory(net, what: str, copies: float) -> None:
+def require_memory(net, what: str, copies: float,
+                   hint: str = "export -f source, which does not build the model, or use a machine with more "
+                               "memory") -> None:
     """Refuse ``what`` before building the model when it needs more memory than is available."""
     needed, available = memory_needed(net, copies), available_memory()
     if available is not None and needed > available:
         raise SpecError.single(
             f"{what} needs about {_gib(needed)} of memory for the {net.totals.params:,} parameters of "
-            f"'{net.spec.name}', and {_gib(available)} is available",
-            hint="export -f source, which does not build the model, or use a machine with more memory")
+            f"'{net.spec.name}', and {_gib(available)} is available", hint=hint)
 
 
 def _gib(count: int) -> str:

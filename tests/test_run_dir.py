@@ -185,3 +185,30 @@ def test_a_folder_that_is_not_a_run_is_named_as_such_by_report_and_resume(tmp_pa
         message = " ".join(result.output.split())
         assert f"{tmp_path / 'specs'} is not the folder of a netspec run: it has no run.json" in message
         assert "resume" not in message.split("hint")[0]  # `report` is not about resuming
+
+
+HUGE = """
+    name: huge
+    input: [3, 8, 8]
+    layers:
+      - {type: flatten}
+      - {name: fc1, type: linear, out_features: 100000}
+      - {name: fc2, type: linear, out_features: 100000}
+      - {name: fc3, type: linear, out_features: 10}
+    training: {optimizer: {name: adam, lr: 0.001}}
+"""
+
+
+def test_training_a_model_larger_than_memory_is_refused_before_building_it(write_spec, tmp_path):
+    result = invoke("train", write_spec(HUGE), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "training needs about 187.1 GiB of memory for the 10,020,400,010 parameters of 'huge'" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_building_a_model_larger_than_memory_is_refused(write_spec):
+    import netspec
+
+    with pytest.raises(SpecError, match="building the model needs about 37.8 GiB of memory"):
+        netspec.build(write_spec(HUGE), backend="torch")

@@ -52,7 +52,7 @@ class RunResult:
 def train_run(request: RunRequest, console=None) -> RunResult:
     """Start or resume a run and train it to its last epoch. A new run that fails before its first
     checkpoint leaves nothing behind; TrainingStopped when it was interrupted (a checkpoint saved)."""
-    from netspec.backend import get_backend
+    from netspec.backend import get_backend, require_memory
 
     rank = int(os.environ.get("RANK", "0"))
     if request.resume is not None:
@@ -72,6 +72,8 @@ def train_run(request: RunRequest, console=None) -> RunResult:
             raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
         backend, input_shape, max_steps = request.backend, request.input_shape, request.max_steps
         net = check_file(request.spec, request.overrides, input_shape=input_shape)
+    require_memory(net, "training", training_copies(net),
+                   hint="train a smaller model, or on a machine (or GPU) with more memory")
     chosen = get_backend(backend)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if processes > 1 and (backend != "torch" or (request.run_dir is None and request.resume is None)):
@@ -104,6 +106,15 @@ def train_run(request: RunRequest, console=None) -> RunResult:
     finally:
         run.close()
     return RunResult(net, backend, folder, records if rank == 0 else [])
+
+
+def training_copies(net: CheckedNet) -> int:
+    """float32 copies of the weights that training holds: the weights, their gradients, the
+    optimizer's state (Adam two, SGD with momentum one), and one more while a checkpoint is
+    serialised. Activations come on top (the checker's estimate is per image; batches vary)."""
+    optimizer = net.spec.training.optimizer
+    state = 2 if optimizer.name in ("adam", "adamw") else int(optimizer.momentum > 0)
+    return 3 + state
 
 
 def _resolved_spec_text(net: CheckedNet) -> str:
