@@ -339,6 +339,7 @@ def test_extends_with_a_nul_character_is_a_user_error(write_spec):
     ("training.seed", str(2**32), f"'seed' must be less than {2**32}, got {2**32}"),
     ("data.val_fraction", "1.5", "'val_fraction' must be less than 1.0, got 1.5"),
     ("data.val_fraction", "0", "'val_fraction' must be more than 0.0, got 0"),
+    ("data.resize", "100000", "'resize' must be at most 16384, got 100000"),
 ])
 def test_out_of_range_training_values_are_refused_at_check(write_spec, field, value, message):
     with pytest.raises(SpecError) as caught:
