@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
-from netspec.yamlio import LList, LMap, child_loc, parse_scalar, read_yaml_file
+from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, read_yaml_file
 
 Path_ = tuple[Any, ...]
 # A reference holds no '$', '{' or '}': the match then never runs past the next '$' or '{', so
@@ -282,6 +282,10 @@ def _apply_overrides(tree: LMap, overrides: list[str]) -> None:
         key = key.strip()
         if not sep or not key:
             problems.append(Problem("--set needs KEY=VALUE", loc, hint="e.g. --set num_classes=10"))
+            continue
+        if key.count(".") >= MAX_DEPTH:
+            problems.append(Problem(f"--set key is nested deeper than {MAX_DEPTH} levels", loc,
+                                    hint="a spec's fields are a few levels deep, e.g. training.optimizer.lr"))
             continue
         try:
             value = parse_scalar(text)

@@ -105,27 +105,37 @@ def read_yaml_file(path: Path, display: str | None = None) -> Any:
     return parse_yaml_text(text, name)
 
 
-def _refuse_deep_nesting(text: str, name: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before composing: PyYAML's composer recurses once per
-    level, so 50,000 '[' in a 100 KB file overflow the C stack (a segfault) before any node could
-    be counted. The parser's event stream is produced without recursion, and is read only as far
-    as the first level too deep."""
-    depth = 0
+def _prescan(text: str, name: str) -> None:
+    """Refuse deep nesting and a huge number of values before composing. PyYAML's composer
+    recurses once per level, so 50,000 '[' in a 100 KB file overflow the C stack (a segfault)
+    before any node could be counted; and composing a megabyte of nested lists takes seconds. The
+    parser's event stream is produced without recursion, and is read only as far as the first
+    level too deep or the first value too many (keys count too, so the bound is twice the values')."""
+    depth = events = 0
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels",
-                                       Location(name, mark.line + 1, mark.column + 1),
+                raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels", _mark(name, event),
                                        hint="flatten the structure; a spec is at most a few levels deep")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
+            continue
+        elif not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+            continue
+        events += 1
+        if events > 2 * MAX_NODES + 1:
+            raise SpecError.single(f"document holds more than {MAX_NODES:,} values", _mark(name, event),
+                                   hint="a spec holds a few hundred values; is this the right file?")
+
+
+def _mark(name: str, event: yaml.Event) -> Location:
+    return Location(name, event.start_mark.line + 1, event.start_mark.column + 1)
 
 
 def parse_yaml_text(text: str, name: str) -> Any:
     try:
-        _refuse_deep_nesting(text, name)
+        _prescan(text, name)
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

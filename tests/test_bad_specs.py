@@ -225,3 +225,17 @@ def test_many_blocks_and_wrong_in_features_are_checked_quickly(tmp_path):
                     + "\n".join(blocks) + "\n")
     problems = _timed_check(spec, 30)
     assert len(problems) == 4000 and all(p.message.startswith("in_features is 2 but") for p in problems[1:])
+
+
+def test_a_megabyte_of_nested_lists_is_refused_before_it_is_composed(tmp_path):
+    """Composing 480,000 nested values took seconds before the value limit applied."""
+    path = tmp_path / "lists.yaml"
+    path.write_text("name: x\ninput: [3, 8, 8]\nlayers: [" + ",".join(["[" * 60 + "1" + "]" * 60] * 8000) + "]\n")
+    [problem] = _timed_check(path, 5)
+    assert problem.message == "document holds more than 100,000 values"
+    assert problem.location.line == 3
+
+
+def test_a_very_deep_set_key_is_a_user_error():
+    [problem] = _timed_check(SPECS_DIR / "alexnet.yaml", 5, overrides=["a." * 3000 + "b=1"])
+    assert problem.message == "--set key is nested deeper than 64 levels"
