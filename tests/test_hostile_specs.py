@@ -309,3 +309,31 @@ def test_error_messages_show_user_text_as_written(tmp_path):
     spec.write_text('name: n\ninput: [3, 8, 8]\nlayers: [{type: flatten, ":smile:": 1, "[bold]x": 2}]\n')
     output = _check_output([str(spec)])
     assert "unknown key ':smile:'" in output and "unknown key '[bold]x'" in output
+
+
+def test_every_name_the_generated_code_binds_or_calls_is_reserved():
+    """If a template gains an import, a helper class or a builtin call, this fails until the name
+    is added to GENERATED_CODE_NAMES (so no spec can take it)."""
+    import ast
+    import builtins
+
+    from netspec.layers.base import GENERATED_CODE_NAMES
+    from netspec_keras.codegen import render as render_keras
+    from netspec_torch.codegen import render as render_torch
+
+    from .conftest import ALL_SPECS, BAD_SPECS_DIR
+
+    used: set[str] = set()
+    for spec in [*ALL_SPECS, BAD_SPECS_DIR / "zoo.yaml"]:
+        net = check_file(spec)
+        for render in (render_torch, render_keras):
+            module = ast.parse(render(net)[0])
+            for node in module.body:  # module level: imports, classes, functions
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    used |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name[:1].isupper():
+                    used.add(node.name)  # a helper class (the network's own class is named after the spec)
+            used |= {node.id for node in ast.walk(module) if isinstance(node, ast.Name) and hasattr(builtins, node.id)}
+    spec_classes = {"Alexnet", "AlexnetCifar10", "AlexnetDigits", "AlexnetKeras", "AlexnetOnetower",
+                    "AlexnetTorchvision", "Zoo"}
+    assert used - spec_classes <= set(GENERATED_CODE_NAMES), sorted(used - spec_classes - set(GENERATED_CODE_NAMES))

@@ -33,8 +33,7 @@ GENERATED_CODE_NAMES: dict[str, str] = {
     "LocalResponseNorm": "a helper layer of the Keras code", "NegInfPadding2D": "a helper layer of the Keras code",
     "AdaptiveAvgPool2D": "a helper layer of the Keras code",
     **{name: "a Python builtin" for name in (
-        "super", "float", "int", "bool", "str", "tuple", "list", "dict", "isinstance", "len", "sum", "range",
-        "staticmethod", "classmethod", "property", "object", "type", "print")},
+        "super", "float", "int", "tuple", "list", "isinstance", "sum", "range", "staticmethod")},
 }
 
 
