@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from netspec import __version__
-from netspec.errors import SpecError
+from netspec.errors import SpecError, shown
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -50,7 +50,7 @@ def _stdout_console(quiet: bool = False):
     """Results: never wrapped mid-word when written to a file or a pipe."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, quiet=quiet)
+    return Console(highlight=False, soft_wrap=True, quiet=quiet, markup=False, emoji=False)
 
 
 def _results_console():
@@ -239,7 +239,9 @@ def train(
             raise SpecError.single(f"{', '.join(torch_only)}: parts of the torch backend's fast path",
                                    hint="leave them out with --backend keras")
         overrides = list(set_ or [])
-        for key, value in (("data.dataset", data), ("data.path", data_path), ("training.epochs", epochs),
+        if data_path is not None:  # a path, quoted so YAML cannot read it as null, a number or a list
+            overrides.append(f"data.path={json.dumps(str(data_path))}")
+        for key, value in (("data.dataset", data), ("training.epochs", epochs),
                            ("training.batch_size", batch_size), ("training.optimizer.lr", lr)):
             if value is not None:
                 overrides.append(f"{key}={value}")
@@ -251,7 +253,7 @@ def train(
         try:
             result = train_run(request, console)
         except TrainingStopped as stop:
-            console.print(f"stopped: {stop}")
+            console.print(f"stopped: {shown(stop)}")
             raise typer.Exit(130) from None
     if result.records:
         from netspec.train.plot import plot_curves
@@ -260,8 +262,8 @@ def train(
         curves = plot_curves(result.records, folder / "curves.png", title=f"{result.net.spec.name} ({result.backend})")
         best = max(result.records, key=lambda r: r["val_top1"])
         console.print(f"done: best val top-1 {best['val_top1']:.3f} at epoch {best['epoch']}; "
-                      f"metrics in {folder / 'metrics.jsonl'}, curves in {curves}, "
-                      f"checkpoints in {folder / 'checkpoints'}")
+                      f"metrics in {shown(folder / 'metrics.jsonl')}, curves in {shown(curves)}, "
+                      f"checkpoints in {shown(folder / 'checkpoints')}")
 
 
 @app.command()

@@ -212,3 +212,28 @@ def test_building_a_model_larger_than_memory_is_refused(write_spec):
 
     with pytest.raises(SpecError, match="building the model needs about 37.8 GiB of memory"):
         netspec.build(write_spec(HUGE), backend="torch")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("folder", ["2024", "null", "[x]"])
+def test_a_data_path_is_a_path_whatever_it_looks_like(write_spec, tmp_path, monkeypatch, folder):
+    from .data_helpers import make_folder
+
+    make_folder(tmp_path / folder, classes=tuple("abcdefghij"), per_class=2)
+    spec = write_spec(TINY.replace("random_crop: true}", "random_crop: false}"))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", spec, "--data", "imagefolder", "--data-path", folder, "--run-dir", "run",
+                    "--epochs", 1, "--max-steps", 1)
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["data"]["path"] == str(tmp_path / folder)
+
+
+@pytest.mark.torch
+def test_a_run_folder_name_is_printed_as_written_never_as_markup_or_escapes(write_spec, tmp_path):
+    run = tmp_path / "[bold]runs[/bold]\x1b[2J"
+    result = invoke("train", write_spec(TINY), "--run-dir", run, "--epochs", 1, "--max-steps", 1)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert f"into {tmp_path}/[bold]runs[/bold]\\x1b[2J" in result.output

@@ -18,7 +18,7 @@ from typing import Any
 
 from netspec import __version__
 from netspec.check import CheckedNet, check_file
-from netspec.errors import SpecError
+from netspec.errors import SpecError, shown
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
@@ -96,7 +96,8 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         options = TrainOptions(**{**request.options.__dict__, "resume": request.resume is not None,
                                   "max_steps_per_epoch": max_steps, "progress": request.options.progress and rank == 0})
         if console is not None:
-            console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} into {folder}")
+            console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} "
+                          f"into {shown(folder)}")
         try:
             records = chosen.train(net, options, run, console)
         except Exception as exc:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.check import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import SpecError, shown
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.checkpoints import Writer
 from netspec.train.rundir import RunDir
@@ -137,7 +137,7 @@ class EpochLoop:
         starts over (it had nothing to lose; a metrics line written just before it is dropped)."""
         if not self.run.has_checkpoint():
             if self.console is not None:
-                self.console.print(f"{self.run.path} has no checkpoint yet: starting the run from the beginning")
+                self.console.print(f"{shown(self.run.path)} has no checkpoint yet: starting the run from the beginning")
             self.run.truncate_metrics(0)
             return
         self.state = self.load_checkpoint(self.run.checkpoints.files("last"))
@@ -191,7 +191,7 @@ class EpochLoop:
                     why = {"SIGINT": "interrupted", None: "stopped"}.get(stop.requested, stop.requested)
                     raise TrainingStopped(f"{why} at "
                                           f"epoch {epoch + 1}, step {self.state['batches_done']}; "
-                                          f"resume with: netspec train --resume {self.run.path}")
+                                          f"resume with: netspec train --resume {shown(self.run.path)}")
                 partial["seen"] += self.train_step(next(batches))
                 self.state["batches_done"] += 1
                 self.state["global_step"] += 1
