@@ -15,6 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
+def _relative(path: str) -> str:
+    """run.json records the spec's absolute path; results name it from the repository when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -39,7 +47,7 @@ def main() -> None:
     doc = {
         "benchmark": "training run",
         "command": " ".join(["netspec", *info["command"][1:]]),
-        "spec": info["spec_file"],
+        "spec": _relative(info["spec_file"]),
         "backend": info["backend"],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_gpu()}",
