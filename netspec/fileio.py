@@ -39,7 +39,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
                                     f"the previous {path.name}, if any, is intact") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -51,10 +51,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(folder: Path) -> None:
-    # makes the rename itself durable; not every platform can open a directory
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries (which makes a rename in it durable), to disk; best
+    effort, since not every platform can open a directory."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY if Path(path).is_dir() else os.O_RDWR)
     except OSError:
         return
     try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netspec.errors import SpecError
+from netspec.fileio import fsync_path
 
 # errors of the file system, not of netspec: the user can fix them
 WRITE_ERRNOS = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
@@ -133,20 +134,8 @@ def _fsync(path: Path) -> None:
     if path.is_dir():
         for entry in path.rglob("*"):
             if entry.is_file() and not entry.is_symlink():
-                _fsync(entry)
-        flags = os.O_RDONLY
-    else:
-        flags = os.O_RDWR
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+                fsync_path(entry)
+    fsync_path(path)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from netspec.errors import SpecError
-from netspec.fileio import _fsync_dir, atomic_write_text
+from netspec.fileio import atomic_write_text, fsync_path, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "netspec-checkpoints/1"
@@ -120,7 +120,7 @@ class CheckpointStore:
                 path = folder / _plain_name(record["name"])
                 if not path.is_file():
                     raise damaged_checkpoint(path, "the file is missing")
-                if _sha256(path) != record["sha256"]:
+                if sha256_file(path) != record["sha256"]:
                     raise damaged_checkpoint(path, f"its checksum differs from the one recorded in {MANIFEST}")
                 found[role] = path
         except (KeyError, TypeError, AttributeError):
@@ -141,9 +141,9 @@ class CheckpointStore:
             partial.mkdir(parents=True)
             for role, (name, write) in writers.items():
                 records[role] = self._write_file(partial / name, write)
-            _fsync_dir(partial)
+            fsync_path(partial)
             os.rename(partial, final)
-            _fsync_dir(self.folder)
+            fsync_path(self.folder)
         except BaseException as exc:  # a second Ctrl-C too: no partial folder stays behind
             shutil.rmtree(partial, ignore_errors=True)
             if not isinstance(exc, OSError):
@@ -234,11 +234,6 @@ def _plain_name(name: Any) -> str:
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
         raise TypeError(name)
     return name
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _remove(path: Path) -> int:
