@@ -192,5 +192,20 @@ def require_memory(net, what: str, copies: float,
             f"'{net.spec.name}', and {_gib(available)} is available", hint=hint)
 
 
+def model_for_export(backend, net, source: str, formats, *, weights, memory_copies: dict[str, float],
+                     weight_formats: str):
+    """The live model an export needs, built from ``source``, or None when every format is
+    source (which never builds it); the memory it needs is checked first."""
+    built = [fmt for fmt in formats if fmt != "source"]
+    if not built:
+        if weights is not None:
+            raise SpecError.single("--weights has no effect on a source export",
+                                   hint=f"add -f {weight_formats} to write the weights")
+        return None
+    require_memory(net, f"the {' and '.join(built)} export",
+                   1 + max(memory_copies.get(fmt, 0) for fmt in built) + (1 if weights is not None else 0))
+    return backend.load(net, source, weights=weights)
+
+
 def _gib(count: int) -> str:
     return f"{count / 2**30:,.1f} GiB"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netspec.backend import Artifact, output_paths, require_memory
+from netspec.backend import Artifact, model_for_export, output_paths
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs
@@ -23,14 +23,8 @@ def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weigh
     with Outputs(force=force) as out:
         paths = output_paths(net, out, out_dir, formats, SUFFIXES, "keras")
         source = backend.emit(net)
-        model = None
-        if any(fmt != "source" for fmt in paths):
-            require_memory(net, "the " + " and ".join(f for f in paths if f != "source") + " export",
-                           1 + max(MEMORY_COPIES.get(f, 0) for f in paths) + (1 if weights is not None else 0))
-            model = backend.load(net, source, weights=weights)
-        elif weights is not None:
-            raise SpecError.single("--weights has no effect on a source export",
-                                   hint="add -f weights (or keras, savedmodel) to write the weights")
+        model = model_for_export(backend, net, source, paths, weights=weights, memory_copies=MEMORY_COPIES,
+                                 weight_formats="weights (or keras, savedmodel)")
         for fmt, path in paths.items():
             if fmt == "source":
                 Path(out.file(path)).write_text(source, encoding="utf-8")

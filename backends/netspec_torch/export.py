@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from netspec import __version__
-from netspec.backend import Artifact, output_paths, require_memory
+from netspec.backend import Artifact, model_for_export, output_paths
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs
@@ -34,14 +34,10 @@ def export(backend, net: CheckedNet, out_dir: Path, formats: list[str], *, weigh
     with Outputs(force=force) as out:
         paths = output_paths(net, out, out_dir, formats, SUFFIXES, "torch")
         source = backend.emit(net)
-        model = None
-        if any(fmt != "source" for fmt in paths):
-            require_memory(net, "the " + " and ".join(f for f in paths if f != "source") + " export",
-                           1 + max(MEMORY_COPIES.get(f, 0) for f in paths) + (1 if weights is not None else 0))
-            model = backend.load(net, source, weights=weights).eval()
-        elif weights is not None:
-            raise SpecError.single("--weights has no effect on a source export",
-                                   hint="add -f safetensors (or pt2, onnx) to write the weights")
+        model = model_for_export(backend, net, source, paths, weights=weights, memory_copies=MEMORY_COPIES,
+                                 weight_formats="safetensors (or pt2, onnx)")
+        if model is not None:
+            model.eval()
         for fmt, path in paths.items():
             tmp = out.file(path)
             if fmt == "source":
