@@ -57,10 +57,8 @@ def escape(text: str) -> str:
 
 
 def _print_unwrapped(console, renderable) -> None:
-    """Print at full width when not on a terminal (rich would otherwise wrap or cut at 80 columns)."""
-    if console.is_terminal:
-        console.print(renderable)
-        return
+    """Print at the table's full width when the console is narrower, on a terminal too: rich would
+    otherwise cut figures to '…' (a narrow terminal then wraps the lines; no figure is lost)."""
     needed = console.measure(renderable, options=console.options.update_width(1 << 14)).maximum
     saved = console.width
     console.width = max(saved, needed)

@@ -52,3 +52,17 @@ def test_the_base_file_of_inherited_layers_is_named_on_one_line(tmp_path):
                             capture_output=True, text=True, env={**os.environ, "COLUMNS": "60"})
     assert result.returncode == 0, result.stderr
     assert f"Ln: lines in {folder / 'alexnet.yaml'}" in result.stdout.splitlines()
+
+
+def test_a_narrow_terminal_never_cuts_a_figure():
+    """On a 60-column terminal rich would shrink the columns to '37,752,…': every figure must stay whole."""
+    from rich.console import Console
+
+    from netspec import check_file
+    from netspec.report import render_summary
+
+    console = Console(force_terminal=True, width=60, record=True, color_system=None)
+    render_summary(check_file(SPECS_DIR / "alexnet.yaml"), console)
+    text = console.export_text()
+    assert "…" not in text
+    assert "37,752,832" in text and "256×27×27" in text
