@@ -192,7 +192,8 @@ def convert(
 def train(
     spec: Annotated[Path | None, typer.Argument(help="The spec YAML file (not needed with --resume).",
                                                 show_default=False)] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="torch or keras.")] = "torch",
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="torch (default) or keras.",
+                                                show_default=False)] = None,
     data: Annotated[str | None, typer.Option(help="digits (no download), cifar10, imagefolder, synthetic.")] = None,
     data_path: Annotated[Path | None, typer.Option(help="Folder of a cifar10 or imagefolder dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the spec's epochs.")] = None,
@@ -228,13 +229,14 @@ def train(
     console = _stdout_console(quiet=int(os.environ.get("RANK", "0")) > 0)
     with user_errors():
         if resume is not None:
-            given = (spec, data, data_path, batch_size, lr, input_, set_, max_steps)
+            given = (spec, backend, run_dir, data, data_path, batch_size, lr, input_, set_, max_steps)
             changed = [flag for flag, value in zip(FIXED_ON_RESUME, given, strict=True) if value]
             if changed:
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
         torch_only = [flag for flag, value in (("--device-data", device_data), ("--channels-last", channels_last),
                                                ("--bf16", bf16), ("--compile", compile_)) if value is not None]
+        backend = backend or "torch"
         if torch_only and backend != "torch":
             raise SpecError.single(f"{', '.join(torch_only)}: parts of the torch backend's fast path",
                                    hint="leave them out with --backend keras")

@@ -237,3 +237,27 @@ def test_a_run_folder_name_is_printed_as_written_never_as_markup_or_escapes(writ
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output
     assert f"into {tmp_path}/[bold]runs[/bold]\\x1b[2J" in result.output
+
+
+@pytest.mark.parametrize("option", [["--backend", "keras"], ["--run-dir", "elsewhere"]])
+def test_resume_refuses_another_backend_or_folder(tmp_path, option):
+    result = invoke("train", "--resume", tmp_path, *option)
+    assert result.exit_code == 2 and f"{option[0]} cannot change it" in result.output
+
+
+def test_resume_of_a_folder_that_does_not_exist(tmp_path):
+    result = invoke("train", "--resume", tmp_path / "nowhere")
+    assert result.exit_code == 2 and f"{tmp_path / 'nowhere'} does not exist" in result.output
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(write_spec, tmp_path, backend):
+    pytest.importorskip(backend)
+    run = tmp_path / "run"
+    first = invoke("train", write_spec(TINY), "--backend", backend, "--epochs", 1, "--max-steps", 1, "--run-dir", run)
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith(f"training tiny (10,218 parameters) into {run}; device ")
+    again = invoke("train", "--resume", run)
+    assert again.exit_code == 0, again.output
+    assert f"resuming tiny (10,218 parameters) into {run}" in again.output
+    assert "already finished its last epoch (1); nothing to do" in " ".join(again.output.split())

@@ -91,6 +91,12 @@ class KerasTrainer(EpochLoop):
     def batches(self, indices: list[int], epoch: int):
         return self._guarded(self.data.train_batches(indices, epoch, self.recipe.batch_size))
 
+    def describe(self) -> str:
+        import keras
+
+        devices = ", ".join(map(str, keras.distribution.list_devices()))
+        return f"device {devices or 'cpu'}, Keras {keras.__version__} on {keras.config.backend()}"
+
     def _guarded(self, dataset):
         """Iterate a tf.data pipeline, turning its failures into the user's error."""
         import tensorflow as tf

@@ -56,9 +56,6 @@ class TorchBackend:
             trainer = TorchTrainer(self, net, options, run, console, world=world)
             if options.resume:
                 trainer.restore()
-            if console is not None and world.is_main:
-                console.print(f"device {trainer.device}, {world.size} process(es), "
-                              f"fast path: {trainer.fast.describe()}")
             return trainer.fit()
         finally:
             leave(world)

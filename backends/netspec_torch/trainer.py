@@ -120,6 +120,9 @@ class TorchTrainer(EpochLoop):
         torch.manual_seed(self.recipe.seed + self.world.rank)  # each process its own dropout masks
         self.loss_sum = self.correct = self.first_bad = None
 
+    def describe(self) -> str:
+        return f"device {self.device}, {self.world.size} process(es), fast path: {self.fast.describe()}"
+
     def _forward_model(self):
         model = self.model
         if self.world.active:

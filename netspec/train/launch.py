@@ -18,12 +18,13 @@ from typing import Any
 
 from netspec import __version__
 from netspec.check import CheckedNet, check_file
-from netspec.errors import SpecError, shown
+from netspec.errors import SpecError
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
 # what --resume may not change: the run continues as it was started
-FIXED_ON_RESUME = ("SPEC", "--data", "--data-path", "--batch-size", "--lr", "--input", "--set", "--max-steps")
+FIXED_ON_RESUME = ("SPEC", "--backend", "--run-dir", "--data", "--data-path", "--batch-size", "--lr", "--input",
+                   "--set", "--max-steps")
 
 
 @dataclass
@@ -95,9 +96,6 @@ def train_run(request: RunRequest, console=None) -> RunResult:
             run.write_run_info({**info, "spec": net.spec.model_dump(mode="json"), "resumes": resumes})
         options = TrainOptions(**{**request.options.__dict__, "resume": request.resume is not None,
                                   "max_steps_per_epoch": max_steps, "progress": request.options.progress and rank == 0})
-        if console is not None:
-            console.print(f"training {net.spec.name} ({net.totals.params:,} parameters) with {backend} "
-                          f"into {shown(folder)}")
         try:
             records = chosen.train(net, options, run, console)
         except Exception as exc:

@@ -110,6 +110,10 @@ class EpochLoop:
     def set_lr(self, lr: float) -> None:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """Where and how training runs (device, processes, optimisations), for the run's header."""
+        raise NotImplementedError
+
     def should_stop(self, requested: bool) -> bool:
         """Whether to stop before the next step, given whether this process was asked to."""
         return requested
@@ -153,6 +157,13 @@ class EpochLoop:
                             TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
                             TimeRemainingColumn(), console=Console(stderr=True), disable=not self.options.progress,
                             transient=True)
+        if self.console is not None:
+            verb = "resuming" if self.options.resume else "training"
+            self.console.print(f"{verb} {self.net.spec.name} ({self.net.totals.params:,} parameters) into "
+                               f"{shown(self.run.path)}; {self.describe()}")
+            if self.state["epoch"] >= self.recipe.epochs:
+                self.console.print(f"the run already finished its last epoch ({self.recipe.epochs}); nothing to do "
+                                   f"(netspec train --resume {shown(self.run.path)} --epochs N trains it for longer)")
         self.set_lr(self.schedule.lr)
         with progress, StopRequests() as stop:
             while self.state["epoch"] < self.recipe.epochs:

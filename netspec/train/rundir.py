@@ -161,6 +161,8 @@ class RunDir:
         """What an earlier run recorded in its run.json (without taking the run's lock)."""
         path = Path(path)
         info_path = path / "run.json"
+        if not path.exists():
+            raise SpecError.single(f"{path} does not exist", hint="pass the folder of an earlier `netspec train` run")
         if not path.is_dir() or not info_path.is_file():
             raise SpecError.single(f"{path} is not the folder of a netspec run: it has no run.json",
                                    hint="pass the folder of an earlier `netspec train` run (runs/NAME-TIME)")
