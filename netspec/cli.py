@@ -326,15 +326,16 @@ def bench(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="The folder of a `netspec train` run.", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path("report.html"),
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="The HTML file to write (default: "
+                                                "RUN_DIR/report.html).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """One static HTML page for a training run: summary, diagram, curves, metrics, command, versions."""
     from netspec.run_report import write_report
 
     with user_errors():
-        write_report(run_dir, output, force=force)
-    typer.echo(f"wrote {output}")
+        written = write_report(run_dir, output, force=force)
+    typer.echo(f"wrote {written}")
 
 
 @app.command()

@@ -96,9 +96,12 @@ def render_report(run: Path) -> str:
         data=json.dumps(info["spec"].get("data", {}), indent=2))
 
 
-def write_report(run: Path, output: Path, *, force: bool = False) -> Path:
+def write_report(run: Path, output: Path | None = None, *, force: bool = False) -> Path:
+    """Write the run's report (default: RUN/report.html); a path that cannot be written is refused
+    before the run is read."""
     from netspec.outputs import check_target, write_text
 
+    output = Path(run) / "report.html" if output is None else output
     check_target(output, force=force)
     write_text(output, render_report(run), force=force)
     return output

@@ -261,3 +261,16 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(write_spec, tmp_pat
     assert again.exit_code == 0, again.output
     assert f"resuming tiny (10,218 parameters) into {run}" in again.output
     assert "already finished its last epoch (1); nothing to do" in " ".join(again.output.split())
+
+
+@pytest.mark.torch
+def test_report_goes_into_the_run_folder_by_default(write_spec, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert invoke("train", write_spec(TINY), "--epochs", 1, "--max-steps", 1, "--run-dir", run).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.html").write_text("someone else's report")
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"wrote {run / 'report.html'}\n"
+    assert (run / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (tmp_path / "report.html").read_text() == "someone else's report"

@@ -62,8 +62,9 @@ def load_cifar10(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """(train images N×3×32×32 uint8, train labels, test images, test labels, class names)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SpecError.single(f"CIFAR-10 folder not found: {folder}",
-                               hint="pass --data-path to the folder holding data_batch_1 ... test_batch")
+        raise SpecError.single(f"the CIFAR-10 folder {folder} does not exist",
+                               hint="point --data-path (or data.path) at the unpacked cifar-10-batches-py folder, "
+                                    "which holds data_batch_1 ... test_batch")
     missing = [name for name in (*TRAIN_FILES, "test_batch", "batches.meta") if not (folder / name).is_file()]
     if missing:
         raise SpecError.single(f"{folder} lacks {', '.join(missing)}",
