@@ -174,6 +174,7 @@ def write_diagram(net: CheckedNet, path: Path, *, by_block: bool = False, force:
             raise SpecError.single(f"PNG output needs CairoSVG and the cairo library ({exc})",
                                    hint='pip install "netspec[draw]", or draw an .svg') from None
     with Outputs(force=force) as out:
+        out.folder(path.parent)  # created when missing, as export and convert do
         tmp = out.file(path)
         if suffix == ".svg":
             Path(tmp).write_text(svg, encoding="utf-8")

@@ -76,6 +76,15 @@ def test_draw_refuses_other_formats_and_overwriting(tmp_path):
     assert (tmp_path / "net.svg").read_text() == "mine"
 
 
+def test_draw_creates_a_missing_output_folder_as_export_does(tmp_path):
+    target = tmp_path / "new" / "folder" / "net.svg"
+    result = CliRunner().invoke(app, ["draw", str(SPECS_DIR / "alexnet.yaml"), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "<svg" in target.read_text()
+    failed = CliRunner().invoke(app, ["draw", str(SPECS_DIR / "alexnet.yaml"), "-o", str(tmp_path / "x" / "n.pdf")])
+    assert failed.exit_code == 2 and not (tmp_path / "x").exists()
+
+
 SEED_VARIANTS = ["alexnet.yaml", "alexnet-torchvision.yaml", "alexnet-keras.yaml", "alexnet-onetower.yaml",
                  "alexnet-cifar10.yaml"]
 
