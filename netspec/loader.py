@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
+from netspec.expressions import ExpressionError, evaluate
 from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, read_yaml_file
 
 Path_ = tuple[Any, ...]
@@ -376,6 +377,18 @@ class _Budget:
         self.left = MAX_EXPANSION_TOTAL
 
 
+def _reference(inner: str, loc: Location, lookup, problems: list[Problem], layer: str | None) -> Any:
+    """The value of one ``${...}``: a param by name, or arithmetic over params (netspec.expressions)."""
+    name = inner.strip()
+    if _IDENTIFIER.match(name):
+        return lookup(name, loc)
+    try:
+        return evaluate(inner, lambda param: lookup(param, loc))
+    except ExpressionError as exc:
+        problems.append(Problem(f"in ${{{name}}}: {exc.message}", loc, layer, exc.hint))
+        return None
+
+
 def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer: str | None = None, *,
                 budget: _Budget, owner: str | None = None) -> Any:
     """Replace ``${name}`` references: a whole-string reference keeps the param's type (an int stays
@@ -400,7 +413,7 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
     before = len(problems)
     whole = _PARAM_REF.fullmatch(value)
     if whole and not value.startswith("$$"):
-        result = lookup(whole.group(1).strip(), loc)
+        result = _reference(whole.group(1), loc, lookup, problems, layer)
     else:
         size = len(value)
         used: list[str] = []
@@ -411,7 +424,7 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
             if start > 0 and value[start - 1] == "$":
                 return match.group(0)
             name = match.group(1).strip()
-            text = str(lookup(name, loc))
+            text = str(_reference(match.group(1), loc, lookup, problems, layer))
             size += len(text)
             if name not in used:
                 used.append(name)

@@ -1,0 +1,150 @@
+"""Arithmetic inside ``${...}``: ``${width * 4}``, ``${channels // groups}``, ``${(base + 1) / 2}``.
+
+A small recursive-descent parser over numbers, param names, ``+ - * / // %``, unary minus and
+parentheses; never ``eval``. Integers stay integers (``/`` gives a float, as in Python), so a
+computed channel count is an int where the schema wants one. Results are bounded like any number
+in a spec (|x| <= 2**53), and so is the work: MAX_LENGTH characters, MAX_NESTING parentheses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+MAX_LENGTH = 200
+MAX_NESTING = 16
+LARGEST = 2**53
+
+_TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)"
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|[-+*/%()]))")
+
+
+class ExpressionError(ValueError):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+class _Undefined(Exception):
+    """A param the expression names is undefined: the lookup has already reported it."""
+
+
+def evaluate(text: str, lookup: Callable[[str], Any]) -> int | float | None:
+    """The value of ``text``; ``lookup(name)`` gives a param's value (None when it is undefined and
+    already reported, which makes the result None). ExpressionError says what is wrong and how to
+    write it instead."""
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters",
+                              hint="compute it in a param of its own, in steps")
+    try:
+        return _Parser(text, lookup).parse()
+    except _Undefined:
+        return None
+
+
+class _Parser:
+    def __init__(self, text: str, lookup: Callable[[str], Any]):
+        self.text, self.lookup, self.tokens, self.depth = text, lookup, _tokens(text), 0
+        self.position = 0
+
+    def parse(self) -> int | float:
+        value = self._sum()
+        if self.position < len(self.tokens):
+            raise ExpressionError(f"unexpected '{self.tokens[self.position][1]}' in '{self.text.strip()}'",
+                                  hint="an expression is numbers and params joined by + - * / // %")
+        return value
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.position][1] if self.position < len(self.tokens) else None
+
+    def _sum(self) -> int | float:
+        value = self._product()
+        while self._peek() in ("+", "-"):
+            op = self.tokens[self.position][1]
+            self.position += 1
+            right = self._product()
+            value = _checked(value + right if op == "+" else value - right, self.text)
+        return value
+
+    def _product(self) -> int | float:
+        value = self._unary()
+        while self._peek() in ("*", "/", "//", "%"):
+            op = self.tokens[self.position][1]
+            self.position += 1
+            right = self._unary()
+            if op != "*" and right == 0:
+                raise ExpressionError(f"division by zero in '{self.text.strip()}'")
+            if op == "*":
+                value = value * right
+            elif op == "/":
+                value = value / right
+            elif op == "//":
+                value = value // right
+            else:
+                value = value % right
+            value = _checked(value, self.text)
+        return value
+
+    def _unary(self) -> int | float:
+        if self._peek() in ("-", "+"):
+            sign = self.tokens[self.position][1]
+            self.position += 1
+            value = self._unary()
+            return -value if sign == "-" else value
+        return self._atom()
+
+    def _atom(self) -> int | float:
+        if self.position >= len(self.tokens):
+            raise ExpressionError(f"'{self.text.strip()}' ends where a number or a param was expected",
+                                  hint="complete the expression, e.g. ${width * 4}")
+        kind, token = self.tokens[self.position]
+        self.position += 1
+        if kind == "number":
+            return _checked(float(token) if any(c in token for c in ".eE") else int(token), self.text)
+        if kind == "name":
+            value = self.lookup(token)
+            if value is None:
+                raise _Undefined
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ExpressionError(f"param '{token}' is {value!r}, not a number, in '{self.text.strip()}'",
+                                      hint="arithmetic works on number params only")
+            return value
+        if token == "(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise ExpressionError(f"parentheses nested deeper than {MAX_NESTING}")
+            value = self._sum()
+            if self._peek() != ")":
+                raise ExpressionError(f"'(' without its ')' in '{self.text.strip()}'")
+            self.position += 1
+            self.depth -= 1
+            return value
+        raise ExpressionError(f"'{token}' where a number or a param was expected in '{self.text.strip()}'",
+                              hint="an expression is numbers and params joined by + - * / // %")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    while position < len(text):
+        if text[position:].isspace():
+            break
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            bad = text[position:].lstrip()[:1]
+            raise ExpressionError(f"'{bad}' cannot appear in an expression ('{text.strip()}')",
+                                  hint="use numbers, params, + - * / // % and parentheses")
+        kind = match.lastgroup or "op"
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    if not tokens:
+        raise ExpressionError("an empty ${} reference", hint="name a param: ${num_classes}")
+    return tokens
+
+
+def _checked(value: int | float, text: str) -> int | float:
+    if isinstance(value, float) and not math.isfinite(value) or abs(value) > LARGEST:
+        raise ExpressionError(f"'{text.strip()}' goes beyond {LARGEST:,} (2**53)",
+                              hint="a spec's numbers must stay below 2**53")
+    return value

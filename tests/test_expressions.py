@@ -1,0 +1,99 @@
+"""Arithmetic in ${...}: parsed by netspec (never eval), integers kept integers, errors located."""
+
+from __future__ import annotations
+
+import pytest
+
+from netspec import check_file
+from netspec.errors import SpecError
+from netspec.expressions import ExpressionError, evaluate
+
+PARAMS = {"width": 64, "groups": 4, "ratio": 0.25, "name": "x", "flag": True}
+
+
+def value(text: str):
+    return evaluate(text, PARAMS.get)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("width * 4", 256),
+    ("width // groups", 16),
+    ("width / groups", 16.0),
+    ("width % 10", 4),
+    ("(width + 1) * 2 - 3", 127),
+    ("-width + 100", 36),
+    ("width * ratio", 16.0),
+    ("2 + 3 * 4", 14),
+    ("(2 + 3) * 4", 20),
+    ("10 - 4 - 3", 3),
+    ("1e3 / 4", 250.0),
+    (" width ", 64),
+])
+def test_arithmetic_follows_pythons_rules(text, expected):
+    result = value(text)
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("width *", "ends where a number or a param was expected"),
+    ("width ** 2", "'*' where a number or a param was expected"),
+    ("(width + 1", "'(' without its ')'"),
+    ("width + 1)", "unexpected ')'"),
+    ("width / 0", "division by zero"),
+    ("width // (groups - 4)", "division by zero"),
+    ("name * 2", "param 'name' is 'x', not a number"),
+    ("flag + 1", "param 'flag' is True, not a number"),
+    ("__import__('os')", "''' cannot appear in an expression"),
+    ("width; 1", "';' cannot appear"),
+    ("9007199254740992 * 2", "goes beyond 9,007,199,254,740,992"),
+    ("(" * 17 + "1" + ")" * 17, "parentheses nested deeper than 16"),
+    ("1 + " * 60 + "1", "longer than 200 characters"),
+])
+def test_bad_expressions_say_what_is_wrong(text, message):
+    with pytest.raises(ExpressionError) as caught:
+        value(text)
+    assert message in caught.value.message
+
+
+def test_an_undefined_param_leaves_the_report_to_the_lookup():
+    assert evaluate("missing * 2", PARAMS.get) is None
+
+
+SPEC = """
+    name: widths
+    input: [3, 32, 32]
+    params: {width: 16, expansion: 4, groups: 2}
+    layers:
+      - {name: conv1, type: conv2d, out_channels: "${width * expansion}", kernel_size: 3, groups: 1}
+      - {name: conv2, type: conv2d, out_channels: "${width * expansion // groups}", kernel_size: 1,
+         groups: "${groups}"}
+      - {type: flatten}
+      - {name: fc, type: linear, out_features: "${width - 6}"}
+"""
+
+
+def test_a_spec_computes_its_widths_from_params(write_spec):
+    net = check_file(write_spec(SPEC))
+    assert [cl.output_shape[0] for cl in net.layers if cl.name in ("conv1", "conv2", "fc")] == [64, 32, 10]
+
+
+def test_expressions_in_text_are_formatted(write_spec):
+    spec = write_spec(SPEC.replace("name: widths", "name: widths\n    description: \"${width * 2} wide\""))
+    assert check_file(spec).spec.description == "32 wide"
+
+
+def test_a_bad_expression_is_located_at_its_layer(write_spec):
+    spec = write_spec(SPEC.replace("${width - 6}", "${width - }"))
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    problem = caught.value.problems[0]
+    assert problem.message == "in ${width -}: 'width -' ends where a number or a param was expected"
+    assert problem.location.line == 9 and problem.layer == "fc"
+
+
+def test_an_undefined_param_in_an_expression_is_named_with_a_suggestion(write_spec):
+    spec = write_spec(SPEC.replace("${width * expansion}", "${widht * expansion}"))
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    problem = caught.value.problems[0]
+    assert problem.message == "undefined param '${widht}'" and "width" in problem.hint
