@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,17 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     finally:
         Path(tmp).unlink(missing_ok=True)
     fsync_path(path.parent)
+
+
+def leftovers_of(path: str | Path) -> list[Path]:
+    """The temporary files that :func:`atomic_path` left beside ``path`` when a process was killed
+    while writing it (their names are its own: ``.STEM.XXXXXXXX.partial.SUFFIX``)."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}\.partial{re.escape(path.suffix)}")
+    try:
+        return [p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
+    except OSError:
+        return []
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -274,3 +274,19 @@ def test_report_goes_into_the_run_folder_by_default(write_spec, tmp_path, monkey
     assert result.output == f"wrote {run / 'report.html'}\n"
     assert (run / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert (tmp_path / "report.html").read_text() == "someone else's report"
+
+
+def test_resume_removes_what_killed_atomic_writes_left_and_nothing_else(tmp_path):
+    from netspec.train.rundir import RunDir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text('{"backend": "torch", "overrides": []}')
+    ours = [run / ".metrics.abcd1234.partial.jsonl", run / ".run.x_y_z_01.partial.json",
+            run / "checkpoints" / ".manifest.0a1b2c3d.partial.json"]
+    theirs = [run / ".metrics.notes", run / "checkpoints" / ".manifest.backup.json", run / "notes.partial.txt"]
+    for path in ours + theirs:
+        path.write_text("x")
+    RunDir(run, resume=True).close()
+    assert not any(path.exists() for path in ours)
+    assert all(path.exists() for path in theirs)

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from netspec.errors import SpecError
-from netspec.fileio import atomic_write_text, fsync_path, sha256_file
+from netspec.fileio import atomic_write_text, fsync_path, leftovers_of, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "netspec-checkpoints/1"
 TAGS = ("last", "best")
 # what netspec itself names inside checkpoints/ (nothing else there is ever removed)
 _OURS = re.compile(r"(\.partial-)?e\d{4,}-s\d{7,}-[0-9a-f]{6}")
-_LEFTOVER_FILE = re.compile(r"\.(last|best|manifest)\..+\.partial\..+|\.(last|best)\.safetensors\.[0-9a-f]{6}\.link")
+_LINK_TEMPORARY = re.compile(r"\.(last|best)\.safetensors\.[0-9a-f]{6}\.link")
 
 Writer = Callable[[BinaryIO], Any]  # writes one file's bytes to the open handle it is given
 
@@ -201,8 +201,10 @@ class CheckpointStore:
                         freed += _remove(item)
                 if keep is None:
                     path.rmdir()
-            elif path.is_file() and _LEFTOVER_FILE.fullmatch(path.name):
+            elif path.is_file() and _LINK_TEMPORARY.fullmatch(path.name):
                 freed += _remove(path)
+        for leftover in leftovers_of(self.folder / MANIFEST):
+            freed += _remove(leftover)
         return freed
 
     def _link_weights(self, doc: dict[str, Any]) -> None:

@@ -21,19 +21,16 @@ import fcntl
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from netspec.errors import SpecError
-from netspec.fileio import atomic_write_text
+from netspec.fileio import atomic_write_text, leftovers_of
 from netspec.train.checkpoints import CheckpointStore
 
 RUN_FILES = ("run.json", "spec.yaml", "metrics.jsonl", "curves.png", ".lock")
 METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr",
                "images_per_s", "seconds")
-# atomic_path's temporary files, left behind only when a process was killed mid-write
-_LEFTOVER = re.compile(r"\.(run|spec|metrics|curves)\..+\.partial\..+")
 # what run.json must hold for a run to be resumed or reported: field -> accepted types
 _INFO_FIELDS: dict[str, tuple[type, ...]] = {"backend": (str,), "overrides": (list,)}
 
@@ -126,9 +123,9 @@ class RunDir:
                 folder = folder.parent
 
     def _remove_leftovers(self) -> None:
-        for path in self.path.iterdir():
-            if path.is_file() and _LEFTOVER.fullmatch(path.name):
-                path.unlink(missing_ok=True)
+        for name in RUN_FILES:
+            for leftover in leftovers_of(self.path / name):
+                leftover.unlink(missing_ok=True)
         self.checkpoints.tidy()
 
     # --- files ---------------------------------------------------------------------------------
