@@ -43,6 +43,7 @@ class RunDir:
         self.path, self.follower, self._lock = Path(path), follower, None
         self.checkpoints = CheckpointStore(self.path / "checkpoints")
         self._created: Path | None = None  # the outermost folder this run made, if it made one
+        self._written: set[str] = set()  # the run files this process wrote, for discard()
         if follower:
             return
         if resume:
@@ -56,6 +57,8 @@ class RunDir:
             raise SpecError.single(f"cannot create {self.path / 'checkpoints'}: {exc.strerror}",
                                    hint="choose a writable --run-dir") from None
         self._lock = self._acquire_lock()
+        if not resume:
+            self._written.add(".lock")
         if resume:
             self._remove_leftovers()
 
@@ -110,10 +113,7 @@ class RunDir:
         """Undo a new run that failed before its first checkpoint: remove the files it wrote, and
         the folders it made once they are empty. Anything else found there stays."""
         self.close()
-        self.checkpoints.tidy()
-        for name in ("manifest.json", "last.safetensors", "best.safetensors"):
-            (self.path / "checkpoints" / name).unlink(missing_ok=True)
-        for name in RUN_FILES:
+        for name in self._written:
             (self.path / name).unlink(missing_ok=True)
         self._remove_leftovers()
         _rmdir_if_empty(self.path / "checkpoints")
@@ -145,10 +145,12 @@ class RunDir:
         if self.follower:
             return
         atomic_write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
+        self._written.add("run.json")
 
     def write_spec(self, text: str) -> None:
         if not self.follower:
             atomic_write_text(self.spec_path, text)
+            self._written.add(self.spec_path.name)
 
     def read_run_info(self) -> dict[str, Any]:
         return self.read_info(self.path)
@@ -180,6 +182,7 @@ class RunDir:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        self._written.add(self.metrics_path.name)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return self.metrics_of(self.path)
