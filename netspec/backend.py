@@ -100,12 +100,15 @@ def get_backend(name: str) -> Backend:
                                                                    "tf": "keras"})
         hint = INSTALL_HINTS.get(name, "a third-party backend registers itself under the entry-point group "
                                        f"'{ENTRY_POINT_GROUP}'")
-        if suggestion:
+        if name in INSTALL_HINTS:  # a known backend that is not installed: say how to install it
+            hint = f"install it with {INSTALL_HINTS[name]}"
+        elif suggestion:
             hint = suggestion
             target = suggestion.split("'")[1]
             if target not in found and target in INSTALL_HINTS:
                 hint += f" (install it with {INSTALL_HINTS[target]})"
-        raise SpecError.single(f"unknown backend '{name}' (installed: {known})", hint=hint)
+        what = "is not installed" if name in INSTALL_HINTS else "is unknown"
+        raise SpecError.single(f"the backend '{name}' {what} (installed: {known})", hint=hint)
     try:
         return found[name].load()()  # a backend raises ImportError when its framework is missing
     except ImportError as exc:

@@ -238,7 +238,7 @@ def _stub(index, block, layer, path, loaded, shape) -> CheckedLayer:
 
 def _receptive(analysis: Analysis, rf, jump, whole: bool):
     """Receptive field r and jump j per axis: r += (k_eff - 1)·j, j *= stride."""
-    if whole or analysis.flattens:
+    if whole or analysis.flattens or analysis.sees_whole_input:
         return rf, jump, True
     window = analysis.window
     if window is None:

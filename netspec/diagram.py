@@ -16,13 +16,15 @@ from pathlib import Path
 import jinja2
 
 from netspec.check import CheckedLayer, CheckedNet
-from netspec.layers import fmt_shape
+from netspec.layers import LAYER_REGISTRY, fmt_shape
 
-KIND_COLOURS = {  # fill, stroke
-    "conv": ("#dbe9f6", "#3b6ea5"), "pool": ("#e3f1df", "#4d8a3f"), "norm": ("#f6ead6", "#b07a1f"),
-    "linear": ("#efe1f3", "#7d4b8f"), "other": ("#eeeeee", "#777777"),
+CATEGORY_COLOURS = {  # a layer class's category -> fill, stroke
+    "convolution": ("#dbe9f6", "#3b6ea5"), "pooling": ("#e3f1df", "#4d8a3f"),
+    "normalization": ("#f6ead6", "#b07a1f"), "linear": ("#efe1f3", "#7d4b8f"),
 }
-THIN_TYPES = {"relu", "gelu", "sigmoid", "tanh", "silu", "elu", "softmax", "dropout", "flatten"}
+OTHER_COLOURS = ("#eeeeee", "#777777")
+# categories drawn as thin bars: they change no shape worth a box
+THIN_CATEGORIES = {"activation", "regularization", "reshape", "structure"}
 ABBREVIATIONS = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "out_channels": "",
                  "out_features": "", "output_size": "→", "p": "p=", "size": "n="}
 BOX_WIDTH, THIN_WIDTH, GAP, MARGIN, TEXT_HEIGHT = 128, 30, 16, 24, 58
@@ -64,14 +66,8 @@ class Diagram:
     by_block: bool
 
 
-def kind(layer_type: str) -> str:
-    if "conv" in layer_type:
-        return "conv"
-    if "pool" in layer_type:
-        return "pool"
-    if "norm" in layer_type or layer_type == "lrn":
-        return "norm"
-    return "linear" if layer_type == "linear" else "other"
+def colours(layer_type: str) -> tuple[str, str]:
+    return CATEGORY_COLOURS.get(LAYER_REGISTRY[layer_type].category, OTHER_COLOURS)
 
 
 def settings_label(cl: CheckedLayer) -> str:
@@ -108,10 +104,10 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
     boxes, x = [], MARGIN
     for name, unit_type, members in units:
         last = members[-1]
-        thin = unit_type in THIN_TYPES
+        thin = unit_type in LAYER_REGISTRY and LAYER_REGISTRY[unit_type].category in THIN_CATEGORIES
         width = THIN_WIDTH if thin else BOX_WIDTH
         height = _height(last)
-        fill, stroke = KIND_COLOURS[kind(last.type if unit_type != "block" else _main_type(members))]
+        fill, stroke = colours(last.type if unit_type != "block" else _main_type(members))
         count = f"{len(members)} layer" + ("s" if len(members) > 1 else "")
         label = (f"{count}: " + ", ".join(dict.fromkeys(cl.type for cl in members))
                  if unit_type == "block" else settings_label(last))

@@ -1,9 +1,10 @@
 """Moving weights between framework layouts, in one place.
 
-The neutral layout is PyTorch's, per spec layer: ``weight`` (conv OIHW, linear (out, in)),
-``bias``, and for batch norm ``running_mean`` / ``running_var``. Keras keeps conv kernels HWIO and
-dense kernels (in, out). Flatten needs no reordering: the Keras backend permutes to channels-first
-before flattening, so fc6's columns mean the same in both frameworks.
+The neutral layout is PyTorch's. Each layer class lists its tensors (``Layer.weights``: the
+PyTorch key, the Keras variable and the axis permutation between them); this module only reads
+that list, so a new layer with weights needs nothing here. Flatten needs no reordering: the Keras
+backend permutes to channels-first before flattening, so fc6's columns mean the same in both
+frameworks.
 """
 
 from __future__ import annotations
@@ -12,61 +13,39 @@ from typing import Any
 
 import numpy as np
 
-TORCH_KEYS = {
-    "conv2d": ("weight", "bias"),
-    "linear": ("weight", "bias"),
-    "batchnorm2d": ("weight", "bias", "running_mean", "running_var"),
-}
-KERAS_KEYS = {
-    "conv2d": ("kernel", "bias"),
-    "linear": ("kernel", "bias"),
-    "batchnorm2d": ("gamma", "beta", "moving_mean", "moving_variance"),
-}
-
-
-def _present(layer, keys: tuple[str, ...]) -> tuple[str, ...]:
-    """The keys a layer really has: no bias when bias is off, no scale/shift when not affine."""
-    if layer.kind in ("conv2d", "linear") and not layer.bias:
-        return keys[:1]
-    if layer.kind == "batchnorm2d" and not layer.affine:
-        return keys[2:]
-    return keys
-
 
 def torch_names(layer) -> tuple[str, ...]:
-    return _present(layer, TORCH_KEYS.get(layer.kind, ()))
+    """The layer's PyTorch state-dict keys, in order (its class's ``weights``)."""
+    return tuple(w.torch for w in layer.weight_tensors())
 
 
 def keras_names(layer) -> tuple[str, ...]:
-    return _present(layer, KERAS_KEYS.get(layer.kind, ()))
+    """The layer's Keras variable names, in ``get_weights`` order."""
+    return tuple(w.keras for w in layer.weight_tensors())
 
 
 def to_keras(layer, tensors: dict[str, Any]) -> list[np.ndarray]:
     """PyTorch-layout arrays of one layer -> the list Keras' ``set_weights`` takes."""
     out = []
-    for key in torch_names(layer):
-        value = np.asarray(tensors[key])
-        if key == "weight" and layer.kind == "conv2d":
-            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        elif key == "weight" and layer.kind == "linear":
-            value = value.T  # (out, in) -> (in, out)
+    for tensor in layer.weight_tensors():
+        value = np.asarray(tensors[tensor.torch])
+        if tensor.to_keras is not None:
+            value = value.transpose(tensor.to_keras)
         out.append(np.ascontiguousarray(value))
     return out
 
 
 def to_torch(layer, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
     """The list Keras' ``get_weights`` returns for one layer -> PyTorch-layout arrays."""
-    names = torch_names(layer)
-    if len(arrays) != len(names):
-        raise ValueError(f"layer '{layer.name}' has {len(arrays)} Keras weights, expected {len(names)}")
+    tensors = layer.weight_tensors()
+    if len(arrays) != len(tensors):
+        raise ValueError(f"layer '{layer.name}' has {len(arrays)} Keras weights, expected {len(tensors)}")
     out = {}
-    for key, value in zip(names, arrays, strict=True):
+    for tensor, value in zip(tensors, arrays, strict=True):
         value = np.asarray(value)
-        if key == "weight" and layer.kind == "conv2d":
-            value = value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        elif key == "weight" and layer.kind == "linear":
-            value = value.T
-        out[key] = np.ascontiguousarray(value)
+        if tensor.to_torch is not None:
+            value = value.transpose(tensor.to_torch)
+        out[tensor.torch] = np.ascontiguousarray(value)
     return out
 
 
@@ -100,3 +79,36 @@ def _shape(shape) -> str:
     if shape and isinstance(shape[0], tuple):
         return "[" + ", ".join(map(str, shape)) + "]"
     return str(tuple(shape))
+
+
+def sequence_parts(checked) -> list[str]:
+    """What one checked layer becomes inside a block, which generated code numbers as torchvision
+    numbers an ``nn.Sequential``: a padding step when the padding is not the same on both sides
+    (frameworks' ops only pad symmetrically), the layer itself, and its activation shorthand."""
+    parts = []
+    pads = checked.resolved.get("padding")
+    if pads is not None and (pads[0] != pads[1] or pads[2] != pads[3]):
+        parts.append("pad")
+    parts.append("layer")
+    if getattr(checked.layer, "activation", None):
+        parts.append("activation")
+    return parts
+
+
+def state_prefixes(net) -> dict[str, str]:
+    """Each layer's path in the PyTorch model, which prefixes its state-dict keys: its own name in
+    a flat spec; 'features.3' for the fourth module of block 'features'; the block's name for a
+    block that holds one module (as torchvision's ``avgpool``). Both backends key weights by it."""
+    if net.spec.blocks is None:
+        return {cl.name: cl.name for cl in net.layers}
+    prefixes = {}
+    for block in net.spec.blocks:
+        members = [cl for cl in net.layers if cl.block == block.name]
+        position = 0
+        for cl in members:
+            parts = sequence_parts(cl)
+            prefixes[cl.name] = f"{block.name}.{position + parts.index('layer')}"
+            position += len(parts)
+        if position == 1:
+            prefixes[members[0].name] = block.name
+    return prefixes

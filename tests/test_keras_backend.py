@@ -3,6 +3,7 @@ in PyTorch and in Keras: for the logits and for every layer, in both directions.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -26,10 +27,6 @@ pytestmark = pytest.mark.keras
 GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 SPECS = [*ALL_SPECS, ZOO]
-TORCH_ACTIVATIONS = {
-    "relu": torch.relu, "gelu": torch.nn.functional.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-    "silu": torch.nn.functional.silu, "elu": torch.nn.functional.elu, "softmax": lambda t: torch.softmax(t, 1),
-}
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +48,20 @@ def randomize_torch(model) -> None:
                 tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
 
 
+@functools.cache
+def torch_activation(name: str):
+    """The torch backend's own module for an activation (its one-layer catalogue example), to
+    apply a flat spec's `activation:` shorthand after the layer's hooked output."""
+    return get_backend("torch").load(single_layer_net(name, 0)).eval()
+
+
 def torch_per_layer(torch_backend, net, model, x):
     plan = torch_backend.plan(net)
     outputs, handles = {}, []
     for cl in net.layers:
         def hook(_m, _i, out, cl=cl):
             act = getattr(cl.layer, "activation", None)
-            outputs[cl.name] = (TORCH_ACTIVATIONS[act](out) if act else out).detach().clone().numpy()
+            outputs[cl.name] = (torch_activation(act)(out) if act else out).detach().clone().numpy()
         handles.append(model.get_submodule(plan.module_paths[cl.name]).register_forward_hook(hook))
     with torch.no_grad():
         final = model.eval()(torch.from_numpy(x)).numpy()
@@ -312,6 +316,45 @@ def test_a_keras_users_script_that_imports_keras_first_runs():
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+WITHOUT_TORCH_SCRIPT = """
+import sys
+
+
+class Hidden:  # as if only netspec[keras] were installed: every finder misses these packages
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "triton", "netspec_torch"):
+            return None
+        return self.finder.find_spec(name, path, target)
+
+    def __getattr__(self, name):  # find_distributions: entry points are still found
+        return getattr(self.finder, name)
+
+
+sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
+import netspec
+model = netspec.build(sys.argv[1], backend="keras", weights=sys.argv[2])
+print("OK", model.count_params(), sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "netspec_torch")))
+"""
+
+
+def test_the_keras_backend_needs_no_torch(backends, tmp_path):
+    """Building a Keras model from PyTorch-layout .safetensors weights never imports torch, nor
+    the torch backend (a Keras-only install has neither)."""
+    from safetensors.numpy import save_file
+
+    net = check_file(ZOO)
+    state = {key: np.asarray(value.detach().numpy())
+             for key, value in backends[0].load(net).state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH_SCRIPT, str(ZOO), str(tmp_path / "w.safetensors")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[0] == "OK" and result.stdout.rstrip().endswith("[]")
 
 
 SMALL = """

@@ -30,19 +30,6 @@ def test_every_layer_is_documented_with_examples(kind):
     assert cls.category != "misc"
 
 
-@pytest.mark.torch
-@pytest.mark.parametrize(("kind", "index"), CATALOGUE, ids=[f"{k}-{i}" for k, i in CATALOGUE])
-def test_catalogue_example_matches_torch(kind, index):
-    from .reference_torch import run_torch
-
-    net = single_layer_net(kind, index)
-    [(shape, params, buffers)] = run_torch(net)
-    [layer] = net.layers
-    assert shape == layer.output_shape
-    assert params == layer.params
-    assert buffers == layer.non_trainable
-
-
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "expected"),
     [

@@ -5,7 +5,6 @@ runs on the TensorFlow, JAX and torch Keras backends."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -123,13 +122,12 @@ class KerasBackend:
 def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any], source: str = "the state") -> None:
     """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``;
     strictly: every missing, unexpected or mis-shaped tensor is explained, and nothing is loaded."""
-    from netspec.weights import misfit
-    from netspec_torch.codegen import plan as torch_plan
+    from netspec.weights import misfit, state_prefixes
 
-    paths = torch_plan(net).module_paths
+    paths = state_prefixes(net)
     expected = {key: value.shape for key, value in torch_layout_state(model, net).items()}
-    # batch norm's step counter has no Keras twin: it may come along, and is dropped
-    optional = {f"{paths[cl.name]}.num_batches_tracked" for cl in net.layers if cl.layer.kind == "batchnorm2d"}
+    # buffers without a Keras twin (batch norm's step counter) may come along, and are dropped
+    optional = {f"{paths[cl.name]}.{buffer}" for cl in net.layers for buffer in cl.layer.torch_only_buffers}
     given = {key: tuple(getattr(value, "shape", ())) for key, value in state.items() if key not in optional}
     error = misfit(expected, given, source)
     if error is not None:
@@ -143,9 +141,9 @@ def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any], source:
 
 def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     """The model's weights in PyTorch's layout, keyed as the torch backend's state dict."""
-    from netspec_torch.codegen import plan as torch_plan
+    from netspec.weights import state_prefixes
 
-    paths = torch_plan(net).module_paths
+    paths = state_prefixes(net)
     state = {}
     for cl in net.layers:
         if keras_names(cl.layer):
@@ -243,22 +241,9 @@ def load_any_weights(model, net: CheckedNet, path: Path) -> None:
     if path.name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
         set_from_keras_weights(model, net, read_keras_weights(path), str(path))
         return
-    if path.suffix == ".safetensors":  # read without torch: a Keras-only install loads its checkpoints
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+    from netspec.state_files import read_state_dict
 
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
-                                   hint="the file may be truncated or not a safetensors file") from None
-    else:
-        if importlib.util.find_spec("torch") is None:
-            raise SpecError.single(f"reading {path.name} (a PyTorch file) needs torch",
-                                   hint='pip install -e ".[torch]", or pass .safetensors weights')
-        from netspec_torch.weights import read_state_dict
-
-        state = {k: v.detach().cpu().numpy() for k, v in read_state_dict(path).items()}
+    state = read_state_dict(path, as_numpy=True)  # a .safetensors file is read without torch
     set_from_torch_layout(model, net, state, str(path))
 
 

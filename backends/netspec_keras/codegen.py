@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
-from netspec.layers import fmt_shape
+from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import resolve_padding
 from netspec.render import environment, header_context, module_name, py
 
@@ -82,6 +82,13 @@ def _check_helper_names(net: CheckedNet) -> None:
         raise SpecError(problems)
 
 
+def _activation_name(layers_module, name: str) -> str:
+    """What Keras' ``activation=`` argument calls the shorthand (PyTorch's hardswish is Keras'
+    hard_silu): the activation's own macro says."""
+    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)
+    return str(getattr(layers_module, name)(layer, {}, {}, as_string=True)).strip()
+
+
 def plan(net: CheckedNet) -> KerasPlan:
     _check_helper_names(net)
     result = KerasPlan(function_name=f"build_{module_name(net.spec.name)}")
@@ -107,13 +114,14 @@ def plan(net: CheckedNet) -> KerasPlan:
         elif pads and any(pads):
             top, bottom, left, right = pads
             amount = py(((top, bottom), (left, right)))
-            if cl.type == "maxpool2d":
+            if cl.layer.pad_value == float("-inf"):
                 result.steps.append(Step(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
                 result.uses_neg_inf_pad = True
             else:
                 result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
-        if cl.type == "batchnorm2d":
-            extra["momentum"] = round(1.0 - cl.layer.momentum, 12)  # Keras weights the running value
+        activation = getattr(cl.layer, "activation", None)
+        if activation:
+            extra["activation"] = _activation_name(layers_module, activation)
         if cl.type == "adaptive_avgpool2d" and _keras_adaptive_pool_fails(cl):
             extra["exact_adaptive"] = True
             result.uses_adaptive_pool = True

@@ -7,22 +7,9 @@ from dataclasses import dataclass, field
 
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
-from netspec.layers import fmt_shape
+from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.render import class_name, environment, header_context, py
-
-# Activation shorthand (`activation: relu` on conv2d/linear): a call in forward() for flat specs,
-# a module inside nn.Sequential for blocks.
-ACTIVATION_CALLS = {
-    "relu": "torch.relu({})", "gelu": "F.gelu({})", "sigmoid": "torch.sigmoid({})", "tanh": "torch.tanh({})",
-    "silu": "F.silu({})", "elu": "F.elu({})", "softmax": "torch.softmax({}, dim=1)",
-}
-ACTIVATION_MODULES = {
-    "relu": "nn.ReLU()", "gelu": "nn.GELU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()",
-    "silu": "nn.SiLU()", "elu": "nn.ELU()", "softmax": "nn.Softmax(dim=1)",
-}
-# Padding beyond what the op takes symmetrically is applied first; max pooling pads with -inf so the
-# border never wins, as TensorFlow does.
-NEG_INF_PAD = {"maxpool2d"}
+from netspec.weights import sequence_parts, state_prefixes
 
 _env = environment("netspec_torch")
 
@@ -59,12 +46,33 @@ def split_padding(padding: tuple[int, int, int, int]) -> tuple[tuple[int, int], 
     return (0, 0), (left, right, top, bottom)
 
 
-def _constructor(layer: CheckedLayer, op_padding: tuple[int, int]) -> str:
-    macro = getattr(_env.get_template("layers.py.j2").module, layer.type, None)
+def _macro(layer_type: str):
+    macro = getattr(_env.get_template("layers.py.j2").module, layer_type, None)
     if macro is None:
-        raise NotImplementedError(f"the torch backend has no rendering for layer type '{layer.type}' "
+        raise NotImplementedError(f"the torch backend has no rendering for layer type '{layer_type}' "
                                   "(add a macro to netspec_torch/templates/layers.py.j2)")
-    return str(macro(layer.layer, layer.resolved, op_padding)).strip()
+    return macro
+
+
+def _constructor(layer: CheckedLayer, op_padding: tuple[int, int]) -> str:
+    return str(_macro(layer.type)(layer.layer, layer.resolved, op_padding)).strip()
+
+
+def _activation(name: str, call: str | None = None) -> str:
+    """The activation shorthand's module, or with ``call`` its functional form applied to it: the
+    activation's own macro renders both."""
+    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)
+    return str(_macro(name)(layer, {}, (0, 0), call=call)).strip()
+
+
+def _pad_module(cl: CheckedLayer, pre_pad) -> str:
+    if cl.layer.pad_value == 0:
+        return f"nn.ZeroPad2d({py(pre_pad)})"
+    return f"nn.ConstantPad2d({py(pre_pad)}, {_float(cl.layer.pad_value)})"
+
+
+def _float(value: float) -> str:
+    return f'float("{value}")' if value in (float("inf"), float("-inf")) else py(value)
 
 
 def _pads(layer: CheckedLayer):
@@ -75,40 +83,34 @@ def _pads(layer: CheckedLayer):
 
 def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
     _check_names(net, reserved)
-    result = TorchPlan(class_name(net.spec.name))
+    result = TorchPlan(class_name(net.spec.name), module_paths=state_prefixes(net))
     if net.spec.blocks is None:
         for cl in net.layers:
             op_padding, pre_pad = _pads(cl)
             result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding)))
             arg = "x"
             if pre_pad is not None:
-                value = ', value=float("-inf")' if cl.type in NEG_INF_PAD else ""
+                value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
                 arg = f"F.pad(x, {py(pre_pad)}{value})"
                 result.uses_functional = True
             expr = f"self.{cl.name}({arg})"
             activation = getattr(cl.layer, "activation", None)
             if activation:
-                expr = ACTIVATION_CALLS[activation].format(expr)
+                expr = _activation(activation, call=expr)
                 result.uses_functional |= expr.startswith("F.")
             result.steps.append(Step(expr, fmt_shape(cl.output_shape)))
-            result.module_paths[cl.name] = cl.name
         return result
     for block in net.spec.blocks:
         layers = [cl for cl in net.layers if cl.block == block.name]
         modules: list[str] = []
         for cl in layers:
             op_padding, pre_pad = _pads(cl)
-            if pre_pad is not None:
-                modules.append(f'nn.ConstantPad2d({py(pre_pad)}, float("-inf"))' if cl.type in NEG_INF_PAD
-                               else f"nn.ZeroPad2d({py(pre_pad)})")
-            result.module_paths[cl.name] = f"{block.name}.{len(modules)}"
-            modules.append(_constructor(cl, op_padding))
-            activation = getattr(cl.layer, "activation", None)
-            if activation:
-                modules.append(ACTIVATION_MODULES[activation])
+            rendered = {"pad": lambda cl=cl, pre_pad=pre_pad: _pad_module(cl, pre_pad),
+                        "layer": lambda cl=cl, op_padding=op_padding: _constructor(cl, op_padding),
+                        "activation": lambda cl=cl: _activation(cl.layer.activation)}
+            modules += [rendered[part]() for part in sequence_parts(cl)]
         if len(modules) == 1:  # a lone module is kept as itself, as torchvision's `avgpool` is
             result.attributes.append(Attribute(block.name, modules[0]))
-            result.module_paths[layers[0].name] = block.name
         else:
             result.attributes.append(Attribute(block.name, modules=modules))
         result.steps.append(Step(f"self.{block.name}(x)", fmt_shape(layers[-1].output_shape)))

@@ -1,52 +1,14 @@
-"""Reading and applying weights safely: safetensors, or a plain state dict read with
-``torch.load(weights_only=True)`` (never an arbitrary pickle)."""
+"""Applying a state dict to a generated model, strictly (files are read by netspec.state_files)."""
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
-from netspec.errors import SpecError
+from netspec.state_files import read_state_dict
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError.single(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
-                                   hint="the file may be truncated or not a safetensors file") from None
-    if path.suffix in TORCH_SUFFIXES:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError as exc:  # unreadable: permissions, an I/O error
-            raise SpecError.single(f"cannot read {path}: {exc.strerror or exc}",
-                                   hint="check the file's permissions") from None
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SpecError.single(
-                f"refusing to load {path}: it is not a plain state dict of tensors ({first})",
-                hint="netspec reads PyTorch files with weights_only=True and never runs pickled code; "
-                     "save model.state_dict() or use safetensors") from None
-        for key in ("state_dict", "model"):
-            if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
-                loaded = loaded[key]
-        if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-            raise SpecError.single(f"{path} does not hold a state dict (a mapping of names to tensors)")
-        return dict(loaded)
-    raise SpecError.single(f"unsupported weights file {path.name}",
-                           hint=f"use .safetensors or a PyTorch state dict ({', '.join(TORCH_SUFFIXES)})")
+__all__ = ["apply_state_dict", "read_state_dict"]
 
 
 def apply_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -1,8 +1,12 @@
-"""Activations. Each keeps its input's shape and has no parameters."""
+"""Activations. Each keeps its input's shape and has no parameters.
+
+Most are also the values of the ``activation:`` shorthand that convolution and
+fully connected layers accept (``activation: relu6``): defining one here makes it available there.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +15,8 @@ from netspec.layers.base import Analysis, Layer, LayerInput
 
 class _Elementwise(Layer):
     category = "activation"
+    # Whether `activation: <type>` on a convolution or linear layer may name it (with its defaults).
+    shorthand: ClassVar[bool] = True
 
     def analyze(self, inp: LayerInput) -> Analysis:
         return Analysis(output=inp.shape)
@@ -24,10 +30,19 @@ class ReLU(_Elementwise):
     type: Literal["relu"]
 
 
+class ReLU6(_Elementwise):
+    """min(max(x, 0), 6), MobileNet's activation. Shape unchanged; params = 0, MACs = 0."""
+
+    examples = (((4, 5, 5), {}), ((10,), {}))
+
+    type: Literal["relu6"]
+
+
 class LeakyReLU(_Elementwise):
     """x if x > 0 else negative_slope·x. Shape unchanged; params = 0, MACs = 0."""
 
     synonyms = {"alpha": "negative_slope"}
+    shorthand = False  # Keras' "leaky_relu" string means a slope of 0.2, PyTorch's default is 0.01
 
     examples = (((4, 5, 5), {"negative_slope": 0.2}),)
 
@@ -60,6 +75,24 @@ class SiLU(_Elementwise):
     type: Literal["silu"]
 
 
+class Hardswish(_Elementwise):
+    """x·min(max(x + 3, 0), 6) / 6, MobileNetV3's cheap swish (Keras calls it hard_silu).
+    Shape unchanged; params = 0, MACs = 0."""
+
+    examples = (((4, 5, 5), {}), ((10,), {}))
+
+    type: Literal["hardswish"]
+
+
+class Hardsigmoid(_Elementwise):
+    """min(max(x + 3, 0), 6) / 6, the gate of MobileNetV3's squeeze-and-excitation (PyTorch's
+    definition, which Keras 3's hard_sigmoid shares). Shape unchanged; params = 0, MACs = 0."""
+
+    examples = (((4, 5, 5), {}), ((10,), {}))
+
+    type: Literal["hardsigmoid"]
+
+
 class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x)). Shape unchanged; params = 0, MACs = 0."""
 
@@ -82,3 +115,21 @@ class Softmax(_Elementwise):
     examples = (((10,), {}), ((4, 3, 3), {}))
 
     type: Literal["softmax"]
+
+
+class Identity(_Elementwise):
+    """Passes its input through unchanged: a named point in the graph (a residual's shortcut, a
+    placeholder a variant can replace). Shape unchanged; params = 0, MACs = 0."""
+
+    category = "structure"
+    shorthand = False
+
+    examples = (((4, 5, 5), {}), ((10,), {}))
+
+    type: Literal["identity"]
+
+
+# The values of the `activation:` shorthand.
+SHORTHAND_ACTIVATIONS = tuple(cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+                              for cls in _Elementwise.__subclasses__() if cls.shorthand)
+ActivationName = Literal[SHORTHAND_ACTIVATIONS]  # type: ignore[valid-type]

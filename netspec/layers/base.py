@@ -111,7 +111,30 @@ Padding = Annotated[
     WithJsonSchema({"anyOf": [_pair_schema(0), {"enum": ["valid", "same"]}]}),
 ]
 
-ActivationName = Literal["relu", "gelu", "sigmoid", "tanh", "silu", "elu", "softmax"]
+
+
+@dataclass(frozen=True)
+class WeightTensor:
+    """One tensor a layer owns, and how it is stored in each framework.
+
+    The neutral layout is PyTorch's: ``torch`` is its state-dict key, ``keras`` the Keras
+    variable's name; ``to_keras`` permutes the PyTorch array's axes into Keras' layout (conv OIHW
+    -> HWIO is (2, 3, 1, 0)). ``needs`` names the boolean field that must be on for the tensor to
+    exist (a conv's bias); ``trained`` is False for running statistics.
+    """
+
+    torch: str
+    keras: str
+    to_keras: tuple[int, ...] | None = None
+    needs: str | None = None
+    trained: bool = True
+
+    @property
+    def to_torch(self) -> tuple[int, ...] | None:
+        """The inverse permutation: Keras' layout back to PyTorch's."""
+        if self.to_keras is None:
+            return None
+        return tuple(sorted(range(len(self.to_keras)), key=self.to_keras.__getitem__))
 
 
 class ShapeIssue(Exception):
@@ -152,6 +175,7 @@ class Analysis:
     macs: int = 0
     window: Window | None = None
     flattens: bool = False
+    sees_whole_input: bool = False  # global pooling: every output value depends on every pixel
     resolved: dict[str, Any] = field(default_factory=dict)
     issues: list[ShapeIssue] = field(default_factory=list)
 
@@ -183,6 +207,12 @@ class Layer(BaseModel):
     # Sample configurations with an input shape (channels-first): the catalogue tests and the
     # backends' conformance tests build and run each one.
     examples: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()
+    # The tensors the layer owns, in both frameworks' order (weights.py moves them between layouts).
+    weights: ClassVar[tuple[WeightTensor, ...]] = ()
+    # PyTorch buffers without a Keras twin, which may come along in a state dict and are dropped.
+    torch_only_buffers: ClassVar[tuple[str, ...]] = ()
+    # The value padding takes: -inf for max pooling, so that the border never wins.
+    pad_value: ClassVar[float] = 0.0
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -195,6 +225,10 @@ class Layer(BaseModel):
     @property
     def kind(self) -> str:
         return self.type  # type: ignore[attr-defined]
+
+    def weight_tensors(self) -> tuple[WeightTensor, ...]:
+        """The tensors this layer really has: no bias when ``bias`` is off, and so on."""
+        return tuple(w for w in self.weights if w.needs is None or getattr(self, w.needs))
 
     def analyze(self, inp: LayerInput) -> Analysis:
         raise NotImplementedError

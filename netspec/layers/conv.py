@@ -6,14 +6,15 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
+from netspec.layers.activations import ActivationName
 from netspec.layers.base import (
-    ActivationName,
     Analysis,
     Layer,
     LayerInput,
     Padding,
     Pair,
     ShapeIssue,
+    WeightTensor,
     Window,
     require_spatial,
     resolve_padding,
@@ -44,6 +45,9 @@ class Conv2d(Layer):
         ((6, 15, 15), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False, "padding": "valid"}),
         ((4, 9, 10), {"out_channels": 4, "kernel_size": 4, "stride": 3, "padding": "same", "activation": "tanh"}),
     )
+
+    weights = (WeightTensor("weight", "kernel", to_keras=(2, 3, 1, 0)),  # OIHW <-> HWIO
+               WeightTensor("bias", "bias", needs="bias"))
 
     type: Literal["conv2d"]
     out_channels: PositiveInt = Field(description="Number of filters.")

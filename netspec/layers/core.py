@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from netspec.layers.base import ActivationName, Analysis, Layer, LayerInput, ShapeIssue, fmt_shape
+from netspec.layers.activations import ActivationName
+from netspec.layers.base import Analysis, Layer, LayerInput, ShapeIssue, WeightTensor, fmt_shape
 
 
 class Dropout(Layer):
@@ -58,6 +59,9 @@ class Linear(Layer):
         ((20,), {"out_features": 10, "bias": False}),
         ((12,), {"in_features": 12, "out_features": 5, "activation": "softmax"}),
     )
+
+    weights = (WeightTensor("weight", "kernel", to_keras=(1, 0)),  # (out, in) <-> (in, out)
+               WeightTensor("bias", "bias", needs="bias"))
 
     type: Literal["linear"]
     out_features: PositiveInt = Field(description="Number of output features (units).")

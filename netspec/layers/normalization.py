@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from netspec.layers.base import Analysis, Layer, LayerInput, require_spatial
+from netspec.layers.base import Analysis, Layer, LayerInput, WeightTensor, require_spatial
 
 
 class LocalResponseNorm(Layer):
@@ -53,6 +53,11 @@ class BatchNorm2d(Layer):
         ((8, 6, 6), {}),
         ((4, 5, 5), {"affine": False, "eps": 1e-3}),
     )
+
+    weights = (WeightTensor("weight", "gamma", needs="affine"), WeightTensor("bias", "beta", needs="affine"),
+               WeightTensor("running_mean", "moving_mean", trained=False),
+               WeightTensor("running_var", "moving_variance", trained=False))
+    torch_only_buffers = ("num_batches_tracked",)
 
     type: Literal["batchnorm2d"]
     eps: PositiveFloat = 1e-5

@@ -67,6 +67,8 @@ class MaxPool2d(_WindowPool):
         ((4, 13, 13), {"kernel_size": 3, "stride": 2, "padding": "same"}),
     )
 
+    pad_value = float("-inf")
+
     type: Literal["maxpool2d"]
 
     def analyze(self, inp: LayerInput) -> Analysis:
@@ -121,3 +123,23 @@ class AdaptiveAvgPool2d(Layer):
         stride = (max(h // oh, 1), max(w // ow, 1))
         return Analysis(output=(c, oh, ow), window=Window(kernel, stride),
                         resolved={"divides": h % oh == 0 and w % ow == 0, "input_hw": (h, w)})
+
+
+class GlobalAvgPool2d(Layer):
+    """The mean over height and width of each channel (Keras ``GlobalAveragePooling2D``, PyTorch
+    ``nn.AdaptiveAvgPool2d(1)``, flattened unless ``keepdims``).
+
+    out = (C,), or (C, 1, 1) with ``keepdims`` (for a squeeze-and-excitation gate); params = 0,
+    MACs = 0.
+    """
+
+    category = "pooling"
+
+    examples = (((8, 7, 7), {}), ((4, 5, 3), {"keepdims": True}))
+
+    type: Literal["global_avgpool2d"]
+    keepdims: bool = Field(False, description="Keep C×1×1 instead of C flat features.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        c, _, _ = require_spatial(inp, "global_avgpool2d")
+        return Analysis(output=(c, 1, 1) if self.keepdims else (c,), sees_whole_input=True)
