@@ -14,6 +14,7 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
+from netspec.layers.base import NETWORK_INPUT
 from netspec.loader import LoadedSpec, load_spec_document
 from netspec.spec import NetSpec, SpecSource, layer_adapter, validate_document
 
@@ -42,6 +43,8 @@ class CheckedLayer:
     macs: int
     receptive_field: tuple[int, int] | None  # None once the layer sees the whole image
     resolved: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()  # the layers (or 'input') whose outputs it takes
+    input_shapes: tuple[Shape, ...] = ()
 
     @property
     def activation_elements(self) -> int:
@@ -78,8 +81,21 @@ class CheckedNet:
         return self.source.spec
 
     @property
+    def output_names(self) -> list[str]:
+        return self.spec.output_names()
+
+    @property
     def output_shape(self) -> Shape:
-        return self.layers[-1].output_shape if self.layers else self.input_shape
+        """The (first) output's shape."""
+        return self.layer(self.output_names[0]).output_shape if self.layers else self.input_shape
+
+    def require_one_output(self, what: str) -> None:
+        """``what`` (training, a benchmark) needs the class scores alone."""
+        if len(self.output_names) > 1:
+            raise SpecError.single(f"{what} needs one output (the class scores), but the spec names "
+                                   f"{len(self.output_names)}: {', '.join(self.output_names)}",
+                                   self.source.location(("outputs",)),
+                                   hint="use a variant whose 'outputs' is the classifier alone")
 
     def layer(self, name: str) -> CheckedLayer:
         for checked in self.layers:
@@ -163,26 +179,43 @@ def _partial_shape_problems(loaded: LoadedSpec, input_shape: Shape | None) -> li
     return _propagate(items, loaded, input_shape)[1]
 
 
+@dataclass(frozen=True)
+class _Tensor:
+    """A produced tensor as the checker tracks it: its shape, who made it (for messages) and the
+    receptive field of its values."""
+
+    shape: Shape
+    producer: str
+    flat_input: bool  # flat features that come from a 1-D network input, not from a flatten
+    rf: tuple[int, int] = (1, 1)
+    jump: tuple[int, int] = (1, 1)
+    whole: bool = False  # sees the whole input
+    flattened_from: Shape | None = None  # the image a flatten made these features of (for messages)
+
+
 def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: str | None = None,
                explain: bool = True) -> tuple[list[CheckedLayer], list[Problem]]:
-    """Run the shape rules over the layers; stops early at an unknown shape or at ``stop_at``."""
+    """Run the shape rules over the layers in document order, which is a topological order of the
+    graph (validation made sure every input is an earlier layer); stops early at an unknown shape
+    or at ``stop_at``."""
     checked: list[CheckedLayer] = []
     problems: list[Problem] = []
     input_shape = shape
-    producer = "the input"
-    flattened_from: Shape | None = None
-    rf, jump = (1, 1), (1, 1)
-    sees_whole_input = False
-    flat_input = len(shape) == 1  # until a layer makes an image of it
+    tensors = {NETWORK_INPUT: _Tensor(shape, "the input", flat_input=len(shape) == 1)}
+    previous = NETWORK_INPUT
     too_big = False  # reported once: later layers only inherit the size
     search = True  # look for a fitting input size once: each look runs the layers up to 64 times
     for index, (block, layer, path) in enumerate(items):
+        names = list(layer.inputs) if layer.inputs is not None else [previous]
+        if any(name not in tensors for name in names):
+            break  # an unknown input was reported by validation, or an earlier shape is unknown
+        ins = [tensors[name] for name in names]
         if layer.name == stop_at:
-            checked.append(_stub(index, block, layer, path, loaded, shape))
+            checked.append(_stub(index, block, layer, path, loaded, ins[0].shape))
             break
         location = loaded.location(path)
         try:
-            analysis = layer.analyze(LayerInput(shape, producer, flat_input=flat_input))
+            analysis = layer.analyze_inputs([LayerInput(t.shape, t.producer, flat_input=t.flat_input) for t in ins])
         except ShapeIssue as issue:
             if explain:
                 problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))
@@ -195,21 +228,24 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
                 found = _too_big(analysis, layer, location)
                 problems += found
                 too_big = bool(found)
-        rf, jump, sees_whole_input = _receptive(analysis, rf, jump, sees_whole_input)
+        rf, jump, whole = _receptive(analysis, ins)
         checked.append(CheckedLayer(
             index=index, name=layer.name, type=layer.kind, block=block, layer=layer, path=path,
-            location=location, input_shape=shape, output_shape=analysis.output, params=analysis.params,
+            location=location, input_shape=ins[0].shape, output_shape=analysis.output, params=analysis.params,
             non_trainable=analysis.non_trainable, macs=analysis.macs,
-            receptive_field=None if sees_whole_input else rf, resolved=analysis.resolved))
-        if analysis.flattens and len(shape) == 3:
-            flattened_from = shape
-        elif analysis.output != shape:
-            flattened_from = None
-        shape = analysis.output
-        flat_input &= len(shape) == 1
+            receptive_field=None if whole else rf, resolved=analysis.resolved, inputs=tuple(names),
+            input_shapes=tuple(t.shape for t in ins)))
+        flattened_from = None
+        if analysis.flattens and len(ins[0].shape) == 3:
+            flattened_from = ins[0].shape
+        elif analysis.output == ins[0].shape:
+            flattened_from = ins[0].flattened_from  # dropout after a flatten: still those features
         producer = f"layer '{layer.name}' (line {location.line})"
         if flattened_from is not None:
             producer += f", flattening {fmt_shape(flattened_from)},"
+        tensors[layer.name] = _Tensor(analysis.output, producer, all(t.flat_input for t in ins)
+                                      and len(analysis.output) == 1, rf, jump, whole, flattened_from)
+        previous = layer.name
     return checked, problems
 
 
@@ -236,9 +272,12 @@ def _stub(index, block, layer, path, loaded, shape) -> CheckedLayer:
                         shape, shape, 0, 0, 0, None)
 
 
-def _receptive(analysis: Analysis, rf, jump, whole: bool):
-    """Receptive field r and jump j per axis: r += (k_eff - 1)·j, j *= stride."""
-    if whole or analysis.flattens or analysis.sees_whole_input:
+def _receptive(analysis: Analysis, ins: list[_Tensor]):
+    """Receptive field r and jump j per axis: r += (k_eff - 1)·j, j *= stride; over a graph, the
+    largest over the paths that reach the layer."""
+    rf = tuple(max(t.rf[axis] for t in ins) for axis in (0, 1))
+    jump = tuple(max(t.jump[axis] for t in ins) for axis in (0, 1))
+    if any(t.whole for t in ins) or analysis.flattens or analysis.sees_whole_input:
         return rf, jump, True
     window = analysis.window
     if window is None:

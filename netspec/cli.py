@@ -306,6 +306,7 @@ def bench(
             raise SpecError.single(f"unknown loop(s): {', '.join(unknown) or 'none given'}",
                                    hint="choose from netspec, eager-fp32, compiled-bf16")
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
+        net.require_one_output("a training benchmark")
         if output is not None:  # before the measuring, not after
             from netspec.outputs import check_target
 

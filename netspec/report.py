@@ -82,6 +82,7 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
         "netspec_version": __version__,
         "spec": {"name": net.spec.name, "file": net.source.file, "extends": net.source.loaded.chain[1:]},
         "input_shape": list(net.input_shape),
+        "outputs": net.output_names,
         "shape_layout": "channels_first",
         "batch": net.batch,
         "layers": [
@@ -90,6 +91,7 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
                 "name": cl.name,
                 "type": cl.type,
                 "block": cl.block,
+                "inputs": list(cl.inputs),
                 "activation": getattr(cl.layer, "activation", None),
                 "input_shape": list(cl.input_shape),
                 "output_shape": list(cl.output_shape),

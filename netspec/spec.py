@@ -27,7 +27,7 @@ from pydantic import (
 
 from netspec.errors import Location, Problem, SpecError, did_you_mean
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
-from netspec.layers.base import GENERATED_CODE_NAMES, Name
+from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT, Name, References
 from netspec.loader import LoadedSpec, load_spec_document
 
 SPEC_NAME_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -166,6 +166,8 @@ class NetSpec(StrictModel):
         default_factory=dict, description="Named values referenced as ${name} anywhere in the spec.")
     layers: list[AnyLayer] | None = Field(None, min_length=1, description="The layers, in order.")  # type: ignore[valid-type]
     blocks: list[Block] | None = Field(None, min_length=1, description="Named groups of layers, in order.")
+    outputs: References | None = Field(None, min_length=1, description="The layers whose outputs the network "
+                                       "returns; by default the last layer's.")
     data: DataSpec = DataSpec()
     training: TrainingSpec = TrainingSpec()
 
@@ -174,6 +176,18 @@ class NetSpec(StrictModel):
         if (self.layers is None) == (self.blocks is None):
             raise ValueError("give exactly one of 'layers' (a flat list) or 'blocks' (named groups)")
         return self
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer takes the previous one's output and the last one's is the result:
+        the generated code is then a sequence, as before graphs existed."""
+        return all(layer.inputs is None for _, layer, _ in self.iter_layers()) and self.outputs is None
+
+    def output_names(self) -> list[str]:
+        if self.outputs is not None:
+            return list(self.outputs)
+        *_, (_, last, _) = self.iter_layers()
+        return [last.name]
 
     def iter_layers(self) -> Iterator[tuple[str | None, Layer, tuple]]:
         """Every layer in order as (block name or None, layer, its path in the document)."""
@@ -212,6 +226,7 @@ def validate_document(loaded: LoadedSpec) -> SpecSource:
     except ValidationError as exc:
         raise SpecError(_problems_from_validation(exc, loaded)) from None
     _check_unique_names(spec, loaded)
+    _check_edges(spec, loaded)
     return SpecSource(spec, loaded)
 
 
@@ -243,6 +258,64 @@ def _check_unique_names(spec: NetSpec, loaded: LoadedSpec) -> None:
             seen[layer.name] = path
     if problems:
         raise SpecError(problems)
+
+
+def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
+    """Every `inputs:` and `outputs:` names an earlier layer (which also rules out cycles: the
+    document order is a topological order), each layer gets as many inputs as it takes, and every
+    layer's output is used."""
+    lines = {layer.name: loaded.location((*path, "name")).line for _, layer, path in spec.iter_layers()}
+    problems: list[Problem] = []
+    earlier: list[str] = [NETWORK_INPUT]
+    used: set[str] = set()
+    previous = NETWORK_INPUT
+    for block, layer, path in spec.iter_layers():
+        if layer.inputs is not None and block is not None:
+            problems.append(Problem("'inputs' is not available inside blocks, which generated code builds as "
+                                    "sequences (nn.Sequential)", loaded.location((*path, "inputs")),
+                                    layer=layer.name, hint="use a flat 'layers:' list for a graph"))
+        names = layer.inputs if layer.inputs is not None else [previous]
+        for i, name in enumerate(names):
+            where = loaded.location((*path, "inputs", i) if layer.inputs is not None else path)
+            if name not in earlier:
+                problems.append(_reference_problem(name, layer.name, where, earlier, lines))
+        low, high = layer.arity
+        if len(names) < low or (high is not None and len(names) > high):
+            wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
+            problems.append(Problem(f"{layer.kind} takes {wanted} input{'s' if wanted != '1' else ''}, got "
+                                    f"{len(names)}", loaded.location((*path, "inputs")), layer=layer.name,
+                                    hint=f"e.g. inputs: [{', '.join(earlier[-2:])}]" if low > 1 else
+                                    "give it one input, or use a merge (add, concat, multiply) to join several"))
+        used.update(names)
+        earlier.append(layer.name)
+        previous = layer.name
+    outputs = spec.output_names()
+    for i, name in enumerate(outputs):
+        if name not in earlier[1:]:
+            where = loaded.location(("outputs", i))
+            problems.append(_reference_problem(name, None, where, earlier[1:], {}))
+    used.update(outputs)
+    for _, layer, path in spec.iter_layers():
+        if layer.name not in used:
+            problems.append(Problem(f"the output of '{layer.name}' is never used", loaded.location((*path, "name")),
+                                    layer=layer.name, hint="name it in a later layer's 'inputs' or in 'outputs', "
+                                    "or remove the layer"))
+    if problems:
+        raise SpecError(problems)
+
+
+def _reference_problem(name: str, layer: str | None, where: Location, earlier: list[str],
+                       lines: dict[str, int]) -> Problem:
+    if name == layer:
+        return Problem(f"'{name}' takes its own output, which would be a cycle", where, layer=layer,
+                       hint="name an earlier layer, or 'input' for the network input")
+    if name in lines:
+        return Problem(f"'{name}' (line {lines[name]}) comes after this layer; a layer can only take the outputs "
+                       "of layers before it", where, layer=layer,
+                       hint="move the layers into the order data flows through them (this also rules out cycles)")
+    which = "earlier layer" if layer is not None else "layer"
+    return Problem(f"there is no {which} named '{name}'", where, layer=layer,
+                   hint=did_you_mean(name, earlier) or f"{which}s: {', '.join(earlier[-6:])}")
 
 
 # --- pydantic errors -> located, readable problems ------------------------------------------------

@@ -3,7 +3,6 @@ in PyTorch and in Keras: for the logits and for every layer, in both directions.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import re
@@ -22,11 +21,13 @@ from netspec.errors import SpecError  # noqa: E402
 
 from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, assert_matches_golden  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
+from .torch_helpers import layer_outputs  # noqa: E402
 
 pytestmark = pytest.mark.keras
 GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
-SPECS = [*ALL_SPECS, ZOO]
+GRAPH = BAD_SPECS_DIR / "graph.yaml"
+SPECS = [*ALL_SPECS, ZOO, GRAPH]
 
 
 @pytest.fixture(scope="module")
@@ -48,26 +49,9 @@ def randomize_torch(model) -> None:
                 tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
 
 
-@functools.cache
-def torch_activation(name: str):
-    """The torch backend's own module for an activation (its one-layer catalogue example), to
-    apply a flat spec's `activation:` shorthand after the layer's hooked output."""
-    return get_backend("torch").load(single_layer_net(name, 0)).eval()
-
-
 def torch_per_layer(torch_backend, net, model, x):
-    plan = torch_backend.plan(net)
-    outputs, handles = {}, []
-    for cl in net.layers:
-        def hook(_m, _i, out, cl=cl):
-            act = getattr(cl.layer, "activation", None)
-            outputs[cl.name] = (torch_activation(act)(out) if act else out).detach().clone().numpy()
-        handles.append(model.get_submodule(plan.module_paths[cl.name]).register_forward_hook(hook))
-    with torch.no_grad():
-        final = model.eval()(torch.from_numpy(x)).numpy()
-    for handle in handles:
-        handle.remove()
-    return outputs, final
+    outputs, final = layer_outputs(torch_backend, net, model, torch.from_numpy(x))
+    return {name: value.numpy() for name, value in outputs.items()}, final.numpy()
 
 
 def keras_per_layer(net, model, x):

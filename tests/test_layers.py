@@ -15,11 +15,33 @@ CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in 
 
 
 def single_layer_net(kind: str, index: int):
-    """A one-layer network for catalogue example ``index`` of ``kind``, checked."""
+    """A network around catalogue example ``index`` of ``kind``, checked: the layer alone, or for
+    a merge, whose example gives one shape per input, fed by one small layer per input that makes
+    that shape of the network input (the first one)."""
     shape, config = LAYER_REGISTRY[kind].examples[index]
-    spec = NetSpec.model_validate({"name": "one", "input": list(shape),
-                                   "layers": [{"name": "layer", "type": kind, **config}]})
+    if not isinstance(shape[0], tuple):
+        layers = [{"name": "layer", "type": kind, **config}]
+        spec = NetSpec.model_validate({"name": "one", "input": list(shape), "layers": layers})
+        return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
+    network_input, feeders = shape[0], []
+    for i, wanted in enumerate(shape):
+        feeders += _feeder(f"in{i}", network_input, wanted)
+    layers = [*feeders, {"name": "layer", "type": kind, "inputs": [f"in{i}" for i in range(len(shape))], **config}]
+    spec = NetSpec.model_validate({"name": "one", "input": list(network_input), "layers": layers})
     return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
+
+
+def _feeder(name: str, network_input: tuple, wanted: tuple) -> list[dict]:
+    """Layers that turn the network input into ``wanted``, ending in one named ``name``: a 1×1
+    convolution (or a linear layer) with its own weights, so that the merge's inputs differ."""
+    if len(wanted) == 1:
+        return [{"name": name, "type": "linear", "out_features": wanted[0], "inputs": "input"}]
+    if wanted[1:] == (1, 1) and network_input[1:] != (1, 1):
+        return [{"name": f"{name}_pool", "type": "global_avgpool2d", "keepdims": True, "inputs": "input"},
+                {"name": name, "type": "conv2d", "out_channels": wanted[0], "kernel_size": 1,
+                 "activation": "sigmoid"}]
+    assert wanted[1:] == network_input[1:], "a merge example's image inputs share the network input's size"
+    return [{"name": name, "type": "conv2d", "out_channels": wanted[0], "kernel_size": 1, "inputs": "input"}]
 
 
 @pytest.mark.parametrize("kind", sorted(LAYER_REGISTRY))

@@ -23,7 +23,8 @@ from .torch_helpers import per_layer  # noqa: E402
 pytestmark = pytest.mark.torch
 GOLDEN_DIR = ROOT / "tests" / "golden" / "torch"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
-GOLDEN_SPECS = [*ALL_SPECS, ZOO]
+GRAPH = BAD_SPECS_DIR / "graph.yaml"
+GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,9 @@ def test_catalogue_example_conforms_to_the_checker(backend, kind, index):
     net = single_layer_net(kind, index)
     model = backend.load(net).eval()
     x = torch.randn(3, *net.input_shape)
-    [(shape, params, buffers)] = per_layer(backend, net, model, x)[0]
-    assert (shape, params, buffers) == (net.layers[0].output_shape, net.layers[0].params, net.layers[0].non_trainable)
+    measured, y = per_layer(backend, net, model, x)
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+    assert tuple(y.shape[1:]) == net.output_shape
 
 
 @pytest.mark.parametrize("spec", GOLDEN_SPECS, ids=lambda p: p.name)

@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
-def per_layer(backend, net, model, x):
-    """Per spec layer: (output shape without batch, trainable params, buffers), measured with
-    forward hooks on the modules the torch plan says hold each layer."""
+@functools.cache
+def activation_module(name: str):
+    """The torch backend's own module for an activation (its one-layer catalogue example), to
+    apply a layer's `activation:` shorthand to the layer's hooked output."""
+    from netspec.backend import get_backend
+
+    from .test_layers import single_layer_net
+
+    return get_backend("torch").load(single_layer_net(name, 0)).eval()
+
+
+def layer_outputs(backend, net, model, x):
+    """Every spec layer's output (after its activation shorthand), and the model's output.
+
+    Layers that are modules are read with forward hooks on the modules the torch plan says hold
+    them; merges, which are expressions in forward(), by evaluating that very expression of the
+    generated code on the values their inputs had."""
     plan = backend.plan(net)
-    shapes: dict[str, tuple] = {}
+    outputs: dict[str, torch.Tensor] = {}
     handles = []
     for cl in net.layers:
-        module = model.get_submodule(plan.module_paths[cl.name])
+        if cl.name not in plan.module_paths:
+            continue
 
-        def hook(_module, _inputs, output, name=cl.name):
-            shapes[name] = tuple(output.shape[1:])
+        def hook(_module, _inputs, output, cl=cl):
+            activation = getattr(cl.layer, "activation", None)
+            outputs[cl.name] = (activation_module(activation)(output) if activation else output).detach()
 
-        handles.append(module.register_forward_hook(hook))
+        handles.append(model.get_submodule(plan.module_paths[cl.name]).register_forward_hook(hook))
     try:
         with torch.no_grad():
             y = model.eval()(x)
     finally:
         for handle in handles:
             handle.remove()
+    expressions = {step.target: step.expr for step in plan.steps}
+    for cl in net.layers:
+        if cl.name not in outputs:
+            with torch.no_grad():
+                outputs[cl.name] = eval(expressions[cl.name], {"torch": torch}, {"x": x, **outputs})  # noqa: S307
+    return outputs, y
+
+
+def per_layer(backend, net, model, x):
+    """Per spec layer: (output shape without batch, trainable params, buffers), measured in torch."""
+    plan = backend.plan(net)
+    outputs, y = layer_outputs(backend, net, model, x)
     measured = []
     for cl in net.layers:
-        module = model.get_submodule(plan.module_paths[cl.name])
-        params = sum(p.numel() for p in module.parameters())
-        buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
-        measured.append((shapes[cl.name], params, buffers))
+        params = buffers = 0
+        if cl.name in plan.module_paths:
+            module = model.get_submodule(plan.module_paths[cl.name])
+            params = sum(p.numel() for p in module.parameters())
+            buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+        measured.append((tuple(outputs[cl.name].shape[1:]), params, buffers))
     return measured, y

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
-from netspec.layers.base import resolve_padding
+from netspec.layers.base import NETWORK_INPUT, resolve_padding
 from netspec.render import environment, header_context, module_name, py
 
 _env = environment("netspec_keras")
@@ -19,6 +19,8 @@ _env = environment("netspec_keras")
 class Step:
     expr: str
     shape: str
+    target: str = "x"  # the variable it assigns: `x` along a chain, the layer's name in a graph
+    args: str = "x"  # what the layer is called on
 
 
 @dataclass
@@ -28,6 +30,7 @@ class KerasPlan:
     uses_lrn: bool = False
     uses_neg_inf_pad: bool = False
     uses_adaptive_pool: bool = False
+    returns: str = "x"
 
 
 def _hwc(shape) -> str:
@@ -93,7 +96,14 @@ def plan(net: CheckedNet) -> KerasPlan:
     _check_helper_names(net)
     result = KerasPlan(function_name=f"build_{module_name(net.spec.name)}")
     layers_module = _env.get_template("layers.py.j2").module
+    graph = not net.spec.is_chain  # then each layer's output is a variable named after it
+
+    def var(name: str) -> str:
+        return "x" if name == NETWORK_INPUT or not graph else name
+
     for cl in net.layers:
+        target = var(cl.name)
+        args = var(cl.inputs[0]) if len(cl.inputs) == 1 else f"[{', '.join(map(var, cl.inputs))}]"
         macro = getattr(layers_module, cl.type, None)
         if macro is None:
             raise NotImplementedError(f"the keras backend has no rendering for layer type '{cl.type}' "
@@ -115,10 +125,12 @@ def plan(net: CheckedNet) -> KerasPlan:
             top, bottom, left, right = pads
             amount = py(((top, bottom), (left, right)))
             if cl.layer.pad_value == float("-inf"):
-                result.steps.append(Step(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
+                result.steps.append(Step(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})", "", target, args))
                 result.uses_neg_inf_pad = True
             else:
-                result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", ""))
+                result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", "",
+                                         target, args))
+            args = target
         activation = getattr(cl.layer, "activation", None)
         if activation:
             extra["activation"] = _activation_name(layers_module, activation)
@@ -126,10 +138,14 @@ def plan(net: CheckedNet) -> KerasPlan:
             extra["exact_adaptive"] = True
             result.uses_adaptive_pool = True
         if cl.type == "flatten" and len(cl.input_shape) == 3:
-            result.steps.append(Step(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})", ""))
+            result.steps.append(Step(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})", "",
+                                     target, args))
+            args = target
         result.uses_lrn |= cl.type == "lrn"
         expr = str(macro(cl.layer, cl.resolved, extra)).strip()
-        result.steps.append(Step(expr, _hwc(cl.output_shape)))
+        result.steps.append(Step(expr, _hwc(cl.output_shape), target, args))
+    outputs = [var(name) for name in net.output_names]
+    result.returns = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
     return result
 
 
@@ -149,5 +165,6 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
         uses_lrn=keras_plan.uses_lrn,
         uses_neg_inf_pad=keras_plan.uses_neg_inf_pad,
         uses_adaptive_pool=keras_plan.uses_adaptive_pool,
+        returns=keras_plan.returns,
     )
     return source, keras_plan

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
+from netspec.layers.base import NETWORK_INPUT
 from netspec.render import class_name, environment, header_context, py
 from netspec.weights import sequence_parts, state_prefixes
 
@@ -25,6 +26,7 @@ class Attribute:
 class Step:
     expr: str
     shape: str
+    target: str = "x"  # the variable it assigns: `x` along a chain, the layer's name in a graph
 
 
 @dataclass
@@ -36,6 +38,7 @@ class TorchPlan:
     steps: list[Step] = field(default_factory=list)
     module_paths: dict[str, str] = field(default_factory=dict)  # layer name -> state_dict prefix
     uses_functional: bool = False
+    returns: str = "x"
 
 
 def split_padding(padding: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
@@ -83,7 +86,11 @@ def _pads(layer: CheckedLayer):
 
 def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
     _check_names(net, reserved)
-    result = TorchPlan(class_name(net.spec.name), module_paths=state_prefixes(net))
+    result = TorchPlan(class_name(net.spec.name))
+    # merges are expressions in forward(), as torchvision writes `out += identity`; the rest are modules
+    result.module_paths = {name: path for name, path in state_prefixes(net).items() if not _is_merge(net.layer(name))}
+    if not net.spec.is_chain:
+        return _graph_plan(net, result)
     if net.spec.blocks is None:
         for cl in net.layers:
             op_padding, pre_pad = _pads(cl)
@@ -117,6 +124,39 @@ def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
     return result
 
 
+def _is_merge(cl: CheckedLayer) -> bool:
+    return cl.layer.arity != (1, 1)
+
+
+def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
+    """A graph's forward(): one variable per layer, named after it, so that a residual reads as
+    `add = bn2 + relu1` and branches as their own lines."""
+    def var(name: str) -> str:
+        return "x" if name == NETWORK_INPUT else name
+
+    for cl in net.layers:
+        args = [var(name) for name in cl.inputs]
+        if _is_merge(cl):
+            expr = str(_macro(cl.type)(cl.layer, cl.resolved, (0, 0), call=args)).strip()
+        else:
+            op_padding, pre_pad = _pads(cl)
+            result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding)))
+            arg = args[0]
+            if pre_pad is not None:
+                value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
+                arg = f"F.pad({arg}, {py(pre_pad)}{value})"
+                result.uses_functional = True
+            expr = f"self.{cl.name}({arg})"
+            activation = getattr(cl.layer, "activation", None)
+            if activation:
+                expr = _activation(activation, call=expr)
+                result.uses_functional |= expr.startswith("F.")
+        result.steps.append(Step(expr, fmt_shape(cl.output_shape), target=cl.name))
+    outputs = net.output_names
+    result.returns = outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)})"
+    return result
+
+
 def _check_names(net: CheckedNet, reserved: set[str]) -> None:
     problems = []
     names = [(cl.name, (*cl.path, "name"), cl.name) for cl in net.layers] if net.spec.blocks is None else [
@@ -139,6 +179,7 @@ def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, Torc
         class_name=torch_plan.class_name,
         attributes=torch_plan.attributes,
         steps=torch_plan.steps,
+        returns=torch_plan.returns,
         uses_functional=torch_plan.uses_functional,
     )
     return source, torch_plan

@@ -11,7 +11,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from netspec.layers import activations, conv, core, normalization, pooling  # noqa: F401  (registers)
+from netspec.layers import activations, conv, core, merge, normalization, pooling  # noqa: F401  (registers)
 from netspec.layers.base import (
     LAYER_REGISTRY,
     Analysis,

@@ -18,6 +18,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 Shape = tuple[int, ...]
 
+# What `inputs:` calls the network's input.
+NETWORK_INPUT = "input"
+
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 # Names the generated code of either backend binds or calls at module level, which a spec's names
@@ -37,6 +40,12 @@ GENERATED_CODE_NAMES: dict[str, str] = {
 }
 
 
+# The local names of the generated forward() and Keras builder, where a graph's layers become
+# variables named after them.
+LOCAL_CODE_NAMES = {"self": "the module itself", "x": "the network input", "inputs": "the Keras model's input",
+                    NETWORK_INPUT: "what 'inputs:' calls the network input"}
+
+
 def name_problem(value: str) -> str | None:
     """Why ``value`` cannot name a layer or block in generated code, or None when it can."""
     if value.startswith("_"):
@@ -46,6 +55,8 @@ def name_problem(value: str) -> str | None:
         return f"{value!r} is a Python keyword"
     if value in GENERATED_CODE_NAMES:
         return f"{value!r} is {GENERATED_CODE_NAMES[value]} in the generated code"
+    if value in LOCAL_CODE_NAMES:
+        return f"{value!r} is {LOCAL_CODE_NAMES[value]} in the generated code"
     return None
 
 
@@ -66,6 +77,25 @@ def _check_name(value: Any) -> str:
 
 Name = Annotated[str, BeforeValidator(_check_name),
                  WithJsonSchema({"type": "string", "pattern": _NAME_RE.pattern})]
+
+
+def _names(value: Any) -> Any:
+    """One name or a list of names (`inputs: conv1` is `inputs: [conv1]`)."""
+    return [value] if isinstance(value, str) else value
+
+
+def _reference(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"a layer reference must be a name, got {value!r}")
+    if value != NETWORK_INPUT and not _NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a layer name (letters, digits and underscores, starting with a letter)")
+    return value
+
+
+Reference = Annotated[str, BeforeValidator(_reference), WithJsonSchema({"type": "string"})]
+References = Annotated[list[Reference], BeforeValidator(_names),
+                       WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                                      "minItems": 1}]})]
 
 
 def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
@@ -199,6 +229,9 @@ class Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     name: Name = Field(description="Unique layer name; becomes the attribute name in generated code.")
+    inputs: References | None = Field(
+        None, min_length=1, description="The earlier layers (or 'input', the network's input) whose outputs this "
+        "layer takes; by default the previous layer's.")
 
     # Layers listed under the same category show up together in docs and tests.
     category: ClassVar[str] = "misc"
@@ -213,6 +246,8 @@ class Layer(BaseModel):
     torch_only_buffers: ClassVar[tuple[str, ...]] = ()
     # The value padding takes: -inf for max pooling, so that the border never wins.
     pad_value: ClassVar[float] = 0.0
+    # How many inputs the layer takes: (at least, at most or None for any number).
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -232,6 +267,10 @@ class Layer(BaseModel):
 
     def analyze(self, inp: LayerInput) -> Analysis:
         raise NotImplementedError
+
+    def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
+        """What the layer does to its inputs; merge layers override this, the others take one."""
+        return self.analyze(inputs[0])
 
 
 # --- shared arithmetic --------------------------------------------------------------------------

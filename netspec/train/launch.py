@@ -73,6 +73,7 @@ def train_run(request: RunRequest, console=None) -> RunResult:
             raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
         backend, input_shape, max_steps = request.backend, request.input_shape, request.max_steps
         net = check_file(request.spec, request.overrides, input_shape=input_shape)
+    net.require_one_output("training")
     require_memory(net, "training", training_copies(net),
                    hint="train a smaller model, or on a machine (or GPU) with more memory")
     chosen = get_backend(backend)

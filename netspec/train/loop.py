@@ -244,8 +244,8 @@ class EpochLoop:
 
 
 def outputs_probabilities(net: CheckedNet) -> bool:
-    """Whether the spec ends in a softmax (the loss then takes log-probabilities, not logits)."""
-    last = net.layers[-1].layer
+    """Whether the spec's output is a softmax (the loss then takes log-probabilities, not logits)."""
+    last = net.layer(net.output_names[0]).layer
     return last.kind == "softmax" or getattr(last, "activation", None) == "softmax"
 
 

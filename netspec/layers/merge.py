@@ -1,0 +1,92 @@
+"""Merges: layers that take several inputs (``inputs: [a, b]``) and make one output of them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from netspec.layers.base import Analysis, Layer, LayerInput, ShapeIssue, fmt_shape
+
+
+class _Merge(Layer):
+    category = "merge"
+    arity = (2, None)
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        return self.analyze_inputs([inp])
+
+
+def _listing(inputs: list[LayerInput]) -> str:
+    return ", ".join(f"{fmt_shape(i.shape)} from {i.producer}" for i in inputs)
+
+
+class Add(_Merge):
+    """Element-wise sum of inputs of one shape (a residual connection).
+
+    out = the inputs' shape; params = 0; MACs = (inputs - 1) · numel (the additions).
+    """
+
+    examples = ((((8, 5, 5), (8, 5, 5)), {}), (((6,), (6,), (6,)), {}))
+
+    type: Literal["add"]
+
+    def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
+        first = inputs[0]
+        for other in inputs[1:]:
+            if other.shape != first.shape:
+                raise ShapeIssue(
+                    f"add needs inputs of one shape, but {first.producer} yields {fmt_shape(first.shape)} "
+                    f"and {other.producer} yields {fmt_shape(other.shape)}", field="inputs",
+                    hint="a residual's shortcut needs the same channels and size: give it a 1×1 convolution "
+                         "with the same stride (a downsample path)")
+        numel = 1
+        for d in first.shape:
+            numel *= d
+        return Analysis(output=first.shape, macs=(len(inputs) - 1) * numel)
+
+
+class Concat(_Merge):
+    """Concatenation along channels (images: C×H×W with the same H and W) or features (flat
+    inputs), as Inception's branches and DenseNet's layers join. params = 0, MACs = 0.
+
+    out = (C1 + C2 + ..., H, W), or (F1 + F2 + ...,)
+    """
+
+    examples = ((((4, 5, 5), (6, 5, 5)), {}), (((3,), (5,)), {}))
+
+    type: Literal["concat"]
+
+    def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
+        first = inputs[0]
+        for other in inputs[1:]:
+            if len(other.shape) != len(first.shape) or other.shape[1:] != first.shape[1:]:
+                what = "the same height and width" if len(first.shape) == 3 else "the same rank"
+                raise ShapeIssue(f"concat joins along channels and needs {what}, but got {_listing(inputs)}",
+                                 field="inputs", hint="pad or pool the branches to one size before joining them")
+        return Analysis(output=(sum(i.shape[0] for i in inputs), *first.shape[1:]))
+
+
+class Multiply(_Merge):
+    """Element-wise product of two inputs: of one shape, or a C×1×1 gate that scales each channel
+    of a C×H×W input (squeeze-and-excitation). out = the larger input's shape; params = 0;
+    MACs = its numel."""
+
+    arity = (2, 2)
+
+    examples = ((((8, 5, 5), (8, 1, 1)), {}), (((4, 3, 3), (4, 3, 3)), {}))
+
+    type: Literal["multiply"]
+
+    def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
+        a, b = inputs
+        big = a if len(a.shape) == 3 and a.shape[1:] != (1, 1) else b
+        small = b if big is a else a
+        gate = len(small.shape) == 3 and small.shape == (big.shape[0], 1, 1) and len(big.shape) == 3
+        if a.shape != b.shape and not gate:
+            raise ShapeIssue(f"multiply needs inputs of one shape, or a C×1×1 gate for a C×H×W input, but got "
+                             f"{_listing(inputs)}", field="inputs",
+                             hint="make the gate with global_avgpool2d (keepdims: true) and 1×1 convolutions "
+                                  "to the input's channel count")
+        numel = 1
+        for d in big.shape:
+            numel *= d
+        return Analysis(output=big.shape, macs=numel)
