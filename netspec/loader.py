@@ -8,7 +8,11 @@ Variant rules (``extends: base.yaml``, relative to the variant's folder and insi
   ``training``), which merge key by key;
 * ``patch: {layer_name: {field: value}}`` changes fields of named base layers (``null`` removes a
   field, so it falls back to its default);
-* ``remove: [layer_name, ...]`` deletes base layers.
+* ``replace: {layer_name: layer or [layers]}`` puts new layers where a base layer was;
+* ``insert: [{before | after: layer_name, layers: [...]}]`` adds layers next to a base layer;
+* ``remove: [layer_name, ...]`` deletes base layers (and says which layer would lose its input).
+
+They apply in that order: patch, replace, insert, remove.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ Path_ = tuple[Any, ...]
 # text full of unclosed "${" is scanned in linear time.
 _PARAM_REF = re.compile(r"\$\{([^${}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_VARIANT_ONLY_KEYS = ("extends", "patch", "remove")
+_VARIANT_ONLY_KEYS = ("extends", "patch", "replace", "insert", "remove")
 MAX_EXTENDS_DEPTH = 16
 # ${param} expansion is bounded like alias expansion: one string, all of them together, and how
 # deeply params may refer to params (13 params each holding ten references to the next would
@@ -82,7 +86,7 @@ def _load_with_bases(path: Path, display: str, root_dir: Path, stack: list[Path]
     _name_unnamed_layers(tree)
     base_ref = tree.get("extends")
     if base_ref is None:
-        for key in ("patch", "remove"):
+        for key in _VARIANT_ONLY_KEYS[1:]:
             if key in tree:
                 raise SpecError.single(f"'{key}:' only makes sense in a variant", tree.locs[key],
                                        hint="add 'extends: BASE.yaml' or write the layers out in full")
@@ -153,11 +157,18 @@ def _merge_variant(base: LMap, variant: LMap) -> LMap:
     patches = variant.get("patch")
     if patches is not None:
         problems += _apply_patches(merged, patches, variant.locs["patch"])
+    replacements = variant.get("replace")
+    if replacements is not None:
+        problems += _apply_replacements(merged, replacements, variant.locs["replace"])
+    insertions = variant.get("insert")
+    if insertions is not None:
+        problems += _apply_insertions(merged, insertions, variant.locs["insert"])
     removals = variant.get("remove")
     if removals is not None:
         problems += _apply_removals(merged, removals, variant.locs["remove"])
     if problems:
         raise SpecError(problems)
+    _name_unnamed_layers(merged)  # layers a replace or insert brought without a name
     return merged
 
 
@@ -226,6 +237,70 @@ def _apply_patches(tree: LMap, patches: Any, loc: Location) -> list[Problem]:
     return problems
 
 
+def _new_layers(value: Any, where: Location, what: str) -> tuple[list[Any], list[Location]] | Problem:
+    """A layer mapping or a list of them, with their locations."""
+    if isinstance(value, LMap):
+        return [value], [value.loc or where]
+    if isinstance(value, LList) and value and all(isinstance(item, LMap) for item in value):
+        return list(value), list(value.locs)
+    return Problem(f"{what} must be a layer or a list of layers", where,
+                   hint="e.g. {name: bn1, type: batchnorm2d} or [{...}, {...}]")
+
+
+def _apply_replacements(tree: LMap, replacements: Any, loc: Location) -> list[Problem]:
+    if not isinstance(replacements, LMap):
+        return [Problem("'replace' must map base layer names to their new layers", loc,
+                        hint="replace: {lrn1: {name: bn1, type: batchnorm2d}}")]
+    problems: list[Problem] = []
+    suggest = Suggestions()
+    for name, value in replacements.items():
+        where = replacements.locs[name]
+        by_name = _layers_by_name(tree)
+        if name not in by_name:
+            hint = suggest(name, by_name) or f"the base has: {listing(by_name)}"
+            problems.append(Problem(f"'replace' names a layer the base does not have: '{name}'", where, hint=hint))
+            continue
+        new = _new_layers(value, where, f"the replacement for '{name}'")
+        if isinstance(new, Problem):
+            problems.append(new)
+            continue
+        layers, index = by_name[name]
+        layers[index:index + 1] = new[0]
+        layers.locs[index:index + 1] = new[1]
+    return problems
+
+
+def _apply_insertions(tree: LMap, insertions: Any, loc: Location) -> list[Problem]:
+    example = "insert: [{after: conv1, layers: [{name: bn1, type: batchnorm2d}]}]"
+    if not isinstance(insertions, LList):
+        return [Problem("'insert' must be a list of insertions", loc, hint=example)]
+    problems: list[Problem] = []
+    suggest = Suggestions()
+    for entry, where in zip(insertions, insertions.locs, strict=True):
+        if not isinstance(entry, LMap) or sorted(k for k in entry if k != "layers") not in (["after"], ["before"]) \
+                or "layers" not in entry:
+            problems.append(Problem("each insertion names one of 'before' or 'after' (a base layer) and "
+                                    "its 'layers'", where, hint=example))
+            continue
+        side = "after" if "after" in entry else "before"
+        anchor = entry[side]
+        by_name = _layers_by_name(tree)
+        if not isinstance(anchor, str) or anchor not in by_name:
+            hint = suggest(str(anchor), by_name) or f"the base has: {listing(by_name)}"
+            problems.append(Problem(f"'insert' names a layer the base does not have: '{anchor}'",
+                                    entry.locs[side], hint=hint))
+            continue
+        new = _new_layers(entry["layers"], entry.locs["layers"], "'layers' of an insertion")
+        if isinstance(new, Problem):
+            problems.append(new)
+            continue
+        layers, index = by_name[anchor]
+        at = index + 1 if side == "after" else index
+        layers[at:at] = new[0]
+        layers.locs[at:at] = new[1]
+    return problems
+
+
 def _apply_removals(tree: LMap, removals: Any, loc: Location) -> list[Problem]:
     if not isinstance(removals, LList) or not all(isinstance(n, str) for n in removals):
         return [Problem("'remove' must be a list of layer names", loc, hint="remove: [lrn1, lrn2]")]
@@ -245,6 +320,16 @@ def _apply_removals(tree: LMap, removals: Any, loc: Location) -> list[Problem]:
         kept, kept_locs = [layers[i] for i in keep], [layers.locs[i] for i in keep]
         layers[:] = kept
         layers.locs[:] = kept_locs
+    where_removed = dict(zip(removals, removals.locs, strict=True))
+    for layers in _layer_lists(tree):  # a layer that names a removed one as its input would lose it
+        for layer in layers:
+            named = layer.get("inputs") if isinstance(layer, LMap) else None
+            for name in ([named] if isinstance(named, str) else named if isinstance(named, list) else []):
+                if name in doomed:
+                    problems.append(Problem(
+                        f"removing '{name}' leaves '{layer.get('name')}' (line {layer.loc.line}) without its input",
+                        where_removed[name], hint=f"also change the inputs of '{layer.get('name')}' with 'patch', "
+                        "or replace the layer instead of removing it"))
     return problems
 
 

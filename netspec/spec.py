@@ -497,6 +497,12 @@ def json_schema() -> dict:
     props["patch"] = {"type": "object", "description": "Layer name -> fields to change in the base.",
                       "additionalProperties": {"type": "object"}}
     props["remove"] = {"type": "array", "items": {"type": "string"}, "description": "Base layers to delete."}
+    props["replace"] = {"type": "object", "description": "Base layer name -> the layer (or list of layers) "
+                        "that takes its place.", "additionalProperties": {"type": ["object", "array"]}}
+    props["insert"] = {"type": "array", "description": "Layers to add before or after a base layer.",
+                       "items": {"type": "object", "required": ["layers"],
+                                 "properties": {"before": {"type": "string"}, "after": {"type": "string"},
+                                                "layers": {"type": "array", "items": {"type": "object"}}}}}
     # a variant inherits its base's required keys, so require them only of specs without 'extends'
     required = schema.pop("required", [])
     schema["if"] = {"not": {"required": ["extends"]}}

@@ -364,3 +364,69 @@ def test_removing_many_layers_stays_linear(write_spec):
     assert problem.message == "'remove' names a layer the base does not have: 'l5'"
     variant = write_spec(f"extends: base.yaml\nname: v\nremove: [{removals}]\n", "v.yaml")
     assert [layer["name"] for layer in load_spec_document(variant).data["layers"]] == ["last"]
+
+
+BASE_FOR_EDITS = """
+    name: base
+    input: [3, 16, 16]
+    layers:
+      - {name: conv1, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: lrn1, type: lrn}
+      - {name: conv2, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: residual, type: add, inputs: [conv2, conv1]}
+      - {name: pool, type: global_avgpool2d}
+      - {name: fc, type: linear, out_features: 10}
+"""
+
+
+def test_a_variant_replaces_and_inserts_layers(write_spec):
+    write_spec(BASE_FOR_EDITS, "base.yaml")
+    variant = write_spec("""
+        extends: base.yaml
+        name: edited
+        replace:
+          lrn1: [{name: bn1, type: batchnorm2d}, {name: act1, type: hardswish}]
+        insert:
+          - after: conv2
+            layers: [{name: bn2, type: batchnorm2d}]
+          - before: fc
+            layers: [{type: dropout, p: 0.3}]
+        patch:
+          residual: {inputs: [bn2, conv1]}  # layers that name conv2 keep taking conv2 unless told
+        """, "variant.yaml")
+    net = check_file(variant)
+    assert [cl.name for cl in net.layers] == ["conv1", "bn1", "act1", "conv2", "bn2", "residual", "pool",
+                                              "dropout_1", "fc"]
+    assert net.layer("bn1").location.file.endswith("variant.yaml") and net.layer("bn1").location.line == 4
+    assert net.layer("residual").inputs == ("bn2", "conv1")
+
+
+def test_insert_and_replace_name_a_missing_layer_with_a_suggestion(write_spec):
+    write_spec(BASE_FOR_EDITS, "base.yaml")
+    variant = write_spec("""
+        extends: base.yaml
+        name: edited
+        replace: {lrn: {name: bn1, type: batchnorm2d}}
+        insert: [{after: conv_2, layers: [{name: bn2, type: batchnorm2d}]}, {layers: []}]
+        """, "variant.yaml")
+    with pytest.raises(SpecError) as caught:
+        load_spec(variant)
+    problems = sorted((p.location.line, p.message, p.hint) for p in caught.value.problems)
+    assert problems[0][:2] == (3, "'replace' names a layer the base does not have: 'lrn'")
+    assert problems[0][2] == "did you mean 'lrn1'?"
+    assert problems[1][1:] == ("'insert' names a layer the base does not have: 'conv_2'", "did you mean 'conv2'?")
+    assert problems[2][1].startswith("each insertion names one of 'before' or 'after'")
+
+
+def test_removing_a_layer_that_another_takes_as_input_is_located_at_the_removal(write_spec):
+    write_spec(BASE_FOR_EDITS, "base.yaml")
+    variant = write_spec("""
+        extends: base.yaml
+        name: edited
+        remove: [lrn1, conv1]
+        """, "variant.yaml")
+    with pytest.raises(SpecError) as caught:
+        load_spec(variant)
+    [problem] = caught.value.problems
+    assert problem.message == "removing 'conv1' leaves 'residual' (line 7) without its input"
+    assert (problem.location.file.endswith("variant.yaml"), problem.location.line) == (True, 3)
