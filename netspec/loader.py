@@ -25,6 +25,7 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
 from netspec.expressions import ExpressionError, evaluate
+from netspec.modules import NETWORK_INPUT, Expander, Expansion, read_definitions, uses_modules
 from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, read_yaml_file
 
 Path_ = tuple[Any, ...]
@@ -50,6 +51,10 @@ class LoadedSpec:
     locations: dict[Path_, Location]
     file: str
     chain: list[str] = field(default_factory=list)  # the spec and the bases it extends, in order
+    # the document before modules were expanded (what a run keeps as its resolved spec), and the
+    # modules and their uses; without modules, the document is ``data`` and these are empty
+    document: dict[str, Any] | None = None
+    modules: Any = None  # netspec.modules.Expansion
 
     def location(self, path: Path_) -> Location:
         """The most precise known location for ``path`` (walking up to a parent when needed)."""
@@ -71,9 +76,56 @@ def load_spec_document(path: str | Path, overrides: list[str] | None = None) -> 
     if overrides:
         _apply_overrides(tree, overrides)
     _resolve_params(tree)
+    document = _to_plain(tree, (), tree.loc, {})
+    expansion = _expand_modules(tree) if uses_modules(tree) else None
     locations: dict[Path_, Location] = {}
     data = _to_plain(tree, (), tree.loc, locations)
-    return LoadedSpec(data=data, locations=locations, file=display, chain=chain)
+    return LoadedSpec(data=data, locations=locations, file=display, chain=chain, document=document,
+                      modules=expansion)
+
+
+def _expand_modules(tree: LMap) -> Expansion:
+    """Replace module uses in ``layers`` by their layers, scoped (netspec.modules)."""
+    definitions = read_definitions(tree)
+    global_params = dict(tree.get("params") or {})
+    problems: list[Problem] = []
+    budget = _Budget()
+
+    def substitute(node: Any, values: dict[str, Any], found: list[Problem], scope: str) -> None:
+        suggest = Suggestions()
+
+        def lookup(name: str, loc: Location) -> Any:
+            if name not in values:
+                hint = suggest(name, values) or "declare it under the module's 'params:' or the spec's"
+                found.append(Problem(f"undefined param '${{{name}}}' (in the module used as '{scope}')", loc,
+                                     hint=hint))
+                return None
+            return values[name]
+
+        for i, item in enumerate(node):
+            node[i] = _substitute(item, child_loc(node, i, node.loc), lookup, found, budget=budget)
+
+    for definition in definitions.values():  # defaults may use the spec's params
+        _name_layers_in(definition.layers)
+        for key in list(definition.params):
+            definition.params[key] = _substitute(definition.params[key], definition.params.locs[key],
+                                                 lambda name, loc: global_params.get(name), problems, budget=budget)
+    layers = tree.get("layers")
+    if isinstance(tree.get("blocks"), LList) and any(
+            isinstance(layer, LMap) and "module" in layer for block in tree["blocks"] if isinstance(block, LMap)
+            for layer in (block.get("layers") or [])):
+        raise SpecError.single("modules are used in a flat 'layers:' list, not inside blocks",
+                               tree.locs["blocks"], hint="write the network as 'layers:' with module uses")
+    expander = Expander(definitions, global_params, substitute)
+    if isinstance(layers, LList):
+        flat = LList(layers.loc)
+        expander.expand(layers, "", NETWORK_INPUT, flat, top=True)
+        tree["layers"] = flat
+    problems += expander.problems
+    if problems:
+        raise SpecError(problems)
+    tree.pop("modules", None)
+    return Expansion(definitions, expander.instances)
 
 
 # --- extends -----------------------------------------------------------------------------------
@@ -336,7 +388,12 @@ def _apply_removals(tree: LMap, removals: Any, loc: Location) -> list[Problem]:
 def _name_unnamed_layers(tree: LMap) -> None:
     """Give every unnamed layer a stable name, ``<type>_<n>``, so errors, patches and generated code
     can refer to it. Explicit names win; generated ones skip any name already taken."""
-    layer_lists = _layer_lists(tree)
+    _name_layers_in(*_layer_lists(tree))
+
+
+def _name_layers_in(*layer_lists: LList, taken: set[str] | None = None) -> None:
+    """Name the unnamed layers of these lists, which share one namespace (a module's layers have
+    their own; a module use is named after its module)."""
     taken = {layer.get("name") for layers in layer_lists for layer in layers
              if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}  # a bad name is reported later
     counters: dict[str, int] = {}
@@ -344,8 +401,8 @@ def _name_unnamed_layers(tree: LMap) -> None:
         for layer in layers:
             if not isinstance(layer, LMap) or "name" in layer:
                 continue
-            kind = layer.get("type") if isinstance(layer.get("type"), str) else "layer"
-            kind = kind if _IDENTIFIER.match(kind) and kind[0].isalpha() else "layer"
+            kind = layer.get("type", layer.get("module"))
+            kind = kind if isinstance(kind, str) and _IDENTIFIER.match(kind) and kind[0].isalpha() else "layer"
             while True:
                 counters[kind] = counters.get(kind, 0) + 1
                 candidate = f"{kind}_{counters[kind]}"
@@ -449,7 +506,7 @@ def _resolve_params(tree: LMap) -> None:
     for name in list(raw):
         raw[name] = resolve_param(name, ())
     for key in list(tree):
-        if key != "params":
+        if key not in ("params", "modules"):  # a module's ${...} are resolved per use (netspec.modules)
             tree[key] = _substitute(tree[key], tree.locs.get(key, tree.loc), lookup, problems, budget=budget)
     if problems:
         raise SpecError(problems)

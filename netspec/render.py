@@ -21,8 +21,37 @@ from netspec import __version__
 _SAFE_LITERALS = (bool, int, float, str, type(None))
 
 
+class SymbolicValue(Exception):
+    """A Symbol was used where its value decides what is rendered (``if``), not only printed."""
+
+
+class Symbol:
+    """An argument of a generated class's constructor, standing in for a value that differs
+    between the class's uses: rendered as its name (``planes``) or an expression over the
+    arguments (``planes * 4``). Templates may print it and compare it with a default (it is never
+    equal to one, so the argument is always written), but not branch on its truth."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.rendered = False
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        raise SymbolicValue(self.text)
+
+
 def py(value) -> str:
     """The Python literal for a validated value (int, float, bool, str, None, tuples of them)."""
+    if isinstance(value, Symbol):
+        value.rendered = True
+        return value.text
     if isinstance(value, tuple):
         return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
@@ -39,6 +68,8 @@ def py(value) -> str:
 
 def pair(value) -> str:
     """``11`` for a square (11, 11), ``(3, 5)`` otherwise."""
+    if isinstance(value, Symbol):
+        return py(value)
     a, b = value
     return py(a) if a == b else py((a, b))
 

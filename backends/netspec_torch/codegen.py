@@ -11,6 +11,7 @@ from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 from netspec.render import class_name, environment, header_context, py
 from netspec.weights import sequence_parts, state_prefixes
+from netspec_torch.classes import ClassBuilder
 
 _env = environment("netspec_torch")
 
@@ -39,6 +40,7 @@ class TorchPlan:
     module_paths: dict[str, str] = field(default_factory=dict)  # layer name -> state_dict prefix
     uses_functional: bool = False
     returns: str = "x"
+    classes: list = field(default_factory=list)  # netspec_torch.classes.GeneratedClass, inner first
 
 
 def split_padding(padding: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
@@ -128,33 +130,79 @@ def _is_merge(cl: CheckedLayer) -> bool:
     return cl.layer.arity != (1, 1)
 
 
-def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
-    """A graph's forward(): one variable per layer, named after it, so that a residual reads as
-    `add = bn2 + relu1` and branches as their own lines."""
-    def var(name: str) -> str:
-        return "x" if name == NETWORK_INPUT else name
+def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, pre_pad=None,
+               merge: bool = False, activation_module: bool = False) -> str:
+    """forward()'s expression for one layer: a merge over its inputs, or its module (``self.<local>``)
+    on its padded input, wrapped in its activation shorthand; or the shorthand's module alone."""
+    if activation_module:
+        return _activation(cl.layer.activation)
+    if merge:
+        return str(_macro(cl.type)(cl.layer, cl.resolved, (0, 0), call=args)).strip()
+    arg = args[0]
+    if pre_pad is not None:
+        value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
+        arg = f"F.pad({arg}, {py(pre_pad)}{value})"
+    expr = f"self.{local or cl.name}({arg})"
+    activation = getattr(cl.layer, "activation", None)
+    return _activation(activation, call=expr) if activation else expr
 
-    for cl in net.layers:
+
+def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
+    """A graph's forward(): one variable per layer (or module use), named after it, so that a
+    residual reads as `add = bn2 + relu1` and branches as their own lines; module uses become
+    instances of their generated classes (netspec_torch.classes)."""
+    top_level = {}  # the scoped output of a module use -> the use's name
+    items = [(None, cl) for cl in net.layers]
+    expansion = net.source.loaded.modules
+    if expansion is not None:
+        builder = ClassBuilder(net, _render_symbolic, layer_call, _pads)
+        builder.build()
+        result.classes = builder.classes
+        items = []
+        for raw in net.source.loaded.document.get("layers", []):
+            name = raw.get("name")
+            if "module" not in raw:
+                items.append((None, net.layer(name)))
+                continue
+            uses = [i for i in expansion.instances if i.path == name or i.group == name]
+            if not uses:
+                continue  # left out with `when: false`
+            items.append((uses, name))
+            top_level[uses[-1].output] = name
+
+    def var(name: str) -> str:
+        return "x" if name == NETWORK_INPUT else top_level.get(name, name)
+
+    for uses, item in items:
+        if uses is not None:
+            constructions = [builder.constructions[use.path] for use in uses]
+            if uses[0].group is None:
+                result.attributes.append(Attribute(item, constructions[0].expr()))
+            else:
+                result.attributes.append(Attribute(item, modules=[c.expr() for c in constructions]))
+            output = net.layer(uses[-1].output).output_shape if uses[-1].output in {cl.name for cl in net.layers} \
+                else net.input_shape
+            result.steps.append(Step(f"self.{item}({var(uses[0].input)})", fmt_shape(output), target=item))
+            continue
+        cl = item
         args = [var(name) for name in cl.inputs]
         if _is_merge(cl):
-            expr = str(_macro(cl.type)(cl.layer, cl.resolved, (0, 0), call=args)).strip()
+            expr = layer_call(cl, args, merge=True)
         else:
             op_padding, pre_pad = _pads(cl)
             result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding)))
-            arg = args[0]
-            if pre_pad is not None:
-                value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
-                arg = f"F.pad({arg}, {py(pre_pad)}{value})"
-                result.uses_functional = True
-            expr = f"self.{cl.name}({arg})"
-            activation = getattr(cl.layer, "activation", None)
-            if activation:
-                expr = _activation(activation, call=expr)
-                result.uses_functional |= expr.startswith("F.")
+            expr = layer_call(cl, args, pre_pad=pre_pad)
+        result.uses_functional |= "F." in expr
         result.steps.append(Step(expr, fmt_shape(cl.output_shape), target=cl.name))
-    outputs = net.output_names
+    result.uses_functional |= any(c.uses_functional for c in result.classes)
+    outputs = [var(name) for name in net.output_names]
     result.returns = outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)})"
     return result
+
+
+def _render_symbolic(cl: CheckedLayer, layer, resolved, pad) -> str:
+    """A layer's constructor inside a generated class, where some values are the class's arguments."""
+    return str(_macro(cl.type)(layer, resolved, pad)).strip()
 
 
 def _check_names(net: CheckedNet, reserved: set[str]) -> None:
@@ -180,6 +228,7 @@ def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, Torc
         attributes=torch_plan.attributes,
         steps=torch_plan.steps,
         returns=torch_plan.returns,
+        classes=torch_plan.classes,
         uses_functional=torch_plan.uses_functional,
     )
     return source, torch_plan

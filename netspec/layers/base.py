@@ -63,6 +63,13 @@ def name_problem(value: str) -> str | None:
 def _check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a name must be text, got {value!r}")
+    if "." in value:  # a layer inside a module's scope ("layer1.0.conv1"), named by netspec.modules
+        head, *rest = value.split(".")
+        _check_name(head)
+        for part in rest:
+            if not part.isdigit():
+                _check_name(part)
+        return value
     problem = name_problem(value)
     if problem and value.startswith("_") and value.strip("_") and _NAME_RE.match(value.lstrip("_")):
         raise ValueError(f"{problem}; try '{value.strip('_')}'")
@@ -87,7 +94,7 @@ def _names(value: Any) -> Any:
 def _reference(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a layer reference must be a name, got {value!r}")
-    if value != NETWORK_INPUT and not _NAME_RE.match(value):
+    if value != NETWORK_INPUT and not all(_NAME_RE.match(part) or part.isdigit() for part in value.split(".")):
         raise ValueError(f"{value!r} is not a layer name (letters, digits and underscores, starting with a letter)")
     return value
 

@@ -1,0 +1,433 @@
+"""One generated nn.Module class per module definition, as torchvision writes a class per block.
+
+A definition is used several times with different values (ResNet's first block of a stage has a
+stride and a downsample path, the others do not). What differs between the uses becomes the
+class's constructor arguments, named after what it is: a param of the module (``planes``), an
+expression the spec wrote (``planes * 4``), or the channels the use receives (``in_channels``);
+anything else gets a descriptive name (``conv1_padding``). A layer that some uses leave out
+(``when: ${downsample}``) is built only when its condition holds, and ``forward()`` passes its
+input on otherwise, as torchvision's ``if self.downsample is not None``.
+
+When the differences cannot be written as arguments (a use that changes ``bias``), the uses are
+split into a class per distinct body (``Block``, ``Block2``): still exact, only less compact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspec.check import CheckedLayer, CheckedNet
+from netspec.errors import Problem, SpecError
+from netspec.layers import fmt_shape
+from netspec.layers.base import NETWORK_INPUT
+from netspec.modules import Instance, ModuleDefinition
+from netspec.render import Symbol, SymbolicValue, class_name, py
+
+_IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WHOLE_REFERENCE = re.compile(r"^\$\{(.*)\}$", re.S)
+
+
+@dataclass
+class ClassAttribute:
+    name: str
+    constructor: str
+    condition: str | None = None  # built only when this holds (else None)
+
+
+@dataclass
+class ClassStep:
+    target: str
+    expr: str
+    shape: str
+    optional_input: str | None = None  # a left-out-able layer: its input, passed on when absent
+
+
+@dataclass
+class GeneratedClass:
+    name: str
+    definition: str
+    sequential: bool
+    arguments: list[tuple[str, str]] = field(default_factory=list)  # (name, annotation)
+    attributes: list[ClassAttribute] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)  # a sequential class's modules, in order
+    steps: list[ClassStep] = field(default_factory=list)
+    returns: str = "x"
+    uses_functional: bool = False
+
+
+@dataclass
+class Construction:
+    """How one use builds its instance: the class and its arguments' values."""
+
+    cls: GeneratedClass
+    kwargs: dict[str, Any]
+
+    def expr(self) -> str:
+        args = ", ".join(f"{name}={py(self.kwargs[name])}" for name, _ in self.cls.arguments)
+        return f"{self.cls.name}({args})"
+
+
+class _Unexpressible(Exception):
+    """The uses differ in a way a constructor argument cannot carry."""
+
+
+class ClassBuilder:
+    """Builds the classes of a spec's modules, inner definitions first. ``render_layer(cl, layer,
+    resolved, pad)`` renders one layer's constructor through the backend's macro; ``layer_call``
+    renders forward()'s expression for a layer; ``pads(cl)`` splits its padding."""
+
+    def __init__(self, net: CheckedNet, render_layer, layer_call, pads) -> None:
+        self.net = net
+        self.expansion = net.source.loaded.modules
+        self.render_layer = render_layer
+        self.layer_call = layer_call
+        self.pads = pads
+        self.by_name = {cl.name: cl for cl in net.layers}
+        self.classes: list[GeneratedClass] = []
+        self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
+        self.taken: set[str] = set()
+
+    def build(self) -> None:
+        instances: dict[str, list[Instance]] = {}
+        for instance in self.expansion.instances:
+            instances.setdefault(instance.definition, []).append(instance)
+        for definition in self._inner_first():
+            if instances.get(definition.name):
+                self._build_definition(definition, instances[definition.name])
+
+    def _inner_first(self) -> list[ModuleDefinition]:
+        ordered: list[ModuleDefinition] = []
+        seen: set[str] = set()
+
+        def visit(definition: ModuleDefinition) -> None:
+            if definition.name in seen:
+                return
+            seen.add(definition.name)
+            for item in definition.layers:
+                inner = item.get("module") if isinstance(item, dict) else None
+                if isinstance(inner, str) and inner in self.expansion.definitions:
+                    visit(self.expansion.definitions[inner])
+            ordered.append(definition)
+
+        for definition in self.expansion.definitions.values():
+            visit(definition)
+        return ordered
+
+    # --- one definition ---------------------------------------------------------------------------
+
+    def _build_definition(self, definition: ModuleDefinition, instances: list[Instance]) -> None:
+        try:
+            name = self._unique(class_name(definition.name), reserve=False)
+            cls, kwargs = self._symbolic(definition, instances, name)
+            self.taken.add(name)
+        except (_Unexpressible, SymbolicValue):
+            groups: dict[str, list[Instance]] = {}
+            for instance in instances:  # a class per distinct body, with every value written out
+                probe = self._symbolic(definition, [instance], "Probe", literal=True)[0]
+                groups.setdefault(repr(_class_signature(probe)), []).append(instance)
+            for number, members in enumerate(groups.values(), start=1):
+                name = self._unique(class_name(definition.name) + (str(number) if number > 1 else ""))
+                cls, kwargs = self._symbolic(definition, members, name, literal=True)
+                self._register(cls, members, kwargs)
+            return
+        self._register(cls, instances, kwargs)
+
+    def _register(self, cls: GeneratedClass, instances: list[Instance], kwargs: list[dict[str, Any]]) -> None:
+        self.classes.append(cls)
+        for instance, values in zip(instances, kwargs, strict=True):
+            self.constructions[instance.path] = Construction(cls, values)
+
+    def _unique(self, name: str, *, reserve: bool = True) -> str:
+        candidate, number = name, 2
+        while candidate in self.taken:
+            candidate, number = f"{name}{number}", number + 1
+        if reserve:
+            self.taken.add(candidate)
+        return candidate
+
+    def _symbolic(self, definition: ModuleDefinition, instances: list[Instance], name: str, *,
+                  literal: bool = False) -> tuple[GeneratedClass, list[dict[str, Any]]]:
+        """The class for ``instances`` with what differs between them as arguments (``literal``:
+        one instance's values written out, nothing may differ)."""
+        cls = GeneratedClass(name, definition.name, definition.sequential)
+        arguments = _Arguments(definition, instances, self._input_channels, literal=literal)
+        renamed = {NETWORK_INPUT: "x"}
+        previous = "x"
+        for item in definition.layers:
+            local = item.get("name")
+            present = [instance.present.get(local, False) for instance in instances]
+            inputs = self._item_inputs(item, renamed, previous)
+            if not any(present):
+                renamed[local] = inputs[0]
+                continue
+            condition = None
+            if not all(present):
+                condition = arguments.condition(item, present)
+            members = [self._member(instance, local) for instance in instances]
+            if "module" in item:
+                constructor = self._nested(item, members, arguments)
+            else:
+                constructor = self._layer(item, members, arguments, cls, inputs, local, condition)
+            if constructor is None:  # a merge: an expression in forward()
+                renamed[local] = previous = local
+                continue
+            shape = self._shape(members)
+            if definition.sequential:
+                if condition is not None:
+                    raise _Unexpressible("a sequential module's layers cannot be left out per use")
+                cls.children += constructor if isinstance(constructor, list) else [constructor]
+            else:
+                cls.attributes.append(ClassAttribute(local, constructor, condition))
+                if "module" in item:
+                    cls.steps.append(ClassStep(local, f"self.{local}({inputs[0]})", shape,
+                                               inputs[0] if condition else None))
+            renamed[local] = previous = local
+        cls.returns = previous if not definition.sequential else "x"
+        cls.arguments = arguments.signature()
+        return cls, arguments.values()
+
+    def _member(self, instance: Instance, local: str) -> str | None:
+        return instance.members.get(local)
+
+    def _shape(self, members: list[str | None]) -> str:
+        shapes = {fmt_shape(self._output_of(m)) for m in members if m is not None}
+        return shapes.pop() if len(shapes) == 1 else "varies"
+
+    def _output_of(self, scoped: str):
+        if scoped in self.by_name:
+            return self.by_name[scoped].output_shape
+        last = [i for i in self.expansion.instances if i.path == scoped or i.group == scoped][-1]
+        return self.by_name[last.output].output_shape if last.output in self.by_name else self.net.input_shape
+
+    def _input_channels(self, instance: Instance) -> int:
+        if instance.input == NETWORK_INPUT:
+            return self.net.input_shape[0]
+        return self.by_name[instance.input].output_shape[0]
+
+    @staticmethod
+    def _item_inputs(item: dict, renamed: dict[str, str], previous: str) -> list[str]:
+        given = item.get("inputs")
+        if given is None:
+            return [previous]
+        names = [given] if isinstance(given, str) else list(given)
+        return [renamed.get(name, name) for name in names]
+
+    def _layer(self, item: dict, members: list[str | None], arguments: _Arguments, cls: GeneratedClass,
+               inputs: list[str], local: str, condition: str | None):
+        checked = [self.by_name[m] for m in members if m is not None]
+        first = checked[0]
+        if first.layer.arity != (1, 1):  # a merge
+            if condition is not None:
+                raise _Unexpressible("a merge cannot be left out per use")
+            expr = self.layer_call(first, inputs, merge=True)
+            cls.steps.append(ClassStep(local, expr, self._shape(members)))
+            return None
+        values = [_layer_values(cl, self.pads) for cl in checked]
+        symbolic = arguments.symbolize(item, values, [i for i, m in enumerate(members) if m is not None], local)
+        if isinstance(symbolic["l"].get("activation"), Symbol):
+            raise _Unexpressible("the activation differs between uses")
+        layer = type(first.layer).model_construct(**{**dict(first.layer), **symbolic["l"]})
+        constructor = self.render_layer(first, layer, symbolic["r"], symbolic["pad"])
+        pre_pad = symbolic["pre_pad"]
+        if cls.sequential:
+            if pre_pad is not None:
+                raise SpecError([Problem("this layer's padding differs between its sides here ('same' at this size), "
+                                         "which a sequential module cannot hold as a separate padding module",
+                                         first.location, layer=first.name,
+                                         hint="give explicit padding, or leave out 'sequential: true'")])
+            modules = [constructor]
+            activation = getattr(first.layer, "activation", None)
+            if activation:
+                modules.append(self.layer_call(first, [], activation_module=True))
+            return modules
+        expr = self.layer_call(first, [inputs[0]], local=local, pre_pad=pre_pad)
+        cls.uses_functional |= "F." in expr
+        cls.steps.append(ClassStep(local, expr, self._shape(members), inputs[0] if condition else None))
+        return constructor
+
+    def _nested(self, item: dict, members: list[str | None], arguments: _Arguments) -> str:
+        constructions = []
+        for member in members:
+            if member is None:
+                constructions.append(None)
+                continue
+            group = [i for i in self.expansion.instances if i.group == member]
+            if group:  # a repeated use: nn.Sequential of its repetitions
+                constructions.append(tuple(self.constructions[i.path] for i in group))
+            else:
+                constructions.append(self.constructions[member])
+        present = [c for c in constructions if c is not None]
+        if any(isinstance(c, tuple) for c in present):
+            texts = {"nn.Sequential(" + ", ".join(c.expr() for c in group) + ")" for group in present}
+            if len(texts) > 1:
+                raise _Unexpressible("a repeated use inside a module differs between uses")
+            return texts.pop()
+        classes = {c.cls.name for c in present}
+        if len(classes) > 1:
+            raise _Unexpressible("a nested module is built by different classes in different uses")
+        cls = present[0].cls
+        values = [{f"kw.{k}": c.kwargs[k] for k, _ in cls.arguments} for c in present]
+        positions = [i for i, c in enumerate(constructions) if c is not None]
+        symbolic = arguments.symbolize(item, values, positions, item.get("name"))
+        args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments)
+        return f"{cls.name}({args})"
+
+
+def _layer_values(cl: CheckedLayer, pads) -> dict[str, Any]:
+    op_padding, pre_pad = pads(cl)
+    values = {f"l.{key}": value for key, value in dict(cl.layer).items() if key not in ("name", "type", "inputs")}
+    values.update({f"r.{key}": value for key, value in cl.resolved.items()})
+    values["pad"] = op_padding
+    values["pre_pad"] = pre_pad
+    return values
+
+
+def _class_signature(cls: GeneratedClass) -> tuple:
+    return (tuple((a.name, a.constructor, a.condition) for a in cls.attributes), tuple(cls.children),
+            tuple((s.target, s.expr) for s in cls.steps))
+
+
+def _comparable(value: Any) -> Any:
+    """A square pair compares equal to the int a param gives (torch takes either)."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
+        return value[0]
+    return value
+
+
+class _Arguments:
+    """The constructor arguments of one class under construction, and each use's values."""
+
+    def __init__(self, definition: ModuleDefinition, instances: list[Instance], input_channels, *,
+                 literal: bool = False) -> None:
+        self.definition = definition
+        self.literal = literal  # every value written out: a class per distinct body
+        self.instances = instances
+        self.channels = [input_channels(instance) for instance in instances]
+        self.used: dict[str, str] = {}  # argument name -> annotation
+        self.generic: dict[str, list[Any]] = {}  # descriptive arguments and each use's value
+
+    def signature(self) -> list[tuple[str, str]]:
+        order = ["in_channels", *self.definition.params, *self.generic]
+        return [(name, self.used[name]) for name in order if name in self.used]
+
+    def values(self) -> list[dict[str, Any]]:
+        out = []
+        for i, instance in enumerate(self.instances):
+            row = {}
+            for name in self.used:
+                if name == "in_channels":
+                    row[name] = self.channels[i]
+                elif name in self.generic:
+                    row[name] = self.generic[name][i]
+                else:
+                    row[name] = instance.params[name]
+            out.append(row)
+        return out
+
+    def _use(self, name: str, sample: Any) -> None:
+        self.used.setdefault(name, _annotation(sample))
+
+    def condition(self, item: dict, present: list[bool]) -> str:
+        written = item.get("when")
+        match = _WHOLE_REFERENCE.match(written) if isinstance(written, str) else None
+        if match is None:
+            raise _Unexpressible("a layer left out per use by a value that is not a param expression")
+        text = " ".join(match.group(1).split())
+        names = set(_IDENTIFIERS.findall(text))
+        if not names <= set(self.definition.params):
+            raise _Unexpressible("the condition uses values that are not the module's params")
+        for name in names:
+            self._use(name, self.instances[0].params[name])
+        return text
+
+    def symbolize(self, item: dict, values: list[dict[str, Any]], positions: list[int], local: str) -> dict:
+        """Each key's value, or a Symbol when the uses differ; grouped by prefix (l, r, kw, pad)."""
+        grouped: dict[str, Any] = {"l": {}, "r": {}, "kw": {}, "pad": None, "pre_pad": None}
+        for key in values[0]:
+            column = [row.get(key) for row in values]
+            if all(v == column[0] for v in column) and not self._named(item, key):
+                value = column[0]
+            else:
+                value = self._symbol(item, key, column, positions, local)
+            prefix, _, rest = key.partition(".")
+            if rest:
+                grouped[prefix][rest] = value
+            else:
+                grouped[key] = value
+        if isinstance(grouped["pre_pad"], Symbol):
+            raise _Unexpressible("padding on one side only differs between uses")
+        return grouped
+
+    def _named(self, item: dict, key: str) -> bool:
+        """Whether a value the uses share is still better written as an argument: the spec wrote it
+        as an expression of the module's params, or it is a channel count (so the class reads
+        ``nn.BatchNorm2d(planes)`` as torchvision's do, not ``nn.BatchNorm2d(64)``)."""
+        if self.literal:
+            return False
+        written = self._written(item, key)
+        if written is not None:
+            return set(_IDENTIFIERS.findall(written)) <= set(self.definition.params)
+        return key in ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
+
+    def _symbol(self, item: dict, key: str, column: list[Any], positions: list[int], local: str) -> Symbol | Any:
+        instances = [self.instances[i] for i in positions]
+        wanted = [_comparable(v) for v in column]
+        written = self._written(item, key)
+        if written is not None:
+            names = set(_IDENTIFIERS.findall(written))
+            if names <= set(self.definition.params):
+                try:
+                    computed = [_evaluate(written, instance.params) for instance in instances]
+                except Exception:  # noqa: BLE001 - not an expression of the params after all
+                    computed = None
+                if computed == wanted:
+                    for name in sorted(names):
+                        self._use(name, instances[0].params[name])
+                    return Symbol(written)
+        for name in self.definition.params:
+            if [_comparable(instance.params[name]) for instance in instances] == wanted:
+                self._use(name, instances[0].params[name])
+                return Symbol(name)
+        if [self.channels[i] for i in positions] == wanted:
+            self._use("in_channels", 0)
+            return Symbol("in_channels")
+        if all(v == column[0] for v in column):
+            return column[0]  # a channel count that no argument gives: written out
+        if len(positions) != len(self.instances):
+            raise _Unexpressible("a value differs between the uses of a layer that some uses leave out")
+        name = re.sub(r"[^A-Za-z0-9_]", "_", f"{local}_{key.partition('.')[2] or key}")
+        self.generic[name] = column
+        self._use(name, column[0])
+        return Symbol(name)
+
+    def _written(self, item: dict, key: str) -> str | None:
+        """The ``${...}`` expression the spec wrote for this value, if it wrote one."""
+        prefix, _, field_name = key.partition(".")
+        if prefix == "l":
+            raw = item.get(field_name)
+        elif prefix == "kw":
+            raw = (item.get("params") or {}).get(field_name)
+        else:
+            return None
+        match = _WHOLE_REFERENCE.match(raw) if isinstance(raw, str) else None
+        return " ".join(match.group(1).split()) if match else None
+
+
+def _evaluate(text: str, params: dict[str, Any]) -> Any:
+    from netspec.expressions import evaluate
+
+    return _comparable(evaluate(text, lambda name: params[name]))
+
+
+def _annotation(sample: Any) -> str:
+    if isinstance(sample, bool):
+        return "bool"
+    if isinstance(sample, int):
+        return "int"
+    if isinstance(sample, float):
+        return "float"
+    if isinstance(sample, tuple):
+        return "tuple"
+    return "object"

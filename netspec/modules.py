@@ -1,0 +1,311 @@
+"""Modules: named, reusable sub-networks with parameters, expanded into the flat layer graph.
+
+A spec declares them under ``modules:`` and uses them like a layer, with ``module:`` instead of
+``type:``::
+
+    modules:
+      basic_block:
+        params: {planes: 64, stride: 1, downsample: false}
+        layers:
+          - {name: conv1, type: conv2d, out_channels: "${planes}", kernel_size: 3, stride: "${stride}", ...}
+          - ...
+          - {name: downsample, module: conv_bn, inputs: input, when: "${downsample}", params: {...}}
+          - {name: add, type: add, inputs: [bn2, downsample]}
+    layers:
+      - {name: layer2, module: basic_block, repeat: 2, params: {planes: 128}, first: {stride: 2, downsample: true}}
+
+Each use is a scope: its layers are named ``layer2.0.conv1``, as torchvision's state dicts name
+them. ``repeat: N`` stamps the module N times in a chain (``layer2.0``, ``layer2.1``), ``first:``
+overrides params of the first repetition. ``when: false`` leaves a layer or use out; whatever
+named it as an input then takes its input instead (an absent downsample path is the identity).
+A ``sequential: true`` module is a chain whose layers are numbered as in ``nn.Sequential`` (an
+``activation:`` shorthand takes the next number, as its own module).
+
+Expansion works on the located YAML tree before validation, so every expanded layer keeps the file
+and line of its definition; ``${...}`` in a module's layers sees the module's params first, then
+the spec's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspec.errors import Location, Problem, SpecError, Suggestions, listing
+from netspec.yamlio import LList, LMap, child_loc
+
+NETWORK_INPUT = "input"
+MAX_REPEAT = 1024
+MAX_EXPANDED_LAYERS = 100_000
+MAX_NESTING = 16
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+USE_KEYS = ("name", "module", "inputs", "params", "repeat", "first", "when")
+
+
+@dataclass
+class ModuleDefinition:
+    name: str
+    params: LMap
+    layers: LList
+    sequential: bool
+    location: Location
+
+
+@dataclass
+class Instance:
+    """One use of a module (one repetition of a repeated use), as expanded."""
+
+    path: str  # its scope: "layer2.0"
+    definition: str
+    params: dict[str, Any]  # the definition's params, resolved for this use
+    input: str  # the scoped layer (or 'input') it takes
+    output: str  # the scoped layer whose output is its result
+    location: Location  # the use
+    present: dict[str, bool] = field(default_factory=dict)  # each item of the definition: used or left out
+    group: str | None = None  # the repeated use it belongs to ("layer2")
+    members: dict[str, str] = field(default_factory=dict)  # each present item's local name -> scoped name
+
+
+@dataclass
+class Expansion:
+    definitions: dict[str, ModuleDefinition]
+    instances: list[Instance]
+
+
+def copy_tree(value: Any) -> Any:
+    """A deep copy of a located tree (every use gets its own layers to substitute into)."""
+    if isinstance(value, LMap):
+        out = LMap(value.loc)
+        for key, item in value.items():
+            out[key] = copy_tree(item)
+        out.locs.update(value.locs)
+        return out
+    if isinstance(value, LList):
+        out_list = LList(value.loc)
+        out_list.extend(copy_tree(item) for item in value)
+        out_list.locs[:] = list(value.locs)
+        return out_list
+    return value
+
+
+def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
+    raw = tree.get("modules")
+    if raw is None:
+        return {}
+    where = tree.locs.get("modules", tree.loc)
+    if not isinstance(raw, LMap):
+        raise SpecError.single("'modules' must map module names to their definitions", where,
+                               hint="modules: {fire: {params: {...}, layers: [...]}}")
+    problems = []
+    definitions = {}
+    for name, body in raw.items():
+        loc = raw.locs[name]
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            problems.append(Problem(f"module name {name!r} is not a valid name", loc,
+                                    hint="letters, digits and underscores, starting with a letter"))
+            continue
+        if not isinstance(body, LMap) or not isinstance(body.get("layers"), LList) or not body["layers"]:
+            problems.append(Problem(f"module '{name}' needs 'layers' (a non-empty list)", loc,
+                                    hint="params: {...} (optional), layers: [...], sequential: true (optional)"))
+            continue
+        unknown = [key for key in body if key not in ("params", "layers", "sequential", "description")]
+        for key in unknown:
+            problems.append(Problem(f"unknown key '{key}' in module '{name}'", body.locs[key],
+                                    hint="a module has params, layers, sequential and description"))
+        params = body.get("params", LMap(loc))
+        if not isinstance(params, LMap):
+            problems.append(Problem(f"'params' of module '{name}' must be a mapping of names to defaults",
+                                    body.locs.get("params", loc), hint="params: {planes: 64, stride: 1}"))
+            continue
+        sequential = body.get("sequential", False)
+        if not isinstance(sequential, bool):
+            problems.append(Problem("'sequential' must be true or false", body.locs["sequential"]))
+            continue
+        definitions[name] = ModuleDefinition(name, params, body["layers"], sequential, loc)
+    if problems:
+        raise SpecError(problems)
+    return definitions
+
+
+def uses_modules(tree: LMap) -> bool:
+    return "modules" in tree or any(isinstance(item, LMap) and "module" in item
+                                    for item in tree.get("layers") or [] if isinstance(tree.get("layers"), LList))
+
+
+class Expander:
+    """Expands module uses in the spec's layer list; ``substitute(tree, lookup, problems)``
+    resolves ``${...}`` in a copied tree with a lookup of param values."""
+
+    def __init__(self, definitions: dict[str, ModuleDefinition], global_params: dict[str, Any], substitute):
+        self.definitions = definitions
+        self.global_params = global_params
+        self.substitute = substitute
+        self.instances: list[Instance] = []
+        self.problems: list[Problem] = []
+        self.count = 0
+        self.suggest = Suggestions()
+
+    # one list of items in one scope -> expanded layers appended to `out`; returns the output ref
+    def expand(self, items: LList, scope: str, scope_input: str, out: LList, *, sequential: bool = False,
+               depth: int = 0, top: bool = False, members: dict[str, str] | None = None) -> str:
+        renamed: dict[str, str] = {NETWORK_INPUT: scope_input}
+        previous = scope_input
+        index = 0  # the next child number in a sequential module
+        for position, item in enumerate(items):
+            where = child_loc(items, position, items.loc)
+            if not isinstance(item, LMap):
+                continue  # validation reports it (top level) or read_definitions did
+            name = item.get("name")
+            if not isinstance(name, str):
+                continue
+            if "." in name:
+                self.problems.append(Problem(f"the name '{name}' holds a '.', which netspec keeps for the scopes "
+                                             "of modules (layer1.0.conv1)", item.locs.get("name", where),
+                                             hint=f"try '{name.replace('.', '_')}'"))
+                continue
+            if sequential and "inputs" in item:
+                self.problems.append(Problem("a sequential module is a chain: its layers take no 'inputs'",
+                                             item.locs["inputs"], layer=name,
+                                             hint="leave out sequential: true to write a graph"))
+            inputs = self._inputs(item, renamed, previous, name)
+            when = item.get("when", True)
+            if not isinstance(when, bool):
+                self.problems.append(Problem(f"'when' must be true or false, got {when!r}", item.locs["when"],
+                                             layer=name, hint="when: ${downsample} with a true/false param"))
+                when = True
+            if not when:
+                if len(inputs) != 1:
+                    self.problems.append(Problem("only a layer with one input can be left out with 'when'",
+                                                 item.locs["when"], layer=name))
+                renamed[name] = inputs[0]  # left out: whoever takes it takes its input
+                continue
+            if sequential:
+                local = str(index)
+                index += 1 + bool("activation" in item and item["activation"] is not None)
+            else:
+                local = name
+            scoped = f"{scope}{local}"
+            if "module" in item:
+                output = self._use(item, scoped, inputs[0] if inputs else scope_input, out, depth, where)
+            else:
+                layer = copy_tree(item)
+                layer.pop("when", None)
+                layer["name"] = scoped
+                if not top or "inputs" in item or inputs != [previous_flat(out, scope_input)]:
+                    written = item.get("inputs")
+                    layer["inputs"] = _located_list(inputs, layer.locs.get("inputs", where),
+                                                    written.locs if isinstance(written, LList) else None)
+                    layer.locs.setdefault("inputs", where)
+                out.append(layer)
+                out.locs.append(where)
+                self.count += 1
+                if self.count > MAX_EXPANDED_LAYERS:
+                    raise SpecError.single(f"the modules expand to more than {MAX_EXPANDED_LAYERS:,} layers", where,
+                                           hint="check the repeat counts for a typo")
+                output = scoped
+            renamed[name] = output
+            previous = output
+            if members is not None:
+                members[name] = scoped
+        return previous
+
+    def _inputs(self, item: LMap, renamed: dict[str, str], previous: str, name: str) -> list[str]:
+        given = item.get("inputs")
+        if given is None:
+            return [previous]
+        names = [given] if isinstance(given, str) else list(given) if isinstance(given, LList) else []
+        refs = []
+        for ref in names:
+            if isinstance(ref, str) and ref in renamed:
+                refs.append(renamed[ref])
+            else:
+                # an unknown or later name: keep it, so that validation reports it where it was written
+                refs.append(ref if isinstance(ref, str) else str(ref))
+        return refs
+
+    def _use(self, item: LMap, scoped: str, input_ref: str, out: LList, depth: int, where: Location) -> str:
+        module = item["module"]
+        name = item["name"]
+        for key in item:
+            if key not in USE_KEYS:
+                self.problems.append(Problem(f"unknown key '{key}' in a use of a module", item.locs[key], layer=name,
+                                             hint=f"a use has: {', '.join(USE_KEYS)}"))
+        definition = self.definitions.get(module) if isinstance(module, str) else None
+        if definition is None:
+            hint = self.suggest(str(module), self.definitions) or (
+                f"modules: {listing(self.definitions)}" if self.definitions else "declare it under 'modules:'")
+            self.problems.append(Problem(f"there is no module named {module!r}", item.locs["module"], layer=name,
+                                         hint=hint))
+            return input_ref
+        if depth >= MAX_NESTING:
+            raise SpecError.single(f"modules nest more than {MAX_NESTING} deep (a module that uses itself?)",
+                                   item.locs["module"], layer=name)
+        repeat = item.get("repeat")
+        if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int)
+                                   or not 1 <= repeat <= MAX_REPEAT):
+            self.problems.append(Problem(f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {repeat!r}",
+                                         item.locs["repeat"], layer=name))
+            return input_ref
+        given = self._mapping(item, "params", name)
+        first = self._mapping(item, "first", name)
+        if "first" in item and repeat is None:
+            self.problems.append(Problem("'first' sets params of the first repetition, so it needs 'repeat'",
+                                         item.locs["first"], layer=name, hint="add repeat: N, or put them in params"))
+        output = input_ref
+        for r in range(repeat or 1):
+            path = f"{scoped}.{r}" if repeat is not None else scoped
+            params = self._params(definition, {**given, **(first if r == 0 else {})}, item, name)
+            body = copy_tree(definition.layers)
+            lookup = {**self.global_params, **params}
+            self.substitute(body, lookup, self.problems, path)
+            instance = Instance(path, definition.name, params, output, output, item.loc or where,
+                                group=scoped if repeat is not None else None)
+            self.instances.append(instance)
+            result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
+                                 members=instance.members)
+            instance.output = result
+            instance.present = {layer.get("name"): layer.get("when", True) is not False
+                                for layer in body if isinstance(layer, LMap)}
+            output = result
+        return output
+
+    def _mapping(self, item: LMap, key: str, name: str) -> dict[str, Any]:
+        value = item.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, LMap):
+            self.problems.append(Problem(f"'{key}' must be a mapping of param names to values", item.locs[key],
+                                         layer=name))
+            return {}
+        return dict(value)
+
+    def _params(self, definition: ModuleDefinition, given: dict[str, Any], item: LMap, name: str) -> dict[str, Any]:
+        resolved = {}
+        for key in given:
+            if key not in definition.params:
+                where = item.locs.get("params", item.loc)
+                hint = self.suggest(key, definition.params) or (
+                    f"its params: {listing(definition.params)}" if definition.params else "it has no params")
+                self.problems.append(Problem(f"module '{definition.name}' has no param '{key}'", where, layer=name,
+                                             hint=hint))
+        for key, default in definition.params.items():
+            value = given.get(key, default)
+            if value is None:
+                self.problems.append(Problem(f"module '{definition.name}' needs a value for its param '{key}'",
+                                             item.locs.get("params", item.loc), layer=name,
+                                             hint=f"params: {{{key}: ...}}"))
+            resolved[key] = value
+        return resolved
+
+
+def previous_flat(out: LList, scope_input: str) -> str:
+    """What a layer without `inputs` takes in the flat list: the layer before it."""
+    return out[-1]["name"] if out else scope_input
+
+
+def _located_list(names: list[str], where: Location, locs: list[Location] | None = None) -> LList:
+    out = LList(where)
+    out.extend(names)
+    out.locs[:] = list(locs) if locs is not None and len(locs) == len(names) else [where] * len(names)
+    return out
