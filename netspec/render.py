@@ -75,6 +75,41 @@ def pair(value) -> str:
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LINE_LENGTH = 120  # generated code passes ruff with the project's settings
+
+
+def _top_level_split(text: str) -> list[str]:
+    """Split ``a=1, b=(2, 3), c="x, y"`` at the commas outside brackets and strings."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote and text[i - 1] != "\\" else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [part for part in parts if part]
+
+
+def wrap_call(call: str, indent: int, before: int = 0, after: int = 0) -> str:
+    """``call`` (``Name(arguments)``) as it stands, or when the line it ends up on (``indent``
+    spaces, ``before`` characters ahead of it and ``after`` behind) is too long, with its arguments
+    on the lines below, as black and ruff format lay out a long call."""
+    if indent + before + len(call) + after <= LINE_LENGTH or not call.endswith(")") or "(" not in call:
+        return call
+    head, _, rest = call.partition("(")
+    inner = rest[:-1]
+    pad = " " * (indent + 4)
+    if len(pad) + len(inner) <= LINE_LENGTH:
+        return f"{head}(\n{pad}{inner}\n{' ' * indent})"
+    lines = "".join(f"{pad}{part},\n" for part in _top_level_split(inner))
+    return f"{head}(\n{lines}{' ' * indent})"
 
 
 def ident(name: str) -> str:
@@ -113,7 +148,7 @@ def environment(package: str) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,  # generating Python, not HTML; values go through `py`
     )
-    env.filters.update(py=py, pair=pair, ident=ident, comment=comment)
+    env.filters.update(py=py, pair=pair, ident=ident, comment=comment, wrap_call=wrap_call)
     env.globals["netspec_version"] = __version__
     return env
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = ROOT / "specs"
 BAD_SPECS_DIR = Path(__file__).resolve().parent / "specs"
 ALL_SPECS = sorted(SPECS_DIR.glob("*.yaml"))
+ZOO_SPECS = sorted((SPECS_DIR / "zoo").glob("*.yaml"))  # torchvision's families, written with modules
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from netspec import check_file, emit  # noqa: E402
 from netspec.backend import get_backend  # noqa: E402
 from netspec.errors import SpecError  # noqa: E402
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, assert_matches_golden  # noqa: E402
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, ZOO_SPECS, assert_matches_golden  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 from .torch_helpers import layer_outputs  # noqa: E402
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.keras
 GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
-SPECS = [*ALL_SPECS, ZOO, GRAPH]
+SPECS = [*ALL_SPECS, ZOO, GRAPH, *ZOO_SPECS]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,12 @@ def torch_per_layer(torch_backend, net, model, x):
 
 
 def keras_per_layer(net, model, x):
+    """Every spec layer's output in Keras (for a batch norm with an activation, its activation's)."""
     import keras
 
-    probe = keras.Model(model.input, [model.get_layer(cl.name).output for cl in net.layers])
+    output_layers = get_backend("keras").plan(net).output_layers
+    probe = keras.Model(model.input, [model.get_layer(output_layers.get(cl.name, cl.name)).output
+                                      for cl in net.layers])
     values = probe(channels_last(x), training=False)
     return {cl.name: channels_first(np.asarray(v)) for cl, v in zip(net.layers, values, strict=True)}
 

@@ -16,7 +16,7 @@ from netspec import build, check_file, emit  # noqa: E402
 from netspec.backend import available_backends, get_backend  # noqa: E402
 from netspec.errors import SpecError  # noqa: E402
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, assert_matches_golden  # noqa: E402
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, ZOO_SPECS, assert_matches_golden  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 from .torch_helpers import per_layer  # noqa: E402
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.torch
 GOLDEN_DIR = ROOT / "tests" / "golden" / "torch"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
-GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH]
+GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, *ZOO_SPECS]
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +81,16 @@ def test_golden_source_imports_standalone_and_runs(spec):
     imported = {name for name in module.__dict__ if not name.startswith("__")}
     classes = [v for v in module.__dict__.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)
                and v.__module__ == module.__name__]
-    assert len(classes) == 1 and imported <= {"torch", "F", "nn", classes[0].__name__}
     net = check_file(spec)
+    [network] = [cls for cls in classes if cls.__name__ == backend_plan_class(net)]  # the others: its modules
+    assert imported <= {"torch", "F", "nn", *(cls.__name__ for cls in classes)}
     with torch.no_grad():
-        y = classes[0]().eval()(torch.randn(1, *net.input_shape))
+        y = network().eval()(torch.randn(1, *net.input_shape))
     assert tuple(y.shape[1:]) == net.output_shape
+
+
+def backend_plan_class(net) -> str:
+    return get_backend("torch").plan(net).class_name
 
 
 def test_live_model_is_built_from_the_emitted_source(backend):

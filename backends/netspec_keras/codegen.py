@@ -10,7 +10,7 @@ from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT, resolve_padding
-from netspec.render import environment, header_context, module_name, py
+from netspec.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
 
 _env = environment("netspec_keras")
 
@@ -22,6 +22,21 @@ class Step:
     target: str = "x"  # the variable it assigns: `x` along a chain, the layer's name in a graph
     args: str = "x"  # what the layer is called on
 
+    def statement(self, indent: int = 4) -> str:
+        """``target = Layer(...)(args)  # shape``, with a long layer or argument list on lines of their own."""
+        comment = f"  # {self.shape}" if self.shape else ""
+        line = f"{self.target} = {self.expr}({self.args}){comment}"
+        if indent + len(line) <= LINE_LENGTH:
+            return line
+        pad = " " * indent
+        if indent + len(self.target) + len(self.expr) + 4 <= LINE_LENGTH:  # the arguments below
+            return f"{self.target} = {self.expr}(\n{pad}    {self.args}\n{pad}){comment}"
+        expr = wrap_call(self.expr, indent, len(self.target) + 3, len(self.args) + 2 + len(comment))
+        last = expr.rsplit("\n", 1)[-1]
+        if indent + len(last) + len(self.args) + 2 + len(comment) <= LINE_LENGTH and "\n" in expr:
+            return f"{self.target} = {expr}({self.args}){comment}"
+        return f"{self.target} = {expr}(\n{pad}    {self.args}\n{pad}){comment}"
+
 
 @dataclass
 class KerasPlan:
@@ -31,6 +46,9 @@ class KerasPlan:
     uses_neg_inf_pad: bool = False
     uses_adaptive_pool: bool = False
     returns: str = "x"
+    # the Keras layer whose output is a spec layer's, where it is not the layer of that name (a
+    # batch norm's activation shorthand is a layer of its own: "bn_act")
+    output_layers: dict[str, str] = field(default_factory=dict)
 
 
 def _hwc(shape) -> str:
@@ -74,7 +92,7 @@ def _check_helper_names(net: CheckedNet) -> None:
     names = {cl.name for cl in net.layers}
     problems = []
     for cl in net.layers:
-        taken = [h for h in (f"{cl.name}_pad", f"{cl.name}_chw") if h in names]
+        taken = [h for h in (f"{cl.name}_pad", f"{cl.name}_chw", f"{cl.name}_act") if h in names]
         if cl.name == "input" or taken:
             clash = "the model input" if cl.name == "input" else f"a helper layer of '{cl.name}'"
             other = cl if cl.name == "input" else net.layer(taken[0])
@@ -83,6 +101,17 @@ def _check_helper_names(net: CheckedNet) -> None:
                                     hint=f"rename it, e.g. '{other.name}_'"))
     if problems:
         raise SpecError(problems)
+
+
+def _check_variables(net: CheckedNet, var) -> None:
+    """Two scoped layers must not become one variable (layer1.0_conv and layer1_0.conv)."""
+    seen: dict[str, CheckedLayer] = {}
+    for cl in net.layers:
+        other = seen.setdefault(var(cl.name), cl)
+        if other is not cl:
+            raise SpecError([Problem(f"'{cl.name}' and '{other.name}' would be one variable, "
+                                     f"'{var(cl.name)}', in the Keras code", cl.location, layer=cl.name,
+                                     hint="rename one of them")])
 
 
 def _activation_name(layers_module, name: str) -> str:
@@ -98,8 +127,11 @@ def plan(net: CheckedNet) -> KerasPlan:
     layers_module = _env.get_template("layers.py.j2").module
     graph = not net.spec.is_chain  # then each layer's output is a variable named after it
 
-    def var(name: str) -> str:
-        return "x" if name == NETWORK_INPUT or not graph else name
+    def var(name: str) -> str:  # a scoped layer (layer1.0.conv1) is the variable layer1_0_conv1
+        return "x" if name == NETWORK_INPUT or not graph else name.replace(".", "_")
+
+    if graph:
+        _check_variables(net, var)
 
     for cl in net.layers:
         target = var(cl.name)
@@ -143,6 +175,11 @@ def plan(net: CheckedNet) -> KerasPlan:
             args = target
         result.uses_lrn |= cl.type == "lrn"
         expr = str(macro(cl.layer, cl.resolved, extra)).strip()
+        if activation and "activation=" not in expr:  # a Keras layer without an activation argument
+            result.steps.append(Step(expr, "", target, args))
+            expr = f"keras.layers.Activation({py(extra['activation'])}, name={py(cl.name + '_act')})"
+            args = target
+            result.output_layers[cl.name] = cl.name + "_act"
         result.steps.append(Step(expr, _hwc(cl.output_shape), target, args))
     outputs = [var(name) for name in net.output_names]
     result.returns = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"

@@ -23,7 +23,7 @@ from netspec.errors import Problem, SpecError
 from netspec.layers import fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
-from netspec.render import Symbol, SymbolicValue, class_name, py
+from netspec.render import Symbol, SymbolicValue, class_name, ident, py
 
 _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WHOLE_REFERENCE = re.compile(r"^\$\{(.*)\}$", re.S)
@@ -55,6 +55,10 @@ class GeneratedClass:
     steps: list[ClassStep] = field(default_factory=list)
     returns: str = "x"
     uses_functional: bool = False
+
+    @property
+    def init_signature(self) -> str:
+        return "__init__(" + ", ".join(["self", *(f"{ident(name)}: {kind}" for name, kind in self.arguments)]) + ")"
 
 
 @dataclass
@@ -230,6 +234,7 @@ class ClassBuilder:
             raise _Unexpressible("the activation differs between uses")
         layer = type(first.layer).model_construct(**{**dict(first.layer), **symbolic["l"]})
         constructor = self.render_layer(first, layer, symbolic["r"], symbolic["pad"])
+        arguments.commit()
         pre_pad = symbolic["pre_pad"]
         if cls.sequential:
             if pre_pad is not None:
@@ -272,6 +277,7 @@ class ClassBuilder:
         positions = [i for i, c in enumerate(constructions) if c is not None]
         symbolic = arguments.symbolize(item, values, positions, item.get("name"))
         args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments)
+        arguments.commit()
         return f"{cls.name}({args})"
 
 
@@ -307,6 +313,18 @@ class _Arguments:
         self.channels = [input_channels(instance) for instance in instances]
         self.used: dict[str, str] = {}  # argument name -> annotation
         self.generic: dict[str, list[Any]] = {}  # descriptive arguments and each use's value
+        self.pending: list[tuple[Symbol, list[tuple[str, Any]], list[Any] | None]] = []
+
+    def commit(self) -> None:
+        """Make arguments of the symbols the last rendering printed (a value the backend's macro
+        does not print needs no argument)."""
+        for symbol, names, generic in self.pending:
+            if symbol.rendered:
+                for name, sample in names:
+                    self._use(name, sample)
+                if generic is not None:
+                    self.generic[symbol.text] = generic
+        self.pending = []
 
     def signature(self) -> list[tuple[str, str]]:
         order = ["in_channels", *self.definition.params, *self.generic]
@@ -383,24 +401,22 @@ class _Arguments:
                 except Exception:  # noqa: BLE001 - not an expression of the params after all
                     computed = None
                 if computed == wanted:
-                    for name in sorted(names):
-                        self._use(name, instances[0].params[name])
-                    return Symbol(written)
+                    return self._pending(Symbol(written), [(n, instances[0].params[n]) for n in sorted(names)])
         for name in self.definition.params:
             if [_comparable(instance.params[name]) for instance in instances] == wanted:
-                self._use(name, instances[0].params[name])
-                return Symbol(name)
+                return self._pending(Symbol(name), [(name, instances[0].params[name])])
         if [self.channels[i] for i in positions] == wanted:
-            self._use("in_channels", 0)
-            return Symbol("in_channels")
+            return self._pending(Symbol("in_channels"), [("in_channels", 0)])
         if all(v == column[0] for v in column):
             return column[0]  # a channel count that no argument gives: written out
         if len(positions) != len(self.instances):
             raise _Unexpressible("a value differs between the uses of a layer that some uses leave out")
         name = re.sub(r"[^A-Za-z0-9_]", "_", f"{local}_{key.partition('.')[2] or key}")
-        self.generic[name] = column
-        self._use(name, column[0])
-        return Symbol(name)
+        return self._pending(Symbol(name), [(name, column[0])], column)
+
+    def _pending(self, symbol: Symbol, names: list[tuple[str, Any]], generic: list[Any] | None = None) -> Symbol:
+        self.pending.append((symbol, names, generic))
+        return symbol
 
     def _written(self, item: dict, key: str) -> str | None:
         """The ``${...}`` expression the spec wrote for this value, if it wrote one."""

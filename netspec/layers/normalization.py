@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from netspec.layers.activations import ActivationName
 from netspec.layers.base import Analysis, Layer, LayerInput, WeightTensor, require_spatial
 
 
@@ -52,6 +53,7 @@ class BatchNorm2d(Layer):
     examples = (
         ((8, 6, 6), {}),
         ((4, 5, 5), {"affine": False, "eps": 1e-3}),
+        ((4, 5, 5), {"eps": 1e-3, "activation": "relu"}),
     )
 
     weights = (WeightTensor("weight", "gamma", needs="affine"), WeightTensor("bias", "beta", needs="affine"),
@@ -63,6 +65,8 @@ class BatchNorm2d(Layer):
     eps: PositiveFloat = 1e-5
     momentum: float = Field(0.1, gt=0, lt=1, description="PyTorch convention: weight of the new batch.")
     affine: bool = True
+    activation: ActivationName | None = Field(None, description="Activation applied to the output "
+                                              "(torchvision's conv-bn-relu blocks).")
 
     def analyze(self, inp: LayerInput) -> Analysis:
         c, _, _ = require_spatial(inp, "batchnorm2d")

@@ -122,7 +122,8 @@ def _resolved_spec_text(net: CheckedNet) -> str:
     made absolute, as YAML that `netspec check` reads back to the same network."""
     import yaml
 
-    document = dict(net.source.loaded.data)
+    loaded = net.source.loaded
+    document = dict(loaded.document if loaded.document is not None else loaded.data)  # modules unexpanded
     data = document.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         document["data"] = {**data, "path": str(Path(data["path"]).resolve())}
