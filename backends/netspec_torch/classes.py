@@ -26,6 +26,8 @@ from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, py
 
 _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# values that are the channels a layer (or a nested module) receives
+_CHANNEL_KEYS = ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
 _WHOLE_REFERENCE = re.compile(r"^\$\{(.*)\}$", re.S)
 
 
@@ -159,6 +161,7 @@ class ClassBuilder:
         arguments = _Arguments(definition, instances, self._input_channels, literal=literal)
         renamed = {NETWORK_INPUT: "x"}
         previous = "x"
+        channels = {"x": "in_channels"}  # each variable's channel count, as an expression of the arguments
         for item in definition.layers:
             local = item.get("name")
             present = [instance.present.get(local, False) for instance in instances]
@@ -170,6 +173,8 @@ class ClassBuilder:
             if not all(present):
                 condition = arguments.condition(item, present)
             members = [self._member(instance, local) for instance in instances]
+            arguments.channel_hint = channels.get(inputs[0])
+            channels[local] = self._channels_out(item, members, inputs, channels, arguments)
             if "module" in item:
                 constructor = self._nested(item, members, arguments)
             else:
@@ -191,6 +196,29 @@ class ClassBuilder:
         cls.returns = previous if not definition.sequential else "x"
         cls.arguments = arguments.signature()
         return cls, arguments.values()
+
+    def _channels_out(self, item: dict, members: list[str | None], inputs: list[str], channels: dict,
+                      arguments: _Arguments) -> str | None:
+        """The item's output channels as an expression of the class's arguments, when one holds for
+        every use: what the spec wrote (out_channels: ${planes * 4}), its input's (batch norm,
+        activations, add), or the sum of its inputs' (concat)."""
+        positions = [i for i, m in enumerate(members) if m is not None]
+        actual = [self._output_of(members[i])[0] for i in positions]
+        candidates = []
+        for key in ("out_channels", "out_features"):
+            raw = item.get(key)
+            match = _WHOLE_REFERENCE.match(raw) if isinstance(raw, str) else None
+            if match:
+                candidates.append(" ".join(match.group(1).split()))
+        known = [channels.get(name) for name in inputs]
+        if known and all(known):
+            candidates.append(known[0])
+            if len(known) > 1:
+                candidates.append(" + ".join(f"({k})" if "+" in k else k for k in known))
+        for candidate in candidates:
+            if arguments.evaluates_to(candidate, positions, actual):
+                return candidate
+        return None
 
     def _member(self, instance: Instance, local: str) -> str | None:
         return instance.members.get(local)
@@ -314,6 +342,22 @@ class _Arguments:
         self.used: dict[str, str] = {}  # argument name -> annotation
         self.generic: dict[str, list[Any]] = {}  # descriptive arguments and each use's value
         self.pending: list[tuple[Symbol, list[tuple[str, Any]], list[Any] | None]] = []
+        self.channel_hint: str | None = None  # the current item's input channels, as an expression
+
+    def _scope(self, position: int) -> dict[str, Any]:
+        return {**self.instances[position].params, "in_channels": self.channels[position]}
+
+    def evaluates_to(self, text: str, positions: list[int], wanted: list[Any]) -> bool:
+        names = set(_IDENTIFIERS.findall(text))
+        if not names <= {*self.definition.params, "in_channels"}:
+            return False
+        try:
+            return [_evaluate(text, self._scope(i)) for i in positions] == [_comparable(w) for w in wanted]
+        except Exception:  # noqa: BLE001 - not an expression of these values after all
+            return False
+
+    def _needs(self, text: str, position: int) -> list[tuple[str, Any]]:
+        return [(name, self._scope(position)[name]) for name in sorted(set(_IDENTIFIERS.findall(text)))]
 
     def commit(self) -> None:
         """Make arguments of the symbols the last rendering printed (a value the backend's macro
@@ -387,11 +431,14 @@ class _Arguments:
         written = self._written(item, key)
         if written is not None:
             return set(_IDENTIFIERS.findall(written)) <= set(self.definition.params)
-        return key in ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
+        return key in _CHANNEL_KEYS
 
     def _symbol(self, item: dict, key: str, column: list[Any], positions: list[int], local: str) -> Symbol | Any:
         instances = [self.instances[i] for i in positions]
         wanted = [_comparable(v) for v in column]
+        hint = self.channel_hint if key in _CHANNEL_KEYS else None
+        if hint is not None and self.evaluates_to(hint, positions, wanted):
+            return self._pending(Symbol(hint), self._needs(hint, positions[0]))
         written = self._written(item, key)
         if written is not None:
             names = set(_IDENTIFIERS.findall(written))

@@ -1,0 +1,163 @@
+"""Modules: reusable sub-networks with params, repeat and optional parts, expanded into scoped
+layers; torchvision's resnet18 and googlenet written as specs load its state dicts strictly and
+give the same outputs."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from netspec import check_file, load_spec
+from netspec.errors import SpecError
+
+from .conftest import ROOT
+
+RESNET18 = ROOT / "specs" / "zoo" / "resnet18.yaml"
+GOOGLENET = ROOT / "specs" / "zoo" / "googlenet.yaml"
+SMALL_INPUT = (3, 64, 64)  # the architectures work at 64×64; a quicker forward pass than 224×224
+
+BLOCKS = """
+    name: blocks
+    input: [3, 16, 16]
+    modules:
+      shortcut:
+        sequential: true
+        params: {planes: null, stride: 1}
+        layers:
+          - {type: conv2d, out_channels: "${planes}", kernel_size: 1, stride: "${stride}", bias: false}
+          - {type: batchnorm2d}
+      block:
+        params: {planes: 8, stride: 1, project: false}
+        layers:
+          - {name: conv1, type: conv2d, out_channels: "${planes}", kernel_size: 3, stride: "${stride}", padding: 1}
+          - {name: conv2, type: conv2d, out_channels: "${planes * 2}", kernel_size: 3, padding: 1, activation: relu6}
+          - {name: proj, module: shortcut, inputs: input, when: "${project}",
+             params: {planes: "${planes * 2}", stride: "${stride}"}}
+          - {name: add, type: add, inputs: [conv2, proj]}
+    layers:
+      - {name: stem, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: stage, module: block, repeat: 3, params: {planes: 4}, first: {stride: 2, project: true}}
+      - {name: pool, type: global_avgpool2d}
+      - {name: fc, type: linear, out_features: 5}
+"""
+
+
+def test_a_use_is_a_scope_and_repeat_stamps_it(write_spec):
+    net = check_file(write_spec(BLOCKS))
+    names = [cl.name for cl in net.layers]
+    assert names[:6] == ["stem", "stage.0.conv1", "stage.0.conv2", "stage.0.proj.0", "stage.0.proj.1", "stage.0.add"]
+    assert "stage.1.proj.0" not in names  # left out: the add takes the block's input instead
+    assert net.layer("stage.1.add").inputs == ("stage.1.conv2", "stage.0.add")
+    assert net.layer("stage.0.conv1").output_shape == (4, 8, 8)  # `first` strides the first repetition
+    assert net.layer("stage.2.conv2").output_shape == (8, 8, 8)  # ${planes * 2}
+    assert net.layer("fc").inputs == ("pool",)
+    line = net.layer("stage.2.conv1").location.line
+    assert line == net.layer("stage.0.conv1").location.line == 13  # where the module defines it
+
+
+@pytest.mark.parametrize(("edit", "message", "hint"), [
+    ("module: block,", "there is no module named 'blok'", "did you mean 'block'?"),
+    ("params: {planes: 4}", "module 'block' has no param 'plane'", "did you mean 'planes'?"),
+    ("repeat: 3", "'repeat' must be an integer from 1 to 1024, got 0", None),
+    ("name: stem,", "the name 'st.em' holds a '.', which netspec keeps for the scopes of modules (layer1.0.conv1)",
+     "try 'st_em'"),
+])
+def test_mistakes_in_uses_are_located(write_spec, edit, message, hint):
+    wrong = {"module: block,": "module: blok,", "params: {planes: 4}": "params: {plane: 4}",
+             "repeat: 3": "repeat: 0", "name: stem,": "name: st.em,"}[edit]
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(BLOCKS.replace(edit, wrong, 1)))
+    found = {(p.message, p.hint) for p in caught.value.problems}
+    assert (message, hint) in found, found
+
+
+def test_an_undefined_param_in_a_module_names_the_use(write_spec):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(BLOCKS.replace('"${planes * 2}", kernel_size: 3', '"${plane * 2}", kernel_size: 3')))
+    problem = caught.value.problems[0]
+    assert problem.message == "undefined param '${plane}' (in the module used as 'stage.0')"
+    assert problem.hint == "did you mean 'planes'?"
+    assert problem.location.line == 14
+
+
+def test_a_required_module_param_must_be_given(write_spec):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(BLOCKS.replace('params: {planes: "${planes * 2}", stride: "${stride}"}',
+                                            'params: {stride: "${stride}"}')))
+    assert caught.value.problems[0].message == "module 'shortcut' needs a value for its param 'planes'"
+
+
+def test_the_resolved_spec_keeps_the_modules_and_reloads_to_the_same_network(write_spec, tmp_path):
+    from netspec.train.launch import _resolved_spec_text
+
+    net = check_file(write_spec(BLOCKS))
+    text = _resolved_spec_text(net)
+    assert "modules:" in text and "stage.0.conv1" not in text
+    again = check_file(write_spec(text, "again.yaml"))
+    assert [(cl.name, cl.output_shape, cl.params) for cl in again.layers] == \
+        [(cl.name, cl.output_shape, cl.params) for cl in net.layers]
+
+
+def test_check_json_gives_scoped_names(write_spec):
+    from netspec.report import summary_json
+
+    report = summary_json(check_file(write_spec(BLOCKS)))
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["stage.0.proj.1"]["inputs"] == ["stage.0.proj.0"]
+
+
+@pytest.mark.torch
+def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
+    import torch
+
+    from netspec.backend import get_backend
+
+    net = check_file(write_spec(BLOCKS))
+    source = get_backend("torch").emit(net)
+    assert "class Block(nn.Module):\n    def __init__(self, in_channels: int, planes: int, stride: int, project: bool)" \
+        in source
+    assert "self.conv2 = nn.Conv2d(planes, planes * 2, kernel_size=3, padding=1)" in source
+    assert "self.proj = Shortcut(in_channels=in_channels, planes=planes * 2, stride=stride) if project else None" \
+        in source
+    assert "proj = self.proj(x) if self.proj is not None else x" in source
+    assert "Block(in_channels=8, planes=4, stride=2, project=True)," in source
+    model = get_backend("torch").load(net)
+    assert model.stage[0].proj is not None and model.stage[1].proj is None
+    assert tuple(model(torch.randn(2, 3, 16, 16)).shape) == (2, 5)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("spec", "factory"), [
+    (RESNET18, lambda tv: tv.resnet18()),
+    (GOOGLENET, lambda tv: tv.googlenet(aux_logits=False, init_weights=False)),
+], ids=["resnet18", "googlenet"])
+def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, factory, tmp_path):
+    import torch
+    import torchvision
+
+    import netspec
+
+    torch.manual_seed(0)
+    reference = factory(torchvision.models).eval()
+    with torch.no_grad():  # random running statistics too, so batch norm is not the identity
+        for name, tensor in reference.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean"):
+                tensor.normal_(0, 0.1)
+    path = tmp_path / "tv.pth"
+    torch.save(reference.state_dict(), path)
+    model = netspec.build(spec, weights=path, input_shape=SMALL_INPUT).eval()  # strict: every tensor
+    assert list(model.state_dict()) == list(reference.state_dict())
+    net = check_file(spec)
+    assert net.totals.trainable_params == sum(p.numel() for p in reference.parameters())
+    x = torch.randn(2, *SMALL_INPUT)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_zoo_spec_is_short(write_spec):
+    """Modules and repeats instead of copies: each zoo spec reads in one screen."""
+    for spec in (RESNET18, GOOGLENET):
+        assert len(spec.read_text().splitlines()) <= 60
+        assert yaml.safe_load(spec.read_text())["modules"]
