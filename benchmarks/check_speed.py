@@ -1,5 +1,9 @@
 """Wall time of `netspec check` against merely importing the frameworks other summaries need.
 
+AlexNet (a 22-layer chain) and ResNet-152 (specs/zoo/resnet152.yaml: 414 layers after its modules
+expand, a graph with 50 residual additions) are checked from the command line; the in-process time
+of check_file (load, expand, validate, shape-check, no printing) is reported for both too.
+
     python benchmarks/check_speed.py [--runs 10] [--out benchmarks/results/check_speed.json]
 
 Each command runs in a fresh interpreter, as a user would run it; the median of --runs runs is
@@ -32,6 +36,21 @@ def time_command(cmd: list[str], runs: int) -> dict:
             "min_s": min(times), "max_s": max(times), "runs": runs}
 
 
+def in_process(spec: str, runs: int) -> dict:
+    """check_file's own time, the interpreter and imports already paid (median of ``runs``)."""
+    from netspec import check_file
+
+    check_file(ROOT / spec)  # warm: imports and caches
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        net = check_file(ROOT / spec)
+        times.append(time.perf_counter() - start)
+    print(f"check_file {spec:28s} median {statistics.median(times) * 1000:.1f} ms ({len(net.layers)} layers)")
+    return {"command": f"netspec.check_file({spec!r})", "median_s": statistics.median(times), "min_s": min(times),
+            "max_s": max(times), "runs": runs, "layers": len(net.layers)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -42,12 +61,16 @@ def main() -> None:
     cases = {
         "netspec check (table)": [py, "-m", "netspec", "check", "specs/alexnet.yaml"],
         "netspec check --json": [py, "-m", "netspec", "check", "specs/alexnet.yaml", "--json"],
+        "resnet152: netspec check (table)": [py, "-m", "netspec", "check", "specs/zoo/resnet152.yaml"],
+        "resnet152: netspec check --json": [py, "-m", "netspec", "check", "specs/zoo/resnet152.yaml", "--json"],
         "python (empty)": [py, "-c", "pass"],
     }
     for module in ("torch", "tensorflow"):
         if importlib.util.find_spec(module):
             cases[f"import {module}"] = [py, "-c", f"import {module}"]
     results = {}
+    for spec in ("specs/alexnet.yaml", "specs/zoo/resnet152.yaml"):
+        results[f"check_file in process: {spec}"] = in_process(spec, args.runs)
     for label, cmd in cases.items():
         results[label] = time_command(cmd, args.runs)
         print(f"{label:28s} median {results[label]['median_s']:.3f} s  "

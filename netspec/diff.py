@@ -18,6 +18,7 @@ from netspec.check import CheckedLayer, CheckedNet
 from netspec.layers import fmt_shape
 
 JSON_FORMAT_VERSION = 1
+SENTENCE_LAYERS = 8  # layers the one-sentence explanation names, largest change first
 
 
 @dataclass
@@ -59,7 +60,9 @@ class NetDiff:
             return f"{self.name_b} and {self.name_a} have the same number of parameters."
         movers = [d for d in self.layers if d.params_delta]
         movers.sort(key=lambda d: -abs(d.params_delta))
-        parts = [f"{d.name_b or d.name_a} {d.params_delta:+,}" for d in movers]
+        parts = [f"{d.name_b or d.name_a} {d.params_delta:+,}" for d in movers[:SENTENCE_LAYERS]]
+        if len(movers) > SENTENCE_LAYERS:  # a graph of hundreds of layers: the largest changes, and a count
+            parts.append(f"and {len(movers) - SENTENCE_LAYERS} more layers")
         more = "more" if delta > 0 else "fewer"
         return f"{self.name_b} has {abs(delta):,} {more} parameters than {self.name_a}: {', '.join(parts)}."
 

@@ -59,9 +59,10 @@ def escape(text: str) -> str:
 def _print_unwrapped(console, renderable) -> None:
     """Print at the table's full width when the console is narrower, on a terminal too: rich would
     otherwise cut figures to '…' (a narrow terminal then wraps the lines; no figure is lost)."""
-    needed = console.measure(renderable, options=console.options.update_width(1 << 14)).maximum
     saved = console.width
-    console.width = max(saved, needed)
+    # a table is never wider than its contents, so a wide console prints it whole; measuring it
+    # first would render every cell twice (a 400-layer graph's table took twice as long)
+    console.width = max(saved, 1 << 14)
     try:
         console.print(renderable)
     finally:

@@ -13,6 +13,7 @@ from netspec.errors import SpecError
 from .conftest import ROOT
 
 RESNET18 = ROOT / "specs" / "zoo" / "resnet18.yaml"
+RESNET152 = ROOT / "specs" / "zoo" / "resnet152.yaml"
 GOOGLENET = ROOT / "specs" / "zoo" / "googlenet.yaml"
 SMALL_INPUT = (3, 64, 64)  # the architectures work at 64×64; a quicker forward pass than 224×224
 
@@ -129,8 +130,9 @@ def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
 @pytest.mark.torch
 @pytest.mark.parametrize(("spec", "factory"), [
     (RESNET18, lambda tv: tv.resnet18()),
+    (RESNET152, lambda tv: tv.resnet152()),
     (GOOGLENET, lambda tv: tv.googlenet(aux_logits=False, init_weights=False)),
-], ids=["resnet18", "googlenet"])
+], ids=["resnet18", "resnet152", "googlenet"])
 def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, factory, tmp_path):
     import torch
     import torchvision
@@ -158,6 +160,6 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
 
 def test_a_zoo_spec_is_short(write_spec):
     """Modules and repeats instead of copies: each zoo spec reads in one screen."""
-    for spec in (RESNET18, GOOGLENET):
+    for spec in (RESNET18, RESNET152, GOOGLENET):
         assert len(spec.read_text().splitlines()) <= 60
         assert yaml.safe_load(spec.read_text())["modules"]

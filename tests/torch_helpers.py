@@ -22,8 +22,10 @@ def layer_outputs(backend, net, model, x):
     """Every spec layer's output (after its activation shorthand), and the model's output.
 
     Layers that are modules are read with forward hooks on the modules the torch plan says hold
-    them; merges, which are expressions in forward(), by evaluating that very expression of the
-    generated code on the values their inputs had."""
+    them; merges, which are expressions in forward(), by evaluating the expression the backend
+    writes for them on the values their inputs had."""
+    from netspec_torch.codegen import layer_call
+
     plan = backend.plan(net)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
@@ -42,11 +44,15 @@ def layer_outputs(backend, net, model, x):
     finally:
         for handle in handles:
             handle.remove()
-    expressions = {step.target: step.expr for step in plan.steps}
+    def variable(name: str) -> str:  # a scoped layer (layer1.0.add) as a Python name
+        return "x" if name == "input" else "v_" + name.replace(".", "__")
+
     for cl in net.layers:
         if cl.name not in outputs:
+            expression = layer_call(cl, [variable(name) for name in cl.inputs], merge=True)
+            values = {"x": x, **{variable(name): value for name, value in outputs.items()}}
             with torch.no_grad():
-                outputs[cl.name] = eval(expressions[cl.name], {"torch": torch}, {"x": x, **outputs})  # noqa: S307
+                outputs[cl.name] = eval(expression, {"torch": torch}, values)  # noqa: S307
     return outputs, y
 
 
