@@ -115,8 +115,8 @@ def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
 
     net = check_file(write_spec(BLOCKS))
     source = get_backend("torch").emit(net)
-    assert "class Block(nn.Module):\n    def __init__(self, in_channels: int, planes: int, stride: int, project: bool)" \
-        in source
+    signature = "def __init__(self, in_channels: int, planes: int, stride: int, project: bool)"
+    assert f"class Block(nn.Module):\n    {signature}" in source
     assert "self.conv2 = nn.Conv2d(planes, planes * 2, kernel_size=3, padding=1)" in source
     assert "self.proj = Shortcut(in_channels=in_channels, planes=planes * 2, stride=stride) if project else None" \
         in source
