@@ -4,6 +4,8 @@ give the same outputs."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -163,3 +165,13 @@ def test_a_zoo_spec_is_short(write_spec):
     for spec in (RESNET18, RESNET152, GOOGLENET):
         assert len(spec.read_text().splitlines()) <= 60
         assert yaml.safe_load(spec.read_text())["modules"]
+
+
+def test_the_readme_zoo_table_states_what_check_finds():
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(specs/zoo/[\w-]+\.yaml)` \| (\d+) \| ([\d,]+) \| ([\d.]+) G \|", readme, re.M)
+    assert {row[0] for row in rows} == {str(p.relative_to(ROOT)) for p in (RESNET18, RESNET152, GOOGLENET)}
+    for spec, layers, params, macs in rows:
+        net = check_file(ROOT / spec)
+        assert (len(net.layers), f"{net.totals.trainable_params:,}", f"{net.totals.macs / 1e9:.2f}") == \
+            (int(layers), params, macs)
