@@ -4,6 +4,7 @@ give the same outputs."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -175,3 +176,29 @@ def test_the_readme_zoo_table_states_what_check_finds():
         net = check_file(ROOT / spec)
         assert (len(net.layers), f"{net.totals.trainable_params:,}", f"{net.totals.macs / 1e9:.2f}") == \
             (int(layers), params, macs)
+
+
+TRAINABLE = (BLOCKS.replace("input: [3, 16, 16]", "input: [3, 16, 16]\n    training: {epochs: 2, batch_size: 16}")
+             .replace("out_features: 5", "out_features: 10"))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("backend", ["torch", pytest.param("keras", marks=pytest.mark.keras)])
+def test_a_modular_spec_trains_and_resumes_to_the_same_metrics(write_spec, tmp_path, backend):
+    """The run keeps the spec with its modules (not their expansion) and resumes from it alone."""
+    from .test_training import comparable, train
+
+    if backend == "keras":
+        pytest.importorskip("keras")
+    spec = write_spec(TRAINABLE)
+    whole = train(spec, tmp_path / "whole", backend=backend, max_steps=2)
+    train(write_spec(TRAINABLE.replace("epochs: 2", "epochs: 1"), "one.yaml"), tmp_path / "split", backend=backend,
+          max_steps=2)
+    info = json.loads((tmp_path / "split" / "run.json").read_text())
+    assert "modules" in (tmp_path / "split" / "spec.yaml").read_text() and info["max_steps"] == 2
+    from netspec.train import TrainOptions
+    from netspec.train.launch import RunRequest, train_run
+
+    resumed = train_run(RunRequest(resume=tmp_path / "split", epochs=2,
+                                   options=TrainOptions(device="cpu", progress=False))).records
+    assert comparable(resumed) == comparable(whole)
