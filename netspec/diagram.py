@@ -17,6 +17,7 @@ import jinja2
 
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.layers import LAYER_REGISTRY, fmt_shape
+from netspec.layers.base import NETWORK_INPUT
 
 CATEGORY_COLOURS = {  # a layer class's category -> fill, stroke
     "convolution": ("#dbe9f6", "#3b6ea5"), "pooling": ("#e3f1df", "#4d8a3f"),
@@ -45,6 +46,8 @@ class Box:
     stroke: str
     towers: list[tuple[float, float]] = field(default_factory=list)  # (y, height) of each group's box
     thin: bool = False
+    baseline: float = 0.0  # the line the box is centred on (its lane's, in a graph)
+    under: float = 0.0  # where the shape is written below the boxes of its lane
 
 
 @dataclass
@@ -52,6 +55,15 @@ class Band:
     name: str
     x: float
     width: float
+
+
+@dataclass
+class Edge:
+    """A graph's data flow from one box to another, as an SVG path."""
+
+    source: str
+    target: str
+    path: str
 
 
 @dataclass
@@ -64,6 +76,7 @@ class Diagram:
     boxes: list[Box]
     bands: list[Band]
     by_block: bool
+    edges: list[Edge] | None = None  # a graph's edges; None: a chain, each box joined to the next
 
 
 def colours(layer_type: str) -> tuple[str, str]:
@@ -74,7 +87,7 @@ def settings_label(cl: CheckedLayer) -> str:
     """The settings that differ from their defaults, compactly: "96 k11 s4" for a convolution."""
     layer = cl.layer
     parts = []
-    for key, value in layer.model_dump(exclude={"name", "type", "groups", "activation"}).items():
+    for key, value in layer.model_dump(exclude={"name", "type", "groups", "activation", "inputs"}).items():
         info = type(layer).model_fields.get(key)
         if value is None or (info is not None and not info.is_required() and info.get_default() == value):
             continue
@@ -92,6 +105,8 @@ def _height(cl: CheckedLayer) -> float:
 
 
 def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
+    if not net.spec.is_chain:
+        return _graph_layout(net, by_block=by_block)
     units: list[tuple[str, str, list[CheckedLayer]]] = []
     if by_block and net.spec.blocks is not None:
         for block in net.spec.blocks:
@@ -113,7 +128,8 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
                  if unit_type == "block" else settings_label(last))
         box = Box(name, unit_type, label, fmt_shape(last.output_shape), sum(cl.params + cl.non_trainable
                                                                            for cl in members),
-                  x, baseline - height / 2, width, height, fill, stroke, thin=thin)
+                  x, baseline - height / 2, width, height, fill, stroke, thin=thin, baseline=baseline,
+                  under=baseline + tallest / 2 + 18)
         groups = getattr(last.layer, "groups", 1) if unit_type != "block" else 1
         if groups > 1:
             tower_height = (height - 6 * (groups - 1)) / groups
@@ -127,6 +143,94 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
     subtitle = (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
                 f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
     return Diagram(net.spec.name, subtitle, width, height, baseline, boxes, bands, by_block)
+
+
+def _graph_units(net: CheckedNet, by_block: bool) -> list[tuple[str, str, list[CheckedLayer], list[str]]]:
+    """(name, type, layers, the units it takes) for each box of a graph: every layer, or with
+    ``by_block`` every top-level layer and module use (its layers collapsed into one box)."""
+    if not by_block:
+        return [(cl.name, cl.type, [cl], [n for n in cl.inputs if n != NETWORK_INPUT]) for cl in net.layers]
+    groups: dict[str, list[CheckedLayer]] = {}
+    for cl in net.layers:
+        groups.setdefault(cl.name.split(".")[0], []).append(cl)
+    units = []
+    for name, members in groups.items():
+        inside = {cl.name for cl in members}
+        inputs = [n.split(".")[0] for cl in members for n in cl.inputs if n not in inside and n != NETWORK_INPUT]
+        unit_type = "block" if len(members) > 1 else members[0].type
+        units.append((name, unit_type, members, list(dict.fromkeys(inputs))))
+    return units
+
+
+def _module_of(net: CheckedNet, name: str) -> str | None:
+    """What a top-level module use is called on its box: its module, times its repeat."""
+    expansion = net.source.loaded.modules
+    uses = [i for i in expansion.instances if i.path == name or i.group == name] if expansion else []
+    if not uses:
+        return None
+    return uses[0].definition + (f" ×{len(uses)}" if uses[0].group else "")
+
+
+def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
+    """A graph left to right by depth (a layer's column is one past its deepest input), parallel
+    branches in lanes one above the other, every edge drawn: straight to the next column, arched
+    over the boxes it skips (a residual), slanted between lanes."""
+    units = _graph_units(net, by_block)
+    column: dict[str, int] = {}
+    for name, _, _, inputs in units:
+        column[name] = 1 + max((column[i] for i in inputs), default=-1)
+    lanes: dict[int, int] = {}
+    lane: dict[str, int] = {}
+    for name, *_ in units:
+        lane[name] = lanes.get(column[name], 0)
+        lanes[column[name]] = lane[name] + 1
+    tallest = max(_height(members[-1]) for _, _, members, _ in units)
+    lane_height = tallest + TEXT_HEIGHT + 2 * GAP
+    widths: dict[int, float] = {}
+    thin = {}
+    for name, unit_type, _, _ in units:
+        thin[name] = unit_type in LAYER_REGISTRY and LAYER_REGISTRY[unit_type].category in THIN_CATEGORIES
+        widths[column[name]] = max(widths.get(column[name], 0), THIN_WIDTH if thin[name] else BOX_WIDTH)
+    left, x = {}, MARGIN
+    for col in range(max(column.values()) + 1):
+        left[col] = x
+        x += widths.get(col, 0) + GAP
+    top = MARGIN + 52 + tallest / 2 + 10
+    boxes, by_name = [], {}
+    for name, unit_type, members, _ in units:
+        last = members[-1]
+        baseline = top + lane[name] * lane_height
+        height = _height(last)
+        width = THIN_WIDTH if thin[name] else BOX_WIDTH
+        fill, stroke = colours(last.type if unit_type != "block" else _main_type(members))
+        count = f"{len(members)} layers"
+        label = (f"{count}: " + ", ".join(dict.fromkeys(cl.type for cl in members))
+                 if unit_type == "block" else settings_label(last))
+        shown_type = (_module_of(net, name) or unit_type) if unit_type == "block" else unit_type
+        box = Box(name, shown_type, label, fmt_shape(last.output_shape),
+                  sum(cl.params + cl.non_trainable for cl in members),
+                  left[column[name]] + (widths[column[name]] - width) / 2, baseline - height / 2, width, height,
+                  fill, stroke, thin=thin[name], baseline=baseline, under=baseline + tallest / 2 + 18)
+        boxes.append(box)
+        by_name[name] = box
+    edges = []
+    for name, _, _, inputs in units:
+        target = by_name[name]
+        for source_name in inputs:
+            source = by_name[source_name]
+            x1, y1, x2, y2 = source.x + source.width, source.baseline, target.x, target.baseline
+            if y1 == y2 and column[name] - column[source_name] > 1:  # skips boxes: arch over them
+                rise = source.baseline - tallest / 2 - 8
+                path = f"M {x1:.1f} {y1:.1f} C {x1 + GAP:.1f} {rise:.1f}, {x2 - GAP:.1f} {rise:.1f}, {x2:.1f} {y2:.1f}"
+            else:
+                path = f"M {x1:.1f} {y1:.1f} L {x2:.1f} {y2:.1f}"
+            edges.append(Edge(source_name, name, path))
+    width = x - GAP + MARGIN
+    height = top + (max(lane.values()) + 1) * lane_height - lane_height + tallest / 2 + TEXT_HEIGHT + MARGIN
+    totals = net.totals
+    subtitle = (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
+                f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
+    return Diagram(net.spec.name, subtitle, width, height, top, boxes, [], by_block, edges)
 
 
 def _main_type(members: list[CheckedLayer]) -> str:

@@ -93,6 +93,7 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
                 "type": cl.type,
                 "block": cl.block,
                 "inputs": list(cl.inputs),
+                "scope": cl.name.rpartition(".")[0] or None,  # the module use it belongs to: "layer1.0"
                 "activation": getattr(cl.layer, "activation", None),
                 "input_shape": list(cl.input_shape),
                 "output_shape": list(cl.output_shape),

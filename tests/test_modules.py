@@ -108,6 +108,8 @@ def test_check_json_gives_scoped_names(write_spec):
     report = summary_json(check_file(write_spec(BLOCKS)))
     layers = {layer["name"]: layer for layer in report["layers"]}
     assert layers["stage.0.proj.1"]["inputs"] == ["stage.0.proj.0"]
+    assert (layers["stage.0.proj.1"]["scope"], layers["stage.2.add"]["scope"], layers["fc"]["scope"]) == \
+        ("stage.0.proj", "stage.2", None)
 
 
 @pytest.mark.torch

@@ -17,7 +17,9 @@ from netspec.check import check_file
 from netspec.cli import app
 from netspec.layers import fmt_shape
 
-from .conftest import ALL_SPECS, SPECS_DIR
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, SPECS_DIR, ZOO_SPECS
+
+GRAPH = BAD_SPECS_DIR / "graph.yaml"
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -26,7 +28,7 @@ def groups_of(root, cls):
     return [g for g in root.iter(f"{SVG}g") if g.get("class") == cls]
 
 
-@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: p.name)
+@pytest.mark.parametrize("spec", [*ALL_SPECS, GRAPH, *ZOO_SPECS], ids=lambda p: p.name)
 def test_each_spec_draws_one_element_per_layer_with_the_checkers_numbers(spec, tmp_path):
     out = tmp_path / "net.svg"
     result = CliRunner().invoke(app, ["draw", str(spec), "-o", str(out)])
@@ -42,6 +44,38 @@ def test_each_spec_draws_one_element_per_layer_with_the_checkers_numbers(spec, t
         towers = [r for r in g.iter(f"{SVG}rect") if r.get("class") == "tower"]
         assert len(towers) == (getattr(cl.layer, "groups", 1) if getattr(cl.layer, "groups", 1) > 1 else 0)
     assert f"{net.totals.params:,} parameters" in out.read_text()
+
+
+def test_a_graph_is_drawn_with_every_edge_and_its_branches_side_by_side(tmp_path):
+    out = tmp_path / "graph.svg"
+    assert CliRunner().invoke(app, ["draw", str(GRAPH), "-o", str(out)]).exit_code == 0
+    root = ET.fromstring(out.read_text())
+    net = check_file(GRAPH)
+    edges = {(p.get("data-from"), p.get("data-to")) for p in root.iter(f"{SVG}path") if p.get("class") == "edge"}
+    assert edges == {(source, cl.name) for cl in net.layers for source in cl.inputs if source != "input"}
+    boxes = {g.get("data-name"): g for g in groups_of(root, "layer")}
+
+    def top(name):
+        return float(next(boxes[name].iter(f"{SVG}rect")).get("y"))
+
+    def left(name):
+        return float(next(boxes[name].iter(f"{SVG}rect")).get("x"))
+
+    assert left("branch_a") == left("branch_b") and top("branch_a") != top("branch_b")  # parallel branches
+    assert left("joined") > left("branch_b")  # the merge after both
+
+
+def test_by_block_collapses_each_module_use_into_a_box(tmp_path):
+    out = tmp_path / "resnet.svg"
+    spec = SPECS_DIR / "zoo" / "resnet18.yaml"
+    assert CliRunner().invoke(app, ["draw", str(spec), "-o", str(out), "--by-block"]).exit_code == 0
+    boxes = groups_of(ET.fromstring(out.read_text()), "block")
+    assert [g.get("data-name") for g in boxes] == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
+                                                  "layer4", "avgpool", "fc"]
+    assert boxes[5].get("data-type") == "basic_block ×2"
+    net = check_file(spec)
+    assert int(boxes[5].get("data-params")) == sum(cl.params + cl.non_trainable for cl in net.layers
+                                                   if cl.name.startswith("layer2."))
 
 
 def test_the_papers_grouped_layers_are_drawn_as_two_towers(tmp_path):
