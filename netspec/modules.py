@@ -118,6 +118,12 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
             problems.append(Problem(f"'params' of module '{name}' must be a mapping of names to defaults",
                                     body.locs.get("params", loc), hint="params: {planes: 64, stride: 1}"))
             continue
+        for key in params:
+            problem = _param_name_problem(key)
+            if problem:
+                problems.append(Problem(f"module '{name}' cannot have a param named {key!r}: {problem}",
+                                        params.locs[key], hint=f"try '{key}_'" if _IDENTIFIER.match(str(key)) else
+                                        "letters, digits and underscores, starting with a letter"))
         sequential = body.get("sequential", False)
         if not isinstance(sequential, bool):
             problems.append(Problem("'sequential' must be true or false", body.locs["sequential"]))
@@ -126,6 +132,22 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
     if problems:
         raise SpecError(problems)
     return definitions
+
+
+def _param_name_problem(key: Any) -> str | None:
+    """A module's params become the arguments of a generated class's constructor."""
+    import keyword
+
+    from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES
+
+    if not isinstance(key, str) or not _IDENTIFIER.match(key):
+        return "it is not a valid name"
+    if keyword.iskeyword(key) or key in ("self", "in_channels"):
+        return "the generated class's constructor uses that name itself" if not keyword.iskeyword(key) \
+            else "it is a Python keyword"
+    if key in GENERATED_CODE_NAMES or key in LOCAL_CODE_NAMES:
+        return "the generated code uses that name"
+    return None
 
 
 def uses_modules(tree: LMap) -> bool:

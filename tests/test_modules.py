@@ -204,3 +204,32 @@ def test_a_modular_spec_trains_and_resumes_to_the_same_metrics(write_spec, tmp_p
     resumed = train_run(RunRequest(resume=tmp_path / "split", epochs=2,
                                    options=TrainOptions(device="cpu", progress=False))).records
     assert comparable(resumed) == comparable(whole)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("modules: [1, 2]\nlayers: [{name: a, type: relu}]", "'modules' must map module names to their definitions"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, repeat: true}]",
+     "'repeat' must be an integer from 1 to 1024, got True"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, when: 3}]",
+     "'when' must be true or false, got 3"),
+    ("modules: {m: {params: {p: 1}, layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, first: {p: 2}}]",
+     "'first' sets params of the first repetition, so it needs 'repeat'"),
+    ("modules: {m: {layers: [{name: r, type: relu}], extra: 1}}\nlayers: [{name: a, module: m}]",
+     "unknown key 'extra' in module 'm'"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nblocks: [{name: b, layers: [{name: a, module: m}]}]",
+     "modules are used in a flat 'layers:' list, not inside blocks"),
+    ("modules: {m: {sequential: true, layers: [{name: r, type: relu}, {name: s, type: relu, inputs: r}]}}\n"
+     "layers: [{name: a, module: m}]", "a sequential module is a chain: its layers take no 'inputs'"),
+    ("modules: {m: {params: {self: 1}, layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m}]",
+     "module 'm' cannot have a param named 'self'"),
+    ("modules: {m: {layers: [{name: r, type: relu}, {name: again, module: m}]}}\nlayers: [{name: a, module: m}]",
+     "modules nest more than 16 deep (a module that uses itself?)"),
+    ("modules: {a: {layers: [{name: r, type: relu}]}, b: {layers: [{name: x1, module: a, repeat: 1024}]},\n"
+     "          c: {layers: [{name: x2, module: b, repeat: 1024}]}}\nlayers: [{name: top, module: c, repeat: 1024}]",
+     "the modules expand to more than 100,000 layers"),
+], ids=["not-a-mapping", "repeat-bool", "when-number", "first-without-repeat", "unknown-key", "in-blocks",
+        "sequential-inputs", "param-self", "recursion", "repeat-bomb"])
+def test_hostile_or_mistaken_modules_are_refused_with_a_located_message(write_spec, body, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(f"name: t\ninput: [3, 8, 8]\n{body}\n"))
+    assert any(message in p.message and p.location.line for p in caught.value.problems), caught.value.format()
