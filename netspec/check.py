@@ -60,6 +60,8 @@ class Totals:
     input_bytes: int
     activation_bytes: int  # forward + backward, all layer outputs
     param_bytes: int
+    # the most activations alive at once in evaluation (a tensor lives until its last consumer)
+    inference_peak_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -342,4 +344,23 @@ def _totals(layers: list[CheckedLayer], input_shape: Shape, batch: int) -> Total
         input_bytes=batch * _numel(input_shape) * BYTES_PER_VALUE,
         activation_bytes=2 * batch * sum(cl.activation_elements for cl in layers) * BYTES_PER_VALUE,
         param_bytes=(trainable + frozen) * BYTES_PER_VALUE,
+        inference_peak_bytes=batch * _inference_peak(layers, input_shape) * BYTES_PER_VALUE,
     )
+
+
+def _inference_peak(layers: list[CheckedLayer], input_shape: Shape) -> int:
+    """The most values alive at once in a forward pass without gradients: while a layer runs, its
+    inputs, its output and every earlier output a later layer still needs (a residual's shortcut,
+    an Inception block's branches)."""
+    last_use = {NETWORK_INPUT: 0}
+    for position, cl in enumerate(layers):
+        for name in cl.inputs:
+            last_use[name] = position
+    size = {NETWORK_INPUT: _numel(input_shape), **{cl.name: cl.activation_elements for cl in layers}}
+    live = {NETWORK_INPUT}
+    peak = size[NETWORK_INPUT]
+    for position, cl in enumerate(layers):
+        live.add(cl.name)
+        peak = max(peak, sum(size[name] for name in live))
+        live = {name for name in live if last_use.get(name, len(layers)) > position}
+    return peak

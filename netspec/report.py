@@ -114,6 +114,7 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
             "memory_bytes": {
                 "input": totals.input_bytes,
                 "activations_forward_backward": totals.activation_bytes,
+                "activations_inference_peak": totals.inference_peak_bytes,
                 "params": totals.param_bytes,
                 "total": totals.total_bytes,
             },
@@ -170,6 +171,7 @@ def render_summary(net: CheckedNet, console) -> None:
         ("MACs per image", f"{t.macs:,} ({human_count(t.macs)})"),
         (f"Input size (batch {net.batch})", human_bytes(t.input_bytes)),
         ("Activations, forward + backward", human_bytes(t.activation_bytes)),
+        ("Activations, inference peak", human_bytes(t.inference_peak_bytes)),
         ("Params size", human_bytes(t.param_bytes)),
         ("Estimated total (float32)", human_bytes(t.total_bytes)),
     ]

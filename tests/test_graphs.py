@@ -137,3 +137,15 @@ def test_training_a_network_with_two_outputs_is_refused_at_outputs(write_spec, t
     assert result.exit_code == 2
     assert "training needs one output (the class scores), but the spec names 2: fc, pool" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_the_inference_peak_keeps_a_tensor_until_its_last_consumer():
+    net = checked([
+        {"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": 1},              # 1,024 values
+        {"name": "b", "type": "conv2d", "out_channels": 8, "kernel_size": 1},              # 2,048
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1},              # 1,024
+        {"name": "total", "type": "add", "inputs": ["c", "a"]},                            # 1,024
+    ])
+    # while b runs: a (still needed by total), b; the input (768) is gone after a
+    assert net.totals.inference_peak_bytes == 4 * max(768 + 1024, 1024 + 2048, 1024 + 2048 + 1024,
+                                                      1024 + 1024 + 1024)
