@@ -21,7 +21,7 @@ from typing import Any
 from netspec.check import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import fmt_shape
-from netspec.layers.base import NETWORK_INPUT
+from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, py
 
@@ -93,7 +93,8 @@ class ClassBuilder:
         self.by_name = {cl.name: cl for cl in net.layers}
         self.classes: list[GeneratedClass] = []
         self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
-        self.taken: set[str] = set()
+        # class names in use: the network's own class and every name the generated module binds
+        self.taken: set[str] = {class_name(net.spec.name), *GENERATED_CODE_NAMES}
 
     def build(self) -> None:
         instances: dict[str, list[Instance]] = {}
