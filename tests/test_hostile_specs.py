@@ -59,6 +59,45 @@ def test_code_through_any_string_field_is_refused_and_nothing_is_written(tmp_pat
     assert not out.exists()
 
 
+MODULE_BASE = {"module": "block", "use": "stage", "param": "4", "input": "input", "output": "fc"}
+
+
+def hostile_module_spec(field: str) -> str:
+    values = {**MODULE_BASE, field: repr(PAYLOAD)}
+    return textwrap.dedent(f"""\
+        name: victim
+        input: [3, 8, 8]
+        modules:
+          {values['module']}:
+            params: {{planes: 2}}
+            layers:
+              - {{name: conv, type: conv2d, out_channels: '${{planes}}', kernel_size: 3, inputs: {values['input']}}}
+        layers:
+          - {{name: {values['use']}, module: {values['module']}, params: {{planes: {values['param']}}}}}
+          - {{type: flatten}}
+          - {{name: fc, type: linear, out_features: 2}}
+        outputs: [{values['output']}]
+        """)
+
+
+@pytest.mark.parametrize("field", [*sorted(MODULE_BASE), "none"])
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_code_through_a_module_or_an_edge_is_refused(tmp_path, field, backend):
+    """Module names, uses, their params and `inputs`/`outputs` references carry no code either;
+    the same spec without the payload ("none") exports."""
+    pytest.importorskip(backend)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(hostile_module_spec(field))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["export", str(spec), "--backend", backend, "-o", str(out)])
+    assert "Traceback" not in result.output
+    if field == "none":
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2 and "error" in result.output, result.output
+    assert not out.exists()
+
+
 def test_the_unpoisoned_base_spec_exports(tmp_path):
     """The control: the same spec without a payload is fine, so each refusal above is the payload's."""
     pytest.importorskip("torch")
