@@ -69,6 +69,17 @@ def _print_unwrapped(console, renderable) -> None:
         console.width = saved
 
 
+def _module_uses(net: CheckedNet) -> dict[str, str]:
+    """Each top-level module use and what it is: "basic_block ×2"."""
+    expansion = net.source.loaded.modules
+    found: dict[str, list] = {}
+    for instance in expansion.instances if expansion else ():
+        top = (instance.group or instance.path)
+        if "." not in top:
+            found.setdefault(top, []).append(instance)
+    return {name: uses[0].definition + (f" ×{len(uses)}" if uses[0].group else "") for name, uses in found.items()}
+
+
 def _rf_label(rf: tuple[int, int] | None) -> str:
     if rf is None:
         return "all"
@@ -150,11 +161,15 @@ def render_summary(net: CheckedNet, console) -> None:
     line_file = files.pop() if len(files) == 1 else net.source.file
     caption = Text(f"Ln: lines in {shown(line_file)}") if line_file != net.source.file else None
     block = None
+    uses = _module_uses(net)
     for cl in net.layers:
-        if cl.block != block and cl.block is not None:
-            table.add_row(f"[bold cyan]{cl.block}[/]", "", "", "", "", "", "")
-        block = cl.block
-        indent = "  " if cl.block else ""
+        scope = cl.name.split(".")[0] if "." in cl.name else None
+        group = cl.block or scope
+        if group != block and group is not None:
+            what = f"  {uses[scope]}" if scope in uses else ""
+            table.add_row(f"[bold cyan]{escape(group)}[/]{escape(what)}", "", "", "", "", "", "")
+        block = group
+        indent = "  " if group else ""
         table.add_row(indent + cl.name, type_label(cl.layer),
                       display_shape(cl.output_shape, layout), f"{cl.params:,}" if cl.params else "–",
                       human_count(cl.macs) if cl.macs else "–", _rf_label(cl.receptive_field),
