@@ -157,6 +157,57 @@ def test_random_valid_specs_agree_with_a_torch_forward_pass(tmp_path, document):
     assert buffers == net.totals.non_trainable_params
 
 
+@st.composite
+def graphs(draw):
+    """A random graph: each layer takes earlier layers (or the input), merges join two or three,
+    and whatever no layer takes is an output."""
+    layers, names, used = [], ["input"], set()
+    for i in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["conv2d", "relu6", "maxpool2d", "add", "concat", "multiply", "gate"]))
+        merge = kind in ("add", "concat", "multiply")
+        inputs = draw(st.lists(st.sampled_from(names), min_size=2, max_size=2 if kind == "multiply" else 3)
+                      if merge else st.lists(st.sampled_from(names), min_size=1, max_size=1))
+        layer = {"name": f"n{i}", "inputs": inputs}
+        if kind == "conv2d":
+            layer.update(type="conv2d", out_channels=draw(st.integers(1, 6)), kernel_size=draw(st.integers(1, 3)),
+                         padding="same", stride=draw(st.integers(1, 2)))
+        elif kind == "maxpool2d":
+            layer.update(type="maxpool2d", kernel_size=2, stride=1, padding="same")
+        elif kind == "gate":  # a C×1×1 squeeze for multiply
+            layer.update(type="global_avgpool2d", keepdims=True)
+        else:
+            layer["type"] = kind
+        layers.append(layer)
+        used.update(inputs)
+        names.append(layer["name"])
+    outputs = [name for name in names[1:] if name not in used]
+    size = draw(st.integers(4, 12))
+    return {"name": "random-graph", "input": [draw(st.integers(1, 4)), size, size], "layers": layers,
+            "outputs": outputs}
+
+
+@pytest.mark.torch
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=graphs())
+def test_random_graphs_agree_with_a_torch_forward_pass(tmp_path, document):
+    """Either the checker refuses the graph with located problems (merges of shapes that do not
+    fit), or the generated model returns every output in the shape the checker says."""
+    torch = pytest.importorskip("torch")
+    from netspec.backend import get_backend
+
+    try:
+        net = check_file(write(tmp_path, document))
+    except SpecError as error:
+        assert error.problems and all(p.message and p.location for p in error.problems)
+        return
+    model = get_backend("torch").load(net).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *net.input_shape))
+    outs = out if isinstance(out, tuple) else (out,)
+    assert [tuple(o.shape[1:]) for o in outs] == [net.layer(name).output_shape for name in net.output_names]
+    assert sum(p.numel() for p in model.parameters()) == net.totals.trainable_params
+
+
 # --- random invalid documents: a clear error, never a crash -------------------------------------------
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, width=32),
