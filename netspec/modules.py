@@ -151,8 +151,9 @@ def _param_name_problem(key: Any) -> str | None:
 
 
 def uses_modules(tree: LMap) -> bool:
-    return "modules" in tree or any(isinstance(item, LMap) and "module" in item
-                                    for item in tree.get("layers") or [] if isinstance(tree.get("layers"), LList))
+    layers = tree.get("layers")
+    return "modules" in tree or (isinstance(layers, LList)
+                                 and any(isinstance(item, LMap) and "module" in item for item in layers))
 
 
 class Expander:
