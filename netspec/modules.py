@@ -201,6 +201,7 @@ class Expander:
                 if len(inputs) != 1:
                     self.problems.append(Problem("only a layer with one input can be left out with 'when'",
                                                  item.locs["when"], layer=name))
+                    continue
                 renamed[name] = inputs[0]  # left out: whoever takes it takes its input
                 continue
             if sequential:
@@ -288,8 +289,8 @@ class Expander:
             result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
                                  members=instance.members)
             instance.output = result
-            instance.present = {layer.get("name"): layer.get("when", True) is not False
-                                for layer in body if isinstance(layer, LMap)}
+            instance.present = {layer["name"]: layer.get("when", True) is not False
+                                for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}
             output = result
         return output
 
