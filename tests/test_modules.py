@@ -9,6 +9,8 @@ import re
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netspec import check_file, load_spec
 from netspec.errors import SpecError
@@ -233,3 +235,56 @@ def test_hostile_or_mistaken_modules_are_refused_with_a_located_message(write_sp
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(f"name: t\ninput: [3, 8, 8]\n{body}\n"))
     assert any(message in p.message and p.location.line for p in caught.value.problems), caught.value.format()
+
+
+@st.composite
+def modular_networks(draw):
+    """A module whose widths, strides, padding, activation and optional shortcut vary between its
+    uses, used one to three times, repeated or not."""
+    width = draw(st.sampled_from(["${c}", "${c * 2}", "${c + 1}", 4]))
+    body = [{"name": "conv1", "type": "conv2d", "out_channels": width, "kernel_size": draw(st.sampled_from([1, 3])),
+             "stride": draw(st.sampled_from(["${s}", 1])), "padding": draw(st.sampled_from([0, 1, "same"])),
+             "bias": draw(st.booleans())},
+            {"name": "bn", "type": "batchnorm2d", "activation": draw(st.sampled_from([None, "relu", "hardswish"]))},
+            {"name": "conv2", "type": "conv2d", "out_channels": draw(st.sampled_from(["${c}", "${c * 2}", 3])),
+             "kernel_size": 1}]
+    merge = draw(st.sampled_from([None, "add", "concat"]))
+    if merge:
+        body.append({"name": "proj", "type": "conv2d", "out_channels": body[-1]["out_channels"], "kernel_size": 1,
+                     "stride": body[0]["stride"], "inputs": "input", "when": draw(st.sampled_from(["${d}", True]))})
+        body.append({"name": "join", "type": merge, "inputs": ["conv2", "proj"]})
+    uses = []
+    for i in range(draw(st.integers(1, 3))):
+        use = {"name": f"u{i}", "module": "blk",
+               "params": {"c": draw(st.integers(1, 4)), "s": draw(st.integers(1, 2)), "d": draw(st.booleans())}}
+        if draw(st.booleans()):
+            use.update(repeat=draw(st.integers(1, 3)), first={"d": True})
+        uses.append(use)
+    return {"name": "random-modules", "input": [draw(st.integers(1, 3)), 12, 12],
+            "modules": {"blk": {"params": {"c": 2, "s": 1, "d": False}, "layers": body}},
+            "layers": [*uses, {"name": "pool", "type": "global_avgpool2d"},
+                       {"name": "fc", "type": "linear", "out_features": 3}]}
+
+
+@pytest.mark.torch
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=modular_networks())
+def test_generated_module_classes_build_what_the_checker_says(tmp_path, document):
+    """Whatever differs between the uses, the classes' constructor arguments rebuild each use
+    exactly: every layer's output shape, parameters and buffers in torch equal the checker's."""
+    import torch
+
+    from netspec.backend import get_backend
+
+    from .torch_helpers import per_layer
+
+    path = tmp_path / "random.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        net = check_file(path)
+    except SpecError as error:  # a merge of shapes that do not fit
+        assert all(p.message and p.location for p in error.problems)
+        return
+    backend = get_backend("torch")
+    measured, _ = per_layer(backend, net, backend.load(net), torch.randn(2, *net.input_shape))
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
