@@ -25,7 +25,8 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
 from netspec.expressions import ExpressionError, evaluate
-from netspec.modules import NETWORK_INPUT, Expander, Expansion, read_definitions, uses_modules
+from netspec.layers.base import NETWORK_INPUT
+from netspec.modules import Expander, Expansion, read_definitions, uses_modules
 from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, read_yaml_file
 
 Path_ = tuple[Any, ...]

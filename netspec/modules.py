@@ -28,14 +28,15 @@ the spec's.
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
+from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES, NETWORK_INPUT
 from netspec.yamlio import LList, LMap, child_loc
 
-NETWORK_INPUT = "input"
 MAX_REPEAT = 1024
 MAX_EXPANDED_LAYERS = 100_000
 MAX_NESTING = 16
@@ -136,10 +137,6 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
 
 def _param_name_problem(key: Any) -> str | None:
     """A module's params become the arguments of a generated class's constructor."""
-    import keyword
-
-    from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES
-
     if not isinstance(key, str) or not _IDENTIFIER.match(key):
         return "it is not a valid name"
     if keyword.iskeyword(key) or key in ("self", "in_channels"):
