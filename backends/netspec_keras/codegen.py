@@ -13,6 +13,8 @@ from netspec.layers.base import NETWORK_INPUT, resolve_padding
 from netspec.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
 
 _env = environment("netspec_keras")
+# layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
+HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding2D", "AdaptiveAvgPool2D")
 
 
 @dataclass
@@ -42,9 +44,7 @@ class Step:
 class KerasPlan:
     function_name: str
     steps: list[Step] = field(default_factory=list)
-    uses_lrn: bool = False
-    uses_neg_inf_pad: bool = False
-    uses_adaptive_pool: bool = False
+    helpers: set[str] = field(default_factory=set)  # the helper layers (HELPER_LAYERS) the code calls
     returns: str = "x"
     # the Keras layer whose output is a spec layer's, where it is not the layer of that name (a
     # batch norm's activation shorthand is a layer of its own: "bn_act")
@@ -158,7 +158,6 @@ def plan(net: CheckedNet) -> KerasPlan:
             amount = py(((top, bottom), (left, right)))
             if cl.layer.pad_value == float("-inf"):
                 result.steps.append(Step(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})", "", target, args))
-                result.uses_neg_inf_pad = True
             else:
                 result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", "",
                                          target, args))
@@ -168,12 +167,10 @@ def plan(net: CheckedNet) -> KerasPlan:
             extra["activation"] = _activation_name(layers_module, activation)
         if cl.type == "adaptive_avgpool2d" and _keras_adaptive_pool_fails(cl):
             extra["exact_adaptive"] = True
-            result.uses_adaptive_pool = True
         if cl.type == "flatten" and len(cl.input_shape) == 3:
             result.steps.append(Step(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})", "",
                                      target, args))
             args = target
-        result.uses_lrn |= cl.type == "lrn"
         expr = str(macro(cl.layer, cl.resolved, extra)).strip()
         if activation and "activation=" not in expr:  # a Keras layer without an activation argument
             result.steps.append(Step(expr, "", target, args))
@@ -183,6 +180,8 @@ def plan(net: CheckedNet) -> KerasPlan:
         result.steps.append(Step(expr, _hwc(cl.output_shape), target, args))
     outputs = [var(name) for name in net.output_names]
     result.returns = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
+    # a helper layer's class is written into the module only when a step calls it
+    result.helpers = {name for name in HELPER_LAYERS for step in result.steps if step.expr.startswith(f"{name}(")}
     return result
 
 
@@ -199,9 +198,7 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
         output_shape=_hwc(net.output_shape),
         function_name=keras_plan.function_name,
         steps=keras_plan.steps,
-        uses_lrn=keras_plan.uses_lrn,
-        uses_neg_inf_pad=keras_plan.uses_neg_inf_pad,
-        uses_adaptive_pool=keras_plan.uses_adaptive_pool,
+        helpers=keras_plan.helpers,
         returns=keras_plan.returns,
     )
     return source, keras_plan
