@@ -79,6 +79,25 @@ class Problem:
         }
 
 
+def _merge_module_repeats(problems: list[Problem]) -> list[Problem]:
+    """One problem for a mistake in a module's layer, not one per use of the module: the same
+    message at the same place for several scoped layers (layer1.0.conv2, layer1.1.conv2, ...)."""
+    merged: dict[tuple, list[Problem]] = {}
+    for problem in problems:
+        scoped = problem.layer is not None and "." in problem.layer and problem.location is not None
+        key = (problem.location, problem.message, problem.hint) if scoped else (id(problem),)
+        merged.setdefault(key, []).append(problem)
+    out = []
+    for group in merged.values():
+        first = group[0]
+        if len(group) > 1:
+            others = ", ".join(p.layer for p in group[1:4]) + (", ..." if len(group) > 4 else "")
+            first = Problem(f"{first.message} (and in {len(group) - 1} more uses of the module: {others})",
+                            first.location, first.layer, first.hint)
+        out.append(first)
+    return out
+
+
 @dataclass
 class SpecError(Exception):
     """One or more problems with a spec, reported together."""
@@ -86,6 +105,7 @@ class SpecError(Exception):
     problems: list[Problem] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.problems = _merge_module_repeats(self.problems)
         super().__init__(self.format())
 
     @classmethod

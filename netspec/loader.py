@@ -98,13 +98,16 @@ def _expand_modules(tree: LMap) -> Expansion:
         def lookup(name: str, loc: Location) -> Any:
             if name not in values:
                 hint = suggest(name, values) or "declare it under the module's 'params:' or the spec's"
-                found.append(Problem(f"undefined param '${{{name}}}' (in the module used as '{scope}')", loc,
-                                     hint=hint))
+                found.append(Problem(f"undefined param '${{{name}}}'", loc, hint=hint))
                 return None
             return values[name]
 
+        before = len(found)
         for i, item in enumerate(node):
             node[i] = _substitute(item, child_loc(node, i, node.loc), lookup, found, budget=budget)
+        # named by their scoped layer (layer1.0.conv1), so one mistake in a module reads as one problem
+        found[before:] = [dataclasses.replace(p, layer=f"{scope}.{p.layer}" if p.layer else scope)
+                          for p in found[before:]]
 
     for definition in definitions.values():  # defaults may use the spec's params
         _name_layers_in(definition.layers)

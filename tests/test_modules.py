@@ -80,10 +80,10 @@ def test_mistakes_in_uses_are_located(write_spec, edit, message, hint):
 def test_an_undefined_param_in_a_module_names_the_use(write_spec):
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(BLOCKS.replace('"${planes * 2}", kernel_size: 3', '"${plane * 2}", kernel_size: 3')))
-    problem = caught.value.problems[0]
-    assert problem.message == "undefined param '${plane}' (in the module used as 'stage.0')"
-    assert problem.hint == "did you mean 'planes'?"
-    assert problem.location.line == 14
+    [problem] = caught.value.problems  # one mistake, one problem, however many uses
+    assert problem.message == ("undefined param '${plane}' (and in 2 more uses of the module: "
+                               "stage.1.conv2, stage.2.conv2)")
+    assert (problem.layer, problem.hint, problem.location.line) == ("stage.0.conv2", "did you mean 'planes'?", 14)
 
 
 def test_a_required_module_param_must_be_given(write_spec):
