@@ -9,6 +9,7 @@ shaded behind their layers, or drawn as one box each with ``by_block``. Framewor
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ THIN_CATEGORIES = {"activation", "regularization", "reshape", "structure"}
 ABBREVIATIONS = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "out_channels": "",
                  "out_features": "", "output_size": "→", "p": "p=", "size": "n="}
 BOX_WIDTH, THIN_WIDTH, GAP, MARGIN, TEXT_HEIGHT = 128, 30, 16, 24, 58
+NAME_CHARACTERS = 16  # of a scoped name that fit on a box; longer ones keep their end (…branch1.conv)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Box:
     towers: list[tuple[float, float]] = field(default_factory=list)  # (y, height) of each group's box
     thin: bool = False
     baseline: float = 0.0  # the line the box is centred on (its lane's, in a graph)
+    shown_name: str = ""  # the name written on the box when the full (scoped) name is too long
     under: float = 0.0  # where the shape is written below the boxes of its lane
 
 
@@ -94,7 +97,7 @@ def settings_label(cl: CheckedLayer) -> str:
         if isinstance(value, (list, tuple)):
             value = value[0] if len(set(value)) == 1 else "×".join(map(str, value))
         prefix = ABBREVIATIONS.get(key, f"{key}=")
-        parts.append(f"{prefix}{value}")
+        parts.append(value if value in ("same", "valid") else f"{prefix}{value}")  # "same", not "psame"
     activation = getattr(layer, "activation", None)
     return " ".join(parts + ([f"+{activation}"] if activation else []))
 
@@ -179,11 +182,13 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
     column: dict[str, int] = {}
     for name, _, _, inputs in units:
         column[name] = 1 + max((column[i] for i in inputs), default=-1)
-    lanes: dict[int, int] = {}
+    taken: dict[int, set[int]] = {}
     lane: dict[str, int] = {}
-    for name, *_ in units:
-        lane[name] = lanes.get(column[name], 0)
-        lanes[column[name]] = lane[name] + 1
+    for name, _, _, inputs in units:  # a branch stays in its first input's lane while it is free
+        wanted = lane[inputs[0]] if inputs else 0
+        free = taken.setdefault(column[name], set())
+        lane[name] = next(n for n in itertools.count(wanted) if n not in free)
+        free.add(lane[name])
     tallest = max(_height(members[-1]) for _, _, members, _ in units)
     lane_height = tallest + TEXT_HEIGHT + 2 * GAP
     widths: dict[int, float] = {}
@@ -195,7 +200,7 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
     for col in range(max(column.values()) + 1):
         left[col] = x
         x += widths.get(col, 0) + GAP
-    top = MARGIN + 52 + tallest / 2 + 10
+    top = MARGIN + 52 + tallest / 2 + 10 + 16  # room for the arches above the first lane
     boxes, by_name = [], {}
     for name, unit_type, members, _ in units:
         last = members[-1]
@@ -210,7 +215,8 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         box = Box(name, shown_type, label, fmt_shape(last.output_shape),
                   sum(cl.params + cl.non_trainable for cl in members),
                   left[column[name]] + (widths[column[name]] - width) / 2, baseline - height / 2, width, height,
-                  fill, stroke, thin=thin[name], baseline=baseline, under=baseline + tallest / 2 + 18)
+                  fill, stroke, thin=thin[name], baseline=baseline, under=baseline + tallest / 2 + 18,
+                  shown_name=name if len(name) <= NAME_CHARACTERS else "…" + name[1 - NAME_CHARACTERS:])
         boxes.append(box)
         by_name[name] = box
     edges = []
@@ -220,7 +226,9 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
             source = by_name[source_name]
             x1, y1, x2, y2 = source.x + source.width, source.baseline, target.x, target.baseline
             if y1 == y2 and column[name] - column[source_name] > 1:  # skips boxes: arch over them
-                rise = source.baseline - tallest / 2 - 8
+                # a cubic's middle is (y1 + 6·control + y2) / 8: put it 12 px above the lane's tallest box
+                peak = source.baseline - tallest / 2 - 12
+                rise = (8 * peak - y1 - y2) / 6
                 path = f"M {x1:.1f} {y1:.1f} C {x1 + GAP:.1f} {rise:.1f}, {x2 - GAP:.1f} {rise:.1f}, {x2:.1f} {y2:.1f}"
             else:
                 path = f"M {x1:.1f} {y1:.1f} L {x2:.1f} {y2:.1f}"

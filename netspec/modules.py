@@ -17,7 +17,8 @@ A spec declares them under ``modules:`` and uses them like a layer, with ``modul
 Each use is a scope: its layers are named ``layer2.0.conv1``, as torchvision's state dicts name
 them. ``repeat: N`` stamps the module N times in a chain (``layer2.0``, ``layer2.1``), ``first:``
 overrides params of the first repetition. ``when: false`` leaves a layer or use out; whatever
-named it as an input then takes its input instead (an absent downsample path is the identity).
+named it as an input then takes its (first) input instead: an absent downsample path is the
+identity, an absent squeeze-and-excitation ``multiply: [features, gate]`` passes the features on.
 A ``sequential: true`` module is a chain whose layers are numbered as in ``nn.Sequential`` (an
 ``activation:`` shorthand takes the next number, as its own module).
 
@@ -179,6 +180,7 @@ class Expander:
             name = item.get("name")
             if not isinstance(name, str):
                 continue
+            label = f"{scope}{name}"  # problems name the scoped layer, so repeats of one mistake merge
             if "." in name:
                 self.problems.append(Problem(f"the name '{name}' holds a '.', which netspec keeps for the scopes "
                                              "of modules (layer1.0.conv1)", item.locs.get("name", where),
@@ -186,20 +188,18 @@ class Expander:
                 continue
             if sequential and "inputs" in item:
                 self.problems.append(Problem("a sequential module is a chain: its layers take no 'inputs'",
-                                             item.locs["inputs"], layer=name,
+                                             item.locs["inputs"], layer=label,
                                              hint="leave out sequential: true to write a graph"))
             inputs = self._inputs(item, renamed, previous, name)
             when = item.get("when", True)
             if not isinstance(when, bool):
                 self.problems.append(Problem(f"'when' must be true or false, got {when!r}", item.locs["when"],
-                                             layer=name, hint="when: ${downsample} with a true/false param"))
+                                             layer=label, hint="when: ${downsample} with a true/false param"))
                 when = True
             if not when:
-                if len(inputs) != 1:
-                    self.problems.append(Problem("only a layer with one input can be left out with 'when'",
-                                                 item.locs["when"], layer=name))
-                    continue
-                renamed[name] = inputs[0]  # left out: whoever takes it takes its input
+                if not inputs:
+                    continue  # validation reports the empty inputs
+                renamed[name] = inputs[0]  # left out: whoever takes it takes its (first) input
                 continue
             if sequential:
                 local = str(index)
@@ -247,7 +247,7 @@ class Expander:
 
     def _use(self, item: LMap, scoped: str, input_ref: str, out: LList, depth: int, where: Location) -> str:
         module = item["module"]
-        name = item["name"]
+        name = scoped  # problems name the use by its scope
         for key in item:
             if key not in USE_KEYS:
                 self.problems.append(Problem(f"unknown key '{key}' in a use of a module", item.locs[key], layer=name,

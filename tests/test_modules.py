@@ -288,3 +288,37 @@ def test_generated_module_classes_build_what_the_checker_says(tmp_path, document
     backend = get_backend("torch")
     measured, _ = per_layer(backend, net, backend.load(net), torch.randn(2, *net.input_shape))
     assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+
+
+SQUEEZE_EXCITE = """
+    name: se-net
+    input: [3, 8, 8]
+    modules:
+      block:
+        params: {se: true}
+        layers:
+          - {name: conv, type: conv2d, out_channels: 6, kernel_size: 3, padding: 1}
+          - {name: squeeze, type: global_avgpool2d, keepdims: true, when: "${se}"}
+          - {name: excite, type: conv2d, out_channels: 6, kernel_size: 1, activation: hardsigmoid, when: "${se}"}
+          - {name: scale, type: multiply, inputs: [conv, excite], when: "${se}"}
+    layers:
+      - {name: with_se, module: block}
+      - {name: without_se, module: block, params: {se: false}}
+      - {name: pool, type: global_avgpool2d}
+"""
+
+
+@pytest.mark.torch
+def test_a_left_out_merge_passes_its_first_input_on(write_spec):
+    import torch
+
+    from netspec.backend import get_backend
+
+    net = check_file(write_spec(SQUEEZE_EXCITE))
+    names = [cl.name for cl in net.layers]
+    assert "with_se.scale" in names and "without_se.scale" not in names
+    assert net.layer("without_se.conv").inputs == ("with_se.scale",)
+    assert net.layer("pool").inputs == ("without_se.conv",)  # the features, without the gate
+    model = get_backend("torch").load(net)
+    assert tuple(model(torch.randn(2, 3, 8, 8)).shape) == (2, 6)
+    assert sum(p.numel() for p in model.parameters()) == net.totals.trainable_params

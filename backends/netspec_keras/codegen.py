@@ -199,6 +199,7 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
         function_name=keras_plan.function_name,
         steps=keras_plan.steps,
         helpers=keras_plan.helpers,
+        permutes=any(step.expr.startswith("keras.layers.Permute(") for step in keras_plan.steps),
         returns=keras_plan.returns,
     )
     return source, keras_plan

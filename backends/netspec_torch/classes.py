@@ -183,7 +183,8 @@ class ClassBuilder:
             if constructor is None:  # a merge: an expression in forward()
                 renamed[local] = previous = local
                 continue
-            shape = self._shape(members)
+            # a layer some uses leave out has no one shape: its absent uses pass their input on
+            shape = self._shape(members) if condition is None else "varies"
             if definition.sequential:
                 if condition is not None:
                     raise _Unexpressible("a sequential module's layers cannot be left out per use")
@@ -278,7 +279,8 @@ class ClassBuilder:
             return modules
         expr = self.layer_call(first, [inputs[0]], local=local, pre_pad=pre_pad)
         cls.uses_functional |= "F." in expr
-        cls.steps.append(ClassStep(local, expr, self._shape(members), inputs[0] if condition else None))
+        shape = self._shape(members) if condition is None else "varies"
+        cls.steps.append(ClassStep(local, expr, shape, inputs[0] if condition else None))
         return constructor
 
     def _nested(self, item: dict, members: list[str | None], arguments: _Arguments) -> str:

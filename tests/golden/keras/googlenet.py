@@ -2,8 +2,6 @@
 # Edit the spec and regenerate rather than editing this file.
 # GoogLeNet (Inception v1), torchvision's layout and state-dict names, no auxiliary heads.
 # Input 224×224×3 (channels last), output 1000, 6,639,464 parameters.
-# Flatten is preceded by a Permute to channels-first, so features come in PyTorch's C, H, W order
-# and fully connected weights carry over from PyTorch unchanged (transposed).
 import keras
 
 
