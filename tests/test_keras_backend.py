@@ -344,6 +344,43 @@ def test_the_keras_backend_needs_no_torch(backends, tmp_path):
     assert result.stdout.split()[0] == "OK" and result.stdout.rstrip().endswith("[]")
 
 
+WITHOUT_KERAS_SCRIPT = """
+import sys
+
+
+class Hidden:  # as if Keras and TensorFlow were not installed
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("keras", "tensorflow"):
+            return None
+        return self.finder.find_spec(name, path, target)
+
+    def __getattr__(self, name):
+        return getattr(self.finder, name)
+
+
+sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
+from netspec.cli import main
+sys.argv = ["netspec", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(("fmt", "code"), [("source", 0), ("keras", 2)])
+def test_keras_source_needs_no_keras_and_building_says_what_it_needs(tmp_path, fmt, code):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_KERAS_SCRIPT, "export", str(ZOO), "-b", "keras", "-f", fmt,
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    if code == 0:
+        assert (tmp_path / "out" / "zoo_keras.py").is_file()
+    else:
+        assert "building the Keras model needs Keras" in result.stdout + result.stderr
+        assert not (tmp_path / "out").exists()
+
+
 SMALL = """
     name: small
     input: [3, 8, 8]

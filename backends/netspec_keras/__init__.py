@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from netspec.backend import Artifact, load_triton_safely, require_modules
+from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.render import execute_generated, module_name
@@ -81,7 +81,8 @@ class KerasBackend:
     export_formats = ("source", "keras", "weights", "savedmodel")
 
     def __init__(self) -> None:
-        require_modules("keras", "keras", "numpy")
+        # source is rendered without Keras (for another machine, or to read); building needs it
+        require_modules("keras", "numpy")
 
     def emit(self, net: CheckedNet) -> str:
         return render(net)[0]
@@ -90,6 +91,7 @@ class KerasBackend:
         return render(net)[1]
 
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
+        _need_keras("building the Keras model")
         import_keras()
         source, keras_plan = (source, self.plan(net)) if source else render(net)
         model = execute_generated(source, module_name(net.spec.name))[keras_plan.function_name]()
@@ -99,6 +101,7 @@ class KerasBackend:
 
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
+        _need_keras("training with Keras")
         from netspec_keras.trainer import KerasTrainer
 
         trainer = KerasTrainer(self, net, options, run, console)
@@ -108,6 +111,7 @@ class KerasBackend:
 
     def bench(self, net: CheckedNet, settings) -> tuple[list, str, dict[str, str]]:
         """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        _need_keras("benchmarking with Keras")
         from netspec_keras.bench import bench
 
         return bench(self, net, settings)
@@ -117,6 +121,15 @@ class KerasBackend:
         from netspec_keras.export import export
 
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
+
+
+def _need_keras(what: str) -> None:
+    """A clear error when Keras is missing: this backend renders source without it."""
+    try:
+        require_modules("keras", "keras")
+    except ImportError as exc:
+        raise SpecError.single(f"{what} needs Keras: {exc}",
+                               hint=f'{INSTALL_HINTS["keras"]} (source export works without it)') from None
 
 
 def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any], source: str = "the state") -> None:
