@@ -30,6 +30,7 @@ THIN_CATEGORIES = {"activation", "regularization", "reshape", "structure"}
 ABBREVIATIONS = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "out_channels": "",
                  "out_features": "", "output_size": "→", "p": "p=", "size": "n="}
 BOX_WIDTH, THIN_WIDTH, GAP, MARGIN, TEXT_HEIGHT = 128, 30, 16, 24, 58
+MAX_TOWERS = 4
 NAME_CHARACTERS = 16  # of a scoped name that fit on a box; longer ones keep their end (…branch1.conv)
 
 
@@ -133,10 +134,7 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
                                                                            for cl in members),
                   x, baseline - height / 2, width, height, fill, stroke, thin=thin, baseline=baseline,
                   under=baseline + tallest / 2 + 18)
-        groups = getattr(last.layer, "groups", 1) if unit_type != "block" else 1
-        if groups > 1:
-            tower_height = (height - 6 * (groups - 1)) / groups
-            box.towers = [(box.y + i * (tower_height + 6), tower_height) for i in range(groups)]
+        _add_towers(box, last, unit_type)
         boxes.append(box)
         x += width + GAP
     bands = [] if by_block or net.spec.blocks is None else _bands(net, boxes)
@@ -217,6 +215,7 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
                   left[column[name]] + (widths[column[name]] - width) / 2, baseline - height / 2, width, height,
                   fill, stroke, thin=thin[name], baseline=baseline, under=baseline + tallest / 2 + 18,
                   shown_name=name if len(name) <= NAME_CHARACTERS else "…" + name[1 - NAME_CHARACTERS:])
+        _add_towers(box, last, unit_type)
         boxes.append(box)
         by_name[name] = box
     edges = []
@@ -239,6 +238,15 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
     subtitle = (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
                 f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
     return Diagram(net.spec.name, subtitle, width, height, top, boxes, [], by_block, edges)
+
+
+def _add_towers(box: Box, last: CheckedLayer, unit_type: str) -> None:
+    """The paper's two GPU towers: a grouped convolution drawn as one box per group (up to
+    MAX_TOWERS; ResNeXt's 32 groups stay one box)."""
+    groups = getattr(last.layer, "groups", 1) if unit_type != "block" else 1
+    if 1 < groups <= MAX_TOWERS:
+        tower_height = (box.height - 6 * (groups - 1)) / groups
+        box.towers = [(box.y + i * (tower_height + 6), tower_height) for i in range(groups)]
 
 
 def _main_type(members: list[CheckedLayer]) -> str:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from netspec import check_file, load_spec
 from netspec.errors import SpecError
 
-from .conftest import ROOT
+from .conftest import ROOT, ZOO_SPECS
 
 RESNET18 = ROOT / "specs" / "zoo" / "resnet18.yaml"
 RESNET152 = ROOT / "specs" / "zoo" / "resnet152.yaml"
@@ -134,12 +134,23 @@ def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
     assert tuple(model(torch.randn(2, 3, 16, 16)).shape) == (2, 5)
 
 
+TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
+    "resnet18": lambda tv: tv.resnet18(), "resnet34": lambda tv: tv.resnet34(),
+    "resnet50": lambda tv: tv.resnet50(), "resnet101": lambda tv: tv.resnet101(),
+    "resnet152": lambda tv: tv.resnet152(), "resnext50_32x4d": lambda tv: tv.resnext50_32x4d(),
+    "wide_resnet50_2": lambda tv: tv.wide_resnet50_2(),
+    "googlenet": lambda tv: tv.googlenet(aux_logits=False, init_weights=False),
+}
+
+
+def test_every_zoo_spec_has_its_torchvision_twin_in_the_tests():
+    assert sorted(TORCHVISION_ZOO) == sorted(p.stem for p in ZOO_SPECS)
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize(("spec", "factory"), [
-    (RESNET18, lambda tv: tv.resnet18()),
-    (RESNET152, lambda tv: tv.resnet152()),
-    (GOOGLENET, lambda tv: tv.googlenet(aux_logits=False, init_weights=False)),
-], ids=["resnet18", "resnet152", "googlenet"])
+@pytest.mark.parametrize(("spec", "factory"), [(ROOT / "specs" / "zoo" / f"{name}.yaml", factory)
+                                               for name, factory in TORCHVISION_ZOO.items()],
+                         ids=list(TORCHVISION_ZOO))
 def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, factory, tmp_path):
     import torch
     import torchvision
@@ -166,16 +177,18 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
 
 
 def test_a_zoo_spec_is_short(write_spec):
-    """Modules and repeats instead of copies: each zoo spec reads in one screen."""
-    for spec in (RESNET18, RESNET152, GOOGLENET):
+    """Modules and repeats instead of copies: each zoo spec reads in one screen, the deeper and
+    wider ResNets as a few lines of `extends`."""
+    for spec in ZOO_SPECS:
+        document = yaml.safe_load(spec.read_text())
         assert len(spec.read_text().splitlines()) <= 60
-        assert yaml.safe_load(spec.read_text())["modules"]
+        assert document.get("modules") or document.get("extends")
 
 
 def test_the_readme_zoo_table_states_what_check_finds():
     readme = (ROOT / "README.md").read_text()
     rows = re.findall(r"^\| `(specs/zoo/[\w-]+\.yaml)` \| (\d+) \| ([\d,]+) \| ([\d.]+) G \|", readme, re.M)
-    assert {row[0] for row in rows} == {str(p.relative_to(ROOT)) for p in (RESNET18, RESNET152, GOOGLENET)}
+    assert {row[0] for row in rows} == {str(p.relative_to(ROOT)) for p in ZOO_SPECS}
     for spec, layers, params, macs in rows:
         net = check_file(ROOT / spec)
         assert (len(net.layers), f"{net.totals.trainable_params:,}", f"{net.totals.macs / 1e9:.2f}") == \

@@ -26,6 +26,7 @@ from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, py
 
 _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PRIMES = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197)
 # values that are the channels a layer (or a nested module) receives
 _CHANNEL_KEYS = ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
 _WHOLE_REFERENCE = re.compile(r"^\$\{(.*)\}$", re.S)
@@ -159,7 +160,8 @@ class ClassBuilder:
         """The class for ``instances`` with what differs between them as arguments (``literal``:
         one instance's values written out, nothing may differ)."""
         cls = GeneratedClass(name, definition.name, definition.sequential)
-        arguments = _Arguments(definition, instances, self._input_channels, literal=literal)
+        arguments = _Arguments(definition, instances, self._input_channels, literal=literal,
+                               constants=self.net.source.loaded.data.get("params") or {})
         renamed = {NETWORK_INPUT: "x"}
         previous = "x"
         channels = {"x": "in_channels"}  # each variable's channel count, as an expression of the arguments
@@ -208,10 +210,9 @@ class ClassBuilder:
         actual = [self._output_of(members[i])[0] for i in positions]
         candidates = []
         for key in ("out_channels", "out_features"):
-            raw = item.get(key)
-            match = _WHOLE_REFERENCE.match(raw) if isinstance(raw, str) else None
-            if match:
-                candidates.append(" ".join(match.group(1).split()))
+            written = arguments.expression(item.get(key))
+            if written is not None:
+                candidates.append(written)
         known = [channels.get(name) for name in inputs]
         if known and all(known):
             candidates.append(known[0])
@@ -337,8 +338,11 @@ class _Arguments:
     """The constructor arguments of one class under construction, and each use's values."""
 
     def __init__(self, definition: ModuleDefinition, instances: list[Instance], input_channels, *,
-                 literal: bool = False) -> None:
+                 literal: bool = False, constants: dict[str, Any] | None = None) -> None:
         self.definition = definition
+        # the spec's own params: fixed for every use, so an expression over them is written with their values
+        self.constants = {k: v for k, v in (constants or {}).items()
+                          if k not in definition.params and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.literal = literal  # every value written out: a class per distinct body
         self.instances = instances
         self.channels = [input_channels(instance) for instance in instances]
@@ -395,11 +399,9 @@ class _Arguments:
         self.used.setdefault(name, _annotation(sample))
 
     def condition(self, item: dict, present: list[bool]) -> str:
-        written = item.get("when")
-        match = _WHOLE_REFERENCE.match(written) if isinstance(written, str) else None
-        if match is None:
+        text = self.expression(item.get("when"))
+        if text is None:
             raise _Unexpressible("a layer left out per use by a value that is not a param expression")
-        text = " ".join(match.group(1).split())
         names = set(_IDENTIFIERS.findall(text))
         if not names <= set(self.definition.params):
             raise _Unexpressible("the condition uses values that are not the module's params")
@@ -432,8 +434,9 @@ class _Arguments:
         if self.literal:
             return False
         written = self._written(item, key)
-        if written is not None:
-            return set(_IDENTIFIERS.findall(written)) <= set(self.definition.params)
+        if written is not None:  # an expression of the module's params (not only of constants)
+            names = set(_IDENTIFIERS.findall(written))
+            return bool(names) and names <= set(self.definition.params)
         return key in _CHANNEL_KEYS
 
     def _symbol(self, item: dict, key: str, column: list[Any], positions: list[int], local: str) -> Symbol | Any:
@@ -477,8 +480,32 @@ class _Arguments:
             raw = (item.get("params") or {}).get(field_name)
         else:
             return None
+        return self.expression(raw)
+
+    def expression(self, raw: Any) -> str | None:
+        """The text of a ``${...}`` value, with the spec's params written as their values (the
+        class's arguments are the module's params; the spec's are constants)."""
         match = _WHOLE_REFERENCE.match(raw) if isinstance(raw, str) else None
-        return " ".join(match.group(1).split()) if match else None
+        if match is None:
+            return None
+        text = " ".join(match.group(1).split())
+        text = _IDENTIFIERS.sub(lambda m: repr(self.constants[m.group(0)]) if m.group(0) in self.constants
+                                else m.group(0), text)
+        return self._simplest(text)
+
+    def _simplest(self, text: str) -> str:
+        """``planes`` for ``planes * 64 // 64 * 1`` (ResNet-50's width with the spec's constants
+        written in): an expression that equals one argument for any values is that argument.
+        Checked with two sets of distinct primes, so values that merely coincide never count."""
+        names = [*self.definition.params, "in_channels"]
+        trials = [dict(zip(names, primes, strict=False)) for primes in (_PRIMES, _PRIMES[::-1])]
+        for name in names:
+            try:
+                if all(_evaluate(text, trial) == trial[name] for trial in trials):
+                    return name
+            except Exception:  # noqa: BLE001 - not a plain arithmetic expression of these names
+                return text
+        return text
 
 
 def _evaluate(text: str, params: dict[str, Any]) -> Any:
