@@ -140,6 +140,7 @@ TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
     "resnet152": lambda tv: tv.resnet152(), "resnext50_32x4d": lambda tv: tv.resnext50_32x4d(),
     "wide_resnet50_2": lambda tv: tv.wide_resnet50_2(),
     "googlenet": lambda tv: tv.googlenet(aux_logits=False, init_weights=False),
+    "squeezenet1_0": lambda tv: tv.squeezenet1_0(), "squeezenet1_1": lambda tv: tv.squeezenet1_1(),
 }
 
 
