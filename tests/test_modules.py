@@ -336,3 +336,16 @@ def test_a_left_out_merge_passes_its_first_input_on(write_spec):
     model = get_backend("torch").load(net)
     assert tuple(model(torch.randn(2, 3, 8, 8)).shape) == (2, 6)
     assert sum(p.numel() for p in model.parameters()) == net.totals.trainable_params
+
+
+def test_the_readmes_new_family_example_checks(tmp_path):
+    """The README's worked example of a variant, saved next to a copy of resnet50.yaml."""
+    readme = (ROOT / "README.md").read_text()
+    text = re.search(r"```yaml\n# specs/zoo/resnet50-cifar.yaml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "resnet50.yaml").write_text((ROOT / "specs" / "zoo" / "resnet50.yaml").read_text())
+    (tmp_path / "resnet50-cifar.yaml").write_text(text)
+    net = check_file(tmp_path / "resnet50-cifar.yaml")
+    assert net.input_shape == (3, 32, 32) and net.output_shape == (10,)
+    assert "maxpool" not in [cl.name for cl in net.layers]
+    assert net.layer("layer1.0.conv1").inputs == ("relu",)
+    assert net.layer("conv1").output_shape == (64, 32, 32)
