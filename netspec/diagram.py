@@ -126,10 +126,7 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
         thin = unit_type in LAYER_REGISTRY and LAYER_REGISTRY[unit_type].category in THIN_CATEGORIES
         width = THIN_WIDTH if thin else BOX_WIDTH
         height = _height(last)
-        fill, stroke = colours(last.type if unit_type != "block" else _main_type(members))
-        count = f"{len(members)} layer" + ("s" if len(members) > 1 else "")
-        label = (f"{count}: " + ", ".join(dict.fromkeys(cl.type for cl in members))
-                 if unit_type == "block" else settings_label(last))
+        fill, stroke, label = _box_text(unit_type, members)
         box = Box(name, unit_type, label, fmt_shape(last.output_shape), sum(cl.params + cl.non_trainable
                                                                            for cl in members),
                   x, baseline - height / 2, width, height, fill, stroke, thin=thin, baseline=baseline,
@@ -140,9 +137,7 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
     bands = [] if by_block or net.spec.blocks is None else _bands(net, boxes)
     width = x - GAP + MARGIN
     height = baseline + tallest / 2 + TEXT_HEIGHT + MARGIN + (22 if bands else 0)
-    totals = net.totals
-    subtitle = (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
-                f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
+    subtitle = _subtitle(net)
     return Diagram(net.spec.name, subtitle, width, height, baseline, boxes, bands, by_block)
 
 
@@ -205,10 +200,7 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         baseline = top + lane[name] * lane_height
         height = _height(last)
         width = THIN_WIDTH if thin[name] else BOX_WIDTH
-        fill, stroke = colours(last.type if unit_type != "block" else _main_type(members))
-        count = f"{len(members)} layers"
-        label = (f"{count}: " + ", ".join(dict.fromkeys(cl.type for cl in members))
-                 if unit_type == "block" else settings_label(last))
+        fill, stroke, label = _box_text(unit_type, members)
         shown_type = (_module_of(net, name) or unit_type) if unit_type == "block" else unit_type
         box = Box(name, shown_type, label, fmt_shape(last.output_shape),
                   sum(cl.params + cl.non_trainable for cl in members),
@@ -234,10 +226,25 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
             edges.append(Edge(source_name, name, path))
     width = x - GAP + MARGIN
     height = top + (max(lane.values()) + 1) * lane_height - lane_height + tallest / 2 + TEXT_HEIGHT + MARGIN
-    totals = net.totals
-    subtitle = (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
-                f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
+    subtitle = _subtitle(net)
     return Diagram(net.spec.name, subtitle, width, height, top, boxes, [], by_block, edges)
+
+
+def _box_text(unit_type: str, members: list[CheckedLayer]) -> tuple[str, str, str]:
+    """A box's fill and stroke colours and its label: a layer's settings, or a block's layer count
+    and types."""
+    last = members[-1]
+    fill, stroke = colours(last.type if unit_type != "block" else _main_type(members))
+    count = f"{len(members)} layer" + ("s" if len(members) > 1 else "")
+    label = (f"{count}: " + ", ".join(dict.fromkeys(cl.type for cl in members))
+             if unit_type == "block" else settings_label(last))
+    return fill, stroke, label
+
+
+def _subtitle(net: CheckedNet) -> str:
+    totals = net.totals
+    return (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
+            f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
 
 
 def _add_towers(box: Box, last: CheckedLayer, unit_type: str) -> None:

@@ -305,28 +305,35 @@ def test_a_keras_users_script_that_imports_keras_first_runs():
     assert "OK" in result.stdout
 
 
-WITHOUT_TORCH_SCRIPT = """
+def without(packages: tuple[str, ...], body: str) -> str:
+    """A script that runs ``body`` as if ``packages`` were not installed: every import finder
+    misses them (entry points are still found)."""
+    return f"""
 import sys
 
 
-class Hidden:  # as if only netspec[keras] were installed: every finder misses these packages
+class Hidden:
     def __init__(self, finder):
         self.finder = finder
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "triton", "netspec_torch"):
+        if name.split(".")[0] in {packages!r}:
             return None
         return self.finder.find_spec(name, path, target)
 
-    def __getattr__(self, name):  # find_distributions: entry points are still found
+    def __getattr__(self, name):
         return getattr(self.finder, name)
 
 
 sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
+{body}"""
+
+
+WITHOUT_TORCH_SCRIPT = without(("torch", "torchvision", "triton", "netspec_torch"), """
 import netspec
 model = netspec.build(sys.argv[1], backend="keras", weights=sys.argv[2])
 print("OK", model.count_params(), sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "netspec_torch")))
-"""
+""")
 
 
 def test_the_keras_backend_needs_no_torch(backends, tmp_path):
@@ -344,28 +351,11 @@ def test_the_keras_backend_needs_no_torch(backends, tmp_path):
     assert result.stdout.split()[0] == "OK" and result.stdout.rstrip().endswith("[]")
 
 
-WITHOUT_KERAS_SCRIPT = """
-import sys
-
-
-class Hidden:  # as if Keras and TensorFlow were not installed
-    def __init__(self, finder):
-        self.finder = finder
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("keras", "tensorflow"):
-            return None
-        return self.finder.find_spec(name, path, target)
-
-    def __getattr__(self, name):
-        return getattr(self.finder, name)
-
-
-sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
+WITHOUT_KERAS_SCRIPT = without(("keras", "tensorflow"), """
 from netspec.cli import main
 sys.argv = ["netspec", *sys.argv[1:]]
 main()
-"""
+""")
 
 
 @pytest.mark.parametrize(("fmt", "code"), [("source", 0), ("keras", 2)])

@@ -446,15 +446,8 @@ class _Arguments:
         if hint is not None and self.evaluates_to(hint, positions, wanted):
             return self._pending(Symbol(hint), self._needs(hint, positions[0]))
         written = self._written(item, key)
-        if written is not None:
-            names = set(_IDENTIFIERS.findall(written))
-            if names <= set(self.definition.params):
-                try:
-                    computed = [_evaluate(written, instance.params) for instance in instances]
-                except Exception:  # noqa: BLE001 - not an expression of the params after all
-                    computed = None
-                if computed == wanted:
-                    return self._pending(Symbol(written), [(n, instances[0].params[n]) for n in sorted(names)])
+        if written is not None and self.evaluates_to(written, positions, column):
+            return self._pending(Symbol(written), self._needs(written, positions[0]))
         for name in self.definition.params:
             if [_comparable(instance.params[name]) for instance in instances] == wanted:
                 return self._pending(Symbol(name), [(name, instances[0].params[name])])
