@@ -1,7 +1,9 @@
-"""Arithmetic inside ``${...}``: ``${width * 4}``, ``${channels // groups}``, ``${(base + 1) / 2}``.
+"""Arithmetic inside ``${...}``: ``${width * 4}``, ``${channels // groups}``, ``${(base + 1) / 2}``,
+and conditions for ``when:`` and true/false params: ``${t != 1}``, ``${stride == 1 and inp == out}``.
 
-A small recursive-descent parser over numbers, param names, ``+ - * / // %``, unary minus and
-parentheses; never ``eval``. Integers stay integers (``/`` gives a float, as in Python), so a
+A small recursive-descent parser over numbers, param names, ``+ - * / // %``, unary minus,
+parentheses, the comparisons ``== != < <= > >=`` and ``and``, ``or``, ``not`` over them; never
+``eval``. Integers stay integers (``/`` gives a float, as in Python), so a
 computed channel count is an int where the schema wants one. Results are bounded like any number
 in a spec (|x| <= 2**53), and so is the work: MAX_LENGTH characters, MAX_NESTING parentheses.
 """
@@ -18,7 +20,10 @@ MAX_NESTING = 16
 LARGEST = 2**53
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)"
-                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|[-+*/%()]))")
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|==|!=|<=|>=|[-+*/%()<>]))")
+_COMPARISONS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+                "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+_WORDS = ("and", "or", "not")
 
 
 class ExpressionError(ValueError):
@@ -31,7 +36,7 @@ class _Undefined(Exception):
     """A param the expression names is undefined: the lookup has already reported it."""
 
 
-def evaluate(text: str, lookup: Callable[[str], Any]) -> int | float | None:
+def evaluate(text: str, lookup: Callable[[str], Any]) -> int | float | bool | None:
     """The value of ``text``; ``lookup(name)`` gives a param's value (None when it is undefined and
     already reported, which makes the result None). ExpressionError says what is wrong and how to
     write it instead."""
@@ -49,11 +54,51 @@ class _Parser:
         self.text, self.lookup, self.tokens, self.depth = text, lookup, _tokens(text), 0
         self.position = 0
 
-    def parse(self) -> int | float:
-        value = self._sum()
+    def parse(self) -> int | float | bool:
+        value = self._disjunction()
         if self.position < len(self.tokens):
             raise ExpressionError(f"unexpected '{self.tokens[self.position][1]}' in '{self.text.strip()}'",
-                                  hint="an expression is numbers and params joined by + - * / // %")
+                                  hint="an expression is numbers and params joined by + - * / // %, "
+                                       "or comparisons joined by and, or")
+        return value
+
+    def _disjunction(self) -> int | float | bool:
+        value = self._conjunction()
+        while self._peek() == "or":
+            self.position += 1
+            right = self._conjunction()
+            value = self._truth(value, "or") or self._truth(right, "or")
+        return value
+
+    def _conjunction(self) -> int | float | bool:
+        value = self._negation()
+        while self._peek() == "and":
+            self.position += 1
+            right = self._negation()
+            value = self._truth(value, "and") and self._truth(right, "and")
+        return value
+
+    def _negation(self) -> int | float | bool:
+        if self._peek() == "not":
+            self.position += 1
+            return not self._truth(self._negation(), "not")
+        return self._comparison()
+
+    def _comparison(self) -> int | float | bool:
+        value = self._sum()
+        if self._peek() in _COMPARISONS:
+            op = self.tokens[self.position][1]
+            self.position += 1
+            value = _COMPARISONS[op](value, self._sum())
+            if self._peek() in _COMPARISONS:
+                raise ExpressionError(f"comparisons cannot be chained in '{self.text.strip()}'",
+                                      hint="join them with 'and': ${a < b and b < c}")
+        return value
+
+    def _truth(self, value: int | float | bool, word: str) -> bool:
+        if not isinstance(value, bool):
+            raise ExpressionError(f"'{word}' joins comparisons, and {value!r} is a number, in '{self.text.strip()}'",
+                                  hint="compare it: ${stride == 1 and inp == out}")
         return value
 
     def _peek(self) -> str | None:
@@ -103,6 +148,9 @@ class _Parser:
         self.position += 1
         if kind == "number":
             return _checked(float(token) if any(c in token for c in ".eE") else int(token), self.text)
+        if kind == "name" and token in _WORDS:
+            raise ExpressionError(f"'{token}' where a number or a param was expected in '{self.text.strip()}'",
+                                  hint="'and', 'or' and 'not' join comparisons: ${stride == 1 and inp == out}")
         if kind == "name":
             value = self.lookup(token)
             if value is None:
@@ -115,7 +163,7 @@ class _Parser:
             self.depth += 1
             if self.depth > MAX_NESTING:
                 raise ExpressionError(f"parentheses nested deeper than {MAX_NESTING}")
-            value = self._sum()
+            value = self._disjunction()
             if self._peek() != ")":
                 raise ExpressionError(f"'(' without its ')' in '{self.text.strip()}'")
             self.position += 1
@@ -134,7 +182,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if match is None or match.end() == position:
             bad = text[position:].lstrip()[:1]
             raise ExpressionError(f"'{bad}' cannot appear in an expression ('{text.strip()}')",
-                                  hint="use numbers, params, + - * / // % and parentheses")
+                                  hint="use numbers, params, + - * / // %, parentheses, comparisons and and, or, not")
         kind = match.lastgroup or "op"
         tokens.append((kind, match.group(kind)))
         position = match.end()

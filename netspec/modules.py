@@ -16,11 +16,15 @@ A spec declares them under ``modules:`` and uses them like a layer, with ``modul
 
 Each use is a scope: its layers are named ``layer2.0.conv1``, as torchvision's state dicts name
 them. ``repeat: N`` stamps the module N times in a chain (``layer2.0``, ``layer2.1``), ``first:``
-overrides params of the first repetition. ``when: false`` leaves a layer or use out; whatever
+overrides params of the first repetition, ``names: denselayer{n}`` names the repetitions as
+torchvision's DenseNet does (``{n}`` counts from 1, ``{i}`` from 0). ``when: false`` leaves a layer or use out; whatever
 named it as an input then takes its (first) input instead: an absent downsample path is the
 identity, an absent squeeze-and-excitation ``multiply: [features, gate]`` passes the features on.
 A ``sequential: true`` module is a chain whose layers are numbered as in ``nn.Sequential`` (an
-``activation:`` shorthand takes the next number, as its own module).
+``activation:`` shorthand takes the next number, as its own module). Inside one, ``inline: true``
+numbers a use's contents in that same sequence, as torchvision writes ``nn.Sequential(*layers)``:
+each repetition of a sequential module adds its layers, of any other module itself (VGG's
+convolutions, MobileNetV2's blocks as ``features.1`` to ``features.17``).
 
 Expansion works on the located YAML tree before validation, so every expanded layer keeps the file
 and line of its definition; ``${...}`` in a module's layers sees the module's params first, then
@@ -42,7 +46,7 @@ MAX_REPEAT = 1024
 MAX_EXPANDED_LAYERS = 100_000
 MAX_NESTING = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-USE_KEYS = ("name", "module", "inputs", "params", "repeat", "first", "when")
+USE_KEYS = ("name", "module", "inputs", "params", "repeat", "first", "when", "inline", "names")
 
 
 @dataclass
@@ -67,6 +71,9 @@ class Instance:
     present: dict[str, bool] = field(default_factory=dict)  # each item of the definition: used or left out
     group: str | None = None  # the repeated use it belongs to ("layer2")
     members: dict[str, str] = field(default_factory=dict)  # each present item's local name -> scoped name
+    # a sequential module with inline uses: its children in order, as (local name, item with values
+    # substituted); the definition's own items otherwise (None)
+    children: list[tuple[str, Any]] | None = None
 
 
 @dataclass
@@ -169,10 +176,13 @@ class Expander:
 
     # one list of items in one scope -> expanded layers appended to `out`; returns the output ref
     def expand(self, items: LList, scope: str, scope_input: str, out: LList, *, sequential: bool = False,
-               depth: int = 0, top: bool = False, members: dict[str, str] | None = None) -> str:
+               depth: int = 0, top: bool = False, members: dict[str, str] | None = None,
+               counter: list[int] | None = None, children: list[tuple[str, Any]] | None = None) -> str:
+        """``counter`` holds a sequential module's next child number, shared with its inline uses;
+        ``children`` collects its children in order (for a module with inline uses)."""
         renamed: dict[str, str] = {NETWORK_INPUT: scope_input}
         previous = scope_input
-        index = 0  # the next child number in a sequential module
+        counter = counter if counter is not None else [0]
         for position, item in enumerate(items):
             where = child_loc(items, position, items.loc)
             if not isinstance(item, LMap):
@@ -201,12 +211,19 @@ class Expander:
                     continue  # validation reports the empty inputs
                 renamed[name] = inputs[0]  # left out: whoever takes it takes its (first) input
                 continue
+            if self._inline(item, sequential, label):
+                output = self._use(item, scope, inputs[0] if inputs else scope_input, out, depth, where,
+                                   inline=(counter, children, members))
+                renamed[name] = previous = output
+                continue
             if sequential:
-                local = str(index)
-                index += 1 + bool("activation" in item and item["activation"] is not None)
+                local = str(counter[0])
+                counter[0] += 1 + bool("activation" in item and item["activation"] is not None)
             else:
                 local = name
             scoped = f"{scope}{local}"
+            if children is not None:
+                children.append((local, item))
             if "module" in item:
                 output = self._use(item, scoped, inputs[0] if inputs else scope_input, out, depth, where)
             else:
@@ -228,8 +245,25 @@ class Expander:
             renamed[name] = output
             previous = output
             if members is not None:
-                members[name] = scoped
+                members[local if children is not None else name] = scoped
         return previous
+
+    def _inline(self, item: LMap, sequential: bool, label: str) -> bool:
+        inline = item.get("inline", False)
+        if inline is False:
+            return False
+        if "module" not in item:
+            return False  # validation reports 'inline' as an unknown field of a layer
+        if not isinstance(inline, bool):
+            self.problems.append(Problem(f"'inline' must be true or false, got {inline!r}", item.locs["inline"],
+                                         layer=label))
+            return False
+        if not sequential:
+            self.problems.append(Problem("'inline' numbers a use's contents in the sequential module around it, "
+                                         "and this use is not in one", item.locs["inline"], layer=label,
+                                         hint="use it inside a module with 'sequential: true', or leave it out"))
+            return False
+        return True
 
     def _inputs(self, item: LMap, renamed: dict[str, str], previous: str, name: str) -> list[str]:
         given = item.get("inputs")
@@ -245,9 +279,12 @@ class Expander:
                 refs.append(ref if isinstance(ref, str) else str(ref))
         return refs
 
-    def _use(self, item: LMap, scoped: str, input_ref: str, out: LList, depth: int, where: Location) -> str:
+    def _use(self, item: LMap, scoped: str, input_ref: str, out: LList, depth: int, where: Location, *,
+             inline: tuple[list[int], list | None, dict[str, str] | None] | None = None) -> str:
+        """Expand one use; ``scoped`` is its scope, or for an ``inline`` use the enclosing sequential
+        module's scope, with that module's (counter, children, members)."""
         module = item["module"]
-        name = scoped  # problems name the use by its scope
+        name = scoped if inline is None else f"{scoped}{item.get('name')}"  # problems name the use by its scope
         for key in item:
             if key not in USE_KEYS:
                 self.problems.append(Problem(f"unknown key '{key}' in a use of a module", item.locs[key], layer=name,
@@ -273,23 +310,70 @@ class Expander:
         if "first" in item and repeat is None:
             self.problems.append(Problem("'first' sets params of the first repetition, so it needs 'repeat'",
                                          item.locs["first"], layer=name, hint="add repeat: N, or put them in params"))
+        names = self._repetition_names(item, repeat, name)
+        if inline is not None and "names" in item:
+            self.problems.append(Problem("an inline use's repetitions are numbered in the sequence around it, so "
+                                         "they take no 'names'", item.locs["names"], layer=name,
+                                         hint="leave out 'names' or 'inline'"))
         output = input_ref
         for r in range(repeat or 1):
-            path = f"{scoped}.{r}" if repeat is not None else scoped
+            if inline is None:
+                path = f"{scoped}.{names[r]}" if repeat is not None else scoped
+            elif definition.sequential:
+                path = name  # its layers join the enclosing sequence, so the use itself has no scope
+            else:
+                counter, children, members = inline
+                path = f"{scoped}{counter[0]}"
+                counter[0] += 1
+                if children is not None:
+                    children.append((path.rsplit(".", 1)[-1], item))
+                if members is not None:
+                    members[path.rsplit(".", 1)[-1]] = path
             params = self._params(definition, {**given, **(first if r == 0 else {})}, item, name)
             body = copy_tree(definition.layers)
             lookup = {**self.global_params, **params}
             self.substitute(body, lookup, self.problems, path)
+            if inline is not None and definition.sequential:
+                counter, children, members = inline
+                output = self.expand(body, scoped, output, out, sequential=True, depth=depth + 1, members=members,
+                                     counter=counter, children=children)
+                continue
             instance = Instance(path, definition.name, params, output, output, item.loc or where,
-                                group=scoped if repeat is not None else None)
+                                group=scoped if repeat is not None and inline is None else None)
+            if definition.sequential and any(isinstance(layer, LMap) and layer.get("inline") is True
+                                             for layer in definition.layers):
+                instance.children = []
             self.instances.append(instance)
             result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
-                                 members=instance.members)
+                                 members=instance.members, children=instance.children)
             instance.output = result
             instance.present = {layer["name"]: layer.get("when", True) is not False
                                 for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}
             output = result
         return output
+
+    def _repetition_names(self, item: LMap, repeat: int | None, name: str) -> list[str]:
+        """Each repetition's name in its scope: 0, 1, ... or the ``names`` pattern's."""
+        numbers = [str(r) for r in range(repeat or 1)]
+        pattern = item.get("names")
+        if pattern is None:
+            return numbers
+        where = item.locs["names"]
+        hint = "names: denselayer{n} gives denselayer1, denselayer2, ...; {i} counts from 0"
+        if repeat is None:
+            self.problems.append(Problem("'names' names the repetitions, so it needs 'repeat'", where, layer=name,
+                                         hint="add repeat: N, or leave 'names' out"))
+            return numbers
+        if not isinstance(pattern, str) or ("{n}" in pattern) == ("{i}" in pattern):
+            self.problems.append(Problem(f"'names' must be a pattern with one of {{n}} or {{i}}, got {pattern!r}",
+                                         where, layer=name, hint=hint))
+            return numbers
+        names = [pattern.replace("{n}", str(r + 1)).replace("{i}", str(r)) for r in range(repeat)]
+        if not all(_IDENTIFIER.match(n) for n in names):
+            self.problems.append(Problem(f"'names: {pattern}' does not give valid names ({names[0]!r})", where,
+                                         layer=name, hint=hint))
+            return numbers
+        return names
 
     def _mapping(self, item: LMap, key: str, name: str) -> dict[str, Any]:
         value = item.get(key)

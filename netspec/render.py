@@ -108,7 +108,7 @@ def wrap_call(call: str, indent: int, before: int = 0, after: int = 0) -> str:
     pad = " " * (indent + 4)
     if len(pad) + len(inner) <= LINE_LENGTH:
         return f"{head}(\n{pad}{inner}\n{' ' * indent})"
-    lines = "".join(f"{pad}{part},\n" for part in _top_level_split(inner))
+    lines = "".join(f"{pad}{wrap_call(part, indent + 4, 0, 1)},\n" for part in _top_level_split(inner))
     return f"{head}(\n{lines}{' ' * indent})"
 
 

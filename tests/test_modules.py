@@ -141,6 +141,9 @@ TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
     "wide_resnet50_2": lambda tv: tv.wide_resnet50_2(),
     "googlenet": lambda tv: tv.googlenet(aux_logits=False, init_weights=False),
     "squeezenet1_0": lambda tv: tv.squeezenet1_0(), "squeezenet1_1": lambda tv: tv.squeezenet1_1(),
+    "vgg11": lambda tv: tv.vgg11(), "vgg16": lambda tv: tv.vgg16(), "vgg16_bn": lambda tv: tv.vgg16_bn(),
+    "mobilenet_v2": lambda tv: tv.mobilenet_v2(), "efficientnet_b0": lambda tv: tv.efficientnet_b0(),
+    "densenet121": lambda tv: tv.densenet121(),
 }
 
 

@@ -83,7 +83,7 @@ def test_golden_source_imports_standalone_and_runs(spec):
                and v.__module__ == module.__name__]
     net = check_file(spec)
     [network] = [cls for cls in classes if cls.__name__ == backend_plan_class(net)]  # the others: its modules
-    assert imported <= {"torch", "F", "nn", *(cls.__name__ for cls in classes)}
+    assert imported <= {"torch", "F", "nn", "OrderedDict", *(cls.__name__ for cls in classes)}
     with torch.no_grad():
         y = network().eval()(torch.randn(1, *net.input_shape))
     assert tuple(y.shape[1:]) == net.output_shape

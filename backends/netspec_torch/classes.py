@@ -26,6 +26,12 @@ from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, py
 
 _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORDS = frozenset({"and", "or", "not"})  # an expression's logic, not params
+
+
+def _names(text: str) -> set[str]:
+    """The params an expression names."""
+    return set(_IDENTIFIERS.findall(text)) - _WORDS
 _PRIMES = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197)
 # values that are the channels a layer (or a nested module) receives
 _CHANNEL_KEYS = ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
@@ -45,6 +51,11 @@ class ClassStep:
     expr: str
     shape: str
     optional_input: str | None = None  # a left-out-able layer: its input, passed on when absent
+    guard: str | None = None  # what says it is present (default: its attribute is not None)
+
+    @property
+    def presence(self) -> str:
+        return self.guard or f"self.{self.target} is not None"
 
 
 @dataclass
@@ -96,6 +107,7 @@ class ClassBuilder:
         self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
         # class names in use: the network's own class and every name the generated module binds
         self.taken: set[str] = {class_name(net.spec.name), *GENERATED_CODE_NAMES}
+        self._item_names: set[str] = set()  # the local names in the class under construction
 
     def build(self) -> None:
         instances: dict[str, list[Instance]] = {}
@@ -165,9 +177,10 @@ class ClassBuilder:
         renamed = {NETWORK_INPUT: "x"}
         previous = "x"
         channels = {"x": "in_channels"}  # each variable's channel count, as an expression of the arguments
-        for item in definition.layers:
-            local = item.get("name")
-            present = [instance.present.get(local, False) for instance in instances]
+        children = self._children(definition, instances)
+        self._item_names = {local for local, _ in children}
+        for local, item in children:
+            present = [instance.present.get(local, instance.children is not None) for instance in instances]
             inputs = self._item_inputs(item, renamed, previous)
             if not any(present):
                 renamed[local] = inputs[0]
@@ -188,9 +201,10 @@ class ClassBuilder:
             # a layer some uses leave out has no one shape: its absent uses pass their input on
             shape = self._shape(members) if condition is None else "varies"
             if definition.sequential:
-                if condition is not None:
-                    raise _Unexpressible("a sequential module's layers cannot be left out per use")
-                cls.children += constructor if isinstance(constructor, list) else [constructor]
+                modules = constructor if isinstance(constructor, list) else [constructor]
+                if condition is not None:  # as torchvision builds a list of layers: `if expand_ratio != 1:`
+                    modules = [f"*([{', '.join(modules)}] if {condition} else [])"]
+                cls.children += modules
             else:
                 cls.attributes.append(ClassAttribute(local, constructor, condition))
                 if "module" in item:
@@ -200,6 +214,16 @@ class ClassBuilder:
         cls.returns = previous if not definition.sequential else "x"
         cls.arguments = arguments.signature()
         return cls, arguments.values()
+
+    @staticmethod
+    def _children(definition: ModuleDefinition, instances: list[Instance]) -> list[tuple[str, Any]]:
+        """The class body's items with their local names: the definition's, or for a sequential
+        module with inline uses, the children those uses expanded to (the same for every use)."""
+        if instances[0].children is None:
+            return [(item.get("name"), item) for item in definition.layers]
+        if any([key for key, _ in i.children] != [key for key, _ in instances[0].children] for i in instances):
+            raise _Unexpressible("the uses expand to different children")
+        return instances[0].children
 
     def _channels_out(self, item: dict, members: list[str | None], inputs: list[str], channels: dict,
                       arguments: _Arguments) -> str | None:
@@ -213,6 +237,11 @@ class ClassBuilder:
             written = arguments.expression(item.get(key))
             if written is not None:
                 candidates.append(written)
+        if "module" in item:  # a nested use: one of the values it passes on may be its width (out: ${inp * t})
+            for value in (item.get("params") or {}).values():
+                written = arguments.expression(value)
+                if written is not None:
+                    candidates.append(written)
         known = [channels.get(name) for name in inputs]
         if known and all(known):
             candidates.append(known[0])
@@ -254,10 +283,16 @@ class ClassBuilder:
         checked = [self.by_name[m] for m in members if m is not None]
         first = checked[0]
         if first.layer.arity != (1, 1):  # a merge
-            if condition is not None:
-                raise _Unexpressible("a merge cannot be left out per use")
             expr = self.layer_call(first, inputs, merge=True)
-            cls.steps.append(ClassStep(local, expr, self._shape(members)))
+            if condition is None:
+                cls.steps.append(ClassStep(local, expr, self._shape(members)))
+                return None
+            # kept as a flag, as torchvision's `self.use_res_connect = stride == 1 and inp == oup`
+            flag = f"use_{local}"
+            if cls.sequential or any(a.name == flag for a in cls.attributes) or flag in self._item_names:
+                raise _Unexpressible("no attribute name free for the merge's condition")
+            cls.attributes.append(ClassAttribute(flag, condition))
+            cls.steps.append(ClassStep(local, expr, "varies", inputs[0], guard=f"self.{flag}"))
             return None
         values = [_layer_values(cl, self.pads) for cl in checked]
         symbolic = arguments.symbolize(item, values, [i for i, m in enumerate(members) if m is not None], local)
@@ -297,7 +332,10 @@ class ClassBuilder:
                 constructions.append(self.constructions[member])
         present = [c for c in constructions if c is not None]
         if any(isinstance(c, tuple) for c in present):
-            texts = {"nn.Sequential(" + ", ".join(c.expr() for c in group) + ")" for group in present}
+            texts = {sequential_of([(i.path.rsplit(".", 1)[-1], c.expr()) for i, c in
+                                    zip([i for i in self.expansion.instances if i.group == member], group,
+                                        strict=True)])
+                     for member, group in zip([m for m in members if m is not None], present, strict=True)}
             if len(texts) > 1:
                 raise _Unexpressible("a repeated use inside a module differs between uses")
             return texts.pop()
@@ -311,6 +349,14 @@ class ClassBuilder:
         args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments)
         arguments.commit()
         return f"{cls.name}({args})"
+
+
+def sequential_of(children: list[tuple[str, str]]) -> str:
+    """``nn.Sequential`` of a repeated use's constructions: numbered, or named as the spec's
+    ``names:`` pattern says (``OrderedDict(denselayer1=...)``, as torchvision's DenseNet)."""
+    if all(name == str(number) for number, (name, _) in enumerate(children)):
+        return "nn.Sequential(" + ", ".join(expr for _, expr in children) + ")"
+    return "nn.Sequential(OrderedDict(" + ", ".join(f"{name}={expr}" for name, expr in children) + "))"
 
 
 def _layer_values(cl: CheckedLayer, pads) -> dict[str, Any]:
@@ -355,7 +401,7 @@ class _Arguments:
         return {**self.instances[position].params, "in_channels": self.channels[position]}
 
     def evaluates_to(self, text: str, positions: list[int], wanted: list[Any]) -> bool:
-        names = set(_IDENTIFIERS.findall(text))
+        names = _names(text)
         if not names <= {*self.definition.params, "in_channels"}:
             return False
         try:
@@ -364,7 +410,7 @@ class _Arguments:
             return False
 
     def _needs(self, text: str, position: int) -> list[tuple[str, Any]]:
-        return [(name, self._scope(position)[name]) for name in sorted(set(_IDENTIFIERS.findall(text)))]
+        return [(name, self._scope(position)[name]) for name in sorted(_names(text))]
 
     def commit(self) -> None:
         """Make arguments of the symbols the last rendering printed (a value the backend's macro
@@ -402,7 +448,7 @@ class _Arguments:
         text = self.expression(item.get("when"))
         if text is None:
             raise _Unexpressible("a layer left out per use by a value that is not a param expression")
-        names = set(_IDENTIFIERS.findall(text))
+        names = _names(text)
         if not names <= set(self.definition.params):
             raise _Unexpressible("the condition uses values that are not the module's params")
         for name in names:
@@ -435,7 +481,7 @@ class _Arguments:
             return False
         written = self._written(item, key)
         if written is not None:  # an expression of the module's params (not only of constants)
-            names = set(_IDENTIFIERS.findall(written))
+            names = _names(written)
             return bool(names) and names <= set(self.definition.params)
         return key in _CHANNEL_KEYS
 
@@ -448,6 +494,11 @@ class _Arguments:
         written = self._written(item, key)
         if written is not None and self.evaluates_to(written, positions, column):
             return self._pending(Symbol(written), self._needs(written, positions[0]))
+        if key == "pad":  # the same on every side: the spec's `padding: ${(kernel - 1) // 2}` as one int
+            written = self.expression(item.get("padding"))
+            sides = [v[0] if isinstance(v, tuple) and len(set(v)) == 1 else None for v in column]
+            if written is not None and None not in sides and self.evaluates_to(written, positions, sides):
+                return self._pending(Symbol(written), self._needs(written, positions[0]))
         for name in self.definition.params:
             if [_comparable(instance.params[name]) for instance in instances] == wanted:
                 return self._pending(Symbol(name), [(name, instances[0].params[name])])
@@ -484,6 +535,11 @@ class _Arguments:
         text = " ".join(match.group(1).split())
         text = _IDENTIFIERS.sub(lambda m: repr(self.constants[m.group(0)]) if m.group(0) in self.constants
                                 else m.group(0), text)
+        if not _names(text):  # the spec's constants only: its value (4 * 32 is 128)
+            try:
+                return repr(_evaluate(text, {}))
+            except Exception:  # noqa: BLE001 - not an expression after all: as written
+                return text
         return self._simplest(text)
 
     def _simplest(self, text: str) -> str:

@@ -11,7 +11,7 @@ from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 from netspec.render import class_name, environment, header_context, py
 from netspec.weights import sequence_parts, state_prefixes
-from netspec_torch.classes import ClassBuilder
+from netspec_torch.classes import ClassBuilder, sequential_of
 
 _env = environment("netspec_torch")
 
@@ -179,7 +179,11 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
             if uses[0].group is None:
                 result.attributes.append(Attribute(item, constructions[0].expr()))
             else:
-                result.attributes.append(Attribute(item, modules=[c.expr() for c in constructions]))
+                children = [(use.path.rsplit(".", 1)[-1], c.expr()) for use, c in zip(uses, constructions, strict=True)]
+                if all(child == str(number) for number, (child, _) in enumerate(children)):
+                    result.attributes.append(Attribute(item, modules=[expr for _, expr in children]))
+                else:  # named repetitions (names: denselayer{n})
+                    result.attributes.append(Attribute(item, sequential_of(children)))
             output = net.layer(uses[-1].output).output_shape if uses[-1].output in {cl.name for cl in net.layers} \
                 else net.input_shape
             result.steps.append(Step(f"self.{item}({var(uses[0].input)})", fmt_shape(output), target=item))
@@ -230,5 +234,13 @@ def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, Torc
         returns=torch_plan.returns,
         classes=torch_plan.classes,
         uses_functional=torch_plan.uses_functional,
+        uses_ordered_dict=_uses_ordered_dict(torch_plan),
     )
     return source, torch_plan
+
+
+def _uses_ordered_dict(torch_plan: TorchPlan) -> bool:
+    texts = [a.constructor or "" for a in torch_plan.attributes]
+    for cls in torch_plan.classes:
+        texts += [a.constructor for a in cls.attributes] + list(cls.children)
+    return any("OrderedDict(" in text for text in texts)
