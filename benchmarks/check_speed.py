@@ -1,13 +1,15 @@
-"""Wall time of `netspec check` against merely importing the frameworks other summaries need.
+"""Wall time of `netspec check` on every spec of the zoo, against what a framework summary costs.
 
-AlexNet (a 22-layer chain) and ResNet-152 (specs/zoo/resnet152.yaml: 414 layers after its modules
-expand, a graph with 50 residual additions) are checked from the command line; the in-process time
-of check_file (load, expand, validate, shape-check, no printing) is reported for both too.
+Each zoo spec is checked from the command line (`netspec check SPEC --json`, in a fresh
+interpreter, as a user runs it) and in process (check_file: load, expand modules, validate,
+shape-check; nothing printed). The comparison is what the same answer costs with a framework:
+`import torch` alone, and `import torch` plus a torchinfo summary of torchvision's model, for the
+largest zoo networks (ResNet-152 by layers, VGG-16-BN by parameters).
 
-    python benchmarks/check_speed.py [--runs 10] [--out benchmarks/results/check_speed.json]
+    pip install -e ".[bench]"
+    python benchmarks/check_speed.py [--runs 5] [--out benchmarks/results/check_speed.json]
 
-Each command runs in a fresh interpreter, as a user would run it; the median of --runs runs is
-reported. Frameworks that are not installed are skipped.
+The median of --runs runs is reported. Comparisons whose packages are not installed are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -24,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ZOO = sorted((ROOT / "specs" / "zoo").glob("*.yaml"))
+LARGEST = {"resnet152": "specs/zoo/resnet152.yaml", "vgg16_bn": "specs/zoo/vgg16_bn.yaml"}
 
 
 def time_command(cmd: list[str], runs: int) -> dict:
@@ -32,7 +37,7 @@ def time_command(cmd: list[str], runs: int) -> dict:
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         times.append(time.perf_counter() - start)
-    return {"command": " ".join(cmd[2:] if cmd[1] == "-m" else cmd), "median_s": statistics.median(times),
+    return {"command": " ".join(cmd[2:] if cmd[1] == "-m" else cmd[1:]), "median_s": statistics.median(times),
             "min_s": min(times), "max_s": max(times), "runs": runs}
 
 
@@ -46,41 +51,50 @@ def in_process(spec: str, runs: int) -> dict:
         start = time.perf_counter()
         net = check_file(ROOT / spec)
         times.append(time.perf_counter() - start)
-    print(f"check_file {spec:28s} median {statistics.median(times) * 1000:.1f} ms ({len(net.layers)} layers)")
     return {"command": f"netspec.check_file({spec!r})", "median_s": statistics.median(times), "min_s": min(times),
             "max_s": max(times), "runs": runs, "layers": len(net.layers)}
 
 
+def report(label: str, result: dict) -> None:
+    print(f"{label:48s} median {result['median_s']:.3f} s  (min {result['min_s']:.3f}, max {result['max_s']:.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/check_speed.json")
     args = parser.parse_args()
 
     py = sys.executable
-    cases = {
-        "netspec check (table)": [py, "-m", "netspec", "check", "specs/alexnet.yaml"],
-        "netspec check --json": [py, "-m", "netspec", "check", "specs/alexnet.yaml", "--json"],
-        "resnet152: netspec check (table)": [py, "-m", "netspec", "check", "specs/zoo/resnet152.yaml"],
-        "resnet152: netspec check --json": [py, "-m", "netspec", "check", "specs/zoo/resnet152.yaml", "--json"],
-        "python (empty)": [py, "-c", "pass"],
-    }
+    results: dict[str, dict] = {}
+    for path in [ROOT / "specs/alexnet.yaml", *ZOO]:
+        spec = str(path.relative_to(ROOT))
+        results[f"check_file in process: {spec}"] = in_process(spec, args.runs)
+        results[f"netspec check --json: {spec}"] = time_command([py, "-m", "netspec", "check", spec, "--json"],
+                                                                args.runs)
+        report(f"{spec} (--json, {results[f'check_file in process: {spec}']['layers']} layers)",
+               results[f"netspec check --json: {spec}"])
+    for spec in LARGEST.values():
+        results[f"netspec check (table): {spec}"] = time_command([py, "-m", "netspec", "check", spec], args.runs)
+        report(f"{spec} (table)", results[f"netspec check (table): {spec}"])
+    cases = {"python (empty)": [py, "-c", "pass"]}
     for module in ("torch", "tensorflow"):
         if importlib.util.find_spec(module):
             cases[f"import {module}"] = [py, "-c", f"import {module}"]
-    results = {}
-    for spec in ("specs/alexnet.yaml", "specs/zoo/resnet152.yaml"):
-        results[f"check_file in process: {spec}"] = in_process(spec, args.runs)
+    if all(importlib.util.find_spec(m) for m in ("torch", "torchvision", "torchinfo")):
+        for name in LARGEST:
+            cases[f"import torch + torchinfo summary: {name}"] = [
+                py, "-c", "import torch, torchvision, torchinfo; "
+                f"torchinfo.summary(torchvision.models.{name}(), input_size=(1, 3, 224, 224), verbose=0)"]
     for label, cmd in cases.items():
         results[label] = time_command(cmd, args.runs)
-        print(f"{label:28s} median {results[label]['median_s']:.3f} s  "
-              f"(min {results[label]['min_s']:.3f}, max {results[label]['max_s']:.3f})")
+        report(label, results[label])
     doc = {
         "benchmark": "check_speed",
         "command": f"python benchmarks/check_speed.py --runs {args.runs}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,10 @@ class _Parser:
         if self._peek() in _COMPARISONS:
             op = self.tokens[self.position][1]
             self.position += 1
-            value = _COMPARISONS[op](value, self._sum())
+            right = self._sum()
+            if op not in ("==", "!=") or isinstance(value, bool) != isinstance(right, bool):
+                value, right = self._numbers(op, value, right)
+            value = _COMPARISONS[op](value, right)
             if self._peek() in _COMPARISONS:
                 raise ExpressionError(f"comparisons cannot be chained in '{self.text.strip()}'",
                                       hint="join them with 'and': ${a < b and b < c}")
@@ -110,6 +113,7 @@ class _Parser:
             op = self.tokens[self.position][1]
             self.position += 1
             right = self._product()
+            value, right = self._numbers(op, value, right)
             value = _checked(value + right if op == "+" else value - right, self.text)
         return value
 
@@ -119,6 +123,7 @@ class _Parser:
             op = self.tokens[self.position][1]
             self.position += 1
             right = self._unary()
+            value, right = self._numbers(op, value, right)
             if op != "*" and right == 0:
                 raise ExpressionError(f"division by zero in '{self.text.strip()}'")
             if op == "*":
@@ -136,9 +141,16 @@ class _Parser:
         if self._peek() in ("-", "+"):
             sign = self.tokens[self.position][1]
             self.position += 1
-            value = self._unary()
+            value = self._numbers(sign, self._unary())[0]
             return -value if sign == "-" else value
         return self._atom()
+
+    def _numbers(self, op: str, *values: int | float | bool) -> tuple[int | float, ...]:
+        for value in values:
+            if isinstance(value, bool):
+                raise ExpressionError(f"'{op}' works on numbers, and {value!r} is true or false, in "
+                                      f"'{self.text.strip()}'", hint="arithmetic works on number params only")
+        return values
 
     def _atom(self) -> int | float:
         if self.position >= len(self.tokens):
@@ -155,9 +167,9 @@ class _Parser:
             value = self.lookup(token)
             if value is None:
                 raise _Undefined
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not isinstance(value, int | float):  # a bool is an int too: true/false params join conditions
                 raise ExpressionError(f"param '{token}' is {value!r}, not a number, in '{self.text.strip()}'",
-                                      hint="arithmetic works on number params only")
+                                      hint="arithmetic works on number params, conditions on true/false ones")
             return value
         if token == "(":
             self.depth += 1

@@ -8,7 +8,7 @@ from netspec import check_file
 from netspec.errors import SpecError
 from netspec.expressions import ExpressionError, evaluate
 
-PARAMS = {"width": 64, "groups": 4, "ratio": 0.25, "name": "x", "flag": True}
+PARAMS = {"width": 64, "groups": 4, "ratio": 0.25, "name": "x", "flag": True, "true_": False}
 
 
 def value(text: str):
@@ -42,7 +42,9 @@ def test_arithmetic_follows_pythons_rules(text, expected):
     ("width / 0", "division by zero"),
     ("width // (groups - 4)", "division by zero"),
     ("name * 2", "param 'name' is 'x', not a number"),
-    ("flag + 1", "param 'flag' is True, not a number"),
+    ("flag + 1", "'+' works on numbers, and True is true or false"),
+    ("-flag", "'-' works on numbers"),
+    ("flag < 2", "'<' works on numbers"),
     ("__import__('os')", "''' cannot appear in an expression"),
     ("width; 1", "';' cannot appear"),
     ("9007199254740992 * 2", "goes beyond 9,007,199,254,740,992"),
@@ -50,6 +52,37 @@ def test_arithmetic_follows_pythons_rules(text, expected):
     ("1 + " * 60 + "1", "longer than 200 characters"),
 ])
 def test_bad_expressions_say_what_is_wrong(text, message):
+    with pytest.raises(ExpressionError) as caught:
+        value(text)
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("width == 64", True),
+    ("width != 64", False),
+    ("groups < 4", False),
+    ("groups <= 4 and width >= 64", True),
+    ("width > 100 or groups == 4", True),
+    ("not width == 64", False),
+    ("not (width == 1 or groups == 1)", True),
+    ("width // groups == 16", True),
+    ("width == 64 and groups == 4 and ratio < 1", True),
+    ("flag and width == 64", True),
+    ("not flag or groups == 4", True),
+    ("flag == true_", False),
+])
+def test_conditions_compare_and_join_with_and_or_not(text, expected):
+    assert value(text) is expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("1 < width < 100", "comparisons cannot be chained"),
+    ("width and groups == 4", "'and' joins comparisons, and 64 is a number"),
+    ("not width", "'not' joins comparisons, and 64 is a number"),
+    ("width == and", "'and' where a number or a param was expected"),
+    ("width = 64", "'=' cannot appear in an expression"),
+])
+def test_bad_conditions_say_what_is_wrong(text, message):
     with pytest.raises(ExpressionError) as caught:
         value(text)
     assert message in caught.value.message

@@ -490,3 +490,37 @@ def test_a_keras_archive_larger_than_the_memory_is_refused(backends, write_spec,
     monkeypatch.setattr(netspec.backend, "available_memory", lambda: 1000)
     with pytest.raises(SpecError, match=r"small.keras unpacks to 0.0 GiB of weights, more than the 0.0 GiB"):
         backends[1].load(net, weights=path)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_a_torchvision_checkpoint_becomes_a_keras_file_with_the_same_outputs(tmp_path, name):
+    """The README's way to bring torchvision's weights to Keras: `netspec export ZOO_SPEC --weights
+    tv.pth -b keras -f source -f keras`, then the .keras file loads in Keras alone (after importing
+    the exported source, which registers its helper layers) and predicts what torchvision does."""
+    import keras
+    import torchvision
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)().eval()
+    with torch.no_grad():  # random running statistics, so batch norm is not the identity
+        for key, tensor in reference.state_dict().items():
+            if key.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif key.endswith("running_mean"):
+                tensor.normal_(0, 0.1)
+    torch.save(reference.state_dict(), tmp_path / "tv.pth")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["export", str(ROOT / "specs" / "zoo" / f"{name}.yaml"), "--weights",
+                                      str(tmp_path / "tv.pth"), "-b", "keras", "-f", "source", "-f", "keras",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    source = importlib.util.spec_from_file_location(f"{name}_keras", out / f"{name}_keras.py")
+    source.loader.exec_module(importlib.util.module_from_spec(source))
+    model = keras.saving.load_model(out / f"{name}.keras")
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype("float32")
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    assert_close(model.predict_on_batch(channels_last(x)), expected, "logits")

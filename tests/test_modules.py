@@ -246,8 +246,26 @@ def test_a_modular_spec_trains_and_resumes_to_the_same_metrics(write_spec, tmp_p
     ("modules: {a: {layers: [{name: r, type: relu}]}, b: {layers: [{name: x1, module: a, repeat: 1024}]},\n"
      "          c: {layers: [{name: x2, module: b, repeat: 1024}]}}\nlayers: [{name: top, module: c, repeat: 1024}]",
      "the modules expand to more than 100,000 layers"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, inline: true}]",
+     "'inline' numbers a use's contents in the sequential module around it, and this use is not in one"),
+    ("modules: {m: {layers: [{name: r, type: relu}]},\n"
+     "          s: {sequential: true, layers: [{module: m, inline: 1}]}}\nlayers: [{name: a, module: s}]",
+     "'inline' must be true or false, got 1"),
+    ("modules: {m: {layers: [{name: r, type: relu}]},\n"
+     "          s: {sequential: true, layers: [{module: m, inline: true, repeat: 2, names: 'b{n}'}]}}\n"
+     "layers: [{name: a, module: s}]", "an inline use's repetitions are numbered in the sequence around it"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, names: 'b{n}'}]",
+     "'names' names the repetitions, so it needs 'repeat'"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, repeat: 2, names: block}]",
+     "'names' must be a pattern with one of {n} or {i}, got 'block'"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, repeat: 2, names: '{n}x'}]",
+     "'names: {n}x' does not give valid names ('1x')"),
+    ("modules: {m: {layers: [{name: r, type: relu, when: '${1 < 2 < 3}'}]}}\nlayers: [{name: a, module: m}]",
+     "comparisons cannot be chained"),
 ], ids=["not-a-mapping", "repeat-bool", "when-number", "first-without-repeat", "unknown-key", "in-blocks",
-        "sequential-inputs", "param-self", "recursion", "repeat-bomb"])
+        "sequential-inputs", "param-self", "recursion", "repeat-bomb", "inline-outside-sequential",
+        "inline-number", "inline-names", "names-without-repeat", "names-without-counter", "names-invalid",
+        "chained-comparison"])
 def test_hostile_or_mistaken_modules_are_refused_with_a_located_message(write_spec, body, message):
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(f"name: t\ninput: [3, 8, 8]\n{body}\n"))
@@ -256,8 +274,8 @@ def test_hostile_or_mistaken_modules_are_refused_with_a_located_message(write_sp
 
 @st.composite
 def modular_networks(draw):
-    """A module whose widths, strides, padding, activation and optional shortcut vary between its
-    uses, used one to three times, repeated or not."""
+    """A module whose widths, strides, padding, activation and optional shortcut and merge vary
+    between its uses, used one to three times, repeated or not."""
     width = draw(st.sampled_from(["${c}", "${c * 2}", "${c + 1}", 4]))
     body = [{"name": "conv1", "type": "conv2d", "out_channels": width, "kernel_size": draw(st.sampled_from([1, 3])),
              "stride": draw(st.sampled_from(["${s}", 1])), "padding": draw(st.sampled_from([0, 1, "same"])),
@@ -269,7 +287,8 @@ def modular_networks(draw):
     if merge:
         body.append({"name": "proj", "type": "conv2d", "out_channels": body[-1]["out_channels"], "kernel_size": 1,
                      "stride": body[0]["stride"], "inputs": "input", "when": draw(st.sampled_from(["${d}", True]))})
-        body.append({"name": "join", "type": merge, "inputs": ["conv2", "proj"]})
+        body.append({"name": "join", "type": merge, "inputs": ["conv2", "proj"],
+                     "when": draw(st.sampled_from([True, "${d}", "${d and s == 1}", "${c > 2}"]))})
     uses = []
     for i in range(draw(st.integers(1, 3))):
         use = {"name": f"u{i}", "module": "blk",
@@ -352,3 +371,75 @@ def test_the_readmes_new_family_example_checks(tmp_path):
     assert "maxpool" not in [cl.name for cl in net.layers]
     assert net.layer("layer1.0.conv1").inputs == ("relu",)
     assert net.layer("conv1").output_shape == (64, 32, 32)
+
+
+FLAT_STAGES = """
+    name: flat-stages
+    input: [3, 16, 16]
+    params: {batch_norm: false}
+    modules:
+      conv:  # one convolution, its optional batch norm and its ReLU
+        sequential: true
+        params: {width: null}
+        layers:
+          - {type: conv2d, out_channels: "${width}", kernel_size: 3, padding: 1}
+          - {type: batchnorm2d, when: "${batch_norm}"}
+          - {type: relu}
+      residual:
+        params: {width: null, stride: 1}
+        layers:
+          - {name: conv, type: conv2d, out_channels: "${width}", kernel_size: 3, padding: 1, stride: "${stride}"}
+          - {name: add, type: add, inputs: [conv, input], when: "${stride == 1}"}
+      stage:
+        sequential: true
+        params: {width: null, convs: null}
+        layers:
+          - {module: conv, repeat: "${convs}", params: {width: "${width}"}, inline: true}
+          - {type: maxpool2d, kernel_size: 2}
+      features:
+        sequential: true
+        layers:
+          - {module: stage, params: {width: 4, convs: 1}, inline: true}
+          - {module: stage, params: {width: 8, convs: 2}, inline: true}
+          - {module: residual, repeat: 2, params: {width: 8}, first: {stride: 2}, inline: true}
+    layers:
+      - {name: features, module: features}
+      - {name: blocks, module: residual, repeat: 2, params: {width: 8}, names: "block{n}"}
+      - {name: pool, type: global_avgpool2d}
+"""
+
+
+def test_inline_uses_number_their_contents_in_the_enclosing_sequence(write_spec):
+    """As torchvision's VGG writes nn.Sequential(*layers): a sequential module's layers, and each
+    repetition of any other module, take the next numbers; `names:` names repetitions."""
+    net = check_file(write_spec(FLAT_STAGES))
+    assert [cl.name for cl in net.layers] == [
+        "features.0", "features.1", "features.2",  # stage 1: conv, relu, pool
+        "features.3", "features.4", "features.5", "features.6", "features.7",  # stage 2: two convs, pool
+        "features.8.conv", "features.9.conv", "features.9.add",  # the residuals: the first strided, no add
+        "blocks.block1.conv", "blocks.block1.add", "blocks.block2.conv", "blocks.block2.add", "pool"]
+    with_bn = check_file(write_spec(FLAT_STAGES.replace("batch_norm: false", "batch_norm: true"), "bn.yaml"))
+    assert [cl.layer.type for cl in with_bn.layers[:4]] == ["conv2d", "batchnorm2d", "relu", "maxpool2d"]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("batch_norm", ["false", "true"])
+def test_inline_and_named_repetitions_build_torchvisions_state_dict_names(write_spec, batch_norm):
+    import torch
+
+    from netspec.backend import get_backend
+
+    from .torch_helpers import per_layer
+
+    net = check_file(write_spec(FLAT_STAGES.replace("batch_norm: false", f"batch_norm: {batch_norm}")))
+    backend = get_backend("torch")
+    source = backend.emit(net)
+    model = backend.load(net)
+    keys = list(model.state_dict())
+    assert "features.3.weight" in keys if batch_norm == "false" else "features.5.running_mean" in keys
+    assert "blocks.block2.conv.weight" in keys
+    # one class for the residual: the add is a flag, as torchvision's use_res_connect
+    assert "self.use_add = stride == 1" in source and "add = conv + x if self.use_add else conv" in source
+    assert "nn.Sequential(OrderedDict(block1=Residual(" in " ".join(source.split()).replace("( ", "(")
+    measured, _ = per_layer(backend, net, model, torch.randn(2, *net.input_shape))
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
