@@ -189,14 +189,17 @@ def test_a_zoo_spec_is_short(write_spec):
         assert document.get("modules") or document.get("extends")
 
 
-def test_the_readme_zoo_table_states_what_check_finds():
+def test_the_readme_zoo_table_states_what_check_finds_and_what_was_measured():
     readme = (ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| `(specs/zoo/[\w-]+\.yaml)` \| (\d+) \| ([\d,]+) \| ([\d.]+) G \|", readme, re.M)
+    measured = json.loads((ROOT / "benchmarks" / "results" / "check_speed.json").read_text())["results"]
+    rows = re.findall(r"^\| `(specs/zoo/[\w-]+\.yaml)` \| (\d+) \| ([\d,]+) \| ([\d.]+) G \| ([\d.]+) s \|",
+                      readme, re.M)
     assert {row[0] for row in rows} == {str(p.relative_to(ROOT)) for p in ZOO_SPECS}
-    for spec, layers, params, macs in rows:
+    for spec, layers, params, macs, seconds in rows:
         net = check_file(ROOT / spec)
         assert (len(net.layers), f"{net.totals.trainable_params:,}", f"{net.totals.macs / 1e9:.2f}") == \
             (int(layers), params, macs)
+        assert f"{measured[f'netspec check --json: {spec}']['median_s']:.2f}" == seconds
 
 
 TRAINABLE = (BLOCKS.replace("input: [3, 16, 16]", "input: [3, 16, 16]\n    training: {epochs: 2, batch_size: 16}")
