@@ -175,6 +175,9 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
     assert list(model.state_dict()) == list(reference.state_dict())
     net = check_file(spec)
     assert net.totals.trainable_params == sum(p.numel() for p in reference.parameters())
+    # buffers apart, as torchvision keeps them: the running statistics (not the step counters)
+    assert net.totals.non_trainable_params == sum(b.numel() for name, b in reference.named_buffers()
+                                                  if not name.endswith("num_batches_tracked"))
     x = torch.randn(2, *SMALL_INPUT)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
@@ -444,5 +447,26 @@ def test_inline_and_named_repetitions_build_torchvisions_state_dict_names(write_
     # one class for the residual: the add is a flag, as torchvision's use_res_connect
     assert "self.use_add = stride == 1" in source and "add = conv + x if self.use_add else conv" in source
     assert "nn.Sequential(OrderedDict(block1=Residual(" in " ".join(source.split()).replace("( ", "(")
+    measured, _ = per_layer(backend, net, model, torch.randn(2, *net.input_shape))
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+
+
+@pytest.mark.torch
+def test_a_module_with_inline_uses_used_nested_gets_a_class_per_body(write_spec):
+    """The same stages, each its own nn.Sequential (features.0.0, features.1.2): their bodies
+    differ in length, so each gets its own class, and the model is still what the checker says."""
+    import torch
+
+    from netspec.backend import get_backend
+
+    from .torch_helpers import per_layer
+
+    nested = FLAT_STAGES.replace("convs: 1}, inline: true}", "convs: 1}}").replace("convs: 2}, inline: true}",
+                                                                                    "convs: 2}}")
+    net = check_file(write_spec(nested))
+    assert [cl.name for cl in net.layers][:4] == ["features.0.0", "features.0.1", "features.0.2", "features.1.0"]
+    backend = get_backend("torch")
+    assert "class Stage2(nn.Sequential):" in backend.emit(net)
+    model = backend.load(net)
     measured, _ = per_layer(backend, net, model, torch.randn(2, *net.input_shape))
     assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
