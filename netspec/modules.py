@@ -202,6 +202,8 @@ class Expander:
                                              hint="leave out sequential: true to write a graph"))
             inputs = self._inputs(item, renamed, previous, name)
             when = item.get("when", True)
+            if when is None:  # an expression that failed: reported where it was written
+                when = True
             if not isinstance(when, bool):
                 self.problems.append(Problem(f"'when' must be true or false, got {when!r}", item.locs["when"],
                                              layer=label, hint="when: ${downsample} with a true/false param"))
@@ -375,6 +377,12 @@ class Expander:
             return numbers
         return names
 
+    def _report(self, problem: Problem) -> None:
+        """Add a problem unless the same one (a repeated use's repetitions share it) is in."""
+        same = (problem.message, problem.location, problem.layer)
+        if all((p.message, p.location, p.layer) != same for p in self.problems):
+            self.problems.append(problem)
+
     def _mapping(self, item: LMap, key: str, name: str) -> dict[str, Any]:
         value = item.get(key)
         if value is None:
@@ -386,20 +394,25 @@ class Expander:
         return dict(value)
 
     def _params(self, definition: ModuleDefinition, given: dict[str, Any], item: LMap, name: str) -> dict[str, Any]:
+        """The definition's params for one repetition (a mistake shared by the repetitions is
+        reported once)."""
         resolved = {}
+        meant = set()  # required params a misspelt key was probably meant as
         for key in given:
             if key not in definition.params:
-                where = item.locs.get("params", item.loc)
-                hint = self.suggest(key, definition.params) or (
-                    f"its params: {listing(definition.params)}" if definition.params else "it has no params")
-                self.problems.append(Problem(f"module '{definition.name}' has no param '{key}'", where, layer=name,
-                                             hint=hint))
+                in_first = isinstance(item.get("first"), LMap) and key in item["first"]
+                where = item.locs.get("first" if in_first else "params", item.loc)
+                hint = self.suggest(key, definition.params)
+                meant.update(p for p in definition.params if hint and f"'{p}'" in hint)
+                if hint is None:
+                    hint = f"its params: {listing(definition.params)}" if definition.params else "it has no params"
+                self._report(Problem(f"module '{definition.name}' has no param '{key}'", where, layer=name,
+                                     hint=hint))
         for key, default in definition.params.items():
             value = given.get(key, default)
-            if value is None:
-                self.problems.append(Problem(f"module '{definition.name}' needs a value for its param '{key}'",
-                                             item.locs.get("params", item.loc), layer=name,
-                                             hint=f"params: {{{key}: ...}}"))
+            if value is None and key not in meant:  # (a misspelling of it is reported already)
+                self._report(Problem(f"module '{definition.name}' needs a value for its param '{key}'",
+                                     item.locs.get("params", item.loc), layer=name, hint=f"params: {{{key}: ...}}"))
             resolved[key] = value
         return resolved
 

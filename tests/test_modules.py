@@ -470,3 +470,27 @@ def test_a_module_with_inline_uses_used_nested_gets_a_class_per_body(write_spec)
     model = backend.load(net)
     measured, _ = per_layer(backend, net, model, torch.randn(2, *net.input_shape))
     assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+
+
+def test_a_typo_in_a_repeated_use_is_one_located_error(write_spec):
+    """Not one per repetition, no knock-on 'needs a value' for the param it misspells, and a typo
+    in `first:` located there; a failed condition does not also report 'when' as not true/false."""
+    spec = write_spec("""
+        name: typo
+        input: [3, 16, 16]
+        modules:
+          cb:
+            params: {out: null, stride: 1}
+            layers:
+              - {name: conv, type: conv2d, out_channels: "${out}", kernel_size: 3, when: "${0 < stride < 2}"}
+        layers:
+          - {name: blocks, module: cb, repeat: 3, params: {outt: 4}, first: {stridee: 2}}
+          - {name: pool, type: global_avgpool2d}
+    """)
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    problems = [(p.message, p.location.line, p.location.column) for p in caught.value.problems]
+    assert [(m.split(" (and in")[0], line) for m, line, _ in problems] == [
+        ("module 'cb' has no param 'outt'", 9), ("module 'cb' has no param 'stridee'", 9),
+        ("in ${0 < stride < 2}: comparisons cannot be chained in '0 < stride < 2'", 7)]
+    assert problems[1][2] > problems[0][2]  # at `first:`, after `params:`
