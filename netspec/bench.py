@@ -62,7 +62,20 @@ def environment(device_name: str, versions: dict[str, str | None]) -> dict[str, 
 
 def report(spec_name: str, macs: int, rows: list[BenchRow], env: dict[str, Any]) -> dict[str, Any]:
     return {"benchmark": "training throughput", "spec": spec_name, "macs_per_image": macs, **env,
-            "rows": [asdict(row) for row in rows]}
+            "rows": [asdict(row) for row in rows], "ratios": ratios(rows)}
+
+
+def ratios(rows: list[BenchRow]) -> list[dict[str, Any]]:
+    """netspec's trainer against the fastest reference loop, per batch size (where both ran)."""
+    out = []
+    for batch in dict.fromkeys(row.batch_size for row in rows):
+        ours = [r for r in rows if r.batch_size == batch and r.loop == "netspec" and r.images_per_s > 0]
+        references = [r for r in rows if r.batch_size == batch and r.loop != "netspec" and r.images_per_s > 0]
+        if ours and references:
+            best = max(references, key=lambda r: r.images_per_s)
+            out.append({"batch_size": batch, "best_reference": best.loop,
+                        "netspec_over_best_reference": ours[0].images_per_s / best.images_per_s})
+    return out
 
 
 def table(doc: dict[str, Any]):
@@ -76,6 +89,11 @@ def table(doc: dict[str, Any]):
                     "-" if row["mfu"] is None else f"{row['mfu']:.1%}",
                     "-" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f} GiB",
                     f"{row['warmup_s']:.1f} s", row["note"])
+    if doc.get("ratios"):
+        out.caption = "netspec / fastest reference: " + ", ".join(
+            f"{r['netspec_over_best_reference']:.2f} at batch {r['batch_size']} ({r['best_reference']})"
+            for r in doc["ratios"])
+        out.caption_justify = "left"
     return out
 
 

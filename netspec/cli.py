@@ -212,7 +212,8 @@ def train(
         "--channels-last/--no-channels-last", help="Channels-last memory format (torch; default: on for CUDA).",
         show_default=False)] = None,
     bf16: Annotated[bool | None, typer.Option(
-        "--bf16/--no-bf16", help="bfloat16 autocast (torch; default: on for CUDA).", show_default=False)] = None,
+        "--bf16/--no-bf16", help="bfloat16 autocast (torch; default: on for CUDA, and on a CPU with native "
+        "bfloat16).", show_default=False)] = None,
     compile_: Annotated[bool | None, typer.Option(
         "--compile/--no-compile", help="torch.compile the model (torch; default: on for CUDA).",
         show_default=False)] = None,

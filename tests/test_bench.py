@@ -31,14 +31,24 @@ def test_torch_bench_measures_every_loop_and_batch_size(write_spec, tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["spec"] == "tiny" and doc["macs_per_image"] == 8 * 27 * 256 + 8 * 64 * 10
-    assert doc["versions"]["torch"] and doc["device"].startswith("CPU")
+    assert doc["versions"]["torch"] and doc["device"].startswith("CPU") and "threads)" in doc["device"]
     assert [(r["loop"], r["batch_size"]) for r in doc["rows"]] == [
         (loop, batch) for batch in (8, 16) for loop in ("netspec", "eager-fp32", "compiled-bf16")]
     for row in doc["rows"]:
         assert row["images_per_s"] > 0 and row["ms_per_step"] > 0 and row["warmup_s"] > 0
         assert row["mfu"] is None and row["peak_memory_gib"] is None  # GPU-only figures
-    assert doc["rows"][0]["note"] == "fast path: off"
-    assert "images/s" in result.output
+    from netspec_torch.trainer import cpu_has_bf16
+
+    # on the CPU: a fused optimizer, and bf16 where the CPU has it, with the reason in the note
+    assert doc["rows"][0]["note"] == ("fast path: bf16, fused_optimizer (bf16: the CPU has bfloat16)" if cpu_has_bf16()
+                                      else "fast path: fused_optimizer (no bf16: the CPU has no native bfloat16)")
+    assert [(r["batch_size"], r["best_reference"]) for r in doc["ratios"]] == [
+        (8, max(doc["rows"][1:3], key=lambda r: r["images_per_s"])["loop"]),
+        (16, max(doc["rows"][4:6], key=lambda r: r["images_per_s"])["loop"])]
+    netspec_8 = doc["rows"][0]["images_per_s"]
+    assert doc["ratios"][0]["netspec_over_best_reference"] == pytest.approx(
+        netspec_8 / max(r["images_per_s"] for r in doc["rows"][1:3]))
+    assert "images/s" in result.output and "netspec / fastest reference:" in result.output
 
 
 @pytest.mark.keras

@@ -6,7 +6,11 @@ On a CUDA device the fast path is on by default (each part can be switched off):
 dataset resident on the GPU and augmented there, channels-last, bfloat16 autocast, torch.compile,
 a fused optimizer, and no host sync per step (running sums stay on the device; the loss's
 finiteness is read back every PROGRESS_EVERY steps and still names the first bad step). On the
-CPU the plain path runs, and a resumed run reproduces an uninterrupted one exactly.
+CPU the parts that pay off there are on (benchmarks/results/cpu_fast_path.json): a fused
+optimizer, and bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or
+AMX); torch.compile and channels-last gained nothing measurable on top and cost a warm-up, and
+the torchvision input pipeline already keeps up. Either way a resumed run reproduces an
+uninterrupted one exactly.
 Under torchrun the model is wrapped in DistributedDataParallel (netspec_torch.distributed).
 """
 
@@ -60,10 +64,19 @@ def make_optimizer(model: torch.nn.Module, recipe, *, fused: bool = False) -> to
     return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively; emulated, autocast would be slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 @dataclass(frozen=True)
 class FastPath:
-    """Which parts of the fast path are on: by default all of them on a CUDA device, none elsewhere
-    (so CPU runs stay bit-for-bit reproducible); each can be switched on or off."""
+    """Which parts of the fast path are on, and why: on a CUDA device all of them, on the CPU those
+    that pay off there (a fused optimizer; bfloat16 where the CPU has it natively). Each part the
+    user switches on or off is as they said."""
 
     device_data: bool
     channels_last: bool
@@ -71,17 +84,25 @@ class FastPath:
     compile: bool
     fused_optimizer: bool
     check_every: int  # steps between loss finiteness read-backs (1: every step)
+    reasons: tuple[str, ...] = ()
 
     @classmethod
     def resolve(cls, options: TrainOptions, device: torch.device) -> FastPath:
         cuda = device.type == "cuda"
-        parts = {name: cuda if getattr(options, name) is None else getattr(options, name)
+        defaults = dict.fromkeys(FAST_PATH_PARTS, cuda)
+        reasons = []
+        if not cuda:
+            defaults["bf16"] = cpu_has_bf16()
+            if options.bf16 is None:
+                reasons.append("bf16: the CPU has bfloat16" if defaults["bf16"] else
+                               "no bf16: the CPU has no native bfloat16")
+        parts = {name: defaults[name] if getattr(options, name) is None else getattr(options, name)
                  for name in FAST_PATH_PARTS}
-        return cls(**parts, fused_optimizer=cuda, check_every=PROGRESS_EVERY if cuda else 1)
+        return cls(**parts, fused_optimizer=True, check_every=PROGRESS_EVERY if cuda else 1, reasons=tuple(reasons))
 
     def describe(self) -> str:
         on = [name for name in (*FAST_PATH_PARTS, "fused_optimizer") if getattr(self, name)]
-        return ", ".join(on) or "off"
+        return (", ".join(on) or "off") + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
 def loss_fn(net: CheckedNet, smoothing: float):

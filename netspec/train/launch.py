@@ -19,7 +19,7 @@ from typing import Any
 from netspec import __version__
 from netspec.check import CheckedNet, check_file
 from netspec.errors import SpecError
-from netspec.train import TrainingStopped, TrainOptions
+from netspec.train import FAST_PATH_PARTS, TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
 # what --resume may not change: the run continues as it was started
@@ -68,10 +68,16 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
         net = check_file(spec_path, overrides, input_shape=input_shape)
         max_steps = info.get("max_steps")
+        # the run's own fast-path switches, unless this resume sets them: a resumed run equals an
+        # uninterrupted one only with the same precision and kernels
+        recorded = info.get("fast_path") or {}
+        fast_path = {name: recorded.get(name) if getattr(request.options, name) is None
+                     else getattr(request.options, name) for name in FAST_PATH_PARTS}
     else:
         if request.spec is None:
             raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
         backend, input_shape, max_steps = request.backend, request.input_shape, request.max_steps
+        fast_path = {name: getattr(request.options, name) for name in FAST_PATH_PARTS}
         net = check_file(request.spec, request.overrides, input_shape=input_shape)
     net.require_one_output("training")
     require_memory(net, "training", training_copies(net),
@@ -90,12 +96,13 @@ def train_run(request: RunRequest, console=None) -> RunResult:
             run.write_run_info({
                 "spec_file": str(request.spec.resolve()), "overrides": request.overrides, "backend": backend,
                 "input_shape": list(input_shape) if input_shape else None, "max_steps": max_steps,
+                "fast_path": fast_path,
                 "netspec_version": __version__, "command": sys.argv, "versions": _versions(backend),
                 "spec": net.spec.model_dump(mode="json")})
         elif request.epochs is not None:  # trained for longer (or shorter) than first asked
             resumes = [*info.get("resumes", []), {"epochs": request.epochs, "command": sys.argv}]
             run.write_run_info({**info, "spec": net.spec.model_dump(mode="json"), "resumes": resumes})
-        options = TrainOptions(**{**request.options.__dict__, "resume": request.resume is not None,
+        options = TrainOptions(**{**request.options.__dict__, **fast_path, "resume": request.resume is not None,
                                   "max_steps_per_epoch": max_steps, "progress": request.options.progress and rank == 0})
         try:
             records = chosen.train(net, options, run, console)

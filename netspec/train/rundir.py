@@ -26,6 +26,7 @@ from typing import Any
 
 from netspec.errors import SpecError
 from netspec.fileio import atomic_write_text, leftovers_of
+from netspec.train import FAST_PATH_PARTS
 from netspec.train.checkpoints import CheckpointStore
 
 RUN_FILES = ("run.json", "spec.yaml", "metrics.jsonl", "curves.png", ".lock")
@@ -234,6 +235,10 @@ def _info_problem(info: Any) -> str | None:
     steps = info.get("max_steps")
     if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0):
         return "'max_steps' must be a positive integer"
+    switches = info.get("fast_path")
+    if switches is not None and not (isinstance(switches, dict) and all(
+            key in FAST_PATH_PARTS and value in (True, False, None) for key, value in switches.items())):
+        return f"'fast_path' must map {', '.join(FAST_PATH_PARTS)} to true, false or null"
     return None
 
 
