@@ -179,6 +179,21 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(write_spec, tm
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_broken_by_the_last_update_are_not_saved(write_spec, tmp_path, backend):
+    """A learning rate of 1e38: the one step's loss is finite, the update it makes is not. The
+    epoch's validation says so, and nothing is written over the user's run (a run with no good
+    checkpoint leaves no folder behind)."""
+    from netspec.train.launch import RunRequest, train_run
+
+    request = RunRequest(spec=write_spec(TINY), backend=backend, run_dir=tmp_path / "run", max_steps=1,
+                         overrides=["training.optimizer.lr=1e38"], options=TrainOptions(device="cpu", progress=False))
+    with pytest.raises(SpecError, match=r"the validation loss became nan at the end of epoch 1 \(the weights are no "
+                                        r"longer finite\); nothing was saved"):
+        train_run(request)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_checkpoint_exports_with_either_backend(write_spec, tmp_path, backend):
     """Checkpoint weights are in PyTorch's layout whoever trained them, so both backends load them
     and compute the same outputs."""

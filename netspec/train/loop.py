@@ -224,6 +224,13 @@ class EpochLoop:
     def _finish_epoch(self) -> dict[str, Any]:
         partial = self.state["partial"]
         val_loss, top1, top5 = self.evaluate()
+        if not math.isfinite(val_loss):  # the last update broke the weights, though its loss was finite
+            raise SpecError.single(
+                f"the validation loss became {val_loss} at the end of epoch {self.state['epoch'] + 1} (the weights "
+                f"are no longer finite); nothing was saved, so the last good checkpoint in "
+                f"{shown(self.run.path / 'checkpoints')} is kept",
+                hint="lower the learning rate (--lr), or use a larger batch (batch norm over very few values is "
+                     "unstable)")
         self.state["epoch"] += 1
         record = {
             "epoch": self.state["epoch"],
