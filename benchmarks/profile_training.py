@@ -1,0 +1,94 @@
+"""Where a training run's wall time goes: the phases of each epoch (training steps, evaluation,
+checkpoint writes) and, inside a checkpoint write, the calls that take the time (cProfile).
+
+    python benchmarks/profile_training.py [specs/alexnet-digits.yaml] [--epochs 5]
+        [--out benchmarks/results/profile_alexnet_digits_cpu.json]
+
+The run is the README's main job (`netspec train SPEC`, torch, CPU, the default options) in a
+temporary folder; the phases are timed by wrapping the trainer's own methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", nargs="?", default="specs/alexnet-digits.yaml")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/profile_alexnet_digits_cpu.json")
+    args = parser.parse_args()
+
+    import torch
+
+    from netspec.train import TrainOptions
+    from netspec.train.launch import RunRequest, train_run
+    from netspec.train.loop import EpochLoop
+    from netspec_torch.trainer import TorchTrainer
+
+    phases: dict[str, list[float]] = {"train steps": [], "evaluation": [], "checkpoint write": []}
+    save_profile = cProfile.Profile()
+
+    def timed(cls, method: str, phase: str, profile: cProfile.Profile | None = None) -> None:
+        real = getattr(cls, method)
+
+        def wrapper(self, *a, **k):
+            if profile is not None:
+                profile.enable()
+            started = time.perf_counter()
+            try:
+                return real(self, *a, **k)
+            finally:
+                phases[phase].append(time.perf_counter() - started)
+                if profile is not None:
+                    profile.disable()
+
+        setattr(cls, method, wrapper)
+
+    timed(EpochLoop, "_train_epoch", "train steps")
+    timed(TorchTrainer, "evaluate", "evaluation")
+    timed(TorchTrainer, "save", "checkpoint write", save_profile)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        request = RunRequest(spec=ROOT / args.spec, backend="torch", run_dir=Path(folder) / "run",
+                             overrides=[f"training.epochs={args.epochs}"],
+                             options=TrainOptions(device="cpu", progress=False))
+        records = train_run(request).records
+        total = time.perf_counter() - started
+    stats = pstats.Stats(save_profile)
+    calls = sorted(((f"{Path(file).name}:{line}({name})", cumulative) for (file, line, name), (_, _, _, cumulative, _)
+                    in stats.stats.items()), key=lambda item: -item[1])
+    phase_totals = {phase: sum(times) for phase, times in phases.items()}
+    doc = {
+        "benchmark": "training profile", "spec": args.spec,
+        "command": f"python benchmarks/profile_training.py {args.spec} --epochs {args.epochs}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
+        "wall_s": total, "phases_s": phase_totals, "per_epoch_s": phases,
+        "other_s": total - sum(phase_totals.values()),
+        "checkpoint_write_top_calls_s": dict(calls[:15]),
+        "final_val_top1": records[-1]["val_top1"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wall {total:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in phase_totals.items())
+          + f", other (start-up, data, model build) {doc['other_s']:.1f} s")
+    for name, seconds in calls[:10]:
+        print(f"  checkpoint write: {name:60s} {seconds:6.2f} s")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+
+
+if __name__ == "__main__":
+    main()
