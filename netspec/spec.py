@@ -268,6 +268,7 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
     problems: list[Problem] = []
     earlier: list[str] = [NETWORK_INPUT]
     used: set[str] = set()
+    meant: set[str] = set()  # layers a misspelt input probably names: not also reported as unused
     previous = NETWORK_INPUT
     for block, layer, path in spec.iter_layers():
         if layer.inputs is not None and block is not None:
@@ -278,7 +279,9 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
         for i, name in enumerate(names):
             where = loaded.location((*path, "inputs", i) if layer.inputs is not None else path)
             if name not in earlier:
-                problems.append(_reference_problem(name, layer.name, where, earlier, lines))
+                problem = _reference_problem(name, layer.name, where, earlier, lines)
+                problems.append(problem)
+                meant.add(_scope_of(layer.name) + _suggested(problem.hint))
         low, high = layer.arity
         if len(names) < low or (high is not None and len(names) > high):
             wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
@@ -296,12 +299,22 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
             problems.append(_reference_problem(name, None, where, earlier[1:], {}))
     used.update(outputs)
     for _, layer, path in spec.iter_layers():
-        if layer.name not in used:
+        if layer.name not in used and layer.name not in meant:
             problems.append(Problem(f"the output of '{layer.name}' is never used", loaded.location((*path, "name")),
                                     layer=layer.name, hint="name it in a later layer's 'inputs' or in 'outputs', "
                                     "or remove the layer"))
     if problems:
         raise SpecError(problems)
+
+
+def _scope_of(layer: str) -> str:
+    """'layer2.0.' for 'layer2.0.conv1'; '' at the top level."""
+    return layer.rsplit(".", 1)[0] + "." if "." in layer else ""
+
+
+def _suggested(hint: str | None) -> str:
+    match = re.match(r"did you mean '(.+)'\?$", hint or "")
+    return match.group(1) if match else ""
 
 
 def _reference_problem(name: str, layer: str | None, where: Location, earlier: list[str],
@@ -314,6 +327,10 @@ def _reference_problem(name: str, layer: str | None, where: Location, earlier: l
                        "of layers before it", where, layer=layer,
                        hint="move the layers into the order data flows through them (this also rules out cycles)")
     which = "earlier layer" if layer is not None else "layer"
+    if layer is not None and "." in layer:  # inside a module: the names its own layers can write
+        scope = _scope_of(layer)
+        local = [e[len(scope):] for e in earlier if e.startswith(scope) and "." not in e[len(scope):]]
+        earlier = [*local, "input"]
     return Problem(f"there is no {which} named '{name}'", where, layer=layer,
                    hint=did_you_mean(name, earlier) or f"{which}s: {', '.join(earlier[-6:])}")
 

@@ -494,3 +494,27 @@ def test_a_typo_in_a_repeated_use_is_one_located_error(write_spec):
         ("module 'cb' has no param 'outt'", 9), ("module 'cb' has no param 'stridee'", 9),
         ("in ${0 < stride < 2}: comparisons cannot be chained in '0 < stride < 2'", 7)]
     assert problems[1][2] > problems[0][2]  # at `first:`, after `params:`
+
+
+def test_a_misspelt_input_inside_a_module_suggests_the_modules_own_name(write_spec):
+    """The hint names what the module can write (`body`, not `a.body`), and the layer the typo
+    meant is not also reported as unused."""
+    spec = write_spec("""
+        name: typo-input
+        input: [3, 16, 16]
+        modules:
+          blk:
+            layers:
+              - {name: body, type: conv2d, out_channels: 3, kernel_size: 3, padding: 1}
+              - {name: add, type: add, inputs: [bodyy, input]}
+        layers:
+          - {name: a, module: blk}
+          - {name: b, module: blk}
+          - {name: pool, type: global_avgpool2d}
+    """)
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert problem.message.startswith("there is no earlier layer named 'bodyy'") and problem.layer == "a.add"
+    assert "1 more uses of the module: b.add" in problem.message
+    assert problem.hint == "did you mean 'body'?" and problem.location.line == 7
