@@ -81,9 +81,15 @@ class Problem:
 
 def _merge_module_repeats(problems: list[Problem]) -> list[Problem]:
     """One problem for a mistake in a module's layer, not one per use of the module: the same
-    message at the same place for several scoped layers (layer1.0.conv2, layer1.1.conv2, ...)."""
+    message at the same place for several scoped layers (layer1.0.conv2, layer1.1.conv2, ...).
+    A problem found again for the same layer (each repetition of a repeated use) is dropped."""
     merged: dict[tuple, list[Problem]] = {}
+    seen: set[tuple] = set()
     for problem in problems:
+        again = (problem.location, problem.message, problem.layer)
+        if again in seen:
+            continue
+        seen.add(again)
         scoped = problem.layer is not None and "." in problem.layer and problem.location is not None
         key = (problem.location, problem.message, problem.hint) if scoped else (id(problem),)
         merged.setdefault(key, []).append(problem)
@@ -150,20 +156,28 @@ class Suggestions:
 
 
 def did_you_mean(word: str, candidates: Iterable[str], synonyms: dict[str, str] | None = None) -> str | None:
-    """A 'did you mean ...?' suggestion, or None when nothing is close.
+    """A 'did you mean ...?' suggestion, or None when nothing is close."""
+    close = closest_name(word, candidates, synonyms)
+    return suggestion(close) if close is not None else None
+
+
+def suggestion(name: str) -> str:
+    return f"did you mean '{name}'?"
+
+
+def closest_name(word: str, candidates: Iterable[str], synonyms: dict[str, str] | None = None) -> str | None:
+    """The candidate ``word`` is most likely a misspelling of, or None when nothing is close.
 
     ``synonyms`` maps spellings from other frameworks (Keras' ``filters``) to ours (``out_channels``),
     which string similarity alone would never find.
     """
     candidates = list(candidates)
     if synonyms and word in synonyms and synonyms[word] in candidates:
-        return f"did you mean '{synonyms[word]}'?"
+        return synonyms[word]
     if len(candidates) > MAX_SUGGESTION_CANDIDATES:
         # a document may hold tens of thousands of names, and one mistake each: compare with the
         # names of about the same length only, so the hints never cost more than the document
         near = [c for c in candidates if abs(len(c) - len(word)) <= 2]
         candidates = near[:MAX_SUGGESTION_CANDIDATES]
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return None
+    return close[0] if close else None

@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspec.errors import Location, Problem, SpecError, Suggestions, listing
+from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
 from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES, NETWORK_INPUT
 from netspec.yamlio import LList, LMap, child_loc
 
@@ -377,12 +377,6 @@ class Expander:
             return numbers
         return names
 
-    def _report(self, problem: Problem) -> None:
-        """Add a problem unless the same one (a repeated use's repetitions share it) is in."""
-        same = (problem.message, problem.location, problem.layer)
-        if all((p.message, p.location, p.layer) != same for p in self.problems):
-            self.problems.append(problem)
-
     def _mapping(self, item: LMap, key: str, name: str) -> dict[str, Any]:
         value = item.get(key)
         if value is None:
@@ -403,16 +397,17 @@ class Expander:
                 in_first = isinstance(item.get("first"), LMap) and key in item["first"]
                 where = item.locs.get("first" if in_first else "params", item.loc)
                 hint = self.suggest(key, definition.params)
-                meant.update(p for p in definition.params if hint and f"'{p}'" in hint)
+                meant.add(closest_name(key, definition.params))
                 if hint is None:
                     hint = f"its params: {listing(definition.params)}" if definition.params else "it has no params"
-                self._report(Problem(f"module '{definition.name}' has no param '{key}'", where, layer=name,
-                                     hint=hint))
+                self.problems.append(Problem(f"module '{definition.name}' has no param '{key}'", where,
+                                             layer=name, hint=hint))
         for key, default in definition.params.items():
             value = given.get(key, default)
             if value is None and key not in meant:  # (a misspelling of it is reported already)
-                self._report(Problem(f"module '{definition.name}' needs a value for its param '{key}'",
-                                     item.locs.get("params", item.loc), layer=name, hint=f"params: {{{key}: ...}}"))
+                self.problems.append(Problem(f"module '{definition.name}' needs a value for its param '{key}'",
+                                             item.locs.get("params", item.loc), layer=name,
+                                             hint=f"params: {{{key}: ...}}"))
             resolved[key] = value
         return resolved
 

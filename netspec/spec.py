@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from netspec.errors import Location, Problem, SpecError, did_you_mean
+from netspec.errors import Location, Problem, SpecError, closest_name, did_you_mean, suggestion
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT, Name, References
 from netspec.loader import LoadedSpec, load_spec_document
@@ -279,9 +279,10 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
         for i, name in enumerate(names):
             where = loaded.location((*path, "inputs", i) if layer.inputs is not None else path)
             if name not in earlier:
-                problem = _reference_problem(name, layer.name, where, earlier, lines)
+                problem, close = _reference_problem(name, layer.name, where, earlier, lines)
                 problems.append(problem)
-                meant.add(_scope_of(layer.name) + _suggested(problem.hint))
+                if close is not None:
+                    meant.add(_scope_of(layer.name) + close)
         low, high = layer.arity
         if len(names) < low or (high is not None and len(names) > high):
             wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
@@ -296,7 +297,7 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
     for i, name in enumerate(outputs):
         if name not in earlier[1:]:
             where = loaded.location(("outputs", i))
-            problems.append(_reference_problem(name, None, where, earlier[1:], {}))
+            problems.append(_reference_problem(name, None, where, earlier[1:], {})[0])
     used.update(outputs)
     for _, layer, path in spec.iter_layers():
         if layer.name not in used and layer.name not in meant:
@@ -312,27 +313,24 @@ def _scope_of(layer: str) -> str:
     return layer.rsplit(".", 1)[0] + "." if "." in layer else ""
 
 
-def _suggested(hint: str | None) -> str:
-    match = re.match(r"did you mean '(.+)'\?$", hint or "")
-    return match.group(1) if match else ""
-
-
 def _reference_problem(name: str, layer: str | None, where: Location, earlier: list[str],
-                       lines: dict[str, int]) -> Problem:
+                       lines: dict[str, int]) -> tuple[Problem, str | None]:
+    """The problem with a reference to ``name``, and the (local) name it probably misspells."""
     if name == layer:
         return Problem(f"'{name}' takes its own output, which would be a cycle", where, layer=layer,
-                       hint="name an earlier layer, or 'input' for the network input")
+                       hint="name an earlier layer, or 'input' for the network input"), None
     if name in lines:
         return Problem(f"'{name}' (line {lines[name]}) comes after this layer; a layer can only take the outputs "
                        "of layers before it", where, layer=layer,
-                       hint="move the layers into the order data flows through them (this also rules out cycles)")
+                       hint="move the layers into the order data flows through them (this also rules out cycles)"), None
     which = "earlier layer" if layer is not None else "layer"
     if layer is not None and "." in layer:  # inside a module: the names its own layers can write
         scope = _scope_of(layer)
         local = [e[len(scope):] for e in earlier if e.startswith(scope) and "." not in e[len(scope):]]
         earlier = [*local, "input"]
-    return Problem(f"there is no {which} named '{name}'", where, layer=layer,
-                   hint=did_you_mean(name, earlier) or f"{which}s: {', '.join(earlier[-6:])}")
+    close = closest_name(name, earlier)
+    hint = suggestion(close) if close is not None else f"{which}s: {', '.join(earlier[-6:])}"
+    return Problem(f"there is no {which} named '{name}'", where, layer=layer, hint=hint), close
 
 
 # --- pydantic errors -> located, readable problems ------------------------------------------------

@@ -21,7 +21,7 @@ from netspec.errors import SpecError  # noqa: E402
 
 from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, ZOO_SPECS, assert_matches_golden  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
-from .torch_helpers import layer_outputs  # noqa: E402
+from .torch_helpers import layer_outputs, random_batchnorm_statistics  # noqa: E402
 
 pytestmark = pytest.mark.keras
 GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
@@ -504,13 +504,7 @@ def test_a_torchvision_checkpoint_becomes_a_keras_file_with_the_same_outputs(tmp
     from netspec.cli import app
 
     torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)().eval()
-    with torch.no_grad():  # random running statistics, so batch norm is not the identity
-        for key, tensor in reference.state_dict().items():
-            if key.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif key.endswith("running_mean"):
-                tensor.normal_(0, 0.1)
+    reference = random_batchnorm_statistics(getattr(torchvision.models, name)().eval())
     torch.save(reference.state_dict(), tmp_path / "tv.pth")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["export", str(ROOT / "specs" / "zoo" / f"{name}.yaml"), "--weights",

@@ -161,14 +161,10 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
 
     import netspec
 
+    from .torch_helpers import random_batchnorm_statistics
+
     torch.manual_seed(0)
-    reference = factory(torchvision.models).eval()
-    with torch.no_grad():  # random running statistics too, so batch norm is not the identity
-        for name, tensor in reference.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif name.endswith("running_mean"):
-                tensor.normal_(0, 0.1)
+    reference = random_batchnorm_statistics(factory(torchvision.models).eval())
     path = tmp_path / "tv.pth"
     torch.save(reference.state_dict(), path)
     model = netspec.build(spec, weights=path, input_shape=SMALL_INPUT).eval()  # strict: every tensor

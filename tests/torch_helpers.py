@@ -69,3 +69,15 @@ def per_layer(backend, net, model, x):
             buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
         measured.append((tuple(outputs[cl.name].shape[1:]), params, buffers))
     return measured, y
+
+
+def random_batchnorm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Random running means and variances (from the global seed), so that batch norm in eval mode
+    is not the identity and a weight loaded into the wrong place shows."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean"):
+                tensor.normal_(0, 0.1)
+    return model

@@ -326,16 +326,13 @@ class ClassBuilder:
                 constructions.append(None)
                 continue
             group = [i for i in self.expansion.instances if i.group == member]
-            if group:  # a repeated use: nn.Sequential of its repetitions
-                constructions.append(tuple(self.constructions[i.path] for i in group))
+            if group:  # a repeated use: nn.Sequential of its repetitions, by their names
+                constructions.append(tuple((i.path.rsplit(".", 1)[-1], self.constructions[i.path]) for i in group))
             else:
                 constructions.append(self.constructions[member])
         present = [c for c in constructions if c is not None]
         if any(isinstance(c, tuple) for c in present):
-            texts = {sequential_of([(i.path.rsplit(".", 1)[-1], c.expr()) for i, c in
-                                    zip([i for i in self.expansion.instances if i.group == member], group,
-                                        strict=True)])
-                     for member, group in zip([m for m in members if m is not None], present, strict=True)}
+            texts = {sequential_of([(name, c.expr()) for name, c in group]) for group in present}
             if len(texts) > 1:
                 raise _Unexpressible("a repeated use inside a module differs between uses")
             return texts.pop()
@@ -351,10 +348,15 @@ class ClassBuilder:
         return f"{cls.name}({args})"
 
 
+def numbered(children: list[tuple[str, Any]]) -> bool:
+    """Whether the children are named 0, 1, 2, ... as nn.Sequential names them itself."""
+    return all(name == str(number) for number, (name, _) in enumerate(children))
+
+
 def sequential_of(children: list[tuple[str, str]]) -> str:
     """``nn.Sequential`` of a repeated use's constructions: numbered, or named as the spec's
     ``names:`` pattern says (``OrderedDict(denselayer1=...)``, as torchvision's DenseNet)."""
-    if all(name == str(number) for number, (name, _) in enumerate(children)):
+    if numbered(children):
         return "nn.Sequential(" + ", ".join(expr for _, expr in children) + ")"
     return "nn.Sequential(OrderedDict(" + ", ".join(f"{name}={expr}" for name, expr in children) + "))"
 

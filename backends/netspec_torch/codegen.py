@@ -11,7 +11,7 @@ from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 from netspec.render import class_name, environment, header_context, py
 from netspec.weights import sequence_parts, state_prefixes
-from netspec_torch.classes import ClassBuilder, sequential_of
+from netspec_torch.classes import ClassBuilder, numbered, sequential_of
 
 _env = environment("netspec_torch")
 
@@ -180,7 +180,7 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
                 result.attributes.append(Attribute(item, constructions[0].expr()))
             else:
                 children = [(use.path.rsplit(".", 1)[-1], c.expr()) for use, c in zip(uses, constructions, strict=True)]
-                if all(child == str(number) for number, (child, _) in enumerate(children)):
+                if numbered(children):
                     result.attributes.append(Attribute(item, modules=[expr for _, expr in children]))
                 else:  # named repetitions (names: denselayer{n})
                     result.attributes.append(Attribute(item, sequential_of(children)))
