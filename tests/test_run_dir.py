@@ -9,18 +9,23 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from netspec import check_file
+from netspec.backend import get_backend
 from netspec.cli import app
 from netspec.errors import SpecError
 from netspec.train import TrainingStopped, TrainOptions
-from netspec.train.checkpoints import CheckpointStore
+from netspec.train.checkpoints import BackgroundWrites, CheckpointStore
 from netspec.train.launch import RunRequest, train_run
+from netspec.train.rundir import RunDir
 
-from .test_training import TINY, comparable, train, trainer_class
+from .test_training import BACKENDS, TINY, comparable, train, trainer_class
 
 BAD_DATA = ["--data", "imagefolder", "--data-path", "/nonexistent/netspec-data"]
 
@@ -203,7 +208,7 @@ def test_training_a_model_larger_than_memory_is_refused_before_building_it(write
     result = invoke("train", write_spec(HUGE), "--run-dir", tmp_path / "run")
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
-    assert "training needs about 187.1 GiB of memory for the 10,020,400,010 parameters of 'huge'" in message
+    assert "training needs about 299.1 GiB of memory for the 10,020,400,010 parameters of 'huge'" in message
     assert not (tmp_path / "run").exists()
 
 
@@ -277,8 +282,6 @@ def test_report_goes_into_the_run_folder_by_default(write_spec, tmp_path, monkey
 
 
 def test_resume_removes_what_killed_atomic_writes_left_and_nothing_else(tmp_path):
-    from netspec.train.rundir import RunDir
-
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "run.json").write_text('{"backend": "torch", "overrides": []}')
@@ -290,3 +293,69 @@ def test_resume_removes_what_killed_atomic_writes_left_and_nothing_else(tmp_path
     RunDir(run, resume=True).close()
     assert not any(path.exists() for path in ours)
     assert all(path.exists() for path in theirs)
+
+
+def test_a_failed_background_write_is_raised_in_the_training_thread():
+    writes = BackgroundWrites()
+    release = threading.Event()
+    writes.start(lambda: release.wait(60))
+    assert not writes.failed  # start returned while the write is still going on
+
+    def full_disk():
+        raise SpecError.single("cannot write the checkpoint: No space left on device")
+
+    release.set()
+    writes.start(full_disk)  # waits for the first write, then starts this one
+    writes._thread.join()
+    assert writes.failed
+    with pytest.raises(SpecError, match="No space left on device"):
+        writes.wait()
+    assert not writes.failed
+    writes.wait()  # raised once, then forgotten
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_goes_on_while_a_checkpoint_of_the_moment_it_was_asked_for_is_written(write_spec, tmp_path,
+                                                                                        backend):
+    from safetensors.numpy import load_file
+
+    net = check_file(write_spec(TINY))
+    run = RunDir(tmp_path / "run", resume=False)
+    trainer = trainer_class(backend)(get_backend(backend), net, TrainOptions(device="cpu", progress=False), run)
+    release, real_save = threading.Event(), run.checkpoints.save
+
+    def held_back_save(*args, **kwargs):  # a slow disk
+        assert release.wait(60)
+        real_save(*args, **kwargs)
+
+    run.checkpoints.save = held_back_save
+    assert not trainer.write_in_background  # on the CPU, whose cores all train, a write waits (measured)
+    trainer.write_in_background = True  # as on a GPU
+    trainer.reset_sums(0.0, 0)
+    batches = iter(trainer.batches(list(range(2 * trainer.recipe.batch_size)), epoch=0))
+    trainer.train_step(next(batches))
+    trainer.state["global_step"] = 1
+    before = weights_of(trainer, net)
+    trainer.save()
+    assert not run.has_checkpoint()  # the write is held back, and training goes on meanwhile
+    trainer.train_step(next(batches))
+    trainer.state["global_step"] = 2
+    after = weights_of(trainer, net)
+    release.set()
+    trainer.writes.wait()
+    run.close()
+
+    saved = load_file(CheckpointStore(run.path / "checkpoints").files("last")["weights"])
+    assert saved.keys() == before.keys()
+    assert all(np.array_equal(saved[key], before[key]) for key in before)
+    assert not all(np.array_equal(after[key], before[key]) for key in before)  # the second step changed them
+    assert CheckpointStore(run.path / "checkpoints").manifest()["last"]["step"] == 1
+
+
+def weights_of(trainer, net) -> dict[str, np.ndarray]:
+    """The trainer's current weights in torch layout, copied."""
+    if hasattr(trainer.model, "state_dict"):
+        return {key: value.detach().numpy().copy() for key, value in trainer.model.state_dict().items()}
+    from netspec_keras import torch_layout_state
+
+    return {key: np.array(value) for key, value in torch_layout_state(trainer.model, net).items()}

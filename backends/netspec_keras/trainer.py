@@ -61,11 +61,18 @@ def pick_device(requested: str) -> None:
         raise SpecError.single(f"--device {requested}: TensorFlow sees no GPU here", hint="use --device cpu")
 
 
+def on_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.get_visible_devices("GPU"))
+
+
 class KerasTrainer(EpochLoop):
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         super().__init__(net, options, run, console)
         self.keras = keras = import_keras()
         pick_device(options.device)
+        self.write_in_background = on_gpu()  # the host's cores are free meanwhile
         keras.utils.set_random_seed(self.recipe.seed)  # initial weights and dropout seeds
         self.data = load_data(net, net.spec.data, seed=self.recipe.seed)
         self.model = backend.load(net)
@@ -151,7 +158,8 @@ class KerasTrainer(EpochLoop):
         weights = {id(v) for v in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]
 
-    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
+    def checkpoint_files(self, *, snapshot: bool) -> dict[str, tuple[str, Any]]:
+        """The arrays are copies read out of the variables, so they are a snapshot either way."""
         from safetensors.numpy import save as serialize
 
         weights = {k: np.ascontiguousarray(v) for k, v in torch_layout_state(self.model, self.net).items()}

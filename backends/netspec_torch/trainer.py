@@ -105,6 +105,18 @@ class FastPath:
         return (", ".join(on) or "off") + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
+def host_copy(value):
+    """A copy of nested dicts, lists and tensors, its tensors in host memory: a checkpoint's
+    snapshot, which the steps that run while it is written do not change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: host_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(host_copy(item) for item in value)
+    return value
+
+
 def loss_fn(net: CheckedNet, smoothing: float):
     """Cross-entropy on logits, or on log-probabilities when the spec ends in a softmax."""
     if not outputs_probabilities(net):
@@ -127,6 +139,7 @@ class TorchTrainer(EpochLoop):
         self.drop_last = self.world.active  # every process must take the same number of steps
         self.device = self.world.device(pick_device(options.device))
         self.fast = FastPath.resolve(options, self.device)
+        self.write_in_background = self.device.type != "cpu"  # the host's cores are free meanwhile
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults for every step's gradients (netspec.train.memory)
         torch.manual_seed(self.recipe.seed)  # the same initial weights in every process
@@ -254,19 +267,22 @@ class TorchTrainer(EpochLoop):
 
     # --- checkpoints -------------------------------------------------------------------------------
 
-    def save(self, tags: tuple[str, ...] = ("last",)) -> None:
+    def save(self, tags: tuple[str, ...] = ("last",), *, wait: bool = False) -> None:
         """Rank 0 writes; with several processes, each one's RNG state is kept."""
         self._rng = self.world.gather({"cpu": torch.get_rng_state(),
                                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
         if self.world.is_main:
-            super().save(tags)
+            super().save(tags, wait=wait)
         self.world.barrier()
 
-    def checkpoint_files(self) -> dict[str, tuple[str, Any]]:
+    def checkpoint_files(self, *, snapshot: bool) -> dict[str, tuple[str, Any]]:
         from safetensors.torch import save as serialize
 
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        state = {"loop": self.state, "optimizer": self.optimizer.state_dict(), "rng": self._rng}
+        weights, optimizer = self.model.state_dict(), self.optimizer.state_dict()
+        if snapshot:
+            weights, optimizer = host_copy(weights), host_copy(optimizer)
+        weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+        state = {"loop": host_copy(self.state), "optimizer": optimizer, "rng": self._rng}
         return {"weights": ("weights.safetensors", lambda handle: handle.write(
                     serialize(weights, metadata={"spec": self.net.spec.name, "layout": "torch"}))),
                 "state": ("state.pt", lambda handle: torch.save(state, handle))}

@@ -13,6 +13,13 @@ previous checkpoint's files are removed after that. Resume reads the manifest, s
 the newest complete checkpoint. `best` keeps only its weights (resume needs the full state of
 `last` alone), so a run holds one optimizer state on disk, not two.
 
+``BackgroundWrites`` runs a save on a thread of its own, so the next epoch trains while the bytes
+reach the disk: the trainer hands it writers over a snapshot of its state, and a write's failure
+is raised in the training thread at its next step. That pays only where the host's cores are
+free during training (an accelerator trains); on a CPU whose cores all train, the write competes
+with the steps and the run got slower (benchmarks/results/profile_alexnet_digits_cpu.json), so
+there a checkpoint is written before training goes on.
+
 Writers stream through ``_CheckedFile``, which remembers the OSError a full disk or a file-size
 limit raised: torch and safetensors re-raise it as their own exception types, and the user must
 hear "No space left on device", not an internal error.
@@ -20,12 +27,14 @@ hear "No space left on device", not an internal error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -74,6 +83,11 @@ class _CheckedFile:
         except OSError as exc:
             self.error = self.error or exc
             raise
+        # the bytes are on disk: their page cache goes back to the free pool, where the next
+        # checkpoint's writes find it (measured on the main command: 11.2 s of checkpoint writes -> 7.6 s)
+        if hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     # torch.save asks for these on a file-like object
     def tell(self) -> int:
@@ -223,6 +237,44 @@ class CheckpointStore:
             except OSError:  # a filesystem without hard links: a copy, written atomically
                 shutil.copyfile(target, temporary)
             os.replace(temporary, link)
+
+
+class BackgroundWrites:
+    """One checkpoint write at a time, on a background thread. The thread is not a daemon: at exit
+    (a second Ctrl-C too) Python waits for the write to finish, so it is never cut short by the
+    program; a kill leaves what the store's protocol leaves, the previous checkpoint or the new."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, write: Callable[[], None]) -> None:
+        """Run ``write`` in the background once the previous write has finished (its failure is
+        raised here, and this write is not started)."""
+        self.wait()
+
+        def run() -> None:
+            try:
+                write()
+            except BaseException as exc:  # handed to the training thread by failed()/wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="netspec-checkpoint-write")
+        self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """Whether a write has failed (cheap enough to ask after every step)."""
+        return self._error is not None
+
+    def wait(self, *, raise_failure: bool = True) -> None:
+        """Block until the write in progress is on disk; raise its failure, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_failure:
+            raise error
 
 
 def damaged_checkpoint(path, why: str) -> SpecError:

@@ -117,11 +117,12 @@ def train_run(request: RunRequest, console=None) -> RunResult:
 
 def training_copies(net: CheckedNet) -> int:
     """float32 copies of the weights that training holds: the weights, their gradients, the
-    optimizer's state (Adam two, SGD with momentum one), and one more while a checkpoint is
-    serialised. Activations come on top (the checker's estimate is per image; batches vary)."""
+    optimizer's state (Adam two, SGD with momentum one), and while a checkpoint is written in the
+    background its snapshot (weights and optimizer state) and the serialised weights. Activations
+    come on top (the checker's estimate is per image; batches vary)."""
     optimizer = net.spec.training.optimizer
     state = 2 if optimizer.name in ("adam", "adamw") else int(optimizer.momentum > 0)
-    return 3 + state
+    return 2 + state + (1 + state) + 1
 
 
 def _resolved_spec_text(net: CheckedNet) -> str:

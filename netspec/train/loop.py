@@ -23,7 +23,7 @@ from typing import Any
 from netspec.check import CheckedNet
 from netspec.errors import SpecError, shown
 from netspec.train import TrainingStopped, TrainOptions
-from netspec.train.checkpoints import Writer
+from netspec.train.checkpoints import BackgroundWrites, Writer
 from netspec.train.rundir import RunDir
 from netspec.train.schedule import LearningRate
 from netspec.train.sources import epoch_order
@@ -79,6 +79,7 @@ class EpochLoop:
         self.net, self.options, self.run, self.console = net, options, run, console
         self.recipe = net.spec.training
         self.schedule = LearningRate(self.recipe)
+        self.writes = BackgroundWrites()
         self.state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_top1": -1.0,
                                       "partial": fresh_partial(), "schedule": self.schedule.state_dict()}
 
@@ -118,9 +119,11 @@ class EpochLoop:
         """Whether to stop before the next step, given whether this process was asked to."""
         return requested
 
-    def checkpoint_files(self) -> dict[str, tuple[str, Writer]]:
+    def checkpoint_files(self, *, snapshot: bool) -> dict[str, tuple[str, Writer]]:
         """The files of a checkpoint by role: 'weights' (safetensors, torch layout) and 'state'
-        (optimizer, RNG and ``self.state``), each as (file name, function writing it to a handle)."""
+        (optimizer, RNG and ``self.state``), each as (file name, function writing it to a handle).
+        With ``snapshot`` the writers run on a background thread while training goes on, so they
+        must write copies taken here, never the live weights or optimizer state."""
         raise NotImplementedError
 
     def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
@@ -128,11 +131,24 @@ class EpochLoop:
         the saved loop state."""
         raise NotImplementedError
 
-    def save(self, tags: tuple[str, ...] = ("last",)) -> None:
-        """Write a checkpoint and make it the one ``tags`` name, as one unit."""
-        self.run.checkpoints.save(self.checkpoint_files(), tags=tags,
-                                  label=f"e{self.state['epoch']:04d}-s{self.state['global_step']:07d}",
-                                  info={"epoch": self.state["epoch"], "step": self.state["global_step"]})
+    write_in_background = False  # where training leaves the host's cores free (an accelerator trains)
+
+    def save(self, tags: tuple[str, ...] = ("last",), *, wait: bool = False) -> None:
+        """Write a checkpoint of the state as it is now and make it the one ``tags`` name, as one
+        unit: in the background while the next epoch trains (where that pays), or to the end."""
+        self.writes.wait()  # one write at a time; a failed one is raised here
+        background = self.write_in_background and not wait
+        files = self.checkpoint_files(snapshot=background)
+        label = f"e{self.state['epoch']:04d}-s{self.state['global_step']:07d}"
+        info = {"epoch": self.state["epoch"], "step": self.state["global_step"]}
+
+        def write() -> None:
+            self.run.checkpoints.save(files, tags=tags, label=label, info=info)
+
+        if background:
+            self.writes.start(write)
+        else:
+            write()
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -165,12 +181,18 @@ class EpochLoop:
                 self.console.print(f"the run already finished its last epoch ({self.recipe.epochs}); nothing to do "
                                    f"(netspec train --resume {shown(self.run.path)} --epochs N trains it for longer)")
         self.set_lr(self.schedule.lr)
-        with progress, StopRequests() as stop:
-            while self.state["epoch"] < self.recipe.epochs:
-                self._train_epoch(progress, stop)
-                record = self._finish_epoch()
-                if self.console is not None:
-                    self.console.print(epoch_line(record, self.recipe.epochs))
+        try:
+            with progress, StopRequests() as stop:
+                while self.state["epoch"] < self.recipe.epochs:
+                    self._train_epoch(progress, stop)
+                    record = self._finish_epoch()
+                    if self.console is not None:
+                        self.console.print(epoch_line(record, self.recipe.epochs))
+        except BaseException:
+            # the checkpoint being written lands (or fails) before the caller looks at the folder
+            self.writes.wait(raise_failure=False)
+            raise
+        self.writes.wait()
         return self.run.read_metrics()
 
     drop_last = False  # whether an epoch's last, smaller batch is skipped (data-parallel runs need equal shares)
@@ -198,12 +220,14 @@ class EpochLoop:
             while self.state["batches_done"] < steps:
                 if self.should_stop(stop.requested is not None):
                     flush()
-                    self.save()
+                    self.save(wait=True)
                     why = {"SIGINT": "interrupted", None: "stopped"}.get(stop.requested, stop.requested)
                     raise TrainingStopped(f"{why} at "
                                           f"epoch {epoch + 1}, step {self.state['batches_done']}; "
                                           f"resume with: netspec train --resume {shown(self.run.path)}")
                 partial["seen"] += self.train_step(next(batches))
+                if self.writes.failed:  # the last epoch's checkpoint could not be written: stop now
+                    self.writes.wait()
                 self.state["batches_done"] += 1
                 self.state["global_step"] += 1
                 done = self.state["batches_done"]
