@@ -1,11 +1,16 @@
 """Which fast-path parts pay off on the CPU: one training step of a spec's model, timed with each
 combination of optimizer implementation, bfloat16 autocast, channels-last and torch.compile.
 
-    python benchmarks/cpu_fast_path.py [specs/alexnet-digits.yaml] [--batch 32] [--steps 15]
+    python benchmarks/cpu_fast_path.py [specs/alexnet-digits.yaml] [--batch 32] [--steps 5] [--rounds 3]
+        [--input CxHxW] [--out FILE]
+
+    (the resnet18 figures: python benchmarks/cpu_fast_path.py specs/zoo/resnet18.yaml --input 3x64x64
+     --batch 128 --steps 5 --out benchmarks/results/cpu_fast_path_resnet18_64.json)
 
 The model is built from the spec (netspec.build), trained with the spec's optimizer on one random
 batch, with the trainer's memory setting (netspec.train.memory). Each variant runs 3 untimed
-steps (compilation included, reported as warm-up), then the mean of --steps timed steps.
+steps (compilation included, reported as warm-up); then the variants take --rounds rounds of
+--steps timed steps in turn, and the median round of each is reported.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +36,7 @@ VARIANTS = {  # name: (fused optimizer, bf16, channels-last, compile)
 }
 
 
-def time_steps(forward, optimizer, criterion, x, y, bf16: bool, steps: int) -> tuple[float, float]:
-    """(warm-up seconds of 3 steps, mean ms of ``steps`` more)."""
+def make_step(forward, optimizer, criterion, x, y, bf16: bool):
     import torch
 
     def step():
@@ -41,21 +46,16 @@ def time_steps(forward, optimizer, criterion, x, y, bf16: bool, steps: int) -> t
         loss.backward()
         optimizer.step()
 
-    started = time.perf_counter()
-    for _ in range(3):
-        step()
-    warmup = time.perf_counter() - started
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return warmup, 1000 * (time.perf_counter() - started) / steps
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default="specs/alexnet-digits.yaml")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per variant, in turn; the median is kept")
+    parser.add_argument("--input", default=None, help="CxHxW instead of the spec's input size")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cpu_fast_path.json")
     args = parser.parse_args()
 
@@ -69,12 +69,13 @@ def main() -> None:
 
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     keep_freed_memory()
-    net = check_file(ROOT / args.spec)
+    input_shape = tuple(int(n) for n in args.input.split("x")) if args.input else None
+    net = check_file(ROOT / args.spec, input_shape=input_shape)
     recipe = net.spec.training
-    results = {}
+    steps, warmups = {}, {}
     for name, (fused, bf16, channels_last, compiled) in VARIANTS.items():
         torch.manual_seed(0)
-        model = netspec.build(ROOT / args.spec).train()
+        model = netspec.build(ROOT / args.spec, input_shape=input_shape).train()
         x = torch.randn(args.batch, *net.input_shape)
         if channels_last:
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -82,12 +83,29 @@ def main() -> None:
         optimizer = make_optimizer(model, recipe, fused=fused)
         criterion = loss_fn(net, recipe.label_smoothing)
         y = torch.randint(0, net.output_shape[0], (args.batch,))
-        warmup, ms = time_steps(forward, optimizer, criterion, x, y, bf16, args.steps)
-        results[name] = {"ms_per_step": ms, "images_per_s": args.batch * 1000 / ms, "warmup_s": warmup}
-        print(f"{name:40s} {ms:7.1f} ms/step  {args.batch * 1000 / ms:6.0f} images/s  warm-up {warmup:.1f} s")
-        torch._dynamo.reset()
-    doc = {"benchmark": "cpu_fast_path", "command": f"python benchmarks/cpu_fast_path.py {args.spec} --batch "
-           f"{args.batch} --steps {args.steps}", "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        steps[name] = make_step(forward, optimizer, criterion, x, y, bf16)
+        started = time.perf_counter()
+        for _ in range(3):
+            steps[name]()
+        warmups[name] = time.perf_counter() - started
+    # the variants take their rounds in turn: the CPU's speed drifts over minutes, and so each meets it alike
+    rounds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            rounds[name].append((time.perf_counter() - started) * 1000 / args.steps)
+    results = {}
+    for name in VARIANTS:
+        ms = statistics.median(rounds[name])
+        results[name] = {"ms_per_step": ms, "images_per_s": args.batch * 1000 / ms, "warmup_s": warmups[name],
+                         "rounds_ms_per_step": rounds[name]}
+        print(f"{name:40s} {ms:7.1f} ms/step  {args.batch * 1000 / ms:6.0f} images/s  warm-up {warmups[name]:.1f} s")
+    command = f"python benchmarks/cpu_fast_path.py {args.spec} --batch {args.batch} --steps {args.steps} " \
+        f"--rounds {args.rounds}" + (f" --input {args.input}" if args.input else "")
+    doc = {"benchmark": "cpu_fast_path", "command": command,
+           "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "optimizer": recipe.optimizer.name, "cpu": cpu_model(), "cpu_has_bf16": cpu_has_bf16(),
            "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "versions": {"python": platform.python_version(), "torch": torch.__version__}, "results": results}

@@ -90,3 +90,16 @@ def test_compiled_loop_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CUDA_HOME" not in result.stderr and "No CUDA runtime" not in result.stderr, result.stderr
     assert "compiled-bf16" in result.stdout
+
+
+@pytest.mark.torch
+def test_a_loop_whose_loss_breaks_is_reported_in_its_row_and_the_others_still_measured(write_spec, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", str(write_spec(TINY)), "--batch-sizes", "8", "--steps", "3",
+                                      "--warmup", "2", "--trials", "1", "--device", "cpu", "--loops",
+                                      "netspec,eager-fp32", "--set", "training.optimizer.lr=1e38", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ours, eager = json.loads(out.read_text())["rows"]
+    assert ours["images_per_s"] == 0 and ours["note"].startswith("the loss became nan")
+    assert eager["loop"] == "eager-fp32" and eager["images_per_s"] > 0  # a plain loop does not look at its loss

@@ -140,3 +140,20 @@ def test_compiling_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
                             timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert "CUDA_HOME" not in result.stderr and "No CUDA runtime" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("spec", "bf16", "channels_last"), [
+    ("alexnet-digits.yaml", True, False),  # no batch norm: channels-last gains nothing (measured)
+    ("zoo/resnet18.yaml", True, True),  # batch norm in bf16: 7% faster channels-last
+    ("zoo/resnet18.yaml", False, False),  # in fp32 it was not measured to pay
+])
+def test_the_cpu_takes_channels_last_where_it_pays(monkeypatch, spec, bf16, channels_last):
+    from netspec_torch import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: bf16)
+    net = check_file(SPECS_DIR / spec)
+    fast = trainer.FastPath.resolve(TrainOptions(), torch.device("cpu"), net)
+    assert (fast.channels_last, fast.bf16, fast.compile, fast.fused_optimizer) == (channels_last, bf16, False, True)
+    assert ("channels_last: batch norm in bf16" in fast.describe()) is channels_last
+    asked = trainer.FastPath.resolve(TrainOptions(channels_last=False), torch.device("cpu"), net)
+    assert not asked.channels_last  # what the user says goes

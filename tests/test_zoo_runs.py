@@ -35,7 +35,7 @@ def train_two_steps(spec, run_dir, backend: str) -> dict:
 def test_every_zoo_spec_trains_and_benchmarks_in_torch(spec, tmp_path):
     train_two_steps(spec, tmp_path / "run", "torch")
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", str(spec), "--batch-sizes", "2", "--steps", "2", "--warmup", "1",
+    result = CliRunner().invoke(app, ["bench", str(spec), "--batch-sizes", "4", "--steps", "2", "--warmup", "1",
                                       "--trials", "1", "--loops", "netspec", "-o", str(out), *TINY])
     assert result.exit_code == 0, result.output
     [row] = json.loads(out.read_text())["rows"]
