@@ -6,11 +6,11 @@ On a CUDA device the fast path is on by default (each part can be switched off):
 dataset resident on the GPU and augmented there, channels-last, bfloat16 autocast, torch.compile,
 a fused optimizer, and no host sync per step (running sums stay on the device; the loss's
 finiteness is read back every PROGRESS_EVERY steps and still names the first bad step). On the
-CPU the parts that pay off there are on (benchmarks/results/cpu_fast_path.json): a fused
-optimizer, and bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or
-AMX); torch.compile and channels-last gained nothing measurable on top and cost a warm-up, and
-the torchvision input pipeline already keeps up. Either way a resumed run reproduces an
-uninterrupted one exactly.
+CPU the parts that pay off there are on (benchmarks/results/cpu_fast_path*.json): a fused
+optimizer, bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX),
+and channels-last where batch norm runs in bf16; torch.compile gained nothing measurable on top
+and costs a warm-up, and the torchvision input pipeline already keeps up. Either way a resumed
+run reproduces an uninterrupted one exactly.
 Under torchrun the model is wrapped in DistributedDataParallel (netspec_torch.distributed).
 """
 
