@@ -63,9 +63,10 @@ def main() -> None:
 
     import netspec
     from netspec.check import check_file
+    from netspec.train.hardware import cpu_has_native_bf16
     from netspec.train.memory import keep_freed_memory
     from netspec_torch.bench import cpu_model
-    from netspec_torch.trainer import cpu_has_bf16, loss_fn, make_optimizer
+    from netspec_torch.trainer import loss_fn, make_optimizer
 
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     keep_freed_memory()
@@ -106,7 +107,7 @@ def main() -> None:
         f"--rounds {args.rounds}" + (f" --input {args.input}" if args.input else "")
     doc = {"benchmark": "cpu_fast_path", "command": command,
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "optimizer": recipe.optimizer.name, "cpu": cpu_model(), "cpu_has_bf16": cpu_has_bf16(),
+           "optimizer": recipe.optimizer.name, "cpu": cpu_model(), "cpu_has_bf16": cpu_has_native_bf16(),
            "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "versions": {"python": platform.python_version(), "torch": torch.__version__}, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

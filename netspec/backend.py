@@ -37,6 +37,7 @@ class Backend(Protocol):
 
     name: str
     export_formats: tuple[str, ...]
+    bench_loops: tuple[str, ...]  # `netspec bench --loops`: netspec's trainer first, then the reference loops
 
     def emit(self, net) -> str:
         """Standalone source code for the network (imports only the framework)."""

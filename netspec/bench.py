@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import platform
+import statistics
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ class BenchSettings:
     trials: int = 3  # timed rounds of `steps`; the median round is reported
     device: str = "auto"
     peak_tflops: float = DEFAULT_PEAK_TFLOPS
-    loops: list[str] = field(default_factory=lambda: ["netspec", "eager-fp32", "compiled-bf16"])
+    loops: list[str] = field(default_factory=lambda: ["netspec"])  # the backend's bench_loops to time
 
 
 @dataclass
@@ -95,6 +97,79 @@ def table(doc: dict[str, Any]):
             for r in doc["ratios"])
         out.caption_justify = "left"
     return out
+
+
+Steps = Callable[[int], object]  # runs n training steps of one loop, back to back
+Loop = contextlib.AbstractContextManager[tuple[Steps, str]]  # sets a loop up; yields (its steps, a note)
+
+
+@dataclass
+class Measuring:
+    """How a backend's device is timed: ``sync`` waits for queued work; ``in_turn`` has the loops
+    take their timed rounds in turn (a CPU: its speed drifts over minutes, so each loop meets the
+    drift alike) instead of one loop after the other (a GPU: each with the memory to itself);
+    ``failures`` are the exceptions a loop may end with (out of memory, a broken loss), noted in
+    its row; ``reset_memory`` and ``peak_memory`` (GiB) measure a GPU's memory."""
+
+    sync: Callable[[], object] = lambda: None
+    in_turn: bool = True
+    failures: tuple[type[BaseException], ...] = ()
+    reset_memory: Callable[[], object] = lambda: None
+    peak_memory: Callable[[], float | None] = lambda: None
+
+
+def time_loops(loops: list[tuple[str, Loop]], batch: int, settings: BenchSettings, how: Measuring) -> list[BenchRow]:
+    """Each loop's ``warmup`` untimed steps (reported as warm-up time), then ``trials`` rounds of
+    ``steps`` timed steps, each round between two syncs; the median round of each loop is kept."""
+    rows: list[BenchRow] = []
+    for group in [loops] if how.in_turn else [[loop] for loop in loops]:
+        rows += _time_together(group, batch, settings, how)
+    order = [name for name, _ in loops]
+    return sorted(rows, key=lambda row: order.index(row.loop))
+
+
+def _time_together(loops: list[tuple[str, Loop]], batch: int, settings: BenchSettings,
+                   how: Measuring) -> list[BenchRow]:
+    rows: list[BenchRow] = []
+    with contextlib.ExitStack() as stack:
+        ready = []
+        for name, loop in loops:
+            how.reset_memory()
+            try:
+                run, note = stack.enter_context(loop)
+                started = time.perf_counter()
+                run(settings.warmup)
+                how.sync()
+            except how.failures as failure:
+                rows.append(_failed(name, batch, failure))
+                continue
+            ready.append((name, run, note, time.perf_counter() - started, []))
+        for _ in range(settings.trials):
+            for entry in list(ready):
+                name, run, _, _, rounds = entry
+                started = time.perf_counter()
+                try:
+                    run(settings.steps)
+                    how.sync()
+                except how.failures as failure:
+                    rows.append(_failed(name, batch, failure))
+                    ready.remove(entry)
+                    continue
+                rounds.append(time.perf_counter() - started)
+        memory = how.peak_memory()
+        for name, _, note, warmup, rounds in ready:
+            elapsed = statistics.median(rounds)
+            rows.append(BenchRow(name, batch, batch * settings.steps / elapsed, 1000 * elapsed / settings.steps,
+                                 warmup, memory, note=note))
+    return rows
+
+
+def _failed(name: str, batch: int, failure: BaseException) -> BenchRow:
+    from netspec.train.loop import NonFiniteLoss
+
+    note = f"the loss became {failure}: try a larger batch or a lower learning rate" \
+        if isinstance(failure, NonFiniteLoss) else "out of memory"
+    return BenchRow(name, batch, 0.0, 0.0, 0.0, None, note=note)
 
 
 @contextlib.contextmanager

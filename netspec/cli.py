@@ -212,8 +212,8 @@ def train(
         "--channels-last/--no-channels-last", help="Channels-last memory format (torch; default: on for CUDA).",
         show_default=False)] = None,
     bf16: Annotated[bool | None, typer.Option(
-        "--bf16/--no-bf16", help="bfloat16 autocast (torch; default: on for CUDA, and on a CPU with native "
-        "bfloat16).", show_default=False)] = None,
+        "--bf16/--no-bf16", help="bfloat16 compute (torch autocast, Keras mixed_bfloat16; default: on for "
+        "CUDA with torch, and on a CPU with native bfloat16).", show_default=False)] = None,
     compile_: Annotated[bool | None, typer.Option(
         "--compile/--no-compile", help="torch.compile the model (torch; default: on for CUDA).",
         show_default=False)] = None,
@@ -236,7 +236,7 @@ def train(
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
         torch_only = [flag for flag, value in (("--device-data", device_data), ("--channels-last", channels_last),
-                                               ("--bf16", bf16), ("--compile", compile_)) if value is not None]
+                                               ("--compile", compile_)) if value is not None]
         backend = backend or "torch"
         if torch_only and backend != "torch":
             raise SpecError.single(f"{', '.join(torch_only)}: parts of the torch backend's fast path",
@@ -277,8 +277,9 @@ def bench(
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per round.")] = 100,
     warmup: Annotated[int, typer.Option(min=1, help="Untimed steps first (compilation included).")] = 5,
     trials: Annotated[int, typer.Option(min=1, help="Timed rounds; the median is reported.")] = 3,
-    loops: Annotated[str, typer.Option(help="Which loops: netspec, eager-fp32, compiled-bf16.")] = (
-        "netspec,eager-fp32,compiled-bf16"),
+    loops: Annotated[str | None, typer.Option(
+        help="Which loops (default: all): netspec, and for torch eager-fp32, compiled-bf16; for keras "
+             "keras-fit, keras-compiled, keras-xla.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, cuda:N.")] = "auto",
     peak_tflops: Annotated[float, typer.Option(min=0.001, help="The accelerator's peak, for MFU.")] = 800.0,
     input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW", help="Use this input size.")] = None,
@@ -288,7 +289,8 @@ def bench(
     set_: SetOpt = None,
 ) -> None:
     """Measure training throughput: images/s, ms/step, MFU, peak memory and warm-up time, for
-    netspec's trainer and two reference PyTorch loops (plain fp32; bf16 + channels-last + compile)."""
+    netspec's trainer and the backend's reference loops (torch: plain fp32; bf16 + channels-last +
+    compile. keras: a plain model.fit; train_on_batch, compiled; the same with XLA)."""
     from netspec.backend import get_backend
     from netspec.bench import BenchSettings, environment, report, table
     from netspec.check import check_file
@@ -301,18 +303,19 @@ def bench(
         if not sizes or min(sizes) < 1:
             raise SpecError.single(f"--batch-sizes {batch_sizes!r} is not a list of positive numbers",
                                    hint="for example --batch-sizes 128,512")
-        chosen_loops = [name.strip() for name in loops.split(",") if name.strip()]
-        unknown = sorted(set(chosen_loops) - {"netspec", "eager-fp32", "compiled-bf16"})
+        chosen = get_backend(backend)
+        chosen_loops = list(chosen.bench_loops) if loops is None else \
+            [name.strip() for name in loops.split(",") if name.strip()]
+        unknown = [name for name in chosen_loops if name not in chosen.bench_loops]
         if unknown or not chosen_loops:
-            raise SpecError.single(f"unknown loop(s): {', '.join(unknown) or 'none given'}",
-                                   hint="choose from netspec, eager-fp32, compiled-bf16")
+            raise SpecError.single(f"unknown loop(s) for --backend {chosen.name}: {', '.join(unknown) or 'none given'}",
+                                   hint=f"choose from {', '.join(chosen.bench_loops)}")
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         net.require_one_output("a training benchmark")
         if output is not None:  # before the measuring, not after
             from netspec.outputs import check_target
 
             check_target(output, force=force)
-        chosen = get_backend(backend)
         settings = BenchSettings(sizes, steps, warmup, trials, device, peak_tflops, chosen_loops)
         rows, device_name, versions = chosen.bench(net, settings)
         doc = report(net.spec.name, net.totals.macs, rows, environment(device_name, versions))

@@ -37,10 +37,11 @@ def test_torch_bench_measures_every_loop_and_batch_size(write_spec, tmp_path):
     for row in doc["rows"]:
         assert row["images_per_s"] > 0 and row["ms_per_step"] > 0 and row["warmup_s"] > 0
         assert row["mfu"] is None and row["peak_memory_gib"] is None  # GPU-only figures
-    from netspec_torch.trainer import cpu_has_bf16
+    from netspec.train.hardware import cpu_has_native_bf16
 
     # on the CPU: a fused optimizer, and bf16 where the CPU has it, with the reason in the note
-    assert doc["rows"][0]["note"] == ("fast path: bf16, fused_optimizer (bf16: the CPU has bfloat16)" if cpu_has_bf16()
+    native = cpu_has_native_bf16()
+    assert doc["rows"][0]["note"] == ("fast path: bf16, fused_optimizer (bf16: the CPU has bfloat16)" if native
                                       else "fast path: fused_optimizer (no bf16: the CPU has no native bfloat16)")
     assert [(r["batch_size"], r["best_reference"]) for r in doc["ratios"]] == [
         (8, max(doc["rows"][1:3], key=lambda r: r["images_per_s"])["loop"]),
@@ -52,23 +53,34 @@ def test_torch_bench_measures_every_loop_and_batch_size(write_spec, tmp_path):
 
 
 @pytest.mark.keras
-def test_keras_bench_measures_its_trainer_and_refuses_the_torch_loops(write_spec, tmp_path):
+def test_keras_bench_measures_its_trainer_against_fit_and_compiled_loops(write_spec, tmp_path):
     pytest.importorskip("keras")
     spec = str(write_spec(TINY))
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", spec, "--backend", "keras", "--batch-sizes", "8", "--steps", "2",
-                                      "--warmup", "1", "--trials", "1", "--loops", "netspec", "-o", str(out)])
+                                      "--warmup", "1", "--trials", "2", "--device", "cpu", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    [row] = json.loads(out.read_text())["rows"]
-    assert row["loop"] == "netspec" and row["images_per_s"] > 0 and row["note"].startswith("keras on ")
-    refused = CliRunner().invoke(app, ["bench", spec, "--backend", "keras", "--batch-sizes", "8"])
+    doc = json.loads(out.read_text())
+    assert [row["loop"] for row in doc["rows"]] == ["netspec", "keras-fit", "keras-compiled", "keras-xla"]
+    assert all(row["images_per_s"] > 0 and row["warmup_s"] > 0 for row in doc["rows"])
+    from netspec.train.hardware import cpu_has_native_bf16
+
+    precision = "mixed bf16" if cpu_has_native_bf16() else "fp32"
+    assert doc["rows"][0]["note"] == f"keras on tensorflow, {precision}"
+    assert doc["rows"][1]["note"].startswith("fp32, model.fit")  # the plain loop
+    assert doc["rows"][3]["note"] == f"{precision}, train_on_batch on a batch in memory, XLA"
+    best = max(doc["rows"][1:], key=lambda r: r["images_per_s"])
+    assert doc["ratios"] == [{"batch_size": 8, "best_reference": best["loop"], "netspec_over_best_reference":
+                              pytest.approx(doc["rows"][0]["images_per_s"] / best["images_per_s"])}]
+    assert doc["versions"]["keras"] and doc["versions"]["tensorflow"]
+    refused = CliRunner().invoke(app, ["bench", spec, "--backend", "keras", "--loops", "netspec,eager-fp32"])
     assert refused.exit_code == 2
-    assert "the keras backend benchmarks only its own trainer" in refused.output
+    assert "unknown loop(s) for --backend keras: eager-fp32" in " ".join(refused.output.split())
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--batch-sizes", "8,x"], "is not a list of positive numbers"),
-    (["--loops", "netspec,fastest"], "unknown loop(s): fastest"),
+    (["--loops", "netspec,fastest"], "unknown loop(s) for --backend torch: fastest"),
 ])
 def test_bench_option_mistakes(write_spec, args, message):
     result = CliRunner().invoke(app, ["bench", str(write_spec(TINY)), *args])

@@ -150,7 +150,7 @@ def test_compiling_on_the_cpu_prints_no_cuda_warning(write_spec, tmp_path):
 def test_the_cpu_takes_channels_last_where_it_pays(monkeypatch, spec, bf16, channels_last):
     from netspec_torch import trainer
 
-    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: bf16)
     net = check_file(SPECS_DIR / spec)
     fast = trainer.FastPath.resolve(TrainOptions(), torch.device("cpu"), net)
     assert (fast.channels_last, fast.bf16, fast.compile, fast.fused_optimizer) == (channels_last, bf16, False, True)

@@ -79,6 +79,7 @@ def _native_stderr_filtered(noise: tuple[str, ...]):
 class KerasBackend:
     name = "keras"
     export_formats = ("source", "keras", "weights", "savedmodel")
+    bench_loops = ("netspec", "keras-fit", "keras-compiled", "keras-xla")
 
     def __init__(self) -> None:
         # source is rendered without Keras (for another machine, or to read); building needs it

@@ -24,6 +24,7 @@ from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.train import TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
+from netspec.train.hardware import cpu_has_native_bf16
 from netspec.train.loop import EpochLoop, NonFiniteLoss, outputs_probabilities, top_k_hits
 from netspec.train.rundir import RunDir
 from netspec_keras import import_keras, set_from_torch_layout, torch_layout_state
@@ -67,26 +68,54 @@ def on_gpu() -> bool:
     return bool(tf.config.get_visible_devices("GPU"))
 
 
+def compile_for_training(keras, model, net: CheckedNet, *, jit_compile: bool | str = "auto"):
+    """Compile ``model`` with the spec's recipe (optimizer, learning rate, weight decay, loss with
+    label smoothing) and the metrics the loop reads; returns the optimizer."""
+    recipe, probabilities = net.spec.training, outputs_probabilities(net)
+    smoothing = recipe.label_smoothing
+    add_l2_decay(keras, model, recipe)
+    optimizer = make_optimizer(keras, recipe)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=not probabilities, label_smoothing=smoothing),
+        # the reported loss is the cross-entropy alone (without the L2 penalty), as torch reports it
+        metrics=[keras.metrics.CategoricalCrossentropy(name="ce", from_logits=not probabilities,
+                                                       label_smoothing=smoothing),
+                 keras.metrics.CategoricalAccuracy(name="acc")],
+        jit_compile=jit_compile)
+    return optimizer
+
+
+def build_model(keras, backend, net: CheckedNet, *, bf16: bool):
+    """The spec's model; with ``bf16`` its layers compute in bfloat16 on float32 weights (Keras'
+    mixed_bfloat16 policy, set only while the layers are made)."""
+    if not bf16:
+        return backend.load(net)
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        return backend.load(net)
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
 class KerasTrainer(EpochLoop):
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         super().__init__(net, options, run, console)
         self.keras = keras = import_keras()
         pick_device(options.device)
-        self.write_in_background = on_gpu()  # the host's cores are free meanwhile
+        gpu = on_gpu()
+        self.write_in_background = gpu  # the host's cores are free meanwhile
+        # mixed bfloat16 where the CPU has it natively (alexnet-digits: 1.4x the fp32 steps,
+        # benchmarks/results/bench_alexnet_digits_keras_cpu.json); the weights stay float32
+        self.bf16 = options.bf16 if options.bf16 is not None else (not gpu and cpu_has_native_bf16())
+        self.bf16_reason = "" if options.bf16 is not None or gpu else (
+            " (bf16: the CPU has bfloat16)" if self.bf16 else " (no bf16: the CPU has no native bfloat16)")
         keras.utils.set_random_seed(self.recipe.seed)  # initial weights and dropout seeds
         self.data = load_data(net, net.spec.data, seed=self.recipe.seed)
-        self.model = backend.load(net)
+        self.model = build_model(keras, backend, net, bf16=self.bf16)
         self.probabilities = outputs_probabilities(net)
-        smoothing = self.recipe.label_smoothing
-        add_l2_decay(keras, self.model, self.recipe)
-        self.optimizer = make_optimizer(keras, self.recipe)
-        self.model.compile(
-            optimizer=self.optimizer,
-            loss=keras.losses.CategoricalCrossentropy(from_logits=not self.probabilities, label_smoothing=smoothing),
-            # the reported loss is the cross-entropy alone (without the L2 penalty), as torch reports it
-            metrics=[keras.metrics.CategoricalCrossentropy(name="ce", from_logits=not self.probabilities,
-                                                           label_smoothing=smoothing),
-                     keras.metrics.CategoricalAccuracy(name="acc")])
+        self.optimizer = compile_for_training(keras, self.model, net)
         self.optimizer.build(self.model.trainable_variables)
         self.sums = (0.0, 0)
 
@@ -102,7 +131,9 @@ class KerasTrainer(EpochLoop):
         import keras
 
         devices = ", ".join(map(str, keras.distribution.list_devices()))
-        return f"device {devices or 'cpu'}, Keras {keras.__version__} on {keras.config.backend()}"
+        precision = "mixed bf16" if self.bf16 else "fp32"
+        return (f"device {devices or 'cpu'}, Keras {keras.__version__} on {keras.config.backend()}, "
+                f"{precision}{self.bf16_reason}")
 
     def _guarded(self, dataset):
         """Iterate a tf.data pipeline, turning its failures into the user's error."""

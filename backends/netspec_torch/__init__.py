@@ -25,6 +25,7 @@ def reserved_names() -> frozenset[str]:
 class TorchBackend:
     name = "torch"
     export_formats = ("source", "safetensors", "pt2", "onnx")
+    bench_loops = ("netspec", "eager-fp32", "compiled-bf16")
 
     def __init__(self) -> None:
         require_modules("torch", "torch", "safetensors")

@@ -30,6 +30,7 @@ from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.train import FAST_PATH_PARTS, TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
+from netspec.train.hardware import cpu_has_native_bf16
 from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, outputs_probabilities
 from netspec.train.memory import keep_freed_memory
 from netspec.train.rundir import RunDir
@@ -64,14 +65,6 @@ def make_optimizer(model: torch.nn.Module, recipe, *, fused: bool = False) -> to
     return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, **extra)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively; emulated, autocast would be slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 @dataclass(frozen=True)
 class FastPath:
     """Which parts of the fast path are on, and why: on a CUDA device all of them, on the CPU those
@@ -92,7 +85,7 @@ class FastPath:
         defaults = dict.fromkeys(FAST_PATH_PARTS, cuda)
         reasons = []
         if not cuda:
-            defaults["bf16"] = cpu_has_bf16()
+            defaults["bf16"] = cpu_has_native_bf16()
             if options.bf16 is None:
                 reasons.append("bf16: the CPU has bfloat16" if defaults["bf16"] else
                                "no bf16: the CPU has no native bfloat16")
