@@ -3,6 +3,7 @@ images, and clear errors for bad data."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -213,3 +214,41 @@ def test_a_decompression_bomb_is_refused_and_named(tmp_path, monkeypatch, size, 
     [problem] = caught.value.problems
     assert problem.message.startswith(f"refusing to decode image {bomb}: {size[0] * size[1]:,} pixels")
     assert "decompression bomb" in problem.message
+
+
+@pytest.mark.parametrize("random_crop", [False, True])
+def test_images_transformed_once_train_exactly_as_images_transformed_every_epoch(write_spec, tmp_path, monkeypatch,
+                                                                              random_crop):
+    """A deterministic transform is applied once per image and kept (the validation set always,
+    the training set without random crops or flips): the run is the very same."""
+    from netspec_torch.data import ArrayImages
+
+    from .test_training import TINY, comparable, train
+
+    spec = write_spec(TINY.replace("random_crop: true", f"random_crop: {str(random_crop).lower()}"))
+    prepared = []
+    real_prepare = ArrayImages.prepare
+
+    def prepare(self, *args, **kwargs):
+        kept = real_prepare(self, *args, **kwargs)
+        prepared.append(kept)
+        return kept
+
+    monkeypatch.setattr(ArrayImages, "prepare", prepare)
+    kept_once = train(spec, tmp_path / "prepared", max_steps=3)
+    assert prepared == [not random_crop, True]  # the training set, then the validation set
+    monkeypatch.setattr(ArrayImages, "prepare", lambda self, *args, **kwargs: False)
+    every_epoch = train(spec, tmp_path / "every-epoch", max_steps=3)
+    assert comparable(kept_once) == comparable(every_epoch)
+
+
+def test_a_dataset_too_large_to_keep_is_transformed_as_it_goes():
+    from netspec.train.sources import ImageArrays
+    from netspec_torch.data import ArrayImages
+
+    arrays = ImageArrays(np.zeros((4, 1, 8, 8), dtype=np.uint8), np.arange(4))
+    images = ArrayImages(arrays, lambda image: image.float().repeat(3, 1, 1), deterministic=True)
+    assert not images.prepare(limit_bytes=4 * 3 * 8 * 8 * 4 - 1) and images.prepared is None
+    assert images.prepare(limit_bytes=4 * 3 * 8 * 8 * 4) and images.prepared.shape == (4, 3, 8, 8)
+    random = ArrayImages(arrays, lambda image: image.float(), deterministic=False)
+    assert not random.prepare() and random.prepared is None

@@ -55,17 +55,49 @@ def transforms(net: CheckedNet, data: DataSpec, *, train: bool, source_channels:
     return T.Compose(steps)
 
 
-class ArrayImages(Dataset):
-    """(image, label) pairs from uint8 arrays, through a transform."""
+# the most memory the transformed images of one in-memory dataset may take to be kept
+PREPARED_LIMIT_BYTES = 1 << 30
 
-    def __init__(self, arrays: ImageArrays, transform):
+
+class ArrayImages(Dataset):
+    """(image, label) pairs from uint8 arrays, through a transform. A deterministic transform (no
+    random crop or flip) is applied once per image and its results kept (``prepare``), so epochs
+    and evaluations index prepared tensors instead of transforming every image again."""
+
+    def __init__(self, arrays: ImageArrays, transform, *, deterministic: bool):
         self.images, self.labels, self.transform = torch.from_numpy(arrays.images), arrays.labels, transform
+        self.deterministic = deterministic
+        self.prepared: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int):
+        if self.prepared is not None:
+            return self.prepared[index], int(self.labels[index])
         return self.transform(self.images[index]), int(self.labels[index])
+
+    def prepare(self, limit_bytes: int = PREPARED_LIMIT_BYTES) -> bool:
+        """Transform every image now and keep the results, when the transform is deterministic and
+        they fit in ``limit_bytes``; whether they are kept."""
+        if self.prepared is not None or not self.deterministic or not len(self):
+            return self.prepared is not None
+        first = self.transform(self.images[0])
+        if first.numel() * first.element_size() * len(self) > limit_bytes:
+            return False
+        prepared = torch.empty((len(self), *first.shape), dtype=first.dtype)
+        for index, image in enumerate(self.images):
+            prepared[index] = self.transform(image)
+        self.prepared = prepared
+        return True
+
+    def batches(self, indices: list[int], batch_size: int):
+        """The prepared (images, labels) batches of these indices, as a DataLoader would collate them."""
+        assert self.prepared is not None
+        labels = torch.as_tensor(self.labels, dtype=torch.int64)
+        for start in range(0, len(indices), batch_size):
+            chunk = torch.as_tensor(indices[start:start + batch_size], dtype=torch.int64)
+            yield self.prepared[chunk], labels[chunk]
 
 
 class WorkerSpecError(SpecError):
@@ -122,6 +154,8 @@ def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets
 
     def wrap(source: ImageArrays | ImageFiles, train: bool) -> Dataset:
         transform = transforms(net, data, train=train, source_channels=source_channels(source))
-        return FileImages(source, transform) if isinstance(source, ImageFiles) else ArrayImages(source, transform)
+        if isinstance(source, ImageFiles):
+            return FileImages(source, transform)
+        return ArrayImages(source, transform, deterministic=not (train and (data.random_crop or data.hflip)))
 
     return Datasets(wrap(sources.train, True), wrap(sources.val, False), sources.classes)

@@ -151,6 +151,8 @@ class TorchTrainer(EpochLoop):
         self.criterion = loss_fn(net, self.recipe.label_smoothing)
         self.data = load_datasets(net, net.spec.data, seed=self.recipe.seed)
         self.device_batches = self._device_batches() if self.fast.device_data else None
+        if self.device_batches is None:
+            self._prepare_data()
         self.forward = self._forward_model()
         torch.manual_seed(self.recipe.seed + self.world.rank)  # each process its own dropout masks
         self.loss_sum = self.correct = self.first_bad = None
@@ -170,6 +172,13 @@ class TorchTrainer(EpochLoop):
         quiet_cpu_compile(self.device)
         return torch.compile(model)
 
+    def _prepare_data(self) -> None:
+        """In-memory images whose transform is deterministic are transformed once, not each epoch
+        (always the validation set; the training set without random crops or flips)."""
+        for dataset in (self.data.train, self.data.val):
+            if isinstance(dataset, ArrayImages):
+                dataset.prepare()
+
     def _device_batches(self) -> DeviceBatches | None:
         """The dataset on the device when it is held in memory (not for image folders)."""
         train = self.data.train
@@ -187,6 +196,8 @@ class TorchTrainer(EpochLoop):
         indices, batch = self.world.shard(indices, self.recipe.batch_size)
         if self.device_batches is not None:
             return self.device_batches.batches(indices, batch, epoch=epoch, first_batch=self.state["batches_done"])
+        if isinstance(self.data.train, ArrayImages) and self.data.train.prepared is not None:
+            return self.data.train.batches(indices, batch)
         # its own generator, so the loader draws nothing from the global RNG that resume restores
         return DataLoader(self.data.train, batch_size=batch, sampler=indices, num_workers=self.options.workers,
                           pin_memory=self.device.type == "cuda",
@@ -245,10 +256,14 @@ class TorchTrainer(EpochLoop):
     def evaluate(self) -> tuple[float, float, float]:
         self.model.eval()
         val = self.data.val
-        if self.world.active:  # each process evaluates its share; the sums are added up
-            val = torch.utils.data.Subset(val, range(self.world.rank, len(val), self.world.size))
-        loader = DataLoader(val, batch_size=self.recipe.batch_size, num_workers=self.options.workers,
-                            pin_memory=self.device.type == "cuda")
+        share = range(self.world.rank, len(val), self.world.size)  # each process its share; the sums are added up
+        if isinstance(val, ArrayImages) and val.prepared is not None:
+            loader = val.batches(list(share), self.recipe.batch_size)
+        else:
+            # its own generator: evaluating draws nothing from the RNG that the dropout masks use
+            loader = DataLoader(torch.utils.data.Subset(val, share) if self.world.active else val,
+                                batch_size=self.recipe.batch_size, num_workers=self.options.workers,
+                                pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0))
         total, loss_sum, top1, top5 = 0, 0.0, 0, 0
         k = min(5, self.net.output_shape[0])
         for x, y in loader:
