@@ -301,3 +301,21 @@ def test_torch_fast_path_switches_are_refused_for_keras(write_spec, tmp_path):
     assert result.exit_code == 2
     assert "--compile: parts of the torch backend's fast path" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("bf16", [True, False])
+def test_keras_bf16_computes_in_bfloat16_on_float32_weights_and_leaves_the_policy_as_it_was(write_spec, tmp_path,
+                                                                                           bf16):
+    keras = pytest.importorskip("keras")
+    net = check_file(write_spec(TINY))
+    run = RunDir(tmp_path / "run", resume=False)
+    trainer = trainer_class("keras")(get_backend("keras"), net, TrainOptions(device="cpu", progress=False, bf16=bf16),
+                                     run)
+    run.close()
+    conv = trainer.model.get_layer("conv1")
+    assert conv.compute_dtype == ("bfloat16" if bf16 else "float32")
+    assert all(weight.dtype == "float32" for weight in trainer.model.weights)  # checkpoints stay float32
+    assert ("mixed bf16" if bf16 else ", fp32") in trainer.describe()
+    assert keras.config.dtype_policy().name == "float32"  # models built afterwards are float32 again
+    assert get_backend("keras").load(net).get_layer("conv1").compute_dtype == "float32"
