@@ -110,3 +110,30 @@ def test_resize_smaller_than_the_input_is_refused():
 
     with pytest.raises(SpecError, match=r"data.resize 48 is smaller than the 64×64 input"):
         load_data(small_net(), DataSpec(dataset="digits", resize=48))
+
+
+@pytest.mark.parametrize("random_crop", [False, True])
+def test_keras_images_transformed_once_train_exactly_as_images_transformed_every_epoch(write_spec, tmp_path,
+                                                                                    monkeypatch, random_crop):
+    from netspec_keras.data import KerasData
+
+    from .test_training import TINY, comparable, train
+
+    spec = write_spec(TINY.replace("random_crop: true", f"random_crop: {str(random_crop).lower()}"))
+    kept_once = train(spec, tmp_path / "prepared", backend="keras", max_steps=3)
+    monkeypatch.setattr(KerasData, "_prepared", lambda self, split: None)
+    every_epoch = train(spec, tmp_path / "every-epoch", backend="keras", max_steps=3)
+    assert comparable(kept_once) == comparable(every_epoch)
+
+
+def test_keras_keeps_only_deterministic_in_memory_splits(write_spec):
+    from netspec_keras.data import load_data
+
+    from .test_training import TINY
+
+    for random_crop in (False, True):
+        net = check_file(write_spec(TINY.replace("random_crop: true", f"random_crop: {str(random_crop).lower()}")))
+        data = load_data(net, net.spec.data)
+        val = data._prepared("val")
+        assert tuple(val.shape) == (len(data.val), 16, 16, 3)
+        assert (data._prepared("train") is None) is random_crop

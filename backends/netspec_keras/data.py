@@ -6,18 +6,28 @@ normalization, giving channels-last images for the generated Keras model.
 Random crops and flips use stateless random ops seeded by (seed, epoch, sample index), so an
 epoch's augmentation does not depend on what ran before it: a resumed run sees the same images.
 Image files are decoded by Pillow (as for torch); an undecodable file stops the run with its name.
+In-memory images whose transform is deterministic (validation; training without random crops or
+flips) are transformed once and kept, so epochs and evaluations gather prepared tensors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from netspec.check import CheckedNet
 from netspec.errors import SpecError
 from netspec.spec import DataSpec
-from netspec.train.sources import ImageArrays, ImageFiles, decode_rgb, load_sources, normalization
+from netspec.train.sources import (
+    PREPARED_LIMIT_BYTES,
+    ImageArrays,
+    ImageFiles,
+    decode_rgb,
+    load_sources,
+    normalization,
+)
 
 
 @dataclass
@@ -31,12 +41,17 @@ class KerasData:
     classes: list[str]
     seed: int = 0
     decode_errors: list[SpecError] = field(default_factory=list)
+    kept: dict[str, Any] = field(default_factory=dict)  # 'train'/'val': transformed images, or None
 
     def train_batches(self, indices: list[int], epoch: int, batch_size: int):
         """Augmented training batches of these sample indices, in order; labels one-hot."""
         import tensorflow as tf
 
         classes = len(self.classes)
+        prepared = self._prepared("train")
+        if prepared is not None:
+            return self._gathered(prepared, self.train, indices, batch_size,
+                                  lambda labels: tf.one_hot(labels, classes, dtype=tf.float32))
         images = self._images(self.train, tf.constant(np.asarray(indices, dtype=np.int64)))
         base_seed = tf.constant([self.seed, epoch], dtype=tf.int64)
 
@@ -51,9 +66,38 @@ class KerasData:
         """Validation batches, centre-cropped; labels as integers."""
         import tensorflow as tf
 
+        prepared = self._prepared("val")
+        if prepared is not None:
+            return self._gathered(prepared, self.val, list(range(len(self.val))), batch_size, lambda labels: labels)
         images = self._images(self.val, tf.range(len(self.val), dtype=tf.int64))
         return images.map(lambda image, label, index: (self._transform(image, train=False), label),
                           num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+
+    def _prepared(self, split: str):
+        """The transformed images of an in-memory split whose transform is deterministic, made once
+        and kept (when they fit in PREPARED_LIMIT_BYTES); None for any other split."""
+        if split not in self.kept:
+            import tensorflow as tf
+
+            source, train = getattr(self, split), split == "train"
+            random = train and (self.spec.random_crop or self.spec.hflip)
+            size = len(source) * int(np.prod(self.net.input_shape)) * 4
+            self.kept[split] = None
+            if isinstance(source, ImageArrays) and len(source) and not random and size <= PREPARED_LIMIT_BYTES:
+                images = self._images(source, tf.range(len(source), dtype=tf.int64))
+                transformed = images.map(lambda image, label, index: self._transform(image, train=train),
+                                         num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+                self.kept[split] = tf.concat(list(transformed), axis=0)
+        return self.kept[split]
+
+    @staticmethod
+    def _gathered(prepared, source: ImageArrays, indices: list[int], batch_size: int, label_form):
+        """Batches of kept images and their labels for these indices, in order."""
+        import tensorflow as tf
+
+        labels = tf.constant(source.labels)
+        chunks = tf.data.Dataset.from_tensor_slices(tf.constant(np.asarray(indices, dtype=np.int64))).batch(batch_size)
+        return chunks.map(lambda i: (tf.gather(prepared, i), label_form(tf.gather(labels, i)))).prefetch(2)
 
     def explain(self, error: Exception) -> SpecError:
         """The user-facing error behind a failed pipeline step."""

@@ -20,6 +20,7 @@ from netspec.check import CheckedNet
 from netspec.errors import Location, Problem, SpecError
 from netspec.spec import DataSpec
 from netspec.train.sources import (
+    PREPARED_LIMIT_BYTES,
     ImageArrays,
     ImageFiles,
     decode_rgb,
@@ -53,10 +54,6 @@ def transforms(net: CheckedNet, data: DataSpec, *, train: bool, source_channels:
         steps.append(T.RandomHorizontalFlip())
     steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(*map(list, normalization(data, channels)))]
     return T.Compose(steps)
-
-
-# the most memory the transformed images of one in-memory dataset may take to be kept
-PREPARED_LIMIT_BYTES = 1 << 30
 
 
 class ArrayImages(Dataset):

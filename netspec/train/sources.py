@@ -18,6 +18,8 @@ from netspec.errors import SpecError
 from netspec.spec import DataSpec
 
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 256
+# the most memory the transformed images of one in-memory split may take for a backend to keep them
+PREPARED_LIMIT_BYTES = 1 << 30
 # what torchvision's ImageFolder accepts, so both backends list the same files
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
