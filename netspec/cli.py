@@ -303,6 +303,10 @@ def bench(
         if not sizes or min(sizes) < 1:
             raise SpecError.single(f"--batch-sizes {batch_sizes!r} is not a list of positive numbers",
                                    hint="for example --batch-sizes 128,512")
+        if output is not None:  # before the measuring, not after (and before the backend is looked up)
+            from netspec.outputs import check_target
+
+            check_target(output, force=force)
         chosen = get_backend(backend)
         chosen_loops = list(chosen.bench_loops) if loops is None else \
             [name.strip() for name in loops.split(",") if name.strip()]
@@ -312,10 +316,6 @@ def bench(
                                    hint=f"choose from {', '.join(chosen.bench_loops)}")
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         net.require_one_output("a training benchmark")
-        if output is not None:  # before the measuring, not after
-            from netspec.outputs import check_target
-
-            check_target(output, force=force)
         settings = BenchSettings(sizes, steps, warmup, trials, device, peak_tflops, chosen_loops)
         rows, device_name, versions = chosen.bench(net, settings)
         doc = report(net.spec.name, net.totals.macs, rows, environment(device_name, versions))
