@@ -63,9 +63,8 @@ def main() -> None:
 
     import netspec
     from netspec.check import check_file
-    from netspec.train.hardware import cpu_has_native_bf16
+    from netspec.train.hardware import cpu_has_native_bf16, cpu_model
     from netspec.train.memory import keep_freed_memory
-    from netspec_torch.bench import cpu_model
     from netspec_torch.trainer import loss_fn, make_optimizer
 
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

@@ -239,8 +239,10 @@ def train(
                                                ("--compile", compile_)) if value is not None]
         backend = backend or "torch"
         if torch_only and backend != "torch":
-            raise SpecError.single(f"{', '.join(torch_only)}: parts of the torch backend's fast path",
-                                   hint="leave them out with --backend keras")
+            several = len(torch_only) > 1
+            raise SpecError.single(f"{', '.join(torch_only)}: {'parts' if several else 'a part'} of the torch "
+                                   "backend's fast path", hint=f"leave {'them' if several else 'it'} out with "
+                                                               f"--backend {backend}")
         overrides = list(set_ or [])
         if data_path is not None:  # a path, quoted so YAML cannot read it as null, a number or a list
             overrides.append(f"data.path={json.dumps(str(data_path))}")

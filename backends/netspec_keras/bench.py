@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 from netspec.bench import BenchRow, BenchSettings, Measuring, time_loops, trainer_on_synthetic_data
 from netspec.check import CheckedNet
+from netspec.train.hardware import cpu_model
 from netspec.train.loop import NonFiniteLoss
 
 
@@ -45,7 +46,8 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
                       for name in settings.loops]
             rows += time_loops(setups, batch, settings, how)
         keras.backend.clear_session()
-    name = f"GPU ({tf.config.list_logical_devices('GPU')[0].name})" if gpu else f"CPU ({os.cpu_count()} cores)"
+    name = f"GPU ({tf.config.list_logical_devices('GPU')[0].name})" if gpu else \
+        f"{cpu_model()} ({os.cpu_count()} cores)"
     return rows, name, {"keras": keras.__version__, "backend": keras.backend.backend(), "tensorflow": tf.__version__}
 
 

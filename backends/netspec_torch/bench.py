@@ -24,6 +24,7 @@ import torch
 
 from netspec.bench import BenchRow, BenchSettings, Measuring, time_loops, trainer_on_synthetic_data
 from netspec.check import CheckedNet
+from netspec.train.hardware import cpu_model
 from netspec.train.loop import NonFiniteLoss
 from netspec_torch.trainer import TorchTrainer, loss_fn, make_optimizer, pick_device, quiet_cpu_compile
 
@@ -47,17 +48,6 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
     import torchvision
 
     return rows, name, {"torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), or 'CPU'."""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):  # noqa: SIM115 - read to the first match
-            if line.startswith("model name"):
-                return "CPU: " + " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return "CPU"
 
 
 def _release(device: torch.device) -> None:

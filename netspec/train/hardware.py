@@ -18,3 +18,15 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         if line.startswith("flags"):
             return bool(NATIVE_BF16_FLAGS & set(line.split(":", 1)[-1].split()))
     return False
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux), as 'CPU: NAME', or 'CPU'."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "CPU"
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return "CPU: " + " ".join(line.split(":", 1)[1].split())
+    return "CPU"
