@@ -103,6 +103,15 @@ Steps = Callable[[int], object]  # runs n training steps of one loop, back to ba
 Loop = contextlib.AbstractContextManager[tuple[Steps, str]]  # sets a loop up; yields (its steps, a note)
 
 
+def repeated(step: Callable[[], object]) -> Steps:
+    """A loop's steps from its one step."""
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            step()
+
+    return run
+
+
 @dataclass
 class Measuring:
     """How a backend's device is timed: ``sync`` waits for queued work; ``in_turn`` has the loops

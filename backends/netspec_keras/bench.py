@@ -19,7 +19,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from netspec.bench import BenchRow, BenchSettings, Measuring, time_loops, trainer_on_synthetic_data
+from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
 from netspec.check import CheckedNet
 from netspec.train.hardware import cpu_model
 from netspec.train.loop import NonFiniteLoss
@@ -27,7 +27,7 @@ from netspec.train.loop import NonFiniteLoss
 
 def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[BenchRow], str, dict[str, str]]:
     from netspec_keras import import_keras
-    from netspec_keras.trainer import on_gpu, pick_device
+    from netspec_keras.trainer import KerasTrainer, on_gpu, pick_device
 
     keras = import_keras()
     pick_device(settings.device)
@@ -39,7 +39,7 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
     how = Measuring(in_turn=not gpu, failures=(NonFiniteLoss, tf.errors.ResourceExhaustedError))
     rows = []
     for batch in settings.batch_sizes:
-        with trainer_on_synthetic_data(_trainer_class(), backend, net, batch, settings) as (trainer, batches):
+        with trainer_on_synthetic_data(KerasTrainer, backend, net, batch, settings) as (trainer, batches):
             # the reference loops' batch, in memory: one batch of the same pipeline
             resident = next(iter(trainer.data.train_batches(list(range(batch)), 0, batch)))
             setups = [(name, loops[name](keras, backend, trainer, batches, resident, settings))
@@ -51,23 +51,9 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
     return rows, name, {"keras": keras.__version__, "backend": keras.backend.backend(), "tensorflow": tf.__version__}
 
 
-def _trainer_class():
-    from netspec_keras.trainer import KerasTrainer
-
-    return KerasTrainer
-
-
-def _repeated(step):
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            step()
-
-    return run
-
-
 @contextlib.contextmanager
 def _netspec_loop(keras, backend, trainer, batches, resident, settings) -> Iterator[tuple]:
-    yield _repeated(lambda: trainer.train_step(next(batches))), f"keras on {keras.backend.backend()}, " \
+    yield repeated(lambda: trainer.train_step(next(batches))), f"keras on {keras.backend.backend()}, " \
         f"{'mixed bf16' if trainer.bf16 else 'fp32'}"
 
 
@@ -93,7 +79,7 @@ def _compiled(keras, backend, trainer, resident, *, jit_compile: bool) -> tuple:
     model = build_model(keras, backend, trainer.net, bf16=trainer.bf16)
     compile_for_training(keras, model, trainer.net, jit_compile=jit_compile)
     x, y = resident
-    return _repeated(lambda: model.train_on_batch(x, y)), f"{'mixed bf16' if trainer.bf16 else 'fp32'}, " \
+    return repeated(lambda: model.train_on_batch(x, y)), f"{'mixed bf16' if trainer.bf16 else 'fp32'}, " \
         f"train_on_batch on a batch in memory{', XLA' if jit_compile else ''}"
 
 

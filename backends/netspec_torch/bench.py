@@ -17,12 +17,12 @@ and so each loop meets the drift alike); on a GPU one loop runs after the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-from netspec.bench import BenchRow, BenchSettings, Measuring, time_loops, trainer_on_synthetic_data
+from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
 from netspec.check import CheckedNet
 from netspec.train.hardware import cpu_model
 from netspec.train.loop import NonFiniteLoss
@@ -57,14 +57,6 @@ def _release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def repeated(step: Callable[[], object]) -> Callable[[int], None]:
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            step()
-
-    return run
 
 
 @contextmanager

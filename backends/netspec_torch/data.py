@@ -83,8 +83,9 @@ class ArrayImages(Dataset):
         if first.numel() * first.element_size() * len(self) > limit_bytes:
             return False
         prepared = torch.empty((len(self), *first.shape), dtype=first.dtype)
-        for index, image in enumerate(self.images):
-            prepared[index] = self.transform(image)
+        prepared[0] = first
+        for index in range(1, len(self)):
+            prepared[index] = self.transform(self.images[index])
         self.prepared = prepared
         return True
 
