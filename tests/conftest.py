@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,28 @@ SPECS_DIR = ROOT / "specs"
 BAD_SPECS_DIR = Path(__file__).resolve().parent / "specs"
 ALL_SPECS = sorted(SPECS_DIR.glob("*.yaml"))
 ZOO_SPECS = sorted((SPECS_DIR / "zoo").glob("*.yaml"))  # torchvision's families, written with modules
+
+
+def lines_executed(action: Callable[[], object]) -> int:
+    """How many lines of Python ``action`` executes, in any module. Tests of "work stays
+    proportional to the document" compare this count, not a clock: it does not depend on how busy
+    the machine is, so it cannot flake on a loaded CI runner, and a quadratic loop shows up in it.
+    ``action`` runs once untraced first, so one-time work (imports, pydantic's schema building) is
+    not counted."""
+    action()
+    count = 0
+
+    def trace(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return trace
+
+    sys.settrace(trace)
+    try:
+        action()
+    finally:
+        sys.settrace(None)
+    return count
 
 
 @pytest.fixture

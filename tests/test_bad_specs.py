@@ -14,7 +14,7 @@ import pytest
 from netspec import check_file
 from netspec.errors import SpecError
 
-from .conftest import BAD_SPECS_DIR, SPECS_DIR
+from .conftest import BAD_SPECS_DIR, SPECS_DIR, lines_executed
 
 BAD_SPECS = sorted(BAD_SPECS_DIR.glob("bad_*.yaml"))
 
@@ -179,63 +179,85 @@ def test_input_hints_from_the_command_line():
 
 # --- work stays proportional to the document -----------------------------------------------------
 
-def _timed_check(path, seconds: float, **options):
-    import time
+def _checked_with_work(path, **options) -> tuple[list, int]:
+    """The problems check_file reports, and the lines of Python it ran to find them."""
+    problems = []
 
-    start = time.perf_counter()
-    with pytest.raises(SpecError) as caught:
-        check_file(path, **options)
-    assert time.perf_counter() - start < seconds
-    return caught.value.problems
+    def check():
+        with pytest.raises(SpecError) as caught:
+            check_file(path, **options)
+        problems[:] = caught.value.problems
+
+    return problems, lines_executed(check)
 
 
 def test_an_input_too_large_to_hold_is_refused(tmp_path):
     spec = tmp_path / "big.yaml"
     spec.write_text("name: big\ninput: [3, 1048576, 1048576]\nlayers:\n  - {type: maxpool2d, kernel_size: 1048576}\n"
                     "  - {type: flatten}\n")
-    [problem] = _timed_check(spec, 5)
+    [problem], work = _checked_with_work(spec)
     assert problem.message == "the input has 3,298,534,883,328 values per sample, beyond what a framework can build"
     assert (problem.location.line, problem.location.column) == (2, 1)
-    [problem] = _timed_check(SPECS_DIR / "alexnet.yaml", 5, input_shape=(3, 65536, 65536))
+    assert work < 100_000  # a check of the whole alexnet.yaml runs about 25,000
+    [problem], work = _checked_with_work(SPECS_DIR / "alexnet.yaml", input_shape=(3, 65536, 65536))
     assert problem.location.file == "--input 3x65536x65536"
+    assert work < 100_000
 
 
-def test_many_mistakes_among_many_names_are_reported_quickly(tmp_path):
-    """20,000 params and 20,000 misspelt references: a did-you-mean over every name for every
-    mistake took minutes, and each hint listed all 20,000 names."""
-    count = 20_000
+def _many_mistakes(tmp_path, count: int):
     lines = ["name: many", "input: [3, 8, 8]", "params:", *(f"  param_{i}: {i}" for i in range(count)),
              "data:", *(f'  k{i}: "${{parm_{i}x}}"' for i in range(count)), "layers: [{type: flatten}]"]
-    spec = tmp_path / "many.yaml"
+    spec = tmp_path / f"many{count}.yaml"
     spec.write_text("\n".join(lines) + "\n")
-    problems = _timed_check(spec, 30)
-    assert len(problems) == count
-    assert max(len(p.hint or "") for p in problems) < 300
+    return _checked_with_work(spec)
 
 
-def test_many_blocks_and_wrong_in_features_are_checked_quickly(tmp_path):
+def test_many_mistakes_among_many_names_stay_proportional(tmp_path):
+    """Misspelt references among many params: a did-you-mean over every name for every mistake
+    took minutes at 20,000, and each hint listed all the names. Four times the mistakes among four
+    times the names must now cost at most about four times the work (quadratic: sixteen)."""
+    small, small_work = _many_mistakes(tmp_path, 1000)
+    large, large_work = _many_mistakes(tmp_path, 4000)
+    assert (len(small), len(large)) == (1000, 4000)
+    assert max(len(p.hint or "") for p in large) < 300
+    assert large_work / small_work < 5, (small_work, large_work)
+
+
+def _blocks_spec(tmp_path, count: int, *, duplicate: bool):
     blocks = [f"  - {{name: b{i}, layers: [{{name: l{i}, type: linear, out_features: 1, in_features: 2}}]}}"
-              for i in range(4000)]
-    spec = tmp_path / "blocks.yaml"
+              for i in range(count)]
+    spec = tmp_path / f"blocks{count}{'-duplicate' if duplicate else ''}.yaml"
     spec.write_text("name: blocks\ninput: [3, 8, 8]\nblocks:\n  - {name: f, layers: [{type: flatten}]}\n"
-                    + "\n".join(blocks) + "\n  - {name: b0, layers: [{type: relu}]}\n")
-    problems = _timed_check(spec, 30)
-    assert "two blocks are named 'b0'" in {p.message for p in problems}
-    spec.write_text("name: blocks\ninput: [3, 8, 8]\nblocks:\n  - {name: f, layers: [{type: flatten}]}\n"
-                    + "\n".join(blocks) + "\n")
-    problems = _timed_check(spec, 30)
-    assert len(problems) == 4000 and all(p.message.startswith("in_features is 2 but") for p in problems[1:])
+                    + "\n".join(blocks) + "\n" + ("  - {name: b0, layers: [{type: relu}]}\n" if duplicate else ""))
+    return spec
+
+
+def test_many_blocks_and_wrong_in_features_stay_proportional(tmp_path):
+    found = {}
+    for duplicate in (True, False):
+        small_work = _checked_with_work(_blocks_spec(tmp_path, 500, duplicate=duplicate))[1]
+        found[duplicate], large_work = _checked_with_work(_blocks_spec(tmp_path, 2000, duplicate=duplicate))
+        assert large_work / small_work < 5, (duplicate, small_work, large_work)
+    assert "two blocks are named 'b0'" in {p.message for p in found[True]}
+    assert len(found[False]) == 2000
+    assert all(p.message.startswith("in_features is 2 but") for p in found[False][1:])
 
 
 def test_a_megabyte_of_nested_lists_is_refused_before_it_is_composed(tmp_path):
-    """Composing 480,000 nested values took seconds before the value limit applied."""
-    path = tmp_path / "lists.yaml"
-    path.write_text("name: x\ninput: [3, 8, 8]\nlayers: [" + ",".join(["[" * 60 + "1" + "]" * 60] * 8000) + "]\n")
-    [problem] = _timed_check(path, 5)
+    """Composing 480,000 nested values took seconds before the value limit applied: past the
+    limit, a larger document must not cost more work."""
+    found = {}
+    for count in (4000, 8000):
+        path = tmp_path / f"lists{count}.yaml"
+        path.write_text("name: x\ninput: [3, 8, 8]\nlayers: [" + ",".join(["[" * 60 + "1" + "]" * 60] * count) + "]\n")
+        found[count] = _checked_with_work(path)
+    [problem] = found[8000][0]
     assert problem.message == "document holds more than 100,000 values"
     assert problem.location.line == 3
+    assert found[8000][1] <= found[4000][1] * 1.1, {count: work for count, (_, work) in found.items()}
 
 
 def test_a_very_deep_set_key_is_a_user_error():
-    [problem] = _timed_check(SPECS_DIR / "alexnet.yaml", 5, overrides=["a." * 3000 + "b=1"])
+    [problem], work = _checked_with_work(SPECS_DIR / "alexnet.yaml", overrides=["a." * 3000 + "b=1"])
     assert problem.message == "--set key is nested deeper than 64 levels"
+    assert work < 100_000
