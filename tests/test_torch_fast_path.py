@@ -157,3 +157,41 @@ def test_the_cpu_takes_channels_last_where_it_pays(monkeypatch, spec, bf16, chan
     assert ("channels_last: batch norm in bf16" in fast.describe()) is channels_last
     asked = trainer.FastPath.resolve(TrainOptions(channels_last=False), torch.device("cpu"), net)
     assert not asked.channels_last  # what the user says goes
+
+
+@pytest.mark.parametrize(("spec", "device", "uniform"), [
+    ("alexnet-digits.yaml", "cpu", True),
+    ("alexnet-digits.yaml", "cuda", False),  # on a GPU bernoulli_ is fast
+    ("zoo/resnet18.yaml", "cpu", False),  # nothing to swap
+])
+def test_the_cpu_draws_dropout_masks_with_torch_rand(spec, device, uniform):
+    from netspec_torch import trainer
+
+    fast = trainer.FastPath.resolve(TrainOptions(), torch.device(device), check_file(SPECS_DIR / spec))
+    assert fast.uniform_dropout is uniform
+    assert ("uniform_dropout: bernoulli_ is serial on the CPU" in fast.describe()) is uniform
+
+
+def test_the_cpu_trainer_swaps_the_dropout_modules_of_its_model(write_spec, tmp_path):
+    from netspec.backend import get_backend
+    from netspec.train.rundir import RunDir
+    from netspec_torch.dropout import UniformMaskDropout
+    from netspec_torch.trainer import TorchTrainer
+
+    net = check_file(write_spec("""
+        name: small
+        input: [1, 8, 8]
+        layers:
+          - {type: flatten}
+          - {name: drop, type: dropout, p: 0.25}
+          - {name: fc, type: linear, out_features: 10}
+        data: {dataset: digits}
+    """))
+    run = RunDir(tmp_path / "run", resume=False)
+    try:
+        trainer = TorchTrainer(get_backend("torch"), net, TrainOptions(device="cpu", progress=False), run)
+        assert [(type(m).__name__, m.p) for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)] == [
+            ("UniformMaskDropout", 0.25)]
+        assert isinstance(trainer.model.drop, UniformMaskDropout)
+    finally:
+        run.close()

@@ -8,7 +8,8 @@ a fused optimizer, and no host sync per step (running sums stay on the device; t
 finiteness is read back every PROGRESS_EVERY steps and still names the first bad step). On the
 CPU the parts that pay off there are on (benchmarks/results/cpu_fast_path*.json): a fused
 optimizer, bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX),
-and channels-last where batch norm runs in bf16; torch.compile gained nothing measurable on top
+channels-last where batch norm runs in bf16, and dropout masks drawn in bulk
+(netspec_torch.dropout); torch.compile gained nothing measurable on top
 and costs a warm-up, and the torchvision input pipeline already keeps up. Either way a resumed
 run reproduces an uninterrupted one exactly.
 Under torchrun the model is wrapped in DistributedDataParallel (netspec_torch.distributed).
@@ -37,6 +38,7 @@ from netspec.train.rundir import RunDir
 from netspec_torch.data import ArrayImages, load_datasets
 from netspec_torch.device_data import DeviceBatches
 from netspec_torch.distributed import World, check_batch
+from netspec_torch.dropout import use_uniform_masks
 
 
 def pick_device(requested: str) -> torch.device:
@@ -76,6 +78,7 @@ class FastPath:
     bf16: bool
     compile: bool
     fused_optimizer: bool
+    uniform_dropout: bool  # dropout masks from torch.rand, not bernoulli_ (netspec_torch.dropout)
     check_every: int  # steps between loss finiteness read-backs (1: every step)
     reasons: tuple[str, ...] = ()
 
@@ -97,12 +100,16 @@ class FastPath:
             defaults["channels_last"] = bf16 and batch_norm
             if options.channels_last is None and defaults["channels_last"]:
                 reasons.append("channels_last: batch norm in bf16")
+        uniform_dropout = not cuda and any(checked.layer.kind == "dropout" for checked in net.layers)
+        if uniform_dropout:
+            reasons.append("uniform_dropout: bernoulli_ is serial on the CPU")
         parts = {name: defaults[name] if getattr(options, name) is None else getattr(options, name)
                  for name in FAST_PATH_PARTS}
-        return cls(**parts, fused_optimizer=True, check_every=PROGRESS_EVERY if cuda else 1, reasons=tuple(reasons))
+        return cls(**parts, fused_optimizer=True, uniform_dropout=uniform_dropout,
+                   check_every=PROGRESS_EVERY if cuda else 1, reasons=tuple(reasons))
 
     def describe(self) -> str:
-        on = [name for name in (*FAST_PATH_PARTS, "fused_optimizer") if getattr(self, name)]
+        on = [name for name in (*FAST_PATH_PARTS, "fused_optimizer", "uniform_dropout") if getattr(self, name)]
         return (", ".join(on) or "off") + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
@@ -145,6 +152,8 @@ class TorchTrainer(EpochLoop):
             keep_freed_memory()  # no page faults for every step's gradients (netspec.train.memory)
         torch.manual_seed(self.recipe.seed)  # the same initial weights in every process
         self.model = backend.load(net).to(self.device)
+        if self.fast.uniform_dropout:
+            use_uniform_masks(self.model)
         if self.fast.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, self.recipe, fused=self.fast.fused_optimizer)
