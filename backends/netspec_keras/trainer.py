@@ -130,9 +130,11 @@ class KerasTrainer(EpochLoop):
     def describe(self) -> str:
         import keras
 
-        devices = ", ".join(map(str, keras.distribution.list_devices()))
+        devices = [str(device) for device in keras.distribution.list_devices()]
+        # one device is named as torch names it ("cpu", not "cpu:0"); several are listed
+        shown = devices[0].partition(":")[0] if len(devices) == 1 else ", ".join(devices) or "cpu"
         precision = "mixed bf16" if self.bf16 else "fp32"
-        return (f"device {devices or 'cpu'}, Keras {keras.__version__} on {keras.config.backend()}, "
+        return (f"device {shown}, Keras {keras.__version__} on {keras.config.backend()}, "
                 f"{precision}{self.bf16_reason}")
 
     def _guarded(self, dataset):
