@@ -338,8 +338,14 @@ def _reference_problem(name: str, layer: str | None, where: Location, earlier: l
 def _problems_from_validation(exc: ValidationError, loaded: LoadedSpec) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple] = set()
-    for err in exc.errors(include_url=False):
-        path, model, layer_name = _data_path(err["loc"], loaded.data)
+    errors = [(err, *_data_path(err["loc"], loaded.data)) for err in exc.errors(include_url=False)]
+    # a misspelt required key is one mistake, not two: its "unknown key" error (which suggests the
+    # right spelling) stands, and the "missing required key" error for that spelling is dropped
+    misspelt = {(path[:-1], _closest_field(str(path[-1]), model))
+                for err, path, model, _ in errors if err["type"] == "extra_forbidden" and path}
+    for err, path, model, layer_name in errors:
+        if err["type"] == "missing" and (path[:-1], str(err["loc"][-1])) in misspelt:
+            continue
         if err["type"] == "union_tag_invalid":
             path = (*path, "type")
         message, hint = _describe(err, path, model)
@@ -349,6 +355,12 @@ def _problems_from_validation(exc: ValidationError, loaded: LoadedSpec) -> list[
         seen.add(key)
         problems.append(Problem(message, loaded.location(path), layer=layer_name, hint=hint))
     return problems
+
+
+def _closest_field(key: str, model: type[BaseModel] | None) -> str | None:
+    if model is None:
+        return None
+    return closest_name(key, list(model.model_fields), getattr(model, "synonyms", {}))
 
 
 def _data_path(loc: tuple, data: Any) -> tuple[tuple, type[BaseModel] | None, str | None]:
