@@ -217,6 +217,9 @@ def train(
     compile_: Annotated[bool | None, typer.Option(
         "--compile/--no-compile", help="torch.compile the model (torch; default: on for CUDA).",
         show_default=False)] = None,
+    uniform_dropout: Annotated[bool | None, typer.Option(
+        "--uniform-dropout/--no-uniform-dropout", help="Draw dropout masks with torch.rand, not nn.Dropout's "
+        "bernoulli_ (torch; default: on for the CPU, where bernoulli_ is serial).", show_default=False)] = None,
     set_: SetOpt = None,
 ) -> None:
     """Train the spec's model with its recipe, writing metrics and checkpoints to a run directory.
@@ -236,7 +239,8 @@ def train(
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
         torch_only = [flag for flag, value in (("--device-data", device_data), ("--channels-last", channels_last),
-                                               ("--compile", compile_)) if value is not None]
+                                               ("--compile", compile_), ("--uniform-dropout", uniform_dropout))
+                      if value is not None]
         backend = backend or "torch"
         if torch_only and backend != "torch":
             several = len(torch_only) > 1
@@ -254,7 +258,8 @@ def train(
             spec=spec, backend=backend, overrides=overrides, input_shape=parse_input_shape(input_), epochs=epochs,
             max_steps=max_steps, run_dir=run_dir, resume=resume,
             options=TrainOptions(device=device, workers=workers, device_data=device_data,
-                                 channels_last=channels_last, bf16=bf16, compile=compile_))
+                                 channels_last=channels_last, bf16=bf16, compile=compile_,
+                                 uniform_dropout=uniform_dropout))
         try:
             result = train_run(request, console)
         except TrainingStopped as stop:

@@ -167,9 +167,13 @@ def test_the_cpu_takes_channels_last_where_it_pays(monkeypatch, spec, bf16, chan
 def test_the_cpu_draws_dropout_masks_with_torch_rand(spec, device, uniform):
     from netspec_torch import trainer
 
-    fast = trainer.FastPath.resolve(TrainOptions(), torch.device(device), check_file(SPECS_DIR / spec))
+    net = check_file(SPECS_DIR / spec)
+    fast = trainer.FastPath.resolve(TrainOptions(), torch.device(device), net)
     assert fast.uniform_dropout is uniform
     assert ("uniform_dropout: bernoulli_ is serial on the CPU" in fast.describe()) is uniform
+    for asked in (True, False):  # what the user says goes, with no reason given for it
+        fast = trainer.FastPath.resolve(TrainOptions(uniform_dropout=asked), torch.device(device), net)
+        assert fast.uniform_dropout is asked and "bernoulli_" not in fast.describe()
 
 
 def test_the_cpu_trainer_swaps_the_dropout_modules_of_its_model(write_spec, tmp_path):
@@ -187,11 +191,12 @@ def test_the_cpu_trainer_swaps_the_dropout_modules_of_its_model(write_spec, tmp_
           - {name: fc, type: linear, out_features: 10}
         data: {dataset: digits}
     """))
-    run = RunDir(tmp_path / "run", resume=False)
-    try:
-        trainer = TorchTrainer(get_backend("torch"), net, TrainOptions(device="cpu", progress=False), run)
-        assert [(type(m).__name__, m.p) for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)] == [
-            ("UniformMaskDropout", 0.25)]
-        assert isinstance(trainer.model.drop, UniformMaskDropout)
-    finally:
-        run.close()
+    for asked, kind in ((None, UniformMaskDropout), (False, torch.nn.Dropout)):
+        run = RunDir(tmp_path / f"run-{asked}", resume=False)
+        try:
+            options = TrainOptions(device="cpu", progress=False, uniform_dropout=asked)
+            trainer = TorchTrainer(get_backend("torch"), net, options, run)
+            assert [(type(m), m.p) for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)] == [
+                (kind, 0.25)]
+        finally:
+            run.close()

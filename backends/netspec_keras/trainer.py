@@ -26,7 +26,9 @@ from netspec.train import TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
 from netspec.train.hardware import cpu_has_native_bf16
 from netspec.train.loop import EpochLoop, NonFiniteLoss, outputs_probabilities, top_k_hits
+from netspec.train.memory import keep_freed_memory
 from netspec.train.rundir import RunDir
+from netspec.train.safetensors_stream import write_safetensors
 from netspec_keras import import_keras, set_from_torch_layout, torch_layout_state
 from netspec_keras.data import load_data
 
@@ -106,6 +108,10 @@ class KerasTrainer(EpochLoop):
         pick_device(options.device)
         gpu = on_gpu()
         self.write_in_background = gpu  # the host's cores are free meanwhile
+        if not gpu:
+            # TensorFlow's CPU tensors come from malloc too: the main command's steps 47 s -> 34 s
+            # (benchmarks/results/profile_alexnet_digits_keras_cpu*.json; netspec.train.memory)
+            keep_freed_memory()
         # mixed bfloat16 where the CPU has it natively (the main command's steps: 49 s -> 42 s,
         # benchmarks/results/train_alexnet_digits_keras_main_*.json); the weights stay float32
         self.bf16 = options.bf16 if options.bf16 is not None else (not gpu and cpu_has_native_bf16())
@@ -192,16 +198,15 @@ class KerasTrainer(EpochLoop):
         return [v for v in self.model.variables if id(v) not in weights]
 
     def checkpoint_files(self, *, snapshot: bool) -> dict[str, tuple[str, Any]]:
-        """The arrays are copies read out of the variables, so they are a snapshot either way."""
-        from safetensors.numpy import save as serialize
-
+        """The arrays are copies read out of the variables, so they are a snapshot either way; they
+        are streamed to the file, not first assembled into one (netspec.train.safetensors_stream)."""
         weights = {k: np.ascontiguousarray(v) for k, v in torch_layout_state(self.model, self.net).items()}
         tensors = {f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(self.optimizer.variables)}
         tensors |= {f"model/{i}": np.asarray(v.numpy()) for i, v in enumerate(self._extra_variables())}
         metadata = {"format": STATE_FORMAT, "loop": json.dumps(self.state)}
-        return {"weights": ("weights.safetensors", lambda handle: handle.write(serialize(
-                    weights, metadata={"spec": self.net.spec.name, "layout": "torch", "trained_with": "keras"}))),
-                "state": ("state.safetensors", lambda handle: handle.write(serialize(tensors, metadata=metadata)))}
+        return {"weights": ("weights.safetensors", lambda handle: write_safetensors(
+                    handle, weights, {"spec": self.net.spec.name, "layout": "torch", "trained_with": "keras"})),
+                "state": ("state.safetensors", lambda handle: write_safetensors(handle, tensors, metadata))}
 
     def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
         from safetensors import safe_open

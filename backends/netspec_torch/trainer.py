@@ -35,6 +35,7 @@ from netspec.train.hardware import cpu_has_native_bf16
 from netspec.train.loop import PROGRESS_EVERY, EpochLoop, NonFiniteLoss, outputs_probabilities
 from netspec.train.memory import keep_freed_memory
 from netspec.train.rundir import RunDir
+from netspec.train.safetensors_stream import write_safetensors
 from netspec_torch.data import ArrayImages, load_datasets
 from netspec_torch.device_data import DeviceBatches
 from netspec_torch.distributed import World, check_batch
@@ -77,8 +78,8 @@ class FastPath:
     channels_last: bool
     bf16: bool
     compile: bool
-    fused_optimizer: bool
     uniform_dropout: bool  # dropout masks from torch.rand, not bernoulli_ (netspec_torch.dropout)
+    fused_optimizer: bool
     check_every: int  # steps between loss finiteness read-backs (1: every step)
     reasons: tuple[str, ...] = ()
 
@@ -100,16 +101,16 @@ class FastPath:
             defaults["channels_last"] = bf16 and batch_norm
             if options.channels_last is None and defaults["channels_last"]:
                 reasons.append("channels_last: batch norm in bf16")
-        uniform_dropout = not cuda and any(checked.layer.kind == "dropout" for checked in net.layers)
-        if uniform_dropout:
+        # on a GPU bernoulli_ is fast; a net without dropout has nothing to swap
+        defaults["uniform_dropout"] = not cuda and any(checked.layer.kind == "dropout" for checked in net.layers)
+        if options.uniform_dropout is None and defaults["uniform_dropout"]:
             reasons.append("uniform_dropout: bernoulli_ is serial on the CPU")
         parts = {name: defaults[name] if getattr(options, name) is None else getattr(options, name)
                  for name in FAST_PATH_PARTS}
-        return cls(**parts, fused_optimizer=True, uniform_dropout=uniform_dropout,
-                   check_every=PROGRESS_EVERY if cuda else 1, reasons=tuple(reasons))
+        return cls(**parts, fused_optimizer=True, check_every=PROGRESS_EVERY if cuda else 1, reasons=tuple(reasons))
 
     def describe(self) -> str:
-        on = [name for name in (*FAST_PATH_PARTS, "fused_optimizer", "uniform_dropout") if getattr(self, name)]
+        on = [name for name in (*FAST_PATH_PARTS, "fused_optimizer") if getattr(self, name)]
         return (", ".join(on) or "off") + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
@@ -301,15 +302,15 @@ class TorchTrainer(EpochLoop):
         self.world.barrier()
 
     def checkpoint_files(self, *, snapshot: bool) -> dict[str, tuple[str, Any]]:
-        from safetensors.torch import save as serialize
-
         weights, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         if snapshot:
             weights, optimizer = host_copy(weights), host_copy(optimizer)
-        weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+        # streamed to the file as NumPy views of the tensors (the model's weights are float32 and
+        # its buffers float32 or int64, all of which NumPy holds), not first assembled into one
+        weights = {k: v.detach().cpu().contiguous().numpy() for k, v in weights.items()}
         state = {"loop": host_copy(self.state), "optimizer": optimizer, "rng": self._rng}
-        return {"weights": ("weights.safetensors", lambda handle: handle.write(
-                    serialize(weights, metadata={"spec": self.net.spec.name, "layout": "torch"}))),
+        return {"weights": ("weights.safetensors", lambda handle: write_safetensors(
+                    handle, weights, {"spec": self.net.spec.name, "layout": "torch"})),
                 "state": ("state.pt", lambda handle: torch.save(state, handle))}
 
     def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:

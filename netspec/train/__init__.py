@@ -19,9 +19,10 @@ class TrainOptions:
     channels_last: bool | None = None
     bf16: bool | None = None  # bfloat16 autocast
     compile: bool | None = None  # torch.compile
+    uniform_dropout: bool | None = None  # dropout masks from torch.rand (torch; None: on for the CPU)
 
 
-FAST_PATH_PARTS = ("device_data", "channels_last", "bf16", "compile")
+FAST_PATH_PARTS = ("device_data", "channels_last", "bf16", "compile", "uniform_dropout")
 
 
 class TrainingStopped(Exception):
