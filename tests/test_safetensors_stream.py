@@ -52,8 +52,10 @@ def test_no_metadata_and_no_arrays_still_make_a_valid_file():
 
 def test_a_non_contiguous_array_or_an_unknown_dtype_is_refused_before_anything_is_written():
     buffer = io.BytesIO()
-    with pytest.raises(ValueError, match="t: the array must be C-contiguous"):
+    with pytest.raises(ValueError, match="t: the array must be C-contiguous and little-endian"):
         write_safetensors(buffer, {"fine": np.ones(3, np.float32), "t": np.ones((3, 4), np.float32).T})
+    with pytest.raises(ValueError, match="big: the array must be C-contiguous and little-endian"):
+        write_safetensors(buffer, {"big": np.ones(3, dtype=">f4")})
     with pytest.raises(TypeError, match="c: safetensors holds no complex64 arrays"):
         write_safetensors(buffer, {"c": np.ones(2, np.complex64)})
     assert buffer.getvalue() == b""

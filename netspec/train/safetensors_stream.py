@@ -36,8 +36,8 @@ def write_safetensors(handle: BinaryIO, arrays: Mapping[str, Any], metadata: Map
         dtype = DTYPES.get(array.dtype.name)
         if dtype is None:
             raise TypeError(f"{name}: safetensors holds no {array.dtype.name} arrays")
-        if not array.flags.c_contiguous:
-            raise ValueError(f"{name}: the array must be C-contiguous")
+        if not array.flags.c_contiguous or array.dtype.byteorder == ">":
+            raise ValueError(f"{name}: the array must be C-contiguous and little-endian")
         view = memoryview(array.reshape(-1).view("u1"))  # its bytes, uncopied
         header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + view.nbytes]}
         views.append(view)
