@@ -228,7 +228,7 @@ def train(
     new or empty --run-dir. Data-parallel on several GPUs or machines: launch the same command with
     `torchrun --nproc-per-node N -m netspec train ... --run-dir DIR` (torch backend)."""
     from netspec.train import TrainingStopped, TrainOptions
-    from netspec.train.launch import FIXED_ON_RESUME, RunRequest, train_run
+    from netspec.train.launch import FIXED_ON_RESUME, RunRequest, switch_flag, train_run
 
     console = _stdout_console(quiet=int(os.environ.get("RANK", "0")) > 0)
     with user_errors():
@@ -238,9 +238,9 @@ def train(
             if changed:
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
-        torch_only = [flag for flag, value in (("--device-data", device_data), ("--channels-last", channels_last),
-                                               ("--compile", compile_), ("--uniform-dropout", uniform_dropout))
-                      if value is not None]
+        torch_only = [switch_flag(name, value) for name, value in (
+            ("device_data", device_data), ("channels_last", channels_last), ("compile", compile_),
+            ("uniform_dropout", uniform_dropout)) if value is not None]
         backend = backend or "torch"
         if torch_only and backend != "torch":
             several = len(torch_only) > 1

@@ -56,7 +56,12 @@ def read_state_dict(path: str | Path, *, as_numpy: bool = False) -> dict[str, An
             if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
                 loaded = loaded[key]
         if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-            raise SpecError.single(f"{path} does not hold a state dict (a mapping of names to tensors)")
+            # a training run's state.pt (optimizer, RNG, loop) sits beside its weights
+            checkpoint = isinstance(loaded, Mapping) and {"loop", "optimizer", "rng"} <= set(loaded)
+            raise SpecError.single(
+                f"{path} does not hold a state dict (a mapping of names to tensors)",
+                hint="this is a training run's optimizer and loop state; its weights are the checkpoint's "
+                     "weights.safetensors, or the run's checkpoints/best.safetensors" if checkpoint else None)
         if as_numpy:
             return {key: value.detach().cpu().numpy() for key, value in loaded.items()}
         return dict(loaded)

@@ -62,9 +62,9 @@ def misfit(expected: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...
                   for k in sorted(expected.keys() & given.keys()) if tuple(expected[k]) != tuple(given[k])]
     lines = []
     if missing:
-        lines.append(f"missing from the file: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        lines.append(f"missing from the file: {_first_eight(missing)}")
     if unexpected:
-        lines.append(f"not in the model: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+        lines.append(f"not in the model: {_first_eight(unexpected)}")
     lines += mismatched[:8]
     if len(mismatched) > 8:
         lines.append(f"... and {len(mismatched) - 8} more {what}s of the wrong shape")
@@ -72,6 +72,10 @@ def misfit(expected: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...
         return None
     return SpecError.single(f"the weights in {source} do not fit the model:\n    " + "\n    ".join(lines),
                             hint="are these weights for this spec (and its num_classes)?")
+
+
+def _first_eight(names: list[str]) -> str:
+    return ", ".join(names[:8]) + (f" ... and {len(names) - 8} more ({len(names)} in all)" if len(names) > 8 else "")
 
 
 def _shape(shape) -> str:

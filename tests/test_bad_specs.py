@@ -261,3 +261,32 @@ def test_a_very_deep_set_key_is_a_user_error():
     [problem], work = _checked_with_work(SPECS_DIR / "alexnet.yaml", overrides=["a." * 3000 + "b=1"])
     assert problem.message == "--set key is nested deeper than 64 levels"
     assert work < 100_000
+
+
+def test_weights_that_do_not_fit_name_eight_of_each_kind_and_count_the_rest():
+    from netspec.weights import misfit
+
+    expected = {f"layer{i}.weight": (4, 4) for i in range(20)}
+    given = {f"other{i}.weight": (4, 4) for i in range(9)}
+    message = misfit(expected, given, "w.safetensors").problems[0].message
+    assert "missing from the file: layer0.weight, layer1.weight, layer10.weight" in message
+    assert "... and 12 more (20 in all)" in message
+    assert "not in the model: other0.weight" in message and "... and 1 more (9 in all)" in message
+    assert misfit(expected, dict(expected), "w.safetensors") is None
+
+
+def test_a_training_state_given_as_weights_points_to_the_checkpoints_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    from netspec.state_files import read_state_dict
+
+    path = tmp_path / "state.pt"
+    torch.save({"loop": {"epoch": 1}, "optimizer": {"state": {}, "param_groups": []}, "rng": {}}, path)
+    with pytest.raises(SpecError) as caught:
+        read_state_dict(path)
+    [problem] = caught.value.problems
+    assert problem.message == f"{path} does not hold a state dict (a mapping of names to tensors)"
+    assert "checkpoints/best.safetensors" in problem.hint
+    torch.save([1, 2], path)
+    with pytest.raises(SpecError) as caught:
+        read_state_dict(path)
+    assert caught.value.problems[0].hint is None

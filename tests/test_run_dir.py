@@ -144,6 +144,23 @@ def test_options_that_would_change_a_run_are_refused_on_resume(tmp_path):
 
 
 @pytest.mark.torch
+def test_fast_path_switches_that_would_change_a_run_are_refused_on_resume(write_spec, tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", write_spec(TINY), "--run-dir", run, "--epochs", 1, "--max-steps", 1, "--no-bf16")
+    assert result.exit_code == 0, result.output
+    info = (run / "run.json").read_text()
+    for switches, refused in ((["--bf16"], "--bf16"), (["--no-uniform-dropout", "--no-bf16"], "--no-uniform-dropout")):
+        result = invoke("train", "--resume", run, *switches)
+        message = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert f"--resume continues a run as it was started; {refused} cannot change it" in message
+        assert "the run was started with --no-bf16" in message
+    assert (run / "run.json").read_text() == info
+    result = invoke("train", "--resume", run, "--no-bf16")  # what the run was started with: nothing changes
+    assert result.exit_code == 0 and "already finished" in result.output, result.output
+
+
+@pytest.mark.torch
 def test_the_run_keeps_its_data_folder_as_an_absolute_path(write_spec, tmp_path, monkeypatch):
     from .data_helpers import make_folder
 

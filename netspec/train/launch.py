@@ -22,6 +22,12 @@ from netspec.errors import SpecError
 from netspec.train import FAST_PATH_PARTS, TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
+
+def switch_flag(name: str, on: bool) -> str:
+    """The command-line flag of a fast-path switch: switch_flag("bf16", False) == "--no-bf16"."""
+    return f"--{'' if on else 'no-'}{name.replace('_', '-')}"
+
+
 # what --resume may not change: the run continues as it was started
 FIXED_ON_RESUME = ("SPEC", "--backend", "--run-dir", "--data", "--data-path", "--batch-size", "--lr", "--input",
                    "--set", "--max-steps")
@@ -68,11 +74,18 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None
         net = check_file(spec_path, overrides, input_shape=input_shape)
         max_steps = info.get("max_steps")
-        # the run's own fast-path switches, unless this resume sets them: a resumed run equals an
-        # uninterrupted one only with the same precision and kernels
+        # the run's own fast-path switches: a resumed run equals an uninterrupted one only with the
+        # same precision, kernels and random streams, so a resume may not change them
         recorded = info.get("fast_path") or {}
-        fast_path = {name: recorded.get(name) if getattr(request.options, name) is None
-                     else getattr(request.options, name) for name in FAST_PATH_PARTS}
+        changed = [switch_flag(name, value) for name in FAST_PATH_PARTS
+                   if (value := getattr(request.options, name)) is not None and value != recorded.get(name)]
+        if changed:
+            started = ", ".join(switch_flag(name, value) for name, value in recorded.items() if value is not None)
+            raise SpecError.single(
+                f"--resume continues a run as it was started; {', '.join(changed)} cannot change it",
+                hint=f"the run was started with {started}" if started else
+                "the run was started with the default fast path: resume without fast-path switches")
+        fast_path = {name: recorded.get(name) for name in FAST_PATH_PARTS}
     else:
         if request.spec is None:
             raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
