@@ -238,9 +238,10 @@ def train(
             if changed:
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
-        torch_only = [switch_flag(name, value) for name, value in (
-            ("device_data", device_data), ("channels_last", channels_last), ("compile", compile_),
-            ("uniform_dropout", uniform_dropout)) if value is not None]
+        switches = {"device_data": device_data, "channels_last": channels_last, "bf16": bf16, "compile": compile_,
+                    "uniform_dropout": uniform_dropout}
+        torch_only = [switch_flag(name, value) for name, value in switches.items()
+                      if value is not None and name != "bf16"]  # Keras computes in mixed bfloat16 too
         backend = backend or "torch"
         if torch_only and backend != "torch":
             several = len(torch_only) > 1
@@ -257,9 +258,7 @@ def train(
         request = RunRequest(
             spec=spec, backend=backend, overrides=overrides, input_shape=parse_input_shape(input_), epochs=epochs,
             max_steps=max_steps, run_dir=run_dir, resume=resume,
-            options=TrainOptions(device=device, workers=workers, device_data=device_data,
-                                 channels_last=channels_last, bf16=bf16, compile=compile_,
-                                 uniform_dropout=uniform_dropout))
+            options=TrainOptions(device=device, workers=workers, **switches))
         try:
             result = train_run(request, console)
         except TrainingStopped as stop:

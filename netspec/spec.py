@@ -120,6 +120,11 @@ class DataSpec(StrictModel):
         "for a 1-channel input, 0.226).")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share when a dataset has no split.")
 
+    def transform_is_random(self, *, train: bool) -> bool:
+        """Whether a split's images come out differently each time they are drawn (random crops
+        or flips, training only): only a deterministic transform's results may be kept."""
+        return train and (self.random_crop or self.hflip)
+
     @model_validator(mode="before")
     @classmethod
     def _tuples(cls, value: Any) -> Any:

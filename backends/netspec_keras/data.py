@@ -80,7 +80,7 @@ class KerasData:
             import tensorflow as tf
 
             source, train = getattr(self, split), split == "train"
-            random = train and (self.spec.random_crop or self.spec.hflip)
+            random = self.spec.transform_is_random(train=train)
             size = len(source) * int(np.prod(self.net.input_shape)) * 4
             self.kept[split] = None
             if isinstance(source, ImageArrays) and len(source) and not random and size <= PREPARED_LIMIT_BYTES:

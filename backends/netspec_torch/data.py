@@ -154,6 +154,6 @@ def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets
         transform = transforms(net, data, train=train, source_channels=source_channels(source))
         if isinstance(source, ImageFiles):
             return FileImages(source, transform)
-        return ArrayImages(source, transform, deterministic=not (train and (data.random_crop or data.hflip)))
+        return ArrayImages(source, transform, deterministic=not data.transform_is_random(train=train))
 
     return Datasets(wrap(sources.train, True), wrap(sources.val, False), sources.classes)
