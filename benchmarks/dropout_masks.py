@@ -4,6 +4,11 @@ draw from the same law, so their accuracies must agree up to the seed-to-seed sp
 `netspec train specs/alexnet-digits.yaml --set training.seed=S` in a fresh process.
 
     python benchmarks/dropout_masks.py --seeds 8 --out benchmarks/results/dropout_masks_alexnet_digits.json
+
+With --mask-timing it times instead one dropout layer's forward pass on the CPU, nn.Dropout against
+netspec_torch.dropout.UniformMaskDropout, at alexnet-digits' drop6 shape (batch 32 of 9216 values):
+
+    python benchmarks/dropout_masks.py --mask-timing --out benchmarks/results/dropout_mask_timing.json
 """
 
 from __future__ import annotations
@@ -48,11 +53,45 @@ def run(masks: str, seed: int) -> dict:
     return result
 
 
+def mask_timing(out: Path, repeats: int = 200) -> None:
+    import torch
+
+    from netspec_torch.dropout import UniformMaskDropout
+
+    layers = {"nn.Dropout (bernoulli_)": torch.nn.Dropout(0.5),
+              "UniformMaskDropout (torch.rand)": UniformMaskDropout(0.5)}
+    results: dict[str, dict[str, float]] = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(32, 9216, dtype=dtype)
+        for name, layer in layers.items():
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                layer(x)
+                times.append(time.perf_counter() - started)
+            results.setdefault(name, {})[str(dtype).removeprefix("torch.")] = round(1000 * statistics.median(times), 3)
+    doc = {
+        "benchmark": "one dropout layer's forward pass on the CPU, 32x9216 values, p=0.5: median ms of "
+                     f"{repeats} calls",
+        "command": f"python benchmarks/dropout_masks.py --mask-timing --out {out}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "median_ms": results,
+    }
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1, each with both kinds of mask")
+    parser.add_argument("--mask-timing", action="store_true", help="time one dropout layer instead")
     args = parser.parse_args()
+    if args.mask_timing:
+        mask_timing(args.out)
+        return
     runs: dict[str, dict[int, dict]] = {"uniform": {}, "bernoulli": {}}
     for seed in range(args.seeds):
         for masks in runs:

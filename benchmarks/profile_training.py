@@ -6,10 +6,12 @@ spends on it (the snapshot, and waiting for the previous write) and "checkpoint 
 (background)" the write itself, which overlaps training; otherwise the two are the same time.
 
     python benchmarks/profile_training.py [specs/alexnet-digits.yaml] [--backend torch|keras]
-        [--epochs 5] [--background-writes] [--out benchmarks/results/profile_alexnet_digits_cpu.json]
+        [--epochs 5] [--background-writes] [--no-kept-memory]
+        [--out benchmarks/results/profile_alexnet_digits_cpu.json]
 
 --background-writes writes checkpoints in the background on the CPU too, as a GPU run does, to
-measure what that costs where the training threads occupy every core.
+measure what that costs where the training threads occupy every core. --no-kept-memory leaves
+glibc's malloc as it is (netspec.train.memory), to measure what keeping freed memory saves.
 
 The run is the README's main job (`netspec train SPEC`, CPU, the default options) in a temporary
 folder; the phases are timed by wrapping the trainer's own methods.
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["torch", "keras"], default="torch")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--background-writes", action="store_true")
+    parser.add_argument("--no-kept-memory", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/profile_alexnet_digits_cpu.json")
     args = parser.parse_args()
 
@@ -76,6 +79,10 @@ def main() -> None:
 
         setattr(cls, method, wrapper)
 
+    if args.no_kept_memory:  # the trainers call it by this name
+        import sys
+
+        sys.modules[Trainer.__module__].keep_freed_memory = lambda: False
     if args.background_writes:
         real_init = Trainer.__init__
 
@@ -102,8 +109,9 @@ def main() -> None:
     doc = {
         "benchmark": "training profile", "spec": args.spec,
         "command": f"python benchmarks/profile_training.py {args.spec} --backend {args.backend} --epochs {args.epochs}"
-                   + (" --background-writes" if args.background_writes else ""),
-        "checkpoints_in_background": args.background_writes,
+                   + (" --background-writes" if args.background_writes else "")
+                   + (" --no-kept-memory" if args.no_kept_memory else "") + f" --out {args.out}",
+        "checkpoints_in_background": args.background_writes, "kept_memory": not args.no_kept_memory,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "backend": args.backend,
         "versions": {framework.__name__: framework.__version__},

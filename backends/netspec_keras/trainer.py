@@ -110,8 +110,8 @@ class KerasTrainer(EpochLoop):
         self.write_in_background = gpu  # the host's cores are free meanwhile
         if not gpu:
             # a checkpoint reads the weights and Adam's state out into new arrays (684 MB on the main
-            # command), each paid in page faults without this: its checkpoints took 17.1 s, 11.0 s
-            # with it (benchmarks/profile_training.py --backend keras; netspec.train.memory)
+            # command), each paid in page faults without this: its checkpoints took 16.6 s, 11.0 s
+            # with it (benchmarks/results/profile_alexnet_digits_keras_cpu*.json; netspec.train.memory)
             keep_freed_memory()
         # mixed bfloat16 where the CPU has it natively (the main command's steps: 49 s -> 42 s,
         # benchmarks/results/train_alexnet_digits_keras_main_*.json); the weights stay float32
