@@ -434,6 +434,7 @@ def main() -> None:
     except Exception as exc:  # an internal failure: say so, and keep the traceback on request
         if os.environ.get("NETSPEC_DEBUG"):
             raise
-        sys.stderr.write(f"netspec: internal error: {type(exc).__name__}: {exc}\n"
+        # the exception's text may carry a file name or data from the user: escaped, never raw
+        sys.stderr.write(f"netspec: internal error: {type(exc).__name__}: {shown(exc)}\n"
                          "rerun with NETSPEC_DEBUG=1 for the traceback, and please report it\n")
         raise SystemExit(EXIT_INTERNAL_ERROR) from None

@@ -116,8 +116,7 @@ def _prescan(text: str, name: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels", _mark(name, event),
-                                       hint="flatten the structure; a spec is at most a few levels deep")
+                raise _too_deep(_mark(name, event))
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
             continue
@@ -127,6 +126,11 @@ def _prescan(text: str, name: str) -> None:
         if events > 2 * MAX_NODES + 1:
             raise SpecError.single(f"document holds more than {MAX_NODES:,} values", _mark(name, event),
                                    hint="a spec holds a few hundred values; is this the right file?")
+
+
+def _too_deep(loc: Location) -> SpecError:
+    return SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels", loc,
+                            hint="flatten the structure; a spec is at most a few levels deep")
 
 
 def _mark(name: str, event: yaml.Event) -> Location:
@@ -140,6 +144,10 @@ def parse_yaml_text(text: str, name: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
+        if exc.problem and "maximum nesting depth" in exc.problem:
+            # libyaml 0.2.6 (bundled from PyYAML 6.0.4) stops at 1,000 levels while it scans ahead,
+            # before the parser emits the event at which _prescan would stop at MAX_DEPTH
+            raise _too_deep(loc) from None
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
         raise SpecError.single(f"malformed YAML: {problem}", loc,
                                hint="check indentation, colons and brackets near this line") from None
@@ -172,8 +180,7 @@ class _Walker:
                 f"document expands to more than {MAX_NODES:,} values (nested aliases?)", self.loc(node),
                 hint="a spec never needs this; remove the repeated *alias references")
         if depth > MAX_DEPTH:
-            raise SpecError.single(f"nesting is deeper than {MAX_DEPTH} levels", self.loc(node),
-                                   hint="flatten the structure; a spec is at most a few levels deep")
+            raise _too_deep(self.loc(node))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
             raise SpecError.single(f"unsupported YAML tag {node.tag!r}", self.loc(node),
                                    hint="specs hold plain numbers, strings, booleans, lists and mappings")

@@ -200,3 +200,21 @@ def test_help_shows_no_type_after_flags(command):
         flat = " ".join(result.output.split())
         for fmt in ("safetensors, pt2, onnx", "keras, weights (.weights.h5), savedmodel"):
             assert fmt in flat.replace("│ ", "")
+
+
+def test_an_internal_error_prints_its_text_escaped(monkeypatch, capsys):
+    """The last-resort message quotes the exception, whose text may hold a file name or data from
+    the user: an ESC or BEL there would clear the screen or retitle the window."""
+    import netspec.cli
+
+    def failing_app():
+        raise RuntimeError("bad file \x1b[2J\x1b]0;owned\x07.safetensors")
+
+    monkeypatch.setattr(netspec.cli, "app", failing_app)
+    monkeypatch.delenv("NETSPEC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        netspec.cli.main()
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert "bad file \\x1b[2J\\x1b]0;owned\\x07.safetensors" in err
