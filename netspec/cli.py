@@ -31,7 +31,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="The spec YAML file, e.g. specs/alexnet.yaml.", show_default=False)]
+SpecArg = Annotated[Path, typer.Argument(help="The spec: a YAML file, or a packaged spec's name (netspec list).",
+                                         show_default=False)]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="KEY=VALUE",
@@ -119,7 +120,7 @@ def check(
 
     Pure Python: no framework is imported.
     """
-    from netspec.check import check_file
+    from netspec.checker import check_file
     from netspec.report import render_summary, summary_json
 
     with user_errors(as_json):
@@ -154,7 +155,7 @@ def export(
     SPEC.safetensors, SPEC.pt2, SPEC.onnx, SPEC.keras, SPEC.weights.h5, SPEC.savedmodel/.
     Every path written is printed on stdout."""
     from netspec.backend import get_backend
-    from netspec.check import check_file
+    from netspec.checker import check_file
 
     with user_errors():
         net = check_file(spec, set_ or [])
@@ -178,8 +179,8 @@ def convert(
 
     The output is named after the weights file: trained.pth -> DIR/trained.weights.h5 (--to keras),
     trained.weights.h5 -> DIR/trained.safetensors (--to torch). Weights must fit the spec exactly."""
-    from netspec.check import check_file
-    from netspec.convert import convert as run_convert
+    from netspec.checker import check_file
+    from netspec.conversion import convert as run_convert
 
     with user_errors():
         net = check_file(spec, set_ or [])
@@ -299,7 +300,7 @@ def bench(
     compile. keras: a plain model.fit; train_on_batch, compiled; the same with XLA)."""
     from netspec.backend import get_backend
     from netspec.bench import BenchSettings, environment, report, table
-    from netspec.check import check_file
+    from netspec.checker import check_file
 
     with user_errors():
         try:
@@ -357,7 +358,7 @@ def diff(
     everything: Annotated[bool, typer.Option("--all", help="List unchanged layers too.")] = False,
 ) -> None:
     """Compare two specs: layers added, removed or changed, shapes, parameters and the totals."""
-    from netspec.check import check_file
+    from netspec.checker import check_file
     from netspec.diff import diff_nets, table
 
     with user_errors(as_json):
@@ -380,13 +381,30 @@ def draw(
     set_: SetOpt = None,
 ) -> None:
     """Draw the network: one box per layer with its output shape and parameters (SVG or PNG)."""
-    from netspec.check import check_file
+    from netspec.checker import check_file
     from netspec.diagram import write_diagram
 
     with user_errors():
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         write_diagram(net, output, by_block=by_block, force=force)
     typer.echo(f"wrote {output}")
+
+
+@app.command("list")
+def list_specs(
+    pattern: Annotated[str, typer.Argument(help="Only names matching this shell pattern, e.g. 'resnet*'.")] = "*",
+) -> None:
+    """List the specs that ship with netspec: any command takes one by name (netspec check resnet50)."""
+    from netspec.catalog import SPECS_ROOT, list_models, packaged_specs
+
+    specs = packaged_specs()
+    found = {name: specs[name] for name in list_models(pattern)}
+    if not found:
+        with user_errors():
+            raise SpecError.single(f"no packaged spec matches {pattern!r}", hint="`netspec list` shows them all")
+    width = max(map(len, found))
+    for name, path in found.items():
+        typer.echo(f"{name:<{width}}  {path.relative_to(SPECS_ROOT).as_posix()}")
 
 
 @app.command()

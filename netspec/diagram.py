@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from netspec.check import CheckedLayer, CheckedNet
+from netspec.checker import CheckedLayer, CheckedNet
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 

@@ -18,16 +18,19 @@ They apply in that order: patch, replace, insert, remove.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+from netspec.catalog import spec_path
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
 from netspec.expressions import ExpressionError, evaluate
 from netspec.layers.base import NETWORK_INPUT
 from netspec.modules import Expander, Expansion, read_definitions, uses_modules
-from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, read_yaml_file
+from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, parse_yaml_text, read_yaml_file
 
 Path_ = tuple[Any, ...]
 # A reference holds no '$', '{' or '}': the match then never runs past the next '$' or '{', so
@@ -67,15 +70,16 @@ class LoadedSpec:
         return self.locations.get((), Location(self.file, 1, 1))
 
 
-def load_spec_document(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
-    """Load ``path`` with its bases, params and ``--set`` overrides; raise SpecError on problems."""
-    path = Path(path)
+def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> LoadedSpec:
+    """Load ``path`` (a file, or the name of a packaged spec: netspec.catalog) with its bases, params
+    and ``--set`` overrides; raise SpecError on problems."""
+    path = spec_path(path)
     display = str(path)
     root_dir = path.resolve().parent
     tree = _load_with_bases(path, display, root_dir, stack=[])
     chain = list(getattr(tree, "chain", [display]))
     if overrides:
-        _apply_overrides(tree, overrides)
+        _apply_overrides(tree, overrides_from(overrides))
     _resolve_params(tree)
     document = _to_plain(tree, (), tree.loc, {})
     expansion = _expand_modules(tree) if uses_modules(tree) else None
@@ -419,25 +423,87 @@ def _name_layers_in(*layer_lists: LList, taken: set[str] | None = None) -> None:
 
 # --- --set and ${params} -----------------------------------------------------------------------
 
-def _apply_overrides(tree: LMap, overrides: list[str]) -> None:
-    problems = []
-    params = tree.get("params")
-    suggest = Suggestions()
+@dataclass(frozen=True)
+class Override:
+    """One value set from outside the file: ``key`` is a param name or a dotted field path."""
+
+    key: str
+    value: Any
+    loc: Location
+
+
+OverridesArg = Union[Sequence[str], Mapping[str, Any], None]
+
+
+def overrides_from(overrides: OverridesArg, *, label: str = "--set") -> list[Override]:
+    """Overrides as the command line gives them (``["num_classes=10"]``, each value read as a YAML
+    scalar) or as Python gives them (``{"num_classes": 10}``, values taken as they are). ``label``
+    names the source in messages: ``--set`` for the command line, ``overrides`` for the Python API."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return _python_overrides(overrides)
+    if not isinstance(overrides, (str, bytes)) and all(isinstance(item, Override) for item in overrides):
+        return list(overrides)
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(item, str) for item in overrides):
+        raise SpecError.single(f"{label} must be a mapping of keys to values or a list of 'KEY=VALUE' strings",
+                               Location(label), hint="e.g. overrides={'num_classes': 10, 'training.epochs': 5}")
+    found, problems = [], []
     for item in overrides:
-        loc = Location(f"--set {item}")
+        loc = Location(f"{label} {item}" if label == "--set" else f"{label} entry {item!r}")
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            problems.append(Problem("--set needs KEY=VALUE", loc, hint="e.g. --set num_classes=10"))
-            continue
-        if key.count(".") >= MAX_DEPTH:
-            problems.append(Problem(f"--set key is nested deeper than {MAX_DEPTH} levels", loc,
-                                    hint="a spec's fields are a few levels deep, e.g. training.optimizer.lr"))
+            example = "--set num_classes=10" if label == "--set" else "'num_classes=10', or a dict"
+            problems.append(Problem(f"{label} needs KEY=VALUE", loc, hint=f"e.g. {example}"))
             continue
         try:
             value = parse_scalar(text)
         except SpecError as exc:
             problems.append(Problem(f"cannot parse the value: {exc.problems[0].message}", loc))
+            continue
+        found.append(Override(key, value, loc))
+    if problems:
+        raise SpecError(problems)
+    return found
+
+
+def _python_overrides(overrides: Mapping[str, Any]) -> list[Override]:
+    """A mapping's values go through JSON and the spec reader, so they meet a file's rules (finite
+    numbers, bounded integers and nesting) and carry a location for later messages."""
+    found, problems = [], []
+    for key, value in overrides.items():
+        loc = Location(f"overrides[{key!r}]")
+        if not isinstance(key, str) or not key.strip():
+            problems.append(Problem("an override's key must be a param name or a dotted path", loc,
+                                    hint="e.g. {'num_classes': 10, 'training.epochs': 5}"))
+            continue
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # a NaN or infinity; an object JSON has no form for
+            what = "holds a number that is not finite" if isinstance(exc, ValueError) else f"cannot be written in a " \
+                f"spec ({type(exc).__name__}: {exc})"
+            problems.append(Problem(f"the value {what}", loc,
+                                    hint="give a number, text, True/False, None, or a list or dict of these"))
+            continue
+        try:
+            found.append(Override(key.strip(), parse_yaml_text(text, str(loc)), loc))
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return found
+
+
+def _apply_overrides(tree: LMap, overrides: list[Override]) -> None:
+    problems = []
+    params = tree.get("params")
+    suggest = Suggestions()
+    for override in overrides:
+        key, value, loc = override.key, override.value, override.loc
+        if key.count(".") >= MAX_DEPTH:
+            problems.append(Problem(f"the key is nested deeper than {MAX_DEPTH} levels", loc,
+                                    hint="a spec's fields are a few levels deep, e.g. training.optimizer.lr"))
             continue
         if "." not in key:
             if not isinstance(params, LMap) or key not in params:

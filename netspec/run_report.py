@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from netspec.check import CheckedNet, check_file
+from netspec.checker import CheckedNet, check_file
 from netspec.errors import SpecError
 from netspec.train.rundir import RunDir
 

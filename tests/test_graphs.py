@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from netspec import check_file, emit
-from netspec.check import check
+from netspec.checker import check
 from netspec.loader import LoadedSpec
 from netspec.spec import NetSpec, SpecSource
 

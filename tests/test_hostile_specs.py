@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from netspec.check import check_file
+from netspec.checker import check_file
 from netspec.cli import app
 from netspec.errors import SpecError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from netspec.check import check
+from netspec.checker import check
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
 from netspec.layers.base import same_padding, window_output
 from netspec.loader import LoadedSpec

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from netspec import check_file, load_spec
+from netspec.checker import check_file
+from netspec.spec import load_spec  # the command line's path: overrides are --set strings
 from netspec.errors import SpecError
 from netspec.loader import load_spec_document
 

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
-from netspec.check import check_file
+from netspec.checker import check_file
 from netspec.cli import app
 from netspec.diagram import MAX_TOWERS
 from netspec.layers import fmt_shape

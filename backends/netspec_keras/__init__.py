@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.render import execute_generated, module_name
 from netspec.weights import keras_names, to_keras, to_torch, torch_names

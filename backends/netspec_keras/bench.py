@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 
 from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.train.hardware import cpu_model
 from netspec.train.loop import NonFiniteLoss
 

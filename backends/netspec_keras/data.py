@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.spec import DataSpec
 from netspec.train.sources import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from netspec.backend import Artifact, model_for_export, output_paths
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.train import TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.backend import Artifact, load_triton_safely, require_modules
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.render import execute_generated, module_name
 from netspec_torch.codegen import TorchPlan, render
 

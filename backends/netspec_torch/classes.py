@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspec.check import CheckedLayer, CheckedNet
+from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import fmt_shape
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import Location, Problem, SpecError
 from netspec.spec import DataSpec
 from netspec.train.sources import (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.spec import DataSpec
 from netspec.train.sources import normalization
 

@@ -17,7 +17,7 @@ import torch
 
 from netspec import __version__
 from netspec.backend import Artifact, model_for_export, output_paths
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.train import FAST_PATH_PARTS, TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec import __version__
-from netspec.check import CheckedNet, check_file
+from netspec.checker import CheckedNet, check_file
 from netspec.errors import SpecError
 from netspec.train import FAST_PATH_PARTS, TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir

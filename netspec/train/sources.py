@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.spec import DataSpec
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from netspec.backend import Artifact, get_backend, require_memory
-from netspec.check import CheckedNet
+from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs, check_target
 
@@ -41,7 +41,7 @@ def converted_name(weights: Path, to: str) -> str:
 def convert(net: CheckedNet, weights: Path, to: str, out_dir: Path, *, force: bool = False) -> list[Artifact]:
     weights = Path(weights)
     if to not in OUTPUT_SUFFIX:
-        raise SpecError.single(f"--to must be 'torch' or 'keras', not {to!r}")
+        raise SpecError.single(f"the backend to convert to must be 'torch' or 'keras', not {to!r}")
     if not weights.is_file():
         raise SpecError.single(f"weights file not found: {weights}")
     if to == "keras" and is_keras_weights(weights):
