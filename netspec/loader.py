@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from netspec.catalog import spec_path
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
@@ -432,7 +432,7 @@ class Override:
     loc: Location
 
 
-OverridesArg = Union[Sequence[str], Mapping[str, Any], None]
+OverridesArg = Sequence[str] | Mapping[str, Any] | None
 
 
 def overrides_from(overrides: OverridesArg, *, label: str = "--set") -> list[Override]:

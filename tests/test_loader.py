@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from netspec.checker import check_file
-from netspec.spec import load_spec  # the command line's path: overrides are --set strings
 from netspec.errors import SpecError
 from netspec.loader import load_spec_document
+from netspec.spec import load_spec  # the command line's path: overrides are --set strings
 
 from .conftest import lines_executed
 
