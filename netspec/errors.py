@@ -149,10 +149,15 @@ class Suggestions:
         self.left = limit
 
     def __call__(self, word: str, candidates: Collection[str], synonyms: dict[str, str] | None = None) -> str | None:
+        close = self.closest(word, candidates, synonyms)
+        return suggestion(close) if close is not None else None
+
+    def closest(self, word: str, candidates: Iterable[str], synonyms: dict[str, str] | None = None) -> str | None:
+        """The name ``word`` probably misspells, while hints are left (see :func:`closest_name`)."""
         if self.left <= 0:
             return None
         self.left -= 1
-        return did_you_mean(word, candidates, synonyms)
+        return closest_name(word, candidates, synonyms)
 
 
 def did_you_mean(word: str, candidates: Iterable[str], synonyms: dict[str, str] | None = None) -> str | None:

@@ -29,7 +29,7 @@ from netspec.catalog import spec_path
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
 from netspec.expressions import ExpressionError, evaluate
 from netspec.layers.base import NETWORK_INPUT
-from netspec.modules import Expander, Expansion, read_definitions, uses_modules
+from netspec.modules import MAX_LAYERS, Expander, Expansion, read_definitions, uses_modules
 from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, parse_yaml_text, read_yaml_file
 
 Path_ = tuple[Any, ...]
@@ -81,12 +81,23 @@ def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> Load
     if overrides:
         _apply_overrides(tree, overrides_from(overrides))
     _resolve_params(tree)
+    _refuse_too_many_layers(tree)
     document = _to_plain(tree, (), tree.loc, {})
     expansion = _expand_modules(tree) if uses_modules(tree) else None
     locations: dict[Path_, Location] = {}
     data = _to_plain(tree, (), tree.loc, locations)
     return LoadedSpec(data=data, locations=locations, file=display, chain=chain, document=document,
                       modules=expansion)
+
+
+def _refuse_too_many_layers(tree: LMap) -> None:
+    """A bound on the written layers, checked before any per-layer work (the expander bounds what
+    modules expand to)."""
+    count = sum(len(layers) for layers in _layer_lists(tree))
+    if count > MAX_LAYERS:
+        raise SpecError.single(f"the spec has {count:,} layers, more than the {MAX_LAYERS:,} netspec checks",
+                               tree.locs.get("layers", tree.locs.get("blocks", tree.loc)),
+                               hint="the largest published networks have about a thousand; is this the right file?")
 
 
 def _expand_modules(tree: LMap) -> Expansion:
@@ -129,6 +140,7 @@ def _expand_modules(tree: LMap) -> Expansion:
         flat = LList(layers.loc)
         expander.expand(layers, "", NETWORK_INPUT, flat, top=True)
         tree["layers"] = flat
+    expander.report_long_names()
     problems += expander.problems
     if problems:
         raise SpecError(problems)
@@ -313,9 +325,10 @@ def _apply_replacements(tree: LMap, replacements: Any, loc: Location) -> list[Pr
                         hint="replace: {lrn1: {name: bn1, type: batchnorm2d}}")]
     problems: list[Problem] = []
     suggest = Suggestions()
+    by_name = _layers_by_name(tree)
+    instead: dict[str, tuple[list[Any], list[Location]]] = {}
     for name, value in replacements.items():
         where = replacements.locs[name]
-        by_name = _layers_by_name(tree)
         if name not in by_name:
             hint = suggest(name, by_name) or f"the base has: {listing(by_name)}"
             problems.append(Problem(f"'replace' names a layer the base does not have: '{name}'", where, hint=hint))
@@ -324,18 +337,21 @@ def _apply_replacements(tree: LMap, replacements: Any, loc: Location) -> list[Pr
         if isinstance(new, Problem):
             problems.append(new)
             continue
-        layers, index = by_name[name]
-        layers[index:index + 1] = new[0]
-        layers.locs[index:index + 1] = new[1]
+        instead[name] = new
+    _splice(tree, instead=instead)
     return problems
 
 
 def _apply_insertions(tree: LMap, insertions: Any, loc: Location) -> list[Problem]:
+    """Insertions name layers of the base (or put there by 'replace'); several at one layer keep
+    the order they are written in."""
     example = "insert: [{after: conv1, layers: [{name: bn1, type: batchnorm2d}]}]"
     if not isinstance(insertions, LList):
         return [Problem("'insert' must be a list of insertions", loc, hint=example)]
     problems: list[Problem] = []
     suggest = Suggestions()
+    by_name = _layers_by_name(tree)
+    sides: dict[str, dict[str, tuple[list[Any], list[Location]]]] = {"before": {}, "after": {}}
     for entry, where in zip(insertions, insertions.locs, strict=True):
         if not isinstance(entry, LMap) or sorted(k for k in entry if k != "layers") not in (["after"], ["before"]) \
                 or "layers" not in entry:
@@ -344,7 +360,6 @@ def _apply_insertions(tree: LMap, insertions: Any, loc: Location) -> list[Proble
             continue
         side = "after" if "after" in entry else "before"
         anchor = entry[side]
-        by_name = _layers_by_name(tree)
         if not isinstance(anchor, str) or anchor not in by_name:
             hint = suggest(str(anchor), by_name) or f"the base has: {listing(by_name)}"
             problems.append(Problem(f"'insert' names a layer the base does not have: '{anchor}'",
@@ -354,11 +369,33 @@ def _apply_insertions(tree: LMap, insertions: Any, loc: Location) -> list[Proble
         if isinstance(new, Problem):
             problems.append(new)
             continue
-        layers, index = by_name[anchor]
-        at = index + 1 if side == "after" else index
-        layers[at:at] = new[0]
-        layers.locs[at:at] = new[1]
+        layers, locs = sides[side].setdefault(anchor, ([], []))
+        layers += new[0]
+        locs += new[1]
+    _splice(tree, before=sides["before"], after=sides["after"])
     return problems
+
+
+_Spliced = dict[str, tuple[list[Any], list[Location]]]
+
+
+def _splice(tree: LMap, *, before: _Spliced | None = None, instead: _Spliced | None = None,
+            after: _Spliced | None = None) -> None:
+    """Rebuild each layer list once, with new layers before, instead of or after named layers: one
+    pass however many edits, so a variant with thousands of them stays linear."""
+    before, instead, after = before or {}, instead or {}, after or {}
+    for layers in _layer_lists(tree):
+        items: list[Any] = []
+        locs: list[Location] = []
+        for layer, where in zip(layers, layers.locs, strict=True):
+            name = layer.get("name") if isinstance(layer, LMap) else None
+            name = name if isinstance(name, str) else None
+            for edits in (before.get(name), instead.get(name, ([layer], [where])), after.get(name)):
+                if edits is not None:
+                    items += edits[0]
+                    locs += edits[1]
+        layers[:] = items
+        layers.locs[:] = locs
 
 
 def _apply_removals(tree: LMap, removals: Any, loc: Location) -> list[Problem]:

@@ -39,11 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
-from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES, NETWORK_INPUT
+from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES, MAX_NAME_LENGTH, NETWORK_INPUT
 from netspec.yamlio import LList, LMap, child_loc
 
 MAX_REPEAT = 1024
-MAX_EXPANDED_LAYERS = 100_000
+# The largest torchvision network has about 1,000 layers: past 20,000 a spec is a mistake, and
+# refusing it early keeps checking a hostile spec within seconds (every later pass is linear).
+MAX_LAYERS = 20_000
 MAX_NESTING = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 USE_KEYS = ("name", "module", "inputs", "params", "repeat", "first", "when", "inline", "names")
@@ -173,6 +175,12 @@ class Expander:
         self.problems: list[Problem] = []
         self.count = 0
         self.suggest = Suggestions()
+        self.long_names: set[Location] = set()  # reported once each, after expansion
+
+    def report_long_names(self) -> None:
+        for where in sorted(self.long_names):
+            self.problems.append(Problem(f"a name is longer than {MAX_NAME_LENGTH} characters", where,
+                                         hint="use a short name: letters, digits and underscores"))
 
     # one list of items in one scope -> expanded layers appended to `out`; returns the output ref
     def expand(self, items: LList, scope: str, scope_input: str, out: LList, *, sequential: bool = False,
@@ -189,6 +197,9 @@ class Expander:
                 continue  # validation reports it (top level) or read_definitions did
             name = item.get("name")
             if not isinstance(name, str):
+                continue
+            if len(name) > MAX_NAME_LENGTH:  # before any scoped name is built from it, once per repetition
+                self.long_names.add(item.locs.get("name", where))
                 continue
             label = f"{scope}{name}"  # problems name the scoped layer, so repeats of one mistake merge
             if "." in name:
@@ -240,8 +251,8 @@ class Expander:
                 out.append(layer)
                 out.locs.append(where)
                 self.count += 1
-                if self.count > MAX_EXPANDED_LAYERS:
-                    raise SpecError.single(f"the modules expand to more than {MAX_EXPANDED_LAYERS:,} layers", where,
+                if self.count > MAX_LAYERS:
+                    raise SpecError.single(f"the modules expand to more than {MAX_LAYERS:,} layers", where,
                                            hint="check the repeat counts for a typo")
                 output = scoped
             renamed[name] = output

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from netspec.errors import Location, Problem, SpecError, closest_name, did_you_mean, suggestion
+from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, did_you_mean, suggestion
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT, Name, References
 from netspec.loader import LoadedSpec, load_spec_document
@@ -271,7 +271,9 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
     layer's output is used."""
     lines = {layer.name: loaded.location((*path, "name")).line for _, layer, path in spec.iter_layers()}
     problems: list[Problem] = []
-    earlier: list[str] = [NETWORK_INPUT]
+    earlier: list[str] = [NETWORK_INPUT]  # in order, for hints; the set answers 'is it earlier?'
+    seen = {NETWORK_INPUT}
+    suggest = Suggestions()  # each hint compares with every earlier name: a bounded number of them
     used: set[str] = set()
     meant: set[str] = set()  # layers a misspelt input probably names: not also reported as unused
     previous = NETWORK_INPUT
@@ -283,8 +285,8 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
         names = layer.inputs if layer.inputs is not None else [previous]
         for i, name in enumerate(names):
             where = loaded.location((*path, "inputs", i) if layer.inputs is not None else path)
-            if name not in earlier:
-                problem, close = _reference_problem(name, layer.name, where, earlier, lines)
+            if name not in seen:
+                problem, close = _reference_problem(name, layer.name, where, earlier, lines, suggest)
                 problems.append(problem)
                 if close is not None:
                     meant.add(_scope_of(layer.name) + close)
@@ -297,12 +299,13 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
                                     "give it one input, or use a merge (add, concat, multiply) to join several"))
         used.update(names)
         earlier.append(layer.name)
+        seen.add(layer.name)
         previous = layer.name
     outputs = spec.output_names()
     for i, name in enumerate(outputs):
-        if name not in earlier[1:]:
+        if name not in seen or name == NETWORK_INPUT:
             where = loaded.location(("outputs", i))
-            problems.append(_reference_problem(name, None, where, earlier[1:], {})[0])
+            problems.append(_reference_problem(name, None, where, earlier[1:], {}, suggest)[0])
     used.update(outputs)
     for _, layer, path in spec.iter_layers():
         if layer.name not in used and layer.name not in meant:
@@ -319,7 +322,7 @@ def _scope_of(layer: str) -> str:
 
 
 def _reference_problem(name: str, layer: str | None, where: Location, earlier: list[str],
-                       lines: dict[str, int]) -> tuple[Problem, str | None]:
+                       lines: dict[str, int], suggest: Suggestions) -> tuple[Problem, str | None]:
     """The problem with a reference to ``name``, and the (local) name it probably misspells."""
     if name == layer:
         return Problem(f"'{name}' takes its own output, which would be a cycle", where, layer=layer,
@@ -329,11 +332,11 @@ def _reference_problem(name: str, layer: str | None, where: Location, earlier: l
                        "of layers before it", where, layer=layer,
                        hint="move the layers into the order data flows through them (this also rules out cycles)"), None
     which = "earlier layer" if layer is not None else "layer"
-    if layer is not None and "." in layer:  # inside a module: the names its own layers can write
+    if layer is not None and "." in layer and suggest.left > 0:  # inside a module: the names its layers can write
         scope = _scope_of(layer)
         local = [e[len(scope):] for e in earlier if e.startswith(scope) and "." not in e[len(scope):]]
         earlier = [*local, "input"]
-    close = closest_name(name, earlier)
+    close = suggest.closest(name, earlier)
     hint = suggestion(close) if close is not None else f"{which}s: {', '.join(earlier[-6:])}"
     return Problem(f"there is no {which} named '{name}'", where, layer=layer, hint=hint), close
 

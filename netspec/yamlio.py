@@ -21,6 +21,9 @@ MAX_FILE_BYTES = 1 << 20  # a real spec is a few KiB
 MAX_INTEGER = 2**53  # beyond this a number is not exact in JSON or as a float
 MAX_NODES = 100_000  # counted after alias expansion, so a "billion laughs" document stops early
 MAX_DEPTH = 64
+# PyYAML reads a base-60 integer (1:30:00) in time quadratic in its parts, and Python refuses to
+# read an integer of more than 4,300 digits: a number is refused by its length before either
+MAX_NUMBER_CHARS = 64
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -44,6 +47,7 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -225,6 +229,11 @@ class _Walker:
                 return node.value  # a date is text to us
             self.problems.append(Problem(f"unsupported YAML tag {node.tag!r}", loc,
                                          hint="specs hold plain numbers, strings, booleans, lists and mappings"))
+            return None
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+            self.problems.append(Problem(f"a number of {len(node.value):,} characters", loc,
+                                         hint=f"a number in a spec is at most {MAX_NUMBER_CHARS} characters; "
+                                         "quote it if it is text"))
             return None
         try:
             value = self._constructor.construct_object(node, deep=True)

@@ -247,7 +247,7 @@ def test_a_modular_spec_trains_and_resumes_to_the_same_metrics(write_spec, tmp_p
      "modules nest more than 16 deep (a module that uses itself?)"),
     ("modules: {a: {layers: [{name: r, type: relu}]}, b: {layers: [{name: x1, module: a, repeat: 1024}]},\n"
      "          c: {layers: [{name: x2, module: b, repeat: 1024}]}}\nlayers: [{name: top, module: c, repeat: 1024}]",
-     "the modules expand to more than 100,000 layers"),
+     "the modules expand to more than 20,000 layers"),
     ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, inline: true}]",
      "'inline' numbers a use's contents in the sequential module around it, and this use is not in one"),
     ("modules: {m: {layers: [{name: r, type: relu}]},\n"

@@ -21,7 +21,8 @@ Shape = tuple[int, ...]
 # What `inputs:` calls the network's input.
 NETWORK_INPUT = "input"
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_NAME_LENGTH = 64
+_NAME_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}$")
 
 # Names the generated code of either backend binds or calls at module level, which a spec's names
 # must not take: a layer or block name becomes an attribute of the generated class (and could one
