@@ -82,9 +82,9 @@ def test_many_replacements_and_insertions_stay_linear(write_spec, edit):
 
 def test_insertions_at_one_layer_keep_their_written_order(write_spec):
     write_spec("name: base\ninput: [4]\nlayers:\n  - {name: a, type: relu}\n", "base.yaml")
-    path = write_spec("extends: base.yaml\nname: v\ninsert:\n  - {after: a, layers: [{name: x, type: relu}]}\n"
-                      "  - {after: a, layers: [{name: y, type: relu}]}\n  - {before: a, layers: [{name: p, type: relu}]}\n"
-                      "  - {before: a, layers: [{name: q, type: relu}]}\n", "v.yaml")
+    entries = "".join(f"  - {{{side}: a, layers: [{{name: {name}, type: relu}}]}}\n"
+                      for side, name in (("after", "x"), ("after", "y"), ("before", "p"), ("before", "q")))
+    path = write_spec(f"extends: base.yaml\nname: v\ninsert:\n{entries}", "v.yaml")
     assert [layer["name"] for layer in load_spec_document(path).data["layers"]] == ["p", "q", "a", "x", "y"]
 
 
