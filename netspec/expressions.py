@@ -19,7 +19,10 @@ MAX_LENGTH = 200
 MAX_NESTING = 16
 LARGEST = 2**53
 
-_TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)"
+# ASCII digits only ([0-9], not \d, which also takes full-width and other scripts' digits that
+# Python source cannot hold)
+_TOKEN = re.compile(r"\s*(?:(?P<number>[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?"
+                    r"|[0-9]+[eE][-+]?[0-9]+|[0-9]+)"
                     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>//|==|!=|<=|>=|[-+*/%()<>]))")
 _COMPARISONS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
                 "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
@@ -159,6 +162,9 @@ class _Parser:
         kind, token = self.tokens[self.position]
         self.position += 1
         if kind == "number":
+            if len(token) > 1 and token[0] == "0" and token.isdigit() and token.strip("0"):
+                raise ExpressionError(f"'{token}' has a leading zero in '{self.text.strip()}'",
+                                      hint=f"write {token.lstrip('0')}; Python reads no leading zeros")
             return _checked(float(token) if any(c in token for c in ".eE") else int(token), self.text)
         if kind == "name" and token in _WORDS:
             raise ExpressionError(f"'{token}' where a number or a param was expected in '{self.text.strip()}'",
@@ -183,6 +189,22 @@ class _Parser:
             return value
         raise ExpressionError(f"'{token}' where a number or a param was expected in '{self.text.strip()}'",
                               hint="an expression is numbers and params joined by + - * / // %")
+
+
+def free_names(text: str) -> set[str]:
+    """The params an expression names (a number's exponent, as in 1e1, is not a name)."""
+    return {token for kind, token in _tokens(text) if kind == "name" and token not in _WORDS}
+
+
+def rewrite(text: str, replace: Callable[[str], str | None]) -> str:
+    """The expression as Python text, token by token, with each param for which ``replace`` gives
+    text written as that text: generated code is built from the tokens, never by searching the
+    written text (where 'e1' inside '1e1' would look like a param)."""
+    out = []
+    for kind, token in _tokens(text):
+        new = replace(token) if kind == "name" and token not in _WORDS else None
+        out.append(token if new is None else new)
+    return " ".join(out).replace("( ", "(").replace(" )", ")")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

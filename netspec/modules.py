@@ -39,7 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
-from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES, MAX_NAME_LENGTH, NETWORK_INPUT
+from netspec.layers.base import (
+    GENERATED_CODE_NAMES,
+    LOCAL_CODE_NAMES,
+    MAX_NAME_LENGTH,
+    NETWORK_INPUT,
+    class_name_problem,
+)
 from netspec.yamlio import LList, LMap, child_loc
 
 MAX_REPEAT = 1024
@@ -116,6 +122,10 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
             problems.append(Problem(f"module name {name!r} is not a valid name", loc,
                                     hint="letters, digits and underscores, starting with a letter"))
             continue
+        clash = class_name_problem(name, "module")
+        if clash:  # its generated torch class would be `class None` or shadow an import
+            problems.append(Problem(f"module name '{name}' clashes with {clash}", loc, hint=f"try '{name}_block'"))
+            continue
         if not isinstance(body, LMap) or not isinstance(body.get("layers"), LList) or not body["layers"]:
             problems.append(Problem(f"module '{name}' needs 'layers' (a non-empty list)", loc,
                                     hint="params: {...} (optional), layers: [...], sequential: true (optional)"))
@@ -157,6 +167,12 @@ def _param_name_problem(key: Any) -> str | None:
     return None
 
 
+def _written_inputs(item: LMap) -> list[str]:
+    given = item.get("inputs")
+    names = [given] if isinstance(given, str) else list(given) if isinstance(given, LList) else []
+    return [name for name in names if isinstance(name, str)]
+
+
 def uses_modules(tree: LMap) -> bool:
     layers = tree.get("layers")
     return "modules" in tree or (isinstance(layers, LList)
@@ -176,6 +192,7 @@ class Expander:
         self.count = 0
         self.suggest = Suggestions()
         self.long_names: set[Location] = set()  # reported once each, after expansion
+        self.top_names: set[Any] = set()  # the spec's own layers and uses, which a module cannot see
 
     def report_long_names(self) -> None:
         for where in sorted(self.long_names):
@@ -188,6 +205,9 @@ class Expander:
                counter: list[int] | None = None, children: list[tuple[str, Any]] | None = None) -> str:
         """``counter`` holds a sequential module's next child number, shared with its inline uses;
         ``children`` collects its children in order (for a module with inline uses)."""
+        if top:
+            self.top_names = {item.get("name") for item in items
+                              if isinstance(item, LMap) and isinstance(item.get("name"), str)}
         renamed: dict[str, str] = {NETWORK_INPUT: scope_input}
         previous = scope_input
         counter = counter if counter is not None else [0]
@@ -212,6 +232,24 @@ class Expander:
                                              item.locs["inputs"], layer=label,
                                              hint="leave out sequential: true to write a graph"))
             inputs = self._inputs(item, renamed, previous, name)
+            written = _written_inputs(item)
+            inside_a_use = [ref for ref in written if "." in ref] if not scope else []
+            if inside_a_use:  # the generated forward() sees a use's result, not the layers inside it
+                use = inside_a_use[0].split(".")[0]
+                self.problems.append(Problem(
+                    f"'{inside_a_use[0]}' is a layer inside the module use '{use}'; a layer takes the spec's own "
+                    "layers and uses", item.locs.get("inputs", where), layer=label,
+                    hint=f"take the use '{use}' (its output is its last layer's)"))
+                continue
+            # a typo is left for validation, which suggests the module's own names
+            outside = [ref for ref in written if ref not in renamed and ref in self.top_names] if scope else []
+            if outside:  # the generated class sees only its own layers and its input
+                self.problems.append(Problem(
+                    f"a module's layer takes '{outside[0]}', which is not one of the module's layers",
+                    item.locs.get("inputs", where), layer=label,
+                    hint="a module's layers take the module's own layers or 'input' (what the use is given); "
+                         "pass other values through the use's inputs"))
+                continue
             when = item.get("when", True)
             if when is None:  # an expression that failed: reported where it was written
                 when = True

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import keyword
 import re
 import typing
 from collections.abc import Iterator
@@ -27,25 +26,16 @@ from pydantic import (
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, did_you_mean, suggestion
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
-from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT, Name, References
+from netspec.layers.base import NETWORK_INPUT, Name, References, class_name_problem
 from netspec.loader import LoadedSpec, load_spec_document
 
 SPEC_NAME_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
-# The spec name reaches generated code as the torch class ('alexnet-cifar10' -> AlexnetCifar10),
-# the Keras builder (build_alexnet_cifar10) and the file name (alexnet_cifar10.py), so it is
-# compared with the reserved names ignoring case and separators: 'f' would make `class F`, 'none'
-# `class None`, 'Torch' a torch.py that shadows the torch package.
-_RESERVED_SPEC_NAMES = {word.lower(): (word, "a Python keyword") for word in keyword.kwlist}
-_RESERVED_SPEC_NAMES.update({name.lower(): (name, f"{what} in the generated code")
-                             for name, what in GENERATED_CODE_NAMES.items()})
 
 
 def _check_spec_name(value: str) -> str:
-    folded = re.sub(r"[^A-Za-z0-9]", "", value).lower()
-    if folded in _RESERVED_SPEC_NAMES:
-        word, what = _RESERVED_SPEC_NAMES[folded]
-        raise ValueError(f"the spec name {value!r} clashes with '{word}', {what} (the class and file named "
-                         f"after the spec ignore case and separators); try '{value.rstrip('-_.')}-net'")
+    problem = class_name_problem(value)
+    if problem:
+        raise ValueError(f"the spec name {value!r} clashes with {problem}; try '{value.rstrip('-_.')}-net'")
     return value
 
 
@@ -265,6 +255,11 @@ def _check_unique_names(spec: NetSpec, loaded: LoadedSpec) -> None:
         raise SpecError(problems)
 
 
+# A merge of more inputs is one Python expression too deeply nested to compile (add of 3,000);
+# DenseNet-264's widest concatenation takes 65.
+MAX_INPUTS = 256
+
+
 def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
     """Every `inputs:` and `outputs:` names an earlier layer (which also rules out cycles: the
     document order is a topological order), each layer gets as many inputs as it takes, and every
@@ -291,6 +286,10 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
                 if close is not None:
                     meant.add(_scope_of(layer.name) + close)
         low, high = layer.arity
+        if len(names) > MAX_INPUTS:
+            problems.append(Problem(f"{layer.kind} takes at most {MAX_INPUTS} inputs, got {len(names):,}",
+                                    loaded.location((*path, "inputs")), layer=layer.name,
+                                    hint="merge them in steps, a few hundred at a time at most"))
         if len(names) < low or (high is not None and len(names) > high):
             wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
             problems.append(Problem(f"{layer.kind} takes {wanted} input{'s' if wanted != '1' else ''}, got "
@@ -303,7 +302,13 @@ def _check_edges(spec: NetSpec, loaded: LoadedSpec) -> None:
         previous = layer.name
     outputs = spec.output_names()
     for i, name in enumerate(outputs):
-        if name not in seen or name == NETWORK_INPUT:
+        if spec.outputs is not None and "." in name and name in seen:  # what the generated forward() can name
+            use = name.split(".")[0]
+            problems.append(Problem(f"'{name}' is a layer inside the module use '{use}'; outputs name the "
+                                    "spec's own layers and uses", loaded.location(("outputs", i)),
+                                    hint=f"add a layer after the use that takes '{use}' (its output is its last "
+                                    f"layer's), such as {{type: identity, inputs: [{use}]}}, and name that"))
+        elif name not in seen or name == NETWORK_INPUT:
             where = loaded.location(("outputs", i))
             problems.append(_reference_problem(name, None, where, earlier[1:], {}, suggest)[0])
     used.update(outputs)

@@ -4,22 +4,21 @@ model is built, so planning (which module holds which layer) works without it.""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 from netspec.backend import Artifact, load_triton_safely, require_modules
 from netspec.checker import CheckedNet
+from netspec.layers.base import TORCH_MODULE_ATTRIBUTES
 from netspec.render import execute_generated, module_name
 from netspec_torch.codegen import TorchPlan, render
 
 
-@functools.cache
 def reserved_names() -> frozenset[str]:
-    """Layer or block names that would shadow nn.Module's own attributes (forward, training, ...)."""
-    from torch import nn
-
-    return frozenset(name for name in dir(nn.Module()) if not name.startswith("__"))
+    """Layer or block names that would shadow nn.Module's own attributes (forward, training, ...):
+    a static set, so emitting source needs no torch (the check refuses them already; the tests
+    compare the set with the installed torch)."""
+    return TORCH_MODULE_ATTRIBUTES
 
 
 class TorchBackend:

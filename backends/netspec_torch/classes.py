@@ -25,13 +25,12 @@ from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, py
 
-_IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_WORDS = frozenset({"and", "or", "not"})  # an expression's logic, not params
-
 
 def _names(text: str) -> set[str]:
     """The params an expression names."""
-    return set(_IDENTIFIERS.findall(text)) - _WORDS
+    from netspec.expressions import free_names
+
+    return free_names(text)
 _PRIMES = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197)
 # values that are the channels a layer (or a nested module) receives
 _CHANNEL_KEYS = ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
@@ -534,9 +533,9 @@ class _Arguments:
         match = _WHOLE_REFERENCE.match(raw) if isinstance(raw, str) else None
         if match is None:
             return None
-        text = " ".join(match.group(1).split())
-        text = _IDENTIFIERS.sub(lambda m: repr(self.constants[m.group(0)]) if m.group(0) in self.constants
-                                else m.group(0), text)
+        from netspec.expressions import rewrite
+
+        text = rewrite(match.group(1), lambda name: repr(self.constants[name]) if name in self.constants else None)
         if not _names(text):  # the spec's constants only: its value (4 * 32 is 128)
             try:
                 return repr(_evaluate(text, {}))

@@ -41,6 +41,36 @@ GENERATED_CODE_NAMES: dict[str, str] = {
 }
 
 
+# The public attributes of torch.nn.Module, which the generated torch class inherits: a layer or
+# block named 'forward' or 'training' would replace them (tests compare this with the installed torch).
+TORCH_MODULE_ATTRIBUTES = frozenset({
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile", "cpu",
+    "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
+    "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia", "named_buffers",
+    "named_children", "named_modules", "named_parameters", "parameters", "register_backward_hook",
+    "register_buffer", "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
+    "register_module", "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+    "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
+    "training", "type", "xpu", "zero_grad"})
+
+# A spec's and a module's names become classes (CamelCase: 'alexnet-cifar10' -> AlexnetCifar10),
+# Keras builders and file names, so they are compared with these ignoring case and separators:
+# 'f' would make `class F`, 'none' `class None`, 'Torch' a torch.py that shadows the torch package.
+_RESERVED_CLASS_NAMES = {word.lower(): (word, "a Python keyword") for word in keyword.kwlist}
+_RESERVED_CLASS_NAMES.update({name.lower(): (name, f"{what} in the generated code")
+                              for name, what in GENERATED_CODE_NAMES.items()})
+
+
+def class_name_problem(value: str, what: str = "spec") -> str | None:
+    """What a spec's or module's name would clash with as a generated class or file, or None."""
+    folded = re.sub(r"[^A-Za-z0-9]", "", value).lower()
+    if folded in _RESERVED_CLASS_NAMES:
+        word, meaning = _RESERVED_CLASS_NAMES[folded]
+        return f"'{word}', {meaning} (the class and file named after the {what} ignore case and separators)"
+    return None
+
+
 # The local names of the generated forward() and Keras builder, where a graph's layers become
 # variables named after them.
 LOCAL_CODE_NAMES = {"self": "the module itself", "x": "the network input", "inputs": "the Keras model's input",
@@ -58,6 +88,8 @@ def name_problem(value: str) -> str | None:
         return f"{value!r} is {GENERATED_CODE_NAMES[value]} in the generated code"
     if value in LOCAL_CODE_NAMES:
         return f"{value!r} is {LOCAL_CODE_NAMES[value]} in the generated code"
+    if value in TORCH_MODULE_ATTRIBUTES:
+        return f"{value!r} is an attribute the generated torch class inherits from torch.nn.Module"
     return None
 
 

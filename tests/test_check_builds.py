@@ -1,0 +1,123 @@
+"""What passes `netspec check` builds, and computes what the checker says, in the backends: each
+construct that used to pass the check and then fail in torch (or silently differ) is refused at
+its line, or generated from the parsed expression."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from netspec.checker import check_file
+from netspec.errors import SpecError
+
+MODULE = """
+    name: probe
+    input: [4]
+    params: {{e1: 5}}
+    modules:
+      {module}:
+        params: {{planes: 2, k: 12}}
+        layers:
+{body}
+    layers:
+{uses}
+    {extra}
+"""
+FC = "          - {name: c, type: linear, out_features: 4}\n"
+USE = "      - {name: b, module: blk}\n"
+
+
+def _spec(body: str = FC, uses: str = USE, module: str = "blk", extra: str = "") -> str:
+    """The probe spec: its module's body starts at line 8, its uses after the body's 'layers:'."""
+    return textwrap.dedent(MODULE).format(module=module, body=body.rstrip("\n"), uses=uses.rstrip("\n"), extra=extra)
+
+
+CASES = {
+    "nn-module-attribute": (_spec(body="          - {name: forward, type: linear, out_features: 4}\n"), 8,
+                            "'forward' is an attribute the generated torch class inherits from torch.nn.Module"),
+    "training-attribute": (_spec(body=FC + "          - {name: training, type: relu}\n"), 9,
+                           "'training' is an attribute the generated torch class inherits"),
+    "output-inside-a-use": (_spec(body=FC + "          - {name: d, type: relu}\n", extra="outputs: [b.c]"), 12,
+                            "'b.c' is a layer inside the module use 'b'; outputs name the spec's own layers"),
+    "input-inside-a-use": (_spec(body=FC + "          - {name: d, type: relu}\n",
+                                 uses=USE + "      - {name: f, type: relu, inputs: [b.c]}\n"), 12,
+                           "'b.c' is a layer inside the module use 'b'; a layer takes the spec's own layers"),
+    "input-from-outside": (_spec(body="          - {name: c, type: linear, out_features: 4, inputs: [first]}\n",
+                                 uses="      - {name: first, type: relu}\n" + USE +
+                                 "      - {name: s, type: add, inputs: [b, first]}\n"), 8,
+                           "a module's layer takes 'first', which is not one of the module's layers"),
+    "leading-zero": (_spec(body='          - {name: c, type: linear, out_features: "${planes * 02}"}\n'), 8,
+                     "in ${planes * 02}: '02' has a leading zero"),
+    "full-width-digit": (_spec(body='          - {name: c, type: linear, out_features: "${planes * ２}"}\n'), 8,
+                         "in ${planes * ２}: '２' cannot appear in an expression"),
+    "module-none": (_spec(module="none", uses="      - {name: b, module: none}\n"), 5,
+                    "module name 'none' clashes with 'None', a Python keyword"),
+    "module-true": (_spec(module='"True"', uses="      - {name: b, module: \"True\"}\n"), 5,
+                    "module name 'True' clashes with 'True', a Python keyword"),
+    "add-of-3000": (_spec(uses="".join(f"      - {{name: l{i}, type: relu, inputs: [input]}}\n" for i in range(3000))
+                          + f"      - {{name: s, type: add, inputs: [{', '.join(f'l{i}' for i in range(3000))}]}}\n"),
+                    3010, "add takes at most 256 inputs, got 3,000"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_what_a_backend_cannot_build_is_refused_at_its_line(write_spec, case):
+    text, line, message = CASES[case]
+    with pytest.raises(SpecError) as caught:
+        check_file(write_spec(text))
+    found = [p for p in caught.value.problems if message in p.message]
+    assert found, caught.value.format()
+    assert found[0].location.line == line, caught.value.format()
+
+
+def test_the_unchanged_probe_checks(write_spec):
+    """The same template with nothing wrong: the cases above fail for their one change."""
+    assert [cl.name for cl in check_file(write_spec(_spec())).layers] == ["b.c"]
+
+
+WHEN_WITH_AN_EXPONENT = """
+    name: exponent
+    input: [4]
+    params: {e1: 5}
+    modules:
+      blk:
+        params: {k: 12}
+        layers:
+          - {name: c, type: linear, out_features: 4}
+          - {name: d, type: linear, out_features: 3, when: "${k > 1e1}"}
+    layers:
+      - {name: b1, module: blk}
+      - {name: b2, module: blk, params: {k: 8}}
+      - {name: head, type: linear, out_features: 2, inputs: [b2]}
+      - {name: both, type: concat, inputs: [b1, head]}
+"""
+
+
+@pytest.mark.torch
+def test_a_condition_is_generated_from_its_tokens_not_its_text(write_spec):
+    """With a param named e1, ${k > 1e1} was generated as `k > 15` (the exponent taken for the
+    param): the torch model then lacked b1.d, which the checker and Keras have."""
+    import torch
+
+    from netspec.backend import get_backend
+
+    from .torch_helpers import per_layer
+
+    net = check_file(write_spec(WHEN_WITH_AN_EXPONENT))
+    assert [cl.name for cl in net.layers] == ["b1.c", "b1.d", "b2.c", "head", "both"]
+    backend = get_backend("torch")
+    source = backend.emit(net)
+    assert "k > 1e1" in source and "15" not in source
+    measured, _ = per_layer(backend, net, backend.load(net), torch.randn(2, 4))
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+
+
+@pytest.mark.torch
+def test_the_static_torch_attribute_names_cover_the_installed_torch():
+    from torch import nn
+
+    from netspec.layers.base import TORCH_MODULE_ATTRIBUTES
+
+    public = {name for name in dir(nn.Module()) if not name.startswith("_")}
+    assert public <= TORCH_MODULE_ATTRIBUTES, sorted(public - TORCH_MODULE_ATTRIBUTES)
