@@ -207,3 +207,79 @@ def test_killed_between_the_first_metrics_line_and_its_checkpoint_the_run_starts
     (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().splitlines()[0] + "\n")
     resumed = train(spec, run, resume=True)
     assert comparable(resumed) == comparable(reference)
+
+
+# --- a damaged checkpoint list never costs an intact checkpoint (issue #22, item 15) ---------------
+
+def _snapshot(folder) -> dict[str, str]:
+    """Every file under ``folder`` and its SHA-256: what the user has on disk."""
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _manifest(run) -> tuple[object, dict]:
+    path = run / "checkpoints" / "manifest.json"
+    return path, json.loads(path.read_text())
+
+
+def _rename_state_entry(doc):
+    doc["last"]["files"]["state"]["name"] = "renamed-" + doc["last"]["files"]["state"]["name"]
+
+
+def _entry_without_folder(doc):
+    del doc["last"]["folder"]
+
+
+def _files_not_a_mapping(doc):
+    doc["best"]["files"] = ["weights.safetensors"]
+
+
+def _folder_outside(doc):
+    doc["last"]["folder"] = "../.."
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    (_rename_state_entry, "is damaged: the file is missing"),
+    (_entry_without_folder, "its 'last' entry does not name a checkpoint folder"),
+    (_files_not_a_mapping, "its 'best' entry lists no files"),
+    (_folder_outside, "its 'last' entry does not name a checkpoint folder"),
+], ids=["renamed-entry", "no-folder", "files-a-list", "folder-outside"])
+def test_a_damaged_list_is_named_and_nothing_is_removed_and_a_repair_resumes(write_spec, tmp_path, damage, expected):
+    """Renaming one entry and resuming deleted the intact state file (tidying trusted the list),
+    and the run stayed unresumable after the list was repaired; other damage was an internal error."""
+    spec, run = write_spec(TINY), tmp_path / "run"
+    train(spec, run, max_steps=2)
+    path, doc = _manifest(run)
+    original = path.read_text()
+    before = _snapshot(run / "checkpoints")
+    damage(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SpecError) as caught:
+        train(spec, run, resume=True)
+    assert expected in caught.value.problems[0].message
+    after = _snapshot(run / "checkpoints")
+    assert {name: digest for name, digest in after.items() if name != "manifest.json"} == \
+        {name: digest for name, digest in before.items() if name != "manifest.json"}
+    path.write_text(original)  # the user repairs the list: the run goes on from its checkpoint
+    first = json.loads((run / "run.json").read_text())
+    records = train(spec, run, resume=True)
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1)) and first
+
+
+def test_a_list_without_its_last_entry_does_not_start_the_run_over(write_spec, tmp_path):
+    """It silently restarted from epoch 0 and emptied metrics.jsonl."""
+    spec, run = write_spec(TINY), tmp_path / "run"
+    train(spec, run, max_steps=2)
+    metrics = (run / "metrics.jsonl").read_text()
+    path, doc = _manifest(run)
+    del doc["last"]
+    path.write_text(json.dumps(doc))
+    before = _snapshot(run / "checkpoints")
+    with pytest.raises(SpecError) as caught:
+        train(spec, run, resume=True)
+    assert "names no 'last' checkpoint, yet checkpoints/ holds e" in caught.value.problems[0].message
+    assert (run / "metrics.jsonl").read_text() == metrics
+    assert _snapshot(run / "checkpoints") == before
+    (run / "checkpoints" / "manifest.json").unlink()  # the list lost altogether: the same
+    with pytest.raises(SpecError, match="names no 'last' checkpoint"):
+        train(spec, run, resume=True)
+    assert (run / "metrics.jsonl").read_text() == metrics

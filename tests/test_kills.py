@@ -265,3 +265,52 @@ def test_a_file_size_limit_stops_cleanly(write_spec, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "File too large" in result.stderr and "Traceback" not in result.stderr
     assert not run.exists()  # it failed before its first checkpoint: nothing of it is left
+
+
+FILL_BEFORE_FIRST_METRICS = """
+import sys
+from pathlib import Path
+from netspec.train import rundir
+
+real_append, disk = rundir.RunDir.append_metrics, Path(sys.argv[1])
+
+
+def append_metrics(self, record):
+    with open(disk / "filler", "wb") as handle:  # the disk fills up (for real) just before the line
+        try:
+            while True:
+                handle.write(b"\\\\0" * 4096)
+        except OSError:
+            pass
+    return real_append(self, record)
+
+
+rundir.RunDir.append_metrics = append_metrics
+from netspec.cli import main
+
+sys.argv = ["netspec", "train", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.torch
+def test_a_real_full_disk_at_the_first_metrics_line_leaves_a_folder_a_new_run_can_use(write_spec, tmp_path,
+                                                                                     small_filesystem):
+    """It was an internal error that left an empty metrics.jsonl, after which both a new run and
+    --resume were refused."""
+    spec = write_spec(TINY)
+    driver = tmp_path / "driver.py"
+    driver.write_text(FILL_BEFORE_FIRST_METRICS)
+    run = small_filesystem / "run"
+    result = subprocess.run([sys.executable, str(driver), str(small_filesystem), str(spec), "--run-dir", str(run),
+                             "--max-steps", "2", "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot append epoch 1 to {run / 'metrics.jsonl'}: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert not run.exists()  # a new run that failed before its first checkpoint leaves nothing
+    (small_filesystem / "filler").unlink()
+    again = subprocess.run(netspec_command("train", spec, "--run-dir", run, "--max-steps", 2, "--device", "cpu"),
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3

@@ -104,19 +104,28 @@ class CheckpointStore:
     # --- reading -------------------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
+        """The checkpoint list, checked whole: an entry it cannot read is named, never guessed at."""
         path = self.folder / MANIFEST
         if not path.is_file():
             return {}
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise SpecError.single(f"the checkpoint list {path} cannot be read: {exc}",
-                                   hint="start the run again in a new folder") from None
-        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or not all(
-                isinstance(doc.get(tag, {}), dict) for tag in TAGS):
-            raise SpecError.single(f"the checkpoint list {path} is not one netspec wrote",
-                                   hint="start the run again in a new folder")
+            raise _damaged_manifest(path, f"it cannot be read ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise _damaged_manifest(path, "it is not one netspec wrote")
+        for tag in TAGS:
+            problem = _entry_problem(doc.get(tag))
+            if problem:
+                raise _damaged_manifest(path, f"its '{tag}' entry {problem}")
         return doc
+
+    def complete_folders(self) -> list[str]:
+        """The names of the checkpoint folders whose writes completed, listed or not."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir()
+                      if p.is_dir() and _OURS.fullmatch(p.name) and not p.name.startswith(".partial-"))
 
     def has(self, tag: str) -> bool:
         return bool(self.manifest().get(tag))
@@ -205,10 +214,18 @@ class CheckpointStore:
             entry = doc.get(tag) or {}
             if entry:
                 needed.setdefault(entry["folder"], set()).update(r["name"] for r in entry["files"].values())
-        self._link_weights(doc)
+        # Only a list whose every file is there says what is no longer needed: a list edited by
+        # hand, or with its 'last' entry gone, must never cost an intact checkpoint. Then only the
+        # leftovers of cut-short writes go.
+        trusted = "last" in doc and all((self.folder / folder / name).is_file()
+                                        for folder, names in needed.items() for name in names)
+        if trusted:
+            self._link_weights(doc)
         freed = 0
         for path in self.folder.iterdir():
             if path.is_dir() and not path.is_symlink() and _OURS.fullmatch(path.name):
+                if not trusted and not path.name.startswith(".partial-"):
+                    continue
                 keep = needed.get(path.name)
                 for item in path.iterdir():
                     if keep is None or item.name not in keep:
@@ -277,15 +294,43 @@ class BackgroundWrites:
             raise error
 
 
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one tag's entry of the list (None or {} is no entry), or None."""
+    if entry is None or entry == {}:
+        return None
+    if not isinstance(entry, dict) or not _is_plain_name(entry.get("folder")) or not _OURS.fullmatch(entry["folder"]):
+        return "does not name a checkpoint folder"
+    files = entry.get("files")
+    if not isinstance(files, dict) or not files:
+        return "lists no files"
+    for role, record in files.items():
+        if not isinstance(record, dict) or not _is_plain_name(record.get("name")) \
+                or not isinstance(record.get("sha256"), str):
+            return f"has an unreadable record for its {role!r} file"
+    return None
+
+
+def _damaged_manifest(path: Path, why: str) -> SpecError:
+    return SpecError.single(f"the checkpoint list {path} is damaged: {why}",
+                            hint="restore it (nothing in checkpoints/ was removed), or start the run again in a "
+                                 "new folder; checkpoints/last.safetensors and best.safetensors still hold weights "
+                                 "to export")
+
+
 def damaged_checkpoint(path, why: str) -> SpecError:
     return SpecError.single(f"the checkpoint {path} is damaged: {why}",
                             hint="checkpoints/best.safetensors still holds the best weights for export; "
                                  "start the run again to train further")
 
 
-def _plain_name(name: Any) -> str:
+def _is_plain_name(name: Any) -> bool:
     """A manifest names files inside checkpoints/ only."""
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+    return isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name \
+        and name not in (".", "..") and "\0" not in name
+
+
+def _plain_name(name: Any) -> str:
+    if not _is_plain_name(name):
         raise TypeError(name)
     return name
 

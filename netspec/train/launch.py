@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec import __version__
+from netspec.catalog import spec_path as find_spec
 from netspec.checker import CheckedNet, check_file
 from netspec.errors import SpecError
 from netspec.train import FAST_PATH_PARTS, TrainingStopped, TrainOptions
@@ -107,7 +108,8 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         if request.resume is None:
             run.write_spec(_resolved_spec_text(net))
             run.write_run_info({
-                "spec_file": str(request.spec.resolve()), "overrides": request.overrides, "backend": backend,
+                "spec_file": str(find_spec(request.spec).resolve()), "overrides": request.overrides,
+                "backend": backend,
                 "input_shape": list(input_shape) if input_shape else None, "max_steps": max_steps,
                 "fast_path": fast_path,
                 "netspec_version": __version__, "command": sys.argv, "versions": _versions(backend),

@@ -156,6 +156,13 @@ class EpochLoop:
         """Continue from the last complete checkpoint; a run stopped before its first checkpoint
         starts over (it had nothing to lose; a metrics line written just before it is dropped)."""
         if not self.run.has_checkpoint():
+            written = self.run.checkpoints.complete_folders()
+            if written:  # a list that lost its 'last' entry: starting over would empty metrics.jsonl
+                raise SpecError.single(
+                    f"{shown(self.run.checkpoints.folder / 'manifest.json')} names no 'last' checkpoint, yet "
+                    f"checkpoints/ holds {', '.join(written[-3:])}: the list is damaged",
+                    hint="restore manifest.json (nothing was removed or changed), or start the run again with "
+                         "a new --run-dir")
             if self.console is not None:
                 self.console.print(f"{shown(self.run.path)} has no checkpoint yet: starting the run from the beginning")
             self.run.truncate_metrics(0)

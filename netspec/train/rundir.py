@@ -17,6 +17,7 @@ write their checkpoint files through ``checkpoints`` (a CheckpointStore).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -24,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import SpecError
+from netspec.errors import SpecError, shown
 from netspec.fileio import atomic_write_text, leftovers_of
 from netspec.train import FAST_PATH_PARTS
 from netspec.train.checkpoints import CheckpointStore
@@ -61,7 +62,11 @@ class RunDir:
         if not resume:
             self._written.add(".lock")
         if resume:
-            self._remove_leftovers()
+            try:
+                self._remove_leftovers()
+            except BaseException:  # a damaged checkpoint list: the lock goes with the failed start
+                self.close()
+                raise
 
     def _claim_folder(self) -> None:
         """A new run needs a new or empty folder: it may only ever remove what it wrote itself."""
@@ -179,10 +184,28 @@ class RunDir:
     def append_metrics(self, record: dict[str, Any]) -> None:
         if self.follower:
             return
-        with open(self.metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        created = not self.metrics_path.exists()
+        if created:
+            self._written.add(self.metrics_path.name)  # so a new run that fails here leaves nothing behind
+        # unbuffered: a full disk fails the write here, not later when a buffer is flushed on close
+        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            before = os.lseek(fd, 0, os.SEEK_END)
+            line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+            try:
+                while line:
+                    line = line[os.write(fd, line):]
+                os.fsync(fd)
+            except OSError as exc:  # a full disk: the file keeps its complete lines, and the run says so
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, before)
+                raise SpecError.single(f"cannot append epoch {record.get('epoch')} to {shown(self.metrics_path)}: "
+                                       f"{exc.strerror or exc}",
+                                       hint="free some space and start the run again" if created else
+                                       "free some space and resume the run (--resume); the last checkpoint is "
+                                       "intact") from None
+        finally:
+            os.close(fd)
         self._written.add(self.metrics_path.name)
 
     def read_metrics(self) -> list[dict[str, Any]]:
