@@ -59,6 +59,7 @@ class LoadedSpec:
     # modules and their uses; without modules, the document is ``data`` and these are empty
     document: dict[str, Any] | None = None
     modules: Any = None  # netspec.modules.Expansion
+    overrides: list[str] = field(default_factory=list)  # what --set (or the API) changed, as KEY=VALUE
 
     def location(self, path: Path_) -> Location:
         """The most precise known location for ``path`` (walking up to a parent when needed)."""
@@ -78,8 +79,9 @@ def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> Load
     root_dir = path.resolve().parent
     tree = _load_with_bases(path, display, root_dir, stack=[])
     chain = list(getattr(tree, "chain", [display]))
-    if overrides:
-        _apply_overrides(tree, overrides_from(overrides))
+    given = overrides_from(overrides) if overrides else []
+    if given:
+        _apply_overrides(tree, given)
     _resolve_params(tree)
     _refuse_too_many_layers(tree)
     document = _to_plain(tree, (), tree.loc, {})
@@ -87,7 +89,7 @@ def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> Load
     locations: dict[Path_, Location] = {}
     data = _to_plain(tree, (), tree.loc, locations)
     return LoadedSpec(data=data, locations=locations, file=display, chain=chain, document=document,
-                      modules=expansion)
+                      modules=expansion, overrides=[override.shown() for override in given])
 
 
 def _refuse_too_many_layers(tree: LMap) -> None:
@@ -467,6 +469,10 @@ class Override:
     key: str
     value: Any
     loc: Location
+    text: str = ""  # as given: KEY=VALUE
+
+    def shown(self) -> str:
+        return self.text or f"{self.key}={json.dumps(self.value)}"
 
 
 OverridesArg = Sequence[str] | Mapping[str, Any] | None
@@ -499,7 +505,7 @@ def overrides_from(overrides: OverridesArg, *, label: str = "--set") -> list[Ove
         except SpecError as exc:
             problems.append(Problem(f"cannot parse the value: {exc.problems[0].message}", loc))
             continue
-        found.append(Override(key, value, loc))
+        found.append(Override(key, value, loc, item.strip()))
     if problems:
         raise SpecError(problems)
     return found
@@ -524,7 +530,7 @@ def _python_overrides(overrides: Mapping[str, Any]) -> list[Override]:
                                     hint="give a number, text, True/False, None, or a list or dict of these"))
             continue
         try:
-            found.append(Override(key.strip(), parse_yaml_text(text, str(loc)), loc))
+            found.append(Override(key.strip(), parse_yaml_text(text, str(loc)), loc, f"{key.strip()}={text}"))
         except SpecError as exc:
             problems += exc.problems
     if problems:

@@ -12,6 +12,7 @@ import math
 import re
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -169,10 +170,21 @@ def execute_generated(source: str, name: str) -> dict[str, Any]:
     return module.__dict__
 
 
+HEADER_TEXT_LIMIT = 80  # a file name or an override in a header comment: lines stay within ruff's 120
+
+
+def _bounded(text: str) -> str:
+    text = comment(text)
+    return text if len(text) <= HEADER_TEXT_LIMIT else text[: HEADER_TEXT_LIMIT - 1] + "…"
+
+
 def header_context(net) -> dict[str, Any]:
-    """What every generated file's header says: which spec, which netspec, shapes and size."""
+    """What every generated file's header says: which spec (its file's name: a path would put the
+    user's folders in the file and run past the line length) with which overrides, which netspec,
+    shapes and size."""
     return {
-        "spec_file": net.source.file,
+        "spec_file": _bounded(Path(net.source.file).name),
+        "overrides": [_bounded(text) for text in net.source.loaded.overrides],
         "spec_name": net.spec.name,
         "description": net.spec.description,
         "params": f"{net.totals.params:,}",
