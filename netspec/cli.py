@@ -441,10 +441,42 @@ def _main(
     """netspec: one network definition, checked before it runs, for PyTorch and Keras."""
 
 
+# Commands that only print: cut short by a closed pipe (`netspec check X | head -1`), they did all
+# a reader wanted, and exit 0 as `cat` and `grep` do. Training and writing commands keep exit 1.
+READ_ONLY_COMMANDS = ("check", "diff", "list", "schema")
+
+
+def _stdout_identity() -> tuple[int, int] | None:
+    try:
+        status = os.fstat(1)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _stdout_pipe_closed(at_start: tuple[int, int] | None) -> bool:
+    """Whether standard output was a pipe whose reader has gone: poll reports an error on it, or
+    rich, on EPIPE, has already pointed it at /dev/null (so it is no longer the file it was)."""
+    import select
+
+    if at_start is not None and _stdout_identity() != at_start:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.__stdout__.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main() -> None:
+    stdout_at_start = _stdout_identity()
     try:
         app()
-    except SystemExit:
+    except SystemExit as exc:
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+        if exc.code == 1 and command in READ_ONLY_COMMANDS and _stdout_pipe_closed(stdout_at_start):
+            raise SystemExit(0) from None
         raise
     except KeyboardInterrupt:
         sys.stderr.write("netspec: interrupted\n")

@@ -218,3 +218,18 @@ def test_an_internal_error_prints_its_text_escaped(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err
     assert "bad file \\x1b[2J\\x1b]0;owned\\x07.safetensors" in err
+
+
+@pytest.mark.parametrize("args", [["check", "resnet50"], ["list"], ["schema"]], ids=["check", "list", "schema"])
+def test_a_read_only_command_cut_short_by_a_closed_pipe_exits_0_quietly(args):
+    """`netspec check X | head -1` exited 1: the reader had all it wanted, as with cat or grep."""
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    reader.wait(timeout=30)  # the reader is gone before the first byte: every write meets a closed pipe
+    writer = subprocess.run([sys.executable, "-m", "netspec", *args], stdout=reader.stdin, stderr=subprocess.PIPE,
+                            text=True, timeout=120)
+    reader.stdin.close()
+    assert writer.returncode == 0, writer.stderr
+    assert writer.stderr == ""
+    broken = subprocess.run(f"{sys.executable} -m netspec check no-such-spec | head -1", shell=True,
+                            capture_output=True, text=True, timeout=120)
+    assert "no spec file or packaged spec named" in broken.stderr  # a real error still says so

@@ -376,3 +376,18 @@ def weights_of(trainer, net) -> dict[str, np.ndarray]:
     from netspec_keras import torch_layout_state
 
     return {key: np.array(value) for key, value in torch_layout_state(trainer.model, net).items()}
+
+
+def test_the_lock_file_goes_with_the_run_and_a_folder_in_its_place_is_named(tmp_path):
+    from netspec.train.rundir import RunDir
+
+    run = RunDir(tmp_path / "run", resume=False)
+    assert (tmp_path / "run" / ".lock").is_file()
+    run.write_run_info({"backend": "torch", "overrides": []})
+    with pytest.raises(SpecError, match="another run is writing to"):
+        RunDir(tmp_path / "run", resume=True)
+    run.close()
+    assert not (tmp_path / "run" / ".lock").exists()
+    (tmp_path / "run" / ".lock").mkdir()  # a folder where the lock file goes: named, not an internal error
+    with pytest.raises(SpecError, match=r"cannot take the run's lock .*\.lock: Is a directory"):
+        RunDir(tmp_path / "run", resume=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
 from netspec.checker import CheckedNet
-from netspec.train.hardware import cpu_model
+from netspec.train.hardware import cpu_label
 from netspec.train.loop import NonFiniteLoss
 
 
@@ -47,7 +47,7 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
             rows += time_loops(setups, batch, settings, how)
         keras.backend.clear_session()
     name = f"GPU ({tf.config.list_logical_devices('GPU')[0].name})" if gpu else \
-        f"{cpu_model()} ({os.cpu_count()} cores)"
+        cpu_label(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1)  # 0: one a core
     return rows, name, {"keras": keras.__version__, "backend": keras.backend.backend(), "tensorflow": tf.__version__}
 
 

@@ -24,7 +24,7 @@ import torch
 
 from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
 from netspec.checker import CheckedNet
-from netspec.train.hardware import cpu_model
+from netspec.train.hardware import cpu_label
 from netspec.train.loop import NonFiniteLoss
 from netspec_torch.trainer import TorchTrainer, loss_fn, make_optimizer, pick_device, quiet_cpu_compile
 
@@ -44,7 +44,7 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
         rows += [row.with_mfu(net.totals.macs, settings.peak_tflops, cuda)
                  for row in time_loops(setups, batch, settings, how)]
         _release(device)
-    name = torch.cuda.get_device_name(device) if cuda else f"{cpu_model()} ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if cuda else cpu_label(torch.get_num_threads())
     import torchvision
 
     return rows, name, {"torch": torch.__version__, "torchvision": torchvision.__version__}

@@ -168,7 +168,8 @@ class TorchTrainer(EpochLoop):
         self.loss_sum = self.correct = self.first_bad = None
 
     def describe(self) -> str:
-        return f"device {self.device}, {self.world.size} process(es), fast path: {self.fast.describe()}"
+        processes = f"{self.world.size} process{'es' if self.world.size != 1 else ''}"
+        return f"device {self.device}, {processes}, fast path: {self.fast.describe()}"
 
     def _forward_model(self):
         model = self.model

@@ -20,6 +20,11 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return False
 
 
+def cpu_label(threads: int) -> str:
+    """The CPU as both backends' bench headers name it: model, and the threads its math runs on."""
+    return f"{cpu_model()} ({threads} thread{'s' if threads != 1 else ''})"
+
+
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name (Linux), as 'CPU: NAME', or 'CPU'."""
     try:

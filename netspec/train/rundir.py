@@ -100,17 +100,33 @@ class RunDir:
                 or (checkpoints.is_dir() and any(checkpoints.iterdir())))
 
     def _acquire_lock(self):
-        handle = open(self.path / ".lock", "a+")  # noqa: SIM115  (held for the run's lifetime)
+        path = self.path / ".lock"
+        busy = SpecError.single(f"another run is writing to {shown(self.path)}",
+                                hint="wait for it to finish, or choose another --run-dir")
+        try:
+            handle = open(path, "a+")  # noqa: SIM115  (held for the run's lifetime)
+        except OSError as exc:  # a folder named .lock, a read-only run folder
+            raise SpecError.single(f"cannot take the run's lock {shown(path)}: {exc.strerror or exc}",
+                                   hint="netspec keeps a plain file .lock there while a run writes; remove "
+                                        "what stands in its place") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # the lock file is removed when a run ends: holding a file that was just unlinked (or
+            # replaced) locks nothing another run can see
+            if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
             handle.close()
-            raise SpecError.single(f"another run is writing to {self.path}",
-                                   hint="wait for it to finish, or choose another --run-dir") from None
+            raise busy from None
         return handle
 
     def close(self) -> None:
+        """Release the lock, removing its file (while still held, so no other run ever holds the
+        removed one unseen)."""
         if self._lock is not None:
+            if not self.follower:
+                with contextlib.suppress(OSError):
+                    (self.path / ".lock").unlink()
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
