@@ -272,6 +272,6 @@ def test_the_header_names_the_spec_file_and_its_overrides_within_the_line_length
     assert "# with --set" not in emit(spec, backend)
     written = tmp_path / "generated.py"
     written.write_text(source)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
-                           str(written)], capture_output=True, text=True)
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                           str(ROOT / "pyproject.toml"), str(written)], capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout
