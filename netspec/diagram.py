@@ -127,8 +127,7 @@ def layout(net: CheckedNet, *, by_block: bool = False) -> Diagram:
         width = THIN_WIDTH if thin else BOX_WIDTH
         height = _height(last)
         fill, stroke, label = _box_text(unit_type, members)
-        box = Box(name, unit_type, label, fmt_shape(last.output_shape), sum(cl.params + cl.non_trainable
-                                                                           for cl in members),
+        box = Box(name, unit_type, label, fmt_shape(last.output_shape), sum(cl.params for cl in members),
                   x, baseline - height / 2, width, height, fill, stroke, thin=thin, baseline=baseline,
                   under=baseline + tallest / 2 + 18)
         _add_towers(box, last, unit_type)
@@ -203,7 +202,7 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         fill, stroke, label = _box_text(unit_type, members)
         shown_type = (_module_of(net, name) or unit_type) if unit_type == "block" else unit_type
         box = Box(name, shown_type, label, fmt_shape(last.output_shape),
-                  sum(cl.params + cl.non_trainable for cl in members),
+                  sum(cl.params for cl in members),
                   left[column[name]] + (widths[column[name]] - width) / 2, baseline - height / 2, width, height,
                   fill, stroke, thin=thin[name], baseline=baseline, under=baseline + tallest / 2 + 18,
                   shown_name=name if len(name) <= NAME_CHARACTERS else "…" + name[1 - NAME_CHARACTERS:])
@@ -244,7 +243,7 @@ def _box_text(unit_type: str, members: list[CheckedLayer]) -> tuple[str, str, st
 def _subtitle(net: CheckedNet) -> str:
     totals = net.totals
     return (f"input {fmt_shape(net.input_shape)} · output {fmt_shape(net.output_shape)} · "
-            f"{totals.params:,} parameters · {totals.macs / 1e6:,.1f} M MACs")
+            f"{totals.trainable_params:,} trainable parameters · {totals.macs / 1e6:,.1f} M MACs")
 
 
 def _add_towers(box: Box, last: CheckedLayer, unit_type: str) -> None:

@@ -55,16 +55,16 @@ class NetDiff:
 
     def explanation(self) -> str:
         """One sentence on where the parameter difference comes from."""
-        delta = self.totals_b["params"] - self.totals_a["params"]
+        delta = self.totals_b["trainable_params"] - self.totals_a["trainable_params"]  # as each layer's are
         if not delta:
-            return f"{self.name_b} and {self.name_a} have the same number of parameters."
+            return f"{self.name_b} and {self.name_a} have the same number of trainable parameters."
         movers = [d for d in self.layers if d.params_delta]
         movers.sort(key=lambda d: -abs(d.params_delta))
         parts = [f"{d.name_b or d.name_a} {d.params_delta:+,}" for d in movers[:SENTENCE_LAYERS]]
         if len(movers) > SENTENCE_LAYERS:  # a graph of hundreds of layers: the largest changes, and a count
             parts.append(f"and {len(movers) - SENTENCE_LAYERS} more layers")
         more = "more" if delta > 0 else "fewer"
-        return f"{self.name_b} has {abs(delta):,} {more} parameters than {self.name_a}: {', '.join(parts)}."
+        return f"{self.name_b} has {abs(delta):,} {more} trainable parameters than {self.name_a}: {', '.join(parts)}."
 
     def to_json(self) -> dict[str, Any]:
         return {"format": JSON_FORMAT_VERSION, "a": self.name_a, "b": self.name_b,
@@ -96,7 +96,7 @@ def _pair(a: CheckedLayer | None, b: CheckedLayer | None) -> LayerDiff:
         status = "removed" if b is None else "added"
     return LayerDiff(status, a and a.name, b and b.name, a and a.type, b and b.type,
                      a and fmt_shape(a.output_shape), b and fmt_shape(b.output_shape),
-                     (a.params + a.non_trainable) if a else 0, (b.params + b.non_trainable) if b else 0, settings)
+                     a.params if a else 0, b.params if b else 0, settings)
 
 
 def diff_nets(a: CheckedNet, b: CheckedNet) -> NetDiff:
@@ -123,8 +123,8 @@ def table(diff: NetDiff, *, everything: bool = False):
     from rich.table import Table
 
     out = Table(title=f"{diff.name_a} → {diff.name_b}", title_justify="left")
-    for column in ("layer", "", diff.name_a, diff.name_b, "params Δ"):
-        out.add_column(column, justify="right" if column == "params Δ" else "left", overflow="fold")
+    for column in ("layer", "", diff.name_a, diff.name_b, "trainable Δ"):
+        out.add_column(column, justify="right" if column == "trainable Δ" else "left", overflow="fold")
     marks = {"same": "", "changed": "~", "renamed": "~", "added": "+", "removed": "−"}
     styles = {"added": "green", "removed": "red", "same": "dim"}
     if diff.input_a != diff.input_b:
@@ -141,7 +141,8 @@ def table(diff: NetDiff, *, everything: bool = False):
                                                                 else f"{d.name_a} → {d.name_b}")
         out.add_row(name, marks[d.status], a_text, b_text, f"{d.params_delta:+,}" if d.params_delta else "",
                     style=styles.get(d.status))
-    labels = {"params": "parameters", "trainable_params": "trainable", "macs": "MACs", "memory_bytes": "memory (B)"}
+    labels = {"params": "all params", "trainable_params": "trainable", "macs": "MACs",
+              "memory_bytes": "memory (B)"}
     out.add_section()
     for key, label in labels.items():
         va, vb = diff.totals_a[key], diff.totals_b[key]

@@ -82,7 +82,7 @@ def render_report(run: Path) -> str:
     net = recorded_net(info)
     best = max(records, key=lambda r: r["val_top1"]) if records else None
     rows = [{"name": cl.name, "type": type_label(cl.layer), "block": cl.block or "",
-             "shape": "×".join(map(str, cl.output_shape)), "params": cl.params + cl.non_trainable, "macs": cl.macs}
+             "shape": "×".join(map(str, cl.output_shape)), "params": cl.params, "macs": cl.macs}
             for cl in net.layers]
     command = info.get("command") or []
     return _env.get_template("run_report.html.j2").render(

@@ -171,7 +171,7 @@ def test_results_are_not_wrapped_when_piped():
     result = subprocess.run([sys.executable, "-m", "netspec", "diff", str(SPECS_DIR / "alexnet.yaml"),
                              str(SPECS_DIR / "alexnet-torchvision.yaml")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    header = next(line for line in result.stdout.splitlines() if "layer" in line and "params Δ" in line)
+    header = next(line for line in result.stdout.splitlines() if "layer" in line and "trainable Δ" in line)
     assert "alexnet-torchvision" in header
     assert "alexnet-torchvisi\n" not in result.stdout and not any(
         line.strip("┃│ ").startswith("on ") for line in result.stdout.splitlines())

@@ -41,11 +41,11 @@ def test_each_spec_draws_one_element_per_layer_with_the_checkers_numbers(spec, t
     assert [g.get("data-name") for g in layers] == [cl.name for cl in net.layers]
     for g, cl in zip(layers, net.layers, strict=True):
         assert g.get("data-shape") == fmt_shape(cl.output_shape)
-        assert int(g.get("data-params")) == cl.params + cl.non_trainable
+        assert int(g.get("data-params")) == cl.params  # trainable, as check's Params column
         towers = [r for r in g.iter(f"{SVG}rect") if r.get("class") == "tower"]
         groups = getattr(cl.layer, "groups", 1)
         assert len(towers) == (groups if 1 < groups <= MAX_TOWERS else 0)
-    assert f"{net.totals.params:,} parameters" in out.read_text()
+    assert f"{net.totals.trainable_params:,} trainable parameters" in out.read_text()
 
 
 def test_a_graph_is_drawn_with_every_edge_and_its_branches_side_by_side(tmp_path):
@@ -76,7 +76,7 @@ def test_by_block_collapses_each_module_use_into_a_box(tmp_path):
                                                   "layer4", "avgpool", "fc"]
     assert boxes[5].get("data-type") == "basic_block ×2"
     net = check_file(spec)
-    assert int(boxes[5].get("data-params")) == sum(cl.params + cl.non_trainable for cl in net.layers
+    assert int(boxes[5].get("data-params")) == sum(cl.params for cl in net.layers
                                                    if cl.name.startswith("layer2."))
 
 
@@ -139,10 +139,10 @@ def test_the_diff_of_each_pair_of_variants_adds_up_to_the_checkers_numbers(a, b)
     for layer in doc["layers"]:
         if layer["name_a"]:
             cl = by_name_a[layer["name_a"]]
-            assert (layer["params_a"], layer["shape_a"]) == (cl.params + cl.non_trainable, fmt_shape(cl.output_shape))
+            assert (layer["params_a"], layer["shape_a"]) == (cl.params, fmt_shape(cl.output_shape))
         if layer["name_b"]:
             cl = by_name_b[layer["name_b"]]
-            assert (layer["params_b"], layer["shape_b"]) == (cl.params + cl.non_trainable, fmt_shape(cl.output_shape))
+            assert (layer["params_b"], layer["shape_b"]) == (cl.params, fmt_shape(cl.output_shape))
     assert {layer["name_a"] for layer in doc["layers"]} - {None} == set(by_name_a)
     assert {layer["name_b"] for layer in doc["layers"]} - {None} == set(by_name_b)
 
@@ -151,22 +151,22 @@ def test_the_diff_explains_torchvisions_extra_parameters():
     result = CliRunner().invoke(app, ["diff", str(SPECS_DIR / "alexnet.yaml"),
                                       str(SPECS_DIR / "alexnet-torchvision.yaml"), "--json"])
     doc = json.loads(result.output)
-    assert doc["explanation"] == ("alexnet-torchvision has 135,616 more parameters than alexnet: conv3 -221,184, "
-                                  "conv4 +221,056, conv5 +147,456, conv1 -11,648, conv2 -64.")
+    assert doc["explanation"] == ("alexnet-torchvision has 135,616 more trainable parameters than alexnet: "
+                                  "conv3 -221,184, conv4 +221,056, conv5 +147,456, conv1 -11,648, conv2 -64.")
     conv2 = next(layer for layer in doc["layers"] if layer["name_a"] == "conv2")
     assert conv2["settings"]["groups"] == [2, 1] and conv2["settings"]["out_channels"] == [256, 192]
     statuses = {layer["name_a"] or layer["name_b"]: layer["status"] for layer in doc["layers"]}
     assert statuses["lrn1"] == "removed" and statuses["avgpool6"] == "added" and statuses["flatten"] == "renamed"
     table = CliRunner().invoke(app, ["diff", str(SPECS_DIR / "alexnet.yaml"),
                                      str(SPECS_DIR / "alexnet-torchvision.yaml")])
-    assert table.exit_code == 0 and "135,616 more parameters" in table.output
+    assert table.exit_code == 0 and "135,616 more trainable parameters" in table.output
 
 
 def test_the_diff_of_a_spec_with_itself_is_empty():
     spec = str(SPECS_DIR / "alexnet.yaml")
     doc = json.loads(CliRunner().invoke(app, ["diff", spec, spec, "--json"]).output)
     assert {layer["status"] for layer in doc["layers"]} == {"same"}
-    assert doc["explanation"] == "alexnet and alexnet have the same number of parameters."
+    assert doc["explanation"] == "alexnet and alexnet have the same number of trainable parameters."
 
 
 TINY = """
@@ -230,3 +230,22 @@ def test_report_of_a_folder_that_holds_no_run(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 2 and "it has no run.json" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_batch_norms_parameters_are_counted_alike_in_check_diff_draw_and_report(tmp_path):
+    """A batch norm over 64 channels: check said 128 (trainable), diff, draw and report said 256
+    (running statistics included). One definition everywhere: trainable, as check's Params."""
+    from netspec.diagram import write_diagram
+    from netspec.report import summary_json
+
+    net = check_file(SPECS_DIR / "zoo" / "resnet18.yaml")
+    assert net.layer("bn1").params == 128 and net.layer("bn1").non_trainable == 128
+    assert next(layer for layer in summary_json(net)["layers"] if layer["name"] == "bn1")["params"] == 128
+    result = CliRunner().invoke(app, ["diff", str(SPECS_DIR / "zoo" / "resnet18.yaml"),
+                                      str(SPECS_DIR / "zoo" / "resnet34.yaml"), "--json"])
+    bn1 = next(layer for layer in json.loads(result.output)["layers"] if layer["name_a"] == "bn1")
+    assert (bn1["params_a"], bn1["params_b"]) == (128, 128)
+    svg = write_diagram(net, tmp_path / "net.svg")
+    boxes = {g.get("data-name"): g for g in ET.parse(svg).getroot().iter(f"{SVG}g") if g.get("data-name")}
+    assert int(boxes["bn1"].get("data-params")) == 128
+    assert f"{net.totals.trainable_params:,} trainable parameters" in svg.read_text()
