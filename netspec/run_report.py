@@ -60,16 +60,21 @@ def check_run_files(run: Path) -> None:
                                                          "replace the link with the file itself")
 
 
+MAX_CURVES_BYTES = 16 << 20  # netspec draws about 100 KB; a larger file is not its plot
+
+
 def _curves_png(run: Path, records: list[dict[str, Any]], title: str) -> str | None:
-    """The run's curves.png as base64, drawn now if the run has none yet."""
+    """The run's curves.png as base64, drawn now if the run has none yet, or anew when the file
+    there is far larger than any plot netspec draws (it is then never read into memory)."""
     path = run / "curves.png"
-    if not path.is_file() and records:
+    usable = path.is_file() and path.stat().st_size <= MAX_CURVES_BYTES
+    if not usable and records:
         from netspec.train.plot import plot_curves
 
         with tempfile.TemporaryDirectory() as folder:
             drawn = plot_curves(records, Path(folder) / "curves.png", title=title)
             return base64.b64encode(drawn.read_bytes()).decode("ascii")
-    return base64.b64encode(path.read_bytes()).decode("ascii") if path.is_file() else None
+    return base64.b64encode(path.read_bytes()).decode("ascii") if usable else None
 
 
 def render_report(run: Path) -> str:

@@ -4,6 +4,7 @@ read a .pt/.pth file, so a Keras-only install can still read .safetensors."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,15 +13,44 @@ from typing import Any
 from netspec.errors import SpecError
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own bound on its JSON header
 
 
-def read_state_dict(path: str | Path, *, as_numpy: bool = False) -> dict[str, Any]:
+def weights_budget(net) -> int:
+    """The most bytes a weights file for ``net`` may hold: its tensors in float64, and a margin.
+    Memory follows the model, never what a file claims."""
+    return 8 * net.totals.params + (1 << 20)
+
+
+def safetensors_payload(path: Path) -> int:
+    """The bytes a .safetensors file's tensors take, read from its header alone (8 bytes of length,
+    then JSON), so a file that claims 64 GiB is measured before anything is allocated."""
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 0 < length <= MAX_HEADER_BYTES:
+                raise ValueError(f"a header of {length:,} bytes")
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        return max((int(end) for end in ends), default=0)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
+                               hint="the file may be truncated or not a safetensors file") from None
+
+
+def read_state_dict(path: str | Path, *, as_numpy: bool = False, budget: int | None = None) -> dict[str, Any]:
     """The tensors of a weights file by state-dict key: torch tensors, or NumPy arrays with
-    ``as_numpy`` (then a .safetensors file is read without torch)."""
+    ``as_numpy`` (then a .safetensors file is read without torch). ``budget`` bounds the bytes a
+    safetensors file's tensors may take (:func:`weights_budget`)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError.single(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
+        payload = safetensors_payload(path)
+        if budget is not None and payload > budget:
+            raise SpecError.single(f"{path} holds {payload:,} bytes of tensors, more than this network's weights "
+                                   f"could take ({budget:,} bytes)",
+                                   hint="these are the weights of another, larger network, or a damaged file")
         from safetensors import SafetensorError
 
         if as_numpy:

@@ -71,6 +71,22 @@ def test_imagefolder(tmp_path):
     assert image.shape == (3, 64, 64) and int(label) == 1
 
 
+def test_imagefolder_without_val_holds_out_val_fraction_of_train(tmp_path):
+    """A val/ folder was required; without one, a seeded share of train/ is held out, as for digits."""
+    import shutil
+
+    from netspec_torch.data import load_datasets
+
+    root = make_folder(tmp_path / "pets", per_class=5)
+    shutil.rmtree(root / "val")
+    data = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root), val_fraction=0.3))
+    assert data.classes == ["cat", "dog"] and (len(data.train), len(data.val)) == (7, 3)
+    again = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root), val_fraction=0.3))
+    assert [int(again.val[i][1]) for i in range(3)] == [int(data.val[i][1]) for i in range(3)]
+    train_images = {data.train[i][0].numpy().tobytes() for i in range(7)}
+    assert not any(data.val[i][0].numpy().tobytes() in train_images for i in range(3))  # disjoint
+
+
 def test_undecodable_image_is_named(tmp_path):
     from netspec_torch.data import load_datasets
 

@@ -255,9 +255,9 @@ def load_any_weights(model, net: CheckedNet, path: Path) -> None:
     if path.name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
         set_from_keras_weights(model, net, read_keras_weights(path), str(path))
         return
-    from netspec.state_files import read_state_dict
+    from netspec.state_files import read_state_dict, weights_budget
 
-    state = read_state_dict(path, as_numpy=True)  # a .safetensors file is read without torch
+    state = read_state_dict(path, as_numpy=True, budget=weights_budget(net))  # .safetensors without torch
     set_from_torch_layout(model, net, state, str(path))
 
 

@@ -38,12 +38,13 @@ class TorchBackend:
         return render(net, reserved_names())[1]
 
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
+        from netspec.state_files import weights_budget
         from netspec_torch.weights import apply_state_dict, read_state_dict
 
         source, torch_plan = (source, self.plan(net)) if source else render(net, reserved_names())
         model = execute_generated(source, module_name(net.spec.name))[torch_plan.class_name]()
         if weights is not None:
-            apply_state_dict(model, read_state_dict(weights), str(weights))
+            apply_state_dict(model, read_state_dict(weights, budget=weights_budget(net)), str(weights))
         return model
 
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from netspec.checker import CheckedNet
 from netspec.errors import SpecError
+from netspec.state_files import weights_budget
 from netspec.train import FAST_PATH_PARTS, TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
 from netspec.train.hardware import cpu_has_native_bf16
@@ -324,7 +325,8 @@ class TorchTrainer(EpochLoop):
             raise damaged_checkpoint(state_path, str(exc).splitlines()[0]) from None
         if not isinstance(state, dict) or not {"loop", "optimizer", "rng"} <= set(state):
             raise damaged_checkpoint(state_path, "it is not a netspec torch training state")
-        apply_state_dict(self.model, read_state_dict(files["weights"]), str(files["weights"]))
+        apply_state_dict(self.model, read_state_dict(files["weights"], budget=weights_budget(self.net)),
+                         str(files["weights"]))
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError, RuntimeError) as exc:

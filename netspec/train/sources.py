@@ -159,11 +159,17 @@ def synthetic(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
 
 
 def image_folders(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
-    """``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg``, classes in name order (as torchvision's ImageFolder)."""
+    """``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg``, classes in name order (as torchvision's ImageFolder).
+    Without ``val/``, a seeded ``data.val_fraction`` of ``train/`` is held out for validation."""
     if data.path is None:
         raise SpecError.single("the imagefolder dataset needs a folder",
                                hint="pass --data-path DIR (with train/CLASS/*.jpg and val/CLASS/*.jpg)")
     root = Path(data.path)
+    if (root / "train").is_dir() and not (root / "val").exists():  # one folder: data.val_fraction held out
+        files, classes = list_images(root, "train")
+        train, val = split_indices(len(files), data.val_fraction, seed, net.source.location(("data", "val_fraction")))
+        return Sources(ImageFiles([files.paths[i] for i in train], files.labels[train]),
+                       ImageFiles([files.paths[i] for i in val], files.labels[val]), classes)
     splits = {split: list_images(root, split) for split in ("train", "val")}
     (train, train_classes), (val, val_classes) = splits["train"], splits["val"]
     if train_classes != val_classes:
@@ -176,7 +182,8 @@ def list_images(root: Path, split: str) -> tuple[ImageFiles, list[str]]:
     folder = root / split
     if not folder.is_dir():
         raise SpecError.single(f"no '{split}' folder in {root}",
-                               hint="an imagefolder dataset has train/CLASS/*.jpg and val/CLASS/*.jpg")
+                               hint="an imagefolder dataset has train/CLASS/*.jpg, and val/CLASS/*.jpg or else "
+                                    "data.val_fraction of train/ held out")
     classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
     paths, labels = [], []
     for label, name in enumerate(classes):

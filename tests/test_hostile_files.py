@@ -1,0 +1,68 @@
+"""Hostile weight and run files: memory follows the model, never what a file claims."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SMALL = """
+    name: small
+    input: [4]
+    layers:
+      - {name: fc, type: linear, out_features: 3}
+"""
+
+
+def sparse_safetensors(path, claimed: int) -> None:
+    """A valid-looking safetensors file whose one tensor claims ``claimed`` bytes: the file is that
+    large, but sparse, so it costs a few KB of disk."""
+    header = json.dumps({"fc.weight": {"dtype": "F32", "shape": [claimed // 4], "data_offsets": [0, claimed]}}).encode()
+    with open(path, "wb") as handle:
+        handle.write(len(header).to_bytes(8, "little") + header)
+        handle.truncate(8 + len(header) + claimed)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("command", [["export", "-f", "safetensors"], ["convert", "--to", "keras"]],
+                         ids=["export", "convert"])
+def test_a_sparse_safetensors_claiming_64_gib_is_refused_by_its_header(write_spec, tmp_path, command):
+    """`export` failed with an internal error and `convert --to keras` printed a Rust panic and a
+    205-line traceback."""
+    spec = write_spec(SMALL)
+    weights = tmp_path / "huge.safetensors"
+    sparse_safetensors(weights, 64 << 30)
+    result = subprocess.run([sys.executable, "-m", "netspec", command[0], str(spec), "--weights", str(weights),
+                             *command[1:], "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"holds {64 << 30:,} bytes of tensors, more than this network's weights could take" in result.stderr
+    assert "panic" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_damaged_safetensors_header_is_named(tmp_path):
+    from netspec.errors import SpecError
+    from netspec.state_files import read_state_dict
+
+    weights = tmp_path / "bad.safetensors"
+    weights.write_bytes((1 << 40).to_bytes(8, "little") + b"{}")
+    with pytest.raises(SpecError, match="cannot read .* as safetensors: a header of 1,099,511,627,776 bytes"):
+        read_state_dict(weights, as_numpy=True)
+
+
+@pytest.mark.torch
+def test_a_huge_curves_png_is_never_read_into_the_report(write_spec, tmp_path):
+    """A 3 GiB sparse curves.png in a run folder was read whole: MemoryError."""
+    from netspec.run_report import MAX_CURVES_BYTES, render_report
+
+    from .test_training import TINY, train
+
+    run = tmp_path / "run"
+    train(write_spec(TINY), run, max_steps=2)
+    with open(run / "curves.png", "wb") as handle:
+        handle.truncate(3 << 30)
+    html = render_report(run)
+    embedded = html.split('src="data:image/png;base64,')[1].split('"')[0]
+    assert 1000 < len(embedded) < MAX_CURVES_BYTES  # the curves drawn anew from metrics.jsonl
