@@ -191,8 +191,8 @@ def convert(
 
 @app.command()
 def train(
-    spec: Annotated[Path | None, typer.Argument(help="The spec YAML file (not needed with --resume).",
-                                                show_default=False)] = None,
+    spec: Annotated[Path | None, typer.Argument(help="The spec: a YAML file or a packaged spec's name (not needed "
+                                                "with --resume).", metavar="SPEC", show_default=False)] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="torch (default) or keras.",
                                                 show_default=False)] = None,
     data: Annotated[str | None, typer.Option(help="digits (no download), cifar10, imagefolder, synthetic.")] = None,

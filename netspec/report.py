@@ -133,6 +133,37 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
     }
 
 
+LAYER_COLUMNS = ("Layer", "Type", "Output", "Params", "MACs", "RF", "Ln")
+OPTIONAL_COLUMNS = ("Ln", "RF", "MACs")  # left out in this order on a terminal too narrow for the table
+
+
+def _layer_table(net: CheckedNet, layout: str, line_file: str, columns) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("Layer", "Type") else "right", no_wrap=True,
+                         style="dim" if column == "Ln" else None)
+    block = None
+    uses = _module_uses(net)
+    for cl in net.layers:
+        scope = cl.name.split(".")[0] if "." in cl.name else None
+        group = cl.block or scope
+        if group != block and group is not None:
+            what = uses.get(scope, "") if scope else ""
+            # what the use is goes in the Type column: in the Layer column it widened the table
+            table.add_row(f"[bold cyan]{escape(group)}[/]", escape(what.strip()), *[""] * (len(columns) - 2))
+        block = group
+        indent = "  " if group else ""
+        cells = {"Layer": indent + cl.name, "Type": type_label(cl.layer),
+                 "Output": display_shape(cl.output_shape, layout), "Params": f"{cl.params:,}" if cl.params else "–",
+                 "MACs": human_count(cl.macs) if cl.macs else "–", "RF": _rf_label(cl.receptive_field),
+                 "Ln": _line_label(cl.location, line_file)}
+        table.add_row(*(cells[column] for column in columns))
+    return table
+
+
 def render_summary(net: CheckedNet, console) -> None:
     """Print the per-layer table and totals with rich (imported here: only the CLI needs it).
 
@@ -140,7 +171,6 @@ def render_summary(net: CheckedNet, console) -> None:
     as plain text, never as rich markup. When the output is not a terminal (a pipe, a file, a test)
     nothing is wrapped or cut to the terminal's width: the header is one line and the table as wide
     as its contents, so what a script reads does not depend on COLUMNS or the folder's path."""
-    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -148,32 +178,21 @@ def render_summary(net: CheckedNet, console) -> None:
     header = Text.assemble((shown(net.spec.name), "bold"), f"  {shown(net.source.file)}  input "
                            f"{display_shape(net.input_shape, layout)}  batch {net.batch}")
     console.print(header, soft_wrap=not console.is_terminal)
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
-    table.add_column("Type", no_wrap=True)
-    table.add_column("Output", justify="right", no_wrap=True)
-    table.add_column("Params", justify="right", no_wrap=True)
-    table.add_column("MACs", justify="right", no_wrap=True)
-    table.add_column("RF", justify="right", no_wrap=True)
-    table.add_column("Ln", justify="right", style="dim", no_wrap=True)
     # Line numbers refer to one file when they can: the spec's, or the one base all layers come from.
     files = {cl.location.file for cl in net.layers if cl.location.line}
     line_file = files.pop() if len(files) == 1 else net.source.file
     caption = Text(f"Ln: lines in {shown(line_file)}") if line_file != net.source.file else None
-    block = None
-    uses = _module_uses(net)
-    for cl in net.layers:
-        scope = cl.name.split(".")[0] if "." in cl.name else None
-        group = cl.block or scope
-        if group != block and group is not None:
-            what = f"  {uses[scope]}" if scope in uses else ""
-            table.add_row(f"[bold cyan]{escape(group)}[/]{escape(what)}", "", "", "", "", "", "")
-        block = group
-        indent = "  " if group else ""
-        table.add_row(indent + cl.name, type_label(cl.layer),
-                      display_shape(cl.output_shape, layout), f"{cl.params:,}" if cl.params else "–",
-                      human_count(cl.macs) if cl.macs else "–", _rf_label(cl.receptive_field),
-                      _line_label(cl.location, line_file))
+    table = _layer_table(net, layout, line_file, LAYER_COLUMNS)
+    if console.is_terminal:  # a narrow terminal: leave out the least needed columns rather than wrap
+        for left_out in range(1, len(OPTIONAL_COLUMNS) + 1):
+            natural = console.measure(table, options=console.options.update_width(1 << 14)).maximum
+            if natural <= console.width:
+                break
+            dropped = OPTIONAL_COLUMNS[:left_out]
+            table = _layer_table(net, layout, line_file, [c for c in LAYER_COLUMNS if c not in dropped])
+            table.caption = f"{', '.join(dropped)} left out to fit {console.width} columns (--json has them)"
+            if "Ln" in dropped:
+                caption = None
     _print_unwrapped(console, table)
     if caption is not None:  # below the table, not inside it: a long path would wrap at the table's width
         console.print(caption, soft_wrap=not console.is_terminal)

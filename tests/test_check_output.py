@@ -66,3 +66,28 @@ def test_a_narrow_terminal_never_cuts_a_figure():
     text = console.export_text()
     assert "…" not in text
     assert "37,752,832" in text and "256×27×27" in text
+
+
+@pytest.mark.parametrize("width", [70, 80, 200])
+def test_the_check_table_fits_a_narrow_terminal_by_leaving_out_columns(width):
+    """At COLUMNS=70 in a terminal the tables were 73-86 columns wide; now the least needed
+    columns (Ln, RF, then MACs) are left out, and the table says so."""
+    import io
+
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from netspec.checker import check_file
+    from netspec.report import render_summary
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=width, color_system=None, highlight=False)
+    render_summary(check_file(SPECS_DIR / "zoo" / "resnet18.yaml"), console)
+    lines = out.getvalue().splitlines()
+    assert max(cell_len(line) for line in lines) <= width, "\n".join(lines)
+    header = next(line for line in lines if "Layer" in line and "Type" in line)
+    assert "Params" in header and "Output" in header
+    if width == 200:
+        assert header.split()[-1] == "Ln" and not any("left out" in line for line in lines)
+    else:
+        assert "Ln" not in header.split() and any(f"left out to fit {width} columns" in line for line in lines)

@@ -233,3 +233,9 @@ def test_a_read_only_command_cut_short_by_a_closed_pipe_exits_0_quietly(args):
     broken = subprocess.run(f"{sys.executable} -m netspec check no-such-spec | head -1", shell=True,
                             capture_output=True, text=True, timeout=120)
     assert "no spec file or packaged spec named" in broken.stderr  # a real error still says so
+
+
+def test_train_usage_names_its_spec_argument_in_capitals():
+    """The usage line showed `[spec]`, unlike every other command's SPEC."""
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100"})
+    assert "netspec train [OPTIONS] [SPEC]" in result.output
