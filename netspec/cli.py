@@ -235,7 +235,8 @@ def train(
     with user_errors():
         if resume is not None:
             given = (spec, backend, run_dir, data, data_path, batch_size, lr, input_, set_, max_steps)
-            changed = [flag for flag, value in zip(FIXED_ON_RESUME, given, strict=True) if value]
+            # `is not None`: --lr 0 changes a run as much as --lr 0.5 does
+            changed = [flag for flag, value in zip(FIXED_ON_RESUME, given, strict=True) if value is not None]
             if changed:
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")

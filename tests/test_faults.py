@@ -153,6 +153,8 @@ def test_a_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
     (json.dumps({k: v for k, v in record(2).items() if k != "epoch"}), "'epoch' is missing or not a number"),
     (json.dumps(record(2, val_top1="high")), "'val_top1' is missing or not a number"),
     (json.dumps(record(5)), "'epoch' is 5 where 2 was expected"),
+    (json.dumps(record(2, val_top1=float("nan"))), "'val_top1' is nan, not an accuracy from 0 to 1"),
+    (json.dumps(record(2, train_top1=7)), "'train_top1' is 7, not an accuracy from 0 to 1"),
 ])
 def test_a_metrics_file_with_foreign_lines_is_named_on_resume_and_report(tmp_path, line, why):
     from typer.testing import CliRunner

@@ -141,6 +141,9 @@ def test_resume_uses_the_runs_own_spec_and_options_from_any_folder(write_spec, t
 def test_options_that_would_change_a_run_are_refused_on_resume(tmp_path):
     result = invoke("train", "--resume", tmp_path, "--max-steps", 3)
     assert result.exit_code == 2 and "--max-steps cannot change it" in result.output
+    for lr in ("0.5", "0"):  # --lr 0 was ignored (a falsy value) while --lr 0.5 was refused
+        result = invoke("train", "--resume", tmp_path, "--lr", lr)
+        assert result.exit_code == 2 and "--lr cannot change it" in result.output, result.output
 
 
 @pytest.mark.torch

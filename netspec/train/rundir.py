@@ -298,6 +298,8 @@ def _record_problem(record: Any, previous: int) -> str | None:
             return f"'{key}' is missing or not a number"
         if not math.isfinite(value) and key in ("epoch", "step"):
             return f"'{key}' is not finite"
+        if key in ("train_top1", "val_top1", "val_top5") and not 0 <= value <= 1:  # NaN too
+            return f"'{key}' is {value!r}, not an accuracy from 0 to 1"
     if not isinstance(record["epoch"], int) or record["epoch"] != previous + 1:
         return f"'epoch' is {record['epoch']!r} where {previous + 1} was expected"
     return None
