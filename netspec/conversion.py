@@ -78,5 +78,8 @@ def _save_torch_layout(net: CheckedNet, keras_model, torch_backend, path: str, s
         if key.endswith(".num_batches_tracked") and key not in state:
             state[key] = value  # batch norm's step counter has no Keras twin
     apply_state_dict(torch_model, state, source)  # strict: every tensor of the model, and no other
-    save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, path,
-              metadata={"spec": net.spec.name, "layout": "torch"})
+    metadata = {"spec": net.spec.name, "layout": "torch"}
+    if any(key.endswith(".num_batches_tracked") for key in state):
+        metadata["num_batches_tracked"] = ("0: Keras keeps no step counter; a spec's batch norms have a momentum, "
+                                           "so it changes nothing")
+    save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, path, metadata=metadata)

@@ -190,6 +190,10 @@ def test_convert_cli_round_trip(tmp_path):
     net = check_file(ZOO)
     model = torch_backend.load(net)
     randomize_torch(model)
+    counters = [key for key in model.state_dict() if key.endswith("num_batches_tracked")]
+    assert counters
+    for key in counters:
+        model.state_dict()[key].fill_(24)
     torch.save(model.state_dict(), tmp_path / "trained.pth")
     to_keras = runner.invoke(app, ["convert", str(ZOO), "--weights", str(tmp_path / "trained.pth"),
                                    "--to", "keras", "-o", str(tmp_path / "k")])
@@ -202,6 +206,14 @@ def test_convert_cli_round_trip(tmp_path):
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             torch.testing.assert_close(again.state_dict()[key], value)
+    # the step counter has no Keras twin: it comes back as 0, says so, and changes nothing, since
+    # PyTorch reads it only for momentum=None, which no spec's batch norm has
+    from safetensors import safe_open
+
+    assert all(int(again.state_dict()[key]) == 0 for key in counters)
+    with safe_open(str(tmp_path / "t" / "trained.safetensors"), "pt") as handle:
+        assert handle.metadata()["num_batches_tracked"].startswith("0: Keras keeps no step counter")
+    assert all(m.momentum is not None for m in again.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
 
 
 KERAS_ON_TORCH = """
