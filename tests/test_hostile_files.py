@@ -66,3 +66,38 @@ def test_a_huge_curves_png_is_never_read_into_the_report(write_spec, tmp_path):
     html = render_report(run)
     embedded = html.split('src="data:image/png;base64,')[1].split('"')[0]
     assert 1000 < len(embedded) < MAX_CURVES_BYTES  # the curves drawn anew from metrics.jsonl
+
+
+def _h5_claiming(path, elements: int) -> None:
+    """Keras' weights layout with one variable that claims ``elements`` float32 values and stores
+    none of them (unwritten chunks): a few KB on disk, gigabytes when read."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        variables = handle.create_group("layers").create_group("fc").create_group("vars")
+        variables.attrs["name"] = "fc"
+        variables.create_dataset("0", shape=(elements,), dtype="f4", chunks=(1 << 20,), compression="gzip")
+
+
+@pytest.mark.keras
+def test_keras_weights_that_claim_more_than_the_network_are_refused_before_reading(write_spec, tmp_path):
+    """An 18.7 MB .keras zip bomb for a 10k-parameter spec peaked at 9.1 GB."""
+    import zipfile
+
+    from netspec.checker import check_file
+    from netspec.errors import SpecError
+    from netspec.state_files import weights_budget
+    from netspec_keras import read_keras_weights
+
+    net = check_file(write_spec(SMALL))
+    weights = tmp_path / "bomb.weights.h5"
+    _h5_claiming(weights, 1 << 31)  # 8 GiB claimed
+    assert weights.stat().st_size < 1 << 20
+    with pytest.raises(SpecError, match=f"holds {4 << 31:,} bytes of weights, more than this network's could take"):
+        read_keras_weights(weights, weights_budget(net))
+    archive = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as handle:
+        handle.writestr("model.weights.h5", bytes(64 << 20))  # 64 MiB of zeros in a few dozen KB
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(SpecError, match=f"holds {64 << 20:,} bytes of weights"):
+        read_keras_weights(archive, weights_budget(net))

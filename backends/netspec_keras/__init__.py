@@ -166,9 +166,17 @@ def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     return state
 
 
-def read_keras_weights(path: Path) -> dict[str, list[Any]]:
+def _too_large(path: Path, size: int, budget: int) -> SpecError:
+    return SpecError.single(f"{path} holds {size:,} bytes of weights, more than this network's could take "
+                            f"({budget:,} bytes)", hint="these are the weights of another, larger network, or a "
+                            "damaged or hostile file")
+
+
+def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[Any]]:
     """Each layer's variables (by layer name, in Keras' order) from a .weights.h5 file, or from the
-    model.weights.h5 inside a .keras archive, whose stored model (config.json) is never read."""
+    model.weights.h5 inside a .keras archive, whose stored model (config.json) is never read.
+    ``budget`` (netspec.state_files.weights_budget) bounds what is unpacked and read: memory
+    follows the model, never what an archive or a dataset claims."""
     import io
     import zipfile
 
@@ -180,6 +188,8 @@ def read_keras_weights(path: Path) -> dict[str, list[Any]]:
             with zipfile.ZipFile(path) as archive:
                 member = archive.getinfo("model.weights.h5")
                 _require_memory_for(path, member.file_size)  # what it unpacks to, not what it takes on disk
+                if budget is not None and member.file_size > 2 * budget + (16 << 20):  # HDF5's own overhead
+                    raise _too_large(path, member.file_size, budget)
                 source = io.BytesIO(archive.read(member))
         except zipfile.BadZipFile:
             raise SpecError.single(f"{path} is not a .keras archive (not a zip file)",
@@ -192,6 +202,7 @@ def read_keras_weights(path: Path) -> dict[str, list[Any]]:
             raise SpecError.single(f"cannot read {path} as a .keras archive: {exc}",
                                    hint="the file may be truncated or damaged") from None
     layers: dict[str, list[Any]] = {}
+    claimed = 0
     try:
         with h5py.File(source, "r") as handle:
             top = handle.get("layers")
@@ -204,7 +215,11 @@ def read_keras_weights(path: Path) -> dict[str, list[Any]]:
                     raise SpecError.single(f"{path} does not name its layers (written by an older Keras?)",
                                            hint="netspec loads Keras weights by layer name; re-save them with "
                                                 "Keras 3.10 or newer, or convert them to .safetensors")
-                layers[name] = [variables[key][()] for key in sorted(variables, key=int)]
+                datasets = [variables[key] for key in sorted(variables, key=int)]
+                claimed += sum(int(getattr(d, "nbytes", 0)) for d in datasets)  # read from the header alone
+                if budget is not None and claimed > budget:
+                    raise _too_large(path, claimed, budget)
+                layers[name] = [d[()] for d in datasets]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SpecError.single(f"cannot read {path} as Keras weights (HDF5): {exc}",
                                hint="the file may be truncated, or not a Keras weights file") from None
@@ -253,7 +268,9 @@ def load_any_weights(model, net: CheckedNet, path: Path) -> None:
     if not path.is_file():
         raise SpecError.single(f"weights file not found: {path}")
     if path.name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
-        set_from_keras_weights(model, net, read_keras_weights(path), str(path))
+        from netspec.state_files import weights_budget
+
+        set_from_keras_weights(model, net, read_keras_weights(path, weights_budget(net)), str(path))
         return
     from netspec.state_files import read_state_dict, weights_budget
 
