@@ -98,7 +98,8 @@ def _merge_module_repeats(problems: list[Problem]) -> list[Problem]:
         first = group[0]
         if len(group) > 1:
             others = ", ".join(p.layer for p in group[1:4]) + (", ..." if len(group) > 4 else "")
-            first = Problem(f"{first.message} (and in {len(group) - 1} more uses of the module: {others})",
+            uses = "1 more use" if len(group) == 2 else f"{len(group) - 1} more uses"
+            first = Problem(f"{first.message} (and in {uses} of the module: {others})",
                             first.location, first.layer, first.hint)
         out.append(first)
     return out

@@ -130,7 +130,10 @@ def _expand_modules(tree: LMap) -> Expansion:
         _name_layers_in(definition.layers)
         for key in list(definition.params):
             definition.params[key] = _substitute(definition.params[key], definition.params.locs[key],
-                                                 lambda name, loc: global_params.get(name), problems, budget=budget)
+                                                 _default_lookup(definition, global_params, problems), problems,
+                                                 budget=budget)
+    if problems:  # a failed default would also read as a missing value at every use
+        raise SpecError(problems)
     layers = tree.get("layers")
     if isinstance(tree.get("blocks"), LList) and any(
             isinstance(layer, LMap) and "module" in layer for block in tree["blocks"] if isinstance(block, LMap)
@@ -148,6 +151,28 @@ def _expand_modules(tree: LMap) -> Expansion:
         raise SpecError(problems)
     tree.pop("modules", None)
     return Expansion(definitions, expander.instances)
+
+
+def _default_lookup(definition, global_params: dict[str, Any], problems: list[Problem]):
+    """Looks up a param named in a module param's default: only the spec's params are in scope there."""
+    suggest = Suggestions()
+
+    def lookup(name: str, loc: Location) -> Any:
+        if name in global_params:
+            return global_params[name]
+        if name in definition.params:
+            hint = "a default is worked out before the module is used, so it can name the spec's params only"
+        elif close := suggest(name, global_params):
+            hint = close
+        elif suggest(name, definition.params):
+            hint = "a default can name the spec's params only, not the module's own"
+        else:
+            hint = (f"the spec's params: {listing(global_params)}" if global_params
+                    else "declare it under the spec's 'params:'")
+        problems.append(Problem(f"undefined param '${{{name}}}' in the default of module "
+                                f"'{definition.name}'", loc, hint=hint))
+        return None
+    return lookup
 
 
 # --- extends -----------------------------------------------------------------------------------

@@ -174,9 +174,10 @@ def _written_inputs(item: LMap) -> list[str]:
 
 
 def uses_modules(tree: LMap) -> bool:
+    """Whether the spec needs expanding: it declares or uses modules, or leaves layers out with ``when``."""
     layers = tree.get("layers")
-    return "modules" in tree or (isinstance(layers, LList)
-                                 and any(isinstance(item, LMap) and "module" in item for item in layers))
+    return "modules" in tree or (isinstance(layers, LList) and any(
+        isinstance(item, LMap) and ("module" in item or "when" in item) for item in layers))
 
 
 class Expander:
@@ -193,6 +194,7 @@ class Expander:
         self.suggest = Suggestions()
         self.long_names: set[Location] = set()  # reported once each, after expansion
         self.top_names: set[Any] = set()  # the spec's own layers and uses, which a module cannot see
+        self.failed: set[Location] = set()  # where substitution failed in the body being expanded (left None)
 
     def report_long_names(self) -> None:
         for where in sorted(self.long_names):
@@ -251,10 +253,11 @@ class Expander:
                          "pass other values through the use's inputs"))
                 continue
             when = item.get("when", True)
-            if when is None:  # an expression that failed: reported where it was written
-                when = True
+            if when is None and item.locs["when"] in self.failed:
+                when = True  # an expression that failed: reported where it was written
             if not isinstance(when, bool):
-                self.problems.append(Problem(f"'when' must be true or false, got {when!r}", item.locs["when"],
+                got = "null" if when is None else repr(when)
+                self.problems.append(Problem(f"'when' must be true or false, got {got}", item.locs["when"],
                                              layer=label, hint="when: ${downsample} with a true/false param"))
                 when = True
             if not when:
@@ -383,11 +386,14 @@ class Expander:
             params = self._params(definition, {**given, **(first if r == 0 else {})}, item, name)
             body = copy_tree(definition.layers)
             lookup = {**self.global_params, **params}
+            before = len(self.problems)
             self.substitute(body, lookup, self.problems, path)
+            outer_failed, self.failed = self.failed, {p.location for p in self.problems[before:]}
             if inline is not None and definition.sequential:
                 counter, children, members = inline
                 output = self.expand(body, scoped, output, out, sequential=True, depth=depth + 1, members=members,
                                      counter=counter, children=children)
+                self.failed = outer_failed
                 continue
             instance = Instance(path, definition.name, params, output, output, item.loc or where,
                                 group=scoped if repeat is not None and inline is None else None)
@@ -397,6 +403,7 @@ class Expander:
             self.instances.append(instance)
             result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
                                  members=instance.members, children=instance.children)
+            self.failed = outer_failed
             instance.output = result
             instance.present = {layer["name"]: layer.get("when", True) is not False
                                 for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}

@@ -93,6 +93,51 @@ def test_a_required_module_param_must_be_given(write_spec):
     assert caught.value.problems[0].message == "module 'shortcut' needs a value for its param 'planes'"
 
 
+def test_a_misspelt_param_in_a_modules_default_is_named_where_it_is_written(write_spec):
+    spec = BLOCKS.replace("params: {planes: 8, stride: 1, project: false}",
+                          'params: {planes: 8, stride: 1, project: false, wide: "${widht * 2}"}')
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec("    params: {width: 4}" + spec))
+    [problem] = caught.value.problems  # not also "needs a value for its param 'wide'" at the use
+    assert problem.message == "undefined param '${widht}' in the default of module 'block'"
+    assert (problem.hint, problem.location.line) == ("did you mean 'width'?", 12)
+    from netspec.loader import load_spec_document
+
+    fixed = load_spec_document(write_spec("    params: {width: 4}" + spec.replace("widht", "width")))
+    assert fixed.modules.definitions["block"].params["wide"] == 8
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("null", "'when' must be true or false, got null"),
+    ('"yes"', "'when' must be true or false, got 'yes'"),
+])
+def test_when_takes_only_true_or_false(write_spec, value, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(BLOCKS.replace('when: "${project}"', f"when: {value}")))
+    [problem] = caught.value.problems
+    assert problem.message == message + " (and in 2 more uses of the module: stage.1.proj, stage.2.proj)"
+
+
+@pytest.mark.parametrize("modules", [False, True])
+def test_when_leaves_out_a_spec_layer_with_or_without_modules(write_spec, modules):
+    spec = """
+        name: optional_relu
+        input: [3, 8, 8]
+        params: {use_relu: false}
+        layers:
+          - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3}
+          - {name: relu, type: relu, when: "${use_relu}"}
+          - {name: pool, type: global_avgpool2d}
+    """ + ("""
+        modules:
+          unused: {layers: [{type: relu}]}
+    """ if modules else "")
+    left_out = check_file(write_spec(spec))
+    assert [cl.name for cl in left_out.layers] == ["conv", "pool"]
+    kept = check_file(write_spec(spec), overrides=["use_relu=true"])
+    assert [cl.name for cl in kept.layers] == ["conv", "relu", "pool"]
+
+
 def test_the_resolved_spec_keeps_the_modules_and_reloads_to_the_same_network(write_spec, tmp_path):
     from netspec.train.launch import _resolved_spec_text
 
@@ -512,5 +557,5 @@ def test_a_misspelt_input_inside_a_module_suggests_the_modules_own_name(write_sp
         check_file(spec)
     [problem] = caught.value.problems
     assert problem.message.startswith("there is no earlier layer named 'bodyy'") and problem.layer == "a.add"
-    assert "1 more uses of the module: b.add" in problem.message
+    assert "1 more use of the module: b.add" in problem.message
     assert problem.hint == "did you mean 'body'?" and problem.location.line == 7
