@@ -212,6 +212,50 @@ def test_cifar10_labels_out_of_range_are_named(tmp_path, bad):
     assert f"label {bad!r} of image 1" in problem.message and "0 to 9" in problem.message
 
 
+@pytest.mark.parametrize(("pixels", "got"), [
+    ("float", "a float64 array of shape (4, 3072)"),  # NaN would be cast to 0 and trained on
+    ("int64", "an int64 array of shape (4, 3072)"),  # 300 would wrap to 44
+    ("short", "a uint8 array of shape (4, 3000)"),
+    ("list", "a list"),
+])
+def test_cifar10_pixels_that_are_not_bytes_are_refused(tmp_path, pixels, got):
+    import pickle
+
+    import numpy as np
+
+    from netspec.train.cifar import load_cifar10
+
+    folder = make_cifar(tmp_path / "cifar")
+    batch = pickle.loads((folder / "data_batch_3").read_bytes())
+    data = batch[b"data"]
+    batch[b"data"] = {"float": np.where(data > 128, np.nan, data.astype(np.float64)),
+                      "int64": data.astype(np.int64) + 44, "short": data[:, :3000], "list": data.tolist()}[pixels]
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(SpecError) as caught:
+        load_cifar10(folder)
+    [problem] = caught.value.problems
+    assert problem.message == (f"{folder / 'data_batch_3'} is not a CIFAR-10 batch: its data is {got}, "
+                               "not uint8 rows of 3072 pixels")
+
+
+@pytest.mark.parametrize(("names", "got"), [
+    (5, "an int"), (None, "missing"), ([b"cat"] * 9, "a list of 9"), ([b"cat"] * 9 + [3], "a list of 10"),
+])
+def test_cifar10_class_names_that_are_not_ten_names_are_refused(tmp_path, names, got):
+    import pickle
+
+    from netspec.train.cifar import load_cifar10
+
+    folder = make_cifar(tmp_path / "cifar")
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names} if names is not None else {}))
+    with pytest.raises(SpecError) as caught:
+        load_cifar10(folder)
+    [problem] = caught.value.problems
+    assert problem.message == (f"{folder / 'batches.meta'} is damaged: its label_names is {got}, "
+                               "not a list of 10 names")
+    assert load_cifar10(make_cifar(tmp_path / "intact"))[4][:2] == ["airplane", "automobile"]
+
+
 @pytest.mark.parametrize(("size", "what"), [((40, 30), "warning"), ((100, 100), "error")])
 def test_a_decompression_bomb_is_refused_and_named(tmp_path, monkeypatch, size, what):
     """PIL warns above MAX_IMAGE_PIXELS and raises above twice that; both are refused, with the file."""

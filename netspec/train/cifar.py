@@ -38,12 +38,25 @@ def _load_batch(path: Path) -> dict:
 
 
 CLASSES = 10
+PIXELS = 3 * 32 * 32
+DAMAGED = "the batch is damaged: restore it from the archive"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeio' else 'a'} {noun}"  # 'a uint8': said 'you-int'
 
 
 def _arrays(path: Path, batch: dict) -> tuple[np.ndarray, np.ndarray]:
     """One batch's images (N×3×32×32 uint8) and labels (int64, each 0 to 9), or the file's fault."""
+    data = batch.get("data")
+    # casting would wrap 300 to 44 and NaN to 0 without a word: the pixels must already be bytes
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
+        got = (_a(f"{data.dtype} array of shape {data.shape}") if isinstance(data, np.ndarray)
+               else _a(type(data).__name__))
+        raise SpecError.single(f"{path} is not a CIFAR-10 batch: its data is {got}, not uint8 rows of "
+                               f"{PIXELS} pixels", hint=DAMAGED)
     try:
-        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        images = data.reshape(-1, 3, 32, 32)
         raw = list(batch["labels"])
     except (KeyError, ValueError, TypeError, OverflowError) as exc:
         raise SpecError.single(f"{path} is not a CIFAR-10 batch: {type(exc).__name__}: {exc}",
@@ -51,10 +64,9 @@ def _arrays(path: Path, batch: dict) -> tuple[np.ndarray, np.ndarray]:
     for index, label in enumerate(raw):
         if isinstance(label, bool) or not isinstance(label, int | np.integer) or not 0 <= label < CLASSES:
             raise SpecError.single(f"{path}: label {label!r} of image {index} is not a class number "
-                                   f"(0 to {CLASSES - 1})", hint="the batch is damaged: restore it from the archive")
+                                   f"(0 to {CLASSES - 1})", hint=DAMAGED)
     if len(images) != len(raw):
-        raise SpecError.single(f"{path} has {len(images)} images but {len(raw)} labels",
-                               hint="the batch is damaged: restore it from the archive")
+        raise SpecError.single(f"{path} has {len(images)} images but {len(raw)} labels", hint=DAMAGED)
     return images, np.asarray(raw, dtype=np.int64)
 
 
@@ -80,6 +92,20 @@ def load_cifar10(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
     train_x, train_y = images_and_labels(TRAIN_FILES)
     test_x, test_y = images_and_labels(("test_batch",))
-    meta = _load_batch(folder / "batches.meta")
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
-    return train_x, train_y, test_x, test_y, names or [str(i) for i in range(10)]
+    return train_x, train_y, test_x, test_y, _class_names(folder / "batches.meta")
+
+
+def _class_names(path: Path) -> list[str]:
+    """The ten names in batches.meta, or the file's fault."""
+    names = _load_batch(path).get("label_names")
+    if (not isinstance(names, list) or len(names) != CLASSES
+            or not all(isinstance(name, bytes | str) for name in names)):
+        got = ("missing" if names is None else f"a list of {len(names)}" if isinstance(names, list)
+               else _a(type(names).__name__))
+        raise SpecError.single(f"{path} is damaged: its label_names is {got}, not a list of {CLASSES} names",
+                               hint="restore it from the archive")
+    try:
+        return [name.decode() if isinstance(name, bytes) else name for name in names]
+    except UnicodeDecodeError:
+        raise SpecError.single(f"{path} is damaged: a label name is not UTF-8 text",
+                               hint="restore it from the archive") from None
