@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,10 +57,12 @@ def _stdout_console(quiet: bool = False):
 
 def _results_console():
     """Tables and text that are results (diff, bench): on a terminal, fitted to it; into a file or a
-    pipe, never wrapped (a name cut at column 80 would not be found by grep or diff)."""
+    pipe, never wrapped (a name cut at column 80 would not be found by grep or diff), unless the
+    caller set COLUMNS (rich reads it), as a shell's own variable is not passed on."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1 << 14)
+    fitted = sys.stdout.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()
+    return Console(highlight=False, soft_wrap=not fitted, width=None if fitted else 1 << 14)
 
 
 def _plain_flags_in_help() -> None:
@@ -470,8 +473,15 @@ def _stdout_pipe_closed(at_start: tuple[int, int] | None) -> bool:
         return False
 
 
+# train's options need this many columns in rich's panels; below it, rich cuts their names short
+# (--channels-la…), so help is click's plain text, which wraps instead
+RICH_HELP_MIN_COLUMNS = 100
+
+
 def main() -> None:
     stdout_at_start = _stdout_identity()
+    if shutil.get_terminal_size().columns < RICH_HELP_MIN_COLUMNS:
+        app.rich_markup_mode = None
     try:
         app()
     except SystemExit as exc:

@@ -239,3 +239,53 @@ def test_train_usage_names_its_spec_argument_in_capitals():
     """The usage line showed `[spec]`, unlike every other command's SPEC."""
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100"})
     assert "netspec train [OPTIONS] [SPEC]" in result.output
+
+
+@pytest.mark.parametrize("columns", [70, 100])
+def test_help_fits_the_terminal_and_never_cuts_an_option_short(columns):
+    """At 70 columns rich's panels cut train's options short (--channels-la…, runs/NAME-TIM…)."""
+    import typer.main
+
+    env = {**os.environ, "COLUMNS": str(columns)}
+    env.pop("NETSPEC_DEBUG", None)
+    for name, command in typer.main.get_command(app).commands.items():
+        result = subprocess.run([sys.executable, "-m", "netspec", name, "--help"], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert max(map(len, lines)) <= columns and "…" not in result.stdout, (name, result.stdout)
+        flat = " ".join(result.stdout.split())
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert all(opt in flat for opt in param.opts + param.secondary_opts), (name, param.opts)
+
+
+@pytest.mark.parametrize("command", ["diff", "bench"])
+def test_results_into_a_pipe_are_unwrapped_unless_columns_is_set(monkeypatch, capsys, command):
+    """Piped diff and bench ignored COLUMNS (92 and 147 columns at COLUMNS=70); without it they
+    stay unwrapped, so grep finds whole names."""
+    from netspec.cli import _results_console
+
+    if command == "diff":
+        from netspec.checker import check_file
+        from netspec.diff import diff_nets, table
+
+        result = diff_nets(check_file(SPECS_DIR / "alexnet.yaml"), check_file(SPECS_DIR / "alexnet-torchvision.yaml"))
+        parts = [table(result), result.explanation()]
+    else:
+        from netspec.bench import table
+
+        parts = [table(json.loads((ROOT / "benchmarks" / "results" / "bench_alexnet_digits_cpu.json").read_text()))]
+
+    def widest(columns: str | None) -> int:
+        if columns is None:
+            monkeypatch.delenv("COLUMNS", raising=False)
+        else:
+            monkeypatch.setenv("COLUMNS", columns)
+        console = _results_console()
+        for part in parts:
+            console.print(part)
+        return max(len(line) for line in capsys.readouterr().out.splitlines())
+
+    assert widest("70") <= 70
+    assert widest(None) > 70

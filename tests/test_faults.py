@@ -180,6 +180,9 @@ def test_a_metrics_file_with_foreign_lines_is_named_on_resume_and_report(tmp_pat
     ('{"backend": "torch", "overrides": [], "spec_file": "a\\u0000b"}', "it contains a NUL character"),
     ('{"backend": "torch", "overrides": [], "input_shape": [3, -1, 4]}', "'input_shape' must be"),
     ('{"backend": "torch", "overrides": [], "max_steps": "many"}', "'max_steps' must be a positive integer"),
+    ('{"backend": "torch", "overrides": [], "versions": 5}', "'versions' must be an object of version strings"),
+    ('{"backend": "torch", "overrides": [], "command": 3}', "'command' must be a list of strings"),
+    ('{"backend": "torch", "overrides": [], "spec": 3}', "'spec' must be an object (the resolved spec)"),
     ("{not json", "cannot read"),
 ])
 def test_a_damaged_run_json_is_named_on_resume_and_report(tmp_path, content, why):
@@ -284,4 +287,60 @@ def test_a_list_without_its_last_entry_does_not_start_the_run_over(write_spec, t
     (run / "checkpoints" / "manifest.json").unlink()  # the list lost altogether: the same
     with pytest.raises(SpecError, match="names no 'last' checkpoint"):
         train(spec, run, resume=True)
+    assert (run / "metrics.jsonl").read_text() == metrics
+
+
+# --- run files that checksums cannot vouch for (issue #22, item 18) ------------------------------
+
+@pytest.mark.parametrize(("trained", "claimed"), [("torch", "keras"), ("keras", "torch")])
+def test_a_backend_switched_in_run_json_is_named_not_called_damage(write_spec, tmp_path, trained, claimed):
+    """It was diagnosed as "state.pt is damaged: header too large" (Keras reading torch's file)."""
+    pytest.importorskip(claimed)
+    spec, run = write_spec(TINY), tmp_path / "run"
+    train(spec, run, backend=trained, max_steps=2)
+    info = (run / "run.json").read_text()
+    (run / "run.json").write_text(info.replace(f'"backend": "{trained}"', f'"backend": "{claimed}"'))
+    before = _snapshot(run)
+    with pytest.raises(SpecError) as caught:
+        train(spec, run, resume=True)
+    [problem] = caught.value.problems
+    state = {"torch": "state.pt", "keras": "state.safetensors"}
+    assert problem.message.endswith(f"was written by another backend (its training state is {state[trained]}; "
+                                    f"the {claimed} backend writes {state[claimed]}), yet run.json says '{claimed}'")
+    assert "damaged" not in problem.message and _snapshot(run) == before
+    (run / "run.json").write_text(info)
+    assert [r["epoch"] for r in train(spec, run, resume=True)] == [1, 2, 3]
+
+
+def _forge_loop_state(run, change) -> None:
+    """Rewrite the last checkpoint's loop state and record the new file's checksum, as a forger would."""
+    import torch
+
+    path, doc = _manifest(run)
+    entry = doc["last"]["files"]["state"]
+    state_path = run / "checkpoints" / doc["last"]["folder"] / entry["name"]
+    state = torch.load(state_path, weights_only=True)
+    change(state["loop"])
+    torch.save(state, state_path)
+    entry.update(sha256=sha256_file(state_path), bytes=state_path.stat().st_size)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda loop: loop.update(epoch="2"), "has no count 'epoch'"),
+    (lambda loop: loop.update(batches_done=-4), "has no count 'batches_done'"),
+    (lambda loop: loop.update(best_top1=float("nan")), "has no 'best_top1' from -1 to 1"),
+    (lambda loop: loop.pop("partial"), "has no 'partial' sums of the epoch"),
+    (lambda loop: loop["schedule"].update(lr=0.0), "has no learning-rate schedule"),
+], ids=["epoch-text", "negative-steps", "nan-best", "no-partial", "zero-lr"])
+def test_a_forged_loop_state_is_named(write_spec, tmp_path, change, why):
+    """Each was an internal error (or a run that went on from a nonsense position)."""
+    spec, run = write_spec(TINY), tmp_path / "run"
+    train(spec, run, max_steps=2)
+    _forge_loop_state(run, change)
+    metrics = (run / "metrics.jsonl").read_text()
+    with pytest.raises(SpecError) as caught:
+        train(spec, run, resume=True)
+    [problem] = caught.value.problems
+    assert f"state.pt is damaged: its loop state {why}" in problem.message
     assert (run / "metrics.jsonl").read_text() == metrics

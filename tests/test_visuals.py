@@ -249,3 +249,27 @@ def test_a_batch_norms_parameters_are_counted_alike_in_check_diff_draw_and_repor
     boxes = {g.get("data-name"): g for g in ET.parse(svg).getroot().iter(f"{SVG}g") if g.get("data-name")}
     assert int(boxes["bn1"].get("data-params")) == 128
     assert f"{net.totals.trainable_params:,} trainable parameters" in svg.read_text()
+
+
+@pytest.mark.parametrize("accuracy", [0.2, 0.99])
+def test_the_curves_legends_cover_no_line(accuracy):
+    """Inside the panel the legend covered the top-5 line once a run learned (issue #22, item 10)."""
+    import matplotlib.pyplot as plt
+
+    from netspec.train.plot import curves_figure
+
+    records = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.1 / e, "train_top1": accuracy * e / 4,
+                "val_top1": accuracy * e / 4, "val_top5": min(1.0, 1.2 * accuracy * e / 4)} for e in range(1, 5)]
+    figure = curves_figure(records, "tiny (torch)")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    try:
+        for ax in figure.axes:
+            legend = ax.get_legend().get_window_extent(renderer)
+            for line in ax.get_lines():
+                points = ax.transData.transform(line.get_xydata())
+                assert not any(legend.contains(x, y) for x, y in points), line.get_label()
+            assert not legend.overlaps(ax.get_window_extent(renderer))  # below the panel, not over it
+            assert legend.y1 > 0  # and still inside the picture
+    finally:
+        plt.close(figure)

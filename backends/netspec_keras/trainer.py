@@ -102,6 +102,9 @@ def build_model(keras, backend, net: CheckedNet, *, bf16: bool):
 
 
 class KerasTrainer(EpochLoop):
+    backend_name = "keras"
+    state_file = "state.safetensors"
+
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         super().__init__(net, options, run, console)
         self.keras = keras = import_keras()
@@ -207,7 +210,7 @@ class KerasTrainer(EpochLoop):
         metadata = {"format": STATE_FORMAT, "loop": json.dumps(self.state)}
         return {"weights": ("weights.safetensors", lambda handle: write_safetensors(
                     handle, weights, {"spec": self.net.spec.name, "layout": "torch", "trained_with": "keras"})),
-                "state": ("state.safetensors", lambda handle: write_safetensors(handle, tensors, metadata))}
+                "state": (self.state_file, lambda handle: write_safetensors(handle, tensors, metadata))}
 
     def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
         from safetensors import safe_open

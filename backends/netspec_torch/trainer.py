@@ -141,6 +141,9 @@ def loss_fn(net: CheckedNet, smoothing: float):
 
 
 class TorchTrainer(EpochLoop):
+    backend_name = "torch"
+    state_file = "state.pt"
+
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None,
                  world: World | None = None):
         super().__init__(net, options, run, console)
@@ -313,7 +316,7 @@ class TorchTrainer(EpochLoop):
         state = {"loop": host_copy(self.state), "optimizer": optimizer, "rng": self._rng}
         return {"weights": ("weights.safetensors", lambda handle: write_safetensors(
                     handle, weights, {"spec": self.net.spec.name, "layout": "torch"})),
-                "state": ("state.pt", lambda handle: torch.save(state, handle))}
+                "state": (self.state_file, lambda handle: torch.save(state, handle))}
 
     def load_checkpoint(self, files: dict[str, Path]) -> dict[str, Any]:
         from netspec_torch.weights import apply_state_dict, read_state_dict

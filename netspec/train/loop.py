@@ -23,7 +23,7 @@ from typing import Any
 from netspec.checker import CheckedNet
 from netspec.errors import SpecError, shown
 from netspec.train import TrainingStopped, TrainOptions
-from netspec.train.checkpoints import BackgroundWrites, Writer
+from netspec.train.checkpoints import BackgroundWrites, Writer, damaged_checkpoint
 from netspec.train.rundir import RunDir
 from netspec.train.schedule import LearningRate
 from netspec.train.sources import epoch_order
@@ -72,8 +72,39 @@ def fresh_partial() -> dict[str, float]:
     return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def loop_state_problem(state: Any) -> str | None:
+    """What is wrong with a checkpoint's loop state (as ``EpochLoop.state`` holds it), or None: a
+    file that passes its checksum can still have been written by someone else."""
+    if not isinstance(state, dict):
+        return "is not a mapping"
+    for key in ("epoch", "batches_done", "global_step"):
+        if not _count(state.get(key)):
+            return f"has no count '{key}'"
+    if not _number(state.get("best_top1")) or not -1 <= state["best_top1"] <= 1:
+        return "has no 'best_top1' from -1 to 1"
+    partial, schedule = state.get("partial"), state.get("schedule")
+    if not isinstance(partial, dict) or not all(_number(partial.get(key)) and partial[key] >= 0
+                                                for key in fresh_partial()):
+        return "has no 'partial' sums of the epoch (loss, correct, seen, seconds)"
+    if not isinstance(schedule, dict) or not (_number(schedule.get("lr")) and 0 < schedule["lr"] < math.inf
+                                              and _number(schedule.get("best")) and _count(schedule.get("bad_epochs"))):
+        return "has no learning-rate schedule (lr, best, bad_epochs)"
+    return None
+
+
 class EpochLoop:
     """Subclasses implement the hooks below; ``fit`` runs the remaining epochs."""
+
+    backend_name: str  # as run.json records it
+    state_file: str  # the name of a checkpoint's training-state file, which tells the backends apart
 
     def __init__(self, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         self.net, self.options, self.run, self.console = net, options, run, console
@@ -167,7 +198,19 @@ class EpochLoop:
                 self.console.print(f"{shown(self.run.path)} has no checkpoint yet: starting the run from the beginning")
             self.run.truncate_metrics(0)
             return
-        self.state = self.load_checkpoint(self.run.checkpoints.files("last"))
+        files = self.run.checkpoints.files("last")
+        state_file = files.get("state")
+        if state_file is not None and state_file.name != self.state_file:
+            raise SpecError.single(
+                f"the checkpoint in {shown(state_file.parent)} was written by another backend (its training state "
+                f"is {shown(state_file.name)}; the {self.backend_name} backend writes {self.state_file}), yet "
+                f"run.json says '{self.backend_name}'", hint="set 'backend' in run.json back to the backend that "
+                "trained the run; to go on in another backend, export the weights and start a new run from them")
+        state = self.load_checkpoint(files)
+        problem = loop_state_problem(state)
+        if problem:
+            raise damaged_checkpoint(state_file or files["weights"], f"its loop state {problem}")
+        self.state = state
         self.schedule.load_state_dict(self.state["schedule"])
         self.run.truncate_metrics(self.state["epoch"])
 
@@ -248,9 +291,20 @@ class EpochLoop:
         except NonFiniteLoss as bad:
             raise SpecError.single(
                 f"the loss became {bad.value} at epoch {epoch + 1}, step {bad.step or self.state['batches_done'] + 1}; "
-                f"the last good checkpoint in {self.run.path / 'checkpoints'} is kept",
+                f"{self._what_is_kept()}",
                 hint="lower the learning rate (--lr) or check the data") from None
         progress.remove_task(task)
+
+    def _what_is_kept(self) -> str:
+        """What a stop on a broken loss leaves the user, as it is on disk now."""
+        store = self.run.checkpoints
+        try:
+            kept = store.has("last") and bool(store.complete_folders())
+        except SpecError:  # a damaged list: promise nothing
+            kept = False
+        if kept:
+            return f"the last good checkpoint in {shown(store.folder)} is kept"
+        return "no checkpoint had been saved, so there is nothing to resume from"
 
     def _finish_epoch(self) -> dict[str, Any]:
         partial = self.state["partial"]
@@ -258,8 +312,7 @@ class EpochLoop:
         if not math.isfinite(val_loss):  # the last update broke the weights, though its loss was finite
             raise SpecError.single(
                 f"the validation loss became {val_loss} at the end of epoch {self.state['epoch'] + 1} (the weights "
-                f"are no longer finite); nothing was saved, so the last good checkpoint in "
-                f"{shown(self.run.path / 'checkpoints')} is kept",
+                f"are no longer finite); nothing was saved; {self._what_is_kept()}",
                 hint="lower the learning rate (--lr), or use a larger batch (batch norm over very few values is "
                      "unstable)")
         self.state["epoch"] += 1

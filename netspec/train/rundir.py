@@ -22,6 +22,7 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,15 @@ METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top
                "images_per_s", "seconds")
 # what run.json must hold for a run to be resumed or reported: field -> accepted types
 _INFO_FIELDS: dict[str, tuple[type, ...]] = {"backend": (str,), "overrides": (list,)}
+# what report and resume read besides, when present: a test and how it is described
+_OPTIONAL_INFO_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "command": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of strings"),
+    "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                 "an object of version strings"),
+    "netspec_version": (lambda v: isinstance(v, str), "a string"),
+    "spec_file": (lambda v: isinstance(v, str), "a string"),
+    "spec": (lambda v: isinstance(v, dict), "an object (the resolved spec)"),
+}
 
 
 class RunDir:
@@ -265,6 +275,9 @@ def _info_problem(info: Any) -> str | None:
             return f"'{key}' is missing or not a {types[0].__name__}"
     if not all(isinstance(item, str) for item in info["overrides"]):
         return "'overrides' must be a list of strings"
+    for key, (fits, what) in _OPTIONAL_INFO_FIELDS.items():
+        if info.get(key) is not None and not fits(info[key]):
+            return f"'{key}' must be {what}"
     if _holds_nul(info):
         return "it contains a NUL character"
     shape = info.get("input_shape")
