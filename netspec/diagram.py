@@ -63,11 +63,16 @@ class Band:
 
 @dataclass
 class Edge:
-    """A graph's data flow from one box to another, as an SVG path."""
+    """A graph's data flow from one box to another: the corners of its route, and the SVG path
+    drawn along them (corners rounded)."""
 
     source: str
     target: str
-    path: str
+    points: list[tuple[float, float]]
+
+    @property
+    def path(self) -> str:
+        return _rounded_path(self.points)
 
 
 @dataclass
@@ -209,24 +214,73 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         _add_towers(box, last, unit_type)
         boxes.append(box)
         by_name[name] = box
-    edges = []
-    for name, _, _, inputs in units:
-        target = by_name[name]
-        for source_name in inputs:
-            source = by_name[source_name]
-            x1, y1, x2, y2 = source.x + source.width, source.baseline, target.x, target.baseline
-            if y1 == y2 and column[name] - column[source_name] > 1:  # skips boxes: arch over them
-                # a cubic's middle is (y1 + 6·control + y2) / 8: put it 12 px above the lane's tallest box
-                peak = source.baseline - tallest / 2 - 12
-                rise = (8 * peak - y1 - y2) / 6
-                path = f"M {x1:.1f} {y1:.1f} C {x1 + GAP:.1f} {rise:.1f}, {x2 - GAP:.1f} {rise:.1f}, {x2:.1f} {y2:.1f}"
-            else:
-                path = f"M {x1:.1f} {y1:.1f} L {x2:.1f} {y2:.1f}"
-            edges.append(Edge(source_name, name, path))
+    routes = _Routes(left, widths, top, lane_height, tallest)
+    edges = [Edge(source, name, routes.route(by_name[source], column[source], lane[source],
+                                             by_name[name], column[name], lane[name]))
+             for name, _, _, inputs in units for source in inputs]
     width = x - GAP + MARGIN
     height = top + (max(lane.values()) + 1) * lane_height - lane_height + tallest / 2 + TEXT_HEIGHT + MARGIN
     subtitle = _subtitle(net)
     return Diagram(net.spec.name, subtitle, width, height, top, boxes, [], by_block, edges)
+
+
+class _Routes:
+    """Edges run through the free space only, so none passes behind a box it does not join: along
+    a box's own lane into the gap beside its column, up or down that gap, and along the channel
+    between two lanes (or, for a skip within a lane, over its boxes) to the gap before the target."""
+
+    def __init__(self, left: dict[int, float], widths: dict[int, float], top: float, lane_height: float,
+                 tallest: float):
+        self.left, self.widths, self.top = left, widths, top
+        self.lane_height, self.tallest = lane_height, tallest
+
+    def baseline(self, lane: int) -> float:
+        return self.top + lane * self.lane_height
+
+    def over(self, lane: int) -> float:
+        """Above the lane's tallest box, below the text of the lane above."""
+        return self.baseline(lane) - self.tallest / 2 - 12
+
+    def between(self, upper: int) -> float:
+        """Between lane ``upper``'s shapes and parameter counts and the arches over the next lane."""
+        return self.baseline(upper) + self.tallest / 2 + 57
+
+    def route(self, source: Box, source_column: int, source_lane: int, target: Box, target_column: int,
+              target_lane: int) -> list[tuple[float, float]]:
+        start, end = (source.x + source.width, source.baseline), (target.x, target.baseline)
+        after = self.left[source_column] + self.widths[source_column] + GAP / 2  # the gap after the source
+        before = self.left[target_column] - GAP / 2  # the gap before the target
+        if source_lane == target_lane:
+            if target_column - source_column == 1:
+                return [start, end]
+            level = self.over(target_lane)
+        elif target_column - source_column == 1:  # the one gap between them
+            return [start, (after, start[1]), (after, end[1]), end]
+        else:  # along the channel on the target lane's side towards the source
+            level = self.between(target_lane - 1 if target_lane > source_lane else target_lane)
+        return [start, (after, start[1]), (after, level), (before, level), (before, end[1]), end]
+
+
+def _rounded_path(points: list[tuple[float, float]], radius: float = 6.0) -> str:
+    """An SVG path along ``points`` whose corners are rounded (a quadratic curve per corner)."""
+    (x, y), *rest = points
+    parts = [f"M {x:.1f} {y:.1f}"]
+    for index, (cx, cy) in enumerate(rest[:-1]):
+        px, py = points[index]
+        nx, ny = rest[index + 1]
+        r_in = min(radius, math.dist((px, py), (cx, cy)) / 2)
+        r_out = min(radius, math.dist((cx, cy), (nx, ny)) / 2)
+        ax, ay = _towards(cx, cy, px, py, r_in)
+        bx, by = _towards(cx, cy, nx, ny, r_out)
+        parts.append(f"L {ax:.1f} {ay:.1f} Q {cx:.1f} {cy:.1f} {bx:.1f} {by:.1f}")
+    x, y = points[-1]
+    parts.append(f"L {x:.1f} {y:.1f}")
+    return " ".join(parts)
+
+
+def _towards(x: float, y: float, to_x: float, to_y: float, distance: float) -> tuple[float, float]:
+    length = math.dist((x, y), (to_x, to_y)) or 1.0
+    return x + (to_x - x) * distance / length, y + (to_y - y) * distance / length
 
 
 def _box_text(unit_type: str, members: list[CheckedLayer]) -> tuple[str, str, str]:

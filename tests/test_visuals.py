@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -65,6 +66,75 @@ def test_a_graph_is_drawn_with_every_edge_and_its_branches_side_by_side(tmp_path
 
     assert left("branch_a") == left("branch_b") and top("branch_a") != top("branch_b")  # parallel branches
     assert left("joined") > left("branch_b")  # the merge after both
+
+
+TWO_LANES = """
+    name: two_lanes
+    input: [3, 16, 16]
+    layers:
+      - {name: stem, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: b1_conv1, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: b1_bn1, type: batchnorm2d}
+      - {name: b1_conv2, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: b1_add, type: add, inputs: [b1_conv2, stem]}
+      - {name: b2_conv1, type: conv2d, out_channels: 16, kernel_size: 3, stride: 2, padding: 1}
+      - {name: b2_bn1, type: batchnorm2d}
+      - {name: b2_conv2, type: conv2d, out_channels: 16, kernel_size: 3, padding: 1}
+      - {name: b2_bn2, type: batchnorm2d}
+      - {name: b2_proj, type: conv2d, out_channels: 16, kernel_size: 1, stride: 2, inputs: b1_add}
+      - {name: b2_add, type: add, inputs: [b2_bn2, b2_proj]}
+      - {name: pool, type: global_avgpool2d}
+"""
+
+
+def boxes_crossed(diagram, edge, points) -> list[str]:
+    """The boxes other than its own two that a route along ``points`` passes through."""
+    crossed = []
+    for box in diagram.boxes:
+        if box.name in (edge.source, edge.target):
+            continue
+        inside = (box.x + 1, box.y + 1, box.x + box.width - 1, box.y + box.height - 1)
+        if any(segment_enters(start, end, inside) for start, end in itertools.pairwise(points)):
+            crossed.append(box.name)
+    return crossed
+
+
+def segment_enters(start, end, rect) -> bool:
+    """Whether the segment meets the rectangle (left, top, right, bottom): Liang-Barsky clipping."""
+    (x1, y1), (x2, y2) = start, end
+    low, high = 0.0, 1.0
+    for delta, near, far in ((x2 - x1, rect[0] - x1, rect[2] - x1), (y2 - y1, rect[1] - y1, rect[3] - y1)):
+        if delta == 0:
+            if near > 0 or far < 0:
+                return False
+            continue
+        t1, t2 = sorted((near / delta, far / delta))
+        low, high = max(low, t1), min(high, t2)
+    return low <= high
+
+
+@pytest.mark.parametrize("spec", [GRAPH, "two_lanes", *ZOO_SPECS], ids=lambda p: getattr(p, "name", p))
+def test_no_edge_passes_behind_a_box_and_each_ends_in_an_arrowhead(spec, write_spec, tmp_path):
+    """A projection shortcut from a second lane ran straight through b2_bn2, and residual arches
+    started and ended behind the boxes next to them (issue #22, item 5)."""
+    from netspec.diagram import layout, render_svg
+
+    net = check_file(write_spec(TWO_LANES) if spec == "two_lanes" else spec)
+    diagram = layout(net)
+    for edge in diagram.edges:
+        assert boxes_crossed(diagram, edge, edge.points) == [], (edge.source, edge.target)
+        assert edge.points[0][0] == next(b for b in diagram.boxes if b.name == edge.source).x + \
+            next(b for b in diagram.boxes if b.name == edge.source).width
+    if spec == "two_lanes":  # the check sees the straight line that crossed a box
+        [shortcut] = [e for e in diagram.edges if e.source == "b2_proj"]
+        assert boxes_crossed(diagram, shortcut, [shortcut.points[0], shortcut.points[-1]]) == ["b2_bn2"]
+        arch = next(e for e in diagram.edges if e.source == "stem" and e.target == "b1_add")
+        assert len(arch.points) == 6 and arch.points[2][1] < min(b.y for b in diagram.boxes)  # over the boxes
+    root = ET.fromstring(render_svg(net))
+    arrow = next(m for m in root.iter(f"{SVG}marker"))
+    drawn = [p for p in root.iter(f"{SVG}path") if p.get("class") == "edge"]
+    assert len(drawn) == len(diagram.edges)
+    assert all(p.get("marker-end") == f"url(#{arrow.get('id')})" for p in drawn)
 
 
 def test_by_block_collapses_each_module_use_into_a_box(tmp_path):
@@ -224,6 +294,41 @@ def test_the_report_of_a_real_run_holds_everything_and_renders_in_chromium(train
         assert len(colours) > 200  # text, the diagram and the curves, not a blank or error page
         # the diagram's conv box (its fill colour) made it onto the page
         assert any(abs(r - 0xDB) < 4 and abs(g - 0xE9) < 4 and abs(b - 0xF6) < 4 for _, (r, g, b) in colours)
+    assert smallest_diagram_label(chromium, html, tmp_path) >= 10  # a thin box's 9-px label, at its own size
+
+
+def smallest_diagram_label(chromium, html: str, tmp_path) -> float:
+    """The height in pixels of the report diagram's smallest label, as Chromium lays the page out."""
+    measure = ("<script>const texts = [...document.querySelectorAll('.diagram svg text')].filter(t => t.textContent)"
+               ".map(t => t.getBoundingClientRect().height); document.body.dataset.smallest = Math.min(...texts);"
+               "</script>")
+    measured = tmp_path / "measured.html"
+    measured.write_text(html.replace("</body>", measure + "</body>"))
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", "--dump-dom",
+                          measured.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    return float(re.search(r'data-smallest="([0-9.]+)"', dom).group(1))
+
+
+def test_a_reports_diagram_of_a_graph_keeps_legible_labels(trained_run, tmp_path):
+    """A graph's diagram has lanes; fitted to a fixed height its labels were about 5 px tall."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    import yaml
+
+    run = tmp_path / "graph-run"
+    shutil.copytree(trained_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["spec"] = {**yaml.safe_load(TWO_LANES), "input": [3, 16, 16]}  # as if this net had been trained
+    info["input_shape"] = None
+    (run / "run.json").write_text(json.dumps(info))
+    result = CliRunner().invoke(app, ["report", str(run), "-o", str(tmp_path / "graph-report.html")])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "graph-report.html").read_text()
+    assert 'data-name="b2_proj"' in html
+    assert smallest_diagram_label(chromium, html, tmp_path) >= 10
 
 
 def test_report_of_a_folder_that_holds_no_run(tmp_path):
