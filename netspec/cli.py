@@ -58,7 +58,8 @@ def _stdout_console(quiet: bool = False):
 def _results_console():
     """Tables and text that are results (diff, bench): on a terminal, fitted to it; into a file or a
     pipe, never wrapped (a name cut at column 80 would not be found by grep or diff), unless the
-    caller set COLUMNS (rich reads it), as a shell's own variable is not passed on."""
+    caller set COLUMNS (rich reads it), as a shell's own variable is not passed on. (check's table
+    is the exception: piped, it is the same at any width, a record that scripts compare.)"""
     from rich.console import Console
 
     fitted = sys.stdout.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()

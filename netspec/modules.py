@@ -258,7 +258,8 @@ class Expander:
             if not isinstance(when, bool):
                 got = "null" if when is None else repr(when)
                 self.problems.append(Problem(f"'when' must be true or false, got {got}", item.locs["when"],
-                                             layer=label, hint="when: ${downsample} with a true/false param"))
+                                             layer=label,
+                                             hint="write true or false, or ${NAME} for a param that holds one"))
                 when = True
             if not when:
                 if not inputs:

@@ -371,9 +371,11 @@ def _remove(path: Path) -> None:
 
 
 def write_text(path: str | Path, text: str, *, force: bool = False) -> Path:
-    """One text file, with the same checks and guarantees as any output."""
+    """One text file, with the same checks and guarantees as any output; a missing folder is
+    created (and removed again if the write fails), as export and draw do."""
     path = Path(path)
     with Outputs(force=force) as out:
+        out.folder(path.parent)
         tmp = out.file(path)
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)

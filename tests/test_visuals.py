@@ -229,7 +229,7 @@ def test_the_diff_explains_torchvisions_extra_parameters():
     assert statuses["lrn1"] == "removed" and statuses["avgpool6"] == "added" and statuses["flatten"] == "renamed"
     table = CliRunner().invoke(app, ["diff", str(SPECS_DIR / "alexnet.yaml"),
                                      str(SPECS_DIR / "alexnet-torchvision.yaml")])
-    assert table.exit_code == 0 and "135,616 more trainable parameters" in table.output
+    assert table.exit_code == 0 and "135,616 more trainable parameters" in " ".join(table.output.split())
 
 
 def test_the_diff_of_a_spec_with_itself_is_empty():
@@ -329,6 +329,14 @@ def test_a_reports_diagram_of_a_graph_keeps_legible_labels(trained_run, tmp_path
     html = (tmp_path / "graph-report.html").read_text()
     assert 'data-name="b2_proj"' in html
     assert smallest_diagram_label(chromium, html, tmp_path) >= 10
+
+
+def test_report_creates_a_missing_output_folder_as_draw_does(trained_run, tmp_path):
+    """It answered "the folder ... does not exist", unlike export and draw."""
+    target = tmp_path / "new" / "folder" / "report.html"
+    result = CliRunner().invoke(app, ["report", str(trained_run), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "<svg" in target.read_text()
 
 
 def test_report_of_a_folder_that_holds_no_run(tmp_path):
