@@ -198,10 +198,11 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         left[col] = x
         x += widths.get(col, 0) + GAP
     top = MARGIN + 52 + tallest / 2 + 10 + 16  # room for the arches above the first lane
+    routes = _Routes(left, widths, top, lane_height, tallest)
     boxes, by_name = [], {}
     for name, unit_type, members, _ in units:
         last = members[-1]
-        baseline = top + lane[name] * lane_height
+        baseline = routes.baseline(lane[name])
         height = _height(last)
         width = THIN_WIDTH if thin[name] else BOX_WIDTH
         fill, stroke, label = _box_text(unit_type, members)
@@ -214,7 +215,6 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         _add_towers(box, last, unit_type)
         boxes.append(box)
         by_name[name] = box
-    routes = _Routes(left, widths, top, lane_height, tallest)
     edges = [Edge(source, name, routes.route(by_name[source], column[source], lane[source],
                                              by_name[name], column[name], lane[name]))
              for name, _, _, inputs in units for source in inputs]

@@ -194,7 +194,6 @@ class Expander:
         self.suggest = Suggestions()
         self.long_names: set[Location] = set()  # reported once each, after expansion
         self.top_names: set[Any] = set()  # the spec's own layers and uses, which a module cannot see
-        self.failed: set[Location] = set()  # where substitution failed in the body being expanded (left None)
 
     def report_long_names(self) -> None:
         for where in sorted(self.long_names):
@@ -204,9 +203,11 @@ class Expander:
     # one list of items in one scope -> expanded layers appended to `out`; returns the output ref
     def expand(self, items: LList, scope: str, scope_input: str, out: LList, *, sequential: bool = False,
                depth: int = 0, top: bool = False, members: dict[str, str] | None = None,
-               counter: list[int] | None = None, children: list[tuple[str, Any]] | None = None) -> str:
+               counter: list[int] | None = None, children: list[tuple[str, Any]] | None = None,
+               failed: frozenset[Location] = frozenset()) -> str:
         """``counter`` holds a sequential module's next child number, shared with its inline uses;
-        ``children`` collects its children in order (for a module with inline uses)."""
+        ``children`` collects its children in order (for a module with inline uses); ``failed`` is
+        where substituting the items' ${...} failed (the value left None is reported there)."""
         if top:
             self.top_names = {item.get("name") for item in items
                               if isinstance(item, LMap) and isinstance(item.get("name"), str)}
@@ -253,7 +254,7 @@ class Expander:
                          "pass other values through the use's inputs"))
                 continue
             when = item.get("when", True)
-            if when is None and item.locs["when"] in self.failed:
+            if when is None and item.locs["when"] in failed:
                 when = True  # an expression that failed: reported where it was written
             if not isinstance(when, bool):
                 got = "null" if when is None else repr(when)
@@ -389,12 +390,11 @@ class Expander:
             lookup = {**self.global_params, **params}
             before = len(self.problems)
             self.substitute(body, lookup, self.problems, path)
-            outer_failed, self.failed = self.failed, {p.location for p in self.problems[before:]}
+            failed = frozenset(p.location for p in self.problems[before:])
             if inline is not None and definition.sequential:
                 counter, children, members = inline
                 output = self.expand(body, scoped, output, out, sequential=True, depth=depth + 1, members=members,
-                                     counter=counter, children=children)
-                self.failed = outer_failed
+                                     counter=counter, children=children, failed=failed)
                 continue
             instance = Instance(path, definition.name, params, output, output, item.loc or where,
                                 group=scoped if repeat is not None and inline is None else None)
@@ -403,8 +403,7 @@ class Expander:
                 instance.children = []
             self.instances.append(instance)
             result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
-                                 members=instance.members, children=instance.children)
-            self.failed = outer_failed
+                                 members=instance.members, children=instance.children, failed=failed)
             instance.output = result
             instance.present = {layer["name"]: layer.get("when", True) is not False
                                 for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}

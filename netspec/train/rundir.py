@@ -36,9 +36,15 @@ METRIC_KEYS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top
                "images_per_s", "seconds")
 # what run.json must hold for a run to be resumed or reported: field -> accepted types
 _INFO_FIELDS: dict[str, tuple[type, ...]] = {"backend": (str,), "overrides": (list,)}
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 # what report and resume read besides, when present: a test and how it is described
 _OPTIONAL_INFO_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "command": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of strings"),
+    "command": (_strings, "a list of strings"),
     "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                  "an object of version strings"),
     "netspec_version": (lambda v: isinstance(v, str), "a string"),
@@ -273,7 +279,7 @@ def _info_problem(info: Any) -> str | None:
     for key, types in _INFO_FIELDS.items():
         if not isinstance(info.get(key), types):
             return f"'{key}' is missing or not a {types[0].__name__}"
-    if not all(isinstance(item, str) for item in info["overrides"]):
+    if not _strings(info["overrides"]):
         return "'overrides' must be a list of strings"
     for key, (fits, what) in _OPTIONAL_INFO_FIELDS.items():
         if info.get(key) is not None and not fits(info[key]):
