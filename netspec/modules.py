@@ -244,14 +244,23 @@ class Expander:
                     "layers and uses", item.locs.get("inputs", where), layer=label,
                     hint=f"take the use '{use}' (its output is its last layer's)"))
                 continue
-            # a typo is left for validation, which suggests the module's own names
-            outside = [ref for ref in written if ref not in renamed and ref in self.top_names] if scope else []
+            # a typo is left for validation, which suggests the module's own names; a scoped name
+            # ('a.conv') is a layer inside some use, which the generated class cannot see either
+            outside = [ref for ref in written if ref not in renamed and (ref in self.top_names or "." in ref)] \
+                if scope else []
             if outside:  # the generated class sees only its own layers and its input
                 self.problems.append(Problem(
                     f"a module's layer takes '{outside[0]}', which is not one of the module's layers",
                     item.locs.get("inputs", where), layer=label,
                     hint="a module's layers take the module's own layers or 'input' (what the use is given); "
                          "pass other values through the use's inputs"))
+                continue
+            if "module" in item and len(inputs) > 1:  # its body sees one 'input': the rest would be lost
+                self.problems.append(Problem(
+                    f"a module use takes one input, and this one is given {len(inputs)} "
+                    f"({', '.join(_written_inputs(item) or inputs)})", item.locs.get("inputs", where), layer=label,
+                    hint="a module's layers see one value, 'input': join the values first (a concat or add "
+                         "layer) and give the use that"))
                 continue
             when = item.get("when", True)
             if when is None and item.locs["when"] in failed:

@@ -559,3 +559,96 @@ def test_a_misspelt_input_inside_a_module_suggests_the_modules_own_name(write_sp
     assert problem.message.startswith("there is no earlier layer named 'bodyy'") and problem.layer == "a.add"
     assert "1 more use of the module: b.add" in problem.message
     assert problem.hint == "did you mean 'body'?" and problem.location.line == 7
+
+
+def test_a_modules_layer_cannot_take_a_layer_inside_another_use(write_spec):
+    """`a.c` exists in the expanded graph, so validation accepted it and Keras ran it, but the
+    generated torch class for the module cannot see another use's layers (NameError in forward)."""
+    spec = write_spec("""
+        name: dotted
+        input: [3, 8, 8]
+        modules:
+          blk:
+            layers:
+              - {name: c, type: conv2d, out_channels: 3, kernel_size: 3, padding: 1}
+              - {name: add, type: add, inputs: [c, a.c]}
+        layers:
+          - {name: a, module: blk}
+          - {name: b, module: blk}
+    """)
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert problem.message.startswith("a module's layer takes 'a.c', which is not one of the module's layers")
+    assert (problem.layer, problem.location.line) == ("a.add", 7)
+
+
+def test_a_use_given_two_inputs_is_refused_at_the_use(write_spec):
+    """The module's body sees one 'input': the second was dropped silently, and the error then
+    blamed the layer that produced it as unused."""
+    spec = write_spec("""
+        name: two-inputs
+        input: [3, 8, 8]
+        modules:
+          merge2:
+            layers:
+              - {name: c, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+              - {name: add, type: add, inputs: [c, input]}
+        layers:
+          - {name: x1, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: x2, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1, inputs: input}
+          - {name: m, module: merge2, inputs: [x1, x2]}
+    """)
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert problem.message == "a module use takes one input, and this one is given 2 (x1, x2)"
+    assert (problem.layer, problem.location.line) == ("m", 11) and "concat" in problem.hint
+
+
+LAYERS_USE = """
+    name: stack
+    input: [3, 8, 8]
+    modules:
+      body:
+        sequential: true
+        layers:
+          - {type: conv2d, out_channels: 4, kernel_size: 3, padding: 1, bias: false}
+          - {type: batchnorm2d}
+          - {type: relu}
+    layers:
+      - {name: layers, module: body}
+      - {name: pool, type: global_avgpool2d}
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.keras
+def test_a_use_may_be_named_layers_as_torchvision_names_its_stacks(write_spec):
+    """MNASNet, ViT and MaxViT keep their blocks in `layers`: the generated code never calls a
+    bare `layers`, so the name is free (it was refused once per layer inside the use)."""
+    import numpy as np
+    import torch
+
+    from netspec.backend import get_backend
+
+    net = check_file(write_spec(LAYERS_USE))
+    assert [cl.name for cl in net.layers] == ["layers.0", "layers.1", "layers.2", "pool"]
+    model = get_backend("torch").load(net).eval()
+    assert list(model.state_dict())[:2] == ["layers.0.weight", "layers.1.weight"]
+    keras_model = get_backend("keras").load(net)
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype("float32")
+    assert keras_model(x.transpose(0, 2, 3, 1)).shape == model(torch.from_numpy(x)).shape == (2, 4)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (LAYERS_USE.replace("name: stack", "name: numpy"), "'numpy', the numpy package in the generated code"),
+    (LAYERS_USE.replace("name: layers,", "name: F,"), "'F' is torch.nn.functional in the generated code"),
+    (LAYERS_USE.replace("name: layers,", "name: OrderedDict,"), "'OrderedDict' is collections.OrderedDict"),
+    (LAYERS_USE.replace("body:", "ordered_dict:").replace("module: body", "module: ordered_dict"),
+     "clashes with 'OrderedDict'"),
+], ids=["spec-shadows-a-package", "layer-hides-an-import", "layer-hides-ordereddict", "class-shadows-ordereddict"])
+def test_names_that_break_the_generated_code_are_still_refused(write_spec, text, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(text))
+    assert any(message in p.message for p in caught.value.problems), caught.value.format()

@@ -25,20 +25,26 @@ MAX_NAME_LENGTH = 64
 _NAME_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}$")
 
 # Names the generated code of either backend binds or calls at module level, which a spec's names
-# must not take: a layer or block name becomes an attribute of the generated class (and could one
-# day be a variable), the spec name becomes the torch class (in CamelCase), the Keras builder and
-# the file name. Imports (torch, F, nn, keras and the names Keras code conventionally imports),
-# the helper layers the Keras module defines, the builtins the generated code calls, and packages
-# a file next to the generated one would shadow.
+# must not take: a layer or block name becomes an attribute of the generated class and a variable
+# of forward() or the Keras builder, where it would hide the import or helper that code calls; the
+# spec name becomes the torch class (in CamelCase), the Keras builder and the file name. Imports,
+# the helper layers the Keras module defines and the builtins the generated code calls.
 GENERATED_CODE_NAMES: dict[str, str] = {
     "torch": "the torch package", "F": "torch.nn.functional", "nn": "torch.nn",
-    "keras": "the keras package", "layers": "keras.layers", "ops": "keras.ops", "np": "numpy",
-    "numpy": "the numpy package", "tensorflow": "the tensorflow package", "jax": "the jax package",
+    "OrderedDict": "collections.OrderedDict", "keras": "the keras package",
     "LocalResponseNorm": "a helper layer of the Keras code", "NegInfPadding2D": "a helper layer of the Keras code",
     "AdaptiveAvgPool2D": "a helper layer of the Keras code",
     **{name: "a Python builtin" for name in (
         "super", "float", "int", "tuple", "list", "isinstance", "sum", "range", "staticmethod")},
 }
+
+# Packages a generated file or class named after a spec or module would shadow (a spec named
+# 'numpy' writes numpy.py next to the user's script). Layers may take these names: the generated
+# code never calls them bare (it writes keras.layers), and torchvision names its MNASNet, ViT and
+# MaxViT stacks `layers`.
+SHADOWED_PACKAGES: dict[str, str] = {
+    "layers": "keras.layers", "ops": "keras.ops", "np": "numpy", "numpy": "the numpy package",
+    "tensorflow": "the tensorflow package", "jax": "the jax package"}
 
 
 # The public attributes of torch.nn.Module, which the generated torch class inherits: a layer or
@@ -59,7 +65,7 @@ TORCH_MODULE_ATTRIBUTES = frozenset({
 # 'f' would make `class F`, 'none' `class None`, 'Torch' a torch.py that shadows the torch package.
 _RESERVED_CLASS_NAMES = {word.lower(): (word, "a Python keyword") for word in keyword.kwlist}
 _RESERVED_CLASS_NAMES.update({name.lower(): (name, f"{what} in the generated code")
-                              for name, what in GENERATED_CODE_NAMES.items()})
+                              for name, what in {**GENERATED_CODE_NAMES, **SHADOWED_PACKAGES}.items()})
 
 
 def class_name_problem(value: str, what: str = "spec") -> str | None:
