@@ -198,8 +198,9 @@ class _Tensor:
 def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: str | None = None,
                explain: bool = True) -> tuple[list[CheckedLayer], list[Problem]]:
     """Run the shape rules over the layers in document order, which is a topological order of the
-    graph (validation made sure every input is an earlier layer); stops early at an unknown shape
-    or at ``stop_at``."""
+    graph (validation made sure every input is an earlier layer); stops at ``stop_at``. A layer
+    whose shape cannot be inferred leaves its output unknown: the layers that depend on it are
+    skipped, the others still checked, so mistakes in two branches are both reported."""
     checked: list[CheckedLayer] = []
     problems: list[Problem] = []
     input_shape = shape
@@ -210,7 +211,8 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
     for index, (block, layer, path) in enumerate(items):
         names = list(layer.inputs) if layer.inputs is not None else [previous]
         if any(name not in tensors for name in names):
-            break  # an unknown input was reported by validation, or an earlier shape is unknown
+            previous = layer.name  # an unknown input was reported by validation, or its shape is unknown
+            continue
         ins = [tensors[name] for name in names]
         if layer.name == stop_at:
             checked.append(_stub(index, block, layer, path, loaded, ins[0].shape))
@@ -221,7 +223,8 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
         except ShapeIssue as issue:
             if explain:
                 problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))
-            break  # later shapes are unknown; pydantic already checked the later layers' fields
+            previous = layer.name  # its output is unknown, and so is every layer's that takes it
+            continue
         if explain:
             for issue in analysis.issues:
                 problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))

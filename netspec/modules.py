@@ -44,6 +44,7 @@ from netspec.layers.base import (
     LOCAL_CODE_NAMES,
     MAX_NAME_LENGTH,
     NETWORK_INPUT,
+    REPETITION_NAME,
     class_name_problem,
 )
 from netspec.yamlio import LList, LMap, child_loc
@@ -426,7 +427,8 @@ class Expander:
         if pattern is None:
             return numbers
         where = item.locs["names"]
-        hint = "names: denselayer{n} gives denselayer1, denselayer2, ...; {i} counts from 0"
+        hint = ("names: denselayer{n} gives denselayer1, denselayer2, ...; {i} counts from 0; letters, digits, "
+                "'_' and '-', starting with a letter")
         if repeat is None:
             self.problems.append(Problem("'names' names the repetitions, so it needs 'repeat'", where, layer=name,
                                          hint="add repeat: N, or leave 'names' out"))
@@ -436,7 +438,7 @@ class Expander:
                                          where, layer=name, hint=hint))
             return numbers
         names = [pattern.replace("{n}", str(r + 1)).replace("{i}", str(r)) for r in range(repeat)]
-        if not all(_IDENTIFIER.match(n) for n in names):
+        if not all(REPETITION_NAME.match(n) for n in names):
             self.problems.append(Problem(f"'names: {pattern}' does not give valid names ({names[0]!r})", where,
                                          layer=name, hint=hint))
             return numbers

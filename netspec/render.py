@@ -102,15 +102,20 @@ def wrap_call(call: str, indent: int, before: int = 0, after: int = 0) -> str:
     """``call`` (``Name(arguments)``) as it stands, or when the line it ends up on (``indent``
     spaces, ``before`` characters ahead of it and ``after`` behind) is too long, with its arguments
     on the lines below, as black and ruff format lay out a long call."""
-    if indent + before + len(call) + after <= LINE_LENGTH or not call.endswith(")") or "(" not in call:
+    if indent + before + len(call) + after <= LINE_LENGTH:
         return call
-    head, _, rest = call.partition("(")
-    inner = rest[:-1]
+    if call.startswith("[") and call.endswith("]"):  # a list literal: its items on lines of their own
+        head, opening, inner, closing = "", "[", call[1:-1], "]"
+    elif call.endswith(")") and "(" in call:
+        head, opening, rest = call.partition("(")
+        inner, closing = rest[:-1], ")"
+    else:
+        return call
     pad = " " * (indent + 4)
     if len(pad) + len(inner) <= LINE_LENGTH:
-        return f"{head}(\n{pad}{inner}\n{' ' * indent})"
+        return f"{head}{opening}\n{pad}{inner}\n{' ' * indent}{closing}"
     lines = "".join(f"{pad}{wrap_call(part, indent + 4, 0, 1)},\n" for part in _top_level_split(inner))
-    return f"{head}(\n{lines}{' ' * indent})"
+    return f"{head}{opening}\n{lines}{' ' * indent}{closing}"
 
 
 def ident(name: str) -> str:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from netspec import __version__
 from netspec.cli import app
 
-from .conftest import ALL_SPECS, ROOT, SPECS_DIR
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR
 
 runner = CliRunner()
 
@@ -125,10 +125,25 @@ def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
     assert result.exit_code == 0
     schema = json.loads(out.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    for spec in ALL_SPECS:
+    every_spec = sorted((ROOT / "specs").glob("**/*.yaml")) + [BAD_SPECS_DIR / "zoo.yaml", BAD_SPECS_DIR / "graph.yaml"]
+    assert len(every_spec) >= len(ALL_SPECS) + 17  # the zoo's modules, repeats, when and ${a * b} included
+    for spec in every_spec:
         doc = yaml.safe_load(spec.read_text())  # as an editor sees it: ${params} unresolved
         errors = list(validator.iter_errors(doc))
         assert not errors, (spec.name, errors[0].message)
+    # the bad specs whose mistake is in one value or key; the others relate fields, files or shapes
+    # (duplicate names, extends, graph edges, sizes that do not fit), which only `netspec check` can tell
+    for name in ("unknown_key", "unknown_type", "nonpositive_size", "identifier_name", "training_values",
+                 "many_errors", "huge_integer"):
+        assert list(validator.iter_errors(yaml.safe_load((BAD_SPECS_DIR / f"bad_{name}.yaml").read_text()))), name
+    module = {"layers": [{"name": "c", "type": "conv2d", "out_channels": "${w * 2}", "kernel_size": 3}]}
+    good = {"name": "m", "input": [3, 8, 8], "modules": {"blk": {"params": {"w": None}, **module}},
+            "layers": [{"name": "a", "module": "blk", "repeat": 2, "params": {"w": 4}, "when": "${w > 1}"}]}
+    assert not list(validator.iter_errors(good))
+    for key, value in (("repeats", 2), ("repeat", 0), ("when", "yes")):
+        use = {**good["layers"][0], key: value}
+        assert list(validator.iter_errors({**good, "layers": [use]})), key
+    assert list(validator.iter_errors({**good, "modules": {"blk": {"params": {}}}}))  # a module without layers
     bad = {"name": "x", "input": [3, 8, 8], "layers": [{"name": "c", "type": "conv2d", "filters": 3}]}
     assert list(validator.iter_errors(bad))
     bad_ref = {"name": "x", "input": [3, 8, 8], "layers": [{"name": "d", "type": "dropout", "p": "half"}]}

@@ -11,6 +11,7 @@ import yaml
 
 from netspec import check_file, emit
 from netspec.checker import check
+from netspec.errors import SpecError
 from netspec.loader import LoadedSpec
 from netspec.spec import NetSpec, SpecSource
 
@@ -149,3 +150,22 @@ def test_the_inference_peak_keeps_a_tensor_until_its_last_consumer():
     # while b runs: a (still needed by total), b; the input (768) is gone after a
     assert net.totals.inference_peak_bytes == 4 * max(768 + 1024, 1024 + 2048, 1024 + 2048 + 1024,
                                                       1024 + 1024 + 1024)
+
+
+def test_two_independent_mistakes_in_two_branches_are_both_reported(write_spec):
+    """A layer whose shape cannot be inferred stops only what depends on it: the other branch is
+    still checked (the checker used to stop at the first), and nothing after the join is guessed."""
+    spec = write_spec("""
+        name: two-mistakes
+        input: [3, 8, 8]
+        layers:
+          - {name: left, type: conv2d, out_channels: 4, kernel_size: 11}
+          - {name: left_pool, type: maxpool2d, kernel_size: 2}
+          - {name: right, type: conv2d, out_channels: 4, kernel_size: 3, inputs: input}
+          - {name: right_pool, type: maxpool2d, kernel_size: 9}
+          - {name: join, type: concat, inputs: [left_pool, right_pool]}
+          - {name: fc, type: linear, in_features: 7, out_features: 2}
+    """)
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    assert [(p.layer, p.location.line) for p in caught.value.problems] == [("left", 4), ("right_pool", 7)]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from netspec import check_file, load_spec
 from netspec.errors import SpecError
 
-from .conftest import ROOT, ZOO_SPECS
+from .conftest import ROOT, ZOO_BASES, ZOO_SPECS
 
 RESNET18 = ROOT / "specs" / "zoo" / "resnet18.yaml"
 RESNET152 = ROOT / "specs" / "zoo" / "resnet152.yaml"
@@ -188,12 +188,28 @@ TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
     "squeezenet1_0": lambda tv: tv.squeezenet1_0(), "squeezenet1_1": lambda tv: tv.squeezenet1_1(),
     "vgg11": lambda tv: tv.vgg11(), "vgg16": lambda tv: tv.vgg16(), "vgg16_bn": lambda tv: tv.vgg16_bn(),
     "mobilenet_v2": lambda tv: tv.mobilenet_v2(), "efficientnet_b0": lambda tv: tv.efficientnet_b0(),
-    "densenet121": lambda tv: tv.densenet121(),
+    "densenet121": lambda tv: tv.densenet121(), "regnet_y_400mf": lambda tv: tv.regnet_y_400mf(),
+}
+
+
+# One-change mutants of each zoo spec written out in full (the variants extend these), which the
+# equality test must catch: an activation swapped, a residual dropped.
+RELU6 = ("activation: relu}", "activation: relu6}")
+ZOO_MUTANTS = {
+    "mobilenet_v2": [("activation: relu6}", "activation: relu}"),
+                     ('when: "${stride == 1 and inp == out}"', "when: false")],
+    "googlenet": [RELU6], "densenet121": [RELU6], "resnet50": [RELU6], "regnet_y_400mf": [RELU6],
+    "resnet18": [("{name: relu, type: relu}", "{name: relu, type: relu6}")],
+    "efficientnet_b0": [("activation: silu}", "activation: relu}")],
+    "squeezenet1_0": [("activation: relu}", "activation: gelu}")],
+    "squeezenet1_1": [("activation: relu}", "activation: gelu}")], "vgg16": [("{type: relu}", "{type: gelu}")],
 }
 
 
 def test_every_zoo_spec_has_its_torchvision_twin_in_the_tests():
     assert sorted(TORCHVISION_ZOO) == sorted(p.stem for p in ZOO_SPECS)
+    assert sorted(ZOO_MUTANTS) == sorted(p.stem for p in ZOO_BASES)
+    assert all("extends" not in yaml.safe_load(p.read_text()) for p in ZOO_BASES)
 
 
 @pytest.mark.torch
@@ -206,10 +222,10 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
 
     import netspec
 
-    from .torch_helpers import random_batchnorm_statistics
+    from .torch_helpers import calibrated_batchnorm, input_dependence
 
     torch.manual_seed(0)
-    reference = random_batchnorm_statistics(factory(torchvision.models).eval())
+    reference = calibrated_batchnorm(factory(torchvision.models), SMALL_INPUT)
     path = tmp_path / "tv.pth"
     torch.save(reference.state_dict(), path)
     model = netspec.build(spec, weights=path, input_shape=SMALL_INPUT).eval()  # strict: every tensor
@@ -221,7 +237,16 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
                                                   if not name.endswith("num_batches_tracked"))
     x = torch.randn(2, *SMALL_INPUT)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+        expected = reference(x)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert input_dependence(expected) > 1e-3  # a hundred times the tolerance: the input decides the output
+    for old, new in ZOO_MUTANTS.get(spec.stem, []):  # and the comparison sees one change to the spec
+        assert old in spec.read_text()
+        mutant = tmp_path / spec.name
+        mutant.write_text(spec.read_text().replace(old, new, 1))
+        with torch.no_grad():
+            wrong = netspec.build(mutant, weights=path, input_shape=SMALL_INPUT).eval()(x)
+        assert not torch.allclose(wrong, expected, rtol=1e-5, atol=1e-5), f"the mutant {old} -> {new} passes"
 
 
 def test_a_zoo_spec_is_short(write_spec):

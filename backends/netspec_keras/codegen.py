@@ -127,8 +127,8 @@ def plan(net: CheckedNet) -> KerasPlan:
     layers_module = _env.get_template("layers.py.j2").module
     graph = not net.spec.is_chain  # then each layer's output is a variable named after it
 
-    def var(name: str) -> str:  # a scoped layer (layer1.0.conv1) is the variable layer1_0_conv1
-        return "x" if name == NETWORK_INPUT or not graph else name.replace(".", "_")
+    def var(name: str) -> str:  # a scoped layer (layer1.0.conv1, block1-0.f) is the variable layer1_0_conv1
+        return "x" if name == NETWORK_INPUT or not graph else name.replace(".", "_").replace("-", "_")
 
     if graph:
         _check_variables(net, var)

@@ -357,7 +357,10 @@ def sequential_of(children: list[tuple[str, str]]) -> str:
     ``names:`` pattern says (``OrderedDict(denselayer1=...)``, as torchvision's DenseNet)."""
     if numbered(children):
         return "nn.Sequential(" + ", ".join(expr for _, expr in children) + ")"
-    return "nn.Sequential(OrderedDict(" + ", ".join(f"{name}={expr}" for name, expr in children) + "))"
+    if all(name.isidentifier() for name, _ in children):
+        return "nn.Sequential(OrderedDict(" + ", ".join(f"{name}={expr}" for name, expr in children) + "))"
+    # names a keyword argument cannot carry (RegNet's block1-0)
+    return "nn.Sequential(OrderedDict([" + ", ".join(f"({py(name)}, {expr})" for name, expr in children) + "]))"
 
 
 def _layer_values(cl: CheckedLayer, pads) -> dict[str, Any]:

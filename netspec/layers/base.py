@@ -99,6 +99,15 @@ def name_problem(value: str) -> str | None:
     return None
 
 
+# A repetition's name in a module's scope may hold '-' (RegNet's `block1-0`, from `names:`): it is
+# a key of an nn.Sequential and a Keras layer name, never a Python name.
+REPETITION_NAME = re.compile(rf"^[A-Za-z][A-Za-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}$")
+
+
+def _scope_part_ok(part: str) -> bool:
+    return part.isdigit() or "-" in part and bool(REPETITION_NAME.match(part))
+
+
 def _check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a name must be text, got {value!r}")
@@ -106,7 +115,7 @@ def _check_name(value: Any) -> str:
         head, *rest = value.split(".")
         _check_name(head)
         for part in rest:
-            if not part.isdigit():
+            if not _scope_part_ok(part):
                 _check_name(part)
         return value
     problem = name_problem(value)
@@ -133,7 +142,9 @@ def _names(value: Any) -> Any:
 def _reference(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a layer reference must be a name, got {value!r}")
-    if value != NETWORK_INPUT and not all(_NAME_RE.match(part) or part.isdigit() for part in value.split(".")):
+    head, *rest = value.split(".")
+    if value != NETWORK_INPUT and not (_NAME_RE.match(head) and all(_NAME_RE.match(p) or _scope_part_ok(p)
+                                                                       for p in rest)):
         raise ValueError(f"{value!r} is not a layer name (letters, digits and underscores, starting with a letter)")
     return value
 
