@@ -23,9 +23,11 @@ settings.register_profile("default", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("default")
 
-# What each framework marker needs installed: a core-only install (pip install -e .) skips those
-# tests, saying what to install, instead of failing them on an import.
-FRAMEWORK_MODULES = {"torch": ("torch", "torchvision", "safetensors"), "keras": ("keras", "tensorflow", "safetensors")}
+# What each framework marker needs installed (its extra: the framework, safetensors, scikit-learn's
+# digits, matplotlib's curves): a core-only install (pip install -e .) skips those tests, saying
+# what to install, instead of failing them on an import.
+FRAMEWORK_MODULES = {"torch": ("torch", "torchvision", "safetensors", "sklearn", "matplotlib"),
+                     "keras": ("keras", "tensorflow", "safetensors", "sklearn", "matplotlib")}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -89,3 +91,27 @@ def assert_matches_golden(source: str, golden: Path) -> None:
         golden.write_text(source)
     assert golden.exists(), f"{golden} is missing: run with NETSPEC_UPDATE_GOLDEN=1 to create it"
     assert source == golden.read_text(), f"generated source differs from {golden}; review, then NETSPEC_UPDATE_GOLDEN=1"
+
+
+def without(packages: tuple[str, ...], body: str) -> str:
+    """A script that runs ``body`` as if ``packages`` were not installed: every import finder
+    misses them (entry points are still found)."""
+    return f"""
+import sys
+
+
+class Hidden:
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {packages!r}:
+            return None
+        return self.finder.find_spec(name, path, target)
+
+    def __getattr__(self, name):
+        return getattr(self.finder, name)
+
+
+sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
+{body}"""

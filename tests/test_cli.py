@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from netspec import __version__
 from netspec.cli import app
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR
+from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, without
 
 runner = CliRunner()
 
@@ -155,20 +155,32 @@ def test_schema_to_stdout_is_json():
     assert json.loads(result.output)["title"] == "netspec network spec"
 
 
-def test_a_backend_whose_framework_is_missing_says_how_to_install_it(monkeypatch):
-    import importlib.util
+WITHOUT_TORCH_SCRIPT = without(("torch", "torchvision"), """
+from netspec.cli import main
+sys.argv = ["netspec", *sys.argv[1:]]
+main()
+""")
 
-    from netspec.backend import get_backend
-    from netspec.errors import SpecError
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
-    with pytest.raises(SpecError) as caught:
-        get_backend("torch")
-    [problem] = caught.value.problems
-    assert problem.message == ("the 'torch' backend cannot be used: "
-                               "the torch backend needs 'torch', which is not installed")
-    assert problem.hint == 'pip install -e ".[torch]"'
+@pytest.mark.parametrize(("args", "code"), [
+    (["export", "resnet50", "-b", "torch", "-f", "source"], 0),
+    (["export", "resnet50", "-b", "torch", "-f", "safetensors"], 2),
+    (["train", "alexnet-digits", "-b", "torch", "--max-steps", "1"], 2),
+], ids=["source", "weights", "train"])
+def test_torch_source_needs_no_torch_and_building_says_what_it_needs(tmp_path, args, code):
+    """Generated source is text: it is written for a machine that has torch, from one that may
+    not. Building, training and weight files need torch, and say so (exit 2, nothing written)."""
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH_SCRIPT, *args, *(
+        ["-o", str(tmp_path / "out")] if args[0] == "export" else ["--run-dir", str(tmp_path / "run")])],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    if code == 0:
+        assert "class Resnet50(nn.Module)" in (tmp_path / "out" / "resnet50_torch.py").read_text()
+    else:
+        assert "needs PyTorch: the torch backend needs 'torch', which is not installed" in result.stderr
+        assert 'pip install -e ".[torch]" (source export works without it)' in result.stderr
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_layers_inherited_from_a_base_spec_name_its_file():

@@ -242,6 +242,7 @@ def _folder_outside(doc):
     doc["last"]["folder"] = "../.."
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(("damage", "expected"), [
     (_rename_state_entry, "is damaged: the file is missing"),
     (_entry_without_folder, "its 'last' entry does not name a checkpoint folder"),
@@ -270,6 +271,7 @@ def test_a_damaged_list_is_named_and_nothing_is_removed_and_a_repair_resumes(wri
     assert [r["epoch"] for r in records] == list(range(1, len(records) + 1)) and first
 
 
+@pytest.mark.torch
 def test_a_list_without_its_last_entry_does_not_start_the_run_over(write_spec, tmp_path):
     """It silently restarted from epoch 0 and emptied metrics.jsonl."""
     spec, run = write_spec(TINY), tmp_path / "run"
@@ -326,6 +328,7 @@ def _forge_loop_state(run, change) -> None:
     path.write_text(json.dumps(doc))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(("change", "why"), [
     (lambda loop: loop.update(epoch="2"), "has no count 'epoch'"),
     (lambda loop: loop.update(batches_done=-4), "has no count 'batches_done'"),

@@ -19,7 +19,15 @@ from netspec import check_file, emit  # noqa: E402
 from netspec.backend import get_backend  # noqa: E402
 from netspec.errors import SpecError  # noqa: E402
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, ZOO_BASES, ZOO_SPECS, assert_matches_golden  # noqa: E402
+from .conftest import (  # noqa: E402
+    ALL_SPECS,
+    BAD_SPECS_DIR,
+    ROOT,
+    ZOO_BASES,
+    ZOO_SPECS,
+    assert_matches_golden,
+    without,
+)
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 from .torch_helpers import calibrated_batchnorm, layer_outputs  # noqa: E402
 
@@ -325,28 +333,6 @@ def test_a_keras_users_script_that_imports_keras_first_runs():
     assert "OK" in result.stdout
 
 
-def without(packages: tuple[str, ...], body: str) -> str:
-    """A script that runs ``body`` as if ``packages`` were not installed: every import finder
-    misses them (entry points are still found)."""
-    return f"""
-import sys
-
-
-class Hidden:
-    def __init__(self, finder):
-        self.finder = finder
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {packages!r}:
-            return None
-        return self.finder.find_spec(name, path, target)
-
-    def __getattr__(self, name):
-        return getattr(self.finder, name)
-
-
-sys.meta_path[:] = [Hidden(finder) for finder in sys.meta_path]
-{body}"""
 
 
 WITHOUT_TORCH_SCRIPT = without(("torch", "torchvision", "triton", "netspec_torch"), """

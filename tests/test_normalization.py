@@ -29,6 +29,7 @@ def test_one_value_per_channel_is_used_as_given(write_spec):
     assert normalization(net.spec.data, 1) == ((0.5,), (0.25,))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(("extra", "message"), [
     (", mean: [0.5, 0.5, 0.5]", "data.mean has 3 values but the input has 1 channel"),
     (", std: [0.2, 0.2, 0.2]", "data.std has 3 values but the input has 1 channel"),

@@ -53,6 +53,7 @@ def test_the_current_folder_as_run_dir_is_refused_when_it_holds_files(write_spec
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
+@pytest.mark.torch
 def test_a_failed_run_in_an_empty_folder_leaves_the_folder_empty(write_spec, tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()
@@ -176,6 +177,7 @@ def test_the_run_keeps_its_data_folder_as_an_absolute_path(write_spec, tmp_path,
     assert f"path: {tmp_path / 'data'}\n" in (tmp_path / "run" / "spec.yaml").read_text()
 
 
+@pytest.mark.torch
 def test_a_validation_share_that_leaves_nothing_to_train_on_is_refused(write_spec, tmp_path):
     spec = write_spec(TINY.replace("random_crop: true}", "random_crop: true, val_fraction: 0.9999}"))
     result = invoke("train", spec, "--run-dir", tmp_path / "run")

@@ -364,6 +364,7 @@ def test_a_batch_norms_parameters_are_counted_alike_in_check_diff_draw_and_repor
     assert f"{net.totals.trainable_params:,} trainable parameters" in svg.read_text()
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("accuracy", [0.2, 0.99])
 def test_the_curves_legends_cover_no_line(accuracy):
     """Inside the panel the legend covered the top-5 line once a run learned (issue #22, item 10)."""

@@ -1,14 +1,15 @@
 """The PyTorch backend: readable nn.Module source from a spec, the live model built from that very
 source, and exports (source, safetensors, torch.export .pt2, ONNX). torch is imported only when a
-model is built, so planning (which module holds which layer) works without it."""
+model is built: source and planning (which module holds which layer) work without it installed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from netspec.backend import Artifact, load_triton_safely, require_modules
+from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
 from netspec.checker import CheckedNet
+from netspec.errors import SpecError
 from netspec.layers.base import TORCH_MODULE_ATTRIBUTES
 from netspec.render import execute_generated, module_name
 from netspec_torch.codegen import TorchPlan, render
@@ -27,7 +28,6 @@ class TorchBackend:
     bench_loops = ("netspec", "eager-fp32", "compiled-bf16")
 
     def __init__(self) -> None:
-        require_modules("torch", "torch", "safetensors")
         load_triton_safely()  # before torch, which may load it, whether or not TensorFlow came first
 
     def emit(self, net: CheckedNet) -> str:
@@ -38,6 +38,7 @@ class TorchBackend:
         return render(net, reserved_names())[1]
 
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
+        _need_torch("building the PyTorch model")
         from netspec.state_files import weights_budget
         from netspec_torch.weights import apply_state_dict, read_state_dict
 
@@ -49,6 +50,7 @@ class TorchBackend:
 
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
+        _need_torch("training")
         from netspec_torch.distributed import leave, world_from_env
         from netspec_torch.trainer import TorchTrainer
 
@@ -63,6 +65,7 @@ class TorchBackend:
 
     def bench(self, net: CheckedNet, settings) -> tuple[list, str, dict[str, str]]:
         """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        _need_torch("benchmarking")
         from netspec_torch.bench import bench
 
         return bench(self, net, settings)
@@ -72,6 +75,15 @@ class TorchBackend:
         from netspec_torch.export import export
 
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
+
+
+def _need_torch(what: str) -> None:
+    """A clear error when PyTorch is missing: this backend renders source without it."""
+    try:
+        require_modules("torch", "torch", "safetensors")
+    except ImportError as exc:
+        raise SpecError.single(f"{what} needs PyTorch: {exc}",
+                               hint=f'{INSTALL_HINTS["torch"]} (source export works without it)') from None
 
 
 def example_input(net: CheckedNet, batch: int = 1):

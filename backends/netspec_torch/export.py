@@ -12,14 +12,16 @@ import contextlib
 import io
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from netspec import __version__
 from netspec.backend import Artifact, model_for_export, output_paths
 from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs
+
+if TYPE_CHECKING:
+    import torch
 
 SUFFIXES = {"source": ".py", "safetensors": ".safetensors", "pt2": ".pt2", "onnx": ".onnx"}
 # copies of the weights each format holds in memory while it is written, beside the model itself
@@ -55,11 +57,15 @@ def _save_safetensors(model: torch.nn.Module, net: CheckedNet, path: str) -> Non
 
 
 def _dynamic_batch():
+    import torch
+
     batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
     return {"x": {0: batch}}
 
 
 def _exported(model: torch.nn.Module, net: CheckedNet):
+    import torch
+
     from netspec_torch import example_input
 
     return torch.export.export(model, (example_input(net, 2),), dynamic_shapes=_dynamic_batch())
@@ -68,6 +74,8 @@ def _exported(model: torch.nn.Module, net: CheckedNet):
 def _save_pt2(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
     # into memory first: torch's zip writer, failing on a full disk or a file-size limit, throws
     # again from its destructor, which aborts the process; a plain file write fails cleanly
+    import torch
+
     buffer = io.BytesIO()
     torch.export.save(_exported(model, net), buffer)
     with open(path, "wb") as handle:
@@ -75,6 +83,8 @@ def _save_pt2(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
 
 
 def _save_onnx(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
+    import torch
+
     from netspec_torch import example_input
 
     try:
