@@ -56,6 +56,7 @@ MAX_LAYERS = 20_000
 MAX_NESTING = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 USE_KEYS = ("name", "module", "inputs", "params", "repeat", "first", "when", "inline", "names")
+DEFINITION_KEYS = ("params", "inputs", "layers", "sequential", "description")
 
 
 @dataclass
@@ -65,6 +66,9 @@ class ModuleDefinition:
     layers: LList
     sequential: bool
     location: Location
+    # the names its layers call the values a use gives it: one, 'input', unless it declares several
+    # (a U-Net decoder block takes the upsampled map and the skip connection)
+    inputs: list[str] = field(default_factory=lambda: [NETWORK_INPUT])
 
 
 @dataclass
@@ -74,7 +78,7 @@ class Instance:
     path: str  # its scope: "layer2.0"
     definition: str
     params: dict[str, Any]  # the definition's params, resolved for this use
-    input: str  # the scoped layer (or 'input') it takes
+    input: str  # the scoped layer (or 'input') it takes (its first, for a module with several inputs)
     output: str  # the scoped layer whose output is its result
     location: Location  # the use
     present: dict[str, bool] = field(default_factory=dict)  # each item of the definition: used or left out
@@ -83,6 +87,10 @@ class Instance:
     # a sequential module with inline uses: its children in order, as (local name, item with values
     # substituted); the definition's own items otherwise (None)
     children: list[tuple[str, Any]] | None = None
+    inputs: list[str] = field(default_factory=list)  # every scoped layer it takes, in the definition's order
+
+    def __post_init__(self) -> None:
+        self.inputs = self.inputs or [self.input]
 
 
 @dataclass
@@ -131,10 +139,10 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
             problems.append(Problem(f"module '{name}' needs 'layers' (a non-empty list)", loc,
                                     hint="params: {...} (optional), layers: [...], sequential: true (optional)"))
             continue
-        unknown = [key for key in body if key not in ("params", "layers", "sequential", "description")]
+        unknown = [key for key in body if key not in DEFINITION_KEYS]
         for key in unknown:
             problems.append(Problem(f"unknown key '{key}' in module '{name}'", body.locs[key],
-                                    hint="a module has params, layers, sequential and description"))
+                                    hint=f"a module has {', '.join(DEFINITION_KEYS)}"))
         params = body.get("params", LMap(loc))
         if not isinstance(params, LMap):
             problems.append(Problem(f"'params' of module '{name}' must be a mapping of names to defaults",
@@ -150,10 +158,44 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
         if not isinstance(sequential, bool):
             problems.append(Problem("'sequential' must be true or false", body.locs["sequential"]))
             continue
-        definitions[name] = ModuleDefinition(name, params, body["layers"], sequential, loc)
+        inputs = _declared_inputs(name, body, sequential, problems)
+        definitions[name] = ModuleDefinition(name, params, body["layers"], sequential, loc, inputs)
     if problems:
         raise SpecError(problems)
     return definitions
+
+
+def _declared_inputs(name: str, body: LMap, sequential: bool, problems: list[Problem]) -> list[str]:
+    """The names a module's layers call its inputs: ``inputs: [up, skip]``, or the one 'input'."""
+    if "inputs" not in body:
+        return [NETWORK_INPUT]
+    where = body.locs["inputs"]
+    given = body["inputs"]
+    names = [given] if isinstance(given, str) else list(given) if isinstance(given, LList) else None
+    hint = "inputs: [up, skip]: the names its layers take them by, in the order a use gives them"
+    if not names or not all(isinstance(n, str) for n in names):
+        problems.append(Problem(f"'inputs' of module '{name}' must name its inputs", where, hint=hint))
+        return [NETWORK_INPUT]
+    if sequential and len(names) > 1:
+        problems.append(Problem(f"the sequential module '{name}' is a chain, so it takes one input", where,
+                                hint="leave out sequential: true to write a module that joins several inputs"))
+        return [NETWORK_INPUT]
+    layer_names = {item.get("name") for item in body["layers"] if isinstance(item, LMap)}
+    for input_name in names:
+        problem = None
+        if not _IDENTIFIER.match(input_name) or keyword.iskeyword(input_name):
+            problem = "it is not a valid name"
+        elif input_name in GENERATED_CODE_NAMES or input_name in ("self", "inputs"):
+            problem = "the generated code uses that name"
+        elif input_name in layer_names:
+            problem = "a layer of the module has that name"
+        elif names.count(input_name) > 1:
+            problem = "it is named twice"
+        if problem:
+            problems.append(Problem(f"module '{name}' cannot call an input {input_name!r}: {problem}", where,
+                                    hint=hint))
+            return [NETWORK_INPUT]
+    return names
 
 
 def _param_name_problem(key: Any) -> str | None:
@@ -205,14 +247,16 @@ class Expander:
     def expand(self, items: LList, scope: str, scope_input: str, out: LList, *, sequential: bool = False,
                depth: int = 0, top: bool = False, members: dict[str, str] | None = None,
                counter: list[int] | None = None, children: list[tuple[str, Any]] | None = None,
-               failed: frozenset[Location] = frozenset()) -> str:
+               failed: frozenset[Location] = frozenset(), scope_inputs: dict[str, str] | None = None) -> str:
         """``counter`` holds a sequential module's next child number, shared with its inline uses;
         ``children`` collects its children in order (for a module with inline uses); ``failed`` is
-        where substituting the items' ${...} failed (the value left None is reported there)."""
+        where substituting the items' ${...} failed (the value left None is reported there);
+        ``scope_inputs`` maps a module's declared input names to what the use gives (the first
+        is ``scope_input``)."""
         if top:
             self.top_names = {item.get("name") for item in items
                               if isinstance(item, LMap) and isinstance(item.get("name"), str)}
-        renamed: dict[str, str] = {NETWORK_INPUT: scope_input}
+        renamed: dict[str, str] = dict(scope_inputs) if scope_inputs else {NETWORK_INPUT: scope_input}
         previous = scope_input
         counter = counter if counter is not None else [0]
         for position, item in enumerate(items):
@@ -256,12 +300,7 @@ class Expander:
                     hint="a module's layers take the module's own layers or 'input' (what the use is given); "
                          "pass other values through the use's inputs"))
                 continue
-            if "module" in item and len(inputs) > 1:  # its body sees one 'input': the rest would be lost
-                self.problems.append(Problem(
-                    f"a module use takes one input, and this one is given {len(inputs)} "
-                    f"({', '.join(_written_inputs(item) or inputs)})", item.locs.get("inputs", where), layer=label,
-                    hint="a module's layers see one value, 'input': join the values first (a concat or add "
-                         "layer) and give the use that"))
+            if "module" in item and self._arity_problem(item, inputs, label, where):
                 continue
             when = item.get("when", True)
             if when is None and item.locs["when"] in failed:
@@ -278,7 +317,7 @@ class Expander:
                 renamed[name] = inputs[0]  # left out: whoever takes it takes its (first) input
                 continue
             if self._inline(item, sequential, label):
-                output = self._use(item, scope, inputs[0] if inputs else scope_input, out, depth, where,
+                output = self._use(item, scope, inputs or [scope_input], out, depth, where,
                                    inline=(counter, children, members))
                 renamed[name] = previous = output
                 continue
@@ -291,7 +330,7 @@ class Expander:
             if children is not None:
                 children.append((local, item))
             if "module" in item:
-                output = self._use(item, scoped, inputs[0] if inputs else scope_input, out, depth, where)
+                output = self._use(item, scoped, inputs or [scope_input], out, depth, where)
             else:
                 layer = copy_tree(item)
                 layer.pop("when", None)
@@ -313,6 +352,35 @@ class Expander:
             if members is not None:
                 members[local if children is not None else name] = scoped
         return previous
+
+    def _arity_problem(self, item: LMap, inputs: list[str], label: str, where: Location) -> bool:
+        """Whether a use gives its module other than the inputs it declares (reported), or gives
+        several to a repeated or inline use, whose repetitions chain one value."""
+        definition = self.definitions.get(item["module"]) if isinstance(item["module"], str) else None
+        if definition is None or (len(inputs) <= 1 and len(definition.inputs) == 1):
+            return False  # an unknown module is reported by _use
+        given = f"{len(inputs)} ({', '.join(_written_inputs(item) or inputs)})" if "inputs" in item \
+            else f"1 (the layer before it, '{inputs[0]}')"
+        wanted = len(definition.inputs)
+        declared = ", ".join(definition.inputs)
+        if len(inputs) != wanted:
+            if wanted == 1:
+                message = f"module '{definition.name}' takes one input, and this use gives it {given}"
+                hint = ("join the values first (a concat or add layer) and give the use that, or declare the "
+                        "module's inputs: inputs: [up, skip]")
+            else:
+                message = (f"module '{definition.name}' takes {wanted} inputs ({declared}), and this use gives it "
+                           f"{given}")
+                hint = f"inputs: [{', '.join(f'<{name}>' for name in definition.inputs)}], in that order"
+            self.problems.append(Problem(message, item.locs.get("inputs", where), layer=label, hint=hint))
+            return True
+        if "repeat" in item or item.get("inline") is True:
+            self.problems.append(Problem(
+                f"module '{definition.name}' takes {wanted} inputs, and a repeated or inline use chains one value "
+                "from each repetition to the next", item.locs.get("repeat", item.locs.get("inline", where)),
+                layer=label, hint="write one use per repetition, each with its inputs"))
+            return True
+        return False
 
     def _inline(self, item: LMap, sequential: bool, label: str) -> bool:
         inline = item.get("inline", False)
@@ -345,10 +413,12 @@ class Expander:
                 refs.append(ref if isinstance(ref, str) else str(ref))
         return refs
 
-    def _use(self, item: LMap, scoped: str, input_ref: str, out: LList, depth: int, where: Location, *,
+    def _use(self, item: LMap, scoped: str, input_refs: list[str], out: LList, depth: int, where: Location, *,
              inline: tuple[list[int], list | None, dict[str, str] | None] | None = None) -> str:
-        """Expand one use; ``scoped`` is its scope, or for an ``inline`` use the enclosing sequential
-        module's scope, with that module's (counter, children, members)."""
+        """Expand one use of ``input_refs`` (as many as the module declares inputs); ``scoped`` is
+        its scope, or for an ``inline`` use the enclosing sequential module's scope, with that
+        module's (counter, children, members)."""
+        input_ref = input_refs[0]
         module = item["module"]
         name = scoped if inline is None else f"{scoped}{item.get('name')}"  # problems name the use by its scope
         for key in item:
@@ -406,14 +476,18 @@ class Expander:
                 output = self.expand(body, scoped, output, out, sequential=True, depth=depth + 1, members=members,
                                      counter=counter, children=children, failed=failed)
                 continue
+            named_inputs = dict(zip(definition.inputs, input_refs, strict=True)) \
+                if len(definition.inputs) > 1 else None
             instance = Instance(path, definition.name, params, output, output, item.loc or where,
-                                group=scoped if repeat is not None and inline is None else None)
+                                group=scoped if repeat is not None and inline is None else None,
+                                inputs=list(named_inputs.values()) if named_inputs else [])
             if definition.sequential and any(isinstance(layer, LMap) and layer.get("inline") is True
                                              for layer in definition.layers):
                 instance.children = []
             self.instances.append(instance)
             result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
-                                 members=instance.members, children=instance.children, failed=failed)
+                                 members=instance.members, children=instance.children, failed=failed,
+                                 scope_inputs=named_inputs)
             instance.output = result
             instance.present = {layer["name"]: layer.get("when", True) is not False
                                 for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}

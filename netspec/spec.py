@@ -594,6 +594,8 @@ def _add_modules(schema: dict) -> None:
             "properties": {
                 "params": {"type": "object", "description": "Param names and defaults (null: every use gives it).",
                            "additionalProperties": {"type": ["integer", "number", "string", "boolean", "null"]}},
+                "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                           "description": "The names its layers take a use's inputs by (default: one, 'input')."},
                 "layers": {"type": "array", "minItems": 1, "items": item},
                 "sequential": {"type": "boolean", "description": "A chain numbered as nn.Sequential numbers it."},
                 "description": {"type": "string"},

@@ -627,8 +627,85 @@ def test_a_use_given_two_inputs_is_refused_at_the_use(write_spec):
     with pytest.raises(SpecError) as caught:
         check_file(spec)
     [problem] = caught.value.problems
-    assert problem.message == "a module use takes one input, and this one is given 2 (x1, x2)"
+    assert problem.message == "module 'merge2' takes one input, and this use gives it 2 (x1, x2)"
     assert (problem.layer, problem.location.line) == ("m", 11) and "concat" in problem.hint
+    assert "inputs: [up, skip]" in problem.hint  # or declare them
+
+
+TWO_INPUTS = """
+    name: two-inputs
+    input: [3, 16, 16]
+    modules:
+      conv_bn:
+        sequential: true
+        params: {out: null}
+        layers:
+          - {type: conv2d, out_channels: "${out}", kernel_size: 3, padding: 1, bias: false}
+          - {type: batchnorm2d, activation: relu}
+      fuse:  # a decoder block's shape: the deep map and the skip connection, joined
+        inputs: [deep, skip]
+        params: {out: null}
+        layers:
+          - {name: reduce, type: conv2d, out_channels: 4, kernel_size: 1, inputs: deep}
+          - {name: join, type: concat, inputs: [reduce, skip]}
+          - {name: conv, module: conv_bn, params: {out: "${out}"}}
+    layers:
+      - {name: stem, module: conv_bn, params: {out: 8}}
+      - {name: deep, type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+      - {name: fuse1, module: fuse, inputs: [deep, stem], params: {out: 6}}
+      - {name: fuse2, module: fuse, inputs: [fuse1, stem], params: {out: 5}}
+      - {name: pool, type: global_avgpool2d}
+      - {name: fc, type: linear, out_features: 3}
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.keras
+def test_a_module_may_declare_several_inputs(write_spec):
+    """`inputs: [deep, skip]` names what a use gives, in order: the torch class's forward() takes
+    them by those names, the checker, torch and Keras agree layer by layer."""
+    import numpy as np
+    import torch
+
+    from netspec.backend import get_backend
+    from netspec_keras import set_from_torch_layout
+
+    from .test_keras_backend import keras_per_layer
+    from .torch_helpers import calibrated_batchnorm, layer_outputs, per_layer
+
+    net = check_file(write_spec(TWO_INPUTS))
+    assert net.layer("fuse2.join").inputs == ("fuse2.reduce", "stem.1")
+    assert net.layer("fuse2.reduce").inputs == ("fuse1.conv.1",)
+    torch_backend = get_backend("torch")
+    source = torch_backend.emit(net)
+    assert "def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:" in source
+    assert "fuse2 = self.fuse2(fuse1, stem)" in source
+    model = calibrated_batchnorm(torch_backend.load(net), net.input_shape)
+    x = torch.randn(2, *net.input_shape)
+    measured, _ = per_layer(torch_backend, net, model, x)
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+    keras_model = get_backend("keras").load(net)
+    set_from_torch_layout(keras_model, net, {k: v.numpy() for k, v in model.state_dict().items()})
+    expected, _ = layer_outputs(torch_backend, net, model, x)
+    actual = keras_per_layer(net, keras_model, x.numpy())
+    for cl in net.layers:
+        np.testing.assert_allclose(actual[cl.name], expected[cl.name].numpy(), rtol=1e-4, atol=1e-4, err_msg=cl.name)
+
+
+@pytest.mark.parametrize(("edit", "message", "line"), [
+    (("inputs: [deep, stem], params: {out: 6}", "params: {out: 6}"),
+     "module 'fuse' takes 2 inputs (deep, skip), and this use gives it 1 (the layer before it, 'deep')", 20),
+    (("inputs: [fuse1, stem], params: {out: 5}", "inputs: [fuse1, stem], repeat: 2, params: {out: 5}"),
+     "module 'fuse' takes 2 inputs, and a repeated or inline use chains one value", 21),
+    (("inputs: [deep, skip]", "inputs: [deep, join]"), "module 'fuse' cannot call an input 'join': a layer", 11),
+    (("inputs: [deep, skip]", "inputs: [deep, deep]"), "module 'fuse' cannot call an input 'deep': it is named", 11),
+    (("sequential: true\n        params: {out: null}", "sequential: true\n        inputs: [a, b]\n"
+      "        params: {out: null}"), "the sequential module 'conv_bn' is a chain, so it takes one input", 6),
+], ids=["too-few", "repeated", "name-of-a-layer", "twice", "sequential"])
+def test_a_modules_inputs_are_checked_at_the_definition_and_the_use(write_spec, edit, message, line):
+    with pytest.raises(SpecError) as caught:
+        check_file(write_spec(TWO_INPUTS.replace(*edit)))
+    assert [(p.message[:len(message)], p.location.line) for p in caught.value.problems] == [(message, line)]
 
 
 LAYERS_USE = """

@@ -68,6 +68,11 @@ class GeneratedClass:
     steps: list[ClassStep] = field(default_factory=list)
     returns: str = "x"
     uses_functional: bool = False
+    inputs: list[str] = field(default_factory=lambda: ["x"])  # forward()'s parameters
+
+    @property
+    def forward_signature(self) -> str:
+        return "forward(" + ", ".join(["self", *(f"{ident(name)}: torch.Tensor" for name in self.inputs)]) + ")"
 
     @property
     def init_signature(self) -> str:
@@ -173,9 +178,12 @@ class ClassBuilder:
         cls = GeneratedClass(name, definition.name, definition.sequential)
         arguments = _Arguments(definition, instances, self._input_channels, literal=literal,
                                constants=self.net.source.loaded.data.get("params") or {})
-        renamed = {NETWORK_INPUT: "x"}
-        previous = "x"
-        channels = {"x": "in_channels"}  # each variable's channel count, as an expression of the arguments
+        # forward()'s parameters: x, or the module's declared inputs by their names
+        if definition.inputs != [NETWORK_INPUT]:
+            cls.inputs = list(definition.inputs)
+        renamed = {name: variable for name, variable in zip(definition.inputs, cls.inputs, strict=True)}
+        previous = cls.inputs[0]
+        channels = {previous: "in_channels"}  # each variable's channel count, as an expression of the arguments
         children = self._children(definition, instances)
         self._item_names = {local for local, _ in children}
         for local, item in children:
@@ -207,10 +215,10 @@ class ClassBuilder:
             else:
                 cls.attributes.append(ClassAttribute(local, constructor, condition))
                 if "module" in item:
-                    cls.steps.append(ClassStep(local, f"self.{local}({inputs[0]})", shape,
+                    cls.steps.append(ClassStep(local, f"self.{local}({', '.join(inputs)})", shape,
                                                inputs[0] if condition else None))
             renamed[local] = previous = local
-        cls.returns = previous if not definition.sequential else "x"
+        cls.returns = previous if not definition.sequential else cls.inputs[0]
         cls.arguments = arguments.signature()
         return cls, arguments.values()
 

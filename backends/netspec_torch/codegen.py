@@ -186,7 +186,8 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
                     result.attributes.append(Attribute(item, sequential_of(children)))
             output = net.layer(uses[-1].output).output_shape if uses[-1].output in {cl.name for cl in net.layers} \
                 else net.input_shape
-            result.steps.append(Step(f"self.{item}({var(uses[0].input)})", fmt_shape(output), target=item))
+            args = ", ".join(var(name) for name in uses[0].inputs)
+            result.steps.append(Step(f"self.{item}({args})", fmt_shape(output), target=item))
             continue
         cl = item
         args = [var(name) for name in cl.inputs]
