@@ -324,7 +324,7 @@ def _fitting_input(items: LayerItems, loaded: LoadedSpec, input_shape: Shape, la
         if not layers or layers[-1].name != layer_name:
             continue
         if layers[-1].input_shape == (wanted,):
-            spatial = [cl.input_shape for cl in layers if cl.layer.kind == "flatten"]
+            spatial = [cl.input_shape for cl in layers if cl.layer.flattens]
             return candidate, spatial[-1] if spatial else (wanted,)
     return None
 

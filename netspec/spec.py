@@ -454,7 +454,7 @@ def _describe(err: dict, path: tuple, model: type[BaseModel] | None) -> tuple[st
         if kind == "union_tag_not_found":
             return "a layer needs a 'type'", f"one of: {', '.join(types_)}"
         tag = ctx.get("tag", got)
-        hint = did_you_mean(str(tag), types_, _TYPE_SYNONYMS) or f"known types: {', '.join(types_)}"
+        hint = did_you_mean(str(tag), types_, _type_synonyms()) or f"known types: {', '.join(types_)}"
         return f"unknown layer type '{tag}'", hint
     if kind == "literal_error":
         return f"{where} is {got!r}; expected {ctx.get('expected')}", None
@@ -477,13 +477,9 @@ def _describe(err: dict, path: tuple, model: type[BaseModel] | None) -> tuple[st
     return (f"{where}: {message}" if key else message), None
 
 
-_TYPE_SYNONYMS = {
-    "dense": "linear", "fc": "linear", "fully_connected": "linear", "conv": "conv2d", "conv2D": "conv2d",
-    "maxpool": "maxpool2d", "max_pool2d": "maxpool2d", "maxpooling2d": "maxpool2d",
-    "avgpool": "avgpool2d", "averagepooling2d": "avgpool2d", "batchnorm": "batchnorm2d",
-    "batch_norm": "batchnorm2d", "batchnormalization": "batchnorm2d", "local_response_norm": "lrn",
-    "localresponsenorm": "lrn", "adaptiveavgpool2d": "adaptive_avgpool2d", "swish": "silu",
-}
+def _type_synonyms() -> dict[str, str]:
+    """What other frameworks call each type ('dense' -> 'linear'), as the layer classes say."""
+    return {synonym: kind for kind, cls in LAYER_REGISTRY.items() for synonym in cls.type_synonyms}
 
 
 def _missing_hint(key: str) -> str | None:

@@ -113,3 +113,26 @@ def test_readme_catalogue_lists_every_layer_type():
     table = readme[readme.index("### Layer catalogue"):readme.index("## The AlexNet family")]
     missing = [kind for kind in LAYER_REGISTRY if f"`{kind}`" not in table]
     assert not missing, f"README's layer catalogue lacks {missing}"
+
+
+def test_what_the_rest_of_netspec_asks_of_a_layer_is_on_its_class(write_spec):
+    """Type-name synonyms, the loss's choice and the fast path's switches read class attributes, so
+    a new layer type says them where it is defined (no list of type names elsewhere)."""
+    from netspec import check_file
+    from netspec.errors import SpecError
+    from netspec.layers import LAYER_REGISTRY
+    from netspec.train.loop import outputs_probabilities
+
+    synonyms = [s for cls in LAYER_REGISTRY.values() for s in cls.type_synonyms]
+    assert len(synonyms) == len(set(synonyms)) and not set(synonyms) & set(LAYER_REGISTRY)
+    assert [k for k, cls in LAYER_REGISTRY.items() if cls.outputs_probabilities] == ["softmax"]
+    assert [k for k, cls in LAYER_REGISTRY.items() if cls.batch_statistics] == ["batchnorm2d"]
+    assert [k for k, cls in LAYER_REGISTRY.items() if cls.random_in_training] == ["dropout"]
+    assert [k for k, cls in LAYER_REGISTRY.items() if cls.flattens] == ["flatten"]
+    spec = "name: s\ninput: [4]\nlayers: [{name: fc, type: linear, out_features: 3, activation: softmax}]\n"
+    assert outputs_probabilities(check_file(write_spec(spec)))
+    assert not outputs_probabilities(check_file(write_spec(spec.replace("softmax", "sigmoid"))))
+    assert outputs_probabilities(check_file(write_spec(spec.replace(", activation: softmax}", "}, {type: softmax}"))))
+    with pytest.raises(SpecError) as caught:
+        check_file(write_spec(spec.replace("type: linear", "type: swish")))
+    assert caught.value.problems[0].hint == "did you mean 'silu'?"

@@ -97,13 +97,13 @@ class FastPath:
             # measured (benchmarks/results/cpu_fast_path*.json): with batch norm, bf16 steps run 7%
             # faster channels-last (resnet18 at 64x64); without, it gains nothing (alexnet-digits);
             # torch.compile made neither faster, for a warm-up of up to 22 s
-            batch_norm = any(checked.layer.kind == "batchnorm2d" for checked in net.layers)
+            batch_norm = any(checked.layer.batch_statistics for checked in net.layers)
             bf16 = defaults["bf16"] if options.bf16 is None else options.bf16
             defaults["channels_last"] = bf16 and batch_norm
             if options.channels_last is None and defaults["channels_last"]:
                 reasons.append("channels_last: batch norm in bf16")
         # on a GPU bernoulli_ is fast; a net without dropout has nothing to swap
-        defaults["uniform_dropout"] = not cuda and any(checked.layer.kind == "dropout" for checked in net.layers)
+        defaults["uniform_dropout"] = not cuda and any(checked.layer.random_in_training for checked in net.layers)
         if options.uniform_dropout is None and defaults["uniform_dropout"]:
             reasons.append("uniform_dropout: bernoulli_ is serial on the CPU")
         parts = {name: defaults[name] if getattr(options, name) is None else getattr(options, name)

@@ -70,6 +70,8 @@ class GELU(_Elementwise):
 class SiLU(_Elementwise):
     """x·sigmoid(x) (swish). Shape unchanged; params = 0, MACs = 0."""
 
+    type_synonyms = ("swish",)
+
     examples = (((4, 5, 5), {}), ((10,), {}))
 
     type: Literal["silu"]
@@ -111,6 +113,8 @@ class Tanh(_Elementwise):
 
 class Softmax(_Elementwise):
     """exp(x_c) / Σ exp(x_j) over the channel (or feature) axis. Shape unchanged; params = 0."""
+
+    outputs_probabilities = True
 
     examples = (((10,), {}), ((4, 3, 3), {}))
 

@@ -294,6 +294,16 @@ class Layer(BaseModel):
     category: ClassVar[str] = "misc"
     # Keys users bring from other frameworks, mapped to ours, for did-you-mean hints.
     synonyms: ClassVar[dict[str, str]] = {}
+    # What other frameworks call this type ('dense' for linear), for did-you-mean hints.
+    type_synonyms: ClassVar[tuple[str, ...]] = ()
+    # What the training loop and the backends' fast paths ask of a layer, so that none of them
+    # dispatches on type names: the output is probabilities (the loss then takes their log);
+    # it normalizes with the batch's statistics in training; it is random in training; it
+    # flattens an image into features.
+    outputs_probabilities: ClassVar[bool] = False
+    batch_statistics: ClassVar[bool] = False
+    random_in_training: ClassVar[bool] = False
+    flattens: ClassVar[bool] = False
     # Sample configurations with an input shape (channels-first): the catalogue tests and the
     # backends' conformance tests build and run each one.
     examples: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()

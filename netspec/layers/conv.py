@@ -34,6 +34,7 @@ class Conv2d(Layer):
     """
 
     category = "convolution"
+    type_synonyms = ("conv", "conv2D")
     synonyms = {"filters": "out_channels", "strides": "stride", "use_bias": "bias",
                 "dilation_rate": "dilation", "kernel": "kernel_size"}
 

@@ -16,6 +16,7 @@ class Dropout(Layer):
 
     category = "regularization"
     synonyms = {"rate": "p"}
+    random_in_training = True
 
     examples = (((100,), {"p": 0.5}), ((4, 5, 5), {"p": 0.1}))
 
@@ -31,6 +32,7 @@ class Flatten(Layer):
     channels-last frameworks reorder so that weights transfer. params = 0, MACs = 0."""
 
     category = "reshape"
+    flattens = True
 
     examples = (((256, 6, 6), {}), ((3, 4, 5), {}))
 
@@ -53,6 +55,7 @@ class Linear(Layer):
 
     category = "linear"
     synonyms = {"units": "out_features", "use_bias": "bias", "input_dim": "in_features"}
+    type_synonyms = ("dense", "fc", "fully_connected")
 
     examples = (
         ((9216,), {"out_features": 64, "activation": "relu"}),

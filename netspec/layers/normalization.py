@@ -23,6 +23,7 @@ class LocalResponseNorm(Layer):
 
     category = "normalization"
     synonyms = {"n": "size", "depth_radius": "size", "bias": "k"}
+    type_synonyms = ("local_response_norm", "localresponsenorm")
 
     examples = (
         ((16, 9, 9), {"size": 5, "alpha": 5e-4, "beta": 0.75, "k": 2.0}),
@@ -49,6 +50,8 @@ class BatchNorm2d(Layer):
 
     category = "normalization"
     synonyms = {"epsilon": "eps"}
+    type_synonyms = ("batchnorm", "batch_norm", "batchnormalization")
+    batch_statistics = True
 
     examples = (
         ((8, 6, 6), {}),

@@ -59,6 +59,8 @@ class MaxPool2d(_WindowPool):
     params = 0, MACs = 0 (comparisons are not multiply-accumulates)
     """
 
+    type_synonyms = ("maxpool", "max_pool2d", "maxpooling2d")
+
     examples = (
         ((8, 55, 55), {"kernel_size": 3, "stride": 2}),
         ((4, 16, 16), {"kernel_size": 2}),
@@ -81,6 +83,8 @@ class AvgPool2d(_WindowPool):
     out = floor((in + pad_before + pad_after - kernel) / stride) + 1  (ceil with ``ceil_mode``)
     params = 0, MACs = 0
     """
+
+    type_synonyms = ("avgpool", "averagepooling2d")
 
     examples = (
         ((8, 12, 12), {"kernel_size": 2}),
@@ -106,6 +110,7 @@ class AdaptiveAvgPool2d(Layer):
 
     category = "pooling"
     synonyms = {"size": "output_size"}
+    type_synonyms = ("adaptiveavgpool2d",)
 
     examples = (
         ((8, 13, 13), {"output_size": 6}),

@@ -336,8 +336,11 @@ class EpochLoop:
 
 def outputs_probabilities(net: CheckedNet) -> bool:
     """Whether the spec's output is a softmax (the loss then takes log-probabilities, not logits)."""
+    from netspec.layers import LAYER_REGISTRY
+
     last = net.layer(net.output_names[0]).layer
-    return last.kind == "softmax" or getattr(last, "activation", None) == "softmax"
+    activation = getattr(last, "activation", None)
+    return last.outputs_probabilities or activation is not None and LAYER_REGISTRY[activation].outputs_probabilities
 
 
 def top_k_hits(outputs, labels, k: int) -> tuple[int, int]:
