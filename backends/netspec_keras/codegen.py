@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
-from netspec.layers.base import NETWORK_INPUT, resolve_padding
+from netspec.layers.base import NETWORK_INPUT
 from netspec.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
+from netspec_keras.lowering import FUSED_ACTIVATION, lower
 
 _env = environment("netspec_keras")
-# layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
-HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding2D", "AdaptiveAvgPool2D")
 
 
 @dataclass
@@ -44,7 +43,8 @@ class Step:
 class KerasPlan:
     function_name: str
     steps: list[Step] = field(default_factory=list)
-    helpers: set[str] = field(default_factory=set)  # the helper layers (HELPER_LAYERS) the code calls
+    helpers: set[str] = field(default_factory=set)  # the helper layers (lowering.HELPER_LAYERS) the code calls
+    permutes: bool = False  # a Permute before a Flatten
     returns: str = "x"
     # the Keras layer whose output is a spec layer's, where it is not the layer of that name (a
     # batch norm's activation shorthand is a layer of its own: "bn_act")
@@ -56,34 +56,6 @@ def _hwc(shape) -> str:
         c, h, w = shape
         return fmt_shape((h, w, c))
     return fmt_shape(shape)
-
-
-def _unsupported(cl: CheckedLayer, net: CheckedNet, why: str, hint: str) -> SpecError:
-    return SpecError([Problem(f"the keras backend cannot render this layer: {why}", cl.location,
-                              layer=cl.name, hint=hint)])
-
-
-def _ceil_extra(cl: CheckedLayer) -> tuple[int, int]:
-    """Extra bottom/right padding that makes a floor-mode window reproduce PyTorch's ceil_mode."""
-    _, h, w = cl.input_shape
-    _, out_h, out_w = cl.output_shape
-    top, bottom, left, right = cl.resolved["padding"]
-    (kh, kw), (sh, sw) = cl.layer.kernel_size, cl.resolved["stride"]
-    return (max((out_h - 1) * sh + kh - (h + top + bottom), 0), max((out_w - 1) * sw + kw - (w + left + right), 0))
-
-
-def _is_tf_same(cl: CheckedLayer) -> bool:
-    _, h, w = cl.input_shape
-    same = resolve_padding("same", (h, w), cl.layer.kernel_size, cl.resolved["stride"])
-    return not cl.layer.ceil_mode and same == cl.resolved["padding"]
-
-
-def _keras_adaptive_pool_fails(cl: CheckedLayer) -> bool:
-    """Keras' AdaptiveAveragePooling2D pools windows of ceil(in / out) and one more, which graph
-    tracing refuses when that exceeds the input (an input or output side of 1)."""
-    _, h, w = cl.input_shape
-    _, out_h, out_w = cl.output_shape
-    return any(-(-size // out) + 1 > size for size, out in ((h, out_h), (w, out_w)))
 
 
 def _check_helper_names(net: CheckedNet) -> None:
@@ -140,39 +112,18 @@ def plan(net: CheckedNet) -> KerasPlan:
         if macro is None:
             raise NotImplementedError(f"the keras backend has no rendering for layer type '{cl.type}' "
                                       "(add a macro to netspec_keras/templates/layers.py.j2)")
-        extra: dict = {"padding": "valid"}
-        pads = cl.resolved.get("padding")
-        spec_padding = getattr(cl.layer, "padding", None)
-        if cl.type == "avgpool2d" and any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
-            spec_padding = "same"  # TensorFlow's 'same' also leaves the padding out of each average
-        elif cl.type == "avgpool2d" and (cl.layer.ceil_mode or (any(pads) and not cl.layer.count_include_pad)):
-            raise _unsupported(cl, net, "average pooling with ceil_mode, or padding left out of the average",
-                               "use ceil_mode: false and count_include_pad: true (or no padding)")
-        if cl.type == "maxpool2d" and cl.layer.ceil_mode:
-            bottom, right = _ceil_extra(cl)
-            pads = (pads[0], pads[1] + bottom, pads[2], pads[3] + right)
-        if spec_padding == "same" and not (cl.type == "maxpool2d" and cl.layer.ceil_mode):
-            extra["padding"] = "same"
-        elif pads and any(pads):
-            top, bottom, left, right = pads
-            amount = py(((top, bottom), (left, right)))
-            if cl.layer.pad_value == float("-inf"):
-                result.steps.append(Step(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})", "", target, args))
-            else:
-                result.steps.append(Step(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})", "",
-                                         target, args))
+        lowering = lower(cl)
+        result.helpers |= lowering.helpers
+        result.permutes |= lowering.permutes
+        for expr in lowering.before:
+            result.steps.append(Step(expr, "", target, args))
             args = target
+        extra = lowering.macro_values
         activation = getattr(cl.layer, "activation", None)
         if activation:
             extra["activation"] = _activation_name(layers_module, activation)
-        if cl.type == "adaptive_avgpool2d" and _keras_adaptive_pool_fails(cl):
-            extra["exact_adaptive"] = True
-        if cl.type == "flatten" and len(cl.input_shape) == 3:
-            result.steps.append(Step(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})", "",
-                                     target, args))
-            args = target
         expr = str(macro(cl.layer, cl.resolved, extra)).strip()
-        if activation and "activation=" not in expr:  # a Keras layer without an activation argument
+        if activation and not isinstance(cl.layer, FUSED_ACTIVATION):  # an activation layer of its own
             result.steps.append(Step(expr, "", target, args))
             expr = f"keras.layers.Activation({py(extra['activation'])}, name={py(cl.name + '_act')})"
             args = target
@@ -180,8 +131,6 @@ def plan(net: CheckedNet) -> KerasPlan:
         result.steps.append(Step(expr, _hwc(cl.output_shape), target, args))
     outputs = [var(name) for name in net.output_names]
     result.returns = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
-    # a helper layer's class is written into the module only when a step calls it
-    result.helpers = {name for name in HELPER_LAYERS for step in result.steps if step.expr.startswith(f"{name}(")}
     return result
 
 
@@ -199,7 +148,7 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
         function_name=keras_plan.function_name,
         steps=keras_plan.steps,
         helpers=keras_plan.helpers,
-        permutes=any(step.expr.startswith("keras.layers.Permute(") for step in keras_plan.steps),
+        permutes=keras_plan.permutes,
         returns=keras_plan.returns,
     )
     return source, keras_plan

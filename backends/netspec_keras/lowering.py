@@ -1,0 +1,153 @@
+"""How each catalogue layer becomes Keras layers, beyond its macro in templates/layers.py.j2.
+
+Keras is channels-last and pads differently from PyTorch, so some layers need steps before their
+own layer (explicit padding, a Permute before Flatten) or a helper layer of the generated module
+(what Keras lacks). Each layer class that needs more than the shared rule has one lowering
+function here, registered with ``@lowers``; what it needs (helpers, a Permute) it declares in its
+``Lowering``, so nothing is decided by searching rendered text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from netspec.checker import CheckedLayer
+from netspec.errors import Problem, SpecError
+from netspec.layers.base import Layer, resolve_padding
+from netspec.layers.conv import Conv2d
+from netspec.layers.core import Flatten, Linear
+from netspec.layers.normalization import LocalResponseNorm
+from netspec.layers.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from netspec.render import py
+
+# layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
+HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding2D", "AdaptiveAvgPool2D")
+# Keras layers that take the activation shorthand as their own `activation=` argument; after any
+# other, it is a layer of its own
+FUSED_ACTIVATION: tuple[type[Layer], ...] = (Conv2d, Linear)
+
+
+@dataclass
+class Lowering:
+    """What one spec layer becomes: the Keras layers called before its own, the values its macro
+    takes (``padding``, ...), and the helper layers and Permute it uses."""
+
+    before: list[str] = field(default_factory=list)
+    macro_values: dict = field(default_factory=lambda: {"padding": "valid"})
+    helpers: set[str] = field(default_factory=set)
+    permutes: bool = False  # a Permute to channels-first, so features keep PyTorch's order
+
+    def pad(self, cl: CheckedLayer, pads) -> None:
+        """Explicit per-side padding as a layer of its own (-inf before max pooling)."""
+        if not pads or not any(pads):
+            return
+        top, bottom, left, right = pads
+        amount = py(((top, bottom), (left, right)))
+        if cl.layer.pad_value == float("-inf"):
+            self.before.append(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})")
+            self.helpers.add("NegInfPadding2D")
+        else:
+            self.before.append(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})")
+
+
+_LOWERINGS: dict[type[Layer], Callable[[CheckedLayer], Lowering]] = {}
+
+
+def lowers(layer_class: type[Layer]):
+    def register(function: Callable[[CheckedLayer], Lowering]):
+        _LOWERINGS[layer_class] = function
+        return function
+    return register
+
+
+def lower(cl: CheckedLayer) -> Lowering:
+    return _LOWERINGS.get(type(cl.layer), _padded)(cl)
+
+
+def _padded(cl: CheckedLayer) -> Lowering:
+    """The shared rule: TensorFlow's 'same' as padding="same", any other padding explicit."""
+    lowering = Lowering()
+    if getattr(cl.layer, "padding", None) == "same":
+        lowering.macro_values["padding"] = "same"
+    else:
+        lowering.pad(cl, cl.resolved.get("padding"))
+    return lowering
+
+
+def unsupported(cl: CheckedLayer, why: str, hint: str) -> SpecError:
+    return SpecError([Problem(f"the keras backend cannot render this layer: {why}", cl.location,
+                              layer=cl.name, hint=hint)])
+
+
+@lowers(AvgPool2d)
+def _average_pool(cl: CheckedLayer) -> Lowering:
+    pads = cl.resolved["padding"]
+    if any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
+        lowering = Lowering()
+        lowering.macro_values["padding"] = "same"  # TensorFlow's 'same' also leaves the padding out of each average
+        return lowering
+    if cl.layer.ceil_mode or (any(pads) and not cl.layer.count_include_pad):
+        raise unsupported(cl, "average pooling with ceil_mode, or padding left out of the average",
+                          "use ceil_mode: false and count_include_pad: true (or no padding)")
+    return _padded(cl)
+
+
+@lowers(MaxPool2d)
+def _max_pool(cl: CheckedLayer) -> Lowering:
+    if not cl.layer.ceil_mode:
+        return _padded(cl)
+    # Keras has no ceil_mode: extra bottom/right padding (-inf) makes floor mode take the last window
+    top, bottom, left, right = cl.resolved["padding"]
+    extra_bottom, extra_right = _ceil_extra(cl)
+    lowering = Lowering()
+    lowering.pad(cl, (top, bottom + extra_bottom, left, right + extra_right))
+    return lowering
+
+
+@lowers(AdaptiveAvgPool2d)
+def _adaptive_pool(cl: CheckedLayer) -> Lowering:
+    lowering = Lowering()
+    if _keras_adaptive_pool_fails(cl):
+        lowering.macro_values["exact_adaptive"] = True
+        lowering.helpers.add("AdaptiveAvgPool2D")
+    return lowering
+
+
+@lowers(LocalResponseNorm)
+def _local_response_norm(cl: CheckedLayer) -> Lowering:
+    lowering = Lowering()
+    lowering.helpers.add("LocalResponseNorm")
+    return lowering
+
+
+@lowers(Flatten)
+def _flatten(cl: CheckedLayer) -> Lowering:
+    lowering = Lowering()
+    if len(cl.input_shape) == 3:
+        lowering.before.append(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})")
+        lowering.permutes = True
+    return lowering
+
+
+def _ceil_extra(cl: CheckedLayer) -> tuple[int, int]:
+    """Extra bottom/right padding that makes a floor-mode window reproduce PyTorch's ceil_mode."""
+    _, h, w = cl.input_shape
+    _, out_h, out_w = cl.output_shape
+    top, bottom, left, right = cl.resolved["padding"]
+    (kh, kw), (sh, sw) = cl.layer.kernel_size, cl.resolved["stride"]
+    return (max((out_h - 1) * sh + kh - (h + top + bottom), 0), max((out_w - 1) * sw + kw - (w + left + right), 0))
+
+
+def _is_tf_same(cl: CheckedLayer) -> bool:
+    _, h, w = cl.input_shape
+    same = resolve_padding("same", (h, w), cl.layer.kernel_size, cl.resolved["stride"])
+    return not cl.layer.ceil_mode and same == cl.resolved["padding"]
+
+
+def _keras_adaptive_pool_fails(cl: CheckedLayer) -> bool:
+    """Keras' AdaptiveAveragePooling2D pools windows of ceil(in / out) and one more, which graph
+    tracing refuses when that exceeds the input (an input or output side of 1)."""
+    _, h, w = cl.input_shape
+    _, out_h, out_w = cl.output_shape
+    return any(-(-size // out) + 1 > size for size, out in ((h, out_h), (w, out_w)))
