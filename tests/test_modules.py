@@ -167,13 +167,15 @@ def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
 
     net = check_file(write_spec(BLOCKS))
     source = get_backend("torch").emit(net)
-    signature = "def __init__(self, in_channels: int, planes: int, stride: int, project: bool)"
+    # the module's params with their defaults, which a use then leaves out
+    signature = "def __init__(self, in_channels: int, planes: int = 8, stride: int = 1, project: bool = False)"
     assert f"class Block(nn.Module):\n    {signature}" in source
     assert "self.conv2 = nn.Conv2d(planes, planes * 2, kernel_size=3, padding=1)" in source
     assert "self.proj = Shortcut(in_channels=in_channels, planes=planes * 2, stride=stride) if project else None" \
         in source
     assert "proj = self.proj(x) if self.proj is not None else x" in source
     assert "Block(in_channels=8, planes=4, stride=2, project=True)," in source
+    assert source.count("Block(in_channels=8, planes=4),") == 2
     model = get_backend("torch").load(net)
     assert model.stage[0].proj is not None and model.stage[1].proj is None
     assert tuple(model(torch.randn(2, 3, 16, 16)).shape) == (2, 5)
@@ -754,3 +756,18 @@ def test_names_that_break_the_generated_code_are_still_refused(write_spec, text,
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(text))
     assert any(message in p.message for p in caught.value.problems), caught.value.format()
+
+
+def test_a_param_that_is_the_input_width_is_not_passed_twice(write_spec):
+    """MobileNetV2's `inp` is the channels each block receives: the class takes it once, as
+    torchvision's InvertedResidual(inp, oup, ...) does, not as both in_channels and inp."""
+    from netspec.backend import get_backend
+
+    source = get_backend("torch").emit(check_file(ROOT / "specs" / "zoo" / "mobilenet_v2.yaml"))
+    assert "    def __init__(self, inp: int, out: int, t: int = 6, stride: int = 1) -> None:" in source
+    assert "self.conv = Branch(in_channels=inp, hidden=inp * t, out=out, stride=stride, expand=t != 1)" in source
+    assert "InvertedResidual(inp=16, out=24, stride=2)," in source and "in_channels=16, inp=16" not in source
+    # a module used once, whose param merely equals its input's width, keeps in_channels
+    once = LAYERS_USE.replace("sequential: true", "sequential: true\n        params: {width: null}").replace(
+        "out_channels: 4", 'out_channels: "${width}"').replace("module: body}", "module: body, params: {width: 3}}")
+    assert "self.layers = Body(in_channels=3, width=3)" in get_backend("torch").emit(check_file(write_spec(once)))

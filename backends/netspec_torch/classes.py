@@ -62,7 +62,8 @@ class GeneratedClass:
     name: str
     definition: str
     sequential: bool
-    arguments: list[tuple[str, str]] = field(default_factory=list)  # (name, annotation)
+    arguments: list[tuple[str, str]] = field(default_factory=list)  # (name, annotation), required ones first
+    defaults: dict[str, Any] = field(default_factory=dict)  # an argument's default: the module param's
     attributes: list[ClassAttribute] = field(default_factory=list)
     children: list[str] = field(default_factory=list)  # a sequential class's modules, in order
     steps: list[ClassStep] = field(default_factory=list)
@@ -76,7 +77,9 @@ class GeneratedClass:
 
     @property
     def init_signature(self) -> str:
-        return "__init__(" + ", ".join(["self", *(f"{ident(name)}: {kind}" for name, kind in self.arguments)]) + ")"
+        arguments = [f"{ident(name)}: {kind}" + (f" = {py(self.defaults[name])}" if name in self.defaults else "")
+                     for name, kind in self.arguments]
+        return "__init__(" + ", ".join(["self", *arguments]) + ")"
 
 
 @dataclass
@@ -87,8 +90,17 @@ class Construction:
     kwargs: dict[str, Any]
 
     def expr(self) -> str:
-        args = ", ".join(f"{name}={py(self.kwargs[name])}" for name, _ in self.cls.arguments)
+        args = ", ".join(f"{name}={py(self.kwargs[name])}" for name, _ in self.cls.arguments
+                         if not _is_default(self.kwargs[name], self.cls.defaults.get(name, _NO_DEFAULT)))
         return f"{self.cls.name}({args})"
+
+
+_NO_DEFAULT = object()
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """A value a call may leave out: its argument's default, of the same type (True is not 1)."""
+    return default is not _NO_DEFAULT and type(value) is type(default) and value == default
 
 
 class _Unexpressible(Exception):
@@ -183,7 +195,8 @@ class ClassBuilder:
             cls.inputs = list(definition.inputs)
         renamed = {name: variable for name, variable in zip(definition.inputs, cls.inputs, strict=True)}
         previous = cls.inputs[0]
-        channels = {previous: "in_channels"}  # each variable's channel count, as an expression of the arguments
+        # each variable's channel count, as an expression of the arguments
+        channels = {previous: arguments.channel_param() or "in_channels"}
         children = self._children(definition, instances)
         self._item_names = {local for local, _ in children}
         for local, item in children:
@@ -219,7 +232,7 @@ class ClassBuilder:
                                                inputs[0] if condition else None))
             renamed[local] = previous = local
         cls.returns = previous if not definition.sequential else cls.inputs[0]
-        cls.arguments = arguments.signature()
+        cls.arguments, cls.defaults = arguments.signature()
         return cls, arguments.values()
 
     @staticmethod
@@ -350,7 +363,8 @@ class ClassBuilder:
         values = [{f"kw.{k}": c.kwargs[k] for k, _ in cls.arguments} for c in present]
         positions = [i for i, c in enumerate(constructions) if c is not None]
         symbolic = arguments.symbolize(item, values, positions, item.get("name"))
-        args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments)
+        args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments
+                         if not _is_default(symbolic["kw"][k], cls.defaults.get(k, _NO_DEFAULT)))
         arguments.commit()
         return f"{cls.name}({args})"
 
@@ -435,9 +449,27 @@ class _Arguments:
                     self.generic[symbol.text] = generic
         self.pending = []
 
-    def signature(self) -> list[tuple[str, str]]:
+    def channel_param(self) -> str | None:
+        """A param that is the channels every use receives (MobileNetV2's ``inp``): it then names
+        them, rather than an ``in_channels`` argument that would always be passed the same value.
+        Only where the uses receive different channels, so that a coincidence does not count."""
+        if self.literal or len(set(self.channels)) < 2:
+            return None
+        for name in self.definition.params:
+            values = [instance.params.get(name) for instance in self.instances]
+            if all(type(value) is int for value in values) and values == self.channels:
+                return name
+        return None
+
+    def signature(self) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        """The constructor's arguments, those without a default first (as Python needs), and the
+        defaults: a module param's own, where it is a plain value."""
+        defaults = {name: value for name, value in self.definition.params.items()
+                    if name in self.used and isinstance(value, (bool, int, float)) and not self.literal}
         order = ["in_channels", *self.definition.params, *self.generic]
-        return [(name, self.used[name]) for name in order if name in self.used]
+        required = [name for name in order if name in self.used and name not in defaults]
+        optional = [name for name in order if name in defaults]
+        return [(name, self.used[name]) for name in required + optional], defaults
 
     def values(self) -> list[dict[str, Any]]:
         out = []

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class ConvBn(nn.Sequential):
-    def __init__(self, in_channels: int, out: int, kernel: int, stride: int, groups: int) -> None:
+    def __init__(self, in_channels: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> None:
         super().__init__(
             nn.Conv2d(
                 in_channels,
@@ -33,10 +33,10 @@ class Projection(nn.Sequential):
 
 
 class SqueezeExcitation(nn.Module):
-    def __init__(self, in_channels: int, channels: int, squeeze: int) -> None:
+    def __init__(self, channels: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze, kernel_size=1)
+        self.fc1 = nn.Conv2d(channels, squeeze, kernel_size=1)
         self.fc2 = nn.Conv2d(squeeze, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,19 +48,19 @@ class SqueezeExcitation(nn.Module):
 
 
 class Branch(nn.Sequential):
-    def __init__(self, in_channels: int, inp: int, out: int, t: int, kernel: int, stride: int) -> None:
+    def __init__(self, inp: int, out: int, t: int, kernel: int, stride: int) -> None:
         super().__init__(
-            *([ConvBn(in_channels=in_channels, out=inp * t, kernel=1, stride=1, groups=1)] if t != 1 else []),
+            *([ConvBn(in_channels=inp, out=inp * t, kernel=1)] if t != 1 else []),
             ConvBn(in_channels=inp * t, out=inp * t, kernel=kernel, stride=stride, groups=inp * t),
-            SqueezeExcitation(in_channels=inp * t, channels=inp * t, squeeze=inp // 4),
+            SqueezeExcitation(channels=inp * t, squeeze=inp // 4),
             Projection(in_channels=inp * t, out=out),
         )
 
 
 class Mbconv(nn.Module):
-    def __init__(self, in_channels: int, inp: int, out: int, t: int, kernel: int, stride: int) -> None:
+    def __init__(self, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1) -> None:
         super().__init__()
-        self.block = Branch(in_channels=in_channels, inp=inp, out=out, t=t, kernel=kernel, stride=stride)
+        self.block = Branch(inp=inp, out=out, t=t, kernel=kernel, stride=stride)
         self.use_add = stride == 1 and inp == out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,34 +72,24 @@ class Mbconv(nn.Module):
 class Features(nn.Sequential):
     def __init__(self, in_channels: int) -> None:
         super().__init__(
-            ConvBn(in_channels=in_channels, out=32, kernel=3, stride=2, groups=1),
-            nn.Sequential(Mbconv(in_channels=32, inp=32, out=16, t=1, kernel=3, stride=1)),
+            ConvBn(in_channels=in_channels, out=32, stride=2),
+            nn.Sequential(Mbconv(inp=32, out=16, t=1)),
+            nn.Sequential(Mbconv(inp=16, out=24, stride=2), Mbconv(inp=24, out=24)),
+            nn.Sequential(Mbconv(inp=24, out=40, kernel=5, stride=2), Mbconv(inp=40, out=40, kernel=5)),
+            nn.Sequential(Mbconv(inp=40, out=80, stride=2), Mbconv(inp=80, out=80), Mbconv(inp=80, out=80)),
             nn.Sequential(
-                Mbconv(in_channels=16, inp=16, out=24, t=6, kernel=3, stride=2),
-                Mbconv(in_channels=24, inp=24, out=24, t=6, kernel=3, stride=1),
+                Mbconv(inp=80, out=112, kernel=5),
+                Mbconv(inp=112, out=112, kernel=5),
+                Mbconv(inp=112, out=112, kernel=5),
             ),
             nn.Sequential(
-                Mbconv(in_channels=24, inp=24, out=40, t=6, kernel=5, stride=2),
-                Mbconv(in_channels=40, inp=40, out=40, t=6, kernel=5, stride=1),
+                Mbconv(inp=112, out=192, kernel=5, stride=2),
+                Mbconv(inp=192, out=192, kernel=5),
+                Mbconv(inp=192, out=192, kernel=5),
+                Mbconv(inp=192, out=192, kernel=5),
             ),
-            nn.Sequential(
-                Mbconv(in_channels=40, inp=40, out=80, t=6, kernel=3, stride=2),
-                Mbconv(in_channels=80, inp=80, out=80, t=6, kernel=3, stride=1),
-                Mbconv(in_channels=80, inp=80, out=80, t=6, kernel=3, stride=1),
-            ),
-            nn.Sequential(
-                Mbconv(in_channels=80, inp=80, out=112, t=6, kernel=5, stride=1),
-                Mbconv(in_channels=112, inp=112, out=112, t=6, kernel=5, stride=1),
-                Mbconv(in_channels=112, inp=112, out=112, t=6, kernel=5, stride=1),
-            ),
-            nn.Sequential(
-                Mbconv(in_channels=112, inp=112, out=192, t=6, kernel=5, stride=2),
-                Mbconv(in_channels=192, inp=192, out=192, t=6, kernel=5, stride=1),
-                Mbconv(in_channels=192, inp=192, out=192, t=6, kernel=5, stride=1),
-                Mbconv(in_channels=192, inp=192, out=192, t=6, kernel=5, stride=1),
-            ),
-            nn.Sequential(Mbconv(in_channels=192, inp=192, out=320, t=6, kernel=3, stride=1)),
-            ConvBn(in_channels=320, out=1280, kernel=1, stride=1, groups=1),
+            nn.Sequential(Mbconv(inp=192, out=320)),
+            ConvBn(in_channels=320, out=1280, kernel=1),
         )
 
 

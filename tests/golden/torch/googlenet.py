@@ -7,7 +7,7 @@ from torch import nn
 
 
 class BasicConv2d(nn.Module):
-    def __init__(self, in_channels: int, out: int, kernel: int, stride: int, padding: int) -> None:
+    def __init__(self, in_channels: int, out: int, kernel: int = 1, stride: int = 1, padding: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(out, eps=0.001)
@@ -21,8 +21,8 @@ class BasicConv2d(nn.Module):
 class ReduceConv(nn.Sequential):
     def __init__(self, in_channels: int, reduce: int, out: int) -> None:
         super().__init__(
-            BasicConv2d(in_channels=in_channels, out=reduce, kernel=1, stride=1, padding=0),
-            BasicConv2d(in_channels=reduce, out=out, kernel=3, stride=1, padding=1),
+            BasicConv2d(in_channels=in_channels, out=reduce),
+            BasicConv2d(in_channels=reduce, out=out, kernel=3, padding=1),
         )
 
 
@@ -30,7 +30,7 @@ class PoolProj(nn.Sequential):
     def __init__(self, in_channels: int, out: int) -> None:
         super().__init__(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-            BasicConv2d(in_channels=in_channels, out=out, kernel=1, stride=1, padding=0),
+            BasicConv2d(in_channels=in_channels, out=out),
         )
 
 
@@ -39,7 +39,7 @@ class Inception(nn.Module):
         self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
     ) -> None:
         super().__init__()
-        self.branch1 = BasicConv2d(in_channels=in_channels, out=ch1x1, kernel=1, stride=1, padding=0)
+        self.branch1 = BasicConv2d(in_channels=in_channels, out=ch1x1)
         self.branch2 = ReduceConv(in_channels=in_channels, reduce=ch3x3red, out=ch3x3)
         self.branch3 = ReduceConv(in_channels=in_channels, reduce=ch5x5red, out=ch5x5)
         self.branch4 = PoolProj(in_channels=in_channels, out=pool_proj)
@@ -58,8 +58,8 @@ class Googlenet(nn.Module):
         super().__init__()
         self.conv1 = BasicConv2d(in_channels=3, out=64, kernel=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
-        self.conv2 = BasicConv2d(in_channels=64, out=64, kernel=1, stride=1, padding=0)
-        self.conv3 = BasicConv2d(in_channels=64, out=192, kernel=3, stride=1, padding=1)
+        self.conv2 = BasicConv2d(in_channels=64, out=64)
+        self.conv3 = BasicConv2d(in_channels=64, out=192, kernel=3, padding=1)
         self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
         self.inception3a = Inception(
             in_channels=192, ch1x1=64, ch3x3red=96, ch3x3=128, ch5x5red=16, ch5x5=32, pool_proj=32

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class ConvBn(nn.Sequential):
-    def __init__(self, in_channels: int, out: int, kernel: int, stride: int, groups: int) -> None:
+    def __init__(self, in_channels: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> None:
         super().__init__(
             nn.Conv2d(
                 in_channels,
@@ -24,19 +24,19 @@ class ConvBn(nn.Sequential):
 
 
 class Branch(nn.Sequential):
-    def __init__(self, in_channels: int, hidden: int, out: int, stride: int, expand: bool) -> None:
+    def __init__(self, in_channels: int, hidden: int, out: int, stride: int = 1, expand: bool = True) -> None:
         super().__init__(
-            *([ConvBn(in_channels=in_channels, out=hidden, kernel=1, stride=1, groups=1)] if expand else []),
-            ConvBn(in_channels=hidden, out=hidden, kernel=3, stride=stride, groups=hidden),
+            *([ConvBn(in_channels=in_channels, out=hidden, kernel=1)] if expand else []),
+            ConvBn(in_channels=hidden, out=hidden, stride=stride, groups=hidden),
             nn.Conv2d(hidden, out, kernel_size=1, bias=False),
             nn.BatchNorm2d(out),
         )
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, in_channels: int, inp: int, out: int, t: int, stride: int) -> None:
+    def __init__(self, inp: int, out: int, t: int = 6, stride: int = 1) -> None:
         super().__init__()
-        self.conv = Branch(in_channels=in_channels, hidden=inp * t, out=out, stride=stride, expand=t != 1)
+        self.conv = Branch(in_channels=inp, hidden=inp * t, out=out, stride=stride, expand=t != 1)
         self.use_add = stride == 1 and inp == out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,25 +48,25 @@ class InvertedResidual(nn.Module):
 class Features(nn.Sequential):
     def __init__(self, in_channels: int) -> None:
         super().__init__(
-            ConvBn(in_channels=in_channels, out=32, kernel=3, stride=2, groups=1),
-            InvertedResidual(in_channels=32, inp=32, out=16, t=1, stride=1),
-            InvertedResidual(in_channels=16, inp=16, out=24, t=6, stride=2),
-            InvertedResidual(in_channels=24, inp=24, out=24, t=6, stride=1),
-            InvertedResidual(in_channels=24, inp=24, out=32, t=6, stride=2),
-            InvertedResidual(in_channels=32, inp=32, out=32, t=6, stride=1),
-            InvertedResidual(in_channels=32, inp=32, out=32, t=6, stride=1),
-            InvertedResidual(in_channels=32, inp=32, out=64, t=6, stride=2),
-            InvertedResidual(in_channels=64, inp=64, out=64, t=6, stride=1),
-            InvertedResidual(in_channels=64, inp=64, out=64, t=6, stride=1),
-            InvertedResidual(in_channels=64, inp=64, out=64, t=6, stride=1),
-            InvertedResidual(in_channels=64, inp=64, out=96, t=6, stride=1),
-            InvertedResidual(in_channels=96, inp=96, out=96, t=6, stride=1),
-            InvertedResidual(in_channels=96, inp=96, out=96, t=6, stride=1),
-            InvertedResidual(in_channels=96, inp=96, out=160, t=6, stride=2),
-            InvertedResidual(in_channels=160, inp=160, out=160, t=6, stride=1),
-            InvertedResidual(in_channels=160, inp=160, out=160, t=6, stride=1),
-            InvertedResidual(in_channels=160, inp=160, out=320, t=6, stride=1),
-            ConvBn(in_channels=320, out=1280, kernel=1, stride=1, groups=1),
+            ConvBn(in_channels=in_channels, out=32, stride=2),
+            InvertedResidual(inp=32, out=16, t=1),
+            InvertedResidual(inp=16, out=24, stride=2),
+            InvertedResidual(inp=24, out=24),
+            InvertedResidual(inp=24, out=32, stride=2),
+            InvertedResidual(inp=32, out=32),
+            InvertedResidual(inp=32, out=32),
+            InvertedResidual(inp=32, out=64, stride=2),
+            InvertedResidual(inp=64, out=64),
+            InvertedResidual(inp=64, out=64),
+            InvertedResidual(inp=64, out=64),
+            InvertedResidual(inp=64, out=96),
+            InvertedResidual(inp=96, out=96),
+            InvertedResidual(inp=96, out=96),
+            InvertedResidual(inp=96, out=160, stride=2),
+            InvertedResidual(inp=160, out=160),
+            InvertedResidual(inp=160, out=160),
+            InvertedResidual(inp=160, out=320),
+            ConvBn(in_channels=320, out=1280, kernel=1),
         )
 
 

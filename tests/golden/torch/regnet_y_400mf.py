@@ -9,7 +9,7 @@ from torch import nn
 
 
 class ConvBn(nn.Sequential):
-    def __init__(self, in_channels: int, out: int, kernel: int, stride: int, groups: int) -> None:
+    def __init__(self, in_channels: int, out: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> None:
         super().__init__(
             nn.Conv2d(
                 in_channels,
@@ -26,7 +26,7 @@ class ConvBn(nn.Sequential):
 
 
 class Projection(nn.Sequential):
-    def __init__(self, in_channels: int, out: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out: int, stride: int = 1) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out, kernel_size=1, stride=stride, bias=False),
             nn.BatchNorm2d(out),
@@ -34,10 +34,10 @@ class Projection(nn.Sequential):
 
 
 class SqueezeExcitation(nn.Module):
-    def __init__(self, in_channels: int, channels: int, squeeze: int) -> None:
+    def __init__(self, channels: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(in_channels, squeeze, kernel_size=1)
+        self.fc1 = nn.Conv2d(channels, squeeze, kernel_size=1)
         self.fc2 = nn.Conv2d(squeeze, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,12 +49,12 @@ class SqueezeExcitation(nn.Module):
 
 
 class Transform(nn.Module):
-    def __init__(self, in_channels: int, width: int, stride: int, squeeze: int) -> None:
+    def __init__(self, in_channels: int, width: int, squeeze: int, stride: int = 1) -> None:
         super().__init__()
-        self.a = ConvBn(in_channels=in_channels, out=width, kernel=1, stride=1, groups=1)
+        self.a = ConvBn(in_channels=in_channels, out=width)
         self.b = ConvBn(in_channels=width, out=width, kernel=3, stride=stride, groups=width // 8)
-        self.se = SqueezeExcitation(in_channels=width, channels=width, squeeze=squeeze)
-        self.c = Projection(in_channels=width, out=width, stride=1)
+        self.se = SqueezeExcitation(channels=width, squeeze=squeeze)
+        self.c = Projection(in_channels=width, out=width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.a(x)
@@ -65,10 +65,10 @@ class Transform(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, in_channels: int, width: int, squeeze: int, stride: int, proj: bool) -> None:
+    def __init__(self, in_channels: int, width: int, squeeze: int, stride: int = 1, proj: bool = False) -> None:
         super().__init__()
         self.proj = Projection(in_channels=in_channels, out=width, stride=stride) if proj else None
-        self.f = Transform(in_channels=in_channels, width=width, stride=stride, squeeze=squeeze)
+        self.f = Transform(in_channels=in_channels, width=width, squeeze=squeeze, stride=stride)
         self.activation = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,8 +89,8 @@ class Trunk(nn.Module):
             OrderedDict(
                 [
                     ("block2-0", Block(in_channels=48, width=104, squeeze=12, stride=2, proj=True)),
-                    ("block2-1", Block(in_channels=104, width=104, squeeze=26, stride=1, proj=False)),
-                    ("block2-2", Block(in_channels=104, width=104, squeeze=26, stride=1, proj=False)),
+                    ("block2-1", Block(in_channels=104, width=104, squeeze=26)),
+                    ("block2-2", Block(in_channels=104, width=104, squeeze=26)),
                 ],
             ),
         )
@@ -98,11 +98,11 @@ class Trunk(nn.Module):
             OrderedDict(
                 [
                     ("block3-0", Block(in_channels=104, width=208, squeeze=26, stride=2, proj=True)),
-                    ("block3-1", Block(in_channels=208, width=208, squeeze=52, stride=1, proj=False)),
-                    ("block3-2", Block(in_channels=208, width=208, squeeze=52, stride=1, proj=False)),
-                    ("block3-3", Block(in_channels=208, width=208, squeeze=52, stride=1, proj=False)),
-                    ("block3-4", Block(in_channels=208, width=208, squeeze=52, stride=1, proj=False)),
-                    ("block3-5", Block(in_channels=208, width=208, squeeze=52, stride=1, proj=False)),
+                    ("block3-1", Block(in_channels=208, width=208, squeeze=52)),
+                    ("block3-2", Block(in_channels=208, width=208, squeeze=52)),
+                    ("block3-3", Block(in_channels=208, width=208, squeeze=52)),
+                    ("block3-4", Block(in_channels=208, width=208, squeeze=52)),
+                    ("block3-5", Block(in_channels=208, width=208, squeeze=52)),
                 ],
             ),
         )
@@ -110,11 +110,11 @@ class Trunk(nn.Module):
             OrderedDict(
                 [
                     ("block4-0", Block(in_channels=208, width=440, squeeze=52, stride=2, proj=True)),
-                    ("block4-1", Block(in_channels=440, width=440, squeeze=110, stride=1, proj=False)),
-                    ("block4-2", Block(in_channels=440, width=440, squeeze=110, stride=1, proj=False)),
-                    ("block4-3", Block(in_channels=440, width=440, squeeze=110, stride=1, proj=False)),
-                    ("block4-4", Block(in_channels=440, width=440, squeeze=110, stride=1, proj=False)),
-                    ("block4-5", Block(in_channels=440, width=440, squeeze=110, stride=1, proj=False)),
+                    ("block4-1", Block(in_channels=440, width=440, squeeze=110)),
+                    ("block4-2", Block(in_channels=440, width=440, squeeze=110)),
+                    ("block4-3", Block(in_channels=440, width=440, squeeze=110)),
+                    ("block4-4", Block(in_channels=440, width=440, squeeze=110)),
+                    ("block4-5", Block(in_channels=440, width=440, squeeze=110)),
                 ],
             ),
         )
@@ -130,7 +130,7 @@ class Trunk(nn.Module):
 class RegnetY400mf(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.stem = ConvBn(in_channels=3, out=32, kernel=3, stride=2, groups=1)
+        self.stem = ConvBn(in_channels=3, out=32, kernel=3, stride=2)
         self.trunk_output = Trunk()
         self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(440, 1000)

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class Downsample(nn.Sequential):
-    def __init__(self, in_channels: int, planes: int, stride: int) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
         super().__init__(
             nn.Conv2d(in_channels, planes, kernel_size=1, stride=stride, bias=False),
             nn.BatchNorm2d(planes),
@@ -15,7 +15,7 @@ class Downsample(nn.Sequential):
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, in_channels: int, planes: int, stride: int, downsample: bool) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -47,28 +47,28 @@ class Resnet50(nn.Module):
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = nn.Sequential(
-            Bottleneck(in_channels=64, planes=64, stride=1, downsample=True),
-            Bottleneck(in_channels=256, planes=64, stride=1, downsample=False),
-            Bottleneck(in_channels=256, planes=64, stride=1, downsample=False),
+            Bottleneck(in_channels=64, planes=64, downsample=True),
+            Bottleneck(in_channels=256, planes=64),
+            Bottleneck(in_channels=256, planes=64),
         )
         self.layer2 = nn.Sequential(
             Bottleneck(in_channels=256, planes=128, stride=2, downsample=True),
-            Bottleneck(in_channels=512, planes=128, stride=1, downsample=False),
-            Bottleneck(in_channels=512, planes=128, stride=1, downsample=False),
-            Bottleneck(in_channels=512, planes=128, stride=1, downsample=False),
+            Bottleneck(in_channels=512, planes=128),
+            Bottleneck(in_channels=512, planes=128),
+            Bottleneck(in_channels=512, planes=128),
         )
         self.layer3 = nn.Sequential(
             Bottleneck(in_channels=512, planes=256, stride=2, downsample=True),
-            Bottleneck(in_channels=1024, planes=256, stride=1, downsample=False),
-            Bottleneck(in_channels=1024, planes=256, stride=1, downsample=False),
-            Bottleneck(in_channels=1024, planes=256, stride=1, downsample=False),
-            Bottleneck(in_channels=1024, planes=256, stride=1, downsample=False),
-            Bottleneck(in_channels=1024, planes=256, stride=1, downsample=False),
+            Bottleneck(in_channels=1024, planes=256),
+            Bottleneck(in_channels=1024, planes=256),
+            Bottleneck(in_channels=1024, planes=256),
+            Bottleneck(in_channels=1024, planes=256),
+            Bottleneck(in_channels=1024, planes=256),
         )
         self.layer4 = nn.Sequential(
             Bottleneck(in_channels=1024, planes=512, stride=2, downsample=True),
-            Bottleneck(in_channels=2048, planes=512, stride=1, downsample=False),
-            Bottleneck(in_channels=2048, planes=512, stride=1, downsample=False),
+            Bottleneck(in_channels=2048, planes=512),
+            Bottleneck(in_channels=2048, planes=512),
         )
         self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(2048, 1000)
