@@ -275,3 +275,26 @@ def test_the_header_names_the_spec_file_and_its_overrides_within_the_line_length
     ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
                            str(ROOT / "pyproject.toml"), str(written)], capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout
+
+
+@pytest.mark.parametrize(("activation", "imported"), [("hardswish", True), ("relu", False)])
+def test_an_import_is_written_when_a_rendered_expression_declares_it(write_spec, activation, imported):
+    """F.hardswish(...) declares torch.nn.functional as it is rendered (need("F")); torch.relu needs
+    nothing more. The module imports exactly what its expressions declared."""
+    from netspec_torch.imports import need, recording
+
+    spec = write_spec(f"""
+        name: act
+        input: [3, 8, 8]
+        layers:
+          - {{name: conv, type: conv2d, out_channels: 4, kernel_size: 3, activation: {activation}}}
+          - {{type: flatten}}
+    """)
+    source = get_backend("torch").emit(check_file(spec))
+    assert ("import torch.nn.functional as F" in source) is imported
+    assert ("F." in source) is imported
+    with recording() as needed:
+        need("OrderedDict")
+    assert needed == {"OrderedDict"} and need("F") == ""  # outside a rendering it records nothing
+    with pytest.raises(ValueError):
+        need("numpy")

@@ -24,6 +24,7 @@ from netspec.layers import fmt_shape
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, py
+from netspec_torch.imports import need
 
 
 def _names(text: str) -> set[str]:
@@ -68,7 +69,6 @@ class GeneratedClass:
     children: list[str] = field(default_factory=list)  # a sequential class's modules, in order
     steps: list[ClassStep] = field(default_factory=list)
     returns: str = "x"
-    uses_functional: bool = False
     inputs: list[str] = field(default_factory=lambda: ["x"])  # forward()'s parameters
 
     @property
@@ -334,7 +334,6 @@ class ClassBuilder:
                 modules.append(self.layer_call(first, [], activation_module=True))
             return modules
         expr = self.layer_call(first, [inputs[0]], local=local, pre_pad=pre_pad)
-        cls.uses_functional |= "F." in expr
         shape = self._shape(members) if condition is None else "varies"
         cls.steps.append(ClassStep(local, expr, shape, inputs[0] if condition else None))
         return constructor
@@ -379,6 +378,7 @@ def sequential_of(children: list[tuple[str, str]]) -> str:
     ``names:`` pattern says (``OrderedDict(denselayer1=...)``, as torchvision's DenseNet)."""
     if numbered(children):
         return "nn.Sequential(" + ", ".join(expr for _, expr in children) + ")"
+    need("OrderedDict")
     if all(name.isidentifier() for name, _ in children):
         return "nn.Sequential(OrderedDict(" + ", ".join(f"{name}={expr}" for name, expr in children) + "))"
     # names a keyword argument cannot carry (RegNet's block1-0)

@@ -12,8 +12,10 @@ from netspec.layers.base import NETWORK_INPUT
 from netspec.render import class_name, environment, header_context, py
 from netspec.weights import sequence_parts, state_prefixes
 from netspec_torch.classes import ClassBuilder, numbered, sequential_of
+from netspec_torch.imports import need, recording
 
 _env = environment("netspec_torch")
+_env.globals["need"] = need
 
 
 @dataclass
@@ -38,7 +40,6 @@ class TorchPlan:
     attributes: list[Attribute] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     module_paths: dict[str, str] = field(default_factory=dict)  # layer name -> state_dict prefix
-    uses_functional: bool = False
     returns: str = "x"
     classes: list = field(default_factory=list)  # netspec_torch.classes.GeneratedClass, inner first
 
@@ -100,13 +101,11 @@ def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
             arg = "x"
             if pre_pad is not None:
                 value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
-                arg = f"F.pad(x, {py(pre_pad)}{value})"
-                result.uses_functional = True
+                arg = f"F.pad(x, {py(pre_pad)}{value})" + need("F")
             expr = f"self.{cl.name}({arg})"
             activation = getattr(cl.layer, "activation", None)
             if activation:
                 expr = _activation(activation, call=expr)
-                result.uses_functional |= expr.startswith("F.")
             result.steps.append(Step(expr, fmt_shape(cl.output_shape)))
         return result
     for block in net.spec.blocks:
@@ -141,7 +140,7 @@ def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, p
     arg = args[0]
     if pre_pad is not None:
         value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
-        arg = f"F.pad({arg}, {py(pre_pad)}{value})"
+        arg = f"F.pad({arg}, {py(pre_pad)}{value})" + need("F")
     expr = f"self.{local or cl.name}({arg})"
     activation = getattr(cl.layer, "activation", None)
     return _activation(activation, call=expr) if activation else expr
@@ -197,9 +196,7 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
             op_padding, pre_pad = _pads(cl)
             result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding)))
             expr = layer_call(cl, args, pre_pad=pre_pad)
-        result.uses_functional |= "F." in expr
         result.steps.append(Step(expr, fmt_shape(cl.output_shape), target=cl.name))
-    result.uses_functional |= any(c.uses_functional for c in result.classes)
     outputs = [var(name) for name in net.output_names]
     result.returns = outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)})"
     return result
@@ -224,24 +221,18 @@ def _check_names(net: CheckedNet, reserved: set[str]) -> None:
 
 
 def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, TorchPlan]:
-    torch_plan = plan(net, reserved)
-    source = _env.get_template("module.py.j2").render(
-        **header_context(net),
-        input_shape=fmt_shape(net.input_shape),
-        output_shape=fmt_shape(net.output_shape),
-        class_name=torch_plan.class_name,
-        attributes=torch_plan.attributes,
-        steps=torch_plan.steps,
-        returns=torch_plan.returns,
-        classes=torch_plan.classes,
-        uses_functional=torch_plan.uses_functional,
-        uses_ordered_dict=_uses_ordered_dict(torch_plan),
-    )
+    with recording() as needed:  # the imports the rendered expressions declare
+        torch_plan = plan(net, reserved)
+        source = _env.get_template("module.py.j2").render(
+            **header_context(net),
+            input_shape=fmt_shape(net.input_shape),
+            output_shape=fmt_shape(net.output_shape),
+            class_name=torch_plan.class_name,
+            attributes=torch_plan.attributes,
+            steps=torch_plan.steps,
+            returns=torch_plan.returns,
+            classes=torch_plan.classes,
+            uses_functional="F" in needed,
+            uses_ordered_dict="OrderedDict" in needed,
+        )
     return source, torch_plan
-
-
-def _uses_ordered_dict(torch_plan: TorchPlan) -> bool:
-    texts = [a.constructor or "" for a in torch_plan.attributes]
-    for cls in torch_plan.classes:
-        texts += [a.constructor for a in cls.attributes] + list(cls.children)
-    return any("OrderedDict(" in text for text in texts)

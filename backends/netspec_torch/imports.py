@@ -1,0 +1,32 @@
+"""The imports a generated torch module needs beyond torch and nn, as the code that writes each
+expression declares them (a macro calls ``need("F")``), never found by searching the rendered
+text."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+OPTIONAL_IMPORTS = {"F": "import torch.nn.functional as F", "OrderedDict": "from collections import OrderedDict"}
+_needed: ContextVar[set[str] | None] = ContextVar("netspec_torch_needed_imports", default=None)
+
+
+def need(name: str) -> str:
+    """Record that the module being rendered uses ``name``; returns "" so a macro can call it inline."""
+    if name not in OPTIONAL_IMPORTS:
+        raise ValueError(f"{name!r} is not an import the torch module can add")
+    needed = _needed.get()
+    if needed is not None:
+        needed.add(name)
+    return ""
+
+
+@contextmanager
+def recording():
+    """Collect what the expressions rendered inside the block need."""
+    needed: set[str] = set()
+    token = _needed.set(needed)
+    try:
+        yield needed
+    finally:
+        _needed.reset(token)
