@@ -27,7 +27,7 @@ from typing import Any
 
 from netspec.catalog import spec_path
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
-from netspec.expressions import ExpressionError, evaluate
+from netspec.expressions import ExpressionError, evaluate, free_names
 from netspec.layers.base import NETWORK_INPUT
 from netspec.modules import MAX_LAYERS, Expander, Expansion, read_definitions, uses_modules
 from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, parse_yaml_text, read_yaml_file
@@ -60,6 +60,24 @@ class LoadedSpec:
     document: dict[str, Any] | None = None
     modules: Any = None  # netspec.modules.Expansion
     overrides: list[str] = field(default_factory=list)  # what --set (or the API) changed, as KEY=VALUE
+    # the ${...} each value was computed from, by where it is written (a value inside a module is
+    # computed once per use, from the one expression written there): the expression of a whole
+    # value (``num_classes``, ``planes * 4``), or text with references inside as written
+    expressions: dict[Location, str] = field(default_factory=dict)
+
+    def params_named(self) -> dict[str, set[Location]]:
+        """Each param any ${...} names, and where."""
+        named: dict[str, set[Location]] = {}
+        for where, text in self.expressions.items():
+            inner = [m.group(1) for m in _PARAM_REF.finditer(text)] if "${" in text else [text]
+            for expression in inner:
+                try:
+                    names = free_names(expression)
+                except ExpressionError:
+                    continue  # reported when it was evaluated
+                for name in names:
+                    named.setdefault(name, set()).add(where)
+        return named
 
     def location(self, path: Path_) -> Location:
         """The most precise known location for ``path`` (walking up to a parent when needed)."""
@@ -82,14 +100,15 @@ def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> Load
     given = overrides_from(overrides) if overrides else []
     if given:
         _apply_overrides(tree, given)
-    _resolve_params(tree)
+    expressions: dict[Location, str] = {}
+    _resolve_params(tree, expressions)
     _refuse_too_many_layers(tree)
     document = _to_plain(tree, (), tree.loc, {})
-    expansion = _expand_modules(tree) if uses_modules(tree) else None
+    expansion = _expand_modules(tree, expressions) if uses_modules(tree) else None
     locations: dict[Path_, Location] = {}
     data = _to_plain(tree, (), tree.loc, locations)
     return LoadedSpec(data=data, locations=locations, file=display, chain=chain, document=document,
-                      modules=expansion, overrides=[override.shown() for override in given])
+                      modules=expansion, overrides=[override.shown() for override in given], expressions=expressions)
 
 
 def _refuse_too_many_layers(tree: LMap) -> None:
@@ -102,12 +121,12 @@ def _refuse_too_many_layers(tree: LMap) -> None:
                                hint="the largest published networks have about a thousand; is this the right file?")
 
 
-def _expand_modules(tree: LMap) -> Expansion:
+def _expand_modules(tree: LMap, expressions: dict[Location, str]) -> Expansion:
     """Replace module uses in ``layers`` by their layers, scoped (netspec.modules)."""
     definitions = read_definitions(tree)
     global_params = dict(tree.get("params") or {})
     problems: list[Problem] = []
-    budget = _Budget()
+    budget = _Budget(expressions)
 
     def substitute(node: Any, values: dict[str, Any], found: list[Problem], scope: str) -> None:
         suggest = Suggestions()
@@ -602,7 +621,7 @@ def _apply_overrides(tree: LMap, overrides: list[Override]) -> None:
         raise SpecError(problems)
 
 
-def _resolve_params(tree: LMap) -> None:
+def _resolve_params(tree: LMap, expressions: dict[Location, str]) -> None:
     problems: list[Problem] = []
     raw = tree.get("params", LMap(tree.loc))
     if not isinstance(raw, LMap):
@@ -613,7 +632,7 @@ def _resolve_params(tree: LMap) -> None:
             problems.append(Problem(f"param name {name!r} is not a valid identifier", raw.locs[name],
                                     hint="use letters, digits and underscores, not starting with a digit"))
     resolved: dict[str, Any] = {}
-    budget = _Budget()
+    budget = _Budget(expressions)
     suggest = Suggestions()
 
     def resolve_param(name: str, chain: tuple[str, ...]) -> Any:
@@ -651,10 +670,12 @@ def _resolve_params(tree: LMap) -> None:
 
 
 class _Budget:
-    """Characters that ${param} substitution may still produce in this document."""
+    """Characters that ${param} substitution may still produce in this document, and where each
+    whole-value expression it evaluated is written (LoadedSpec.expressions)."""
 
-    def __init__(self) -> None:
+    def __init__(self, expressions: dict[Location, str] | None = None) -> None:
         self.left = MAX_EXPANSION_TOTAL
+        self.expressions = expressions if expressions is not None else {}
 
 
 def _reference(inner: str, loc: Location, lookup, problems: list[Problem], layer: str | None) -> Any:
@@ -694,6 +715,7 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
     whole = _PARAM_REF.fullmatch(value)
     if whole and not value.startswith("$$"):
         result = _reference(whole.group(1), loc, lookup, problems, layer)
+        budget.expressions[loc] = whole.group(1).strip()
     else:
         size = len(value)
         used: list[str] = []
@@ -722,6 +744,7 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
 
         result = _PARAM_REF.sub(replace, value).replace("$${", "${")
         budget.left -= len(result)
+        budget.expressions[loc] = value  # text with references inside: as written, ${...} and all
     if layer is not None:
         problems[before:] = [dataclasses.replace(p, layer=layer) for p in problems[before:]]
     return result

@@ -298,3 +298,43 @@ def test_an_import_is_written_when_a_rendered_expression_declares_it(write_spec,
     assert needed == {"OrderedDict"} and need("F") == ""  # outside a rendering it records nothing
     with pytest.raises(ValueError):
         need("numpy")
+
+
+def test_the_generated_class_takes_the_classifiers_width_as_torchvision_does(tmp_path):
+    """`Resnet50(num_classes=10)` from the exported source is torchvision's resnet50(num_classes=10):
+    its state dict loads strictly."""
+    import torch
+    import torchvision
+
+    from netspec.render import execute_generated
+
+    source = get_backend("torch").emit(check_file(ROOT / "specs" / "zoo" / "resnet50.yaml"))
+    assert "    def __init__(self, num_classes: int = 1000) -> None:" in source
+    model = execute_generated(source, "resnet50_exported")["Resnet50"](num_classes=10).eval()
+    model.load_state_dict(torchvision.models.resnet50(num_classes=10).state_dict(), strict=True)
+    assert tuple(model(torch.randn(2, 3, 64, 64)).shape) == (2, 10)
+
+
+WIDTHS = """
+    name: widths
+    input: [3, 8, 8]
+    params: {width: 4, num_classes: 5}
+    layers:
+      - {name: conv, type: conv2d, out_channels: "${width}", kernel_size: 3}
+      - {name: pool, type: global_avgpool2d}
+      - {name: fc, type: linear, out_features: "${num_classes}"}
+"""
+
+
+@pytest.mark.parametrize(("edit", "signature"), [
+    (("", ""), "__init__(self, num_classes: int = 5)"),
+    (('"${num_classes}"', '"${num_classes * width}"'), "__init__(self)"),  # names a width the code fixes
+    (('out_features: "${num_classes}"}', 'out_features: "${num_classes}"}\n      - {name: act, type: relu}'),
+     "__init__(self)"),
+], ids=["classifier", "with-a-fixed-param", "taken-by-a-later-layer"])
+def test_only_a_param_that_fixes_nothing_else_becomes_an_argument(write_spec, edit, signature):
+    """A width in the middle of the network sets the next layer's input channels, which the code
+    writes as a number: as an argument it would build a network that cannot run."""
+    source = get_backend("torch").emit(check_file(write_spec(WIDTHS.replace(*edit))))
+    assert f"class Widths(nn.Module):\n    def {signature} -> None:" in source
+    assert "nn.Conv2d(3, 4, kernel_size=3)" in source

@@ -9,8 +9,9 @@ from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
-from netspec.render import class_name, environment, header_context, py
+from netspec.render import class_name, environment, header_context, ident, py
 from netspec.weights import sequence_parts, state_prefixes
+from netspec_torch.arguments import constructor_params, symbolic_fields
 from netspec_torch.classes import ClassBuilder, numbered, sequential_of
 from netspec_torch.imports import need, recording
 
@@ -42,6 +43,13 @@ class TorchPlan:
     module_paths: dict[str, str] = field(default_factory=dict)  # layer name -> state_dict prefix
     returns: str = "x"
     classes: list = field(default_factory=list)  # netspec_torch.classes.GeneratedClass, inner first
+    arguments: dict[str, int] = field(default_factory=dict)  # the class's constructor arguments and defaults
+    symbols: dict[str, dict] = field(default_factory=dict)  # layer name -> its fields written as arguments
+
+    @property
+    def init_signature(self) -> str:
+        return "__init__(" + ", ".join(["self", *(f"{ident(name)}: int = {py(value)}"
+                                                  for name, value in self.arguments.items())]) + ")"
 
 
 def split_padding(padding: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
@@ -60,8 +68,10 @@ def _macro(layer_type: str):
     return macro
 
 
-def _constructor(layer: CheckedLayer, op_padding: tuple[int, int]) -> str:
-    return str(_macro(layer.type)(layer.layer, layer.resolved, op_padding)).strip()
+def _constructor(layer: CheckedLayer, op_padding: tuple[int, int], symbols: dict | None = None) -> str:
+    """The layer's constructor; ``symbols`` are fields written as the class's arguments."""
+    spec_layer = type(layer.layer).model_construct(**{**dict(layer.layer), **symbols}) if symbols else layer.layer
+    return str(_macro(layer.type)(spec_layer, layer.resolved, op_padding)).strip()
 
 
 def _activation(name: str, call: str | None = None) -> str:
@@ -90,6 +100,9 @@ def _pads(layer: CheckedLayer):
 def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
     _check_names(net, reserved)
     result = TorchPlan(class_name(net.spec.name))
+    result.arguments = constructor_params(net)
+    result.symbols = {cl.name: symbols for cl in net.layers
+                      if (symbols := symbolic_fields(cl, net, result.arguments))}
     # merges are expressions in forward(), as torchvision writes `out += identity`; the rest are modules
     result.module_paths = {name: path for name, path in state_prefixes(net).items() if not _is_merge(net.layer(name))}
     if not net.spec.is_chain:
@@ -97,7 +110,7 @@ def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
     if net.spec.blocks is None:
         for cl in net.layers:
             op_padding, pre_pad = _pads(cl)
-            result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding)))
+            result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding, result.symbols.get(cl.name))))
             arg = "x"
             if pre_pad is not None:
                 value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
@@ -114,7 +127,8 @@ def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
         for cl in layers:
             op_padding, pre_pad = _pads(cl)
             rendered = {"pad": lambda cl=cl, pre_pad=pre_pad: _pad_module(cl, pre_pad),
-                        "layer": lambda cl=cl, op_padding=op_padding: _constructor(cl, op_padding),
+                        "layer": lambda cl=cl, op_padding=op_padding: _constructor(cl, op_padding,
+                                                                                   result.symbols.get(cl.name)),
                         "activation": lambda cl=cl: _activation(cl.layer.activation)}
             modules += [rendered[part]() for part in sequence_parts(cl)]
         if len(modules) == 1:  # a lone module is kept as itself, as torchvision's `avgpool` is
@@ -194,7 +208,7 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
             expr = layer_call(cl, args, merge=True)
         else:
             op_padding, pre_pad = _pads(cl)
-            result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding)))
+            result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding, result.symbols.get(cl.name))))
             expr = layer_call(cl, args, pre_pad=pre_pad)
         result.steps.append(Step(expr, fmt_shape(cl.output_shape), target=cl.name))
     outputs = [var(name) for name in net.output_names]
@@ -232,6 +246,7 @@ def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, Torc
             steps=torch_plan.steps,
             returns=torch_plan.returns,
             classes=torch_plan.classes,
+            init_signature=torch_plan.init_signature,
             uses_functional="F" in needed,
             uses_ordered_dict="OrderedDict" in needed,
         )

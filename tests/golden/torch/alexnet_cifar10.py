@@ -7,7 +7,7 @@ from torch import nn
 
 
 class AlexnetCifar10(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, kernel_size=11, stride=4)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -22,7 +22,7 @@ class AlexnetCifar10(nn.Module):
         self.drop6 = nn.Dropout(0.5)
         self.fc7 = nn.Linear(4096, 4096)
         self.drop7 = nn.Dropout(0.5)
-        self.fc8 = nn.Linear(4096, 10)
+        self.fc8 = nn.Linear(4096, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))  # 96×55×55

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class AlexnetKeras(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, kernel_size=11, stride=4)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -23,7 +23,7 @@ class AlexnetKeras(nn.Module):
         self.fc6 = nn.Linear(9216, 4096)
         self.drop7 = nn.Dropout(0.5)
         self.fc7 = nn.Linear(4096, 4096)
-        self.fc8 = nn.Linear(4096, 1000)
+        self.fc8 = nn.Linear(4096, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(F.pad(x, (3, 4, 3, 4))))  # 96×56×56

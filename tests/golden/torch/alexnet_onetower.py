@@ -7,7 +7,7 @@ from torch import nn
 
 
 class AlexnetOnetower(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=1)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -22,7 +22,7 @@ class AlexnetOnetower(nn.Module):
         self.fc6 = nn.Linear(9216, 4096)
         self.drop7 = nn.Dropout(0.5)
         self.fc7 = nn.Linear(4096, 4096)
-        self.fc8 = nn.Linear(4096, 1000)
+        self.fc8 = nn.Linear(4096, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))  # 96×54×54

@@ -140,11 +140,11 @@ class Features(nn.Module):
 
 
 class Densenet121(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
         self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.classifier = nn.Linear(1024, 1000)
+        self.classifier = nn.Linear(1024, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)  # 1024×7×7

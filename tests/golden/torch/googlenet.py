@@ -54,7 +54,7 @@ class Inception(nn.Module):
 
 
 class Googlenet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = BasicConv2d(in_channels=3, out=64, kernel=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
@@ -92,7 +92,7 @@ class Googlenet(nn.Module):
         )
         self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(1024, 1000)
+        self.fc = nn.Linear(1024, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv1 = self.conv1(x)  # 64×112×112

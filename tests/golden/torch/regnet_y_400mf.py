@@ -128,12 +128,12 @@ class Trunk(nn.Module):
 
 
 class RegnetY400mf(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.stem = ConvBn(in_channels=3, out=32, kernel=3, stride=2)
         self.trunk_output = Trunk()
         self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(440, 1000)
+        self.fc = nn.Linear(440, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.stem(x)  # 32×112×112

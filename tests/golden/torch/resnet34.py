@@ -38,7 +38,7 @@ class BasicBlock(nn.Module):
 
 
 class Resnet34(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -69,7 +69,7 @@ class Resnet34(nn.Module):
             BasicBlock(in_channels=512, planes=512),
         )
         self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(512, 1000)
+        self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv1 = self.conv1(x)  # 64×112×112

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class Zoo(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 7) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, kernel_size=4, stride=2)
         self.norm = nn.LocalResponseNorm(3, alpha=0.001, beta=0.75, k=2.0)
@@ -24,7 +24,7 @@ class Zoo(nn.Module):
         self.drop = nn.Dropout(0.25)
         self.hidden = nn.Linear(48, 16)
         self.elu_1 = nn.ELU(alpha=1.0)
-        self.head = nn.Linear(16, 7)
+        self.head = nn.Linear(16, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.stem(F.pad(x, (1, 2, 1, 2))))  # 8×17×16
