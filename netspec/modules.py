@@ -302,6 +302,13 @@ class Expander:
                 continue
             if "module" in item and self._arity_problem(item, inputs, label, where):
                 continue
+            if scope_inputs and NETWORK_INPUT not in scope_inputs and NETWORK_INPUT in written:
+                # the module names its inputs: 'input' would reach the network's input from inside it
+                self.problems.append(Problem(
+                    f"'{NETWORK_INPUT}' names nothing in a module that declares its inputs "
+                    f"({', '.join(scope_inputs)})", item.locs.get("inputs", where), layer=label,
+                    hint=f"take {' or '.join(repr(name) for name in scope_inputs)}, or one of the module's layers"))
+                continue
             when = item.get("when", True)
             if when is None and item.locs["when"] in failed:
                 when = True  # an expression that failed: reported where it was written
@@ -366,8 +373,9 @@ class Expander:
         if len(inputs) != wanted:
             if wanted == 1:
                 message = f"module '{definition.name}' takes one input, and this use gives it {given}"
-                hint = ("join the values first (a concat or add layer) and give the use that, or declare the "
-                        "module's inputs: inputs: [up, skip]")
+                hint = "join the values first (a concat or add layer) and give the use that" + (
+                    ", or declare the module's inputs: inputs: [up, skip]" if definition.inputs == [NETWORK_INPUT]
+                    else "")
             else:
                 message = (f"module '{definition.name}' takes {wanted} inputs ({declared}), and this use gives it "
                            f"{given}")
@@ -477,7 +485,7 @@ class Expander:
                                      counter=counter, children=children, failed=failed)
                 continue
             named_inputs = dict(zip(definition.inputs, input_refs, strict=True)) \
-                if len(definition.inputs) > 1 else None
+                if definition.inputs != [NETWORK_INPUT] else None
             instance = Instance(path, definition.name, params, output, output, item.loc or where,
                                 group=scoped if repeat is not None and inline is None else None,
                                 inputs=list(named_inputs.values()) if named_inputs else [])

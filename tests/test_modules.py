@@ -703,7 +703,10 @@ def test_a_module_may_declare_several_inputs(write_spec):
     (("inputs: [deep, skip]", "inputs: [deep, deep]"), "module 'fuse' cannot call an input 'deep': it is named", 11),
     (("sequential: true\n        params: {out: null}", "sequential: true\n        inputs: [a, b]\n"
       "        params: {out: null}"), "the sequential module 'conv_bn' is a chain, so it takes one input", 6),
-], ids=["too-few", "repeated", "name-of-a-layer", "twice", "sequential"])
+    # 'input' would reach the network's input from inside the module: the torch class cannot see it
+    (("inputs: deep}", "inputs: input}"), "'input' names nothing in a module that declares its inputs (deep, skip)",
+     14),
+], ids=["too-few", "repeated", "name-of-a-layer", "twice", "sequential", "network-input"])
 def test_a_modules_inputs_are_checked_at_the_definition_and_the_use(write_spec, edit, message, line):
     with pytest.raises(SpecError) as caught:
         check_file(write_spec(TWO_INPUTS.replace(*edit)))
@@ -771,3 +774,30 @@ def test_a_param_that_is_the_input_width_is_not_passed_twice(write_spec):
     once = LAYERS_USE.replace("sequential: true", "sequential: true\n        params: {width: null}").replace(
         "out_channels: 4", 'out_channels: "${width}"').replace("module: body}", "module: body, params: {width: 3}}")
     assert "self.layers = Body(in_channels=3, width=3)" in get_backend("torch").emit(check_file(write_spec(once)))
+
+
+@pytest.mark.torch
+def test_a_module_may_name_its_one_input(write_spec):
+    """`inputs: [x_in]` names the single input: its layers take `x_in`, the class's forward() too."""
+    import torch
+
+    from netspec.backend import get_backend
+
+    spec = write_spec("""
+        name: one-named
+        input: [3, 8, 8]
+        modules:
+          blk:
+            inputs: [x_in]
+            layers:
+              - {name: conv, type: conv2d, out_channels: 3, kernel_size: 3, padding: 1, inputs: x_in}
+              - {name: add, type: add, inputs: [conv, x_in]}
+        layers:
+          - {name: u1, module: blk}
+          - {name: u2, module: blk}
+    """)
+    net = check_file(spec)
+    assert net.layer("u2.add").inputs == ("u2.conv", "u1.add")
+    backend = get_backend("torch")
+    assert "def forward(self, x_in: torch.Tensor) -> torch.Tensor:" in backend.emit(net)
+    assert tuple(backend.load(net)(torch.randn(2, 3, 8, 8)).shape) == (2, 3, 8, 8)
