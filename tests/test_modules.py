@@ -673,7 +673,7 @@ def test_a_module_may_declare_several_inputs(write_spec):
     from netspec_keras import set_from_torch_layout
 
     from .test_keras_backend import keras_per_layer
-    from .torch_helpers import calibrated_batchnorm, layer_outputs, per_layer
+    from .torch_helpers import calibrated_batchnorm, input_dependence, layer_outputs, per_layer
 
     net = check_file(write_spec(TWO_INPUTS))
     assert net.layer("fuse2.join").inputs == ("fuse2.reduce", "stem.1")
@@ -692,6 +692,12 @@ def test_a_module_may_declare_several_inputs(write_spec):
     actual = keras_per_layer(net, keras_model, x.numpy())
     for cl in net.layers:
         np.testing.assert_allclose(actual[cl.name], expected[cl.name].numpy(), rtol=1e-4, atol=1e-4, err_msg=cl.name)
+    assert input_dependence(expected["fc"]) > 1e-3  # the compared output depends on the input
+    # a mutant that takes the two inputs the other way round (same shapes, same weights) differs
+    swapped = check_file(write_spec(TWO_INPUTS.replace("inputs: [reduce, skip]", "inputs: [skip, reduce]"), "m.yaml"))
+    wrong = get_backend("keras").load(swapped)
+    set_from_torch_layout(wrong, swapped, {k: v.numpy() for k, v in model.state_dict().items()})
+    assert not np.allclose(keras_per_layer(swapped, wrong, x.numpy())["fc"], expected["fc"].numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize(("edit", "message", "line"), [
