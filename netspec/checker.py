@@ -14,7 +14,7 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
-from netspec.layers.base import NETWORK_INPUT
+from netspec.layers.base import INPUT_RANKS, LAYOUTS, NETWORK_INPUT, spatial_rank
 from netspec.loader import LoadedSpec, load_spec_document
 from netspec.spec import NetSpec, SpecSource, layer_adapter, validate_document
 
@@ -41,7 +41,7 @@ class CheckedLayer:
     params: int
     non_trainable: int
     macs: int
-    receptive_field: tuple[int, int] | None  # None once the layer sees the whole image
+    receptive_field: tuple[int, ...] | None  # per spatial axis; None once the layer sees the whole input
     resolved: dict[str, Any] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()  # the layers (or 'input') whose outputs it takes
     input_shapes: tuple[Shape, ...] = ()
@@ -112,8 +112,14 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
         raise SpecError.single(f"batch must be at least 1, got {batch}")
     spec = source.spec
     shape = tuple(input_shape) if input_shape is not None else spec.input.chw
-    if input_shape is not None and len(shape) not in (1, 3):
-        raise SpecError.single(f"--input must be C×H×W or F, got {fmt_shape(shape)}")
+    if input_shape is not None and len(shape) not in INPUT_RANKS:
+        raise SpecError.single(f"--input must be C×H×W, C×L or F, got {fmt_shape(shape)}")
+    if input_shape is not None and len(shape) != len(spec.input.chw):  # another size, not another kind of input
+        written = "x".join(map(str, shape))
+        raise SpecError.single(
+            f"--input {written} is {LAYOUTS[spatial_rank(shape)]}, and the spec's input is "
+            f"{LAYOUTS[spatial_rank(spec.input.chw)]} ({fmt_shape(spec.input.chw)})", Location(f"--input {written}"),
+            hint=f"give every size of the input, as the spec does: --input {'x'.join(map(str, spec.input.chw))}")
     if prod(shape) > MAX_LAYER_OUTPUT:  # a pooling layer could shrink it, but nothing could hold it
         where = (source.location(("input",)) if input_shape is None
                  else Location(f"--input {'x'.join(map(str, shape))}"))
@@ -189,8 +195,8 @@ class _Tensor:
     shape: Shape
     producer: str
     flat_input: bool  # flat features that come from a 1-D network input, not from a flatten
-    rf: tuple[int, int] = (1, 1)
-    jump: tuple[int, int] = (1, 1)
+    rf: tuple[int, ...] = (1, 1)  # per spatial axis
+    jump: tuple[int, ...] = (1, 1)
     whole: bool = False  # sees the whole input
     flattened_from: Shape | None = None  # the image a flatten made these features of (for messages)
 
@@ -204,7 +210,8 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
     checked: list[CheckedLayer] = []
     problems: list[Problem] = []
     input_shape = shape
-    tensors = {NETWORK_INPUT: _Tensor(shape, "the input", flat_input=len(shape) == 1)}
+    axes = (1,) * max(spatial_rank(shape), 1)
+    tensors = {NETWORK_INPUT: _Tensor(shape, "the input", flat_input=len(shape) == 1, rf=axes, jump=axes)}
     previous = NETWORK_INPUT
     too_big = False  # reported once: later layers only inherit the size
     search = True  # look for a fitting input size once: each look runs the layers up to 64 times
@@ -241,7 +248,7 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             receptive_field=None if whole else rf, resolved=analysis.resolved, inputs=tuple(names),
             input_shapes=tuple(t.shape for t in ins)))
         flattened_from = None
-        if analysis.flattens and len(ins[0].shape) == 3:
+        if analysis.flattens and spatial_rank(ins[0].shape) > 0:
             flattened_from = ins[0].shape
         elif analysis.output == ins[0].shape:
             flattened_from = ins[0].flattened_from  # dropout after a flatten: still those features
@@ -280,8 +287,8 @@ def _stub(index, block, layer, path, loaded, shape) -> CheckedLayer:
 def _receptive(analysis: Analysis, ins: list[_Tensor]):
     """Receptive field r and jump j per axis: r += (k_eff - 1)·j, j *= stride; over a graph, the
     largest over the paths that reach the layer."""
-    rf = tuple(max(t.rf[axis] for t in ins) for axis in (0, 1))
-    jump = tuple(max(t.jump[axis] for t in ins) for axis in (0, 1))
+    rf = tuple(max(t.rf[axis] for t in ins) for axis in range(len(ins[0].rf)))
+    jump = tuple(max(t.jump[axis] for t in ins) for axis in range(len(ins[0].jump)))
     if any(t.whole for t in ins) or analysis.flattens or analysis.sees_whole_input:
         return rf, jump, True
     window = analysis.window

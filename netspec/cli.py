@@ -19,6 +19,7 @@ import typer
 
 from netspec import __version__
 from netspec.errors import SpecError, shown
+from netspec.layers.base import INPUT_RANKS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -100,14 +101,14 @@ def user_errors(as_json: bool = False):
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
-    """'3x227x227' (C×H×W) or '784' -> a tuple; SpecError when malformed."""
+    """'3x227x227' (C×H×W), '8x128' (C×L) or '784' -> a tuple; SpecError when malformed."""
     if text is None:
         return None
     if not re.fullmatch(r"\s*\d+(\s*[x×,]\s*\d+)*\s*", text):
         raise SpecError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}")
     dims = tuple(int(d) for d in re.split(r"[x×,]", text.replace(" ", "")))
-    if len(dims) not in (1, 3) or min(dims) < 1:
-        raise SpecError.single(f"--input must be C x H x W (or F) with positive sizes, got {text!r}")
+    if len(dims) not in INPUT_RANKS or min(dims) < 1:
+        raise SpecError.single(f"--input must be C x H x W (or C x L, or F) with positive sizes, got {text!r}")
     return dims
 
 

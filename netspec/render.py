@@ -68,11 +68,11 @@ def py(value) -> str:
 
 
 def pair(value) -> str:
-    """``11`` for a square (11, 11), ``(3, 5)`` otherwise."""
+    """A per-axis value as both frameworks take it: ``11`` for a square (11, 11) or a
+    one-axis (11,), ``(3, 5)`` otherwise."""
     if isinstance(value, Symbol):
         return py(value)
-    a, b = value
-    return py(a) if a == b else py((a, b))
+    return py(value[0]) if all(v == value[0] for v in value) else py(tuple(value))
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -9,16 +9,14 @@ from netspec import __version__
 from netspec.checker import CheckedNet
 from netspec.errors import shown
 from netspec.layers import Shape, fmt_shape
+from netspec.layers.base import channels_last
 
 JSON_FORMAT_VERSION = 1
 
 
 def display_shape(shape: Shape, layout: str) -> str:
     """A shape as the spec's author thinks of it: C×H×W, or H×W×C for channels-last specs."""
-    if layout == "channels_last" and len(shape) == 3:
-        c, h, w = shape
-        shape = (h, w, c)
-    return fmt_shape(shape)
+    return fmt_shape(channels_last(shape) if layout == "channels_last" else shape)
 
 
 def human_count(n: int) -> str:
@@ -80,10 +78,10 @@ def _module_uses(net: CheckedNet) -> dict[str, str]:
     return {name: uses[0].definition + (f" ×{len(uses)}" if uses[0].group else "") for name, uses in found.items()}
 
 
-def _rf_label(rf: tuple[int, int] | None) -> str:
+def _rf_label(rf: tuple[int, ...] | None) -> str:
     if rf is None:
         return "all"
-    return str(rf[0]) if rf[0] == rf[1] else f"{rf[0]}×{rf[1]}"
+    return str(rf[0]) if len(set(rf)) == 1 else fmt_shape(rf)
 
 
 def summary_json(net: CheckedNet) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import keyword
 import re
 import typing
 from collections.abc import Iterator
@@ -21,13 +22,21 @@ from pydantic import (
     PositiveInt,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, did_you_mean, suggestion
 from netspec.expressions import LARGEST
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
-from netspec.layers.base import NETWORK_INPUT, Name, References, class_name_problem
+from netspec.layers.base import (
+    GENERATED_CODE_NAMES,
+    INPUT_RANKS,
+    NETWORK_INPUT,
+    Name,
+    References,
+    class_name_problem,
+)
 from netspec.loader import LoadedSpec, load_spec_document
 
 SPEC_NAME_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -37,6 +46,19 @@ def _check_spec_name(value: str) -> str:
     problem = class_name_problem(value)
     if problem:
         raise ValueError(f"the spec name {value!r} clashes with {problem}; try '{value.rstrip('-_.')}-net'")
+    return value
+
+
+CLASS_NAME_RE = r"^[A-Z][A-Za-z0-9_]{0,63}$"
+
+
+def _check_class_name(value: str) -> str:
+    if not re.match(CLASS_NAME_RE, value):
+        raise ValueError(f"{value!r} is not a class name: a capital letter, then letters, digits and underscores "
+                         "(ResNet, GoogLeNet)")
+    if keyword.iskeyword(value) or value in GENERATED_CODE_NAMES:
+        what = "a Python keyword" if keyword.iskeyword(value) else GENERATED_CODE_NAMES[value]
+        raise ValueError(f"{value!r} is {what} in the generated code; try '{value}Net'")
     return value
 
 
@@ -56,7 +78,8 @@ class StrictModel(BaseModel):
 class InputSpec(StrictModel):
     """The input tensor without the batch dimension, written in ``layout`` order."""
 
-    shape: tuple[PositiveInt, ...] = Field(description="[C, H, W] (channels_first), [H, W, C] (channels_last) or [F].")
+    shape: tuple[PositiveInt, ...] = Field(
+        description="[C, H, W] (channels_first), [H, W, C] (channels_last), [C, L] (a sequence) or [F].")
     layout: Literal["channels_first", "channels_last"] = "channels_first"
 
     @model_validator(mode="before")
@@ -71,16 +94,16 @@ class InputSpec(StrictModel):
 
     @model_validator(mode="after")
     def _rank(self) -> InputSpec:
-        if len(self.shape) not in (1, 3):
-            raise ValueError(f"input shape must have 3 dimensions (an image) or 1 (features), got {len(self.shape)}")
+        if len(self.shape) not in INPUT_RANKS:
+            raise ValueError(f"input shape must have 3 dimensions (an image, C×H×W), 2 (a sequence, C×L) or 1 "
+                             f"(features), got {len(self.shape)}")
         return self
 
     @property
     def chw(self) -> tuple[int, ...]:
         """The shape channels-first, as the checker works."""
-        if self.layout == "channels_last" and len(self.shape) == 3:
-            h, w, c = self.shape
-            return (c, h, w)
+        if self.layout == "channels_last" and len(self.shape) > 1:
+            return (self.shape[-1], *self.shape[:-1])
         return self.shape
 
 
@@ -157,6 +180,10 @@ class NetSpec(StrictModel):
     name: Annotated[str, Field(pattern=SPEC_NAME_RE, description="The network's name."),
                     AfterValidator(_check_spec_name)]
     description: str = Field("", max_length=4000)
+    class_name: Annotated[str, AfterValidator(_check_class_name),
+                          WithJsonSchema({"type": "string", "pattern": CLASS_NAME_RE})] | None = Field(
+        None, description="The class the PyTorch code defines, as torchvision names it (ResNet, GoogLeNet); by "
+        "default the spec's name in CamelCase.")
     input: InputSpec
     params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], int | float | str | bool] = Field(
         default_factory=dict, description="Named values referenced as ${name} anywhere in the spec.")

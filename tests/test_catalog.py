@@ -96,7 +96,7 @@ def test_the_command_line_still_names_its_flag(tmp_path, monkeypatch):
 @pytest.mark.torch
 def test_create_model_builds_a_packaged_spec_with_keyword_params():
     model = netspec.create_model("resnet18", num_classes=7)
-    assert type(model).__name__ == "Resnet18"
+    assert type(model).__name__ == "ResNet"  # the spec's class_name, torchvision's
     assert model.fc.out_features == 7
 
 

@@ -65,7 +65,7 @@ def test_check_options_input_batch_and_set():
     assert doc["totals"]["memory_bytes"]["input"] == 8 * 3 * 256 * 256 * 4
 
 
-@pytest.mark.parametrize("bad", ["3x224", "abc", "0x4x4", "3x-1x2"])
+@pytest.mark.parametrize("bad", ["3x224", "abc", "0x4x4", "3x-1x2", "224"])
 def test_bad_input_option_is_a_user_error(bad):
     result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet.yaml"), "--input", bad])
     assert result.exit_code == 2
@@ -125,7 +125,8 @@ def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
     assert result.exit_code == 0
     schema = json.loads(out.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    every_spec = sorted((ROOT / "specs").glob("**/*.yaml")) + [BAD_SPECS_DIR / "zoo.yaml", BAD_SPECS_DIR / "graph.yaml"]
+    every_spec = sorted((ROOT / "specs").glob("**/*.yaml")) + [BAD_SPECS_DIR / name for name in
+                                                                ("zoo.yaml", "graph.yaml", "sequence.yaml")]
     assert len(every_spec) >= len(ALL_SPECS) + 17  # the zoo's modules, repeats, when and ${a * b} included
     for spec in every_spec:
         doc = yaml.safe_load(spec.read_text())  # as an editor sees it: ${params} unresolved
@@ -178,7 +179,7 @@ def test_torch_source_needs_no_torch_and_building_says_what_it_needs(tmp_path, a
     assert result.returncode == code, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     if code == 0:
-        assert "class Resnet50(nn.Module)" in (tmp_path / "out" / "resnet50_torch.py").read_text()
+        assert "class ResNet(nn.Module)" in (tmp_path / "out" / "resnet50_torch.py").read_text()
     else:
         assert "needs PyTorch: the torch backend needs 'torch', which is not installed" in result.stderr
         assert 'pip install -e ".[torch]" (source export works without it)' in result.stderr
@@ -189,7 +190,7 @@ def test_layers_inherited_from_a_base_spec_name_its_file():
     result = runner.invoke(app, ["check", str(SPECS_DIR / "alexnet-onetower.yaml")], env={"COLUMNS": "120"})
     assert result.exit_code == 0
     conv1 = next(line for line in result.output.splitlines() if line.strip().startswith("conv1"))
-    assert conv1.rstrip().endswith(" 13")
+    assert conv1.rstrip().endswith(" 14")
     assert f"Ln: lines in {SPECS_DIR / 'alexnet.yaml'}" in result.output
 
 
@@ -318,3 +319,14 @@ def test_results_into_a_pipe_are_unwrapped_unless_columns_is_set(monkeypatch, ca
 
     assert widest("70") <= 70
     assert widest(None) > 70
+
+
+def test_train_refuses_a_sequence_network_at_its_input_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = BAD_SPECS_DIR / "sequence.yaml"
+    assert runner.invoke(app, ["check", str(spec)]).exit_code == 0  # a valid network ...
+    result = runner.invoke(app, ["train", str(spec), "--epochs", "1"])
+    assert result.exit_code == 2  # ... that train's image datasets cannot feed
+    assert "sequence.yaml:6:1: error: netspec train's datasets are images" in result.output
+    assert "takes a sequence, 8×96" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -126,7 +126,7 @@ def test_what_the_rest_of_netspec_asks_of_a_layer_is_on_its_class(write_spec):
     synonyms = [s for cls in LAYER_REGISTRY.values() for s in cls.type_synonyms]
     assert len(synonyms) == len(set(synonyms)) and not set(synonyms) & set(LAYER_REGISTRY)
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.outputs_probabilities] == ["softmax"]
-    assert [k for k, cls in LAYER_REGISTRY.items() if cls.batch_statistics] == ["batchnorm2d"]
+    assert sorted(k for k, cls in LAYER_REGISTRY.items() if cls.batch_statistics) == ["batchnorm1d", "batchnorm2d"]
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.random_in_training] == ["dropout"]
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.flattens] == ["flatten"]
     spec = "name: s\ninput: [4]\nlayers: [{name: fc, type: linear, out_features: 3, activation: softmax}]\n"
@@ -136,3 +136,49 @@ def test_what_the_rest_of_netspec_asks_of_a_layer_is_on_its_class(write_spec):
     with pytest.raises(SpecError) as caught:
         check_file(write_spec(spec.replace("type: linear", "type: swish")))
     assert caught.value.problems[0].hint == "did you mean 'silu'?"
+
+
+def test_layers_take_the_rank_they_are_written_for():
+    """A 2-D layer given a sequence, and a 1-D layer given an image, are refused with what they got
+    and which layers take it; every shape rule is the same code for each rank."""
+    conv2d = LAYER_REGISTRY["conv2d"].model_validate({"name": "c", "type": "conv2d", "out_channels": 4,
+                                                      "kernel_size": 3})
+    with pytest.raises(ShapeIssue, match=r"conv2d needs an image-shaped input \(channels×height×width\) but the "
+                                         r"input is a sequence \(C×L 3×224\)") as caught:
+        conv2d.analyze(LayerInput((3, 224), "the input"))
+    assert "conv1d" in caught.value.hint
+    pool1d = LAYER_REGISTRY["maxpool1d"].model_validate({"name": "p", "type": "maxpool1d", "kernel_size": 2})
+    with pytest.raises(ShapeIssue, match=r"maxpool1d needs a sequence-shaped input \(channels×length\) but layer "
+                                         r"'c' \(line 3\) yields an image \(C×H×W 4×8×8\)") as caught:
+        pool1d.analyze(LayerInput((4, 8, 8), "layer 'c' (line 3)"))
+    assert "maxpool2d" in caught.value.hint
+    # batchnorm1d takes a sequence or flat features, as nn.BatchNorm1d does
+    norm = LAYER_REGISTRY["batchnorm1d"].model_validate({"name": "b", "type": "batchnorm1d"})
+    assert norm.analyze(LayerInput((6, 10), "the input")).resolved == {"num_features": 6}
+    assert norm.analyze(LayerInput((12,), "the input")).params == 24
+    with pytest.raises(ShapeIssue, match="batchnorm1d needs a sequence-shaped input"):
+        norm.analyze(LayerInput((4, 8, 8), "the input"))
+
+
+def test_one_dimensional_sizes_are_validated_per_axis():
+    conv = LAYER_REGISTRY["conv1d"]
+    assert conv.model_validate({"name": "c", "type": "conv1d", "out_channels": 2, "kernel_size": [5]}).kernel_size \
+        == (5,)
+    with pytest.raises(ValueError, match=r"expected one integer or \[length\], got 2 values"):
+        conv.model_validate({"name": "c", "type": "conv1d", "out_channels": 2, "kernel_size": [3, 3]})
+    with pytest.raises(ValueError, match="expected one integer or a pair"):
+        LAYER_REGISTRY["conv2d"].model_validate({"name": "c", "type": "conv2d", "out_channels": 2,
+                                                 "kernel_size": [3]})
+
+
+def test_conv1d_counts_params_macs_and_receptive_field():
+    net = check(SpecSource(NetSpec.model_validate({"name": "seq", "input": {"shape": [100, 8],
+                                                                             "layout": "channels_last"}, "layers": [
+        {"name": "c1", "type": "conv1d", "out_channels": 16, "kernel_size": 5, "stride": 2, "groups": 2},
+        {"name": "c2", "type": "conv1d", "out_channels": 4, "kernel_size": 3, "dilation": 2, "padding": "same"},
+    ]}), LoadedSpec({}, {}, "<test>")))
+    assert net.input_shape == (8, 100)  # [L, C] channels-last is C×L
+    c1, c2 = net.layers
+    assert c1.output_shape == (16, 48) and c1.params == 16 * 4 * 5 + 16 and c1.macs == 48 * 16 * 4 * 5
+    assert c2.resolved["padding"] == (2, 2) and c2.output_shape == (4, 48)
+    assert c1.receptive_field == (5,) and c2.receptive_field == (5 + 2 * 2 * 2,)

@@ -448,3 +448,23 @@ def test_removing_a_layer_that_another_takes_as_input_is_located_at_the_removal(
     [problem] = caught.value.problems
     assert problem.message == "removing 'conv1' leaves 'residual' (line 7) without its input"
     assert (problem.location.file.endswith("variant.yaml"), problem.location.line) == (True, 3)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("resnet", "'class_name': 'resnet' is not a class name: a capital letter, then letters"),
+    ("None", "'class_name': 'None' is a Python keyword in the generated code; try 'NoneNet'"),
+    ("F", "'class_name': 'F' is torch.nn.functional in the generated code; try 'FNet'"),
+])
+def test_a_class_name_that_would_break_the_generated_code_is_refused_at_its_line(write_spec, value, message):
+    path = write_spec(BASE.replace("name: base\n", f"name: base\n    class_name: {value}\n"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    [problem] = caught.value.problems
+    assert message in problem.message and problem.location.line == 2  # the line after name:
+
+
+def test_a_variant_keeps_its_base_class_name(tmp_path):
+    base = textwrap.dedent(BASE).replace("name: base\n", "name: base\nclass_name: Small\n")
+    (tmp_path / "base.yaml").write_text(base)
+    (tmp_path / "deeper.yaml").write_text("extends: base.yaml\nname: deeper\nparams: {width: 16}\n")
+    assert load_spec(tmp_path / "deeper.yaml").spec.class_name == "Small"

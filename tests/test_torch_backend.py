@@ -24,7 +24,8 @@ pytestmark = pytest.mark.torch
 GOLDEN_DIR = ROOT / "tests" / "golden" / "torch"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
-GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, *ZOO_SPECS]
+SEQUENCE = BAD_SPECS_DIR / "sequence.yaml"  # 1-D layers (C×L)
+GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, SEQUENCE, *ZOO_SPECS]
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +83,14 @@ def test_golden_source_imports_standalone_and_runs(spec):
     classes = [v for v in module.__dict__.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)
                and v.__module__ == module.__name__]
     net = check_file(spec)
-    [network] = [cls for cls in classes if cls.__name__ == backend_plan_class(net)]  # the others: its modules
-    assert imported <= {"torch", "F", "nn", "OrderedDict", *(cls.__name__ for cls in classes)}
+    plan = get_backend("torch").plan(net)
+    [network] = [cls for cls in classes if cls.__name__ == plan.class_name]  # the others: its modules
+    assert imported <= {"torch", "F", "nn", "OrderedDict", plan.builder, *(cls.__name__ for cls in classes)}
+    built = getattr(module, plan.builder)()  # the builder named after the spec, as torchvision's resnet50()
+    assert type(built) is network
     with torch.no_grad():
-        y = network().eval()(torch.randn(1, *net.input_shape))
+        y = built.eval()(torch.randn(1, *net.input_shape))
     assert tuple(y.shape[1:]) == net.output_shape
-
-
-def backend_plan_class(net) -> str:
-    return get_backend("torch").plan(net).class_name
 
 
 def test_live_model_is_built_from_the_emitted_source(backend):
@@ -301,8 +301,8 @@ def test_an_import_is_written_when_a_rendered_expression_declares_it(write_spec,
 
 
 def test_the_generated_class_takes_the_classifiers_width_as_torchvision_does(tmp_path):
-    """`Resnet50(num_classes=10)` from the exported source is torchvision's resnet50(num_classes=10):
-    its state dict loads strictly."""
+    """`ResNet(num_classes=10)` and `resnet50(num_classes=10)` from the exported source are
+    torchvision's resnet50(num_classes=10): its state dict loads strictly into both."""
     import torch
     import torchvision
 
@@ -310,9 +310,13 @@ def test_the_generated_class_takes_the_classifiers_width_as_torchvision_does(tmp
 
     source = get_backend("torch").emit(check_file(ROOT / "specs" / "zoo" / "resnet50.yaml"))
     assert "    def __init__(self, num_classes: int = 1000) -> None:" in source
-    model = execute_generated(source, "resnet50_exported")["Resnet50"](num_classes=10).eval()
-    model.load_state_dict(torchvision.models.resnet50(num_classes=10).state_dict(), strict=True)
-    assert tuple(model(torch.randn(2, 3, 64, 64)).shape) == (2, 10)
+    namespace = execute_generated(source, "resnet50_exported")
+    reference = torchvision.models.resnet50(num_classes=10).state_dict()
+    for model in (namespace["ResNet"](num_classes=10), namespace["resnet50"](num_classes=10)):
+        assert type(model) is namespace["ResNet"]
+        model.load_state_dict(reference, strict=True)
+        assert tuple(model.eval()(torch.randn(2, 3, 64, 64)).shape) == (2, 10)
+    assert namespace["resnet50"]().fc.out_features == 1000  # the spec's default
 
 
 WIDTHS = """

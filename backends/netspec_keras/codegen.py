@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
-from netspec.layers.base import NETWORK_INPUT
+from netspec.layers.base import NETWORK_INPUT, channels_last
 from netspec.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
 from netspec_keras.lowering import FUSED_ACTIVATION, lower
 
@@ -44,7 +44,7 @@ class KerasPlan:
     function_name: str
     steps: list[Step] = field(default_factory=list)
     helpers: set[str] = field(default_factory=set)  # the helper layers (lowering.HELPER_LAYERS) the code calls
-    permutes: bool = False  # a Permute before a Flatten
+    permutes: str | None = None  # a Permute before a Flatten, to this channels-first layout ("C, H, W")
     returns: str = "x"
     # the Keras layer whose output is a spec layer's, where it is not the layer of that name (a
     # batch norm's activation shorthand is a layer of its own: "bn_act")
@@ -52,10 +52,7 @@ class KerasPlan:
 
 
 def _hwc(shape) -> str:
-    if len(shape) == 3:
-        c, h, w = shape
-        return fmt_shape((h, w, c))
-    return fmt_shape(shape)
+    return fmt_shape(channels_last(shape))
 
 
 def _check_helper_names(net: CheckedNet) -> None:
@@ -114,7 +111,7 @@ def plan(net: CheckedNet) -> KerasPlan:
                                       "(add a macro to netspec_keras/templates/layers.py.j2)")
         lowering = lower(cl)
         result.helpers |= lowering.helpers
-        result.permutes |= lowering.permutes
+        result.permutes = result.permutes or lowering.permutes
         for expr in lowering.before:
             result.steps.append(Step(expr, "", target, args))
             args = target
@@ -136,14 +133,10 @@ def plan(net: CheckedNet) -> KerasPlan:
 
 def render(net: CheckedNet) -> tuple[str, KerasPlan]:
     keras_plan = plan(net)
-    input_hwc = net.input_shape
-    if len(input_hwc) == 3:
-        c, h, w = input_hwc
-        input_hwc = (h, w, c)
     source = _env.get_template("module.py.j2").render(
         **header_context(net),
         input_shape=_hwc(net.input_shape),
-        input_shape_hwc=tuple(input_hwc),
+        input_shape_hwc=channels_last(net.input_shape),
         output_shape=_hwc(net.output_shape),
         function_name=keras_plan.function_name,
         steps=keras_plan.steps,

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 
 from netspec.checker import CheckedLayer
 from netspec.errors import Problem, SpecError
-from netspec.layers.base import Layer, resolve_padding
-from netspec.layers.conv import Conv2d
+from netspec.layers.base import LAYOUTS, Layer, resolve_padding, spatial_rank, to_channels_first_axes
+from netspec.layers.conv import _ConvNd
 from netspec.layers.core import Flatten, Linear
 from netspec.layers.normalization import LocalResponseNorm
-from netspec.layers.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool
 from netspec.render import py
 
 # layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
-HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding2D", "AdaptiveAvgPool2D")
+HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding1D", "NegInfPadding2D", "AdaptiveAvgPool2D")
 # Keras layers that take the activation shorthand as their own `activation=` argument; after any
 # other, it is a layer of its own
-FUSED_ACTIVATION: tuple[type[Layer], ...] = (Conv2d, Linear)
+FUSED_ACTIVATION: tuple[type[Layer], ...] = (_ConvNd, Linear)
 
 
 @dataclass
@@ -36,19 +36,22 @@ class Lowering:
     before: list[str] = field(default_factory=list)
     macro_values: dict = field(default_factory=lambda: {"padding": "valid"})
     helpers: set[str] = field(default_factory=set)
-    permutes: bool = False  # a Permute to channels-first, so features keep PyTorch's order
+    # the channels-first layout a Permute restores before a Flatten ("C, H, W"), so features keep PyTorch's order
+    permutes: str | None = None
 
     def pad(self, cl: CheckedLayer, pads) -> None:
-        """Explicit per-side padding as a layer of its own (-inf before max pooling)."""
+        """Explicit per-side padding, (before, after) per spatial axis, as a layer of its own (-inf
+        before max pooling): ZeroPadding2D(((top, bottom), (left, right))), ZeroPadding1D((before, after))."""
         if not pads or not any(pads):
             return
-        top, bottom, left, right = pads
-        amount = py(((top, bottom), (left, right)))
+        rank = len(pads) // 2
+        axes = tuple(tuple(pads[i:i + 2]) for i in range(0, len(pads), 2))
+        amount = py(axes[0] if rank == 1 else axes)
         if cl.layer.pad_value == float("-inf"):
-            self.before.append(f"NegInfPadding2D({amount}, name={py(cl.name + '_pad')})")
-            self.helpers.add("NegInfPadding2D")
+            self.before.append(f"NegInfPadding{rank}D({amount}, name={py(cl.name + '_pad')})")
+            self.helpers.add(f"NegInfPadding{rank}D")
         else:
-            self.before.append(f"keras.layers.ZeroPadding2D({amount}, name={py(cl.name + '_pad')})")
+            self.before.append(f"keras.layers.ZeroPadding{rank}D({amount}, name={py(cl.name + '_pad')})")
 
 
 _LOWERINGS: dict[type[Layer], Callable[[CheckedLayer], Lowering]] = {}
@@ -62,7 +65,9 @@ def lowers(layer_class: type[Layer]):
 
 
 def lower(cl: CheckedLayer) -> Lowering:
-    return _LOWERINGS.get(type(cl.layer), _padded)(cl)
+    """The layer's lowering: its class's, or the nearest base class's (one for pooling of any rank)."""
+    registered = next((_LOWERINGS[c] for c in type(cl.layer).__mro__ if c in _LOWERINGS), _padded)
+    return registered(cl)
 
 
 def _padded(cl: CheckedLayer) -> Lowering:
@@ -80,7 +85,7 @@ def unsupported(cl: CheckedLayer, why: str, hint: str) -> SpecError:
                               layer=cl.name, hint=hint)])
 
 
-@lowers(AvgPool2d)
+@lowers(_AvgPool)
 def _average_pool(cl: CheckedLayer) -> Lowering:
     pads = cl.resolved["padding"]
     if any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
@@ -93,15 +98,16 @@ def _average_pool(cl: CheckedLayer) -> Lowering:
     return _padded(cl)
 
 
-@lowers(MaxPool2d)
+@lowers(_MaxPool)
 def _max_pool(cl: CheckedLayer) -> Lowering:
     if not cl.layer.ceil_mode:
         return _padded(cl)
-    # Keras has no ceil_mode: extra bottom/right padding (-inf) makes floor mode take the last window
-    top, bottom, left, right = cl.resolved["padding"]
-    extra_bottom, extra_right = _ceil_extra(cl)
+    # Keras has no ceil_mode: extra padding (-inf) after each axis makes floor mode take the last window
+    pads = list(cl.resolved["padding"])
+    for axis, extra in enumerate(_ceil_extra(cl)):
+        pads[2 * axis + 1] += extra
     lowering = Lowering()
-    lowering.pad(cl, (top, bottom + extra_bottom, left, right + extra_right))
+    lowering.pad(cl, tuple(pads))
     return lowering
 
 
@@ -124,24 +130,23 @@ def _local_response_norm(cl: CheckedLayer) -> Lowering:
 @lowers(Flatten)
 def _flatten(cl: CheckedLayer) -> Lowering:
     lowering = Lowering()
-    if len(cl.input_shape) == 3:
-        lowering.before.append(f"keras.layers.Permute((3, 1, 2), name={py(cl.name + '_chw')})")
-        lowering.permutes = True
+    rank = spatial_rank(cl.input_shape)
+    if rank:
+        lowering.before.append(f"keras.layers.Permute({py(to_channels_first_axes(rank))}, name={py(cl.name + '_chw')})")
+        lowering.permutes = ", ".join(LAYOUTS[rank].split("×"))
     return lowering
 
 
-def _ceil_extra(cl: CheckedLayer) -> tuple[int, int]:
-    """Extra bottom/right padding that makes a floor-mode window reproduce PyTorch's ceil_mode."""
-    _, h, w = cl.input_shape
-    _, out_h, out_w = cl.output_shape
-    top, bottom, left, right = cl.resolved["padding"]
-    (kh, kw), (sh, sw) = cl.layer.kernel_size, cl.resolved["stride"]
-    return (max((out_h - 1) * sh + kh - (h + top + bottom), 0), max((out_w - 1) * sw + kw - (w + left + right), 0))
+def _ceil_extra(cl: CheckedLayer) -> tuple[int, ...]:
+    """Extra padding after each spatial axis that makes a floor-mode window reproduce PyTorch's ceil_mode."""
+    pads = cl.resolved["padding"]
+    axes = zip(cl.input_shape[1:], cl.output_shape[1:], cl.layer.kernel_size, cl.resolved["stride"], strict=True)
+    return tuple(max((out - 1) * stride + kernel - (size + pads[2 * axis] + pads[2 * axis + 1]), 0)
+                 for axis, (size, out, kernel, stride) in enumerate(axes))
 
 
 def _is_tf_same(cl: CheckedLayer) -> bool:
-    _, h, w = cl.input_shape
-    same = resolve_padding("same", (h, w), cl.layer.kernel_size, cl.resolved["stride"])
+    same = resolve_padding("same", cl.input_shape[1:], cl.layer.kernel_size, cl.resolved["stride"])
     return not cl.layer.ceil_mode and same == cl.resolved["padding"]
 
 

@@ -23,7 +23,7 @@ from netspec.errors import Problem, SpecError
 from netspec.layers import fmt_shape
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
-from netspec.render import Symbol, SymbolicValue, class_name, ident, py
+from netspec.render import Symbol, SymbolicValue, class_name, ident, module_name, py
 from netspec_torch.imports import need
 
 
@@ -122,7 +122,8 @@ class ClassBuilder:
         self.classes: list[GeneratedClass] = []
         self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
         # class names in use: the network's own class and every name the generated module binds
-        self.taken: set[str] = {class_name(net.spec.name), *GENERATED_CODE_NAMES}
+        self.taken: set[str] = {net.spec.class_name or class_name(net.spec.name), module_name(net.spec.name),
+                                *GENERATED_CODE_NAMES}
         self._item_names: set[str] = set()  # the local names in the class under construction
 
     def build(self) -> None:
@@ -400,8 +401,9 @@ def _class_signature(cls: GeneratedClass) -> tuple:
 
 
 def _comparable(value: Any) -> Any:
-    """A square pair compares equal to the int a param gives (torch takes either)."""
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
+    """A per-axis value the same along every axis ((3, 3), or a 1-D layer's (3,)) compares equal
+    to the int a param gives (torch takes either)."""
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value):
         return value[0]
     return value
 

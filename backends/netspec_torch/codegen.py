@@ -9,7 +9,7 @@ from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
-from netspec.render import class_name, environment, header_context, ident, py
+from netspec.render import class_name, environment, header_context, ident, module_name, py
 from netspec.weights import sequence_parts, state_prefixes
 from netspec_torch.arguments import constructor_params, symbolic_fields
 from netspec_torch.classes import ClassBuilder, numbered, sequential_of
@@ -38,6 +38,7 @@ class TorchPlan:
     """What the generated module holds, and where each spec layer's parameters live in it."""
 
     class_name: str
+    builder: str  # the function that builds it, named after the spec as torchvision's resnet50()
     attributes: list[Attribute] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     module_paths: dict[str, str] = field(default_factory=dict)  # layer name -> state_dict prefix
@@ -48,16 +49,33 @@ class TorchPlan:
 
     @property
     def init_signature(self) -> str:
-        return "__init__(" + ", ".join(["self", *(f"{ident(name)}: int = {py(value)}"
-                                                  for name, value in self.arguments.items())]) + ")"
+        return "__init__(" + ", ".join(["self", *self._parameters()]) + ")"
+
+    @property
+    def builder_signature(self) -> str:
+        return f"{self.builder}(" + ", ".join(self._parameters()) + ")"
+
+    @property
+    def builder_call(self) -> str:
+        return f"{self.class_name}(" + ", ".join(f"{ident(name)}={ident(name)}" for name in self.arguments) + ")"
+
+    def _parameters(self) -> list[str]:
+        return [f"{ident(name)}: int = {py(value)}" for name, value in self.arguments.items()]
 
 
-def split_padding(padding: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
-    """(top, bottom, left, right) -> (symmetric (h, w) for the op, extra F.pad (l, r, t, b) or None)."""
-    top, bottom, left, right = padding
-    if top == bottom and left == right:
-        return (top, left), None
-    return (0, 0), (left, right, top, bottom)
+def network_class_name(net: CheckedNet) -> str:
+    """The spec's ``class_name`` (torchvision's ResNet), or its name in CamelCase."""
+    return net.spec.class_name or class_name(net.spec.name)
+
+
+def split_padding(padding: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Per-side padding, (before, after) per spatial axis ((top, bottom, left, right) for an image)
+    -> (the op's symmetric padding per axis, or zeros and an F.pad tuple, which lists the last axis
+    first: (left, right, top, bottom))."""
+    axes = [padding[i:i + 2] for i in range(0, len(padding), 2)]
+    if all(before == after for before, after in axes):
+        return tuple(before for before, _ in axes), None
+    return (0,) * len(axes), tuple(side for axis in reversed(axes) for side in axis)
 
 
 def _macro(layer_type: str):
@@ -82,9 +100,10 @@ def _activation(name: str, call: str | None = None) -> str:
 
 
 def _pad_module(cl: CheckedLayer, pre_pad) -> str:
+    rank = len(pre_pad) // 2
     if cl.layer.pad_value == 0:
-        return f"nn.ZeroPad2d({py(pre_pad)})"
-    return f"nn.ConstantPad2d({py(pre_pad)}, {_float(cl.layer.pad_value)})"
+        return f"nn.ZeroPad{rank}d({py(pre_pad)})"
+    return f"nn.ConstantPad{rank}d({py(pre_pad)}, {_float(cl.layer.pad_value)})"
 
 
 def _float(value: float) -> str:
@@ -99,7 +118,7 @@ def _pads(layer: CheckedLayer):
 
 def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
     _check_names(net, reserved)
-    result = TorchPlan(class_name(net.spec.name))
+    result = TorchPlan(network_class_name(net), module_name(net.spec.name))
     result.arguments = constructor_params(net)
     result.symbols = {cl.name: symbols for cl in net.layers
                       if (symbols := symbolic_fields(cl, net, result.arguments))}
@@ -247,6 +266,8 @@ def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, Torc
             returns=torch_plan.returns,
             classes=torch_plan.classes,
             init_signature=torch_plan.init_signature,
+            builder_signature=torch_plan.builder_signature,
+            builder_call=torch_plan.builder_call,
             uses_functional="F" in needed,
             uses_ordered_dict="OrderedDict" in needed,
         )

@@ -32,7 +32,8 @@ _NAME_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}$")
 GENERATED_CODE_NAMES: dict[str, str] = {
     "torch": "the torch package", "F": "torch.nn.functional", "nn": "torch.nn",
     "OrderedDict": "collections.OrderedDict", "keras": "the keras package",
-    "LocalResponseNorm": "a helper layer of the Keras code", "NegInfPadding2D": "a helper layer of the Keras code",
+    "LocalResponseNorm": "a helper layer of the Keras code", "NegInfPadding1D": "a helper layer of the Keras code",
+    "NegInfPadding2D": "a helper layer of the Keras code",
     "AdaptiveAvgPool2D": "a helper layer of the Keras code",
     **{name: "a Python builtin" for name in (
         "super", "float", "int", "tuple", "list", "isinstance", "sum", "range", "staticmethod")},
@@ -163,41 +164,77 @@ def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
     return value
 
 
-def _pair(minimum: int):
-    def validate(value: Any) -> tuple[int, int]:
+# The spatial axes of a tensor by its spatial rank, as messages name them, and its channels-first
+# layout: the checker's shapes are (C, *spatial) or (F,) for flat features.
+AXES: dict[int, tuple[str, ...]] = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+LAYOUTS: dict[int, str] = {0: "F", 1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}
+_KINDS: dict[int, str] = {0: "flat features", 1: "a sequence", 2: "an image", 3: "a volume"}
+# The inputs a network may take (dimensions without the batch): features, a sequence, an image.
+INPUT_RANKS = (1, 2, 3)
+
+
+def spatial_rank(shape: Shape) -> int:
+    """0 for flat features (F,), 1 for a sequence (C, L), 2 for an image (C, H, W), ..."""
+    return len(shape) - 1 if len(shape) > 1 else 0
+
+
+def channels_last(shape: Shape) -> Shape:
+    """A channels-first shape in Keras' channels-last order: (C, H, W) -> (H, W, C)."""
+    return (*shape[1:], shape[0]) if len(shape) > 1 else tuple(shape)
+
+
+def to_channels_first_axes(rank: int) -> tuple[int, ...]:
+    """The Permute that takes a channels-last tensor of ``rank`` spatial axes (batch left out,
+    axes counted from 1, as keras.layers.Permute counts) back to channels-first: (3, 1, 2) for
+    an image."""
+    return (rank + 1, *range(1, rank + 1))
+
+
+def _sizes(rank: int, minimum: int):
+    axes = AXES[rank]
+    what = "a pair [height, width]" if rank == 2 else f"[{', '.join(axes)}]"
+
+    def validate(value: Any) -> tuple[int, ...]:
         if isinstance(value, (list, tuple)):
-            if len(value) != 2:
-                raise ValueError(f"expected one integer or a pair [height, width], got {len(value)} values")
-            return (_positive_int(value[0], "height", minimum), _positive_int(value[1], "width", minimum))
+            if len(value) != rank:
+                raise ValueError(f"expected one integer or {what}, got {len(value)} values")
+            return tuple(_positive_int(v, axis, minimum) for v, axis in zip(value, axes, strict=True))
         v = _positive_int(value, "the value", minimum)
-        return (v, v)
+        return (v,) * rank
     return validate
 
 
-def _pair_schema(minimum: int) -> dict:
+def _sizes_schema(rank: int, minimum: int) -> dict:
     item = {"type": "integer", "minimum": minimum}
-    return {"anyOf": [item, {"type": "array", "items": item, "minItems": 2, "maxItems": 2}]}
+    return {"anyOf": [item, {"type": "array", "items": item, "minItems": rank, "maxItems": rank}]}
+
+
+def sizes(rank: int, minimum: int = 1) -> Any:
+    """An int, or one per spatial axis ([height, width] for an image), stored as a tuple of ``rank``."""
+    return Annotated[tuple[int, ...], BeforeValidator(_sizes(rank, minimum)),
+                     WithJsonSchema(_sizes_schema(rank, minimum))]
+
+
+def padding_sizes(rank: int) -> Any:
+    """Padding: an int, one per spatial axis, 'valid', or TensorFlow-style 'same'."""
+    per_axis = _sizes(rank, 0)
+
+    def validate(value: Any) -> tuple[int, ...] | str:
+        if isinstance(value, str):
+            if value in ("valid", "same"):
+                return value
+            raise ValueError(f"padding must be an integer, {'a pair' if rank == 2 else 'a list'}, 'valid' or "
+                             f"'same', got {value!r}")
+        return per_axis(value)
+
+    return Annotated[tuple[int, ...] | Literal["valid", "same"], BeforeValidator(validate),
+                     WithJsonSchema({"anyOf": [_sizes_schema(rank, 0), {"enum": ["valid", "same"]}]})]
 
 
 # An int or [height, width], stored as a pair.
-Pair = Annotated[tuple[int, int], BeforeValidator(_pair(1)), WithJsonSchema(_pair_schema(1))]
-NonNegativePair = Annotated[tuple[int, int], BeforeValidator(_pair(0)), WithJsonSchema(_pair_schema(0))]
-
-
-def _padding(value: Any) -> tuple[int, int] | str:
-    if isinstance(value, str):
-        if value in ("valid", "same"):
-            return value
-        raise ValueError(f"padding must be an integer, a pair, 'valid' or 'same', got {value!r}")
-    return _pair(0)(value)
-
-
-Padding = Annotated[
-    tuple[int, int] | Literal["valid", "same"],
-    BeforeValidator(_padding),
-    WithJsonSchema({"anyOf": [_pair_schema(0), {"enum": ["valid", "same"]}]}),
-]
-
+Pair = sizes(2)
+NonNegativePair = sizes(2, 0)
+Padding = padding_sizes(2)
 
 
 @dataclass(frozen=True)
@@ -243,9 +280,13 @@ class ShapeIssue(Exception):
 class Window:
     """A sliding window, for receptive-field arithmetic."""
 
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int] = (1, 1)
+    kernel: tuple[int, ...]  # per spatial axis
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...] | None = None  # None: 1 along every axis
+
+    def __post_init__(self) -> None:
+        if self.dilation is None:
+            object.__setattr__(self, "dilation", (1,) * len(self.kernel))
 
 
 @dataclass
@@ -346,22 +387,31 @@ def fmt_shape(shape: Shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
-def require_spatial(inp: LayerInput, what: str) -> tuple[int, int, int]:
-    if len(inp.shape) != 3 and inp.flat_input:
-        image = "images are given as C×H×W: input: [3, 224, 224] in the spec, or --input 3x224x224"
+def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tuple[int, ...]]:
+    """The channels and spatial sizes of a layer's input, which must have ``rank`` spatial axes
+    (2: an image, C×H×W); otherwise a ShapeIssue that says what it got and what to do."""
+    if spatial_rank(inp.shape) == rank and len(inp.shape) > 1:
+        return inp.shape[0], tuple(inp.shape[1:])
+    wanted = f"{_KINDS[rank]}-shaped input ({'×'.join(('channels', *AXES[rank]))})"
+    got = spatial_rank(inp.shape)
+    example = {1: "input: [8, 128] in the spec, or --input 8x128",
+               2: "input: [3, 224, 224] in the spec, or --input 3x224x224"}.get(rank, f"input: [{LAYOUTS[rank]}]")
+    given = f"{_KINDS[rank].split(' ', 1)[-1]}s are given as {LAYOUTS[rank]}: {example}"
+    if got == 0 and inp.flat_input:
         if inp.producer == "the input":
-            raise ShapeIssue(f"{what} needs an image-shaped input (channels×height×width) but the input is 1-D "
-                             f"({fmt_shape(inp.shape)} features)", hint=image)
-        raise ShapeIssue(f"{what} needs an image-shaped input (channels×height×width) but {inp.producer} yields "
-                         f"flat features {fmt_shape(inp.shape)}, as the input is 1-D",
-                         hint=f"{image}; or remove this layer")
-    if len(inp.shape) != 3:
-        raise ShapeIssue(
-            f"{what} needs an image-shaped input (channels×height×width) but {inp.producer} "
-            f"yields flat features {fmt_shape(inp.shape)}",
-            hint="move this layer before the flatten, or remove it")
-    c, h, w = inp.shape
-    return c, h, w
+            raise ShapeIssue(f"{what} needs {wanted} but the input is 1-D ({fmt_shape(inp.shape)} features)",
+                             hint=given)
+        raise ShapeIssue(f"{what} needs {wanted} but {inp.producer} yields flat features "
+                         f"{fmt_shape(inp.shape)}, as the input is 1-D", hint=f"{given}; or remove this layer")
+    if got == 0:
+        raise ShapeIssue(f"{what} needs {wanted} but {inp.producer} yields flat features "
+                         f"{fmt_shape(inp.shape)}", hint="move this layer before the flatten, or remove it")
+    rank_layers = {1: "conv1d, maxpool1d, avgpool1d, batchnorm1d", 2: "conv2d, maxpool2d, avgpool2d, batchnorm2d"}
+    hint = (f"for {_KINDS[got]} use the {got}-D layers ({rank_layers[got]})" if got in rank_layers
+            else f"give this layer {_KINDS[rank]}")
+    source = "the input is" if inp.producer == "the input" else f"{inp.producer} yields"
+    raise ShapeIssue(f"{what} needs {wanted} but {source} {_KINDS[got]} ({LAYOUTS[got]} {fmt_shape(inp.shape)})",
+                     hint=hint)
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -373,17 +423,17 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def resolve_padding(padding: tuple[int, int] | str, hw: tuple[int, int], kernel: tuple[int, int],
-                    stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
-    """Per-side padding (top, bottom, left, right) for an int/pair, 'valid' or 'same' spec value."""
+def resolve_padding(padding: tuple[int, ...] | str, spatial: tuple[int, ...], kernel: tuple[int, ...],
+                    stride: tuple[int, ...], dilation: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Per-side padding, (before, after) for each spatial axis in turn ((top, bottom, left, right)
+    for an image), for an int/tuple, 'valid' or 'same' spec value."""
+    dilation = dilation or (1,) * len(spatial)
     if padding == "valid":
-        return (0, 0, 0, 0)
+        return (0, 0) * len(spatial)
     if padding == "same":
-        top, bottom = same_padding(hw[0], kernel[0], stride[0], dilation[0])
-        left, right = same_padding(hw[1], kernel[1], stride[1], dilation[1])
-        return (top, bottom, left, right)
-    ph, pw = padding  # type: ignore[misc]
-    return (ph, ph, pw, pw)
+        return tuple(side for axis in zip(spatial, kernel, stride, dilation, strict=True)
+                     for side in same_padding(*axis))
+    return tuple(side for amount in padding for side in (amount, amount))
 
 
 def window_output(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
@@ -405,22 +455,24 @@ def window_output(size: int, kernel: int, stride: int, pad_before: int, pad_afte
     return out
 
 
-def spatial_output(inp: LayerInput, hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                   pads: tuple[int, int, int, int], dilation: tuple[int, int] = (1, 1),
-                   ceil_mode: bool = False) -> tuple[int, int]:
-    """Output (H, W) of a window layer, or a ShapeIssue explaining why the window does not fit."""
-    top, bottom, left, right = pads
-    out_h = window_output(hw[0], kernel[0], stride[0], top, bottom, dilation[0], ceil_mode)
-    out_w = window_output(hw[1], kernel[1], stride[1], left, right, dilation[1], ceil_mode)
-    if out_h >= 1 and out_w >= 1:
-        return out_h, out_w
-    extent = ((kernel[0] - 1) * dilation[0] + 1, (kernel[1] - 1) * dilation[1] + 1)
-    padded = (hw[0] + top + bottom, hw[1] + left + right)
-    dilated = f" (dilated to {fmt_shape(extent)})" if dilation != (1, 1) else ""
+def spatial_output(inp: LayerInput, spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                   pads: tuple[int, ...], dilation: tuple[int, ...] | None = None,
+                   ceil_mode: bool = False) -> tuple[int, ...]:
+    """Output sizes of a window layer along each spatial axis, or a ShapeIssue explaining why the
+    window does not fit."""
+    dilation = dilation or (1,) * len(spatial)
+    out = tuple(window_output(size, k, s, pads[2 * axis], pads[2 * axis + 1], d, ceil_mode)
+                for axis, (size, k, s, d) in enumerate(zip(spatial, kernel, stride, dilation, strict=True)))
+    if min(out) >= 1:
+        return out
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True))
+    padded = tuple(size + pads[2 * axis] + pads[2 * axis + 1] for axis, size in enumerate(spatial))
+    dilated = f" (dilated to {fmt_shape(extent)})" if any(d != 1 for d in dilation) else ""
     if inp.producer == "the input":
         hint = f"use a kernel of at most {fmt_shape(padded)}, more padding, or a larger --input"
     else:
-        hint = ("the layers before this one shrink the image too much: use a larger input, "
+        what = "image" if len(spatial) == 2 else _KINDS[len(spatial)].split(" ", 1)[-1]
+        hint = (f"the layers before this one shrink the {what} too much: use a larger input, "
                 "more padding, or fewer strided/pooling layers")
     raise ShapeIssue(
         f"kernel {fmt_shape(kernel)}{dilated} does not fit the {fmt_shape(padded)} input "

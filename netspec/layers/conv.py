@@ -1,68 +1,62 @@
-"""Convolution."""
+"""Convolution, written once for any number of spatial axes (as Keras' ``BaseConv(rank)``):
+``conv1d`` over sequences (C×L), ``conv2d`` over images (C×H×W)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from math import prod
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
 from netspec.layers.activations import ActivationName
 from netspec.layers.base import (
+    AXES,
     Analysis,
     Layer,
     LayerInput,
-    Padding,
-    Pair,
     ShapeIssue,
     WeightTensor,
     Window,
+    padding_sizes,
     require_spatial,
     resolve_padding,
+    sizes,
     spatial_output,
 )
 
 
-class Conv2d(Layer):
-    """2-D convolution (PyTorch ``nn.Conv2d``, Keras ``Conv2D``).
+def conv_weights(rank: int) -> tuple[WeightTensor, ...]:
+    """A convolution's kernel (PyTorch O·I·spatial, Keras spatial·I·O) and bias."""
+    return (WeightTensor("weight", "kernel", to_keras=(*range(2, rank + 2), 1, 0)),
+            WeightTensor("bias", "bias", needs="bias"))
 
-    Output size per spatial dimension:
-        out = floor((in + pad_before + pad_after - dilation·(kernel - 1) - 1) / stride) + 1
-    with ``padding: same`` following TensorFlow (out = ceil(in / stride), extra pixel bottom/right).
 
-    params = out_channels · (in_channels / groups) · kh · kw + (out_channels if bias)
-    MACs   = out_h · out_w · out_channels · (in_channels / groups) · kh · kw
-    """
+def _per_axis(rank: int) -> str:
+    return "an int" if rank == 1 else f"an int or [{', '.join(AXES[rank])}]"
 
+
+class _ConvNd(Layer):
+    """What a convolution of any rank shares: its fields, shape rule, parameters and MACs. A
+    concrete class sets ``rank`` and declares its per-axis fields with that rank's types."""
+
+    rank: ClassVar[int]
     category = "convolution"
-    type_synonyms = ("conv", "conv2D")
     synonyms = {"filters": "out_channels", "strides": "stride", "use_bias": "bias",
                 "dilation_rate": "dilation", "kernel": "kernel_size"}
 
-    examples = (
-        ((3, 32, 32), {"out_channels": 8, "kernel_size": 3}),
-        ((3, 227, 227), {"out_channels": 96, "kernel_size": 11, "stride": 4, "activation": "relu"}),
-        ((4, 17, 19), {"out_channels": 6, "kernel_size": [3, 5], "stride": [2, 1], "padding": [1, 2], "groups": 2}),
-        ((3, 224, 224), {"out_channels": 16, "kernel_size": 11, "stride": 4, "padding": "same"}),
-        ((6, 15, 15), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False, "padding": "valid"}),
-        ((4, 9, 10), {"out_channels": 4, "kernel_size": 4, "stride": 3, "padding": "same", "activation": "tanh"}),
-    )
-
-    weights = (WeightTensor("weight", "kernel", to_keras=(2, 3, 1, 0)),  # OIHW <-> HWIO
-               WeightTensor("bias", "bias", needs="bias"))
-
-    type: Literal["conv2d"]
+    type: str  # each concrete class's Literal; declared here to keep the fields in this order
     out_channels: PositiveInt = Field(description="Number of filters.")
-    kernel_size: Pair = Field(description="Kernel size: an int or [height, width].")
-    stride: Pair = (1, 1)
-    padding: Padding = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style 'same'.")
-    dilation: Pair = (1, 1)
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...] | str
+    dilation: tuple[int, ...]
     groups: PositiveInt = Field(1, description="Channel groups (2 for the paper's two GPU towers).")
     bias: bool = True
     activation: ActivationName | None = Field(None, description="Activation applied to the output.")
     in_channels: PositiveInt | None = Field(None, description="Optional; inferred from the previous layer.")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        c, h, w = require_spatial(inp, "conv2d")
+        c, spatial = require_spatial(inp, self.kind, self.rank)
         issues = []
         if self.in_channels is not None and self.in_channels != c:
             issues.append(ShapeIssue(
@@ -79,16 +73,76 @@ class Conv2d(Layer):
                     hint=f"groups must divide both {c} input and {self.out_channels} output channels, "
                          f"e.g. {', '.join(map(str, divisors[-4:]))}"))
                 break
-        pads = resolve_padding(self.padding, (h, w), self.kernel_size, self.stride, self.dilation)
-        out_h, out_w = spatial_output(inp, (h, w), self.kernel_size, self.stride, pads, self.dilation)
-        kh, kw = self.kernel_size
-        per_output = (c // self.groups) * kh * kw
+        pads = resolve_padding(self.padding, spatial, self.kernel_size, self.stride, self.dilation)
+        out = spatial_output(inp, spatial, self.kernel_size, self.stride, pads, self.dilation)
+        per_output = (c // self.groups) * prod(self.kernel_size)
         weights = self.out_channels * per_output + (self.out_channels if self.bias else 0)
         return Analysis(
-            output=(self.out_channels, out_h, out_w),
+            output=(self.out_channels, *out),
             params=weights,
-            macs=out_h * out_w * self.out_channels * per_output,
+            macs=prod(out) * self.out_channels * per_output,
             window=Window(self.kernel_size, self.stride, self.dilation),
             resolved={"in_channels": c, "padding": pads},
             issues=issues,
         )
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over a sequence (PyTorch ``nn.Conv1d``, Keras ``Conv1D``), C×L -> C'×L'.
+
+        L' = floor((L + pad_before + pad_after - dilation·(kernel - 1) - 1) / stride) + 1
+    with ``padding: same`` following TensorFlow (L' = ceil(L / stride), the extra step after).
+
+    params = out_channels · (in_channels / groups) · kernel + (out_channels if bias)
+    MACs   = L' · out_channels · (in_channels / groups) · kernel
+    """
+
+    rank = 1
+    type_synonyms = ("conv1D",)
+    weights = conv_weights(1)
+
+    examples = (
+        ((4, 32), {"out_channels": 8, "kernel_size": 3}),
+        ((3, 50), {"out_channels": 6, "kernel_size": 5, "stride": 2, "padding": 2, "activation": "relu"}),
+        ((4, 19), {"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": "same", "groups": 2}),
+        ((6, 21), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False}),
+        ((4, 10), {"out_channels": 4, "kernel_size": 4, "padding": "same", "activation": "tanh"}),  # pads 1 | 2
+    )
+
+    type: Literal["conv1d"]
+    kernel_size: sizes(1) = Field(description="Kernel length.")
+    stride: sizes(1) = (1,)
+    padding: padding_sizes(1) = Field((0,), description="An int, 'valid', or TensorFlow-style 'same'.")
+    dilation: sizes(1) = (1,)
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution (PyTorch ``nn.Conv2d``, Keras ``Conv2D``).
+
+    Output size per spatial dimension:
+        out = floor((in + pad_before + pad_after - dilation·(kernel - 1) - 1) / stride) + 1
+    with ``padding: same`` following TensorFlow (out = ceil(in / stride), extra pixel bottom/right).
+
+    params = out_channels · (in_channels / groups) · kh · kw + (out_channels if bias)
+    MACs   = out_h · out_w · out_channels · (in_channels / groups) · kh · kw
+    """
+
+    rank = 2
+    type_synonyms = ("conv", "conv2D")
+    weights = conv_weights(2)  # OIHW <-> HWIO
+
+    examples = (
+        ((3, 32, 32), {"out_channels": 8, "kernel_size": 3}),
+        ((3, 227, 227), {"out_channels": 96, "kernel_size": 11, "stride": 4, "activation": "relu"}),
+        ((4, 17, 19), {"out_channels": 6, "kernel_size": [3, 5], "stride": [2, 1], "padding": [1, 2], "groups": 2}),
+        ((3, 224, 224), {"out_channels": 16, "kernel_size": 11, "stride": 4, "padding": "same"}),
+        ((6, 15, 15), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False, "padding": "valid"}),
+        ((4, 9, 10), {"out_channels": 4, "kernel_size": 4, "stride": 3, "padding": "same", "activation": "tanh"}),
+    )
+
+    type: Literal["conv2d"]
+    kernel_size: sizes(2) = Field(description=f"Kernel size: {_per_axis(2)}.")
+    stride: sizes(2) = (1, 1)
+    padding: padding_sizes(2) = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
+                                      "'same'.")
+    dilation: sizes(2) = (1, 1)

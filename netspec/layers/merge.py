@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from netspec.layers.base import Analysis, Layer, LayerInput, ShapeIssue, fmt_shape
+from netspec.layers.base import AXES, Analysis, Layer, LayerInput, ShapeIssue, fmt_shape, spatial_rank
 
 
 class _Merge(Layer):
@@ -59,7 +59,8 @@ class Concat(_Merge):
         first = inputs[0]
         for other in inputs[1:]:
             if len(other.shape) != len(first.shape) or other.shape[1:] != first.shape[1:]:
-                what = "the same height and width" if len(first.shape) == 3 else "the same rank"
+                what = (f"the same {' and '.join(AXES[spatial_rank(first.shape)])}"
+                        if len(other.shape) == len(first.shape) and spatial_rank(first.shape) else "the same rank")
                 raise ShapeIssue(f"concat joins along channels and needs {what}, but got {_listing(inputs)}",
                                  field="inputs", hint="pad or pool the branches to one size before joining them")
         return Analysis(output=(sum(i.shape[0] for i in inputs), *first.shape[1:]))
@@ -67,7 +68,7 @@ class Concat(_Merge):
 
 class Multiply(_Merge):
     """Element-wise product of two inputs: of one shape, or a C×1×1 gate that scales each channel
-    of a C×H×W input (squeeze-and-excitation). out = the larger input's shape; params = 0;
+    of a C×H×W input (squeeze-and-excitation; C×1 for a C×L sequence). out = the larger input's shape; params = 0;
     MACs = its numel."""
 
     arity = (2, 2)
@@ -78,9 +79,9 @@ class Multiply(_Merge):
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         a, b = inputs
-        big = a if len(a.shape) == 3 and a.shape[1:] != (1, 1) else b
+        big = a if spatial_rank(a.shape) and any(d != 1 for d in a.shape[1:]) else b
         small = b if big is a else a
-        gate = len(small.shape) == 3 and small.shape == (big.shape[0], 1, 1) and len(big.shape) == 3
+        gate = spatial_rank(big.shape) > 0 and small.shape == (big.shape[0], *(1,) * spatial_rank(big.shape))
         if a.shape != b.shape and not gate:
             raise ShapeIssue(f"multiply needs inputs of one shape, or a C×1×1 gate for a C×H×W input, but got "
                              f"{_listing(inputs)}", field="inputs",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from netspec.layers.activations import ActivationName
-from netspec.layers.base import Analysis, Layer, LayerInput, WeightTensor, require_spatial
+from netspec.layers.base import Analysis, Layer, LayerInput, WeightTensor, require_spatial, spatial_rank
 
 
 class LocalResponseNorm(Layer):
@@ -41,30 +41,21 @@ class LocalResponseNorm(Layer):
         return Analysis(output=inp.shape)
 
 
-class BatchNorm2d(Layer):
-    """Batch normalization over channels (PyTorch ``nn.BatchNorm2d``, Keras ``BatchNormalization``).
+class _BatchNorm(Layer):
+    """Batch normalization over the channels of a tensor of any rank; a concrete class sets the
+    ranks it takes (``spatial_ranks``: 0 is flat features)."""
 
-    Shape unchanged. params = 2·C (scale and shift, when ``affine``); non-trainable = 2·C (running
-    mean and variance, which Keras counts as parameters and PyTorch keeps as buffers). MACs = 0.
-    """
-
+    spatial_ranks: ClassVar[tuple[int, ...]]
     category = "normalization"
     synonyms = {"epsilon": "eps"}
-    type_synonyms = ("batchnorm", "batch_norm", "batchnormalization")
     batch_statistics = True
-
-    examples = (
-        ((8, 6, 6), {}),
-        ((4, 5, 5), {"affine": False, "eps": 1e-3}),
-        ((4, 5, 5), {"eps": 1e-3, "activation": "relu"}),
-    )
 
     weights = (WeightTensor("weight", "gamma", needs="affine"), WeightTensor("bias", "beta", needs="affine"),
                WeightTensor("running_mean", "moving_mean", trained=False),
                WeightTensor("running_var", "moving_variance", trained=False))
     torch_only_buffers = ("num_batches_tracked",)
 
-    type: Literal["batchnorm2d"]
+    type: str  # each concrete class's Literal; declared here to keep the fields in this order
     eps: PositiveFloat = 1e-5
     momentum: float = Field(0.1, gt=0, lt=1, description="PyTorch convention: weight of the new batch.")
     affine: bool = True
@@ -72,6 +63,44 @@ class BatchNorm2d(Layer):
                                               "(torchvision's conv-bn-relu blocks).")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        c, _, _ = require_spatial(inp, "batchnorm2d")
+        if spatial_rank(inp.shape) == 0 and 0 in self.spatial_ranks:
+            c = inp.shape[0]
+        else:
+            c, _ = require_spatial(inp, self.kind, max(self.spatial_ranks))
         return Analysis(output=inp.shape, params=2 * c if self.affine else 0, non_trainable=2 * c,
                         resolved={"num_features": c})
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over the channels of a sequence C×L, or of flat features (PyTorch
+    ``nn.BatchNorm1d``, Keras ``BatchNormalization``).
+
+    Shape unchanged. params = 2·C (when ``affine``); non-trainable = 2·C (running mean and
+    variance). MACs = 0.
+    """
+
+    spatial_ranks = (0, 1)
+    type_synonyms = ("batch_norm1d",)
+
+    examples = (((8, 20), {}), ((16,), {"eps": 1e-3}), ((4, 9), {"affine": False, "activation": "relu"}))
+
+    type: Literal["batchnorm1d"]
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over channels (PyTorch ``nn.BatchNorm2d``, Keras ``BatchNormalization``).
+
+    Shape unchanged. params = 2·C (scale and shift, when ``affine``); non-trainable = 2·C (running
+    mean and variance, which Keras counts as parameters and PyTorch keeps as buffers). MACs = 0.
+    """
+
+    spatial_ranks = (2,)
+    type_synonyms = ("batchnorm", "batch_norm", "batchnormalization")
+
+    examples = (
+        ((8, 6, 6), {}),
+        ((4, 5, 5), {"affine": False, "eps": 1e-3}),
+        ((4, 5, 5), {"eps": 1e-3, "activation": "relu"}),
+    )
+
+    type: Literal["batchnorm2d"]

@@ -3,62 +3,106 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from netspec.layers.base import (
+    AXES,
     Analysis,
     Layer,
     LayerInput,
-    Padding,
     Pair,
     ShapeIssue,
     Window,
+    padding_sizes,
     require_spatial,
     resolve_padding,
+    sizes,
     spatial_output,
 )
 
 
 class _WindowPool(Layer):
+    """A pooling window of any rank; a concrete class sets ``rank`` and its per-axis fields."""
+
+    rank: ClassVar[int]
+    averages: ClassVar[bool] = False  # TensorFlow's 'same' leaves padding out of an average; PyTorch cannot
     category = "pooling"
     synonyms = {"pool_size": "kernel_size", "strides": "stride"}
 
-    kernel_size: Pair = Field(description="Window size: an int or [height, width].")
-    stride: Pair | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
-    padding: Padding = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style 'same'.")
+    type: str  # each concrete class's Literal; declared here to keep the fields in this order
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...] | None
+    padding: tuple[int, ...] | str
     ceil_mode: bool = Field(False, description="Round the output size up (PyTorch's ceil_mode).")
 
-    def _analyze(self, inp: LayerInput, what: str) -> Analysis:
-        c, h, w = require_spatial(inp, what)
+    def analyze(self, inp: LayerInput) -> Analysis:
+        what = self.kind
+        c, spatial = require_spatial(inp, what, self.rank)
         stride = self.stride or self.kernel_size
         if isinstance(self.padding, tuple):
-            for pad, k, axis in zip(self.padding, self.kernel_size, ("height", "width"), strict=True):
+            for pad, k, axis in zip(self.padding, self.kernel_size, AXES[self.rank], strict=True):
                 if pad > k // 2:
                     raise ShapeIssue(
-                        f"padding {pad} is more than half the kernel {k} along the {axis}",
+                        f"padding {pad} is more than half the kernel {k}" + (f" along the {axis}" if self.rank > 1
+                                                                             else ""),
                         field="padding", hint=f"use padding of at most {k // 2} (PyTorch refuses more)")
-        if what == "avgpool2d" and self.padding == "same":
-            raise ShapeIssue("avgpool2d does not take padding 'same': TensorFlow leaves the padding out of "
+        if self.averages and self.padding == "same":
+            raise ShapeIssue(f"{what} does not take padding 'same': TensorFlow leaves the padding out of "
                              "each average and PyTorch cannot, so the frameworks would disagree",
                              field="padding", hint="use explicit padding with count_include_pad: false")
         if self.ceil_mode and self.padding == "same":
             raise ShapeIssue("ceil_mode has no effect with padding 'same'", field="ceil_mode",
                              hint="drop ceil_mode or use explicit padding")
-        pads = resolve_padding(self.padding, (h, w), self.kernel_size, stride)
-        out_h, out_w = spatial_output(inp, (h, w), self.kernel_size, stride, pads, ceil_mode=self.ceil_mode)
-        return Analysis(output=(c, out_h, out_w), window=Window(self.kernel_size, stride),
+        pads = resolve_padding(self.padding, spatial, self.kernel_size, stride)
+        out = spatial_output(inp, spatial, self.kernel_size, stride, pads, ceil_mode=self.ceil_mode)
+        return Analysis(output=(c, *out), window=Window(self.kernel_size, stride),
                         resolved={"stride": stride, "padding": pads})
 
 
-class MaxPool2d(_WindowPool):
+class _MaxPool(_WindowPool):
+    pad_value = float("-inf")
+
+
+class _AvgPool(_WindowPool):
+    averages = True
+    count_include_pad: bool = Field(True, description="Count zero padding in the average (PyTorch's default).")
+
+
+class MaxPool1d(_MaxPool):
+    """Max pooling over a sequence (PyTorch ``nn.MaxPool1d``, Keras ``MaxPooling1D``); padding counts as -inf.
+
+    L' = floor((L + pad_before + pad_after - kernel) / stride) + 1  (ceil with ``ceil_mode``)
+    params = 0, MACs = 0
+    """
+
+    rank = 1
+    type_synonyms = ("max_pool1d", "maxpooling1d")
+
+    examples = (
+        ((8, 55), {"kernel_size": 3, "stride": 2}),
+        ((4, 16), {"kernel_size": 2}),
+        ((4, 14), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+        ((4, 13), {"kernel_size": 3, "stride": 2, "padding": 1}),
+        ((4, 13), {"kernel_size": 3, "stride": 2, "padding": "same"}),
+        ((4, 12), {"kernel_size": 3, "stride": 2, "padding": "same"}),  # pads 0 | 1, with -inf
+    )
+
+    type: Literal["maxpool1d"]
+    kernel_size: sizes(1) = Field(description="Window length.")
+    stride: sizes(1) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: padding_sizes(1) = Field((0,), description="An int, 'valid', or TensorFlow-style 'same'.")
+
+
+class MaxPool2d(_MaxPool):
     """Max pooling (PyTorch ``nn.MaxPool2d``, Keras ``MaxPooling2D``); padding counts as -inf.
 
     out = floor((in + pad_before + pad_after - kernel) / stride) + 1  (ceil with ``ceil_mode``)
     params = 0, MACs = 0 (comparisons are not multiply-accumulates)
     """
 
+    rank = 2
     type_synonyms = ("maxpool", "max_pool2d", "maxpooling2d")
 
     examples = (
@@ -69,21 +113,43 @@ class MaxPool2d(_WindowPool):
         ((4, 13, 13), {"kernel_size": 3, "stride": 2, "padding": "same"}),
     )
 
-    pad_value = float("-inf")
-
     type: Literal["maxpool2d"]
+    kernel_size: sizes(2) = Field(description="Window size: an int or [height, width].")
+    stride: sizes(2) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: padding_sizes(2) = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
+                                      "'same'.")
 
-    def analyze(self, inp: LayerInput) -> Analysis:
-        return self._analyze(inp, "maxpool2d")
+
+class AvgPool1d(_AvgPool):
+    """Average pooling over a sequence (PyTorch ``nn.AvgPool1d``, Keras ``AveragePooling1D``).
+
+    L' = floor((L + pad_before + pad_after - kernel) / stride) + 1  (ceil with ``ceil_mode``)
+    params = 0, MACs = 0
+    """
+
+    rank = 1
+    type_synonyms = ("averagepooling1d",)
+
+    examples = (
+        ((8, 12), {"kernel_size": 2}),
+        ((4, 14), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+        ((4, 13), {"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": False}),
+    )
+
+    type: Literal["avgpool1d"]
+    kernel_size: sizes(1) = Field(description="Window length.")
+    stride: sizes(1) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: padding_sizes(1) = Field((0,), description="An int or 'valid'.")
 
 
-class AvgPool2d(_WindowPool):
+class AvgPool2d(_AvgPool):
     """Average pooling (PyTorch ``nn.AvgPool2d``, Keras ``AveragePooling2D``).
 
     out = floor((in + pad_before + pad_after - kernel) / stride) + 1  (ceil with ``ceil_mode``)
     params = 0, MACs = 0
     """
 
+    rank = 2
     type_synonyms = ("avgpool", "averagepooling2d")
 
     examples = (
@@ -93,10 +159,10 @@ class AvgPool2d(_WindowPool):
     )
 
     type: Literal["avgpool2d"]
-    count_include_pad: bool = Field(True, description="Count zero padding in the average (PyTorch's default).")
-
-    def analyze(self, inp: LayerInput) -> Analysis:
-        return self._analyze(inp, "avgpool2d")
+    kernel_size: sizes(2) = Field(description="Window size: an int or [height, width].")
+    stride: sizes(2) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: padding_sizes(2) = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
+                                      "'same'.")
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -122,7 +188,7 @@ class AdaptiveAvgPool2d(Layer):
     output_size: Pair = Field(description="Output size: an int or [height, width].")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        c, h, w = require_spatial(inp, "adaptive_avgpool2d")
+        c, (h, w) = require_spatial(inp, "adaptive_avgpool2d")
         oh, ow = self.output_size
         kernel = (math.ceil(h / oh), math.ceil(w / ow))
         stride = (max(h // oh, 1), max(w // ow, 1))
@@ -130,7 +196,35 @@ class AdaptiveAvgPool2d(Layer):
                         resolved={"divides": h % oh == 0 and w % ow == 0, "input_hw": (h, w)})
 
 
-class GlobalAvgPool2d(Layer):
+class _GlobalAvgPool(Layer):
+    """The mean over every spatial axis of each channel, for any rank."""
+
+    rank: ClassVar[int]
+    category = "pooling"
+
+    type: str  # each concrete class's Literal; declared here to keep the fields in this order
+    keepdims: bool = Field(False, description="Keep the spatial axes (of size 1) instead of flat features.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        c, _ = require_spatial(inp, self.kind, self.rank)
+        return Analysis(output=(c, *(1,) * self.rank) if self.keepdims else (c,), sees_whole_input=True)
+
+
+class GlobalAvgPool1d(_GlobalAvgPool):
+    """The mean over the length of each channel (Keras ``GlobalAveragePooling1D``, PyTorch
+    ``nn.AdaptiveAvgPool1d(1)``, flattened unless ``keepdims``).
+
+    out = (C,), or (C, 1) with ``keepdims``; params = 0, MACs = 0.
+    """
+
+    rank = 1
+    type_synonyms = ("globalaveragepooling1d",)
+    examples = (((8, 7), {}), ((4, 5), {"keepdims": True}))
+
+    type: Literal["global_avgpool1d"]
+
+
+class GlobalAvgPool2d(_GlobalAvgPool):
     """The mean over height and width of each channel (Keras ``GlobalAveragePooling2D``, PyTorch
     ``nn.AdaptiveAvgPool2d(1)``, flattened unless ``keepdims``).
 
@@ -138,13 +232,7 @@ class GlobalAvgPool2d(Layer):
     MACs = 0.
     """
 
-    category = "pooling"
-
+    rank = 2
     examples = (((8, 7, 7), {}), ((4, 5, 3), {"keepdims": True}))
 
     type: Literal["global_avgpool2d"]
-    keepdims: bool = Field(False, description="Keep C×1×1 instead of C flat features.")
-
-    def analyze(self, inp: LayerInput) -> Analysis:
-        c, _, _ = require_spatial(inp, "global_avgpool2d")
-        return Analysis(output=(c, 1, 1) if self.keepdims else (c,), sees_whole_input=True)

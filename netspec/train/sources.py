@@ -15,6 +15,7 @@ import numpy as np
 
 from netspec.checker import CheckedNet
 from netspec.errors import SpecError
+from netspec.layers import fmt_shape
 from netspec.spec import DataSpec
 
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 256
@@ -52,7 +53,12 @@ class Sources:
 def image_input(net: CheckedNet) -> tuple[int, int, int]:
     """The spec's input as (channels, height, width); training needs an image input."""
     if len(net.input_shape) != 3:
-        raise SpecError.single("training needs an image input (channels x height x width)")
+        kind = "flat features" if len(net.input_shape) == 1 else "a sequence"
+        raise SpecError.single(
+            f"netspec train's datasets are images (channels × height × width), and this network takes {kind}, "
+            f"{fmt_shape(net.input_shape)}", net.source.location(("input",)),
+            hint="check, export and build work for it: train the built model with your own data loop "
+                 "(netspec.build(spec) gives the model)")
     return net.input_shape
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-class Alexnet(nn.Module):
+class AlexNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=2)
@@ -44,3 +44,7 @@ class Alexnet(nn.Module):
         x = torch.relu(self.fc7(x))  # 4096
         x = self.fc8(x)  # 1000
         return x
+
+
+def alexnet(num_classes: int = 1000) -> AlexNet:
+    return AlexNet(num_classes=num_classes)

@@ -40,3 +40,7 @@ class AlexnetCifar10(nn.Module):
         x = self.drop7(x)  # 4096
         x = self.fc8(x)  # 10
         return x
+
+
+def alexnet_cifar10(num_classes: int = 10) -> AlexnetCifar10:
+    return AlexnetCifar10(num_classes=num_classes)

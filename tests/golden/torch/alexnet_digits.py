@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-class AlexnetDigits(nn.Module):
+class AlexNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -42,3 +42,7 @@ class AlexnetDigits(nn.Module):
         x = self.flatten(x)  # 9216
         x = self.classifier(x)  # 10
         return x
+
+
+def alexnet_digits(num_classes: int = 10) -> AlexNet:
+    return AlexNet(num_classes=num_classes)

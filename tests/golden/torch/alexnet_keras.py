@@ -41,3 +41,7 @@ class AlexnetKeras(nn.Module):
         x = torch.relu(self.fc7(x))  # 4096
         x = torch.softmax(self.fc8(x), dim=1)  # 1000
         return x
+
+
+def alexnet_keras(num_classes: int = 1000) -> AlexnetKeras:
+    return AlexnetKeras(num_classes=num_classes)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-class AlexnetTorchvision(nn.Module):
+class AlexNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -42,3 +42,7 @@ class AlexnetTorchvision(nn.Module):
         x = self.flatten(x)  # 9216
         x = self.classifier(x)  # 1000
         return x
+
+
+def alexnet_torchvision(num_classes: int = 1000) -> AlexNet:
+    return AlexNet(num_classes=num_classes)

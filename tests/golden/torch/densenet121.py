@@ -139,7 +139,7 @@ class Features(nn.Module):
         return norm5
 
 
-class Densenet121(nn.Module):
+class DenseNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -151,3 +151,7 @@ class Densenet121(nn.Module):
         avgpool = self.avgpool(features)  # 1024
         classifier = self.classifier(avgpool)  # 1000
         return classifier
+
+
+def densenet121(num_classes: int = 1000) -> DenseNet:
+    return DenseNet(num_classes=num_classes)

@@ -101,7 +101,7 @@ class Classifier(nn.Sequential):
         )
 
 
-class EfficientnetB0(nn.Module):
+class EfficientNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -113,3 +113,7 @@ class EfficientnetB0(nn.Module):
         avgpool = self.avgpool(features)  # 1280
         classifier = self.classifier(avgpool)  # 1000
         return classifier
+
+
+def efficientnet_b0() -> EfficientNet:
+    return EfficientNet()

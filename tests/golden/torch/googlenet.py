@@ -53,7 +53,7 @@ class Inception(nn.Module):
         return outputs
 
 
-class Googlenet(nn.Module):
+class GoogLeNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = BasicConv2d(in_channels=3, out=64, kernel=7, stride=2, padding=3)
@@ -115,3 +115,7 @@ class Googlenet(nn.Module):
         dropout = self.dropout(avgpool)  # 1024
         fc = self.fc(dropout)  # 1000
         return fc
+
+
+def googlenet(num_classes: int = 1000) -> GoogLeNet:
+    return GoogLeNet(num_classes=num_classes)

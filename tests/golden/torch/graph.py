@@ -45,3 +45,7 @@ class GraphExample(nn.Module):
         drop = self.drop(pool)  # 14
         fc = self.fc(drop)  # 10
         return fc
+
+
+def graph_example() -> GraphExample:
+    return GraphExample()

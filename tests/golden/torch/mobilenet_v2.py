@@ -78,7 +78,7 @@ class Classifier(nn.Sequential):
         )
 
 
-class MobilenetV2(nn.Module):
+class MobileNetV2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -90,3 +90,7 @@ class MobilenetV2(nn.Module):
         avgpool = self.avgpool(features)  # 1280
         classifier = self.classifier(avgpool)  # 1000
         return classifier
+
+
+def mobilenet_v2() -> MobileNetV2:
+    return MobileNetV2()

@@ -127,7 +127,7 @@ class Trunk(nn.Module):
         return block4
 
 
-class RegnetY400mf(nn.Module):
+class RegNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.stem = ConvBn(in_channels=3, out=32, kernel=3, stride=2)
@@ -141,3 +141,7 @@ class RegnetY400mf(nn.Module):
         avgpool = self.avgpool(trunk_output)  # 440
         fc = self.fc(avgpool)  # 1000
         return fc
+
+
+def regnet_y_400mf(num_classes: int = 1000) -> RegNet:
+    return RegNet(num_classes=num_classes)

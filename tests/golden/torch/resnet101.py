@@ -39,7 +39,7 @@ class Bottleneck(nn.Module):
         return relu
 
 
-class Resnet101(nn.Module):
+class ResNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -102,3 +102,7 @@ class Resnet101(nn.Module):
         avgpool = self.avgpool(layer4)  # 2048
         fc = self.fc(avgpool)  # 1000
         return fc
+
+
+def resnet101(num_classes: int = 1000) -> ResNet:
+    return ResNet(num_classes=num_classes)

@@ -37,7 +37,7 @@ class BasicBlock(nn.Module):
         return relu_out
 
 
-class Resnet34(nn.Module):
+class ResNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -83,3 +83,7 @@ class Resnet34(nn.Module):
         avgpool = self.avgpool(layer4)  # 512
         fc = self.fc(avgpool)  # 1000
         return fc
+
+
+def resnet34(num_classes: int = 1000) -> ResNet:
+    return ResNet(num_classes=num_classes)

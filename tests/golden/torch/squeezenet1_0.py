@@ -50,7 +50,7 @@ class Classifier(nn.Sequential):
         )
 
 
-class Squeezenet10(nn.Module):
+class SqueezeNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -60,3 +60,7 @@ class Squeezenet10(nn.Module):
         features = self.features(x)  # 512×13×13
         classifier = self.classifier(features)  # 1000
         return classifier
+
+
+def squeezenet1_0() -> SqueezeNet:
+    return SqueezeNet()

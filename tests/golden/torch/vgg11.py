@@ -46,7 +46,7 @@ class Classifier(nn.Sequential):
         )
 
 
-class Vgg11(nn.Module):
+class VGG(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -60,3 +60,7 @@ class Vgg11(nn.Module):
         flatten = self.flatten(avgpool)  # 25088
         classifier = self.classifier(flatten)  # 1000
         return classifier
+
+
+def vgg11() -> VGG:
+    return VGG()

@@ -56,7 +56,7 @@ class Classifier(nn.Sequential):
         )
 
 
-class Vgg16(nn.Module):
+class VGG(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -70,3 +70,7 @@ class Vgg16(nn.Module):
         flatten = self.flatten(avgpool)  # 25088
         classifier = self.classifier(flatten)  # 1000
         return classifier
+
+
+def vgg16() -> VGG:
+    return VGG()

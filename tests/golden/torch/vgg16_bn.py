@@ -69,7 +69,7 @@ class Classifier(nn.Sequential):
         )
 
 
-class Vgg16Bn(nn.Module):
+class VGG(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
@@ -83,3 +83,7 @@ class Vgg16Bn(nn.Module):
         flatten = self.flatten(avgpool)  # 25088
         classifier = self.classifier(flatten)  # 1000
         return classifier
+
+
+def vgg16_bn() -> VGG:
+    return VGG()

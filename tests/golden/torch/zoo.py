@@ -43,3 +43,7 @@ class Zoo(nn.Module):
         x = self.elu_1(x)  # 16
         x = torch.softmax(self.head(x), dim=1)  # 7
         return x
+
+
+def zoo(classes: int = 7) -> Zoo:
+    return Zoo(classes=classes)
