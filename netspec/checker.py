@@ -167,7 +167,7 @@ def _partial_shape_problems(loaded: LoadedSpec, input_shape: Shape | None) -> li
             return []
     items: LayerItems = []
     data = loaded.data
-    groups = [(None, data.get("layers"), ("layers",))]
+    groups: list[tuple[Any, Any, tuple]] = [(None, data.get("layers"), ("layers",))]
     if isinstance(data.get("blocks"), list):
         groups += [(b.get("name"), b.get("layers"), ("blocks", i, "layers"))
                    for i, b in enumerate(data["blocks"]) if isinstance(b, dict)]
@@ -220,9 +220,9 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
         location = loaded.location(path)
         try:
             analysis = layer.analyze_inputs([LayerInput(t.shape, t.producer, flat_input=t.flat_input) for t in ins])
-        except ShapeIssue as issue:
+        except ShapeIssue as shape_issue:
             if explain:
-                problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))
+                problems.append(_problem(shape_issue, items, loaded, layer, path, input_shape, search=search))
             previous = layer.name  # its output is unknown, and so is every layer's that takes it
             continue
         if explain:
@@ -240,7 +240,7 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             non_trainable=analysis.non_trainable, macs=analysis.macs,
             receptive_field=None if whole else rf, resolved=analysis.resolved, inputs=tuple(names),
             input_shapes=tuple(t.shape for t in ins)))
-        flattened_from = None
+        flattened_from: Shape | None = None
         if analysis.flattens and len(ins[0].shape) == 3:
             flattened_from = ins[0].shape
         elif analysis.output == ins[0].shape:

@@ -82,6 +82,7 @@ def unsupported(cl: CheckedLayer, why: str, hint: str) -> SpecError:
 
 @lowers(AvgPool2d)
 def _average_pool(cl: CheckedLayer) -> Lowering:
+    assert isinstance(cl.layer, AvgPool2d)  # as registered
     pads = cl.resolved["padding"]
     if any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
         lowering = Lowering()
@@ -95,6 +96,7 @@ def _average_pool(cl: CheckedLayer) -> Lowering:
 
 @lowers(MaxPool2d)
 def _max_pool(cl: CheckedLayer) -> Lowering:
+    assert isinstance(cl.layer, MaxPool2d)  # as registered
     if not cl.layer.ceil_mode:
         return _padded(cl)
     # Keras has no ceil_mode: extra bottom/right padding (-inf) makes floor mode take the last window
@@ -132,6 +134,7 @@ def _flatten(cl: CheckedLayer) -> Lowering:
 
 def _ceil_extra(cl: CheckedLayer) -> tuple[int, int]:
     """Extra bottom/right padding that makes a floor-mode window reproduce PyTorch's ceil_mode."""
+    assert isinstance(cl.layer, (MaxPool2d, AvgPool2d))  # called for pooling layers only
     _, h, w = cl.input_shape
     _, out_h, out_w = cl.output_shape
     top, bottom, left, right = cl.resolved["padding"]
@@ -140,6 +143,7 @@ def _ceil_extra(cl: CheckedLayer) -> tuple[int, int]:
 
 
 def _is_tf_same(cl: CheckedLayer) -> bool:
+    assert isinstance(cl.layer, (MaxPool2d, AvgPool2d))  # called for pooling layers only
     _, h, w = cl.input_shape
     same = resolve_padding("same", (h, w), cl.layer.kernel_size, cl.resolved["stride"])
     return not cl.layer.ceil_mode and same == cl.resolved["padding"]

@@ -306,7 +306,7 @@ class Layer(BaseModel):
     flattens: ClassVar[bool] = False
     # Sample configurations with an input shape (channels-first): the catalogue tests and the
     # backends' conformance tests build and run each one.
-    examples: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()
+    examples: ClassVar[tuple[tuple[Shape | tuple[Shape, ...], dict[str, Any]], ...]] = ()
     # The tensors the layer owns, in both frameworks' order (weights.py moves them between layouts).
     weights: ClassVar[tuple[WeightTensor, ...]] = ()
     # PyTorch buffers without a Keras twin, which may come along in a state dict and are dropped.
@@ -320,7 +320,7 @@ class Layer(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         type_field = cls.model_fields.get("type")
         if type_field is not None and type_field.annotation is not None:
-            args = getattr(type_field.annotation, "__args__", ())
+            args: tuple[Any, ...] = getattr(type_field.annotation, "__args__", ())
             if len(args) == 1 and isinstance(args[0], str):
                 LAYER_REGISTRY[args[0]] = cls
 
@@ -382,7 +382,8 @@ def resolve_padding(padding: tuple[int, int] | str, hw: tuple[int, int], kernel:
         top, bottom = same_padding(hw[0], kernel[0], stride[0], dilation[0])
         left, right = same_padding(hw[1], kernel[1], stride[1], dilation[1])
         return (top, bottom, left, right)
-    ph, pw = padding  # type: ignore[misc]
+    assert not isinstance(padding, str), padding  # the spec allows no other word
+    ph, pw = padding
     return (ph, ph, pw, pw)
 
 
