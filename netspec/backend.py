@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -44,6 +45,12 @@ class Backend(Protocol):
 
     def load(self, net, source: str | None = None, weights: str | Path | None = None) -> Any:
         """The live model, built by executing ``source`` (emitted when not given)."""
+
+    def train(self, net, options, run, console=None) -> list[dict]:
+        """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
+
+    def bench(self, net, settings) -> tuple[list, str, dict[str, str]]:
+        """Training throughput (netspec.bench): the result rows, the device's name, versions."""
 
     def export(self, net, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:
@@ -158,7 +165,7 @@ def available_memory() -> int | None:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        limit: str | int = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit != "max":
             used = int(Path("/sys/fs/cgroup/memory.current").read_text())
             found.append(max(int(limit) - used, 0))
@@ -196,7 +203,7 @@ def require_memory(net, what: str, copies: float,
             f"'{net.spec.name}', and {_gib(available)} is available", hint=hint)
 
 
-def model_for_export(backend, net, source: str, formats, *, weights, memory_copies: dict[str, float],
+def model_for_export(backend, net, source: str, formats, *, weights, memory_copies: Mapping[str, float],
                      weight_formats: str):
     """The live model an export needs, built from ``source``, or None when every format is
     source (which never builds it); the memory it needs is checked first."""

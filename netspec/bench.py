@@ -14,7 +14,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ class BenchRow:
         return self
 
 
-def environment(device_name: str, versions: dict[str, str | None]) -> dict[str, Any]:
+def environment(device_name: str, versions: Mapping[str, str | None]) -> dict[str, Any]:
     import os
     import sys
 
@@ -127,7 +127,8 @@ class Measuring:
     peak_memory: Callable[[], float | None] = lambda: None
 
 
-def time_loops(loops: list[tuple[str, Loop]], batch: int, settings: BenchSettings, how: Measuring) -> list[BenchRow]:
+def time_loops(loops: Sequence[tuple[str, Loop]], batch: int, settings: BenchSettings,
+               how: Measuring) -> list[BenchRow]:
     """Each loop's ``warmup`` untimed steps (reported as warm-up time), then ``trials`` rounds of
     ``steps`` timed steps, each round between two syncs; the median round of each loop is kept."""
     rows: list[BenchRow] = []
@@ -137,11 +138,11 @@ def time_loops(loops: list[tuple[str, Loop]], batch: int, settings: BenchSetting
     return sorted(rows, key=lambda row: order.index(row.loop))
 
 
-def _time_together(loops: list[tuple[str, Loop]], batch: int, settings: BenchSettings,
+def _time_together(loops: Sequence[tuple[str, Loop]], batch: int, settings: BenchSettings,
                    how: Measuring) -> list[BenchRow]:
     rows: list[BenchRow] = []
     with contextlib.ExitStack() as stack:
-        ready = []
+        ready: list[tuple[str, Steps, str, float, list[float]]] = []
         for name, loop in loops:
             how.reset_memory()
             try:

@@ -173,7 +173,7 @@ def _partial_shape_problems(loaded: LoadedSpec, input_shape: Shape | None) -> li
             return []
     items: LayerItems = []
     data = loaded.data
-    groups = [(None, data.get("layers"), ("layers",))]
+    groups: list[tuple[Any, Any, tuple]] = [(None, data.get("layers"), ("layers",))]
     if isinstance(data.get("blocks"), list):
         groups += [(b.get("name"), b.get("layers"), ("blocks", i, "layers"))
                    for i, b in enumerate(data["blocks"]) if isinstance(b, dict)]
@@ -227,9 +227,9 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
         location = loaded.location(path)
         try:
             analysis = layer.analyze_inputs([LayerInput(t.shape, t.producer, flat_input=t.flat_input) for t in ins])
-        except ShapeIssue as issue:
+        except ShapeIssue as shape_issue:
             if explain:
-                problems.append(_problem(issue, items, loaded, layer, path, input_shape, search=search))
+                problems.append(_problem(shape_issue, items, loaded, layer, path, input_shape, search=search))
             previous = layer.name  # its output is unknown, and so is every layer's that takes it
             continue
         if explain:

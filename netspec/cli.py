@@ -13,7 +13,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,8 +79,8 @@ def _plain_flags_in_help() -> None:
     def display_type_rich(self, ctx):
         return None if getattr(self, "is_flag", False) else shown(self, ctx)
 
-    display_type_rich.netspec = True
-    TyperOption.display_type_rich = display_type_rich
+    display_type_rich.netspec = True  # type: ignore[attr-defined]  # a mark on the patch, read back above
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]  # deliberate patch of typer
 
 
 _plain_flags_in_help()
@@ -245,8 +245,8 @@ def train(
             if changed:
                 raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
                                        "change it", hint="only --epochs may be given, to train a run for longer")
-        switches = {"device_data": device_data, "channels_last": channels_last, "bf16": bf16, "compile": compile_,
-                    "uniform_dropout": uniform_dropout}
+        switches: dict[str, Any] = {"device_data": device_data, "channels_last": channels_last, "bf16": bf16,
+                                    "compile": compile_, "uniform_dropout": uniform_dropout}
         torch_only = [switch_flag(name, value) for name, value in switches.items()
                       if value is not None and name != "bf16"]  # Keras computes in mixed bfloat16 too
         backend = backend or "torch"
@@ -469,6 +469,8 @@ def _stdout_pipe_closed(at_start: tuple[int, int] | None) -> bool:
         return True
     try:
         poller = select.poll()
+        if sys.__stdout__ is None:  # no standard output at all
+            return False
         poller.register(sys.__stdout__.fileno(), select.POLLOUT)
         return any(events & select.POLLERR for _, events in poller.poll(0))
     except (OSError, ValueError, AttributeError):

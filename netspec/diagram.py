@@ -193,7 +193,8 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
     for name, unit_type, _, _ in units:
         thin[name] = unit_type in LAYER_REGISTRY and LAYER_REGISTRY[unit_type].category in THIN_CATEGORIES
         widths[column[name]] = max(widths.get(column[name], 0), THIN_WIDTH if thin[name] else BOX_WIDTH)
-    left, x = {}, MARGIN
+    left: dict[int, float] = {}
+    x: float = MARGIN
     for col in range(max(column.values()) + 1):
         left[col] = x
         x += widths.get(col, 0) + GAP
@@ -204,7 +205,7 @@ def _graph_layout(net: CheckedNet, *, by_block: bool) -> Diagram:
         last = members[-1]
         baseline = routes.baseline(lane[name])
         height = _height(last)
-        width = THIN_WIDTH if thin[name] else BOX_WIDTH
+        width: float = THIN_WIDTH if thin[name] else BOX_WIDTH
         fill, stroke, label = _box_text(unit_type, members)
         shown_type = (_module_of(net, name) or unit_type) if unit_type == "block" else unit_type
         box = Box(name, shown_type, label, fmt_shape(last.output_shape),
@@ -317,6 +318,7 @@ def _main_type(members: list[CheckedLayer]) -> str:
 def _bands(net: CheckedNet, boxes: list[Box]) -> list[Band]:
     bands = []
     by_name = {box.name: box for box in boxes}
+    assert net.spec.blocks is not None  # called only for a spec with blocks
     for block in net.spec.blocks:
         members = [by_name[cl.name] for cl in net.layers if cl.block == block.name]
         start, end = members[0].x - GAP / 2 + 2, members[-1].x + members[-1].width + GAP / 2 - 2

@@ -94,8 +94,9 @@ def _pair(a: CheckedLayer | None, b: CheckedLayer | None) -> LayerDiff:
                   "changed" if settings or shape_changed or a.params != b.params else "same")
     else:
         status = "removed" if b is None else "added"
-    return LayerDiff(status, a and a.name, b and b.name, a and a.type, b and b.type,
-                     a and fmt_shape(a.output_shape), b and fmt_shape(b.output_shape),
+    return LayerDiff(status, a.name if a else None, b.name if b else None, a.type if a else None,
+                     b.type if b else None, fmt_shape(a.output_shape) if a else None,
+                     fmt_shape(b.output_shape) if b else None,
                      a.params if a else 0, b.params if b else 0, settings)
 
 

@@ -97,7 +97,7 @@ def _merge_module_repeats(problems: list[Problem]) -> list[Problem]:
     for group in merged.values():
         first = group[0]
         if len(group) > 1:
-            others = ", ".join(p.layer for p in group[1:4]) + (", ..." if len(group) > 4 else "")
+            others = ", ".join(str(p.layer) for p in group[1:4]) + (", ..." if len(group) > 4 else "")
             uses = "1 more use" if len(group) == 2 else f"{len(group) - 1} more uses"
             first = Problem(f"{first.message} (and in {uses} of the module: {others})",
                             first.location, first.layer, first.hint)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from netspec.catalog import spec_path
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
@@ -372,7 +372,7 @@ def _apply_replacements(tree: LMap, replacements: Any, loc: Location) -> list[Pr
     problems: list[Problem] = []
     suggest = Suggestions()
     by_name = _layers_by_name(tree)
-    instead: dict[str, tuple[list[Any], list[Location]]] = {}
+    instead: _Spliced = {}
     for name, value in replacements.items():
         where = replacements.locs[name]
         if name not in by_name:
@@ -397,7 +397,7 @@ def _apply_insertions(tree: LMap, insertions: Any, loc: Location) -> list[Proble
     problems: list[Problem] = []
     suggest = Suggestions()
     by_name = _layers_by_name(tree)
-    sides: dict[str, dict[str, tuple[list[Any], list[Location]]]] = {"before": {}, "after": {}}
+    sides: dict[str, _Spliced] = {"before": {}, "after": {}}
     for entry, where in zip(insertions, insertions.locs, strict=True):
         if not isinstance(entry, LMap) or sorted(k for k in entry if k != "layers") not in (["after"], ["before"]) \
                 or "layers" not in entry:
@@ -422,7 +422,7 @@ def _apply_insertions(tree: LMap, insertions: Any, loc: Location) -> list[Proble
     return problems
 
 
-_Spliced = dict[str, tuple[list[Any], list[Location]]]
+_Spliced = dict[str | None, tuple[list[Any], list[Location]]]  # by layer name; None (no name) finds nothing
 
 
 def _splice(tree: LMap, *, before: _Spliced | None = None, instead: _Spliced | None = None,
@@ -485,7 +485,7 @@ def _name_unnamed_layers(tree: LMap) -> None:
 def _name_layers_in(*layer_lists: LList, taken: set[str] | None = None) -> None:
     """Name the unnamed layers of these lists, which share one namespace (a module's layers have
     their own; a module use is named after its module)."""
-    taken = {layer.get("name") for layers in layer_lists for layer in layers
+    taken = {layer["name"] for layers in layer_lists for layer in layers
              if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}  # a bad name is reported later
     counters: dict[str, int] = {}
     for layers in layer_lists:
@@ -531,7 +531,7 @@ def overrides_from(overrides: OverridesArg, *, label: str = "--set") -> list[Ove
     if isinstance(overrides, Mapping):
         return _python_overrides(overrides)
     if not isinstance(overrides, (str, bytes)) and all(isinstance(item, Override) for item in overrides):
-        return list(overrides)
+        return cast(list[Override], list(overrides))  # all() above narrows nothing for mypy
     if isinstance(overrides, (str, bytes)) or not all(isinstance(item, str) for item in overrides):
         raise SpecError.single(f"{label} must be a mapping of keys to values or a list of 'KEY=VALUE' strings",
                                Location(label), hint="e.g. overrides={'num_classes': 10, 'training.epochs': 5}")

@@ -247,7 +247,7 @@ class Expander:
     def expand(self, items: LList, scope: str, scope_input: str, out: LList, *, sequential: bool = False,
                depth: int = 0, top: bool = False, members: dict[str, str] | None = None,
                counter: list[int] | None = None, children: list[tuple[str, Any]] | None = None,
-               failed: frozenset[Location] = frozenset(), scope_inputs: dict[str, str] | None = None) -> str:
+               failed: frozenset[Location | None] = frozenset(), scope_inputs: dict[str, str] | None = None) -> str:
         """``counter`` holds a sequential module's next child number, shared with its inline uses;
         ``children`` collects its children in order (for a module with inline uses); ``failed`` is
         where substituting the items' ${...} failed (the value left None is reported there);
@@ -343,9 +343,9 @@ class Expander:
                 layer.pop("when", None)
                 layer["name"] = scoped
                 if not top or "inputs" in item or inputs != [previous_flat(out, scope_input)]:
-                    written = item.get("inputs")
+                    raw_inputs = item.get("inputs")
                     layer["inputs"] = _located_list(inputs, layer.locs.get("inputs", where),
-                                                    written.locs if isinstance(written, LList) else None)
+                                                    raw_inputs.locs if isinstance(raw_inputs, LList) else None)
                     layer.locs.setdefault("inputs", where)
                 out.append(layer)
                 out.locs.append(where)

@@ -23,6 +23,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from netspec.errors import SpecError
 from netspec.fileio import fsync_path
@@ -230,7 +231,7 @@ class Outputs:
     def __enter__(self) -> Outputs:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc is None:
             try:
                 self._commit()
@@ -294,7 +295,7 @@ class Outputs:
             return None
         code = getattr(exc, "errno", None)
         if isinstance(exc, MemoryError):  # the memory estimate fell short: a resource, not a bug
-            reason = "out of memory while writing it"
+            reason: str | None = "out of memory while writing it"
         elif isinstance(exc, OSError) and code in WRITE_ERRNOS:
             reason = os.strerror(code)
         else:
@@ -332,7 +333,7 @@ class Outputs:
         return None
 
 
-def _reported_reason(exc: BaseException) -> str | None:
+def _reported_reason(exc: BaseException | None) -> str | None:
     """The file system's reason in a writer's own exception (safetensors, TensorFlow, h5py, torch
     report EFBIG or ENOSPC in their message, and may delete the partial file first)."""
     seen = 0

@@ -8,7 +8,7 @@ import functools
 import keyword
 import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -112,7 +112,7 @@ class Block(StrictModel):
     ``avgpool``, ``classifier``)."""
 
     name: Name
-    layers: list[AnyLayer] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[AnyLayer] = Field(min_length=1)
 
 
 class DataSpec(StrictModel):
@@ -187,7 +187,7 @@ class NetSpec(StrictModel):
     input: InputSpec
     params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], int | float | str | bool] = Field(
         default_factory=dict, description="Named values referenced as ${name} anywhere in the spec.")
-    layers: list[AnyLayer] | None = Field(None, min_length=1, description="The layers, in order.")  # type: ignore[valid-type]
+    layers: list[AnyLayer] | None = Field(None, min_length=1, description="The layers, in order.")
     blocks: list[Block] | None = Field(None, min_length=1, description="Named groups of layers, in order.")
     outputs: References | None = Field(None, min_length=1, description="The layers whose outputs the network "
                                        "returns; by default the last layer's.")
@@ -460,7 +460,7 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
 _PYDANTIC_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
 
 
-def _describe(err: dict, path: tuple, model: type[BaseModel] | None) -> tuple[str, str | None]:
+def _describe(err: Mapping[str, Any], path: tuple, model: type[BaseModel] | None) -> tuple[str, str | None]:
     kind = err["type"]
     key = path[-1] if path and isinstance(path[-1], str) else None
     where = f"'{key}'" if key else "value"
@@ -531,7 +531,7 @@ def _allow_param_refs(node: Any, key: str | None = None) -> Any:
         return [_allow_param_refs(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in node.items():
         if k == "properties":
             out[k] = {name: (sub if name in ("type", "name") else _allow_param_refs(sub, name))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ def read_state_dict(path: str | Path, *, as_numpy: bool = False, budget: int | N
                                    hint="these are the weights of another, larger network, or a damaged file")
         from safetensors import SafetensorError
 
+        load_file: Callable[[str], dict[str, Any]]
         if as_numpy:
             from safetensors.numpy import load_file
         else:

@@ -9,6 +9,7 @@ frameworks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,8 @@ def to_torch(layer, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def misfit(expected: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], source: str, *,
+def misfit(expected: Mapping[str, tuple[int, ...] | tuple[tuple[int, ...], ...]],
+           given: Mapping[str, tuple[int, ...] | tuple[tuple[int, ...], ...]], source: str, *,
            optional: frozenset[str] | set[str] = frozenset(), what: str = "tensor"):
     """A SpecError explaining every missing, unexpected or mis-shaped entry (``expected`` and
     ``given`` map names to shapes; ``optional`` names may be absent), or None when they fit.

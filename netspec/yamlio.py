@@ -54,6 +54,8 @@ _COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 class LMap(dict):
     """A YAML mapping; ``locs[key]`` is where that key was written."""
 
+    chain: list[str]  # set by the loader on a spec's root: the spec and the bases it extends
+
     def __init__(self, loc: Location):
         super().__init__()
         self.loc = loc
@@ -138,7 +140,9 @@ def _too_deep(loc: Location) -> SpecError:
 
 
 def _mark(name: str, event: yaml.Event) -> Location:
-    return Location(name, event.start_mark.line + 1, event.start_mark.column + 1)
+    mark = event.start_mark
+    assert mark is not None  # the parser marks every event it makes
+    return Location(name, mark.line + 1, mark.column + 1)
 
 
 def parse_yaml_text(text: str, name: str) -> Any:

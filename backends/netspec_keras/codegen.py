@@ -86,7 +86,8 @@ def _check_variables(net: CheckedNet, var) -> None:
 def _activation_name(layers_module, name: str) -> str:
     """What Keras' ``activation=`` argument calls the shorthand (PyTorch's hardswish is Keras'
     hard_silu): the activation's own macro says."""
-    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)
+    # model_construct validates nothing and takes any field; pydantic's mypy plugin types it with Layer's own
+    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)  # type: ignore[call-arg]
     return str(getattr(layers_module, name)(layer, {}, {}, as_string=True)).strip()
 
 

@@ -91,7 +91,7 @@ class KerasData:
         return self.kept[split]
 
     @staticmethod
-    def _gathered(prepared, source: ImageArrays, indices: list[int], batch_size: int, label_form):
+    def _gathered(prepared, source: ImageArrays | ImageFiles, indices: list[int], batch_size: int, label_form):
         """Batches of kept images and their labels for these indices, in order."""
         import tensorflow as tf
 

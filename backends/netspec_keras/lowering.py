@@ -18,7 +18,7 @@ from netspec.layers.base import LAYOUTS, Layer, resolve_padding, spatial_rank, t
 from netspec.layers.conv import _ConvNd
 from netspec.layers.core import Flatten, Linear
 from netspec.layers.normalization import LocalResponseNorm
-from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool
+from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool
 from netspec.render import py
 
 # layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
@@ -87,6 +87,7 @@ def unsupported(cl: CheckedLayer, why: str, hint: str) -> SpecError:
 
 @lowers(_AvgPool)
 def _average_pool(cl: CheckedLayer) -> Lowering:
+    assert isinstance(cl.layer, _AvgPool)  # as registered
     pads = cl.resolved["padding"]
     if any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
         lowering = Lowering()
@@ -100,6 +101,7 @@ def _average_pool(cl: CheckedLayer) -> Lowering:
 
 @lowers(_MaxPool)
 def _max_pool(cl: CheckedLayer) -> Lowering:
+    assert isinstance(cl.layer, _MaxPool)  # as registered
     if not cl.layer.ceil_mode:
         return _padded(cl)
     # Keras has no ceil_mode: extra padding (-inf) after each axis makes floor mode take the last window
@@ -139,6 +141,7 @@ def _flatten(cl: CheckedLayer) -> Lowering:
 
 def _ceil_extra(cl: CheckedLayer) -> tuple[int, ...]:
     """Extra padding after each spatial axis that makes a floor-mode window reproduce PyTorch's ceil_mode."""
+    assert isinstance(cl.layer, _WindowPool)  # called for pooling layers only
     pads = cl.resolved["padding"]
     axes = zip(cl.input_shape[1:], cl.output_shape[1:], cl.layer.kernel_size, cl.resolved["stride"], strict=True)
     return tuple(max((out - 1) * stride + kernel - (size + pads[2 * axis] + pads[2 * axis + 1]), 0)
@@ -146,6 +149,7 @@ def _ceil_extra(cl: CheckedLayer) -> tuple[int, ...]:
 
 
 def _is_tf_same(cl: CheckedLayer) -> bool:
+    assert isinstance(cl.layer, _WindowPool)  # called for pooling layers only
     same = resolve_padding("same", cl.input_shape[1:], cl.layer.kernel_size, cl.resolved["stride"])
     return not cl.layer.ceil_mode and same == cl.resolved["padding"]
 

@@ -197,7 +197,7 @@ class ClassBuilder:
         renamed = {name: variable for name, variable in zip(definition.inputs, cls.inputs, strict=True)}
         previous = cls.inputs[0]
         # each variable's channel count, as an expression of the arguments
-        channels = {previous: arguments.channel_param() or "in_channels"}
+        channels: dict[str, str | None] = {previous: arguments.channel_param() or "in_channels"}
         children = self._children(definition, instances)
         self._item_names = {local for local, _ in children}
         for local, item in children:
@@ -242,7 +242,7 @@ class ClassBuilder:
         module with inline uses, the children those uses expanded to (the same for every use)."""
         if instances[0].children is None:
             return [(item.get("name"), item) for item in definition.layers]
-        if any([key for key, _ in i.children] != [key for key, _ in instances[0].children] for i in instances):
+        if any([key for key, _ in i.children or []] != [key for key, _ in instances[0].children] for i in instances):
             raise _Unexpressible("the uses expand to different children")
         return instances[0].children
 
@@ -252,7 +252,7 @@ class ClassBuilder:
         every use: what the spec wrote (out_channels: ${planes * 4}), its input's (batch norm,
         activations, add), or the sum of its inputs' (concat)."""
         positions = [i for i, m in enumerate(members) if m is not None]
-        actual = [self._output_of(members[i])[0] for i in positions]
+        actual = [self._output_of(m)[0] for m in members if m is not None]
         candidates = []
         for key in ("out_channels", "out_features"):
             written = arguments.expression(item.get(key))
@@ -263,7 +263,7 @@ class ClassBuilder:
                 written = arguments.expression(value)
                 if written is not None:
                     candidates.append(written)
-        known = [channels.get(name) for name in inputs]
+        known = [channels.get(name) or "" for name in inputs]  # "" (unknown) fails all() as None did
         if known and all(known):
             candidates.append(known[0])
             if len(known) > 1:
@@ -340,7 +340,8 @@ class ClassBuilder:
         return constructor
 
     def _nested(self, item: dict, members: list[str | None], arguments: _Arguments) -> str:
-        constructions = []
+        # per use: its Construction, a tuple of (name, Construction) for a repeated use, or None (absent)
+        constructions: list[Any] = []
         for member in members:
             if member is None:
                 constructions.append(None)
@@ -362,7 +363,7 @@ class ClassBuilder:
         cls = present[0].cls
         values = [{f"kw.{k}": c.kwargs[k] for k, _ in cls.arguments} for c in present]
         positions = [i for i, c in enumerate(constructions) if c is not None]
-        symbolic = arguments.symbolize(item, values, positions, item.get("name"))
+        symbolic = arguments.symbolize(item, values, positions, item["name"])
         args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments
                          if not _is_default(symbolic["kw"][k], cls.defaults.get(k, _NO_DEFAULT)))
         arguments.commit()

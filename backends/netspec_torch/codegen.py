@@ -3,7 +3,9 @@ padding the op takes itself and what goes to F.pad) and renders templates/module
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
@@ -95,7 +97,8 @@ def _constructor(layer: CheckedLayer, op_padding: tuple[int, int], symbols: dict
 def _activation(name: str, call: str | None = None) -> str:
     """The activation shorthand's module, or with ``call`` its functional form applied to it: the
     activation's own macro renders both."""
-    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)
+    # model_construct validates nothing and takes any field; pydantic's mypy plugin types it with Layer's own
+    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)  # type: ignore[call-arg]
     return str(_macro(name)(layer, {}, (0, 0), call=call)).strip()
 
 
@@ -116,7 +119,7 @@ def _pads(layer: CheckedLayer):
     return (0, 0), None
 
 
-def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
+def plan(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -> TorchPlan:
     _check_names(net, reserved)
     result = TorchPlan(network_class_name(net), module_name(net.spec.name))
     result.arguments = constructor_params(net)
@@ -145,10 +148,11 @@ def plan(net: CheckedNet, reserved: set[str] = frozenset()) -> TorchPlan:
         modules: list[str] = []
         for cl in layers:
             op_padding, pre_pad = _pads(cl)
+            rendered: dict[str, Callable[..., str]]
             rendered = {"pad": lambda cl=cl, pre_pad=pre_pad: _pad_module(cl, pre_pad),
                         "layer": lambda cl=cl, op_padding=op_padding: _constructor(cl, op_padding,
                                                                                    result.symbols.get(cl.name)),
-                        "activation": lambda cl=cl: _activation(cl.layer.activation)}
+                        "activation": lambda cl=cl: _activation(cast(str, getattr(cl.layer, "activation", None)))}
             modules += [rendered[part]() for part in sequence_parts(cl)]
         if len(modules) == 1:  # a lone module is kept as itself, as torchvision's `avgpool` is
             result.attributes.append(Attribute(block.name, modules[0]))
@@ -167,7 +171,8 @@ def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, p
     """forward()'s expression for one layer: a merge over its inputs, or its module (``self.<local>``)
     on its padded input, wrapped in its activation shorthand; or the shorthand's module alone."""
     if activation_module:
-        return _activation(cl.layer.activation)
+        # declared by the layer types that have one (sequence_parts asks for it only then)
+        return _activation(cast(str, getattr(cl.layer, "activation", None)))
     if merge:
         return str(_macro(cl.type)(cl.layer, cl.resolved, (0, 0), call=args)).strip()
     arg = args[0]
@@ -184,13 +189,14 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
     residual reads as `add = bn2 + relu1` and branches as their own lines; module uses become
     instances of their generated classes (netspec_torch.classes)."""
     top_level = {}  # the scoped output of a module use -> the use's name
-    items = [(None, cl) for cl in net.layers]
+    items: list[tuple[Any, Any]] = [(None, cl) for cl in net.layers]  # or (a module's uses, the use's name)
     expansion = net.source.loaded.modules
     if expansion is not None:
         builder = ClassBuilder(net, _render_symbolic, layer_call, _pads)
         builder.build()
         result.classes = builder.classes
         items = []
+        assert net.source.loaded.document is not None  # kept wherever there are modules
         for raw in net.source.loaded.document.get("layers", []):
             name = raw.get("name")
             if "module" not in raw:
@@ -218,8 +224,8 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
                     result.attributes.append(Attribute(item, sequential_of(children)))
             output = net.layer(uses[-1].output).output_shape if uses[-1].output in {cl.name for cl in net.layers} \
                 else net.input_shape
-            args = ", ".join(var(name) for name in uses[0].inputs)
-            result.steps.append(Step(f"self.{item}({args})", fmt_shape(output), target=item))
+            use_args = ", ".join(var(name) for name in uses[0].inputs)
+            result.steps.append(Step(f"self.{item}({use_args})", fmt_shape(output), target=item))
             continue
         cl = item
         args = [var(name) for name in cl.inputs]
@@ -240,7 +246,7 @@ def _render_symbolic(cl: CheckedLayer, layer, resolved, pad) -> str:
     return str(_macro(cl.type)(layer, resolved, pad)).strip()
 
 
-def _check_names(net: CheckedNet, reserved: set[str]) -> None:
+def _check_names(net: CheckedNet, reserved: frozenset[str] | set[str]) -> None:
     problems = []
     names = [(cl.name, (*cl.path, "name"), cl.name) for cl in net.layers] if net.spec.blocks is None else [
         (b.name, ("blocks", i, "name"), None) for i, b in enumerate(net.spec.blocks)]
@@ -253,7 +259,7 @@ def _check_names(net: CheckedNet, reserved: set[str]) -> None:
         raise SpecError(problems)
 
 
-def render(net: CheckedNet, reserved: set[str] = frozenset()) -> tuple[str, TorchPlan]:
+def render(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -> tuple[str, TorchPlan]:
     with recording() as needed:  # the imports the rendered expressions declare
         torch_plan = plan(net, reserved)
         source = _env.get_template("module.py.j2").render(

@@ -32,8 +32,8 @@ from netspec.train.sources import (
 
 @dataclass
 class Datasets:
-    train: Dataset
-    val: Dataset
+    train: ArrayImages | FileImages
+    val: ArrayImages | FileImages
     classes: list[str]
 
 
@@ -113,6 +113,7 @@ class WorkerSpecError(SpecError):
         text = message if message is not None else problems
         if isinstance(text, str):
             problems = _problems_from_text(text)
+        assert not isinstance(problems, str)  # a text (given either way) was read above
         super().__init__(list(problems or []))
 
     def __str__(self) -> str:
@@ -150,7 +151,7 @@ class FileImages(Dataset):
 def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets:
     sources = load_sources(net, data, seed=seed)
 
-    def wrap(source: ImageArrays | ImageFiles, train: bool) -> Dataset:
+    def wrap(source: ImageArrays | ImageFiles, train: bool) -> ArrayImages | FileImages:
         transform = transforms(net, data, train=train, source_channels=source_channels(source))
         if isinstance(source, ImageFiles):
             return FileImages(source, transform)

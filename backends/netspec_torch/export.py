@@ -94,6 +94,7 @@ def _save_onnx(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
     with contextlib.redirect_stdout(sys.stderr):  # the exporter reports its progress on stdout
         program = torch.onnx.export(model, (example_input(net, 2),), dynamo=True, verbose=False,
                                     dynamic_shapes=_dynamic_batch(), input_names=["x"], output_names=["y"])
+    assert program is not None  # None only from the legacy exporter (dynamo=False)
     program.save(path)
 
 

@@ -4,6 +4,7 @@ text."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -22,7 +23,7 @@ def need(name: str) -> str:
 
 
 @contextmanager
-def recording():
+def recording() -> Iterator[set[str]]:
     """Collect what the expressions rendered inside the block need."""
     needed: set[str] = set()
     token = _needed.set(needed)

@@ -61,7 +61,7 @@ def quiet_cpu_compile(device: torch.device) -> None:
 def make_optimizer(model: torch.nn.Module, recipe, *, fused: bool = False) -> torch.optim.Optimizer:
     """The recipe's optimizer; ``fused`` (CUDA) updates all parameters in one kernel."""
     opt = recipe.optimizer
-    extra = {"fused": True} if fused else {}
+    extra: dict[str, Any] = {"fused": True} if fused else {}
     if opt.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay,
                                nesterov=opt.nesterov and opt.momentum > 0, **extra)
@@ -143,6 +143,10 @@ def loss_fn(net: CheckedNet, smoothing: float):
 class TorchTrainer(EpochLoop):
     backend_name = "torch"
     state_file = "state.pt"
+    # the epoch's running sums, kept on the device: reset_sums sets them before the first step
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    first_bad: torch.Tensor
 
     def __init__(self, backend, net: CheckedNet, options: TrainOptions, run: RunDir, console=None,
                  world: World | None = None):
@@ -169,7 +173,6 @@ class TorchTrainer(EpochLoop):
             self._prepare_data()
         self.forward = self._forward_model()
         torch.manual_seed(self.recipe.seed + self.world.rank)  # each process its own dropout masks
-        self.loss_sum = self.correct = self.first_bad = None
 
     def describe(self) -> str:
         processes = f"{self.world.size} process{'es' if self.world.size != 1 else ''}"
@@ -279,6 +282,9 @@ class TorchTrainer(EpochLoop):
             loader = DataLoader(torch.utils.data.Subset(val, share) if self.world.active else val,
                                 batch_size=self.recipe.batch_size, num_workers=self.options.workers,
                                 pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+        total: float  # counts, summed across processes as floats at the end
+        top1: float
+        top5: float
         total, loss_sum, top1, top5 = 0, 0.0, 0, 0
         k = min(5, self.net.output_shape[0])
         for x, y in loader:

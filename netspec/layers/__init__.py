@@ -7,7 +7,7 @@ the spec's discriminated union, the JSON Schema, the docs and the catalogue test
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
@@ -23,7 +23,10 @@ from netspec.layers.base import (
     fmt_shape,
 )
 
-AnyLayer = Annotated[Union[tuple(LAYER_REGISTRY.values())], Field(discriminator="type")]  # noqa: UP007
+if TYPE_CHECKING:  # a union of the registered layer types, made at run time: to a type checker, a Layer
+    AnyLayer = Layer
+else:
+    AnyLayer = Annotated[Union[tuple(LAYER_REGISTRY.values())], Field(discriminator="type")]  # noqa: UP007
 
 __all__ = ["LAYER_REGISTRY", "AnyLayer", "Analysis", "Layer", "LayerInput", "Shape", "ShapeIssue",
            "Window", "fmt_shape"]

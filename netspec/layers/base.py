@@ -12,7 +12,7 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -231,10 +231,17 @@ def padding_sizes(rank: int) -> Any:
                      WithJsonSchema({"anyOf": [_sizes_schema(rank, 0), {"enum": ["valid", "same"]}]})]
 
 
-# An int or [height, width], stored as a pair.
-Pair = sizes(2)
-NonNegativePair = sizes(2, 0)
-Padding = padding_sizes(2)
+if TYPE_CHECKING:  # what the type checker sees; pydantic validates with the annotated types below
+    Length: TypeAlias = tuple[int, ...]
+    Pair: TypeAlias = tuple[int, ...]
+    NonNegativePair: TypeAlias = tuple[int, ...]
+    LengthPadding: TypeAlias = tuple[int, ...] | str
+    Padding: TypeAlias = tuple[int, ...] | str
+else:
+    Length = sizes(1)  # an int or [length], stored as (length,)
+    Pair = sizes(2)  # an int or [height, width], stored as a pair
+    NonNegativePair = sizes(2, 0)
+    LengthPadding, Padding = padding_sizes(1), padding_sizes(2)
 
 
 @dataclass(frozen=True)
@@ -282,10 +289,10 @@ class Window:
 
     kernel: tuple[int, ...]  # per spatial axis
     stride: tuple[int, ...]
-    dilation: tuple[int, ...] | None = None  # None: 1 along every axis
+    dilation: tuple[int, ...] = ()  # () for 1 along every axis
 
     def __post_init__(self) -> None:
-        if self.dilation is None:
+        if not self.dilation:
             object.__setattr__(self, "dilation", (1,) * len(self.kernel))
 
 
@@ -347,7 +354,7 @@ class Layer(BaseModel):
     flattens: ClassVar[bool] = False
     # Sample configurations with an input shape (channels-first): the catalogue tests and the
     # backends' conformance tests build and run each one.
-    examples: ClassVar[tuple[tuple[Shape, dict[str, Any]], ...]] = ()
+    examples: ClassVar[tuple[tuple[Shape | tuple[Shape, ...], dict[str, Any]], ...]] = ()
     # The tensors the layer owns, in both frameworks' order (weights.py moves them between layouts).
     weights: ClassVar[tuple[WeightTensor, ...]] = ()
     # PyTorch buffers without a Keras twin, which may come along in a state dict and are dropped.
@@ -361,7 +368,7 @@ class Layer(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         type_field = cls.model_fields.get("type")
         if type_field is not None and type_field.annotation is not None:
-            args = getattr(type_field.annotation, "__args__", ())
+            args: tuple[Any, ...] = getattr(type_field.annotation, "__args__", ())
             if len(args) == 1 and isinstance(args[0], str):
                 LAYER_REGISTRY[args[0]] = cls
 
@@ -433,6 +440,7 @@ def resolve_padding(padding: tuple[int, ...] | str, spatial: tuple[int, ...], ke
     if padding == "same":
         return tuple(side for axis in zip(spatial, kernel, stride, dilation, strict=True)
                      for side in same_padding(*axis))
+    assert not isinstance(padding, str), padding  # the spec allows no other word
     return tuple(side for amount in padding for side in (amount, amount))
 
 

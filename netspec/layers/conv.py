@@ -14,13 +14,15 @@ from netspec.layers.base import (
     Analysis,
     Layer,
     LayerInput,
+    Length,
+    LengthPadding,
+    Padding,
+    Pair,
     ShapeIssue,
     WeightTensor,
     Window,
-    padding_sizes,
     require_spatial,
     resolve_padding,
-    sizes,
     spatial_output,
 )
 
@@ -110,10 +112,10 @@ class Conv1d(_ConvNd):
     )
 
     type: Literal["conv1d"]
-    kernel_size: sizes(1) = Field(description="Kernel length.")
-    stride: sizes(1) = (1,)
-    padding: padding_sizes(1) = Field((0,), description="An int, 'valid', or TensorFlow-style 'same'.")
-    dilation: sizes(1) = (1,)
+    kernel_size: Length = Field(description="Kernel length.")
+    stride: Length = (1,)
+    padding: LengthPadding = Field((0,), description="An int, 'valid', or TensorFlow-style 'same'.")
+    dilation: Length = (1,)
 
 
 class Conv2d(_ConvNd):
@@ -141,8 +143,8 @@ class Conv2d(_ConvNd):
     )
 
     type: Literal["conv2d"]
-    kernel_size: sizes(2) = Field(description=f"Kernel size: {_per_axis(2)}.")
-    stride: sizes(2) = (1, 1)
-    padding: padding_sizes(2) = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
+    kernel_size: Pair = Field(description=f"Kernel size: {_per_axis(2)}.")
+    stride: Pair = (1, 1)
+    padding: Padding = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
                                       "'same'.")
-    dilation: sizes(2) = (1, 1)
+    dilation: Pair = (1, 1)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from netspec.layers.base import AXES, Analysis, Layer, LayerInput, ShapeIssue, fmt_shape, spatial_rank
 
 
 class _Merge(Layer):
     category = "merge"
-    arity = (2, None)
+    arity: ClassVar[tuple[int, int | None]] = (2, None)
 
     def analyze(self, inp: LayerInput) -> Analysis:
         return self.analyze_inputs([inp])

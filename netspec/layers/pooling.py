@@ -12,13 +12,14 @@ from netspec.layers.base import (
     Analysis,
     Layer,
     LayerInput,
+    Length,
+    LengthPadding,
+    Padding,
     Pair,
     ShapeIssue,
     Window,
-    padding_sizes,
     require_spatial,
     resolve_padding,
-    sizes,
     spatial_output,
 )
 
@@ -90,9 +91,9 @@ class MaxPool1d(_MaxPool):
     )
 
     type: Literal["maxpool1d"]
-    kernel_size: sizes(1) = Field(description="Window length.")
-    stride: sizes(1) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
-    padding: padding_sizes(1) = Field((0,), description="An int, 'valid', or TensorFlow-style 'same'.")
+    kernel_size: Length = Field(description="Window length.")
+    stride: Length | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: LengthPadding = Field((0,), description="An int, 'valid', or TensorFlow-style 'same'.")
 
 
 class MaxPool2d(_MaxPool):
@@ -114,9 +115,9 @@ class MaxPool2d(_MaxPool):
     )
 
     type: Literal["maxpool2d"]
-    kernel_size: sizes(2) = Field(description="Window size: an int or [height, width].")
-    stride: sizes(2) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
-    padding: padding_sizes(2) = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
+    kernel_size: Pair = Field(description="Window size: an int or [height, width].")
+    stride: Pair | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: Padding = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
                                       "'same'.")
 
 
@@ -137,9 +138,9 @@ class AvgPool1d(_AvgPool):
     )
 
     type: Literal["avgpool1d"]
-    kernel_size: sizes(1) = Field(description="Window length.")
-    stride: sizes(1) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
-    padding: padding_sizes(1) = Field((0,), description="An int or 'valid'.")
+    kernel_size: Length = Field(description="Window length.")
+    stride: Length | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: LengthPadding = Field((0,), description="An int or 'valid'.")
 
 
 class AvgPool2d(_AvgPool):
@@ -159,9 +160,9 @@ class AvgPool2d(_AvgPool):
     )
 
     type: Literal["avgpool2d"]
-    kernel_size: sizes(2) = Field(description="Window size: an int or [height, width].")
-    stride: sizes(2) | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
-    padding: padding_sizes(2) = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
+    kernel_size: Pair = Field(description="Window size: an int or [height, width].")
+    stride: Pair | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: Padding = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
                                       "'same'.")
 
 

@@ -37,7 +37,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from netspec.errors import SpecError
 from netspec.fileio import atomic_write_text, fsync_path, leftovers_of, sha256_file
@@ -54,6 +54,8 @@ Writer = Callable[[BinaryIO], Any]  # writes one file's bytes to the open handle
 
 class _CheckedFile:
     """A binary file that hashes what is written and keeps the first OSError of a write."""
+
+    error: OSError | None
 
     def __init__(self, path: Path):
         self._handle = open(path, "xb")  # noqa: SIM115  (closed by close())
@@ -190,7 +192,7 @@ class CheckpointStore:
     def _write_file(path: Path, write: Writer) -> dict[str, Any]:
         handle = _CheckedFile(path)
         try:
-            write(handle)
+            write(cast(BinaryIO, handle))  # stands in for the file: writers only write and flush
             handle.finish()
         except Exception as exc:
             if handle.error is not None and handle.error is not exc:

@@ -106,6 +106,7 @@ def train_run(request: RunRequest, console=None) -> RunResult:
     started_here = request.resume is None and rank == 0
     try:
         if request.resume is None:
+            assert request.spec is not None  # a new run: checked above
             run.write_spec(_resolved_spec_text(net))
             run.write_run_info({
                 "spec_file": str(find_spec(request.spec).resolve()), "overrides": request.overrides,

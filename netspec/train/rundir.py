@@ -251,7 +251,7 @@ class RunDir:
         if not metrics.exists():
             return []
         lines = [line for line in metrics.read_text(errors="replace").splitlines() if line.strip()]
-        records = []
+        records: list[dict[str, Any]] = []
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)

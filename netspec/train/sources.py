@@ -177,11 +177,11 @@ def image_folders(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
         return Sources(ImageFiles([files.paths[i] for i in train], files.labels[train]),
                        ImageFiles([files.paths[i] for i in val], files.labels[val]), classes)
     splits = {split: list_images(root, split) for split in ("train", "val")}
-    (train, train_classes), (val, val_classes) = splits["train"], splits["val"]
+    (train_files, train_classes), (val_files, val_classes) = splits["train"], splits["val"]
     if train_classes != val_classes:
         raise SpecError.single(f"train and val in {root} have different classes",
                                hint="give both the same class subfolders")
-    return Sources(train, val, train_classes)
+    return Sources(train_files, val_files, train_classes)
 
 
 def list_images(root: Path, split: str) -> tuple[ImageFiles, list[str]]:
