@@ -191,6 +191,7 @@ TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
     "vgg11": lambda tv: tv.vgg11(), "vgg16": lambda tv: tv.vgg16(), "vgg16_bn": lambda tv: tv.vgg16_bn(),
     "mobilenet_v2": lambda tv: tv.mobilenet_v2(), "efficientnet_b0": lambda tv: tv.efficientnet_b0(),
     "densenet121": lambda tv: tv.densenet121(), "regnet_y_400mf": lambda tv: tv.regnet_y_400mf(),
+    "mnasnet1_0": lambda tv: tv.mnasnet1_0(),
 }
 
 
@@ -201,6 +202,7 @@ ZOO_MUTANTS = {
     "mobilenet_v2": [("activation: relu6}", "activation: relu}"),
                      ('when: "${stride == 1 and inp == out}"', "when: false")],
     "googlenet": [RELU6], "densenet121": [RELU6], "resnet50": [RELU6], "regnet_y_400mf": [RELU6],
+    "mnasnet1_0": [RELU6, ('when: "${stride == 1 and inp == out}"', "when: false")],
     "resnet18": [("{name: relu, type: relu}", "{name: relu, type: relu6}")],
     "efficientnet_b0": [("activation: silu}", "activation: relu}")],
     "squeezenet1_0": [("activation: relu}", "activation: gelu}")],
