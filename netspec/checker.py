@@ -14,7 +14,7 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
-from netspec.layers.base import INPUT_RANKS, LAYOUTS, NETWORK_INPUT, spatial_rank
+from netspec.layers.base import INPUT_RANKS, KINDS, LAYOUTS, NETWORK_INPUT, spatial_rank
 from netspec.loader import LoadedSpec, load_spec_document
 from netspec.spec import NetSpec, SpecSource, layer_adapter, validate_document
 
@@ -117,8 +117,9 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     if input_shape is not None and len(shape) != len(spec.input.chw):  # another size, not another kind of input
         written = "x".join(map(str, shape))
         raise SpecError.single(
-            f"--input {written} is {LAYOUTS[spatial_rank(shape)]}, and the spec's input is "
-            f"{LAYOUTS[spatial_rank(spec.input.chw)]} ({fmt_shape(spec.input.chw)})", Location(f"--input {written}"),
+            f"--input {written} is {KINDS[spatial_rank(shape)]} ({LAYOUTS[spatial_rank(shape)]}), and the spec's "
+            f"input is {KINDS[spatial_rank(spec.input.chw)]} ({LAYOUTS[spatial_rank(spec.input.chw)]}, "
+            f"{fmt_shape(spec.input.chw)})", Location(f"--input {written}"),
             hint=f"give every size of the input, as the spec does: --input {'x'.join(map(str, spec.input.chw))}")
     if prod(shape) > MAX_LAYER_OUTPUT:  # a pooling layer could shrink it, but nothing could hold it
         where = (source.location(("input",)) if input_shape is None

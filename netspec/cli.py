@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from netspec import __version__
-from netspec.errors import SpecError, shown
+from netspec.errors import Location, SpecError, shown
 from netspec.layers.base import INPUT_RANKS
 
 EXIT_USER_ERROR = 2
@@ -105,10 +105,12 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     if not re.fullmatch(r"\s*\d+(\s*[x×,]\s*\d+)*\s*", text):
-        raise SpecError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}")
+        raise SpecError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}",
+                               Location(f"--input {text}"))
     dims = tuple(int(d) for d in re.split(r"[x×,]", text.replace(" ", "")))
     if len(dims) not in INPUT_RANKS or min(dims) < 1:
-        raise SpecError.single(f"--input must be C x H x W (or C x L, or F) with positive sizes, got {text!r}")
+        raise SpecError.single(f"--input must be C x H x W (or C x L, or F) with positive sizes, got {text!r}",
+                               Location(f"--input {text}"))
     return dims
 
 

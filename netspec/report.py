@@ -200,7 +200,7 @@ def render_summary(net: CheckedNet, console) -> None:
         ("Total params", f"{t.params:,}"),
         ("Trainable params", f"{t.trainable_params:,}"),
         ("Non-trainable params", f"{t.non_trainable_params:,}"),
-        ("MACs per image", f"{t.macs:,} ({human_count(t.macs)})"),
+        (f"MACs per {'image' if len(net.input_shape) == 3 else 'sample'}", f"{t.macs:,} ({human_count(t.macs)})"),
         (f"Input size (batch {net.batch})", human_bytes(t.input_bytes)),
         ("Activations, forward + backward", human_bytes(t.activation_bytes)),
         ("Activations, inference peak", human_bytes(t.inference_peak_bytes)),

@@ -141,12 +141,28 @@ def test_a_spec_input_written_height_width_channels_is_named_as_such(tmp_path):
 
 
 def test_a_one_dimensional_input_to_an_image_layer_says_so():
-    """--input 224 used to say 'move this layer before the flatten' where there is no flatten."""
+    """--input 224 used to say 'move this layer before the flatten' where there is no flatten; an
+    --input of another rank than the spec's is now refused at the option, with every size to give."""
     with pytest.raises(SpecError) as caught:
         check_file(SPECS_DIR / "alexnet.yaml", input_shape=(224,))
     [problem] = caught.value.problems
-    assert problem.layer == "conv1"
-    assert "the input is 1-D (224 features)" in problem.message
+    assert problem.location.file == "--input 224"
+    assert problem.message == ("--input 224 is flat features (F), and the spec's input is an image (C×H×W, "
+                               "3×224×224)")
+    assert "flatten" not in problem.hint and "--input 3x224x224" in problem.hint
+    with pytest.raises(SpecError) as caught:
+        check_file(SPECS_DIR / "alexnet.yaml", input_shape=(3, 224))
+    assert caught.value.problems[0].message.startswith("--input 3x224 is a sequence (C×L)")
+
+
+def test_a_one_dimensional_spec_input_to_an_image_layer_says_so(tmp_path):
+    spec = tmp_path / "flat.yaml"
+    spec.write_text("name: flat\ninput: [224]\nlayers:\n"
+                    "  - {name: conv1, type: conv2d, out_channels: 4, kernel_size: 3}\n")
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    [problem] = caught.value.problems
+    assert problem.layer == "conv1" and "the input is 1-D (224 features)" in problem.message
     assert "flatten" not in problem.hint and "C×H×W" in problem.hint and "3x224x224" in problem.hint
 
 
@@ -171,7 +187,7 @@ def test_an_image_layer_after_a_flatten_still_says_so(tmp_path):
 
 
 def test_input_hints_from_the_command_line():
-    for option, expected in [("224x224x3", "did you mean --input 3x224x224?"), ("224", "the input is 1-D")]:
+    for option, expected in [("224x224x3", "did you mean --input 3x224x224?"), ("224", "is flat features (F)")]:
         result = subprocess.run([sys.executable, "-m", "netspec", "check", str(SPECS_DIR / "alexnet.yaml"),
                                  "--input", option], capture_output=True, text=True)
         assert result.returncode == 2 and expected in result.stderr, result.stderr

@@ -321,6 +321,7 @@ def test_results_into_a_pipe_are_unwrapped_unless_columns_is_set(monkeypatch, ca
     assert widest(None) > 70
 
 
+@pytest.mark.torch  # train asks for its backend first
 def test_train_refuses_a_sequence_network_at_its_input_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = BAD_SPECS_DIR / "sequence.yaml"

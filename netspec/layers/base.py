@@ -168,7 +168,7 @@ def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
 # layout: the checker's shapes are (C, *spatial) or (F,) for flat features.
 AXES: dict[int, tuple[str, ...]] = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 LAYOUTS: dict[int, str] = {0: "F", 1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}
-_KINDS: dict[int, str] = {0: "flat features", 1: "a sequence", 2: "an image", 3: "a volume"}
+KINDS: dict[int, str] = {0: "flat features", 1: "a sequence", 2: "an image", 3: "a volume"}
 # The inputs a network may take (dimensions without the batch): features, a sequence, an image.
 INPUT_RANKS = (1, 2, 3)
 
@@ -399,11 +399,11 @@ def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tup
     (2: an image, C×H×W); otherwise a ShapeIssue that says what it got and what to do."""
     if spatial_rank(inp.shape) == rank and len(inp.shape) > 1:
         return inp.shape[0], tuple(inp.shape[1:])
-    wanted = f"{_KINDS[rank]}-shaped input ({'×'.join(('channels', *AXES[rank]))})"
+    wanted = f"{KINDS[rank]}-shaped input ({'×'.join(('channels', *AXES[rank]))})"
     got = spatial_rank(inp.shape)
     example = {1: "input: [8, 128] in the spec, or --input 8x128",
                2: "input: [3, 224, 224] in the spec, or --input 3x224x224"}.get(rank, f"input: [{LAYOUTS[rank]}]")
-    given = f"{_KINDS[rank].split(' ', 1)[-1]}s are given as {LAYOUTS[rank]}: {example}"
+    given = f"{KINDS[rank].split(' ', 1)[-1]}s are given as {LAYOUTS[rank]}: {example}"
     if got == 0 and inp.flat_input:
         if inp.producer == "the input":
             raise ShapeIssue(f"{what} needs {wanted} but the input is 1-D ({fmt_shape(inp.shape)} features)",
@@ -413,11 +413,12 @@ def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tup
     if got == 0:
         raise ShapeIssue(f"{what} needs {wanted} but {inp.producer} yields flat features "
                          f"{fmt_shape(inp.shape)}", hint="move this layer before the flatten, or remove it")
-    rank_layers = {1: "conv1d, maxpool1d, avgpool1d, batchnorm1d", 2: "conv2d, maxpool2d, avgpool2d, batchnorm2d"}
-    hint = (f"for {_KINDS[got]} use the {got}-D layers ({rank_layers[got]})" if got in rank_layers
-            else f"give this layer {_KINDS[rank]}")
+    rank_layers = {1: "conv1d, maxpool1d, avgpool1d, global_avgpool1d, batchnorm1d",
+                   2: "conv2d, maxpool2d, avgpool2d, global_avgpool2d, batchnorm2d"}
+    hint = (f"the layers for {KINDS[got]} are {rank_layers[got]}" if got in rank_layers
+            else f"give this layer {KINDS[rank]}")
     source = "the input is" if inp.producer == "the input" else f"{inp.producer} yields"
-    raise ShapeIssue(f"{what} needs {wanted} but {source} {_KINDS[got]} ({LAYOUTS[got]} {fmt_shape(inp.shape)})",
+    raise ShapeIssue(f"{what} needs {wanted} but {source} {KINDS[got]} ({LAYOUTS[got]} {fmt_shape(inp.shape)})",
                      hint=hint)
 
 
@@ -479,7 +480,7 @@ def spatial_output(inp: LayerInput, spatial: tuple[int, ...], kernel: tuple[int,
     if inp.producer == "the input":
         hint = f"use a kernel of at most {fmt_shape(padded)}, more padding, or a larger --input"
     else:
-        what = "image" if len(spatial) == 2 else _KINDS[len(spatial)].split(" ", 1)[-1]
+        what = "image" if len(spatial) == 2 else KINDS[len(spatial)].split(" ", 1)[-1]
         hint = (f"the layers before this one shrink the {what} too much: use a larger input, "
                 "more padding, or fewer strided/pooling layers")
     raise ShapeIssue(

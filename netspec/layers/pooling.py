@@ -52,7 +52,8 @@ class _WindowPool(Layer):
         if self.averages and self.padding == "same":
             raise ShapeIssue(f"{what} does not take padding 'same': TensorFlow leaves the padding out of "
                              "each average and PyTorch cannot, so the frameworks would disagree",
-                             field="padding", hint="use explicit padding with count_include_pad: false")
+                             field="padding", hint=f"use explicit padding (padding: {self.kernel_size[0] // 2}), "
+                             "whose zeros both frameworks count in the average, or padding: valid")
         if self.ceil_mode and self.padding == "same":
             raise ShapeIssue("ceil_mode has no effect with padding 'same'", field="ceil_mode",
                              hint="drop ceil_mode or use explicit padding")
