@@ -92,8 +92,8 @@ def sequence_parts(checked) -> list[str]:
     numbers an ``nn.Sequential``: a padding step when the padding is not the same on both sides
     (frameworks' ops only pad symmetrically), the layer itself, and its activation shorthand."""
     parts = []
-    pads = checked.resolved.get("padding")
-    if pads is not None and (pads[0] != pads[1] or pads[2] != pads[3]):
+    pads = checked.resolved.get("padding")  # (before, after) per spatial axis
+    if pads is not None and any(pads[i] != pads[i + 1] for i in range(0, len(pads), 2)):
         parts.append("pad")
     parts.append("layer")
     if getattr(checked.layer, "activation", None):

@@ -35,11 +35,11 @@ pytestmark = pytest.mark.keras
 GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
-SEQUENCE = BAD_SPECS_DIR / "sequence.yaml"  # 1-D layers (C×L)
-SPECS = [*ALL_SPECS, ZOO, GRAPH, SEQUENCE, *ZOO_SPECS]
+SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml"]  # 1-D layers (C×L)
+SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
 # Torch and Keras compared layer by layer: the zoo's variants (resnet152 extends resnet50 with other
 # depths) add no construct their bases lack, and the zoo runs at 64×64, as the torchvision tests do
-PARITY_SPECS = [*ALL_SPECS, ZOO, GRAPH, SEQUENCE, *ZOO_BASES]
+PARITY_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_BASES]
 ZOO_PARITY_INPUT = (3, 64, 64)
 
 
