@@ -15,20 +15,24 @@ from typing import Any
 import numpy as np
 
 
-def torch_names(layer) -> tuple[str, ...]:
-    """The layer's PyTorch state-dict keys, in order (its class's ``weights``)."""
-    return tuple(w.torch for w in layer.weight_tensors())
+def _tensors(checked) -> tuple:
+    return checked.layer.weight_tensors(checked.resolved)
 
 
-def keras_names(layer) -> tuple[str, ...]:
-    """The layer's Keras variable names, in ``get_weights`` order."""
-    return tuple(w.keras for w in layer.weight_tensors())
+def torch_names(checked) -> tuple[str, ...]:
+    """A checked layer's PyTorch state-dict keys, in order (its class's ``weights``)."""
+    return tuple(w.torch for w in _tensors(checked))
 
 
-def to_keras(layer, tensors: dict[str, Any]) -> list[np.ndarray]:
-    """PyTorch-layout arrays of one layer -> the list Keras' ``set_weights`` takes."""
+def keras_names(checked) -> tuple[str, ...]:
+    """A checked layer's Keras variable names, in ``get_weights`` order."""
+    return tuple(w.keras for w in _tensors(checked))
+
+
+def to_keras(checked, tensors: dict[str, Any]) -> list[np.ndarray]:
+    """PyTorch-layout arrays of one checked layer -> the list Keras' ``set_weights`` takes."""
     out = []
-    for tensor in layer.weight_tensors():
+    for tensor in _tensors(checked):
         value = np.asarray(tensors[tensor.torch])
         if tensor.to_keras is not None:
             value = value.transpose(tensor.to_keras)
@@ -36,11 +40,11 @@ def to_keras(layer, tensors: dict[str, Any]) -> list[np.ndarray]:
     return out
 
 
-def to_torch(layer, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """The list Keras' ``get_weights`` returns for one layer -> PyTorch-layout arrays."""
-    tensors = layer.weight_tensors()
+def to_torch(checked, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The list Keras' ``get_weights`` returns for one checked layer -> PyTorch-layout arrays."""
+    tensors = _tensors(checked)
     if len(arrays) != len(tensors):
-        raise ValueError(f"layer '{layer.name}' has {len(arrays)} Keras weights, expected {len(tensors)}")
+        raise ValueError(f"layer '{checked.name}' has {len(arrays)} Keras weights, expected {len(tensors)}")
     out = {}
     for tensor, value in zip(tensors, arrays, strict=True):
         value = np.asarray(value)

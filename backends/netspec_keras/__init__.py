@@ -147,10 +147,10 @@ def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any], source:
     if error is not None:
         raise error
     for cl in net.layers:
-        keys = torch_names(cl.layer)
+        keys = torch_names(cl)
         if keys:
             tensors = {key: state[f"{paths[cl.name]}.{key}"] for key in keys}
-            model.get_layer(cl.name).set_weights(to_keras(cl.layer, tensors))
+            model.get_layer(cl.name).set_weights(to_keras(cl, tensors))
 
 
 def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
@@ -160,8 +160,8 @@ def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     paths = state_prefixes(net)
     state = {}
     for cl in net.layers:
-        if keras_names(cl.layer):
-            for key, value in to_torch(cl.layer, model.get_layer(cl.name).get_weights()).items():
+        if keras_names(cl):
+            for key, value in to_torch(cl, model.get_layer(cl.name).get_weights()).items():
                 state[f"{paths[cl.name]}.{key}"] = value
     return state
 

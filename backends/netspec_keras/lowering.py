@@ -85,6 +85,15 @@ def unsupported(cl: CheckedLayer, why: str, hint: str) -> SpecError:
                               layer=cl.name, hint=hint)])
 
 
+@lowers(_ConvNd)
+def _convolution(cl: CheckedLayer) -> Lowering:
+    assert isinstance(cl.layer, _ConvNd)  # as registered
+    lowering = _padded(cl)
+    if cl.layer.depthwise(cl.resolved["in_channels"]):  # Keras' own layer, and its kernel layout
+        lowering.macro_values["depthwise"] = True
+    return lowering
+
+
 @lowers(_AvgPool)
 def _average_pool(cl: CheckedLayer) -> Lowering:
     assert isinstance(cl.layer, _AvgPool)  # as registered

@@ -376,8 +376,9 @@ class Layer(BaseModel):
     def kind(self) -> str:
         return self.type  # type: ignore[attr-defined]
 
-    def weight_tensors(self) -> tuple[WeightTensor, ...]:
-        """The tensors this layer really has: no bias when ``bias`` is off, and so on."""
+    def weight_tensors(self, resolved: dict[str, Any] | None = None) -> tuple[WeightTensor, ...]:
+        """The tensors this layer really has: no bias when ``bias`` is off, and so on; ``resolved``
+        (the checker's values) where the layout depends on them (a depthwise convolution)."""
         return tuple(w for w in self.weights if w.needs is None or getattr(self, w.needs))
 
     def analyze(self, inp: LayerInput) -> Analysis:

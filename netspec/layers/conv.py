@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from math import prod
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -33,6 +33,12 @@ def conv_weights(rank: int) -> tuple[WeightTensor, ...]:
             WeightTensor("bias", "bias", needs="bias"))
 
 
+def depthwise_weights(rank: int) -> tuple[WeightTensor, ...]:
+    """A depthwise convolution's kernel (PyTorch C·1·spatial, Keras' DepthwiseConv spatial·C·1) and bias."""
+    return (WeightTensor("weight", "depthwise_kernel", to_keras=(*range(2, rank + 2), 0, 1)),
+            WeightTensor("bias", "bias", needs="bias"))
+
+
 def _per_axis(rank: int) -> str:
     return "an int" if rank == 1 else f"an int or [{', '.join(AXES[rank])}]"
 
@@ -56,6 +62,16 @@ class _ConvNd(Layer):
     bias: bool = True
     activation: ActivationName | None = Field(None, description="Activation applied to the output.")
     in_channels: PositiveInt | None = Field(None, description="Optional; inferred from the previous layer.")
+
+    def depthwise(self, in_channels: int) -> bool:
+        """One filter per channel (groups = in = out channels, as MobileNet's), which Keras has a
+        layer of its own for."""
+        return 1 < self.groups == in_channels == self.out_channels
+
+    def weight_tensors(self, resolved: dict[str, Any] | None = None) -> tuple[WeightTensor, ...]:
+        if resolved is None or not self.depthwise(resolved["in_channels"]):
+            return super().weight_tensors(resolved)
+        return tuple(w for w in depthwise_weights(self.rank) if w.needs is None or getattr(self, w.needs))
 
     def analyze(self, inp: LayerInput) -> Analysis:
         c, spatial = require_spatial(inp, self.kind, self.rank)
@@ -109,6 +125,7 @@ class Conv1d(_ConvNd):
         ((4, 19), {"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": "same", "groups": 2}),
         ((6, 21), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False}),
         ((4, 10), {"out_channels": 4, "kernel_size": 4, "padding": "same", "activation": "tanh"}),  # pads 1 | 2
+        ((6, 20), {"out_channels": 6, "kernel_size": 5, "stride": 2, "padding": "same", "groups": 6}),  # depthwise
     )
 
     type: Literal["conv1d"]
@@ -140,6 +157,7 @@ class Conv2d(_ConvNd):
         ((3, 224, 224), {"out_channels": 16, "kernel_size": 11, "stride": 4, "padding": "same"}),
         ((6, 15, 15), {"out_channels": 4, "kernel_size": 3, "dilation": 2, "bias": False, "padding": "valid"}),
         ((4, 9, 10), {"out_channels": 4, "kernel_size": 4, "stride": 3, "padding": "same", "activation": "tanh"}),
+        ((8, 9, 9), {"out_channels": 8, "kernel_size": 3, "padding": 1, "groups": 8, "bias": False}),  # depthwise
     )
 
     type: Literal["conv2d"]

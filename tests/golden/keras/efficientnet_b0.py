@@ -17,7 +17,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_1_0_block_0_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.1.0.block.0.0_pad")(
         features_0_1
     )
-    features_1_0_block_0_0 = keras.layers.Conv2D(32, 3, groups=32, use_bias=False, name="features.1.0.block.0.0")(
+    features_1_0_block_0_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.1.0.block.0.0")(
         features_1_0_block_0_0
     )  # 112×112×32
     features_1_0_block_0_1 = keras.layers.BatchNormalization(
@@ -56,9 +56,9 @@ def build_efficientnet_b0() -> keras.Model:
     features_2_0_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2.0.block.1.0_pad")(
         features_2_0_block_0_1
     )
-    features_2_0_block_1_0 = keras.layers.Conv2D(
-        96, 3, strides=2, groups=96, use_bias=False, name="features.2.0.block.1.0"
-    )(features_2_0_block_1_0)  # 56×56×96
+    features_2_0_block_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.2.0.block.1.0")(
+        features_2_0_block_1_0
+    )  # 56×56×96
     features_2_0_block_1_1 = keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-05, name="features.2.0.block.1.1"
     )(features_2_0_block_1_0)
@@ -95,7 +95,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_2_1_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2.1.block.1.0_pad")(
         features_2_1_block_0_1
     )
-    features_2_1_block_1_0 = keras.layers.Conv2D(144, 3, groups=144, use_bias=False, name="features.2.1.block.1.0")(
+    features_2_1_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.2.1.block.1.0")(
         features_2_1_block_1_0
     )  # 56×56×144
     features_2_1_block_1_1 = keras.layers.BatchNormalization(
@@ -137,9 +137,9 @@ def build_efficientnet_b0() -> keras.Model:
     features_3_0_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.3.0.block.1.0_pad")(
         features_3_0_block_0_1
     )
-    features_3_0_block_1_0 = keras.layers.Conv2D(
-        144, 5, strides=2, groups=144, use_bias=False, name="features.3.0.block.1.0"
-    )(features_3_0_block_1_0)  # 28×28×144
+    features_3_0_block_1_0 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="features.3.0.block.1.0")(
+        features_3_0_block_1_0
+    )  # 28×28×144
     features_3_0_block_1_1 = keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-05, name="features.3.0.block.1.1"
     )(features_3_0_block_1_0)
@@ -176,7 +176,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_3_1_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.3.1.block.1.0_pad")(
         features_3_1_block_0_1
     )
-    features_3_1_block_1_0 = keras.layers.Conv2D(240, 5, groups=240, use_bias=False, name="features.3.1.block.1.0")(
+    features_3_1_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.3.1.block.1.0")(
         features_3_1_block_1_0
     )  # 28×28×240
     features_3_1_block_1_1 = keras.layers.BatchNormalization(
@@ -218,9 +218,9 @@ def build_efficientnet_b0() -> keras.Model:
     features_4_0_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.0.block.1.0_pad")(
         features_4_0_block_0_1
     )
-    features_4_0_block_1_0 = keras.layers.Conv2D(
-        240, 3, strides=2, groups=240, use_bias=False, name="features.4.0.block.1.0"
-    )(features_4_0_block_1_0)  # 14×14×240
+    features_4_0_block_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.4.0.block.1.0")(
+        features_4_0_block_1_0
+    )  # 14×14×240
     features_4_0_block_1_1 = keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-05, name="features.4.0.block.1.1"
     )(features_4_0_block_1_0)
@@ -257,7 +257,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_4_1_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.1.block.1.0_pad")(
         features_4_1_block_0_1
     )
-    features_4_1_block_1_0 = keras.layers.Conv2D(480, 3, groups=480, use_bias=False, name="features.4.1.block.1.0")(
+    features_4_1_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.4.1.block.1.0")(
         features_4_1_block_1_0
     )  # 14×14×480
     features_4_1_block_1_1 = keras.layers.BatchNormalization(
@@ -299,7 +299,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_4_2_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.2.block.1.0_pad")(
         features_4_2_block_0_1
     )
-    features_4_2_block_1_0 = keras.layers.Conv2D(480, 3, groups=480, use_bias=False, name="features.4.2.block.1.0")(
+    features_4_2_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.4.2.block.1.0")(
         features_4_2_block_1_0
     )  # 14×14×480
     features_4_2_block_1_1 = keras.layers.BatchNormalization(
@@ -339,7 +339,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_5_0_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.5.0.block.1.0_pad")(
         features_5_0_block_0_1
     )
-    features_5_0_block_1_0 = keras.layers.Conv2D(480, 5, groups=480, use_bias=False, name="features.5.0.block.1.0")(
+    features_5_0_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.5.0.block.1.0")(
         features_5_0_block_1_0
     )  # 14×14×480
     features_5_0_block_1_1 = keras.layers.BatchNormalization(
@@ -378,7 +378,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_5_1_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.5.1.block.1.0_pad")(
         features_5_1_block_0_1
     )
-    features_5_1_block_1_0 = keras.layers.Conv2D(672, 5, groups=672, use_bias=False, name="features.5.1.block.1.0")(
+    features_5_1_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.5.1.block.1.0")(
         features_5_1_block_1_0
     )  # 14×14×672
     features_5_1_block_1_1 = keras.layers.BatchNormalization(
@@ -420,7 +420,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_5_2_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.5.2.block.1.0_pad")(
         features_5_2_block_0_1
     )
-    features_5_2_block_1_0 = keras.layers.Conv2D(672, 5, groups=672, use_bias=False, name="features.5.2.block.1.0")(
+    features_5_2_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.5.2.block.1.0")(
         features_5_2_block_1_0
     )  # 14×14×672
     features_5_2_block_1_1 = keras.layers.BatchNormalization(
@@ -462,9 +462,9 @@ def build_efficientnet_b0() -> keras.Model:
     features_6_0_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.0.block.1.0_pad")(
         features_6_0_block_0_1
     )
-    features_6_0_block_1_0 = keras.layers.Conv2D(
-        672, 5, strides=2, groups=672, use_bias=False, name="features.6.0.block.1.0"
-    )(features_6_0_block_1_0)  # 7×7×672
+    features_6_0_block_1_0 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="features.6.0.block.1.0")(
+        features_6_0_block_1_0
+    )  # 7×7×672
     features_6_0_block_1_1 = keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-05, name="features.6.0.block.1.1"
     )(features_6_0_block_1_0)
@@ -501,7 +501,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_6_1_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.1.block.1.0_pad")(
         features_6_1_block_0_1
     )
-    features_6_1_block_1_0 = keras.layers.Conv2D(1152, 5, groups=1152, use_bias=False, name="features.6.1.block.1.0")(
+    features_6_1_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.6.1.block.1.0")(
         features_6_1_block_1_0
     )  # 7×7×1152
     features_6_1_block_1_1 = keras.layers.BatchNormalization(
@@ -543,7 +543,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_6_2_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.2.block.1.0_pad")(
         features_6_2_block_0_1
     )
-    features_6_2_block_1_0 = keras.layers.Conv2D(1152, 5, groups=1152, use_bias=False, name="features.6.2.block.1.0")(
+    features_6_2_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.6.2.block.1.0")(
         features_6_2_block_1_0
     )  # 7×7×1152
     features_6_2_block_1_1 = keras.layers.BatchNormalization(
@@ -583,7 +583,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_6_3_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.3.block.1.0_pad")(
         features_6_3_block_0_1
     )
-    features_6_3_block_1_0 = keras.layers.Conv2D(1152, 5, groups=1152, use_bias=False, name="features.6.3.block.1.0")(
+    features_6_3_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.6.3.block.1.0")(
         features_6_3_block_1_0
     )  # 7×7×1152
     features_6_3_block_1_1 = keras.layers.BatchNormalization(
@@ -623,7 +623,7 @@ def build_efficientnet_b0() -> keras.Model:
     features_7_0_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7.0.block.1.0_pad")(
         features_7_0_block_0_1
     )
-    features_7_0_block_1_0 = keras.layers.Conv2D(1152, 3, groups=1152, use_bias=False, name="features.7.0.block.1.0")(
+    features_7_0_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.7.0.block.1.0")(
         features_7_0_block_1_0
     )  # 7×7×1152
     features_7_0_block_1_1 = keras.layers.BatchNormalization(

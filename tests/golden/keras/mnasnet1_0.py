@@ -13,7 +13,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.1")(layers_0)
     layers_1 = keras.layers.Activation("relu", name="layers.1_act")(layers_1)  # 112×112×32
     layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.3_pad")(layers_1)
-    layers_3 = keras.layers.Conv2D(32, 3, groups=32, use_bias=False, name="layers.3")(layers_3)  # 112×112×32
+    layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.3")(layers_3)  # 112×112×32
     layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.4")(layers_3)
     layers_4 = keras.layers.Activation("relu", name="layers.4_act")(layers_4)  # 112×112×32
     layers_6 = keras.layers.Conv2D(16, 1, use_bias=False, name="layers.6")(layers_4)  # 112×112×16
@@ -28,7 +28,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_8_0_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.8.0.layers.3_pad")(
         layers_8_0_layers_1
     )
-    layers_8_0_layers_3 = keras.layers.Conv2D(48, 3, strides=2, groups=48, use_bias=False, name="layers.8.0.layers.3")(
+    layers_8_0_layers_3 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="layers.8.0.layers.3")(
         layers_8_0_layers_3
     )  # 56×56×48
     layers_8_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.0.layers.4")(
@@ -55,7 +55,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_8_1_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.8.1.layers.3_pad")(
         layers_8_1_layers_1
     )
-    layers_8_1_layers_3 = keras.layers.Conv2D(72, 3, groups=72, use_bias=False, name="layers.8.1.layers.3")(
+    layers_8_1_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.8.1.layers.3")(
         layers_8_1_layers_3
     )  # 56×56×72
     layers_8_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.1.layers.4")(
@@ -83,7 +83,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_8_2_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.8.2.layers.3_pad")(
         layers_8_2_layers_1
     )
-    layers_8_2_layers_3 = keras.layers.Conv2D(72, 3, groups=72, use_bias=False, name="layers.8.2.layers.3")(
+    layers_8_2_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.8.2.layers.3")(
         layers_8_2_layers_3
     )  # 56×56×72
     layers_8_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.2.layers.4")(
@@ -111,7 +111,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_9_0_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.9.0.layers.3_pad")(
         layers_9_0_layers_1
     )
-    layers_9_0_layers_3 = keras.layers.Conv2D(72, 5, strides=2, groups=72, use_bias=False, name="layers.9.0.layers.3")(
+    layers_9_0_layers_3 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="layers.9.0.layers.3")(
         layers_9_0_layers_3
     )  # 28×28×72
     layers_9_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.0.layers.4")(
@@ -138,7 +138,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_9_1_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.9.1.layers.3_pad")(
         layers_9_1_layers_1
     )
-    layers_9_1_layers_3 = keras.layers.Conv2D(120, 5, groups=120, use_bias=False, name="layers.9.1.layers.3")(
+    layers_9_1_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.9.1.layers.3")(
         layers_9_1_layers_3
     )  # 28×28×120
     layers_9_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.1.layers.4")(
@@ -166,7 +166,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_9_2_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.9.2.layers.3_pad")(
         layers_9_2_layers_1
     )
-    layers_9_2_layers_3 = keras.layers.Conv2D(120, 5, groups=120, use_bias=False, name="layers.9.2.layers.3")(
+    layers_9_2_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.9.2.layers.3")(
         layers_9_2_layers_3
     )  # 28×28×120
     layers_9_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.2.layers.4")(
@@ -194,9 +194,9 @@ def build_mnasnet1_0() -> keras.Model:
     layers_10_0_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.10.0.layers.3_pad")(
         layers_10_0_layers_1
     )
-    layers_10_0_layers_3 = keras.layers.Conv2D(
-        240, 5, strides=2, groups=240, use_bias=False, name="layers.10.0.layers.3"
-    )(layers_10_0_layers_3)  # 14×14×240
+    layers_10_0_layers_3 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="layers.10.0.layers.3")(
+        layers_10_0_layers_3
+    )  # 14×14×240
     layers_10_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.0.layers.4")(
         layers_10_0_layers_3
     )
@@ -221,7 +221,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_10_1_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.10.1.layers.3_pad")(
         layers_10_1_layers_1
     )
-    layers_10_1_layers_3 = keras.layers.Conv2D(480, 5, groups=480, use_bias=False, name="layers.10.1.layers.3")(
+    layers_10_1_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.10.1.layers.3")(
         layers_10_1_layers_3
     )  # 14×14×480
     layers_10_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.1.layers.4")(
@@ -249,7 +249,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_10_2_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.10.2.layers.3_pad")(
         layers_10_2_layers_1
     )
-    layers_10_2_layers_3 = keras.layers.Conv2D(480, 5, groups=480, use_bias=False, name="layers.10.2.layers.3")(
+    layers_10_2_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.10.2.layers.3")(
         layers_10_2_layers_3
     )  # 14×14×480
     layers_10_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.2.layers.4")(
@@ -277,7 +277,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_11_0_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.11.0.layers.3_pad")(
         layers_11_0_layers_1
     )
-    layers_11_0_layers_3 = keras.layers.Conv2D(480, 3, groups=480, use_bias=False, name="layers.11.0.layers.3")(
+    layers_11_0_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.11.0.layers.3")(
         layers_11_0_layers_3
     )  # 14×14×480
     layers_11_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.0.layers.4")(
@@ -304,7 +304,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_11_1_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.11.1.layers.3_pad")(
         layers_11_1_layers_1
     )
-    layers_11_1_layers_3 = keras.layers.Conv2D(576, 3, groups=576, use_bias=False, name="layers.11.1.layers.3")(
+    layers_11_1_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.11.1.layers.3")(
         layers_11_1_layers_3
     )  # 14×14×576
     layers_11_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.1.layers.4")(
@@ -332,9 +332,9 @@ def build_mnasnet1_0() -> keras.Model:
     layers_12_0_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.0.layers.3_pad")(
         layers_12_0_layers_1
     )
-    layers_12_0_layers_3 = keras.layers.Conv2D(
-        576, 5, strides=2, groups=576, use_bias=False, name="layers.12.0.layers.3"
-    )(layers_12_0_layers_3)  # 7×7×576
+    layers_12_0_layers_3 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="layers.12.0.layers.3")(
+        layers_12_0_layers_3
+    )  # 7×7×576
     layers_12_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.0.layers.4")(
         layers_12_0_layers_3
     )
@@ -359,7 +359,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_12_1_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.1.layers.3_pad")(
         layers_12_1_layers_1
     )
-    layers_12_1_layers_3 = keras.layers.Conv2D(1152, 5, groups=1152, use_bias=False, name="layers.12.1.layers.3")(
+    layers_12_1_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.12.1.layers.3")(
         layers_12_1_layers_3
     )  # 7×7×1152
     layers_12_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.1.layers.4")(
@@ -387,7 +387,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_12_2_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.2.layers.3_pad")(
         layers_12_2_layers_1
     )
-    layers_12_2_layers_3 = keras.layers.Conv2D(1152, 5, groups=1152, use_bias=False, name="layers.12.2.layers.3")(
+    layers_12_2_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.12.2.layers.3")(
         layers_12_2_layers_3
     )  # 7×7×1152
     layers_12_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.2.layers.4")(
@@ -415,7 +415,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_12_3_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.3.layers.3_pad")(
         layers_12_3_layers_1
     )
-    layers_12_3_layers_3 = keras.layers.Conv2D(1152, 5, groups=1152, use_bias=False, name="layers.12.3.layers.3")(
+    layers_12_3_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.12.3.layers.3")(
         layers_12_3_layers_3
     )  # 7×7×1152
     layers_12_3_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.3.layers.4")(
@@ -443,7 +443,7 @@ def build_mnasnet1_0() -> keras.Model:
     layers_13_0_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.13.0.layers.3_pad")(
         layers_13_0_layers_1
     )
-    layers_13_0_layers_3 = keras.layers.Conv2D(1152, 3, groups=1152, use_bias=False, name="layers.13.0.layers.3")(
+    layers_13_0_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.13.0.layers.3")(
         layers_13_0_layers_3
     )  # 7×7×1152
     layers_13_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.13.0.layers.4")(

@@ -15,7 +15,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.0.1")(features_0_0)
     features_0_1 = keras.layers.Activation("relu6", name="features.0.1_act")(features_0_1)  # 112×112×32
     features_1_conv_0_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.1.conv.0.0_pad")(features_0_1)
-    features_1_conv_0_0 = keras.layers.Conv2D(32, 3, groups=32, use_bias=False, name="features.1.conv.0.0")(
+    features_1_conv_0_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.1.conv.0.0")(
         features_1_conv_0_0
     )  # 112×112×32
     features_1_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.1.conv.0.1")(
@@ -42,7 +42,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_2_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2.conv.1.0_pad")(
         features_2_conv_0_1
     )
-    features_2_conv_1_0 = keras.layers.Conv2D(96, 3, strides=2, groups=96, use_bias=False, name="features.2.conv.1.0")(
+    features_2_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.2.conv.1.0")(
         features_2_conv_1_0
     )  # 56×56×96
     features_2_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.2.conv.1.1")(
@@ -69,7 +69,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_3_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.3.conv.1.0_pad")(
         features_3_conv_0_1
     )
-    features_3_conv_1_0 = keras.layers.Conv2D(144, 3, groups=144, use_bias=False, name="features.3.conv.1.0")(
+    features_3_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.3.conv.1.0")(
         features_3_conv_1_0
     )  # 56×56×144
     features_3_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.3.conv.1.1")(
@@ -97,9 +97,9 @@ def build_mobilenet_v2() -> keras.Model:
     features_4_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.conv.1.0_pad")(
         features_4_conv_0_1
     )
-    features_4_conv_1_0 = keras.layers.Conv2D(
-        144, 3, strides=2, groups=144, use_bias=False, name="features.4.conv.1.0"
-    )(features_4_conv_1_0)  # 28×28×144
+    features_4_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.4.conv.1.0")(
+        features_4_conv_1_0
+    )  # 28×28×144
     features_4_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.4.conv.1.1")(
         features_4_conv_1_0
     )
@@ -124,7 +124,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_5_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.5.conv.1.0_pad")(
         features_5_conv_0_1
     )
-    features_5_conv_1_0 = keras.layers.Conv2D(192, 3, groups=192, use_bias=False, name="features.5.conv.1.0")(
+    features_5_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.5.conv.1.0")(
         features_5_conv_1_0
     )  # 28×28×192
     features_5_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.5.conv.1.1")(
@@ -152,7 +152,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_6_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.6.conv.1.0_pad")(
         features_6_conv_0_1
     )
-    features_6_conv_1_0 = keras.layers.Conv2D(192, 3, groups=192, use_bias=False, name="features.6.conv.1.0")(
+    features_6_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.6.conv.1.0")(
         features_6_conv_1_0
     )  # 28×28×192
     features_6_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.6.conv.1.1")(
@@ -180,9 +180,9 @@ def build_mobilenet_v2() -> keras.Model:
     features_7_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7.conv.1.0_pad")(
         features_7_conv_0_1
     )
-    features_7_conv_1_0 = keras.layers.Conv2D(
-        192, 3, strides=2, groups=192, use_bias=False, name="features.7.conv.1.0"
-    )(features_7_conv_1_0)  # 14×14×192
+    features_7_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.7.conv.1.0")(
+        features_7_conv_1_0
+    )  # 14×14×192
     features_7_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.7.conv.1.1")(
         features_7_conv_1_0
     )
@@ -207,7 +207,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_8_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.8.conv.1.0_pad")(
         features_8_conv_0_1
     )
-    features_8_conv_1_0 = keras.layers.Conv2D(384, 3, groups=384, use_bias=False, name="features.8.conv.1.0")(
+    features_8_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.8.conv.1.0")(
         features_8_conv_1_0
     )  # 14×14×384
     features_8_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.8.conv.1.1")(
@@ -235,7 +235,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_9_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.9.conv.1.0_pad")(
         features_9_conv_0_1
     )
-    features_9_conv_1_0 = keras.layers.Conv2D(384, 3, groups=384, use_bias=False, name="features.9.conv.1.0")(
+    features_9_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.9.conv.1.0")(
         features_9_conv_1_0
     )  # 14×14×384
     features_9_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.9.conv.1.1")(
@@ -263,7 +263,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_10_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.10.conv.1.0_pad")(
         features_10_conv_0_1
     )
-    features_10_conv_1_0 = keras.layers.Conv2D(384, 3, groups=384, use_bias=False, name="features.10.conv.1.0")(
+    features_10_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.10.conv.1.0")(
         features_10_conv_1_0
     )  # 14×14×384
     features_10_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.10.conv.1.1")(
@@ -291,7 +291,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_11_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.11.conv.1.0_pad")(
         features_11_conv_0_1
     )
-    features_11_conv_1_0 = keras.layers.Conv2D(384, 3, groups=384, use_bias=False, name="features.11.conv.1.0")(
+    features_11_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.11.conv.1.0")(
         features_11_conv_1_0
     )  # 14×14×384
     features_11_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.11.conv.1.1")(
@@ -318,7 +318,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_12_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.12.conv.1.0_pad")(
         features_12_conv_0_1
     )
-    features_12_conv_1_0 = keras.layers.Conv2D(576, 3, groups=576, use_bias=False, name="features.12.conv.1.0")(
+    features_12_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.12.conv.1.0")(
         features_12_conv_1_0
     )  # 14×14×576
     features_12_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.12.conv.1.1")(
@@ -346,7 +346,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_13_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.13.conv.1.0_pad")(
         features_13_conv_0_1
     )
-    features_13_conv_1_0 = keras.layers.Conv2D(576, 3, groups=576, use_bias=False, name="features.13.conv.1.0")(
+    features_13_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.13.conv.1.0")(
         features_13_conv_1_0
     )  # 14×14×576
     features_13_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.13.conv.1.1")(
@@ -374,9 +374,9 @@ def build_mobilenet_v2() -> keras.Model:
     features_14_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.14.conv.1.0_pad")(
         features_14_conv_0_1
     )
-    features_14_conv_1_0 = keras.layers.Conv2D(
-        576, 3, strides=2, groups=576, use_bias=False, name="features.14.conv.1.0"
-    )(features_14_conv_1_0)  # 7×7×576
+    features_14_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.14.conv.1.0")(
+        features_14_conv_1_0
+    )  # 7×7×576
     features_14_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.14.conv.1.1")(
         features_14_conv_1_0
     )
@@ -401,7 +401,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_15_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.15.conv.1.0_pad")(
         features_15_conv_0_1
     )
-    features_15_conv_1_0 = keras.layers.Conv2D(960, 3, groups=960, use_bias=False, name="features.15.conv.1.0")(
+    features_15_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.15.conv.1.0")(
         features_15_conv_1_0
     )  # 7×7×960
     features_15_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.15.conv.1.1")(
@@ -429,7 +429,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_16_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.16.conv.1.0_pad")(
         features_16_conv_0_1
     )
-    features_16_conv_1_0 = keras.layers.Conv2D(960, 3, groups=960, use_bias=False, name="features.16.conv.1.0")(
+    features_16_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.16.conv.1.0")(
         features_16_conv_1_0
     )  # 7×7×960
     features_16_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.16.conv.1.1")(
@@ -457,7 +457,7 @@ def build_mobilenet_v2() -> keras.Model:
     features_17_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.17.conv.1.0_pad")(
         features_17_conv_0_1
     )
-    features_17_conv_1_0 = keras.layers.Conv2D(960, 3, groups=960, use_bias=False, name="features.17.conv.1.0")(
+    features_17_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.17.conv.1.0")(
         features_17_conv_1_0
     )  # 7×7×960
     features_17_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.17.conv.1.1")(
