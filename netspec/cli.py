@@ -19,7 +19,6 @@ import typer
 
 from netspec import __version__
 from netspec.errors import Location, SpecError, shown
-from netspec.layers.base import INPUT_RANKS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -107,6 +106,8 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     if not re.fullmatch(r"\s*\d+(\s*[x×,]\s*\d+)*\s*", text):
         raise SpecError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}",
                                Location(f"--input {text}"))
+    from netspec.layers.base import INPUT_RANKS  # the layer catalogue (pydantic) only where an --input is given
+
     dims = tuple(int(d) for d in re.split(r"[x×,]", text.replace(" ", "")))
     if len(dims) not in INPUT_RANKS or min(dims) < 1:
         raise SpecError.single(f"--input must be C x H x W (or C x L, or F) with positive sizes, got {text!r}",
