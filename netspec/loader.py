@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from netspec.catalog import spec_path
 from netspec.errors import Location, Problem, SpecError, Suggestions, listing
-from netspec.expressions import ExpressionError, evaluate, free_names
+from netspec.expressions import Expression, ExpressionError, free_names, parse
 from netspec.layers.base import NETWORK_INPUT
 from netspec.modules import MAX_LAYERS, Expander, Expansion, read_definitions, uses_modules
 from netspec.yamlio import MAX_DEPTH, LList, LMap, child_loc, parse_scalar, parse_yaml_text, read_yaml_file
@@ -62,21 +62,15 @@ class LoadedSpec:
     overrides: list[str] = field(default_factory=list)  # what --set (or the API) changed, as KEY=VALUE
     # the ${...} each value was computed from, by where it is written (a value inside a module is
     # computed once per use, from the one expression written there): the expression of a whole
-    # value (``num_classes``, ``planes * 4``), or text with references inside as written
-    expressions: dict[Location, str] = field(default_factory=dict)
+    # value (``num_classes``, ``planes * 4``) parsed, or text with references inside as written
+    expressions: dict[Location, Expression | str] = field(default_factory=dict)
 
     def params_named(self) -> dict[str, set[Location]]:
         """Each param any ${...} names, and where."""
         named: dict[str, set[Location]] = {}
-        for where, text in self.expressions.items():
-            inner = [m.group(1) for m in _PARAM_REF.finditer(text)] if "${" in text else [text]
-            for expression in inner:
-                try:
-                    names = free_names(expression)
-                except ExpressionError:
-                    continue  # reported when it was evaluated
-                for name in names:
-                    named.setdefault(name, set()).add(where)
+        for where, written in self.expressions.items():
+            for name in written.names if isinstance(written, Expression) else _names_in_text(written):
+                named.setdefault(name, set()).add(where)
         return named
 
     def location(self, path: Path_) -> Location:
@@ -87,6 +81,18 @@ class LoadedSpec:
                 return self.locations[path]
             path = path[:-1]
         return self.locations.get((), Location(self.file, 1, 1))
+
+
+def _names_in_text(text: str) -> set[str]:
+    """The params the references inside a text name (a reference that does not parse was reported
+    when it was evaluated)."""
+    names: set[str] = set()
+    for match in _PARAM_REF.finditer(text):
+        try:
+            names |= free_names(match.group(1))
+        except ExpressionError:
+            continue
+    return names
 
 
 def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> LoadedSpec:
@@ -100,7 +106,7 @@ def load_spec_document(path: str | Path, overrides: OverridesArg = None) -> Load
     given = overrides_from(overrides) if overrides else []
     if given:
         _apply_overrides(tree, given)
-    expressions: dict[Location, str] = {}
+    expressions: dict[Location, Expression | str] = {}
     _resolve_params(tree, expressions)
     _refuse_too_many_layers(tree)
     document = _to_plain(tree, (), tree.loc, {})
@@ -121,7 +127,7 @@ def _refuse_too_many_layers(tree: LMap) -> None:
                                hint="the largest published networks have about a thousand; is this the right file?")
 
 
-def _expand_modules(tree: LMap, expressions: dict[Location, str]) -> Expansion:
+def _expand_modules(tree: LMap, expressions: dict[Location, Expression | str]) -> Expansion:
     """Replace module uses in ``layers`` by their layers, scoped (netspec.modules)."""
     definitions = read_definitions(tree)
     global_params = dict(tree.get("params") or {})
@@ -147,6 +153,7 @@ def _expand_modules(tree: LMap, expressions: dict[Location, str]) -> Expansion:
 
     for definition in definitions.values():  # defaults may use the spec's params
         _name_layers_in(definition.layers)
+        _parse_references(definition.layers)
         for key in list(definition.params):
             definition.params[key] = _substitute(definition.params[key], definition.params.locs[key],
                                                  _default_lookup(definition, global_params, problems), problems,
@@ -621,7 +628,7 @@ def _apply_overrides(tree: LMap, overrides: list[Override]) -> None:
         raise SpecError(problems)
 
 
-def _resolve_params(tree: LMap, expressions: dict[Location, str]) -> None:
+def _resolve_params(tree: LMap, expressions: dict[Location, Expression | str]) -> None:
     problems: list[Problem] = []
     raw = tree.get("params", LMap(tree.loc))
     if not isinstance(raw, LMap):
@@ -673,21 +680,51 @@ class _Budget:
     """Characters that ${param} substitution may still produce in this document, and where each
     whole-value expression it evaluated is written (LoadedSpec.expressions)."""
 
-    def __init__(self, expressions: dict[Location, str] | None = None) -> None:
+    def __init__(self, expressions: dict[Location, Expression | str] | None = None) -> None:
         self.left = MAX_EXPANSION_TOTAL
         self.expressions = expressions if expressions is not None else {}
 
 
-def _reference(inner: str, loc: Location, lookup, problems: list[Problem], layer: str | None) -> Any:
-    """The value of one ``${...}``: a param by name, or arithmetic over params (netspec.expressions)."""
-    name = inner.strip()
-    if _IDENTIFIER.match(name):
-        return lookup(name, loc)
+def _whole_reference(value: str) -> str | None:
+    """What ``${...}`` holds when it is the whole value (which then keeps its type)."""
+    whole = _PARAM_REF.fullmatch(value)
+    return whole.group(1) if whole and not value.startswith("$$") else None
+
+
+def _parse_references(node: Any) -> None:
+    """Parse the whole-value ``${...}`` of a module's layers once, in place: every use evaluates
+    the same tree, and the backends write constructor arguments from it. One that does not parse
+    stays text, and is reported at each use, in its scope."""
+    items = node.items() if isinstance(node, LMap) else enumerate(node) if isinstance(node, LList) else ()
+    for key, value in list(items):
+        if isinstance(value, str) and (inner := _whole_reference(value)) is not None:
+            try:
+                node[key] = parse(inner)
+            except ExpressionError:
+                continue
+        else:
+            _parse_references(value)
+
+
+def _reference(expression: Expression | str, loc: Location, lookup, problems: list[Problem],
+               layer: str | None) -> tuple[Any, Expression | None]:
+    """The value of one ``${...}`` (a param by name, or arithmetic over params:
+    netspec.expressions) and its parsed expression (None where it does not parse)."""
+    if isinstance(expression, str):
+        try:
+            parsed = parse(expression)
+        except ExpressionError as exc:
+            problems.append(Problem(f"in ${{{expression.strip()}}}: {exc.message}", loc, layer, exc.hint))
+            return None, None
+    else:
+        parsed = expression
+    if parsed.tree[0] == "name":  # a param by name keeps its value, whatever its type (a string, a list)
+        return lookup(parsed.tree[1], loc), parsed
     try:
-        return evaluate(inner, lambda param: lookup(param, loc))
+        return parsed.evaluate(lambda param: lookup(param, loc)), parsed
     except ExpressionError as exc:
-        problems.append(Problem(f"in ${{{name}}}: {exc.message}", loc, layer, exc.hint))
-        return None
+        problems.append(Problem(f"in ${{{parsed.text}}}: {exc.message}", loc, layer, exc.hint))
+        return None, parsed
 
 
 def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer: str | None = None, *,
@@ -709,14 +746,19 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
             value[i] = _substitute(item, child_loc(value, i, loc), lookup, problems, layer,
                                    budget=budget, owner=owner)
         return value
-    if not isinstance(value, str) or "${" not in value:
+    if isinstance(value, Expression):  # a module's, parsed when the definition was read
+        whole: Expression | str | None = value
+    elif not isinstance(value, str) or "${" not in value:
         return value
-    before = len(problems)
-    whole = _PARAM_REF.fullmatch(value)
-    if whole and not value.startswith("$$"):
-        result = _reference(whole.group(1), loc, lookup, problems, layer)
-        budget.expressions[loc] = whole.group(1).strip()
     else:
+        whole = _whole_reference(value)
+    before = len(problems)
+    if whole is not None:
+        result, parsed = _reference(whole, loc, lookup, problems, layer)
+        if parsed is not None:
+            budget.expressions[loc] = parsed
+    else:
+        assert isinstance(value, str)
         size = len(value)
         used: list[str] = []
 
@@ -726,7 +768,7 @@ def _substitute(value: Any, loc: Location, lookup, problems: list[Problem], laye
             if start > 0 and value[start - 1] == "$":
                 return match.group(0)
             name = match.group(1).strip()
-            text = str(_reference(match.group(1), loc, lookup, problems, layer))
+            text = str(_reference(match.group(1), loc, lookup, problems, layer)[0])
             size += len(text)
             if name not in used:
                 used.append(name)

@@ -6,7 +6,7 @@ import pytest
 
 from netspec import check_file
 from netspec.errors import SpecError
-from netspec.expressions import ExpressionError, evaluate
+from netspec.expressions import ExpressionError, evaluate, parse
 
 PARAMS = {"width": 64, "groups": 4, "ratio": 0.25, "name": "x", "flag": True, "true_": False}
 
@@ -130,3 +130,80 @@ def test_an_undefined_param_in_an_expression_is_named_with_a_suggestion(write_sp
         check_file(spec)
     problem = caught.value.problems[0]
     assert problem.message == "undefined param '${widht}'" and "width" in problem.hint
+
+
+# --- the tree: parsed once, written back, simplified ---------------------------------------------
+
+@pytest.mark.parametrize(("text", "written"), [
+    ("planes * 4", "planes * 4"),
+    ("(kernel - 1) // 2", "(kernel - 1) // 2"),
+    ("(a * b) + c", "a * b + c"),
+    ("a - (b - c)", "a - (b - c)"),
+    ("a - b - c", "a - b - c"),
+    ("a // (b * c)", "a // (b * c)"),
+    ("-(a + b)", "-(a + b)"),
+    ("not (a == 1 or b == 2)", "not (a == 1 or b == 2)"),
+    ("a == 1 and (b == 2 or c == 3)", "a == 1 and (b == 2 or c == 3)"),
+    ("(a + 1) == b", "a + 1 == b"),
+    ("1e1 * x", "1e1 * x"),
+])
+def test_an_expression_is_written_back_with_the_parentheses_it_needs(text, written):
+    expression = parse(text)
+    assert expression.python() == written
+    values = {"a": 7, "b": 3, "c": 2, "planes": 5, "kernel": 7, "x": 3}
+    assert parse(written).evaluate(values.get) == expression.evaluate(values.get)
+
+
+def test_the_same_text_is_parsed_once_and_keeps_its_names():
+    assert parse("planes * width // 64") is parse("planes * width // 64")
+    assert parse("stride == 1 and inp == out").names == {"stride", "inp", "out"}
+    assert parse("1e1 + x").names == {"x"}  # an exponent is not a name
+
+
+@pytest.mark.parametrize(("text", "constants", "simplest"), [
+    ("planes * width_per_group // 64 * groups", {"width_per_group": 64, "groups": 1}, "planes"),
+    ("planes * width_per_group // 64 * groups", {"width_per_group": 128, "groups": 1}, "planes * 2"),
+    ("planes * width_per_group // 64 * groups", {"width_per_group": 4, "groups": 32}, "planes * 4 // 64 * 32"),
+    ("inp * expand + 0", {"expand": 1}, "inp"),
+    ("(kernel - 1) // 2", {}, "(kernel - 1) // 2"),
+    ("(k - 1) // 2", {"k": 3}, "1"),
+    ("1 * x - 0", {}, "x"),
+    ("x / 1", {}, "x / 1"),  # a float: not an identity
+    ("x // 0", {}, "x // 0"),  # left for evaluation to report
+])
+def test_simplifying_writes_constants_in_and_applies_integer_identities(text, constants, simplest):
+    simplified = parse(text).simplified(constants)
+    assert simplified.python() == simplest
+    for x in (3, 5, 64, 96):  # it means what the written expression meant, for integer values
+        values = {"planes": x, "inp": x, "kernel": x, "x": x, **constants}
+        try:
+            expected = parse(text).evaluate(values.get)
+        except ExpressionError:
+            continue
+        assert simplified.evaluate(values.get) == expected
+
+
+def test_a_module_keeps_the_expression_each_value_was_written_as(write_spec):
+    from netspec.loader import load_spec_document
+
+    loaded = load_spec_document(write_spec(MODULE_SPEC))
+    definition = loaded.modules.definitions["block"]
+    written = definition.layers[0]["out_channels"]
+    assert written == parse("width * 2") and written.names == {"width"}
+    assert loaded.data["layers"][0]["out_channels"] == 16  # each use evaluates it: width 8
+    assert loaded.data["layers"][1]["out_channels"] == 24  # and width 12
+
+
+MODULE_SPEC = """
+    name: scoped
+    input: [3, 8, 8]
+    modules:
+      block:
+        params: {width: 8}
+        layers:
+          - {name: conv, type: conv2d, out_channels: "${width * 2}", kernel_size: 1}
+    layers:
+      - {name: one, module: block}
+      - {name: two, module: block, params: {width: 12}}
+      - {type: global_avgpool}
+"""

@@ -14,7 +14,7 @@ import keyword
 from typing import Any
 
 from netspec.checker import CheckedLayer, CheckedNet
-from netspec.expressions import ExpressionError, free_names, rewrite
+from netspec.expressions import Expression
 from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES
 from netspec.render import Symbol
 
@@ -29,8 +29,8 @@ def constructor_params(net: CheckedNet) -> dict[str, int]:
     candidates = {name: value for name, value in params.items()
                   if type(value) is int and _free_name(name)}
     named = loaded.params_named()
-    qualifying = {name for name in candidates
-                  if named.get(name) and all(w in fields and "${" not in loaded.expressions[w] for w in named[name])}
+    qualifying = {name for name in candidates if named.get(name) and all(
+        w in fields and isinstance(loaded.expressions[w], Expression) for w in named[name])}
     changed = True
     while changed:  # an expression that also names a fixed param fixes the others it names
         changed = False
@@ -48,12 +48,9 @@ def symbolic_fields(cl: CheckedLayer, net: CheckedNet, arguments: dict[str, int]
     loaded = net.source.loaded
     symbols = {}
     for field_name, where in _integer_fields(cl, loaded).items():
-        text = loaded.expressions.get(where)
-        if text is None or "${" in text:
-            continue
-        names = _names(text)
-        if names and names <= arguments.keys():
-            symbols[field_name] = Symbol(rewrite(text, lambda name: None))
+        expression = loaded.expressions.get(where)
+        if isinstance(expression, Expression) and expression.names and expression.names <= arguments.keys():
+            symbols[field_name] = Symbol(expression.python())
     return symbols
 
 
@@ -69,11 +66,8 @@ def _integer_fields(cl: CheckedLayer, loaded) -> dict[str, Any]:
     return out
 
 
-def _names(text: str) -> set[str]:
-    try:
-        return free_names(text)
-    except ExpressionError:
-        return set()
+def _names(written: Expression | str) -> frozenset[str]:
+    return written.names if isinstance(written, Expression) else frozenset()
 
 
 def _free_name(name: str) -> bool:

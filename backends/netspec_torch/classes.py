@@ -20,22 +20,15 @@ from typing import Any
 
 from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
+from netspec.expressions import Expression, ExpressionError
 from netspec.layers import fmt_shape
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, module_name, py
 from netspec_torch.imports import need
 
-
-def _names(text: str) -> set[str]:
-    """The params an expression names."""
-    from netspec.expressions import free_names
-
-    return free_names(text)
-_PRIMES = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179, 181, 191, 193, 197)
 # values that are the channels a layer (or a nested module) receives
 _CHANNEL_KEYS = ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
-_WHOLE_REFERENCE = re.compile(r"^\$\{(.*)\}$", re.S)
 
 
 @dataclass
@@ -197,7 +190,7 @@ class ClassBuilder:
         renamed = {name: variable for name, variable in zip(definition.inputs, cls.inputs, strict=True)}
         previous = cls.inputs[0]
         # each variable's channel count, as an expression of the arguments
-        channels: dict[str, str | None] = {previous: arguments.channel_param() or "in_channels"}
+        channels: dict[str, Expression | None] = {previous: Expression.name(arguments.channel_param() or "in_channels")}
         children = self._children(definition, instances)
         self._item_names = {local for local, _ in children}
         for local, item in children:
@@ -246,8 +239,8 @@ class ClassBuilder:
             raise _Unexpressible("the uses expand to different children")
         return instances[0].children
 
-    def _channels_out(self, item: dict, members: list[str | None], inputs: list[str], channels: dict,
-                      arguments: _Arguments) -> str | None:
+    def _channels_out(self, item: dict, members: list[str | None], inputs: list[str],
+                      channels: dict[str, Expression | None], arguments: _Arguments) -> Expression | None:
         """The item's output channels as an expression of the class's arguments, when one holds for
         every use: what the spec wrote (out_channels: ${planes * 4}), its input's (batch norm,
         activations, add), or the sum of its inputs' (concat)."""
@@ -263,11 +256,11 @@ class ClassBuilder:
                 written = arguments.expression(value)
                 if written is not None:
                     candidates.append(written)
-        known = [channels.get(name) or "" for name in inputs]  # "" (unknown) fails all() as None did
-        if known and all(known):
+        known = [known for name in inputs if (known := channels.get(name)) is not None]
+        if known and len(known) == len(inputs):
             candidates.append(known[0])
             if len(known) > 1:
-                candidates.append(" + ".join(f"({k})" if "+" in k else k for k in known))
+                candidates.append(Expression.join("+", known))
         for candidate in candidates:
             if arguments.evaluates_to(candidate, positions, actual):
                 return candidate
@@ -424,22 +417,21 @@ class _Arguments:
         self.used: dict[str, str] = {}  # argument name -> annotation
         self.generic: dict[str, list[Any]] = {}  # descriptive arguments and each use's value
         self.pending: list[tuple[Symbol, list[tuple[str, Any]], list[Any] | None]] = []
-        self.channel_hint: str | None = None  # the current item's input channels, as an expression
+        self.channel_hint: Expression | None = None  # the current item's input channels, as an expression
 
     def _scope(self, position: int) -> dict[str, Any]:
         return {**self.instances[position].params, "in_channels": self.channels[position]}
 
-    def evaluates_to(self, text: str, positions: list[int], wanted: list[Any]) -> bool:
-        names = _names(text)
-        if not names <= {*self.definition.params, "in_channels"}:
+    def evaluates_to(self, expression: Expression, positions: list[int], wanted: list[Any]) -> bool:
+        if not expression.names <= {*self.definition.params, "in_channels"}:
             return False
         try:
-            return [_evaluate(text, self._scope(i)) for i in positions] == [_comparable(w) for w in wanted]
-        except Exception:  # noqa: BLE001 - not an expression of these values after all
+            return [_evaluate(expression, self._scope(i)) for i in positions] == [_comparable(w) for w in wanted]
+        except ExpressionError:  # a param that is no number in some use: not an expression of these values
             return False
 
-    def _needs(self, text: str, position: int) -> list[tuple[str, Any]]:
-        return [(name, self._scope(position)[name]) for name in sorted(_names(text))]
+    def _needs(self, expression: Expression, position: int) -> list[tuple[str, Any]]:
+        return [(name, self._scope(position)[name]) for name in sorted(expression.names)]
 
     def commit(self) -> None:
         """Make arguments of the symbols the last rendering printed (a value the backend's macro
@@ -492,15 +484,14 @@ class _Arguments:
         self.used.setdefault(name, _annotation(sample))
 
     def condition(self, item: dict, present: list[bool]) -> str:
-        text = self.expression(item.get("when"))
-        if text is None:
+        expression = self.expression(item.get("when"))
+        if expression is None:
             raise _Unexpressible("a layer left out per use by a value that is not a param expression")
-        names = _names(text)
-        if not names <= set(self.definition.params):
+        if not expression.names <= set(self.definition.params):
             raise _Unexpressible("the condition uses values that are not the module's params")
-        for name in names:
+        for name in expression.names:
             self._use(name, self.instances[0].params[name])
-        return text
+        return expression.python()
 
     def symbolize(self, item: dict, values: list[dict[str, Any]], positions: list[int], local: str) -> dict:
         """Each key's value, or a Symbol when the uses differ; grouped by prefix (l, r, kw, pad)."""
@@ -528,8 +519,7 @@ class _Arguments:
             return False
         written = self._written(item, key)
         if written is not None:  # an expression of the module's params (not only of constants)
-            names = _names(written)
-            return bool(names) and names <= set(self.definition.params)
+            return bool(written.names) and written.names <= set(self.definition.params)
         return key in _CHANNEL_KEYS
 
     def _symbol(self, item: dict, key: str, column: list[Any], positions: list[int], local: str) -> Symbol | Any:
@@ -537,15 +527,15 @@ class _Arguments:
         wanted = [_comparable(v) for v in column]
         hint = self.channel_hint if key in _CHANNEL_KEYS else None
         if hint is not None and self.evaluates_to(hint, positions, wanted):
-            return self._pending(Symbol(hint), self._needs(hint, positions[0]))
+            return self._pending(Symbol(hint.python()), self._needs(hint, positions[0]))
         written = self._written(item, key)
         if written is not None and self.evaluates_to(written, positions, column):
-            return self._pending(Symbol(written), self._needs(written, positions[0]))
+            return self._pending(Symbol(written.python()), self._needs(written, positions[0]))
         if key == "pad":  # the same on every side: the spec's `padding: ${(kernel - 1) // 2}` as one int
             written = self.expression(item.get("padding"))
             sides = [v[0] if isinstance(v, tuple) and len(set(v)) == 1 else None for v in column]
             if written is not None and None not in sides and self.evaluates_to(written, positions, sides):
-                return self._pending(Symbol(written), self._needs(written, positions[0]))
+                return self._pending(Symbol(written.python()), self._needs(written, positions[0]))
         for name in self.definition.params:
             if [_comparable(instance.params[name]) for instance in instances] == wanted:
                 return self._pending(Symbol(name), [(name, instances[0].params[name])])
@@ -562,7 +552,7 @@ class _Arguments:
         self.pending.append((symbol, names, generic))
         return symbol
 
-    def _written(self, item: dict, key: str) -> str | None:
+    def _written(self, item: dict, key: str) -> Expression | None:
         """The ``${...}`` expression the spec wrote for this value, if it wrote one."""
         prefix, _, field_name = key.partition(".")
         if prefix == "l":
@@ -573,41 +563,16 @@ class _Arguments:
             return None
         return self.expression(raw)
 
-    def expression(self, raw: Any) -> str | None:
-        """The text of a ``${...}`` value, with the spec's params written as their values (the
-        class's arguments are the module's params; the spec's are constants)."""
-        match = _WHOLE_REFERENCE.match(raw) if isinstance(raw, str) else None
-        if match is None:
-            return None
-        from netspec.expressions import rewrite
-
-        text = rewrite(match.group(1), lambda name: repr(self.constants[name]) if name in self.constants else None)
-        if not _names(text):  # the spec's constants only: its value (4 * 32 is 128)
-            try:
-                return repr(_evaluate(text, {}))
-            except Exception:  # noqa: BLE001 - not an expression after all: as written
-                return text
-        return self._simplest(text)
-
-    def _simplest(self, text: str) -> str:
-        """``planes`` for ``planes * 64 // 64 * 1`` (ResNet-50's width with the spec's constants
-        written in): an expression that equals one argument for any values is that argument.
-        Checked with two sets of distinct primes, so values that merely coincide never count."""
-        names = [*self.definition.params, "in_channels"]
-        trials = [dict(zip(names, primes, strict=False)) for primes in (_PRIMES, _PRIMES[::-1])]
-        for name in names:
-            try:
-                if all(_evaluate(text, trial) == trial[name] for trial in trials):
-                    return name
-            except Exception:  # noqa: BLE001 - not a plain arithmetic expression of these names
-                return text
-        return text
+    def expression(self, raw: Any) -> Expression | None:
+        """The expression a value of the definition was written as (parsed when the spec was
+        loaded), with the spec's own params as their values: the class's arguments are the
+        module's params, and the spec's are constants (``planes * width_per_group // 64 *
+        groups`` is ``planes`` in ResNet-50)."""
+        return raw.simplified(self.constants) if isinstance(raw, Expression) else None
 
 
-def _evaluate(text: str, params: dict[str, Any]) -> Any:
-    from netspec.expressions import evaluate
-
-    return _comparable(evaluate(text, lambda name: params[name]))
+def _evaluate(expression: Expression, params: dict[str, Any]) -> Any:
+    return _comparable(expression.evaluate(lambda name: params[name]))
 
 
 def _annotation(sample: Any) -> str:

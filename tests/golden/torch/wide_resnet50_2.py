@@ -17,13 +17,11 @@ class Downsample(nn.Sequential):
 class Bottleneck(nn.Module):
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes * 128 // 64 * 1, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes * 128 // 64 * 1)
-        self.conv2 = nn.Conv2d(
-            planes * 128 // 64 * 1, planes * 128 // 64 * 1, kernel_size=3, stride=stride, padding=1, bias=False
-        )
-        self.bn2 = nn.BatchNorm2d(planes * 128 // 64 * 1)
-        self.conv3 = nn.Conv2d(planes * 128 // 64 * 1, planes * 4, kernel_size=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, planes * 2, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes * 2)
+        self.conv2 = nn.Conv2d(planes * 2, planes * 2, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes * 2)
+        self.conv3 = nn.Conv2d(planes * 2, planes * 4, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.downsample = Downsample(in_channels=in_channels, planes=planes * 4, stride=stride) if downsample else None
         self.relu = nn.ReLU()
