@@ -182,3 +182,15 @@ def test_conv1d_counts_params_macs_and_receptive_field():
     assert c1.output_shape == (16, 48) and c1.params == 16 * 4 * 5 + 16 and c1.macs == 48 * 16 * 4 * 5
     assert c2.resolved["padding"] == (2, 2) and c2.output_shape == (4, 48)
     assert c1.receptive_field == (5,) and c2.receptive_field == (5 + 2 * 2 * 2,)
+
+
+@pytest.mark.parametrize(("kind", "index"), CATALOGUE)
+def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, index):
+    """``input_channel_keys`` names the resolved values that generated module classes write as the
+    channels coming in: each must be resolved, and equal to those channels, in every example."""
+    net = single_layer_net(kind, index)
+    layer = net.layer("layer")
+    for key in layer.layer.input_channel_keys:
+        assert layer.resolved[key] == layer.input_shapes[0][0], (kind, key)
+    declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
+    assert declaring == ["batchnorm1d", "batchnorm2d", "conv1d", "conv2d", "linear"]

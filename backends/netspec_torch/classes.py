@@ -27,8 +27,8 @@ from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, SymbolicValue, class_name, ident, module_name, py
 from netspec_torch.imports import need
 
-# values that are the channels a layer (or a nested module) receives
-_CHANNEL_KEYS = ("r.in_channels", "r.num_features", "r.in_features", "kw.in_channels")
+# the generated classes' own argument for the channels a nested module's instance receives
+_IN_CHANNELS_ARGUMENT = "kw.in_channels"
 
 
 @dataclass
@@ -309,7 +309,9 @@ class ClassBuilder:
             cls.steps.append(ClassStep(local, expr, "varies", inputs[0], guard=f"self.{flag}"))
             return None
         values = [_layer_values(cl, self.pads) for cl in checked]
-        symbolic = arguments.symbolize(item, values, [i for i, m in enumerate(members) if m is not None], local)
+        channel_keys = {f"r.{key}" for key in first.layer.input_channel_keys}
+        symbolic = arguments.symbolize(item, values, [i for i, m in enumerate(members) if m is not None], local,
+                                       channel_keys)
         if isinstance(symbolic["l"].get("activation"), Symbol):
             raise _Unexpressible("the activation differs between uses")
         layer = type(first.layer).model_construct(**{**dict(first.layer), **symbolic["l"]})
@@ -356,7 +358,7 @@ class ClassBuilder:
         cls = present[0].cls
         values = [{f"kw.{k}": c.kwargs[k] for k, _ in cls.arguments} for c in present]
         positions = [i for i, c in enumerate(constructions) if c is not None]
-        symbolic = arguments.symbolize(item, values, positions, item["name"])
+        symbolic = arguments.symbolize(item, values, positions, item["name"], {_IN_CHANNELS_ARGUMENT})
         args = ", ".join(f"{k}={py(symbolic['kw'][k])}" for k, _ in cls.arguments
                          if not _is_default(symbolic["kw"][k], cls.defaults.get(k, _NO_DEFAULT)))
         arguments.commit()
@@ -418,6 +420,7 @@ class _Arguments:
         self.generic: dict[str, list[Any]] = {}  # descriptive arguments and each use's value
         self.pending: list[tuple[Symbol, list[tuple[str, Any]], list[Any] | None]] = []
         self.channel_hint: Expression | None = None  # the current item's input channels, as an expression
+        self.channel_keys: set[str] = set()  # the current item's values that are those channels
 
     def _scope(self, position: int) -> dict[str, Any]:
         return {**self.instances[position].params, "in_channels": self.channels[position]}
@@ -493,8 +496,11 @@ class _Arguments:
             self._use(name, self.instances[0].params[name])
         return expression.python()
 
-    def symbolize(self, item: dict, values: list[dict[str, Any]], positions: list[int], local: str) -> dict:
-        """Each key's value, or a Symbol when the uses differ; grouped by prefix (l, r, kw, pad)."""
+    def symbolize(self, item: dict, values: list[dict[str, Any]], positions: list[int], local: str,
+                  channel_keys: set[str]) -> dict:
+        """Each key's value, or a Symbol when the uses differ; grouped by prefix (l, r, kw, pad).
+        ``channel_keys`` are the keys whose value is the channels the item receives."""
+        self.channel_keys = channel_keys
         grouped: dict[str, Any] = {"l": {}, "r": {}, "kw": {}, "pad": None, "pre_pad": None}
         for key in values[0]:
             column = [row.get(key) for row in values]
@@ -520,12 +526,12 @@ class _Arguments:
         written = self._written(item, key)
         if written is not None:  # an expression of the module's params (not only of constants)
             return bool(written.names) and written.names <= set(self.definition.params)
-        return key in _CHANNEL_KEYS
+        return key in self.channel_keys
 
     def _symbol(self, item: dict, key: str, column: list[Any], positions: list[int], local: str) -> Symbol | Any:
         instances = [self.instances[i] for i in positions]
         wanted = [_comparable(v) for v in column]
-        hint = self.channel_hint if key in _CHANNEL_KEYS else None
+        hint = self.channel_hint if key in self.channel_keys else None
         if hint is not None and self.evaluates_to(hint, positions, wanted):
             return self._pending(Symbol(hint.python()), self._needs(hint, positions[0]))
         written = self._written(item, key)

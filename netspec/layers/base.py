@@ -363,6 +363,9 @@ class Layer(BaseModel):
     pad_value: ClassVar[float] = 0.0
     # How many inputs the layer takes: (at least, at most or None for any number).
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    # The resolved values that are the channels (or features) the layer receives: where a module is
+    # generated as a class, they are written as the channels coming in (nn.BatchNorm2d(planes)).
+    input_channel_keys: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -49,6 +49,7 @@ class _ConvNd(Layer):
 
     rank: ClassVar[int]
     category = "convolution"
+    input_channel_keys = ("in_channels",)
     synonyms = {"filters": "out_channels", "strides": "stride", "use_bias": "bias",
                 "dilation_rate": "dilation", "kernel": "kernel_size"}
 

@@ -54,6 +54,7 @@ class Linear(Layer):
     """
 
     category = "linear"
+    input_channel_keys = ("in_features",)
     synonyms = {"units": "out_features", "use_bias": "bias", "input_dim": "in_features"}
     type_synonyms = ("dense", "fc", "fully_connected")
 

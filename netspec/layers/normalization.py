@@ -47,6 +47,7 @@ class _BatchNorm(Layer):
 
     spatial_ranks: ClassVar[tuple[int, ...]]
     category = "normalization"
+    input_channel_keys = ("num_features",)
     synonyms = {"epsilon": "eps"}
     batch_statistics = True
 
