@@ -22,15 +22,13 @@ from netspec import __version__
 _SAFE_LITERALS = (bool, int, float, str, type(None))
 
 
-class SymbolicValue(Exception):
-    """A Symbol was used where its value decides what is rendered (``if``), not only printed."""
-
-
 class Symbol:
     """An argument of a generated class's constructor, standing in for a value that differs
     between the class's uses: rendered as its name (``planes``) or an expression over the
     arguments (``planes * 4``). Templates may print it and compare it with a default (it is never
-    equal to one, so the argument is always written), but not branch on its truth."""
+    equal to one, so the argument is always written). It stands only for numbers: a flag or a name
+    that differs between uses gets a class per use instead (netspec_torch.classes), since macros
+    branch on those."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -43,9 +41,6 @@ class Symbol:
         return True
 
     __hash__ = object.__hash__
-
-    def __bool__(self) -> bool:
-        raise SymbolicValue(self.text)
 
 
 def py(value) -> str:

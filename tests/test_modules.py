@@ -809,3 +809,44 @@ def test_a_module_may_name_its_one_input(write_spec):
     backend = get_backend("torch")
     assert "def forward(self, x_in: torch.Tensor) -> torch.Tensor:" in backend.emit(net)
     assert tuple(backend.load(net)(torch.randn(2, 3, 8, 8)).shape) == (2, 3, 8, 8)
+
+
+FLAG_PER_USE = """
+    name: flags
+    input: [3, 8, 8]
+    modules:
+      unit:
+        params: {width: 4, with_bias: true}
+        layers:
+          - {name: conv, type: conv2d, out_channels: "${width}", kernel_size: 3, padding: 1, bias: "${with_bias}"}
+          - {name: bn, type: batchnorm2d}
+    layers:
+      - {name: a, module: unit, params: {width: 4}}
+      - {name: b, module: unit, params: {width: 6, with_bias: false}}
+      - {name: c, module: unit, params: {width: 8}}
+      - {type: global_avgpool2d}
+"""
+
+
+@pytest.mark.torch
+def test_uses_that_differ_in_a_flag_get_a_class_each_and_numbers_stay_arguments(write_spec):
+    """A layer's macro writes ``bias=False`` only when it is off, so a flag that differs between
+    uses cannot be an argument: the uses with bias and the use without get a class each, while the
+    width that differs between the first and the third stays an argument of theirs."""
+    import torch
+
+    from netspec.backend import get_backend
+
+    from .torch_helpers import per_layer
+
+    net = check_file(write_spec(FLAG_PER_USE))
+    backend = get_backend("torch")
+    source = backend.emit(net)
+    assert "class Unit(nn.Module)" in source and "class Unit2(nn.Module)" in source
+    assert "nn.Conv2d(in_channels, width, kernel_size=3, padding=1)\n" in source  # a and c: width an argument
+    assert "nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=False)" in source  # b
+    assert "self.b = Unit2(in_channels=4, width=6)" in source and "self.c = Unit(in_channels=6, width=8)" in source
+    model = backend.load(net)
+    measured, _ = per_layer(backend, net, model, torch.randn(2, *net.input_shape))
+    assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
+    assert model.b.conv.bias is None and model.a.conv.bias is not None

@@ -24,7 +24,7 @@ from netspec.expressions import Expression, ExpressionError
 from netspec.layers import fmt_shape
 from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
 from netspec.modules import Instance, ModuleDefinition
-from netspec.render import Symbol, SymbolicValue, class_name, ident, module_name, py
+from netspec.render import Symbol, class_name, ident, module_name, py
 from netspec_torch.imports import need
 
 # the generated classes' own argument for the channels a nested module's instance receives
@@ -152,17 +152,37 @@ class ClassBuilder:
             name = self._unique(class_name(definition.name), reserve=False)
             cls, kwargs = self._symbolic(definition, instances, name)
             self.taken.add(name)
-        except (_Unexpressible, SymbolicValue):
-            groups: dict[str, list[Instance]] = {}
-            for instance in instances:  # a class per distinct body, with every value written out
-                probe = self._symbolic(definition, [instance], "Probe", literal=True)[0]
-                groups.setdefault(repr(_class_signature(probe)), []).append(instance)
-            for number, members in enumerate(groups.values(), start=1):
+        except _Unexpressible:
+            for number, members in enumerate(self._clusters(definition, instances), start=1):
                 name = self._unique(class_name(definition.name) + (str(number) if number > 1 else ""))
-                cls, kwargs = self._symbolic(definition, members, name, literal=True)
+                try:  # what still differs inside a cluster is an argument
+                    cls, kwargs = self._symbolic(definition, members, name)
+                except _Unexpressible:
+                    cls, kwargs = self._symbolic(definition, members, name, literal=True)
                 self._register(cls, members, kwargs)
             return
         self._register(cls, instances, kwargs)
+
+    def _clusters(self, definition: ModuleDefinition, instances: list[Instance]) -> list[list[Instance]]:
+        """The uses in groups that one class can build each: the uses with the same body (every
+        value written out) start together, and a group joins an earlier one when a class with
+        arguments builds both (the uses of a block with bias and those without, whatever widths)."""
+        bodies: dict[str, list[Instance]] = {}
+        for instance in instances:
+            probe = self._symbolic(definition, [instance], "Probe", literal=True)[0]
+            bodies.setdefault(repr(_class_signature(probe)), []).append(instance)
+        clusters: list[list[Instance]] = []
+        for members in bodies.values():
+            for cluster in clusters:
+                try:
+                    self._symbolic(definition, cluster + members, "Probe")
+                except _Unexpressible:
+                    continue
+                cluster.extend(members)
+                break
+            else:
+                clusters.append(list(members))
+        return clusters
 
     def _register(self, cls: GeneratedClass, instances: list[Instance], kwargs: list[dict[str, Any]]) -> None:
         self.classes.append(cls)
@@ -312,8 +332,6 @@ class ClassBuilder:
         channel_keys = {f"r.{key}" for key in first.layer.input_channel_keys}
         symbolic = arguments.symbolize(item, values, [i for i, m in enumerate(members) if m is not None], local,
                                        channel_keys)
-        if isinstance(symbolic["l"].get("activation"), Symbol):
-            raise _Unexpressible("the activation differs between uses")
         layer = type(first.layer).model_construct(**{**dict(first.layer), **symbolic["l"]})
         constructor = self.render_layer(first, layer, symbolic["r"], symbolic["pad"])
         arguments.commit()
@@ -504,8 +522,13 @@ class _Arguments:
         grouped: dict[str, Any] = {"l": {}, "r": {}, "kw": {}, "pad": None, "pre_pad": None}
         for key in values[0]:
             column = [row.get(key) for row in values]
-            if all(v == column[0] for v in column) and not self._named(item, key):
+            # a layer's flag or name (bias, ceil_mode, an activation) decides what its macro writes, so
+            # it is never an argument: uses that differ in one get a class each
+            flag = key.partition(".")[0] in ("l", "r") and any(isinstance(v, bool | str) for v in column)
+            if all(v == column[0] for v in column) and (flag or not self._named(item, key)):
                 value = column[0]
+            elif flag:
+                raise _Unexpressible(f"the uses differ in {key.partition('.')[2]}, which the layer's code branches on")
             else:
                 value = self._symbol(item, key, column, positions, local)
             prefix, _, rest = key.partition(".")
