@@ -176,7 +176,7 @@ def _expand_modules(tree: LMap, expressions: dict[Location, Expression | str]) -
     if problems:
         raise SpecError(problems)
     tree.pop("modules", None)
-    return Expansion(definitions, expander.instances)
+    return Expansion(definitions, expander.instances, expander.top_level)
 
 
 def _default_lookup(definition, global_params: dict[str, Any], problems: list[Problem]):

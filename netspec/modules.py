@@ -97,6 +97,9 @@ class Instance:
 class Expansion:
     definitions: dict[str, ModuleDefinition]
     instances: list[Instance]
+    # the spec's own items in order, as (name, whether it is a module use), those left out with
+    # `when: false` omitted: the network class's attributes, whose contents are the instances
+    top_level: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def copy_tree(value: Any) -> Any:
@@ -237,6 +240,7 @@ class Expander:
         self.suggest = Suggestions()
         self.long_names: set[Location] = set()  # reported once each, after expansion
         self.top_names: set[Any] = set()  # the spec's own layers and uses, which a module cannot see
+        self.top_level: list[tuple[str, bool]] = []  # Expansion.top_level
 
     def report_long_names(self) -> None:
         for where in sorted(self.long_names):
@@ -336,6 +340,8 @@ class Expander:
             scoped = f"{scope}{local}"
             if children is not None:
                 children.append((local, item))
+            if top:
+                self.top_level.append((scoped, "module" in item))
             if "module" in item:
                 output = self._use(item, scoped, inputs or [scope_input], out, depth, where)
             else:

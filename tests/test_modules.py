@@ -850,3 +850,38 @@ def test_uses_that_differ_in_a_flag_get_a_class_each_and_numbers_stay_arguments(
     measured, _ = per_layer(backend, net, model, torch.randn(2, *net.input_shape))
     assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
     assert model.b.conv.bias is None and model.a.conv.bias is not None
+
+
+LEFT_OUT_AT_THE_TOP = """
+    name: leftout
+    input: [3, 8, 8]
+    params: {extra: false}
+    modules:
+      unit:
+        params: {width: 4}
+        layers:
+          - {name: conv, type: conv2d, out_channels: "${width}", kernel_size: 3, padding: 1}
+    layers:
+      - {name: a, module: unit}
+      - {name: skip, type: conv2d, out_channels: 4, kernel_size: 1, when: "${extra}"}
+      - {name: b, module: unit, when: "${extra}"}
+      - {type: global_avgpool2d}
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("extra", ["false", "true"])
+def test_the_network_class_holds_the_spec_s_own_items_that_are_present(write_spec, extra):
+    """The network class is built from the expansion's record of the spec's own items; a layer
+    left out at the top of a spec with modules used to crash the torch export (KeyError)."""
+    import torch
+
+    from netspec.backend import get_backend
+
+    net = check_file(write_spec(LEFT_OUT_AT_THE_TOP.replace("extra: false", f"extra: {extra}")))
+    source = get_backend("torch").emit(net)
+    assert ("self.skip = nn.Conv2d(" in source) == (extra == "true")
+    assert ("self.b = Unit(" in source) == (extra == "true")
+    model = get_backend("torch").load(net)
+    assert sum(p.numel() for p in model.parameters()) == net.totals.params
+    assert tuple(model(torch.randn(2, 3, 8, 8)).shape) == (2, 4)

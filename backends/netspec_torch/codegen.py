@@ -196,10 +196,8 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
         builder.build()
         result.classes = builder.classes
         items = []
-        assert net.source.loaded.document is not None  # kept wherever there are modules
-        for raw in net.source.loaded.document.get("layers", []):
-            name = raw.get("name")
-            if "module" not in raw:
+        for name, is_use in expansion.top_level:
+            if not is_use:
                 items.append((None, net.layer(name)))
                 continue
             uses = [i for i in expansion.instances if i.path == name or i.group == name]
