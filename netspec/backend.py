@@ -56,6 +56,18 @@ class Backend(Protocol):
                force: bool = False) -> list[Artifact]:
         """Write the requested formats into ``out_dir``."""
 
+    # Weights between backends (netspec convert), through the neutral layout (netspec.weights):
+    # numpy arrays keyed and shaped as PyTorch's state dict.
+    weights_read: tuple[str, ...]  # the endings of the weights files it reads
+    weights_written: str  # the ending of the weights file it writes
+
+    def read_weights(self, net, path: Path) -> dict[str, Any]:
+        """The weights in ``path``, checked strictly against the spec, in the neutral layout."""
+
+    def write_weights(self, net, state: Mapping[str, Any], path: str, source: str) -> None:
+        """Set neutral-layout ``state`` (from ``source``) on the spec's model, strictly, and save
+        it at ``path`` in this backend's own format."""
+
 
 def require_modules(backend: str, *modules: str) -> None:
     """Raise ImportError naming the first of ``modules`` that is not installed."""

@@ -12,74 +12,58 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netspec.backend import Artifact, get_backend, require_memory
+from netspec.backend import Artifact, Backend, get_backend, require_memory
 from netspec.checker import CheckedNet
 from netspec.errors import SpecError
 from netspec.outputs import Outputs, check_target
 
-KERAS_SUFFIXES = (".weights.h5", ".keras")
-TORCH_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-OUTPUT_SUFFIX = {"keras": ".weights.h5", "torch": ".safetensors"}
-# the Keras model, the weights read, a converted copy, and the torch model when converting to torch
-MEMORY_COPIES = {"keras": 3, "torch": 4}
+BACKENDS = ("torch", "keras")
+# the model the weights are read into, the neutral copy, the model they are set on, and a copy
+# the framework makes while saving
+MEMORY_COPIES = 4
 
 
-def is_keras_weights(path: Path) -> bool:
-    return path.name.endswith(KERAS_SUFFIXES)
+def _reader_of(weights: Path, backends: dict[str, Backend]) -> str | None:
+    """The backend whose weights files end as ``weights`` does (the longest ending wins:
+    ``.weights.h5`` before ``.h5``)."""
+    endings = [(len(ending), name) for name, backend in backends.items() for ending in backend.weights_read
+               if weights.name.endswith(ending)]
+    return max(endings)[1] if endings else None
 
 
-def converted_name(weights: Path, to: str) -> str:
+def converted_name(weights: Path, backends: dict[str, Backend], to: str) -> str:
     """``trained.pth`` -> ``trained.weights.h5`` (to keras); ``x.weights.h5`` -> ``x.safetensors``."""
     stem = weights.name
-    for suffix in (*KERAS_SUFFIXES, *TORCH_SUFFIXES):
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            stem = stem[: -len(suffix)]
+    for ending in sorted((e for b in backends.values() for e in b.weights_read), key=len, reverse=True):
+        if stem.endswith(ending) and len(stem) > len(ending):
+            stem = stem[: -len(ending)]
             break
-    return stem + OUTPUT_SUFFIX[to]
+    return stem + backends[to].weights_written
 
 
 def convert(net: CheckedNet, weights: Path, to: str, out_dir: Path, *, force: bool = False) -> list[Artifact]:
+    """Read ``weights`` with the backend that reads its kind of file, and write them with ``to``'s,
+    through the neutral layout (netspec.weights): each backend checks them strictly against the
+    spec, and neither knows the other."""
     weights = Path(weights)
-    if to not in OUTPUT_SUFFIX:
+    if to not in BACKENDS:
         raise SpecError.single(f"the backend to convert to must be 'torch' or 'keras', not {to!r}")
     if not weights.is_file():
         raise SpecError.single(f"weights file not found: {weights}")
-    if to == "keras" and is_keras_weights(weights):
-        raise SpecError.single(f"{weights} already holds Keras weights", hint="use --to torch")
-    if to == "torch" and not is_keras_weights(weights):
-        raise SpecError.single(f"{weights} is not a Keras weights file ({', '.join(KERAS_SUFFIXES)})",
-                               hint="PyTorch weights are already in the torch layout; use --to keras")
-    target = Path(out_dir) / converted_name(weights, to)  # never the weights themselves: the ending differs
+    backends = {name: get_backend(name) for name in BACKENDS}
+    reader = _reader_of(weights, backends)
+    if reader is None:
+        endings = ", ".join(e for b in backends.values() for e in b.weights_read)
+        raise SpecError.single(f"{weights} is not a weights file netspec reads ({endings})")
+    if reader == to:
+        other = next(name for name in BACKENDS if name != to)
+        raise SpecError.single(f"{weights} already holds {'Keras' if to == 'keras' else 'PyTorch'} weights",
+                               hint=f"use --to {other}")
+    target = Path(out_dir) / converted_name(weights, backends, to)  # never the weights: the ending differs
     with Outputs(force=force) as out:
         check_target(target, force=force)
-        require_memory(net, f"converting {weights.name} to {to}", MEMORY_COPIES[to])
-        keras_backend = get_backend("keras")
-        torch_backend = get_backend("torch") if to == "torch" else None
-        keras_model = keras_backend.load(net, weights=weights)  # strict: explains any misfit, loads nothing
+        require_memory(net, f"converting {weights.name} to {to}", MEMORY_COPIES)
+        state = backends[reader].read_weights(net, weights)  # strict: explains any misfit, reads nothing more
         out.folder(out_dir)
-        tmp = out.file(target)
-        if to == "keras":
-            keras_model.save_weights(tmp)
-            return [Artifact(target, "weights")]
-        _save_torch_layout(net, keras_model, torch_backend, tmp, str(weights))
-    return [Artifact(target, "safetensors")]
-
-
-def _save_torch_layout(net: CheckedNet, keras_model, torch_backend, path: str, source: str) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    from netspec_keras import torch_layout_state
-    from netspec_torch.weights import apply_state_dict
-
-    torch_model = torch_backend.load(net)
-    state = {k: torch.from_numpy(v) for k, v in torch_layout_state(keras_model, net).items()}
-    for key, value in torch_model.state_dict().items():
-        if key.endswith(".num_batches_tracked") and key not in state:
-            state[key] = value  # batch norm's step counter has no Keras twin
-    apply_state_dict(torch_model, state, source)  # strict: every tensor of the model, and no other
-    metadata = {"spec": net.spec.name, "layout": "torch"}
-    if any(key.endswith(".num_batches_tracked") for key in state):
-        metadata["num_batches_tracked"] = ("0: Keras keeps no step counter; a spec's batch norms have a momentum, "
-                                           "so it changes nothing")
-    save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, path, metadata=metadata)
+        backends[to].write_weights(net, state, out.file(target), str(weights))
+    return [Artifact(target, "weights" if to == "keras" else "safetensors")]

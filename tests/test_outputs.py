@@ -227,6 +227,25 @@ def test_convert_names_its_output_after_the_weights(tmp_path):
     assert back.exit_code == 2 and f"refusing to overwrite {tmp_path / 'zoo.safetensors'}" in back.output
 
 
+@pytest.mark.parametrize(("name", "to", "message", "hint"), [
+    ("trained.pth", "torch", "already holds PyTorch weights", "use --to keras"),
+    ("trained.safetensors", "torch", "already holds PyTorch weights", "use --to keras"),
+    ("trained.weights.h5", "keras", "already holds Keras weights", "use --to torch"),
+    ("trained.keras", "keras", "already holds Keras weights", "use --to torch"),
+    ("trained.h5", "keras", "is not a weights file netspec reads (.safetensors, .pt, .pth, .bin, .ckpt, "
+     ".weights.h5, .keras)", None),
+])
+def test_convert_knows_each_backend_s_weights_by_its_ending(tmp_path, name, to, message, hint):
+    """convert asks each backend which files it reads (Backend.weights_read), before any framework
+    is imported; a refusal writes nothing."""
+    (tmp_path / name).write_bytes(b"not read")
+    result = runner.invoke(app, ["convert", str(ZOO), "--weights", str(tmp_path / name), "--to", to,
+                                 "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert hint is None or f"hint: {hint}" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_outputs_module_keeps_what_is_there_when_a_writer_fails(tmp_path):
     from netspec.outputs import Outputs
 

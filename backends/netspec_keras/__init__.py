@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,18 @@ class KerasBackend:
 
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
 
+    weights_read = (".weights.h5", ".keras")
+    weights_written = ".weights.h5"
+
+    def read_weights(self, net: CheckedNet, path: Path) -> dict[str, Any]:
+        model = self.load(net, weights=path)  # strict: explains any misfit, loads nothing
+        return torch_layout_state(model, net)
+
+    def write_weights(self, net: CheckedNet, state: Mapping[str, Any], path: str, source: str) -> None:
+        model = self.load(net)
+        set_from_torch_layout(model, net, state, source)
+        model.save_weights(path)
+
 
 def _need_keras(what: str) -> None:
     """A clear error when Keras is missing: this backend renders source without it."""
@@ -133,7 +146,7 @@ def _need_keras(what: str) -> None:
                                hint=f'{INSTALL_HINTS["keras"]} (source export works without it)') from None
 
 
-def set_from_torch_layout(model, net: CheckedNet, state: dict[str, Any], source: str = "the state") -> None:
+def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], source: str = "the state") -> None:
     """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``;
     strictly: every missing, unexpected or mis-shaped tensor is explained, and nothing is loaded."""
     from netspec.weights import misfit, state_prefixes

@@ -4,6 +4,7 @@ model is built: source and planning (which module holds which layer) work withou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,19 @@ class TorchBackend:
         from netspec_torch.export import export
 
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
+
+    weights_read = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+    weights_written = ".safetensors"
+
+    def read_weights(self, net: CheckedNet, path: Path) -> dict[str, Any]:
+        model = self.load(net, weights=path)  # strict: explains any misfit, loads nothing
+        return {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}
+
+    def write_weights(self, net: CheckedNet, state: Mapping[str, Any], path: str, source: str) -> None:
+        _need_torch("writing PyTorch weights")
+        from netspec_torch.weights import save_neutral_state
+
+        save_neutral_state(self.load(net), net, state, path, source)
 
 
 def _need_torch(what: str) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import torch
 
+from netspec.checker import CheckedNet
 from netspec.state_files import read_state_dict
 
 __all__ = ["apply_state_dict", "read_state_dict"]
@@ -20,3 +23,21 @@ def apply_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     if error is not None:
         raise error
     model.load_state_dict(state, strict=True)
+
+
+def save_neutral_state(model: torch.nn.Module, net: CheckedNet, state: Mapping[str, Any], path: str,
+                       source: str) -> None:
+    """Set neutral-layout arrays on ``model`` strictly and save its state dict as safetensors.
+    Batch norm's step counter, which other frameworks do not keep, is taken as the model's own."""
+    from safetensors.torch import save_file
+
+    tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
+    for key, value in model.state_dict().items():
+        if key.endswith(".num_batches_tracked") and key not in tensors:
+            tensors[key] = value
+    apply_state_dict(model, tensors, source)  # strict: every tensor of the model, and no other
+    metadata = {"spec": net.spec.name, "layout": "torch"}
+    if any(key.endswith(".num_batches_tracked") for key in tensors):
+        metadata["num_batches_tracked"] = ("0: Keras keeps no step counter; a spec's batch norms have a momentum, "
+                                           "so it changes nothing")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path, metadata=metadata)
