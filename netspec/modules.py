@@ -40,12 +40,12 @@ from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
 from netspec.layers.base import (
-    GENERATED_CODE_NAMES,
     LOCAL_CODE_NAMES,
     MAX_NAME_LENGTH,
     NETWORK_INPUT,
     REPETITION_NAME,
     class_name_problem,
+    generated_code_names,
 )
 from netspec.yamlio import LList, LMap, child_loc
 
@@ -188,7 +188,7 @@ def _declared_inputs(name: str, body: LMap, sequential: bool, problems: list[Pro
         problem = None
         if not _IDENTIFIER.match(input_name) or keyword.iskeyword(input_name):
             problem = "it is not a valid name"
-        elif input_name in GENERATED_CODE_NAMES or input_name in ("self", "inputs"):
+        elif input_name in generated_code_names() or input_name in ("self", "inputs"):
             problem = "the generated code uses that name"
         elif input_name in layer_names:
             problem = "a layer of the module has that name"
@@ -208,7 +208,7 @@ def _param_name_problem(key: Any) -> str | None:
     if keyword.iskeyword(key) or key in ("self", "in_channels"):
         return "the generated class's constructor uses that name itself" if not keyword.iskeyword(key) \
             else "it is a Python keyword"
-    if key in GENERATED_CODE_NAMES or key in LOCAL_CODE_NAMES:
+    if key in generated_code_names() or key in LOCAL_CODE_NAMES:
         return "the generated code uses that name"
     return None
 

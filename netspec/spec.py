@@ -30,12 +30,12 @@ from netspec.errors import Location, Problem, SpecError, Suggestions, closest_na
 from netspec.expressions import LARGEST
 from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
 from netspec.layers.base import (
-    GENERATED_CODE_NAMES,
     INPUT_RANKS,
     NETWORK_INPUT,
     Name,
     References,
     class_name_problem,
+    generated_code_names,
 )
 from netspec.loader import LoadedSpec, load_spec_document
 
@@ -56,8 +56,8 @@ def _check_class_name(value: str) -> str:
     if not re.match(CLASS_NAME_RE, value):
         raise ValueError(f"{value!r} is not a class name: a capital letter, then letters, digits and underscores "
                          "(ResNet, GoogLeNet)")
-    if keyword.iskeyword(value) or value in GENERATED_CODE_NAMES:
-        what = "a Python keyword" if keyword.iskeyword(value) else GENERATED_CODE_NAMES[value]
+    if keyword.iskeyword(value) or value in generated_code_names():
+        what = "a Python keyword" if keyword.iskeyword(value) else generated_code_names()[value]
         raise ValueError(f"{value!r} is {what} in the generated code; try '{value}Net'")
     return value
 

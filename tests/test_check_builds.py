@@ -117,7 +117,31 @@ def test_a_condition_is_generated_from_its_tokens_not_its_text(write_spec):
 def test_the_static_torch_attribute_names_cover_the_installed_torch():
     from torch import nn
 
-    from netspec.layers.base import TORCH_MODULE_ATTRIBUTES
+    from netspec_torch.names import MODULE_ATTRIBUTES
 
     public = {name for name in dir(nn.Module()) if not name.startswith("_")}
-    assert public <= TORCH_MODULE_ATTRIBUTES, sorted(public - TORCH_MODULE_ATTRIBUTES)
+    assert public <= MODULE_ATTRIBUTES, sorted(public - MODULE_ATTRIBUTES)
+
+
+def test_each_backend_owns_the_names_its_generated_code_binds(write_spec):
+    """The core lists no backend's names: it collects each backend's static set (names.py, under the
+    entry-point group netspec.reserved_names), and refuses a spec's names by them, with what they are."""
+    import re
+    from pathlib import Path
+
+    import netspec_keras
+    from netspec.layers.base import generated_code_names, inherited_attribute_names
+    from netspec_keras import names as keras_names
+    from netspec_torch import names as torch_names
+
+    assert set(torch_names.MODULE_NAMES) | set(keras_names.MODULE_NAMES) <= set(generated_code_names())
+    assert set(inherited_attribute_names()) == torch_names.MODULE_ATTRIBUTES
+    # the Keras module defines exactly its helper layers, and the set names them all
+    template = (Path(netspec_keras.__file__).parent / "templates" / "module.py.j2").read_text()
+    assert set(re.findall(r"^class (\w+)\(", template, re.M)) == set(keras_names.HELPER_LAYERS)
+    spec = "name: s\ninput: [4]\nlayers: [{name: NAME, type: linear, out_features: 3}]\n"
+    for name, what in (("LocalResponseNorm", "a helper layer of the Keras code"), ("keras", "the keras package"),
+                       ("training", "an attribute the generated torch class inherits from torch.nn.Module")):
+        with pytest.raises(SpecError) as caught:
+            check_file(write_spec(spec.replace("NAME", name)))
+        assert what in caught.value.problems[0].message, caught.value.problems[0].message

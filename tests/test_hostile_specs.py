@@ -448,7 +448,7 @@ def test_every_name_the_generated_code_binds_or_calls_is_reserved():
     import ast
     import builtins
 
-    from netspec.layers.base import GENERATED_CODE_NAMES
+    from netspec.layers.base import generated_code_names
     from netspec_keras.codegen import render as render_keras
     from netspec_torch.codegen import network_class_name
     from netspec_torch.codegen import render as render_torch
@@ -469,4 +469,5 @@ def test_every_name_the_generated_code_binds_or_calls_is_reserved():
                     used.add(node.name)  # a helper class (the network's own class is named after the spec)
             used |= {node.id for node in ast.walk(module) if isinstance(node, ast.Name) and hasattr(builtins, node.id)}
     assert spec_classes == {"AlexNet", "AlexnetCifar10", "AlexnetKeras", "Zoo"}
-    assert used - spec_classes <= set(GENERATED_CODE_NAMES), sorted(used - spec_classes - set(GENERATED_CODE_NAMES))
+    reserved = set(generated_code_names())
+    assert used - spec_classes <= reserved, sorted(used - spec_classes - reserved)

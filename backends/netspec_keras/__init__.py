@@ -11,14 +11,14 @@ import tempfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
-from netspec.checker import CheckedNet
 from netspec.errors import SpecError
-from netspec.render import execute_generated, module_name
-from netspec.weights import keras_names, to_keras, to_torch, torch_names
-from netspec_keras.codegen import KerasPlan, render
+
+if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
+    from netspec.checker import CheckedNet
+    from netspec_keras.codegen import KerasPlan
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 # what TensorFlow's native libraries print while they load, whatever TF_CPP_MIN_LOG_LEVEL says
@@ -87,14 +87,21 @@ class KerasBackend:
         require_modules("keras", "numpy")
 
     def emit(self, net: CheckedNet) -> str:
+        from netspec_keras.codegen import render
+
         return render(net)[0]
 
     def plan(self, net: CheckedNet) -> KerasPlan:
+        from netspec_keras.codegen import render
+
         return render(net)[1]
 
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
         _need_keras("building the Keras model")
         import_keras()
+        from netspec.render import execute_generated, module_name
+        from netspec_keras.codegen import render
+
         source, keras_plan = (source, self.plan(net)) if source else render(net)
         model = execute_generated(source, module_name(net.spec.name))[keras_plan.function_name]()
         if weights is not None:
@@ -149,7 +156,7 @@ def _need_keras(what: str) -> None:
 def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], source: str = "the state") -> None:
     """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``;
     strictly: every missing, unexpected or mis-shaped tensor is explained, and nothing is loaded."""
-    from netspec.weights import misfit, state_prefixes
+    from netspec.weights import misfit, state_prefixes, to_keras, torch_names
 
     paths = state_prefixes(net)
     expected = {key: value.shape for key, value in torch_layout_state(model, net).items()}
@@ -168,7 +175,7 @@ def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], sour
 
 def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     """The model's weights in PyTorch's layout, keyed as the torch backend's state dict."""
-    from netspec.weights import state_prefixes
+    from netspec.weights import keras_names, state_prefixes, to_torch
 
     paths = state_prefixes(net)
     state = {}

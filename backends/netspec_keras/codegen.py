@@ -43,7 +43,7 @@ class Step:
 class KerasPlan:
     function_name: str
     steps: list[Step] = field(default_factory=list)
-    helpers: set[str] = field(default_factory=set)  # the helper layers (lowering.HELPER_LAYERS) the code calls
+    helpers: set[str] = field(default_factory=set)  # the helper layers (names.HELPER_LAYERS) the code calls
     permutes: str | None = None  # a Permute before a Flatten, to this channels-first layout ("C, H, W")
     returns: str = "x"
     # the Keras layer whose output is a spec layer's, where it is not the layer of that name (a

@@ -21,8 +21,6 @@ from netspec.layers.normalization import LocalResponseNorm
 from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool
 from netspec.render import py
 
-# layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
-HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding1D", "NegInfPadding2D", "AdaptiveAvgPool2D")
 # Keras layers that take the activation shorthand as their own `activation=` argument; after any
 # other, it is a layer of its own
 FUSED_ACTIVATION: tuple[type[Layer], ...] = (_ConvNd, Linear)

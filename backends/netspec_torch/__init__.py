@@ -6,21 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
-from netspec.checker import CheckedNet
 from netspec.errors import SpecError
-from netspec.layers.base import TORCH_MODULE_ATTRIBUTES
-from netspec.render import execute_generated, module_name
-from netspec_torch.codegen import TorchPlan, render
+from netspec_torch.names import MODULE_ATTRIBUTES
+
+if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
+    from netspec.checker import CheckedNet
+    from netspec_torch.codegen import TorchPlan
 
 
 def reserved_names() -> frozenset[str]:
     """Layer or block names that would shadow nn.Module's own attributes (forward, training, ...):
     a static set, so emitting source needs no torch (the check refuses them already; the tests
     compare the set with the installed torch)."""
-    return TORCH_MODULE_ATTRIBUTES
+    return MODULE_ATTRIBUTES
 
 
 class TorchBackend:
@@ -32,15 +33,21 @@ class TorchBackend:
         load_triton_safely()  # before torch, which may load it, whether or not TensorFlow came first
 
     def emit(self, net: CheckedNet) -> str:
+        from netspec_torch.codegen import render
+
         return render(net, reserved_names())[0]
 
     def plan(self, net: CheckedNet) -> TorchPlan:
         """Where each spec layer's parameters live in the generated module."""
+        from netspec_torch.codegen import render
+
         return render(net, reserved_names())[1]
 
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
         _need_torch("building the PyTorch model")
+        from netspec.render import execute_generated, module_name
         from netspec.state_files import weights_budget
+        from netspec_torch.codegen import render
         from netspec_torch.weights import apply_state_dict, read_state_dict
 
         source, torch_plan = (source, self.plan(net)) if source else render(net, reserved_names())

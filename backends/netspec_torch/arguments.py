@@ -15,7 +15,7 @@ from typing import Any
 
 from netspec.checker import CheckedLayer, CheckedNet
 from netspec.expressions import Expression
-from netspec.layers.base import GENERATED_CODE_NAMES, LOCAL_CODE_NAMES
+from netspec.layers.base import LOCAL_CODE_NAMES, generated_code_names
 from netspec.render import Symbol
 
 
@@ -72,5 +72,5 @@ def _names(written: Expression | str) -> frozenset[str]:
 
 def _free_name(name: str) -> bool:
     """A name the generated __init__ can take as an argument without hiding what it uses."""
-    return not (keyword.iskeyword(name) or name in GENERATED_CODE_NAMES or name in LOCAL_CODE_NAMES
+    return not (keyword.iskeyword(name) or name in generated_code_names() or name in LOCAL_CODE_NAMES
                 or name.startswith("_"))

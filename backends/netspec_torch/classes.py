@@ -22,7 +22,7 @@ from netspec.checker import CheckedLayer, CheckedNet
 from netspec.errors import Problem, SpecError
 from netspec.expressions import Expression, ExpressionError
 from netspec.layers import fmt_shape
-from netspec.layers.base import GENERATED_CODE_NAMES, NETWORK_INPUT
+from netspec.layers.base import NETWORK_INPUT, generated_code_names
 from netspec.modules import Instance, ModuleDefinition
 from netspec.render import Symbol, class_name, ident, module_name, py
 from netspec_torch.imports import need
@@ -116,7 +116,7 @@ class ClassBuilder:
         self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
         # class names in use: the network's own class and every name the generated module binds
         self.taken: set[str] = {net.spec.class_name or class_name(net.spec.name), module_name(net.spec.name),
-                                *GENERATED_CODE_NAMES}
+                                *generated_code_names()}
         self._item_names: set[str] = set()  # the local names in the class under construction
 
     def build(self) -> None:

@@ -12,6 +12,8 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -24,20 +26,38 @@ NETWORK_INPUT = "input"
 MAX_NAME_LENGTH = 64
 _NAME_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}$")
 
-# Names the generated code of either backend binds or calls at module level, which a spec's names
-# must not take: a layer or block name becomes an attribute of the generated class and a variable
-# of forward() or the Keras builder, where it would hide the import or helper that code calls; the
-# spec name becomes the torch class (in CamelCase), the Keras builder and the file name. Imports,
-# the helper layers the Keras module defines and the builtins the generated code calls.
-GENERATED_CODE_NAMES: dict[str, str] = {
-    "torch": "the torch package", "F": "torch.nn.functional", "nn": "torch.nn",
-    "OrderedDict": "collections.OrderedDict", "keras": "the keras package",
-    "LocalResponseNorm": "a helper layer of the Keras code", "NegInfPadding1D": "a helper layer of the Keras code",
-    "NegInfPadding2D": "a helper layer of the Keras code",
-    "AdaptiveAvgPool2D": "a helper layer of the Keras code",
-    **{name: "a Python builtin" for name in (
-        "super", "float", "int", "tuple", "list", "isinstance", "sum", "range", "staticmethod")},
-}
+# Names the generated code binds or calls at module level, which a spec's names must not take: a
+# layer or block name becomes an attribute of the generated class and a variable of forward() or
+# the Keras builder, where it would hide the import or helper that code calls; the spec name
+# becomes the torch class (in CamelCase), the Keras builder and the file name. Each backend owns
+# its names (its imports and helpers: netspec_torch.names, netspec_keras.names), registered under
+# this entry-point group; the builtins the generated code calls are the core's.
+RESERVED_NAMES_GROUP = "netspec.reserved_names"
+_BUILTINS_CALLED = {name: "a Python builtin" for name in (
+    "super", "float", "int", "tuple", "list", "isinstance", "sum", "range", "staticmethod")}
+
+
+@lru_cache(maxsize=1)
+def _backend_names() -> tuple[dict[str, str], dict[str, str]]:
+    """Every installed backend's (module-level names, attribute names), each with what it is."""
+    module_level: dict[str, str] = {}
+    attributes: dict[str, str] = {}
+    for entry in sorted(entry_points(group=RESERVED_NAMES_GROUP), key=lambda e: e.name):
+        names = entry.load()
+        module_level.update(names.MODULE_NAMES)
+        attributes.update(names.ATTRIBUTE_NAMES)
+    return module_level, attributes
+
+
+def generated_code_names() -> dict[str, str]:
+    """The names generated code binds at module level, of every backend, with what each is."""
+    return {**_BUILTINS_CALLED, **_backend_names()[0]}
+
+
+def inherited_attribute_names() -> dict[str, str]:
+    """The names a generated class inherits (nn.Module's forward, training, ...), with what each is."""
+    return _backend_names()[1]
+
 
 # Packages a generated file or class named after a spec or module would shadow (a spec named
 # 'numpy' writes numpy.py next to the user's script). Layers may take these names: the generated
@@ -48,32 +68,23 @@ SHADOWED_PACKAGES: dict[str, str] = {
     "tensorflow": "the tensorflow package", "jax": "the jax package"}
 
 
-# The public attributes of torch.nn.Module, which the generated torch class inherits: a layer or
-# block named 'forward' or 'training' would replace them (tests compare this with the installed torch).
-TORCH_MODULE_ATTRIBUTES = frozenset({
-    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile", "cpu",
-    "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
-    "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia", "named_buffers",
-    "named_children", "named_modules", "named_parameters", "parameters", "register_backward_hook",
-    "register_buffer", "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
-    "register_full_backward_pre_hook", "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
-    "register_module", "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
-    "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
-    "training", "type", "xpu", "zero_grad"})
 
 # A spec's and a module's names become classes (CamelCase: 'alexnet-cifar10' -> AlexnetCifar10),
 # Keras builders and file names, so they are compared with these ignoring case and separators:
 # 'f' would make `class F`, 'none' `class None`, 'Torch' a torch.py that shadows the torch package.
-_RESERVED_CLASS_NAMES = {word.lower(): (word, "a Python keyword") for word in keyword.kwlist}
-_RESERVED_CLASS_NAMES.update({name.lower(): (name, f"{what} in the generated code")
-                              for name, what in {**GENERATED_CODE_NAMES, **SHADOWED_PACKAGES}.items()})
+@lru_cache(maxsize=1)
+def _reserved_class_names() -> dict[str, tuple[str, str]]:
+    reserved = {word.lower(): (word, "a Python keyword") for word in keyword.kwlist}
+    reserved.update({name.lower(): (name, f"{what} in the generated code")
+                     for name, what in {**generated_code_names(), **SHADOWED_PACKAGES}.items()})
+    return reserved
 
 
 def class_name_problem(value: str, what: str = "spec") -> str | None:
     """What a spec's or module's name would clash with as a generated class or file, or None."""
     folded = re.sub(r"[^A-Za-z0-9]", "", value).lower()
-    if folded in _RESERVED_CLASS_NAMES:
-        word, meaning = _RESERVED_CLASS_NAMES[folded]
+    if folded in _reserved_class_names():
+        word, meaning = _reserved_class_names()[folded]
         return f"'{word}', {meaning} (the class and file named after the {what} ignore case and separators)"
     return None
 
@@ -91,12 +102,12 @@ def name_problem(value: str) -> str | None:
                 "(a name like '__fc' is mangled, dunders belong to Python)")
     if keyword.iskeyword(value):
         return f"{value!r} is a Python keyword"
-    if value in GENERATED_CODE_NAMES:
-        return f"{value!r} is {GENERATED_CODE_NAMES[value]} in the generated code"
+    if value in generated_code_names():
+        return f"{value!r} is {generated_code_names()[value]} in the generated code"
     if value in LOCAL_CODE_NAMES:
         return f"{value!r} is {LOCAL_CODE_NAMES[value]} in the generated code"
-    if value in TORCH_MODULE_ATTRIBUTES:
-        return f"{value!r} is an attribute the generated torch class inherits from torch.nn.Module"
+    if value in inherited_attribute_names():
+        return f"{value!r} is {inherited_attribute_names()[value]}"
     return None
 
 
