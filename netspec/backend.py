@@ -49,6 +49,16 @@ class Backend(Protocol):
     def train(self, net, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
 
+    # what `netspec train` asks of it: the fast-path switches it honours (netspec.train.FAST_PATH_PARTS),
+    # the distributions whose versions a run records, and whether a launcher may start several
+    # processes of one run (data-parallel), with this process's place among them
+    training_switches: tuple[str, ...]
+    version_packages: tuple[str, ...]
+    data_parallel: bool
+
+    def process(self) -> tuple[int, int]:
+        """This process's rank and the number of processes of the run (0, 1 when not launched so)."""
+
     def bench(self, net, settings) -> tuple[list, str, dict[str, str]]:
         """Training throughput (netspec.bench): the result rows, the device's name, versions."""
 

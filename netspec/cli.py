@@ -237,9 +237,14 @@ def train(
     new or empty --run-dir. Data-parallel on several GPUs or machines: launch the same command with
     `torchrun --nproc-per-node N -m netspec train ... --run-dir DIR` (torch backend)."""
     from netspec.train import TrainingStopped, TrainOptions
-    from netspec.train.launch import FIXED_ON_RESUME, RunRequest, switch_flag, train_run
+    from netspec.train.launch import (
+        FIXED_ON_RESUME,
+        RunRequest,
+        follower_process,
+        refuse_switches_of_other_backends,
+        train_run,
+    )
 
-    console = _stdout_console(quiet=int(os.environ.get("RANK", "0")) > 0)
     with user_errors():
         if resume is not None:
             given = (spec, backend, run_dir, data, data_path, batch_size, lr, input_, set_, max_steps)
@@ -250,14 +255,9 @@ def train(
                                        "change it", hint="only --epochs may be given, to train a run for longer")
         switches: dict[str, Any] = {"device_data": device_data, "channels_last": channels_last, "bf16": bf16,
                                     "compile": compile_, "uniform_dropout": uniform_dropout}
-        torch_only = [switch_flag(name, value) for name, value in switches.items()
-                      if value is not None and name != "bf16"]  # Keras computes in mixed bfloat16 too
         backend = backend or "torch"
-        if torch_only and backend != "torch":
-            several = len(torch_only) > 1
-            raise SpecError.single(f"{', '.join(torch_only)}: {'parts' if several else 'a part'} of the torch "
-                                   "backend's fast path", hint=f"leave {'them' if several else 'it'} out with "
-                                                               f"--backend {backend}")
+        refuse_switches_of_other_backends(backend, switches)
+        console = _stdout_console(quiet=follower_process(backend))  # a data-parallel run's leader prints
         overrides = list(set_ or [])
         if data_path is not None:  # a path, quoted so YAML cannot read it as null, a number or a list
             overrides.append(f"data.path={json.dumps(str(data_path))}")

@@ -145,3 +145,21 @@ def test_each_backend_owns_the_names_its_generated_code_binds(write_spec):
         with pytest.raises(SpecError) as caught:
             check_file(write_spec(spec.replace("NAME", name)))
         assert what in caught.value.problems[0].message, caught.value.problems[0].message
+
+
+@pytest.mark.parametrize("name", ["torch", "keras"])
+def test_each_backend_offers_the_whole_backend_protocol_without_its_framework(name):
+    """The protocol's members, attributes included, are there on the plugin, which loads without its
+    framework; the training switches a backend declares are netspec's own."""
+    import typing
+
+    from netspec.backend import Backend, get_backend
+    from netspec.train import FAST_PATH_PARTS
+
+    backend = get_backend(name)
+    members = [m for m in dir(Backend) if not m.startswith("_")] + list(typing.get_type_hints(Backend))
+    assert isinstance(backend, Backend)
+    assert all(hasattr(backend, member) for member in members), [m for m in members if not hasattr(backend, m)]
+    assert set(backend.training_switches) <= set(FAST_PATH_PARTS) and backend.version_packages
+    assert backend.process() == (0, 1)  # not launched by torchrun
+    assert backend.weights_written in backend.weights_read

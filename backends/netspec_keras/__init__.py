@@ -108,6 +108,13 @@ class KerasBackend:
             load_any_weights(model, net, Path(weights))
         return model
 
+    training_switches = ("bf16",)  # mixed_bfloat16
+    version_packages = ("keras", "tensorflow-cpu", "tensorflow", "jax")
+    data_parallel = False
+
+    def process(self) -> tuple[int, int]:
+        return 0, 1
+
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
         _need_keras("training with Keras")

@@ -4,6 +4,7 @@ model is built: source and planning (which module holds which layer) work withou
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,14 @@ class TorchBackend:
         if weights is not None:
             apply_state_dict(model, read_state_dict(weights, budget=weights_budget(net)), str(weights))
         return model
+
+    training_switches = ("device_data", "channels_last", "bf16", "compile", "uniform_dropout")
+    version_packages = ("torch", "torchvision")
+    data_parallel = True
+
+    def process(self) -> tuple[int, int]:
+        """torchrun's RANK and WORLD_SIZE (netspec_torch.distributed joins the group)."""
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""

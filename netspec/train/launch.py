@@ -9,9 +9,9 @@ resumed from another folder, or after its spec file was edited, continues the sa
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,31 @@ from netspec.train.rundir import RunDir
 def switch_flag(name: str, on: bool) -> str:
     """The command-line flag of a fast-path switch: switch_flag("bf16", False) == "--no-bf16"."""
     return f"--{'' if on else 'no-'}{name.replace('_', '-')}"
+
+
+def refuse_switches_of_other_backends(backend: str, switches: Mapping[str, bool | None]) -> None:
+    """A fast-path switch that ``backend`` does not honour (Backend.training_switches) is a mistake,
+    not something to ignore silently."""
+    from netspec.backend import get_backend
+
+    chosen = get_backend(backend)
+    foreign = [switch_flag(name, value) for name, value in switches.items()
+               if value is not None and name not in chosen.training_switches]
+    if foreign:
+        several = len(foreign) > 1
+        takes = ", ".join(f"--{name.replace('_', '-')}" for name in chosen.training_switches)
+        raise SpecError.single(
+            f"{', '.join(foreign)}: {'not training switches' if several else 'not a training switch'} of the "
+            f"{backend} backend", hint=f"leave {'them' if several else 'it'} out with --backend {backend}"
+                                      + (f" (it takes {takes})" if takes else ""))
+
+
+def follower_process(backend: str) -> bool:
+    """Whether this process follows another in a data-parallel run of ``backend`` (only the first
+    prints)."""
+    from netspec.backend import get_backend
+
+    return get_backend(backend).process()[0] > 0
 
 
 # what --resume may not change: the run continues as it was started
@@ -62,7 +87,6 @@ def train_run(request: RunRequest, console=None) -> RunResult:
     checkpoint leaves nothing behind; TrainingStopped when it was interrupted (a checkpoint saved)."""
     from netspec.backend import get_backend, require_memory
 
-    rank = int(os.environ.get("RANK", "0"))
     if request.resume is not None:
         info = RunDir.read_info(request.resume)
         spec_path = request.resume / "spec.yaml"
@@ -97,8 +121,8 @@ def train_run(request: RunRequest, console=None) -> RunResult:
     require_memory(net, "training", training_copies(net),
                    hint="train a smaller model, or on a machine (or GPU) with more memory")
     chosen = get_backend(backend)
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if processes > 1 and (backend != "torch" or (request.run_dir is None and request.resume is None)):
+    rank, processes = chosen.process()
+    if processes > 1 and (not chosen.data_parallel or (request.run_dir is None and request.resume is None)):
         raise SpecError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",
                                hint="every process must write to, and resume from, the same folder")
     folder = request.resume or request.run_dir or Path("runs") / f"{net.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -113,7 +137,7 @@ def train_run(request: RunRequest, console=None) -> RunResult:
                 "backend": backend,
                 "input_shape": list(input_shape) if input_shape else None, "max_steps": max_steps,
                 "fast_path": fast_path,
-                "netspec_version": __version__, "command": sys.argv, "versions": _versions(backend),
+                "netspec_version": __version__, "command": sys.argv, "versions": _versions(chosen.version_packages),
                 "spec": net.spec.model_dump(mode="json")})
         elif request.epochs is not None:  # trained for longer (or shorter) than first asked
             resumes = [*info.get("resumes", []), {"epochs": request.epochs, "command": sys.argv}]
@@ -155,14 +179,13 @@ def _resolved_spec_text(net: CheckedNet) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
-def _versions(backend: str) -> dict[str, str | None]:
+def _versions(packages: tuple[str, ...]) -> dict[str, str | None]:
     """The versions that shape a training run, read from package metadata (nothing is imported)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {"torch": ["torch", "torchvision"], "keras": ["keras", "tensorflow-cpu", "tensorflow", "jax"]}
     found: dict[str, str | None] = {"python": platform.python_version()}
-    for package in packages.get(backend, []):
+    for package in packages:
         try:
             found[package] = version(package)
         except PackageNotFoundError:
