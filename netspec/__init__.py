@@ -5,7 +5,9 @@ The core (spec, loader, checker) is pure Python and never imports a deep-learnin
 The Python API. ``spec`` is everywhere a path to a YAML file or the name of a packaged spec
 (``"resnet50"``, ``"alexnet-digits"``: :func:`list_models`). ``overrides`` sets params or fields
 by dotted path, as ``netspec ... --set`` does: ``{"num_classes": 10, "training.epochs": 5}``.
-Mistakes raise :class:`netspec.errors.SpecError`, whose text names the file, line, layer and fix.
+Mistakes raise a :class:`netspec.errors.UserError`, whose text names the file, line, layer and
+fix; its subclass says what kind it is: SpecError (the spec), WeightsError, DataError,
+OutputError, RunError, UsageError (options), SetupError (what the machine lacks).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from netspec.errors import SpecError, did_you_mean
+from netspec.errors import SetupError, UsageError, did_you_mean
 from netspec.outputs import check_folder, check_target
 
 ENTRY_POINT_GROUP = "netspec.backends"
@@ -103,15 +103,15 @@ def load_triton_safely() -> None:
         return
     deepbind = getattr(os, "RTLD_DEEPBIND", None)
     if deepbind is None:  # not Linux: Triton's wheels are Linux-only, so this is not reached in practice
-        raise SpecError.single("TensorFlow is already loaded, and Triton (used by torch) cannot be loaded after it "
-                               "on this platform", hint="import torch (or netspec) before keras or tensorflow")
+        raise SetupError.single("TensorFlow is already loaded, and Triton (used by torch) cannot be loaded after it "
+                                "on this platform", hint="import torch (or netspec) before keras or tensorflow")
     flags = sys.getdlopenflags()
     sys.setdlopenflags(flags | deepbind)
     try:
         import triton  # noqa: F401
     except ImportError as exc:
-        raise SpecError.single(f"Triton (used by torch) cannot be loaded after TensorFlow: {exc}",
-                               hint="import torch (or netspec) before keras or tensorflow") from None
+        raise SetupError.single(f"Triton (used by torch) cannot be loaded after TensorFlow: {exc}",
+                                hint="import torch (or netspec) before keras or tensorflow") from None
     finally:
         sys.setdlopenflags(flags)
 
@@ -122,7 +122,7 @@ def available_backends() -> dict[str, Any]:
 
 
 def get_backend(name: str) -> Backend:
-    """Import and instantiate the backend ``name``; a clear SpecError when it is not available."""
+    """Import and instantiate the backend ``name``; a clear SetupError when it is not available."""
     found = available_backends()
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
@@ -138,12 +138,12 @@ def get_backend(name: str) -> Backend:
             if target not in found and target in INSTALL_HINTS:
                 hint += f" (install it with {INSTALL_HINTS[target]})"
         what = "is not installed" if name in INSTALL_HINTS else "is unknown"
-        raise SpecError.single(f"the backend '{name}' {what} (installed: {known})", hint=hint)
+        raise SetupError.single(f"the backend '{name}' {what} (installed: {known})", hint=hint)
     try:
         return found[name].load()()  # a backend raises ImportError when its framework is missing
     except ImportError as exc:
         hint = INSTALL_HINTS.get(name, f"install the package that provides the '{name}' backend")
-        raise SpecError.single(f"the '{name}' backend cannot be used: {exc}", hint=hint) from None
+        raise SetupError.single(f"the '{name}' backend cannot be used: {exc}", hint=hint) from None
 
 
 FOLDER_FORMATS = {"savedmodel"}
@@ -163,8 +163,8 @@ def output_paths(net, out, out_dir: Path, formats: list[str], suffixes: dict[str
 
     unknown = [f for f in formats if f not in suffixes]
     if unknown:
-        raise SpecError.single(f"unknown export format {unknown[0]!r} for the {backend} backend",
-                               hint=f"choose from: {', '.join(suffixes)}")
+        raise UsageError.single(f"unknown export format {unknown[0]!r} for the {backend} backend",
+                                hint=f"choose from: {', '.join(suffixes)}")
     paths = {fmt: Path(out_dir) / (f"{module_name(net.spec.name)}_{backend}.py" if fmt == "source"
                                    else f"{net.spec.name}{suffixes[fmt]}") for fmt in dict.fromkeys(formats)}
     check_folder(out_dir)
@@ -220,7 +220,7 @@ def require_memory(net, what: str, copies: float,
     """Refuse ``what`` before building the model when it needs more memory than is available."""
     needed, available = memory_needed(net, copies), available_memory()
     if available is not None and needed > available:
-        raise SpecError.single(
+        raise SetupError.single(
             f"{what} needs about {_gib(needed)} of memory for the {net.totals.params:,} parameters of "
             f"'{net.spec.name}', and {_gib(available)} is available", hint=hint)
 
@@ -232,8 +232,8 @@ def model_for_export(backend, net, source: str, formats, *, weights, memory_copi
     built = [fmt for fmt in formats if fmt != "source"]
     if not built:
         if weights is not None:
-            raise SpecError.single("--weights has no effect on a source export",
-                                   hint=f"add -f {weight_formats} to write the weights")
+            raise UsageError.single("--weights has no effect on a source export",
+                                    hint=f"add -f {weight_formats} to write the weights")
         return None
     require_memory(net, f"the {' and '.join(built)} export",
                    1 + max(memory_copies.get(fmt, 0) for fmt in built) + (1 if weights is not None else 0))

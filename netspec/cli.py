@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from netspec import __version__
-from netspec.errors import Location, SpecError, shown
+from netspec.errors import Location, UsageError, UserError, shown
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -87,10 +87,10 @@ _plain_flags_in_help()
 
 @contextmanager
 def user_errors(as_json: bool = False):
-    """Turn SpecError into its message and exit code 2; nothing else is caught here."""
+    """Turn a UserError into its message and exit code 2; nothing else is caught here."""
     try:
         yield
-    except SpecError as exc:
+    except UserError as exc:
         if as_json:
             doc = {"ok": False, "errors": [p.to_json() for p in exc.problems]}
             typer.echo(json.dumps(doc, indent=2))
@@ -100,18 +100,18 @@ def user_errors(as_json: bool = False):
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
-    """'3x227x227' (C×H×W), '8x128' (C×L) or '784' -> a tuple; SpecError when malformed."""
+    """'3x227x227' (C×H×W), '8x128' (C×L) or '784' -> a tuple; UsageError when malformed."""
     if text is None:
         return None
     if not re.fullmatch(r"\s*\d+(\s*[x×,]\s*\d+)*\s*", text):
-        raise SpecError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}",
-                               Location(f"--input {text}"))
+        raise UsageError.single(f"--input must look like 3x224x224 (channels x height x width), got {text!r}",
+                                Location(f"--input {text}"))
     from netspec.layers.base import INPUT_RANKS  # the layer catalogue (pydantic) only where an --input is given
 
     dims = tuple(int(d) for d in re.split(r"[x×,]", text.replace(" ", "")))
     if len(dims) not in INPUT_RANKS or min(dims) < 1:
-        raise SpecError.single(f"--input must be C x H x W (or C x L, or F) with positive sizes, got {text!r}",
-                               Location(f"--input {text}"))
+        raise UsageError.single(f"--input must be C x H x W (or C x L, or F) with positive sizes, got {text!r}",
+                                Location(f"--input {text}"))
     return dims
 
 
@@ -251,8 +251,8 @@ def train(
             # `is not None`: --lr 0 changes a run as much as --lr 0.5 does
             changed = [flag for flag, value in zip(FIXED_ON_RESUME, given, strict=True) if value is not None]
             if changed:
-                raise SpecError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
-                                       "change it", hint="only --epochs may be given, to train a run for longer")
+                raise UsageError.single(f"--resume continues a run as it was started; {', '.join(changed)} cannot "
+                                        "change it", hint="only --epochs may be given, to train a run for longer")
         switches: dict[str, Any] = {"device_data": device_data, "channels_last": channels_last, "bf16": bf16,
                                     "compile": compile_, "uniform_dropout": uniform_dropout}
         backend = backend or "torch"
@@ -317,8 +317,8 @@ def bench(
         except ValueError:
             sizes = []
         if not sizes or min(sizes) < 1:
-            raise SpecError.single(f"--batch-sizes {batch_sizes!r} is not a list of positive numbers",
-                                   hint="for example --batch-sizes 128,512")
+            raise UsageError.single(f"--batch-sizes {batch_sizes!r} is not a list of positive numbers",
+                                    hint="for example --batch-sizes 128,512")
         if output is not None:  # before the measuring, not after (and before the backend is looked up)
             from netspec.outputs import check_target
 
@@ -328,8 +328,9 @@ def bench(
             [name.strip() for name in loops.split(",") if name.strip()]
         unknown = [name for name in chosen_loops if name not in chosen.bench_loops]
         if unknown or not chosen_loops:
-            raise SpecError.single(f"unknown loop(s) for --backend {chosen.name}: {', '.join(unknown) or 'none given'}",
-                                   hint=f"choose from {', '.join(chosen.bench_loops)}")
+            raise UsageError.single(f"unknown loop(s) for --backend {chosen.name}: "
+                                    f"{', '.join(unknown) or 'none given'}",
+                                    hint=f"choose from {', '.join(chosen.bench_loops)}")
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         net.require_one_output("a training benchmark")
         settings = BenchSettings(sizes, steps, warmup, trials, device, peak_tflops, chosen_loops)
@@ -410,7 +411,7 @@ def list_specs(
     found = {name: specs[name] for name in list_models(pattern)}
     if not found:
         with user_errors():
-            raise SpecError.single(f"no packaged spec matches {pattern!r}", hint="`netspec list` shows them all")
+            raise UsageError.single(f"no packaged spec matches {pattern!r}", hint="`netspec list` shows them all")
     width = max(map(len, found))
     for name, path in found.items():
         typer.echo(f"{name:<{width}}  {path.relative_to(SPECS_ROOT).as_posix()}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from netspec.backend import Artifact, Backend, get_backend, require_memory
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import UsageError, WeightsError
 from netspec.outputs import Outputs, check_target
 
 BACKENDS = ("torch", "keras")
@@ -47,18 +47,18 @@ def convert(net: CheckedNet, weights: Path, to: str, out_dir: Path, *, force: bo
     spec, and neither knows the other."""
     weights = Path(weights)
     if to not in BACKENDS:
-        raise SpecError.single(f"the backend to convert to must be 'torch' or 'keras', not {to!r}")
+        raise UsageError.single(f"the backend to convert to must be 'torch' or 'keras', not {to!r}")
     if not weights.is_file():
-        raise SpecError.single(f"weights file not found: {weights}")
+        raise WeightsError.single(f"weights file not found: {weights}")
     backends = {name: get_backend(name) for name in BACKENDS}
     reader = _reader_of(weights, backends)
     if reader is None:
         endings = ", ".join(e for b in backends.values() for e in b.weights_read)
-        raise SpecError.single(f"{weights} is not a weights file netspec reads ({endings})")
+        raise UsageError.single(f"{weights} is not a weights file netspec reads ({endings})")
     if reader == to:
         other = next(name for name in BACKENDS if name != to)
-        raise SpecError.single(f"{weights} already holds {'Keras' if to == 'keras' else 'PyTorch'} weights",
-                               hint=f"use --to {other}")
+        raise UsageError.single(f"{weights} already holds {'Keras' if to == 'keras' else 'PyTorch'} weights",
+                                hint=f"use --to {other}")
     target = Path(out_dir) / converted_name(weights, backends, to)  # never the weights: the ending differs
     with Outputs(force=force) as out:
         check_target(target, force=force)

@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from netspec.checker import CheckedLayer, CheckedNet
+from netspec.errors import SetupError, UsageError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 
@@ -336,21 +337,20 @@ def render_svg(net: CheckedNet, *, by_block: bool = False) -> str:
 
 def write_diagram(net: CheckedNet, path: Path, *, by_block: bool = False, force: bool = False) -> Path:
     """Write the SVG, or a PNG (by the file's suffix), atomically (netspec.outputs)."""
-    from netspec.errors import SpecError
     from netspec.outputs import Outputs, check_target
 
     suffix = path.suffix.lower()
     if suffix not in (".svg", ".png"):
-        raise SpecError.single(f"cannot draw to {path.name}: the diagram is an .svg or a .png",
-                               hint="name the output file diagram.svg or diagram.png")
+        raise UsageError.single(f"cannot draw to {path.name}: the diagram is an .svg or a .png",
+                                hint="name the output file diagram.svg or diagram.png")
     check_target(path, force=force)
     svg = render_svg(net, by_block=by_block)
     if suffix == ".png":
         try:
             import cairosvg
         except (ImportError, OSError) as exc:  # OSError: the cairo library itself is missing
-            raise SpecError.single(f"PNG output needs CairoSVG and the cairo library ({exc})",
-                                   hint='pip install "netspec[draw]", or draw an .svg') from None
+            raise SetupError.single(f"PNG output needs CairoSVG and the cairo library ({exc})",
+                                    hint='pip install "netspec[draw]", or draw an .svg') from None
     with Outputs(force=force) as out:
         out.folder(path.parent)  # created when missing, as export and convert do
         tmp = out.file(path)

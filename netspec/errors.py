@@ -1,7 +1,11 @@
 """User-facing errors: every problem carries where it is (file:line:column), which layer, and a fix.
 
-The CLI turns a :class:`SpecError` into one message per problem and exit code 2; anything else
-escaping is an internal failure (exit code 1).
+The CLI turns a :class:`UserError` into one message per problem and exit code 2; anything else
+escaping is an internal failure (exit code 1). What went wrong decides the subclass, so a program
+using netspec can catch the kind it handles: a mistake in the spec (SpecError), in a command's
+options (UsageError), weights that do not fit (WeightsError), data that cannot be used
+(DataError), a file netspec will not or cannot write (OutputError), a training run that cannot
+start, go on or resume (RunError), or what the machine lacks (SetupError).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import difflib
 import itertools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Self
 
 
 def _escape(ch: str) -> str:
@@ -106,8 +111,8 @@ def _merge_module_repeats(problems: list[Problem]) -> list[Problem]:
 
 
 @dataclass
-class SpecError(Exception):
-    """One or more problems with a spec, reported together."""
+class UserError(Exception):
+    """One or more problems the user can fix, reported together (never a bug of netspec's)."""
 
     problems: list[Problem] = field(default_factory=list)
 
@@ -117,7 +122,7 @@ class SpecError(Exception):
 
     @classmethod
     def single(cls, message: str, location: Location | None = None, *, layer: str | None = None,
-               hint: str | None = None) -> SpecError:
+               hint: str | None = None) -> Self:
         return cls([Problem(message, location, layer, hint)])
 
     def format(self) -> str:
@@ -129,6 +134,34 @@ class SpecError(Exception):
 
     def __str__(self) -> str:
         return self.format()
+
+
+class SpecError(UserError):
+    """A mistake in a spec: its YAML, params, layers, modules or shapes."""
+
+
+class UsageError(UserError):
+    """Command options that do not fit together or with the command (--weights on a source export)."""
+
+
+class WeightsError(UserError):
+    """Weights that cannot be read, or that do not fit the spec (a missing, extra or mis-shaped tensor)."""
+
+
+class DataError(UserError):
+    """A dataset that cannot be read or used for this spec (a missing folder, a broken image)."""
+
+
+class OutputError(UserError):
+    """A file or folder netspec will not write (it would overwrite what it did not create) or cannot."""
+
+
+class RunError(UserError):
+    """A training run that cannot start, go on or resume: its folder, its checkpoints, a diverged loss."""
+
+
+class SetupError(UserError):
+    """What this machine lacks for the command: a backend, a framework or extra, a GPU, memory."""
 
 
 MAX_SUGGESTION_CANDIDATES = 200

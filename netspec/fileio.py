@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from netspec.errors import SpecError
+from netspec.errors import OutputError
 
 
 @contextmanager
@@ -19,12 +19,13 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     writers (torch.export) insist on it."""
     path = Path(path)
     if not path.parent.is_dir():
-        raise SpecError.single(f"cannot write {path}: the folder {path.parent} does not exist",
-                               hint="create it first, or choose another output path")
+        raise OutputError.single(f"cannot write {path}: the folder {path.parent} does not exist",
+                                 hint="create it first, or choose another output path")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     except OSError as exc:
-        raise SpecError.single(f"cannot write {path}: {exc.strerror}", hint="choose a writable output folder") from None
+        raise OutputError.single(f"cannot write {path}: {exc.strerror}",
+                                 hint="choose a writable output folder") from None
     os.close(fd)
     try:
         yield tmp
@@ -35,8 +36,8 @@ def atomic_path(path: str | Path) -> Iterator[str]:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # a full disk, a folder made read-only, a quota: the old file stays as it was
-        raise SpecError.single(f"cannot write {path}: {exc.strerror or exc}",
-                               hint="free some space or fix the folder's permissions; "
+        raise OutputError.single(f"cannot write {path}: {exc.strerror or exc}",
+                                 hint="free some space or fix the folder's permissions; "
                                     f"the previous {path.name}, if any, is intact") from None
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from netspec.errors import SpecError
+from netspec.errors import OutputError, UserError
 from netspec.fileio import fsync_path
 
 # errors of the file system, not of netspec: the user can fix them
@@ -54,10 +54,10 @@ def _lstat(path: Path) -> os.stat_result | None:
     except FileNotFoundError:
         return None
     except NotADirectoryError:
-        raise SpecError.single(f"cannot write {path}: a part of the path is a file, not a folder",
-                               hint="choose another output path") from None
+        raise OutputError.single(f"cannot write {path}: a part of the path is a file, not a folder",
+                                 hint="choose another output path") from None
     except OSError as exc:
-        raise SpecError.single(f"cannot write {path}: {exc.strerror}", hint="choose another output path") from None
+        raise OutputError.single(f"cannot write {path}: {exc.strerror}", hint="choose another output path") from None
 
 
 def is_savedmodel_folder(path: Path) -> bool:
@@ -82,20 +82,20 @@ def check_target(path: str | Path, *, force: bool, folder: bool = False) -> None
         if not force:
             target = os.readlink(path)
             state = "" if path.exists() else ", which does not exist"
-            raise SpecError.single(f"refusing to overwrite {path}: it is a symbolic link to {target}{state}",
-                                   hint="pass --force to replace the link itself (never what it points to), "
+            raise OutputError.single(f"refusing to overwrite {path}: it is a symbolic link to {target}{state}",
+                                     hint="pass --force to replace the link itself (never what it points to), "
                                         "or choose another output path")
         return
     if folder and stat.S_ISDIR(mode):
         if not is_savedmodel_folder(path):
-            raise SpecError.single(f"refusing to replace the folder {path}: it is not a SavedModel netspec wrote",
-                                   hint="netspec never deletes a folder it did not write; choose another output "
+            raise OutputError.single(f"refusing to replace the folder {path}: it is not a SavedModel netspec wrote",
+                                     hint="netspec never deletes a folder it did not write; choose another output "
                                         "folder")
     elif not stat.S_ISREG(mode):
-        raise SpecError.single(f"refusing to write {path}: it is {_kind(mode)}, not a file",
-                               hint="netspec only replaces files it could have written; choose another output path")
+        raise OutputError.single(f"refusing to write {path}: it is {_kind(mode)}, not a file",
+                                 hint="netspec only replaces files it could have written; choose another output path")
     if not force:
-        raise SpecError.single(f"refusing to overwrite {path}", hint="pass --force to replace it")
+        raise OutputError.single(f"refusing to overwrite {path}", hint="pass --force to replace it")
 
 
 def check_folder(path: str | Path) -> list[Path]:
@@ -112,15 +112,15 @@ def check_folder(path: str | Path) -> list[Path]:
         except NotADirectoryError:  # an ancestor is a file: keep going up to name it
             found = None
         except OSError as exc:
-            raise SpecError.single(f"cannot write into {probe}: {exc.strerror}",
-                                   hint="choose another output folder") from None
+            raise OutputError.single(f"cannot write into {probe}: {exc.strerror}",
+                                     hint="choose another output folder") from None
         if found is not None or probe.parent == probe:
             break
         missing.append(probe)
         probe = probe.parent
     if found is not None and not probe.is_dir():
-        raise SpecError.single(f"cannot write into {probe}: it is {_kind(found.st_mode)}, not a folder",
-                               hint="choose another output folder")
+        raise OutputError.single(f"cannot write into {probe}: it is {_kind(found.st_mode)}, not a folder",
+                                 hint="choose another output folder")
     return missing
 
 
@@ -181,12 +181,12 @@ class Outputs:
                 folder.mkdir()
             except FileExistsError:
                 if not folder.is_dir():
-                    raise SpecError.single(f"cannot write into {folder}: it is not a folder",
-                                           hint="choose another output folder") from None
+                    raise OutputError.single(f"cannot write into {folder}: it is not a folder",
+                                             hint="choose another output folder") from None
                 continue
             except OSError as exc:
-                raise SpecError.single(f"cannot create {folder}: {exc.strerror}",
-                                       hint="choose a writable folder") from None
+                raise OutputError.single(f"cannot create {folder}: {exc.strerror}",
+                                         hint="choose a writable folder") from None
             self.created.append(folder)
         return path
 
@@ -200,8 +200,8 @@ class Outputs:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{_suffix(target)}",
                                        dir=target.parent)
         except OSError as exc:
-            raise SpecError.single(f"cannot write {target}: {exc.strerror}",
-                                   hint="choose a writable output folder") from None
+            raise OutputError.single(f"cannot write {target}: {exc.strerror}",
+                                     hint="choose a writable output folder") from None
         os.close(fd)
         self.staged.append(_Staged(target, Path(tmp), False, _lstat(target) is not None))
         return tmp
@@ -215,16 +215,16 @@ class Outputs:
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         except OSError as exc:
-            raise SpecError.single(f"cannot write {target}: {exc.strerror}",
-                                   hint="choose a writable output folder") from None
+            raise OutputError.single(f"cannot write {target}: {exc.strerror}",
+                                     hint="choose a writable output folder") from None
         staged = _Staged(target, tmp, True, _lstat(target) is not None)
         self.staged.append(staged)
         return staged.written
 
     def _check_parent(self, target: Path) -> None:
         if not target.parent.is_dir():
-            raise SpecError.single(f"cannot write {target}: the folder {target.parent} does not exist",
-                                   hint="create it first, or choose another output path")
+            raise OutputError.single(f"cannot write {target}: the folder {target.parent} does not exist",
+                                     hint="create it first, or choose another output path")
 
     # --- committing or discarding ------------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class Outputs:
                     raise explained from None
                 raise
             return False
-        explained = None if isinstance(exc, SpecError) else self._explain(exc)
+        explained = None if isinstance(exc, UserError) else self._explain(exc)
         self._discard()
         if explained is not None:
             raise explained from None
@@ -287,9 +287,9 @@ class Outputs:
                 folder.rmdir()  # only when empty: never what someone else put there meanwhile
         self.staged, self.created = [], []
 
-    def _explain(self, exc: BaseException) -> SpecError | None:
-        """A SpecError for a failed write (naming the file being written), or None for anything else."""
-        if isinstance(exc, SpecError):
+    def _explain(self, exc: BaseException) -> UserError | None:
+        """An OutputError for a failed write (naming the file being written), or None for anything else."""
+        if isinstance(exc, UserError):
             return exc
         if not isinstance(exc, Exception):
             return None
@@ -305,8 +305,8 @@ class Outputs:
         where = f"cannot write {self.staged[-1].target}" if self.staged else "cannot write the output"
         fix = ("use a machine with more memory" if isinstance(exc, MemoryError) else
                "free some space, raise the file-size limit (ulimit -f) or fix the folder's permissions")
-        return SpecError.single(f"{where}: {reason}",
-                                hint=f"{fix}; nothing was written, and files that were there are intact")
+        return OutputError.single(f"{where}: {reason}",
+                                  hint=f"{fix}; nothing was written, and files that were there are intact")
 
     def _limit_reached(self) -> str | None:
         """Why a writer failed, when the file system is the reason: a file at the size limit, or a full disk."""

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from netspec.checker import CheckedNet, check_file
-from netspec.errors import SpecError
+from netspec.errors import RunError
 from netspec.train.rundir import RunDir
 
 _env = jinja2.Environment(loader=jinja2.PackageLoader("netspec", "templates"), autoescape=True,
@@ -31,7 +31,7 @@ def recorded_net(info: dict[str, Any]) -> CheckedNet:
 
     spec = info.get("spec")
     if not isinstance(spec, dict):
-        raise SpecError.single("the run's run.json holds no spec", hint="was it written by netspec train?")
+        raise RunError.single("the run's run.json holds no spec", hint="was it written by netspec train?")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "recorded-spec.yaml"
         path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
@@ -55,8 +55,8 @@ def check_run_files(run: Path) -> None:
             continue
         target = path.resolve()
         if not target.is_relative_to(root):
-            raise SpecError.single(f"refusing to read {path}: it is a symbolic link out of the run folder "
-                                   f"(to {target})", hint="netspec report only reads the run's own files; "
+            raise RunError.single(f"refusing to read {path}: it is a symbolic link out of the run folder "
+                                  f"(to {target})", hint="netspec report only reads the run's own files; "
                                                          "replace the link with the file itself")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import SpecError
+from netspec.errors import SetupError, WeightsError
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own bound on its JSON header
@@ -34,8 +34,8 @@ def safetensors_payload(path: Path) -> int:
         ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
         return max((int(end) for end in ends), default=0)
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
-                               hint="the file may be truncated or not a safetensors file") from None
+        raise WeightsError.single(f"cannot read {path} as safetensors: {exc}",
+                                  hint="the file may be truncated or not a safetensors file") from None
 
 
 def read_state_dict(path: str | Path, *, as_numpy: bool = False, budget: int | None = None) -> dict[str, Any]:
@@ -44,13 +44,13 @@ def read_state_dict(path: str | Path, *, as_numpy: bool = False, budget: int | N
     safetensors file's tensors may take (:func:`weights_budget`)."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError.single(f"weights file not found: {path}")
+        raise WeightsError.single(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         payload = safetensors_payload(path)
         if budget is not None and payload > budget:
-            raise SpecError.single(f"{path} holds {payload:,} bytes of tensors, more than this network's weights "
-                                   f"could take ({budget:,} bytes)",
-                                   hint="these are the weights of another, larger network, or a damaged file")
+            raise WeightsError.single(f"{path} holds {payload:,} bytes of tensors, more than this network's weights "
+                                      f"could take ({budget:,} bytes)",
+                                      hint="these are the weights of another, larger network, or a damaged file")
         from safetensors import SafetensorError
 
         load_file: Callable[[str], dict[str, Any]]
@@ -62,24 +62,24 @@ def read_state_dict(path: str | Path, *, as_numpy: bool = False, budget: int | N
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise SpecError.single(f"cannot read {path} as safetensors: {exc}",
-                                   hint="the file may be truncated or not a safetensors file") from None
+            raise WeightsError.single(f"cannot read {path} as safetensors: {exc}",
+                                      hint="the file may be truncated or not a safetensors file") from None
     if path.suffix in TORCH_SUFFIXES:
         import importlib.util
 
         if importlib.util.find_spec("torch") is None:
-            raise SpecError.single(f"reading {path.name} (a PyTorch file) needs torch",
-                                   hint='pip install -e ".[torch]", or pass .safetensors weights')
+            raise SetupError.single(f"reading {path.name} (a PyTorch file) needs torch",
+                                    hint='pip install -e ".[torch]", or pass .safetensors weights')
         import torch
 
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except OSError as exc:  # unreadable: permissions, an I/O error
-            raise SpecError.single(f"cannot read {path}: {exc.strerror or exc}",
-                                   hint="check the file's permissions") from None
+            raise WeightsError.single(f"cannot read {path}: {exc.strerror or exc}",
+                                      hint="check the file's permissions") from None
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SpecError.single(
+            raise WeightsError.single(
                 f"refusing to load {path}: it is not a plain state dict of tensors ({first})",
                 hint="netspec reads PyTorch files with weights_only=True and never runs pickled code; "
                      "save model.state_dict() or use safetensors") from None
@@ -89,12 +89,12 @@ def read_state_dict(path: str | Path, *, as_numpy: bool = False, budget: int | N
         if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
             # a training run's state.pt (optimizer, RNG, loop) sits beside its weights
             checkpoint = isinstance(loaded, Mapping) and {"loop", "optimizer", "rng"} <= set(loaded)
-            raise SpecError.single(
+            raise WeightsError.single(
                 f"{path} does not hold a state dict (a mapping of names to tensors)",
                 hint="this is a training run's optimizer and loop state; its weights are the checkpoint's "
                      "weights.safetensors, or the run's checkpoints/best.safetensors" if checkpoint else None)
         if as_numpy:
             return {key: value.detach().cpu().numpy() for key, value in loaded.items()}
         return dict(loaded)
-    raise SpecError.single(f"unsupported weights file {path.name}",
-                           hint=f"use .safetensors or a PyTorch state dict ({', '.join(TORCH_SUFFIXES)})")
+    raise WeightsError.single(f"unsupported weights file {path.name}",
+                              hint=f"use .safetensors or a PyTorch state dict ({', '.join(TORCH_SUFFIXES)})")

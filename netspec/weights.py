@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from netspec.errors import WeightsError
+
 
 def _tensors(checked) -> tuple:
     return checked.layer.weight_tensors(checked.resolved)
@@ -60,7 +62,6 @@ def misfit(expected: Mapping[str, tuple[int, ...] | tuple[tuple[int, ...], ...]]
     """A SpecError explaining every missing, unexpected or mis-shaped entry (``expected`` and
     ``given`` map names to shapes; ``optional`` names may be absent), or None when they fit.
     Every loader of weights calls this before loading anything: weights never load partly."""
-    from netspec.errors import SpecError
 
     missing = sorted(expected.keys() - given.keys() - set(optional))
     unexpected = sorted(given.keys() - expected.keys())
@@ -76,8 +77,8 @@ def misfit(expected: Mapping[str, tuple[int, ...] | tuple[tuple[int, ...], ...]]
         lines.append(f"... and {len(mismatched) - 8} more {what}s of the wrong shape")
     if not lines:
         return None
-    return SpecError.single(f"the weights in {source} do not fit the model:\n    " + "\n    ".join(lines),
-                            hint="are these weights for this spec (and its num_classes)?")
+    return WeightsError.single(f"the weights in {source} do not fit the model:\n    " + "\n    ".join(lines),
+                               hint="are these weights for this spec (and its num_classes)?")
 
 
 def _first_eight(names: list[str]) -> str:

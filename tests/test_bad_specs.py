@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from netspec import check_file
-from netspec.errors import SpecError
+from netspec.errors import SpecError, WeightsError
 
 from .conftest import BAD_SPECS_DIR, SPECS_DIR, lines_executed
 
@@ -298,12 +298,12 @@ def test_a_training_state_given_as_weights_points_to_the_checkpoints_weights(tmp
 
     path = tmp_path / "state.pt"
     torch.save({"loop": {"epoch": 1}, "optimizer": {"state": {}, "param_groups": []}, "rng": {}}, path)
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(WeightsError) as caught:
         read_state_dict(path)
     [problem] = caught.value.problems
     assert problem.message == f"{path} does not hold a state dict (a mapping of names to tensors)"
     assert "checkpoints/best.safetensors" in problem.hint
     torch.save([1, 2], path)
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(WeightsError) as caught:
         read_state_dict(path)
     assert caught.value.problems[0].hint is None

@@ -11,7 +11,7 @@ import pytest
 
 from netspec import check_file
 from netspec.backend import get_backend
-from netspec.errors import SpecError
+from netspec.errors import DataError, RunError, WeightsError
 from netspec.fileio import sha256_file
 from netspec.train.checkpoints import CheckpointStore
 
@@ -63,7 +63,7 @@ def test_a_damaged_checkpoint_is_named_on_resume(write_spec, tmp_path, backend, 
     expected = "its checksum differs from the one recorded in manifest.json"
     target.unlink()  # a new file: the hard link checkpoints/last.safetensors keeps the good bytes
     target.write_bytes(bytes(data))
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(RunError) as caught:
         train(spec, tmp_path / "run", backend=backend, resume=True)
     problem = caught.value.problems[0]
     assert problem.message.startswith(f"the checkpoint {target} is damaged")
@@ -86,7 +86,7 @@ def test_an_image_deleted_under_a_run_is_named(write_spec, tmp_path, backend):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(original_sources, "image_folders", list_then_delete)
-        with pytest.raises(SpecError, match=f"cannot decode image {gone}: .*No such file"):
+        with pytest.raises(DataError, match=f"cannot decode image {gone}: .*No such file"):
             train(spec, tmp_path / "run", backend=backend)
 
 
@@ -104,7 +104,7 @@ def test_a_keras_file_carrying_code_is_refused_and_never_run(tmp_path):
     with pytest.raises(ValueError, match="(?i)lambda"):
         keras.saving.load_model(hostile)  # safe mode, as netspec loads models
     net = check_file_text(tmp_path, "name: tiny\ninput: [4]\nlayers:\n  - {type: linear, out_features: 4}\n")
-    with pytest.raises(SpecError):
+    with pytest.raises(WeightsError):
         get_backend("keras").load(net, weights=hostile)  # weights only: the Lambda is never deserialized
     assert not marker.exists()
 
@@ -141,7 +141,7 @@ def test_a_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
         run.truncate_metrics(1)
         assert run.metrics_path.read_text() == json.dumps(record(1)) + "\n"
         run.metrics_path.write_text(f"{json.dumps(record(1))}\nnot json\n{json.dumps(record(2))}\n")
-        with pytest.raises(SpecError, match="metrics.jsonl is damaged at line 2: it is not JSON"):
+        with pytest.raises(RunError, match="metrics.jsonl is damaged at line 2: it is not JSON"):
             run.read_metrics()
     finally:
         run.close()
@@ -259,7 +259,7 @@ def test_a_damaged_list_is_named_and_nothing_is_removed_and_a_repair_resumes(wri
     before = _snapshot(run / "checkpoints")
     damage(doc)
     path.write_text(json.dumps(doc))
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(RunError) as caught:
         train(spec, run, resume=True)
     assert expected in caught.value.problems[0].message
     after = _snapshot(run / "checkpoints")
@@ -281,13 +281,13 @@ def test_a_list_without_its_last_entry_does_not_start_the_run_over(write_spec, t
     del doc["last"]
     path.write_text(json.dumps(doc))
     before = _snapshot(run / "checkpoints")
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(RunError) as caught:
         train(spec, run, resume=True)
     assert "names no 'last' checkpoint, yet checkpoints/ holds e" in caught.value.problems[0].message
     assert (run / "metrics.jsonl").read_text() == metrics
     assert _snapshot(run / "checkpoints") == before
     (run / "checkpoints" / "manifest.json").unlink()  # the list lost altogether: the same
-    with pytest.raises(SpecError, match="names no 'last' checkpoint"):
+    with pytest.raises(RunError, match="names no 'last' checkpoint"):
         train(spec, run, resume=True)
     assert (run / "metrics.jsonl").read_text() == metrics
 
@@ -303,7 +303,7 @@ def test_a_backend_switched_in_run_json_is_named_not_called_damage(write_spec, t
     info = (run / "run.json").read_text()
     (run / "run.json").write_text(info.replace(f'"backend": "{trained}"', f'"backend": "{claimed}"'))
     before = _snapshot(run)
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(RunError) as caught:
         train(spec, run, resume=True)
     [problem] = caught.value.problems
     state = {"torch": "state.pt", "keras": "state.safetensors"}
@@ -342,7 +342,7 @@ def test_a_forged_loop_state_is_named(write_spec, tmp_path, change, why):
     train(spec, run, max_steps=2)
     _forge_loop_state(run, change)
     metrics = (run / "metrics.jsonl").read_text()
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(RunError) as caught:
         train(spec, run, resume=True)
     [problem] = caught.value.problems
     assert f"state.pt is damaged: its loop state {why}" in problem.message

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from netspec.errors import WeightsError
+
 SMALL = """
     name: small
     input: [4]
@@ -43,12 +45,11 @@ def test_a_sparse_safetensors_claiming_64_gib_is_refused_by_its_header(write_spe
 
 
 def test_a_damaged_safetensors_header_is_named(tmp_path):
-    from netspec.errors import SpecError
     from netspec.state_files import read_state_dict
 
     weights = tmp_path / "bad.safetensors"
     weights.write_bytes((1 << 40).to_bytes(8, "little") + b"{}")
-    with pytest.raises(SpecError, match="cannot read .* as safetensors: a header of 1,099,511,627,776 bytes"):
+    with pytest.raises(WeightsError, match="cannot read .* as safetensors: a header of 1,099,511,627,776 bytes"):
         read_state_dict(weights, as_numpy=True)
 
 
@@ -85,7 +86,6 @@ def test_keras_weights_that_claim_more_than_the_network_are_refused_before_readi
     import zipfile
 
     from netspec.checker import check_file
-    from netspec.errors import SpecError
     from netspec.state_files import weights_budget
     from netspec_keras import read_keras_weights
 
@@ -93,11 +93,11 @@ def test_keras_weights_that_claim_more_than_the_network_are_refused_before_readi
     weights = tmp_path / "bomb.weights.h5"
     _h5_claiming(weights, 1 << 31)  # 8 GiB claimed
     assert weights.stat().st_size < 1 << 20
-    with pytest.raises(SpecError, match=f"holds {4 << 31:,} bytes of weights, more than this network's could take"):
+    with pytest.raises(WeightsError, match=f"holds {4 << 31:,} bytes of weights, more than this network's could take"):
         read_keras_weights(weights, weights_budget(net))
     archive = tmp_path / "bomb.keras"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as handle:
         handle.writestr("model.weights.h5", bytes(64 << 20))  # 64 MiB of zeros in a few dozen KB
     assert archive.stat().st_size < 1 << 20
-    with pytest.raises(SpecError, match=f"holds {64 << 20:,} bytes of weights"):
+    with pytest.raises(WeightsError, match=f"holds {64 << 20:,} bytes of weights"):
         read_keras_weights(archive, weights_budget(net))

@@ -17,7 +17,7 @@ pytest.importorskip("keras")
 
 from netspec import check_file, emit  # noqa: E402
 from netspec.backend import get_backend  # noqa: E402
-from netspec.errors import SpecError  # noqa: E402
+from netspec.errors import SpecError, WeightsError  # noqa: E402
 
 from .conftest import (  # noqa: E402
     ALL_SPECS,
@@ -398,17 +398,18 @@ def test_keras_weights_load_by_layer_name_and_strictly(backends, write_spec, tmp
     path = tmp_path / f"small{suffix}"
     (model.save_weights if suffix == ".weights.h5" else model.save)(str(path))
     renamed = write_spec(SMALL.replace("name: fc,", "name: head,"), "renamed.yaml")
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(WeightsError) as caught:
         keras_backend.load(check_file(renamed), weights=path)
     message = caught.value.problems[0].message
     assert f"the weights in {path} do not fit the model" in message
     assert "missing from the file: head" in message and "not in the model: fc" in message
     extra_layer = "- {name: fc0, type: linear, out_features: 5}\n      - {name: fc,"
     deeper = write_spec(SMALL.replace("- {name: fc,", extra_layer), "deeper.yaml")
-    with pytest.raises(SpecError, match="missing from the file: fc0"):
+    with pytest.raises(WeightsError, match="missing from the file: fc0"):
         keras_backend.load(check_file(deeper), weights=path)
     wider = write_spec(SMALL.replace("out_features: 2", "out_features: 3"), "wider.yaml")
-    with pytest.raises(SpecError, match=r"fc: the model has \[\(144, 3\), \(3,\)\], the file \[\(144, 2\), \(2,\)\]"):
+    misfit = r"fc: the model has \[\(144, 3\), \(3,\)\], the file \[\(144, 2\), \(2,\)\]"
+    with pytest.raises(WeightsError, match=misfit):
         keras_backend.load(check_file(wider), weights=path)
     again = keras_backend.load(check_file(write_spec(SMALL, "small.yaml")), weights=path)
     for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
@@ -470,7 +471,7 @@ def test_keras_files_that_are_not_keras_weights_are_named(backends, write_spec, 
     not_h5.write_text("hello")
     for path, message in ((not_zip, "is not a .keras archive (not a zip file)"),
                           (no_weights, "holds no model.weights.h5"), (not_h5, "cannot read")):
-        with pytest.raises(SpecError) as caught:
+        with pytest.raises(WeightsError) as caught:
             backends[1].load(net, weights=path)
         assert message in caught.value.problems[0].message and str(path) in caught.value.problems[0].message
 
@@ -485,7 +486,7 @@ def test_keras_weights_that_are_not_numbers_are_named(backends, write_spec, tmp_
         [variables] = [g["vars"] for g in handle["layers"].values() if g["vars"].attrs.get("name") == "fc"]
         del variables["1"]
         variables.create_dataset("1", data=np.array([b"x", b"y"]))
-    with pytest.raises(SpecError, match=re.escape("layer 'fc' holds |S1 values, not numbers")):
+    with pytest.raises(WeightsError, match=re.escape("layer 'fc' holds |S1 values, not numbers")):
         backends[1].load(net, weights=path)
 
 
@@ -496,7 +497,7 @@ def test_a_keras_archive_larger_than_the_memory_is_refused(backends, write_spec,
     path = tmp_path / "small.keras"
     backends[1].load(net).save(str(path))
     monkeypatch.setattr(netspec.backend, "available_memory", lambda: 1000)
-    with pytest.raises(SpecError, match=r"small.keras unpacks to 0.0 GiB of weights, more than the 0.0 GiB"):
+    with pytest.raises(WeightsError, match=r"small.keras unpacks to 0.0 GiB of weights, more than the 0.0 GiB"):
         backends[1].load(net, weights=path)
 
 

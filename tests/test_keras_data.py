@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from netspec.errors import DataError
+
 pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from netspec import check_file  # noqa: E402
-from netspec.errors import SpecError  # noqa: E402
 from netspec.spec import DataSpec  # noqa: E402
 
 from .conftest import SPECS_DIR  # noqa: E402
@@ -108,7 +109,7 @@ def test_cifar10_python_batches(tmp_path):
 def test_resize_smaller_than_the_input_is_refused():
     from netspec_keras.data import load_data
 
-    with pytest.raises(SpecError, match=r"data.resize 48 is smaller than the 64×64 input"):
+    with pytest.raises(DataError, match=r"data.resize 48 is smaller than the 64×64 input"):
         load_data(small_net(), DataSpec(dataset="digits", resize=48))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netspec import check_file
-from netspec.errors import SpecError
+from netspec.errors import DataError
 from netspec.train.sources import load_sources, normalization
 
 GREY = """
@@ -37,7 +37,7 @@ def test_one_value_per_channel_is_used_as_given(write_spec):
 def test_statistics_for_other_channels_are_refused_at_their_line(write_spec, extra, message):
     spec = write_spec(GREY % extra)
     net = check_file(spec)
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(DataError) as caught:
         load_sources(net, net.spec.data)
     problem = caught.value.problems[0]
     assert problem.message == message and problem.location.line == 6
@@ -47,5 +47,5 @@ def test_statistics_for_other_channels_are_refused_at_their_line(write_spec, ext
 def test_one_value_for_a_three_channel_input_is_refused():
     from netspec.spec import DataSpec
 
-    with pytest.raises(SpecError, match="data.mean has 1 value but the input has 3 channels"):
+    with pytest.raises(DataError, match="data.mean has 1 value but the input has 3 channels"):
         normalization(DataSpec(mean=(0.5,)), 3)

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netspec.cli import app
+from netspec.errors import OutputError
 
 from .conftest import BAD_SPECS_DIR, ROOT
 
@@ -271,10 +272,9 @@ def test_report_never_reads_through_a_link_out_of_the_run_folder(tmp_path):
 
 
 def test_running_out_of_memory_while_writing_is_a_clean_error(tmp_path):
-    from netspec.errors import SpecError
     from netspec.outputs import Outputs
 
-    with pytest.raises(SpecError) as caught, Outputs() as out:
+    with pytest.raises(OutputError) as caught, Outputs() as out:
         out.file(tmp_path / "big.onnx")
         raise MemoryError
     assert caught.value.problems[0].message == f"cannot write {tmp_path / 'big.onnx'}: out of memory while writing it"
@@ -308,3 +308,47 @@ def test_a_savedmodel_replaces_only_a_savedmodel(tmp_path):
     assert replaced.exit_code == 0, replaced.output
     assert (folder / "saved_model.pb").stat().st_mtime_ns != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.savedmodel"]
+
+
+def test_each_kind_of_user_error_is_its_own_class_and_the_cli_exits_2_for_all(tmp_path, write_spec):
+    """A program using netspec catches the kind it handles; none but the spec's mistakes is a
+    SpecError, and every kind is a UserError, which the CLI reports with exit code 2."""
+    from netspec import check_file
+    from netspec.backend import get_backend
+    from netspec.conversion import convert
+    from netspec.errors import (
+        DataError,
+        OutputError,
+        RunError,
+        SetupError,
+        SpecError,
+        UsageError,
+        UserError,
+        WeightsError,
+    )
+    from netspec.outputs import check_target
+    from netspec.state_files import read_state_dict
+    from netspec.train.cifar import load_cifar10
+    from netspec.train.rundir import RunDir
+
+    (tmp_path / "taken.py").write_text("mine")
+    (tmp_path / "w.h5").write_bytes(b"")
+    net = check_file(ZOO)
+    kinds = {
+        SpecError: lambda: check_file(write_spec("name: s\ninput: [3]\nlayers: [{name: a, type: nope}]\n")),
+        UsageError: lambda: convert(net, tmp_path / "w.h5", "keras", tmp_path / "out"),
+        WeightsError: lambda: read_state_dict(tmp_path / "missing.safetensors"),
+        DataError: lambda: load_cifar10(tmp_path / "no-cifar"),
+        OutputError: lambda: check_target(tmp_path / "taken.py", force=False),
+        RunError: lambda: RunDir.read_info(tmp_path / "no-run"),
+        SetupError: lambda: get_backend("caffe"),
+    }
+    for kind, fail in kinds.items():
+        with pytest.raises(UserError) as caught:
+            fail()
+        assert type(caught.value) is kind, (kind, type(caught.value))
+        assert isinstance(caught.value, SpecError) == (kind is SpecError)
+    result = runner.invoke(app, ["export", str(ZOO), "-o", str(tmp_path), "-f", "source"])
+    assert result.exit_code == 0
+    again = runner.invoke(app, ["export", str(ZOO), "-o", str(tmp_path), "-f", "source"])
+    assert again.exit_code == 2 and "refusing to overwrite" in again.output  # an OutputError, told as any other

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from netspec import check_file
 from netspec.backend import get_backend
 from netspec.cli import app
-from netspec.errors import SpecError
+from netspec.errors import RunError, SetupError, SpecError
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.checkpoints import BackgroundWrites, CheckpointStore
 from netspec.train.launch import RunRequest, train_run
@@ -237,7 +237,7 @@ def test_training_a_model_larger_than_memory_is_refused_before_building_it(write
 def test_building_a_model_larger_than_memory_is_refused(write_spec):
     import netspec
 
-    with pytest.raises(SpecError, match="building the model needs about 37.8 GiB of memory"):
+    with pytest.raises(SetupError, match="building the model needs about 37.8 GiB of memory"):
         netspec.build(write_spec(HUGE), backend="torch")
 
 
@@ -389,10 +389,10 @@ def test_the_lock_file_goes_with_the_run_and_a_folder_in_its_place_is_named(tmp_
     run = RunDir(tmp_path / "run", resume=False)
     assert (tmp_path / "run" / ".lock").is_file()
     run.write_run_info({"backend": "torch", "overrides": []})
-    with pytest.raises(SpecError, match="another run is writing to"):
+    with pytest.raises(RunError, match="another run is writing to"):
         RunDir(tmp_path / "run", resume=True)
     run.close()
     assert not (tmp_path / "run" / ".lock").exists()
     (tmp_path / "run" / ".lock").mkdir()  # a folder where the lock file goes: named, not an internal error
-    with pytest.raises(SpecError, match=r"cannot take the run's lock .*\.lock: Is a directory"):
+    with pytest.raises(RunError, match=r"cannot take the run's lock .*\.lock: Is a directory"):
         RunDir(tmp_path / "run", resume=True)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from netspec import build, check_file, emit  # noqa: E402
 from netspec.backend import available_backends, get_backend  # noqa: E402
-from netspec.errors import SpecError  # noqa: E402
+from netspec.errors import SetupError, SpecError, WeightsError  # noqa: E402
 
 from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, ZOO_SPECS, assert_matches_golden  # noqa: E402
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
@@ -119,7 +119,7 @@ def test_weights_for_another_head_are_explained(tmp_path):
     small = build(SPECS_DIR / "alexnet-torchvision.yaml", overrides=["num_classes=10"])
     path = tmp_path / "ten.pth"
     torch.save(small.state_dict(), path)
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(WeightsError) as caught:
         build(SPECS_DIR / "alexnet-torchvision.yaml", weights=path)
     message = caught.value.problems[0].message
     assert "classifier.6.weight: the model has (1000, 4096), the file (10, 4096)" in message
@@ -134,7 +134,7 @@ class Payload:
 def test_pickled_code_is_never_run(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"conv1.weight": Payload()}, path)
-    with pytest.raises(SpecError, match="not a plain state dict of tensors"):
+    with pytest.raises(WeightsError, match="not a plain state dict of tensors"):
         build(SPECS_DIR / "alexnet.yaml", weights=path)
 
 
@@ -153,7 +153,7 @@ def test_reserved_names_are_refused_with_their_location(write_spec):
 
 
 def test_unknown_backend_lists_what_is_installed():
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(SetupError) as caught:
         get_backend("pytorch")
     assert "the backend 'pytorch' is unknown" in caught.value.problems[0].message
     assert caught.value.problems[0].hint.startswith("did you mean 'torch'?")
@@ -250,7 +250,7 @@ def test_an_unreadable_weights_file_is_named(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(torch, "load", refuse)
-    with pytest.raises(SpecError, match=f"cannot read {path}: Permission denied"):
+    with pytest.raises(WeightsError, match=f"cannot read {path}: Permission denied"):
         build(ZOO, weights=path)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from netspec.errors import DataError
+
 torch = pytest.importorskip("torch")
 
 from netspec import check_file  # noqa: E402
-from netspec.errors import SpecError  # noqa: E402
 from netspec.spec import DataSpec  # noqa: E402
 
 from .conftest import SPECS_DIR  # noqa: E402
@@ -94,7 +95,7 @@ def test_undecodable_image_is_named(tmp_path):
     broken = root / "train" / "cat" / "0.png"
     broken.write_bytes(b"this is not a png")
     data = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
-    with pytest.raises(SpecError, match=f"cannot decode image {broken}"):
+    with pytest.raises(DataError, match=f"cannot decode image {broken}"):
         data.train[0]
 
 
@@ -111,14 +112,14 @@ def test_missing_or_empty_folder(tmp_path, prepare, message):
 
     root = tmp_path / "data"
     prepare(root)
-    with pytest.raises(SpecError, match=message):
+    with pytest.raises(DataError, match=message):
         load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
 
 
 def test_class_count_mismatch_says_how_to_fix_it():
     from netspec_torch.data import load_datasets
 
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(DataError) as caught:
         load_datasets(small_net(1000), DataSpec(dataset="digits"))
     [problem] = caught.value.problems
     assert problem.message == "the dataset has 10 classes but the spec's output layer 'fc8' yields 1000 values"
@@ -151,7 +152,7 @@ def test_cifar10_batch_carrying_code_is_refused(tmp_path):
     folder = make_cifar(tmp_path / "cifar")
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}))
     net = check_file(SPECS_DIR / "alexnet-cifar10.yaml")
-    with pytest.raises(SpecError, match="refusing to load posix.system from a CIFAR batch"):
+    with pytest.raises(DataError, match="refusing to load posix.system from a CIFAR batch"):
         load_datasets(net, net.spec.data.model_copy(update={"path": str(folder)}))
 
 
@@ -161,7 +162,7 @@ def test_cifar10_missing_files_are_named(tmp_path):
     folder = make_cifar(tmp_path / "cifar")
     (folder / "test_batch").unlink()
     net = check_file(SPECS_DIR / "alexnet-cifar10.yaml")
-    with pytest.raises(SpecError, match="lacks test_batch"):
+    with pytest.raises(DataError, match="lacks test_batch"):
         load_datasets(net, net.spec.data.model_copy(update={"path": str(folder)}))
 
 
@@ -205,7 +206,7 @@ def test_cifar10_labels_out_of_range_are_named(tmp_path, bad):
     batch = pickle.loads((folder / "data_batch_2").read_bytes())
     batch[b"labels"][1] = bad
     (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(DataError) as caught:
         load_cifar10(folder)
     [problem] = caught.value.problems
     assert str(folder / "data_batch_2") in problem.message
@@ -231,7 +232,7 @@ def test_cifar10_pixels_that_are_not_bytes_are_refused(tmp_path, pixels, got):
     batch[b"data"] = {"float": np.where(data > 128, np.nan, data.astype(np.float64)),
                       "int64": data.astype(np.int64) + 44, "short": data[:, :3000], "list": data.tolist()}[pixels]
     (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(DataError) as caught:
         load_cifar10(folder)
     [problem] = caught.value.problems
     assert problem.message == (f"{folder / 'data_batch_3'} is not a CIFAR-10 batch: its data is {got}, "
@@ -248,7 +249,7 @@ def test_cifar10_class_names_that_are_not_ten_names_are_refused(tmp_path, names,
 
     folder = make_cifar(tmp_path / "cifar")
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names} if names is not None else {}))
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(DataError) as caught:
         load_cifar10(folder)
     [problem] = caught.value.problems
     assert problem.message == (f"{folder / 'batches.meta'} is damaged: its label_names is {got}, "
@@ -269,7 +270,7 @@ def test_a_decompression_bomb_is_refused_and_named(tmp_path, monkeypatch, size, 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40×30 is above it, 100×100 twice above
     data = load_datasets(small_net(2), DataSpec(dataset="imagefolder", path=str(root)))
     index = data.train.files.paths.index(str(bomb))
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(DataError) as caught:
         data.train[index]
     [problem] = caught.value.problems
     assert problem.message.startswith(f"refusing to decode image {bomb}: {size[0] * size[1]:,} pixels")

@@ -9,11 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from netspec.errors import RunError
+
 torch = pytest.importorskip("torch")
 
 from netspec import check_file  # noqa: E402
 from netspec.backend import get_backend  # noqa: E402
-from netspec.errors import SpecError  # noqa: E402
 from netspec.spec import DataSpec  # noqa: E402
 from netspec.train import TrainOptions  # noqa: E402
 from netspec.train.rundir import RunDir  # noqa: E402
@@ -102,7 +103,7 @@ def test_a_bad_loss_found_in_arrears_names_its_step(write_spec, tmp_path, monkey
 
     monkeypatch.setattr(TorchTrainer, "__init__", deferred_checks)
     monkeypatch.setattr(F, "cross_entropy", poisoned)
-    with pytest.raises(SpecError, match=r"the loss became nan at epoch 2, step 4"):
+    with pytest.raises(RunError, match=r"the loss became nan at epoch 2, step 4"):
         train(spec, tmp_path / "run")
     from netspec.train.checkpoints import CheckpointStore
 

@@ -13,7 +13,7 @@ import pytest
 
 from netspec import check_file
 from netspec.backend import get_backend
-from netspec.errors import SpecError
+from netspec.errors import RunError
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
@@ -165,7 +165,7 @@ def poison_keras_loss(monkeypatch, at_call):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(write_spec, tmp_path, monkeypatch, backend):
     spec = write_spec(TINY)
     (poison_torch_loss if backend == "torch" else poison_keras_loss)(monkeypatch, at_call=30)
-    with pytest.raises(SpecError, match=r"the loss became nan at epoch 2, step 7; the last good checkpoint in "
+    with pytest.raises(RunError, match=r"the loss became nan at epoch 2, step 7; the last good checkpoint in "
                                         r".*checkpoints is kept"):
         train(spec, tmp_path / "run", backend=backend)
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
@@ -182,7 +182,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(write_spec, tm
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_non_finite_loss_before_any_checkpoint_promises_none(write_spec, tmp_path, monkeypatch, backend):
     (poison_torch_loss if backend == "torch" else poison_keras_loss)(monkeypatch, at_call=2)
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(RunError) as caught:
         train(write_spec(TINY), tmp_path / "run", backend=backend)
     assert caught.value.problems[0].message == ("the loss became nan at epoch 1, step 2; no checkpoint had been "
                                                 "saved, so there is nothing to resume from")
@@ -197,7 +197,7 @@ def test_weights_broken_by_the_last_update_are_not_saved(write_spec, tmp_path, b
 
     request = RunRequest(spec=write_spec(TINY), backend=backend, run_dir=tmp_path / "run", max_steps=1,
                          overrides=["training.optimizer.lr=1e38"], options=TrainOptions(device="cpu", progress=False))
-    with pytest.raises(SpecError, match=r"the validation loss became nan at the end of epoch 1 \(the weights are no "
+    with pytest.raises(RunError, match=r"the validation loss became nan at the end of epoch 1 \(the weights are no "
                                         r"longer finite\); nothing was saved; no checkpoint had been saved, so "):
         train_run(request)
     assert not (tmp_path / "run").exists()
@@ -228,9 +228,9 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
     first = RunDir(tmp_path / "run", resume=False)
     (tmp_path / "run" / "run.json").write_text('{"backend": "torch", "overrides": []}')
     try:
-        with pytest.raises(SpecError, match="another run is writing to"):
+        with pytest.raises(RunError, match="another run is writing to"):
             RunDir(tmp_path / "run", resume=True)
-        with pytest.raises(SpecError, match="already holds a run"):
+        with pytest.raises(RunError, match="already holds a run"):
             RunDir(tmp_path / "run", resume=False)
     finally:
         first.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
-from netspec.errors import SpecError
+from netspec.errors import SetupError, WeightsError
 
 if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
     from netspec.checker import CheckedNet
@@ -156,8 +156,8 @@ def _need_keras(what: str) -> None:
     try:
         require_modules("keras", "keras")
     except ImportError as exc:
-        raise SpecError.single(f"{what} needs Keras: {exc}",
-                               hint=f'{INSTALL_HINTS["keras"]} (source export works without it)') from None
+        raise SetupError.single(f"{what} needs Keras: {exc}",
+                                hint=f'{INSTALL_HINTS["keras"]} (source export works without it)') from None
 
 
 def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], source: str = "the state") -> None:
@@ -193,10 +193,10 @@ def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     return state
 
 
-def _too_large(path: Path, size: int, budget: int) -> SpecError:
-    return SpecError.single(f"{path} holds {size:,} bytes of weights, more than this network's could take "
-                            f"({budget:,} bytes)", hint="these are the weights of another, larger network, or a "
-                            "damaged or hostile file")
+def _too_large(path: Path, size: int, budget: int) -> WeightsError:
+    return WeightsError.single(f"{path} holds {size:,} bytes of weights, more than this network's could take "
+                               f"({budget:,} bytes)", hint="these are the weights of another, larger network, or a "
+                               "damaged or hostile file")
 
 
 def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[Any]]:
@@ -219,15 +219,15 @@ def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[
                     raise _too_large(path, member.file_size, budget)
                 source = io.BytesIO(archive.read(member))
         except zipfile.BadZipFile:
-            raise SpecError.single(f"{path} is not a .keras archive (not a zip file)",
-                                   hint="a .keras file is what keras' model.save() writes; or pass a .weights.h5 "
+            raise WeightsError.single(f"{path} is not a .keras archive (not a zip file)",
+                                      hint="a .keras file is what keras' model.save() writes; or pass a .weights.h5 "
                                         "or .safetensors file") from None
         except KeyError:
-            raise SpecError.single(f"{path} holds no model.weights.h5, so it has no weights to load",
-                                   hint="save the model with keras' model.save('NAME.keras')") from None
+            raise WeightsError.single(f"{path} holds no model.weights.h5, so it has no weights to load",
+                                      hint="save the model with keras' model.save('NAME.keras')") from None
         except (OSError, RuntimeError, ValueError, EOFError) as exc:  # a damaged archive or member
-            raise SpecError.single(f"cannot read {path} as a .keras archive: {exc}",
-                                   hint="the file may be truncated or damaged") from None
+            raise WeightsError.single(f"cannot read {path} as a .keras archive: {exc}",
+                                      hint="the file may be truncated or damaged") from None
     layers: dict[str, list[Any]] = {}
     claimed = 0
     try:
@@ -239,8 +239,8 @@ def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[
                     continue  # a layer without weights (input, flatten, padding)
                 name = variables.attrs.get("name")
                 if not isinstance(name, str):
-                    raise SpecError.single(f"{path} does not name its layers (written by an older Keras?)",
-                                           hint="netspec loads Keras weights by layer name; re-save them with "
+                    raise WeightsError.single(f"{path} does not name its layers (written by an older Keras?)",
+                                              hint="netspec loads Keras weights by layer name; re-save them with "
                                                 "Keras 3.10 or newer, or convert them to .safetensors")
                 datasets = [variables[key] for key in sorted(variables, key=int)]
                 claimed += sum(int(getattr(d, "nbytes", 0)) for d in datasets)  # read from the header alone
@@ -248,8 +248,8 @@ def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[
                     raise _too_large(path, claimed, budget)
                 layers[name] = [d[()] for d in datasets]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SpecError.single(f"cannot read {path} as Keras weights (HDF5): {exc}",
-                               hint="the file may be truncated, or not a Keras weights file") from None
+        raise WeightsError.single(f"cannot read {path} as Keras weights (HDF5): {exc}",
+                                  hint="the file may be truncated, or not a Keras weights file") from None
     return layers
 
 
@@ -258,9 +258,9 @@ def _require_memory_for(path: Path, size: int) -> None:
 
     available = available_memory()
     if available is not None and size > available:
-        raise SpecError.single(f"{path} unpacks to {size / 2**30:,.1f} GiB of weights, more than the "
-                               f"{available / 2**30:,.1f} GiB of memory available",
-                               hint="is it really the weights of this spec? (a damaged or hostile archive can "
+        raise WeightsError.single(f"{path} unpacks to {size / 2**30:,.1f} GiB of weights, more than the "
+                                  f"{available / 2**30:,.1f} GiB of memory available",
+                                  hint="is it really the weights of this spec? (a damaged or hostile archive can "
                                     "claim any size)")
 
 
@@ -283,9 +283,9 @@ def set_from_keras_weights(model, net: CheckedNet, layers: dict[str, list[Any]],
     for name, arrays in layers.items():
         for array in arrays:
             if getattr(array, "dtype", None) is None or array.dtype.kind not in "fiub":
-                raise SpecError.single(f"the weights in {source} do not fit the model: layer '{name}' holds "
-                                       f"{getattr(array, 'dtype', type(array).__name__)} values, not numbers",
-                                       hint="the file is damaged, or not Keras weights")
+                raise WeightsError.single(f"the weights in {source} do not fit the model: layer '{name}' holds "
+                                          f"{getattr(array, 'dtype', type(array).__name__)} values, not numbers",
+                                          hint="the file is damaged, or not Keras weights")
         model.get_layer(name).load_own_variables({str(i): array for i, array in enumerate(arrays)})
 
 
@@ -293,7 +293,7 @@ def load_any_weights(model, net: CheckedNet, path: Path) -> None:
     """Keras weights (.weights.h5, .keras) load by layer name; PyTorch state dicts (.safetensors,
     .pt/.pth) are converted from PyTorch's layout. Strictly, either way."""
     if not path.is_file():
-        raise SpecError.single(f"weights file not found: {path}")
+        raise WeightsError.single(f"weights file not found: {path}")
     if path.name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
         from netspec.state_files import weights_budget
 

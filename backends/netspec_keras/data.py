@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import DataError, UserError
 from netspec.spec import DataSpec
 from netspec.train.sources import (
     PREPARED_LIMIT_BYTES,
@@ -40,7 +40,7 @@ class KerasData:
     val: ImageArrays | ImageFiles
     classes: list[str]
     seed: int = 0
-    decode_errors: list[SpecError] = field(default_factory=list)
+    decode_errors: list[UserError] = field(default_factory=list)
     kept: dict[str, Any] = field(default_factory=dict)  # 'train'/'val': transformed images, or None
 
     def train_batches(self, indices: list[int], epoch: int, batch_size: int):
@@ -99,11 +99,11 @@ class KerasData:
         chunks = tf.data.Dataset.from_tensor_slices(tf.constant(np.asarray(indices, dtype=np.int64))).batch(batch_size)
         return chunks.map(lambda i: (tf.gather(prepared, i), label_form(tf.gather(labels, i)))).prefetch(2)
 
-    def explain(self, error: Exception) -> SpecError:
+    def explain(self, error: Exception) -> UserError:
         """The user-facing error behind a failed pipeline step."""
         if self.decode_errors:
             return self.decode_errors[0]
-        return SpecError.single(f"the input pipeline failed: {getattr(error, 'message', error)}")
+        return DataError.single(f"the input pipeline failed: {getattr(error, 'message', error)}")
 
     # --- pipeline pieces -------------------------------------------------------------------------
 
@@ -121,7 +121,7 @@ class KerasData:
         def decode(path: bytes) -> np.ndarray:
             try:
                 return decode_rgb(path.decode())
-            except SpecError as exc:
+            except UserError as exc:
                 self.decode_errors.append(exc)
                 raise ValueError(str(exc)) from None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netspec.backend import Artifact, model_for_export, output_paths
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import SetupError
 from netspec.outputs import Outputs
 
 SUFFIXES = {"source": ".py", "keras": ".keras", "weights": ".weights.h5", "savedmodel": ".savedmodel"}
@@ -42,6 +42,6 @@ def _export_savedmodel(model, path: Path) -> None:
     import keras
 
     if keras.config.backend() != "tensorflow":
-        raise SpecError.single("the savedmodel format needs Keras on TensorFlow",
-                               hint=f"Keras runs on {keras.config.backend()} here; set KERAS_BACKEND=tensorflow")
+        raise SetupError.single("the savedmodel format needs Keras on TensorFlow",
+                                hint=f"Keras runs on {keras.config.backend()} here; set KERAS_BACKEND=tensorflow")
     model.export(str(path), format="tf_saved_model", verbose=False)

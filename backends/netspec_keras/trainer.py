@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import RunError, SetupError
 from netspec.train import TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
 from netspec.train.hardware import cpu_has_native_bf16
@@ -61,7 +61,7 @@ def pick_device(requested: str) -> None:
         with contextlib.suppress(RuntimeError):  # the GPUs were initialized already: too late to hide them
             tf.config.set_visible_devices([], "GPU")
     elif requested.startswith("cuda") and not tf.config.list_physical_devices("GPU"):
-        raise SpecError.single(f"--device {requested}: TensorFlow sees no GPU here", hint="use --device cpu")
+        raise SetupError.single(f"--device {requested}: TensorFlow sees no GPU here", hint="use --device cpu")
 
 
 def on_gpu() -> bool:
@@ -228,8 +228,8 @@ class KerasTrainer(EpochLoop):
         set_from_torch_layout(self.model, self.net, load_file(weights))
         for prefix, variables in (("optimizer", self.optimizer.variables), ("model", self._extra_variables())):
             if sum(key.startswith(f"{prefix}/") for key in tensors) != len(variables):
-                raise SpecError.single(f"the checkpoint in {weights.parent} was written for another model or "
-                                       "optimizer", hint="resume with the spec and recipe the run started with")
+                raise RunError.single(f"the checkpoint in {weights.parent} was written for another model or "
+                                      "optimizer", hint="resume with the spec and recipe the run started with")
             for i, variable in enumerate(variables):
                 variable.assign(tensors[f"{prefix}/{i}"])
         return json.loads(metadata["loop"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
-from netspec.errors import SpecError
+from netspec.errors import SetupError
 from netspec_torch.names import MODULE_ATTRIBUTES
 
 if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
@@ -112,8 +112,8 @@ def _need_torch(what: str) -> None:
     try:
         require_modules("torch", "torch", "safetensors")
     except ImportError as exc:
-        raise SpecError.single(f"{what} needs PyTorch: {exc}",
-                               hint=f'{INSTALL_HINTS["torch"]} (source export works without it)') from None
+        raise SetupError.single(f"{what} needs PyTorch: {exc}",
+                                hint=f'{INSTALL_HINTS["torch"]} (source export works without it)') from None
 
 
 def example_input(net: CheckedNet, batch: int = 1):

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from netspec.checker import CheckedNet
-from netspec.errors import Location, Problem, SpecError
+from netspec.errors import DataError, Location, Problem, UserError
 from netspec.spec import DataSpec
 from netspec.train.sources import (
     PREPARED_LIMIT_BYTES,
@@ -98,7 +98,7 @@ class ArrayImages(Dataset):
             yield self.prepared[chunk], labels[chunk]
 
 
-class WorkerSpecError(SpecError):
+class WorkerSpecError(DataError):
     """A SpecError raised in a DataLoader worker process, rebuilt as itself in the main process.
 
     torch sends only a worker exception's type and traceback text across, then calls
@@ -141,7 +141,7 @@ class FileImages(Dataset):
     def __getitem__(self, index: int):
         try:
             image = decode_rgb(self.files.paths[index])
-        except SpecError as exc:
+        except UserError as exc:
             if get_worker_info() is None:
                 raise
             raise WorkerSpecError(exc.problems) from None  # a worker's error, told as the main process tells it

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from netspec import __version__
 from netspec.backend import Artifact, model_for_export, output_paths
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import SetupError
 from netspec.outputs import Outputs
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def _save_onnx(model: torch.nn.Module, net: CheckedNet, path: str) -> None:
     try:
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError:
-        raise SpecError.single("ONNX export needs the onnx extra", hint='pip install -e ".[onnx]"') from None
+        raise SetupError.single("ONNX export needs the onnx extra", hint='pip install -e ".[onnx]"') from None
     with contextlib.redirect_stdout(sys.stderr):  # the exporter reports its progress on stdout
         program = torch.onnx.export(model, (example_input(net, 2),), dynamo=True, verbose=False,
                                     dynamic_shapes=_dynamic_batch(), input_names=["x"], output_names=["y"])

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import RunError, SetupError
 from netspec.state_files import weights_budget
 from netspec.train import FAST_PATH_PARTS, TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
@@ -47,7 +47,7 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SpecError.single(f"--device {requested}: no CUDA GPU is available here", hint="use --device cpu")
+        raise SetupError.single(f"--device {requested}: no CUDA GPU is available here", hint="use --device cpu")
     return torch.device(requested)
 
 
@@ -339,9 +339,9 @@ class TorchTrainer(EpochLoop):
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError, RuntimeError) as exc:
-            raise SpecError.single(f"the checkpoint in {state_path.parent} was written for another model or "
-                                   f"optimizer: {exc}", hint="resume with the spec and recipe the run started with"
-                                   ) from None
+            raise RunError.single(f"the checkpoint in {state_path.parent} was written for another model or "
+                                  f"optimizer: {exc}", hint="resume with the spec and recipe the run started with"
+                                  ) from None
         rng = state["rng"]
         if len(rng) == self.world.size:  # with another process count the dropout masks start afresh
             mine = rng[self.world.rank]

@@ -43,7 +43,10 @@ def _backend_names() -> tuple[dict[str, str], dict[str, str]]:
     module_level: dict[str, str] = {}
     attributes: dict[str, str] = {}
     for entry in sorted(entry_points(group=RESERVED_NAMES_GROUP), key=lambda e: e.name):
-        names = entry.load()
+        try:
+            names = entry.load()
+        except ImportError:  # a backend that is not there (left-over metadata) generates no code
+            continue
         module_level.update(names.MODULE_NAMES)
         attributes.update(names.ATTRIBUTE_NAMES)
     return module_level, attributes

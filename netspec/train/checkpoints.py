@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from netspec.errors import SpecError
+from netspec.errors import RunError, UserError
 from netspec.fileio import atomic_write_text, fsync_path, leftovers_of, sha256_file
 
 MANIFEST = "manifest.json"
@@ -137,7 +137,7 @@ class CheckpointStore:
         SHA-256 the manifest recorded; SpecError naming the file when one is missing or damaged."""
         entry = self.manifest().get(tag)
         if not entry:
-            raise SpecError.single(f"the run in {self.folder.parent} has no '{tag}' checkpoint yet")
+            raise RunError.single(f"the run in {self.folder.parent} has no '{tag}' checkpoint yet")
         try:
             folder = self.folder / _plain_name(entry["folder"])
             found = {}
@@ -173,7 +173,7 @@ class CheckpointStore:
             shutil.rmtree(partial, ignore_errors=True)
             if not isinstance(exc, OSError):
                 raise
-            raise SpecError.single(
+            raise RunError.single(
                 f"cannot write the checkpoint in {self.folder}: {exc.strerror or exc}",
                 hint="free some space (or raise the file-size limit) and resume the run; "
                      "the previous checkpoint is intact") from None
@@ -183,7 +183,7 @@ class CheckpointStore:
             doc[tag] = {"folder": final.name, "files": {role: records[role] for role in roles}, **(info or {})}
         try:
             atomic_write_text(self.folder / MANIFEST, json.dumps(doc, indent=2) + "\n")
-        except SpecError:
+        except UserError:
             shutil.rmtree(final, ignore_errors=True)  # never referenced: the previous checkpoint stands
             raise
         self.tidy()
@@ -312,16 +312,16 @@ def _entry_problem(entry: Any) -> str | None:
     return None
 
 
-def _damaged_manifest(path: Path, why: str) -> SpecError:
-    return SpecError.single(f"the checkpoint list {path} is damaged: {why}",
-                            hint="restore it (nothing in checkpoints/ was removed), or start the run again in a "
+def _damaged_manifest(path: Path, why: str) -> RunError:
+    return RunError.single(f"the checkpoint list {path} is damaged: {why}",
+                           hint="restore it (nothing in checkpoints/ was removed), or start the run again in a "
                                  "new folder; checkpoints/last.safetensors and best.safetensors still hold weights "
                                  "to export")
 
 
-def damaged_checkpoint(path, why: str) -> SpecError:
-    return SpecError.single(f"the checkpoint {path} is damaged: {why}",
-                            hint="checkpoints/best.safetensors still holds the best weights for export; "
+def damaged_checkpoint(path, why: str) -> RunError:
+    return RunError.single(f"the checkpoint {path} is damaged: {why}",
+                           hint="checkpoints/best.safetensors still holds the best weights for export; "
                                  "start the run again to train further")
 
 

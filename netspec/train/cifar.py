@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netspec.errors import SpecError
+from netspec.errors import DataError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 ALLOWED_CLASSES = {
@@ -30,10 +30,10 @@ def _load_batch(path: Path) -> dict:
         with open(path, "rb") as handle:
             batch = _CifarUnpickler(handle, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise SpecError.single(f"{path} is not a CIFAR-10 batch: {exc}",
+        raise DataError.single(f"{path} is not a CIFAR-10 batch: {exc}",
                                hint="use the python version of CIFAR-10 (cifar-10-python.tar.gz), unpacked") from None
     if not isinstance(batch, dict):
-        raise SpecError.single(f"{path} is not a CIFAR-10 batch (no data/labels mapping)")
+        raise DataError.single(f"{path} is not a CIFAR-10 batch (no data/labels mapping)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
@@ -53,20 +53,20 @@ def _arrays(path: Path, batch: dict) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
         got = (_a(f"{data.dtype} array of shape {data.shape}") if isinstance(data, np.ndarray)
                else _a(type(data).__name__))
-        raise SpecError.single(f"{path} is not a CIFAR-10 batch: its data is {got}, not uint8 rows of "
+        raise DataError.single(f"{path} is not a CIFAR-10 batch: its data is {got}, not uint8 rows of "
                                f"{PIXELS} pixels", hint=DAMAGED)
     try:
         images = data.reshape(-1, 3, 32, 32)
         raw = list(batch["labels"])
     except (KeyError, ValueError, TypeError, OverflowError) as exc:
-        raise SpecError.single(f"{path} is not a CIFAR-10 batch: {type(exc).__name__}: {exc}",
+        raise DataError.single(f"{path} is not a CIFAR-10 batch: {type(exc).__name__}: {exc}",
                                hint="use the python version of CIFAR-10 (cifar-10-python.tar.gz), unpacked") from None
     for index, label in enumerate(raw):
         if isinstance(label, bool) or not isinstance(label, int | np.integer) or not 0 <= label < CLASSES:
-            raise SpecError.single(f"{path}: label {label!r} of image {index} is not a class number "
+            raise DataError.single(f"{path}: label {label!r} of image {index} is not a class number "
                                    f"(0 to {CLASSES - 1})", hint=DAMAGED)
     if len(images) != len(raw):
-        raise SpecError.single(f"{path} has {len(images)} images but {len(raw)} labels", hint=DAMAGED)
+        raise DataError.single(f"{path} has {len(images)} images but {len(raw)} labels", hint=DAMAGED)
     return images, np.asarray(raw, dtype=np.int64)
 
 
@@ -74,12 +74,12 @@ def load_cifar10(folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """(train images N×3×32×32 uint8, train labels, test images, test labels, class names)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SpecError.single(f"the CIFAR-10 folder {folder} does not exist",
+        raise DataError.single(f"the CIFAR-10 folder {folder} does not exist",
                                hint="point --data-path (or data.path) at the unpacked cifar-10-batches-py folder, "
                                     "which holds data_batch_1 ... test_batch")
     missing = [name for name in (*TRAIN_FILES, "test_batch", "batches.meta") if not (folder / name).is_file()]
     if missing:
-        raise SpecError.single(f"{folder} lacks {', '.join(missing)}",
+        raise DataError.single(f"{folder} lacks {', '.join(missing)}",
                                hint="unpack cifar-10-python.tar.gz and point --data-path at cifar-10-batches-py")
 
     def images_and_labels(names):
@@ -102,10 +102,10 @@ def _class_names(path: Path) -> list[str]:
             or not all(isinstance(name, bytes | str) for name in names)):
         got = ("missing" if names is None else f"a list of {len(names)}" if isinstance(names, list)
                else _a(type(names).__name__))
-        raise SpecError.single(f"{path} is damaged: its label_names is {got}, not a list of {CLASSES} names",
+        raise DataError.single(f"{path} is damaged: its label_names is {got}, not a list of {CLASSES} names",
                                hint="restore it from the archive")
     try:
         return [name.decode() if isinstance(name, bytes) else name for name in names]
     except UnicodeDecodeError:
-        raise SpecError.single(f"{path} is damaged: a label name is not UTF-8 text",
+        raise DataError.single(f"{path} is damaged: a label name is not UTF-8 text",
                                hint="restore it from the archive") from None

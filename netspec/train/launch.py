@@ -19,7 +19,7 @@ from typing import Any
 from netspec import __version__
 from netspec.catalog import spec_path as find_spec
 from netspec.checker import CheckedNet, check_file
-from netspec.errors import SpecError
+from netspec.errors import RunError, UsageError
 from netspec.train import FAST_PATH_PARTS, TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
@@ -40,7 +40,7 @@ def refuse_switches_of_other_backends(backend: str, switches: Mapping[str, bool 
     if foreign:
         several = len(foreign) > 1
         takes = ", ".join(f"--{name.replace('_', '-')}" for name in chosen.training_switches)
-        raise SpecError.single(
+        raise UsageError.single(
             f"{', '.join(foreign)}: {'not training switches' if several else 'not a training switch'} of the "
             f"{backend} backend", hint=f"leave {'them' if several else 'it'} out with --backend {backend}"
                                       + (f" (it takes {takes})" if takes else ""))
@@ -91,8 +91,8 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         info = RunDir.read_info(request.resume)
         spec_path = request.resume / "spec.yaml"
         if not spec_path.is_file():
-            raise SpecError.single(f"{request.resume} has no spec.yaml, so it cannot be resumed",
-                                   hint="runs written by an earlier netspec (without spec.yaml) cannot be "
+            raise RunError.single(f"{request.resume} has no spec.yaml, so it cannot be resumed",
+                                  hint="runs written by an earlier netspec (without spec.yaml) cannot be "
                                         "resumed; start it again")
         backend = info["backend"]
         overrides = [f"training.epochs={request.epochs}"] if request.epochs is not None else []
@@ -106,14 +106,14 @@ def train_run(request: RunRequest, console=None) -> RunResult:
                    if (value := getattr(request.options, name)) is not None and value != recorded.get(name)]
         if changed:
             started = ", ".join(switch_flag(name, value) for name, value in recorded.items() if value is not None)
-            raise SpecError.single(
+            raise UsageError.single(
                 f"--resume continues a run as it was started; {', '.join(changed)} cannot change it",
                 hint=f"the run was started with {started}" if started else
                 "the run was started with the default fast path: resume without fast-path switches")
         fast_path = {name: recorded.get(name) for name in FAST_PATH_PARTS}
     else:
         if request.spec is None:
-            raise SpecError.single("train needs a SPEC, or --resume RUN_DIR")
+            raise UsageError.single("train needs a SPEC, or --resume RUN_DIR")
         backend, input_shape, max_steps = request.backend, request.input_shape, request.max_steps
         fast_path = {name: getattr(request.options, name) for name in FAST_PATH_PARTS}
         net = check_file(request.spec, request.overrides, input_shape=input_shape)
@@ -123,8 +123,8 @@ def train_run(request: RunRequest, console=None) -> RunResult:
     chosen = get_backend(backend)
     rank, processes = chosen.process()
     if processes > 1 and (not chosen.data_parallel or (request.run_dir is None and request.resume is None)):
-        raise SpecError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",
-                               hint="every process must write to, and resume from, the same folder")
+        raise UsageError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",
+                                hint="every process must write to, and resume from, the same folder")
     folder = request.resume or request.run_dir or Path("runs") / f"{net.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(folder, resume=request.resume is not None, follower=rank > 0)
     started_here = request.resume is None and rank == 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError, shown
+from netspec.errors import RunError, UserError, shown
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.checkpoints import BackgroundWrites, Writer, damaged_checkpoint
 from netspec.train.rundir import RunDir
@@ -189,7 +189,7 @@ class EpochLoop:
         if not self.run.has_checkpoint():
             written = self.run.checkpoints.complete_folders()
             if written:  # a list that lost its 'last' entry: starting over would empty metrics.jsonl
-                raise SpecError.single(
+                raise RunError.single(
                     f"{shown(self.run.checkpoints.folder / 'manifest.json')} names no 'last' checkpoint, yet "
                     f"checkpoints/ holds {', '.join(written[-3:])}: the list is damaged",
                     hint="restore manifest.json (nothing was removed or changed), or start the run again with "
@@ -201,7 +201,7 @@ class EpochLoop:
         files = self.run.checkpoints.files("last")
         state_file = files.get("state")
         if state_file is not None and state_file.name != self.state_file:
-            raise SpecError.single(
+            raise RunError.single(
                 f"the checkpoint in {shown(state_file.parent)} was written by another backend (its training state "
                 f"is {shown(state_file.name)}; the {self.backend_name} backend writes {self.state_file}), yet "
                 f"run.json says '{self.backend_name}'", hint="set 'backend' in run.json back to the backend that "
@@ -289,7 +289,7 @@ class EpochLoop:
                 progress.update(task, advance=1, **({"stats": stats} if stats else {}))
             flush()
         except NonFiniteLoss as bad:
-            raise SpecError.single(
+            raise RunError.single(
                 f"the loss became {bad.value} at epoch {epoch + 1}, step {bad.step or self.state['batches_done'] + 1}; "
                 f"{self._what_is_kept()}",
                 hint="lower the learning rate (--lr) or check the data") from None
@@ -300,7 +300,7 @@ class EpochLoop:
         store = self.run.checkpoints
         try:
             kept = store.has("last") and bool(store.complete_folders())
-        except SpecError:  # a damaged list: promise nothing
+        except UserError:  # a damaged list: promise nothing
             kept = False
         if kept:
             return f"the last good checkpoint in {shown(store.folder)} is kept"
@@ -310,7 +310,7 @@ class EpochLoop:
         partial = self.state["partial"]
         val_loss, top1, top5 = self.evaluate()
         if not math.isfinite(val_loss):  # the last update broke the weights, though its loss was finite
-            raise SpecError.single(
+            raise RunError.single(
                 f"the validation loss became {val_loss} at the end of epoch {self.state['epoch'] + 1} (the weights "
                 f"are no longer finite); nothing was saved; {self._what_is_kept()}",
                 hint="lower the learning rate (--lr), or use a larger batch (batch norm over very few values is "

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import SpecError, shown
+from netspec.errors import RunError, shown
 from netspec.fileio import atomic_write_text, leftovers_of
 from netspec.train import FAST_PATH_PARTS
 from netspec.train.checkpoints import CheckpointStore
@@ -72,8 +72,8 @@ class RunDir:
         try:
             (self.path / "checkpoints").mkdir(exist_ok=True)
         except OSError as exc:
-            raise SpecError.single(f"cannot create {self.path / 'checkpoints'}: {exc.strerror}",
-                                   hint="choose a writable --run-dir") from None
+            raise RunError.single(f"cannot create {self.path / 'checkpoints'}: {exc.strerror}",
+                                  hint="choose a writable --run-dir") from None
         self._lock = self._acquire_lock()
         if not resume:
             self._written.add(".lock")
@@ -87,15 +87,15 @@ class RunDir:
     def _claim_folder(self) -> None:
         """A new run needs a new or empty folder: it may only ever remove what it wrote itself."""
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
-            raise SpecError.single(f"--run-dir {self.path} exists and is not a folder",
-                                   hint="choose a new folder for the run")
+            raise RunError.single(f"--run-dir {self.path} exists and is not a folder",
+                                  hint="choose a new folder for the run")
         if self.path.is_dir():
             if self.holds_run(self.path):
-                raise SpecError.single(f"the run directory {self.path} already holds a run",
-                                       hint="pass --resume to continue it, or choose another --run-dir")
+                raise RunError.single(f"the run directory {self.path} already holds a run",
+                                      hint="pass --resume to continue it, or choose another --run-dir")
             if any(self.path.iterdir()):
-                raise SpecError.single(f"the run directory {self.path} is not empty and holds no netspec run",
-                                       hint="choose a new or empty folder; netspec never mixes a run with "
+                raise RunError.single(f"the run directory {self.path} is not empty and holds no netspec run",
+                                      hint="choose a new or empty folder; netspec never mixes a run with "
                                             "other files")
             return
         missing = self.path.absolute()
@@ -104,8 +104,8 @@ class RunDir:
         try:
             self.path.mkdir(parents=True)
         except OSError as exc:
-            raise SpecError.single(f"cannot create the run directory {self.path}: {exc.strerror}",
-                                   hint="choose a writable --run-dir") from None
+            raise RunError.single(f"cannot create the run directory {self.path}: {exc.strerror}",
+                                  hint="choose a writable --run-dir") from None
         self._created = missing
 
     @staticmethod
@@ -117,13 +117,13 @@ class RunDir:
 
     def _acquire_lock(self):
         path = self.path / ".lock"
-        busy = SpecError.single(f"another run is writing to {shown(self.path)}",
-                                hint="wait for it to finish, or choose another --run-dir")
+        busy = RunError.single(f"another run is writing to {shown(self.path)}",
+                               hint="wait for it to finish, or choose another --run-dir")
         try:
             handle = open(path, "a+")  # noqa: SIM115  (held for the run's lifetime)
         except OSError as exc:  # a folder named .lock, a read-only run folder
-            raise SpecError.single(f"cannot take the run's lock {shown(path)}: {exc.strerror or exc}",
-                                   hint="netspec keeps a plain file .lock there while a run writes; remove "
+            raise RunError.single(f"cannot take the run's lock {shown(path)}: {exc.strerror or exc}",
+                                  hint="netspec keeps a plain file .lock there while a run writes; remove "
                                         "what stands in its place") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -199,18 +199,18 @@ class RunDir:
         path = Path(path)
         info_path = path / "run.json"
         if not path.exists():
-            raise SpecError.single(f"{path} does not exist", hint="pass the folder of an earlier `netspec train` run")
+            raise RunError.single(f"{path} does not exist", hint="pass the folder of an earlier `netspec train` run")
         if not path.is_dir() or not info_path.is_file():
-            raise SpecError.single(f"{path} is not the folder of a netspec run: it has no run.json",
-                                   hint="pass the folder of an earlier `netspec train` run (runs/NAME-TIME)")
+            raise RunError.single(f"{path} is not the folder of a netspec run: it has no run.json",
+                                  hint="pass the folder of an earlier `netspec train` run (runs/NAME-TIME)")
         try:
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise SpecError.single(f"cannot read {info_path}: {exc}") from None
+            raise RunError.single(f"cannot read {info_path}: {exc}") from None
         problem = _info_problem(info)
         if problem:
-            raise SpecError.single(f"{info_path} is damaged: {problem}",
-                                   hint="it is written by `netspec train`; restore it or start the run again")
+            raise RunError.single(f"{info_path} is damaged: {problem}",
+                                  hint="it is written by `netspec train`; restore it or start the run again")
         return info
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -231,11 +231,11 @@ class RunDir:
             except OSError as exc:  # a full disk: the file keeps its complete lines, and the run says so
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, before)
-                raise SpecError.single(f"cannot append epoch {record.get('epoch')} to {shown(self.metrics_path)}: "
-                                       f"{exc.strerror or exc}",
-                                       hint="free some space and start the run again" if created else
-                                       "free some space and resume the run (--resume); the last checkpoint is "
-                                       "intact") from None
+                raise RunError.single(f"cannot append epoch {record.get('epoch')} to {shown(self.metrics_path)}: "
+                                      f"{exc.strerror or exc}",
+                                      hint="free some space and start the run again" if created else
+                                      "free some space and resume the run (--resume); the last checkpoint is "
+                                      "intact") from None
         finally:
             os.close(fd)
         self._written.add(self.metrics_path.name)
@@ -324,9 +324,9 @@ def _record_problem(record: Any, previous: int) -> str | None:
     return None
 
 
-def _damaged_metrics(path: Path, line: int, why: str) -> SpecError:
-    return SpecError.single(f"{path} is damaged at line {line}: {why}",
-                            hint="each line is one epoch's record as `netspec train` wrote it; "
+def _damaged_metrics(path: Path, line: int, why: str) -> RunError:
+    return RunError.single(f"{path} is damaged at line {line}: {why}",
+                           hint="each line is one epoch's record as `netspec train` wrote it; "
                                  "remove the damaged lines and the ones after them")
 
 

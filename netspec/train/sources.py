@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from netspec.checker import CheckedNet
-from netspec.errors import SpecError
+from netspec.errors import DataError
 from netspec.layers import fmt_shape
 from netspec.spec import DataSpec
 
@@ -54,7 +54,7 @@ def image_input(net: CheckedNet) -> tuple[int, int, int]:
     """The spec's input as (channels, height, width); training needs an image input."""
     if len(net.input_shape) != 3:
         kind = "flat features" if len(net.input_shape) == 1 else "a sequence"
-        raise SpecError.single(
+        raise DataError.single(
             f"netspec train's datasets are images (channels × height × width), and this network takes {kind}, "
             f"{fmt_shape(net.input_shape)}", net.source.location(("input",)),
             hint="check, export and build work for it: train the built model with your own data loop "
@@ -65,7 +65,7 @@ def image_input(net: CheckedNet) -> tuple[int, int, int]:
 def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
     _, height, width = image_input(net)
     if data.resize is not None and data.resize < min(height, width):
-        raise SpecError.single(f"data.resize {data.resize} is smaller than the {height}×{width} input it is cropped to",
+        raise DataError.single(f"data.resize {data.resize} is smaller than the {height}×{width} input it is cropped to",
                                hint=f"set data.resize to at least {max(height, width)}, or null to resize to the input")
     builders = {"digits": digits, "cifar10": cifar10, "imagefolder": image_folders, "synthetic": synthetic}
     sources = builders[data.dataset](net, data, seed)
@@ -84,7 +84,7 @@ def normalization(data: DataSpec, channels: int, where=None) -> tuple[tuple[floa
         values = getattr(data, key)
         if len(values) != channels:
             if key in data.model_fields_set or channels != 1:
-                raise SpecError.single(f"data.{key} has {_count(len(values), 'value')} but the input has "
+                raise DataError.single(f"data.{key} has {_count(len(values), 'value')} but the input has "
                                        f"{_count(channels, 'channel')}",
                                        where, hint=f"give one value per input channel, e.g. {key}: "
                                                    f"{[round(sum(values) / len(values), 3)] * channels}")
@@ -102,7 +102,7 @@ def check_channels(net: CheckedNet, channels: int) -> None:
     """The data's channels must be the spec's, or grayscale for a 3-channel input (copied to RGB)."""
     wanted = net.input_shape[0]
     if channels != wanted and (channels, wanted) != (1, 3):
-        raise SpecError.single(f"the data has {channels}-channel images but the spec's input has {wanted} channels",
+        raise DataError.single(f"the data has {channels}-channel images but the spec's input has {wanted} channels",
                                net.source.location(("input",)), hint="change the spec's input channels")
 
 
@@ -116,7 +116,7 @@ def split_indices(count: int, fraction: float, seed: int, where=None) -> tuple[n
     order = np.random.default_rng(seed).permutation(count)
     held_out = max(1, round(count * fraction))
     if held_out >= count:
-        raise SpecError.single(f"data.val_fraction {fraction} holds out {held_out:,} of the dataset's {count:,} "
+        raise DataError.single(f"data.val_fraction {fraction} holds out {held_out:,} of the dataset's {count:,} "
                                "samples, leaving none to train on", where,
                                hint=f"use a smaller share, e.g. val_fraction: 0.2 ({round(count * 0.2):,} samples)")
     return np.sort(order[held_out:]), np.sort(order[:held_out])
@@ -145,7 +145,7 @@ def cifar10(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
     from netspec.train.cifar import load_cifar10
 
     if data.path is None:
-        raise SpecError.single("the cifar10 dataset needs a folder",
+        raise DataError.single("the cifar10 dataset needs a folder",
                                hint="pass --data-path DIR (the unpacked cifar-10-batches-py folder)")
     train_x, train_y, test_x, test_y, names = load_cifar10(data.path)
     return Sources(ImageArrays(train_x, train_y), ImageArrays(test_x, test_y), names)
@@ -168,7 +168,7 @@ def image_folders(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
     """``train/CLASS/*.jpg`` and ``val/CLASS/*.jpg``, classes in name order (as torchvision's ImageFolder).
     Without ``val/``, a seeded ``data.val_fraction`` of ``train/`` is held out for validation."""
     if data.path is None:
-        raise SpecError.single("the imagefolder dataset needs a folder",
+        raise DataError.single("the imagefolder dataset needs a folder",
                                hint="pass --data-path DIR (with train/CLASS/*.jpg and val/CLASS/*.jpg)")
     root = Path(data.path)
     if (root / "train").is_dir() and not (root / "val").exists():  # one folder: data.val_fraction held out
@@ -179,7 +179,7 @@ def image_folders(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
     splits = {split: list_images(root, split) for split in ("train", "val")}
     (train_files, train_classes), (val_files, val_classes) = splits["train"], splits["val"]
     if train_classes != val_classes:
-        raise SpecError.single(f"train and val in {root} have different classes",
+        raise DataError.single(f"train and val in {root} have different classes",
                                hint="give both the same class subfolders")
     return Sources(train_files, val_files, train_classes)
 
@@ -187,7 +187,7 @@ def image_folders(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
 def list_images(root: Path, split: str) -> tuple[ImageFiles, list[str]]:
     folder = root / split
     if not folder.is_dir():
-        raise SpecError.single(f"no '{split}' folder in {root}",
+        raise DataError.single(f"no '{split}' folder in {root}",
                                hint="an imagefolder dataset has train/CLASS/*.jpg, and val/CLASS/*.jpg or else "
                                     "data.val_fraction of train/ held out")
     classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
@@ -198,7 +198,7 @@ def list_images(root: Path, split: str) -> tuple[ImageFiles, list[str]]:
                 paths.append(str(path))
                 labels.append(label)
     if not paths:
-        raise SpecError.single(f"{folder} holds no images",
+        raise DataError.single(f"{folder} holds no images",
                                hint="put images in one subfolder per class, e.g. train/cat/001.jpg")
     return ImageFiles(paths, np.asarray(labels, dtype=np.int64)), classes
 
@@ -218,11 +218,11 @@ def decode_rgb(path: str) -> np.ndarray:
 
         size = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(size.group(1)):,} pixels" if size else "its size"
-        raise SpecError.single(f"refusing to decode image {path}: {pixels} is more than Pillow's limit of "
+        raise DataError.single(f"refusing to decode image {path}: {pixels} is more than Pillow's limit of "
                                f"{Image.MAX_IMAGE_PIXELS:,} (a decompression bomb?)",
                                hint="remove the file, or shrink the image, then resume the run") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise SpecError.single(f"cannot decode image {path}: {exc}",
+        raise DataError.single(f"cannot decode image {path}: {exc}",
                                hint="remove or replace the file, then resume the run") from None
 
 
@@ -240,7 +240,7 @@ def _refuse_decompression_bombs() -> None:
 def check_classes(net: CheckedNet, classes: int) -> None:
     last = net.layers[-1]
     if net.output_shape != (classes,):
-        raise SpecError.single(
+        raise DataError.single(
             f"the dataset has {classes} classes but the spec's output layer '{last.name}' yields "
             f"{'×'.join(map(str, net.output_shape))} values", last.location, layer=last.name,
             hint=f"--set num_classes={classes} (if the spec has that param) or change the output layer")
