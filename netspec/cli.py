@@ -146,7 +146,8 @@ def export(
     spec: SpecArg,
     backend: Annotated[str, typer.Option("--backend", "-b", metavar="torch|keras", help="torch or keras.")] = "torch",
     output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR",
-                                         help="Output folder (created if missing).")] = Path("out"),
+                                         help="Output folder (created if missing); - writes the source to "
+                                              "stdout.")] = Path("out"),
     formats: Annotated[list[str] | None, typer.Option(
         "--format", "-f", metavar="FORMAT",
         help="torch: source (default), safetensors, pt2, onnx; keras: source (default), keras, weights "
@@ -168,6 +169,12 @@ def export(
     with user_errors():
         net = check_file(spec, set_ or [])
         chosen = get_backend(backend)
+        if str(output) == "-":  # the source on stdout, as a filter would write it
+            if (formats or ["source"]) != ["source"] or weights is not None:
+                raise UsageError.single("-o - writes the source to stdout; other formats and --weights need a folder",
+                                        hint="-o DIR writes them there")
+            typer.echo(chosen.emit(net), nl=False)
+            return
         artifacts = chosen.export(net, output, formats or ["source"], weights=weights, force=force)
     for artifact in artifacts:
         typer.echo(f"wrote {artifact.path} ({artifact.format})")

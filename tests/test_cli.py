@@ -331,3 +331,20 @@ def test_train_refuses_a_sequence_network_at_its_input_and_writes_nothing(tmp_pa
     assert "sequence.yaml:6:1: error: netspec train's datasets are images" in result.output
     assert "takes a sequence, 8×96" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_export_to_dash_writes_the_source_to_stdout_and_nothing_else(tmp_path, monkeypatch, backend):
+    monkeypatch.chdir(tmp_path)
+    spec = SPECS_DIR / "alexnet.yaml"
+    written = runner.invoke(app, ["export", str(spec), "-b", backend, "-o", str(tmp_path / "out")])
+    assert written.exit_code == 0, written.output
+    streamed = runner.invoke(app, ["export", str(spec), "-b", backend, "-o", "-"])
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.stdout == (tmp_path / "out" / f"alexnet_{backend}.py").read_text()
+    other = runner.invoke(app, ["export", str(SPECS_DIR / "alexnet-digits.yaml"), "-b", backend, "-o", "-"])
+    assert other.stdout != streamed.stdout  # the spec's own source
+    refused = runner.invoke(app, ["export", str(spec), "-b", backend, "-o", "-", "-f", "source", "-f",
+                                  "safetensors" if backend == "torch" else "keras"])
+    assert refused.exit_code == 2 and "-o - writes the source to stdout" in refused.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no folder named '-'

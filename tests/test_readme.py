@@ -33,7 +33,7 @@ def readme_commands() -> list[tuple[str, list[str]]]:
 
 def test_the_readme_documents_the_sequence():
     commands = [line for line, _ in readme_commands()]
-    assert len(commands) == 8
+    assert len(commands) == 9
     assert sum(line.startswith("netspec convert") for line in commands) == 2
 
 
