@@ -885,3 +885,29 @@ def test_the_network_class_holds_the_spec_s_own_items_that_are_present(write_spe
     model = get_backend("torch").load(net)
     assert sum(p.numel() for p in model.parameters()) == net.totals.params
     assert tuple(model(torch.randn(2, 3, 8, 8)).shape) == (2, 4)
+
+
+@pytest.mark.parametrize(("header", "named_by"), [("name: mine\nclass_name: MyNet", "class_name: MyNet"),
+                                                  ("name: my-net", "from the spec's name, 'my-net'")])
+def test_a_module_named_as_the_network_class_is_refused_at_its_name(write_spec, header, named_by):
+    """The torch source would need two classes named MyNet: renaming either silently would surprise."""
+    from netspec.backend import get_backend
+
+    spec = header + """
+input: [3, 8, 8]
+modules:
+  my_net:
+    layers:
+      - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3}
+layers:
+  - {name: a, module: my_net}
+  - {type: global_avgpool2d}
+"""
+    net = check_file(write_spec(spec))
+    with pytest.raises(SpecError) as caught:
+        get_backend("torch").emit(net)
+    [problem] = caught.value.problems
+    assert problem.message == f"module 'my_net' would be the class MyNet, which is the network's own class ({named_by})"
+    assert (problem.location.line, problem.hint) == (spec.splitlines().index("  my_net:") + 1,
+                                                     "rename the module, e.g. 'my_net_block'")
+    get_backend("torch").emit(check_file(write_spec(spec.replace("my_net", "unit"))))  # any other name is fine

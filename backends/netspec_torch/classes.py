@@ -148,6 +148,13 @@ class ClassBuilder:
     # --- one definition ---------------------------------------------------------------------------
 
     def _build_definition(self, definition: ModuleDefinition, instances: list[Instance]) -> None:
+        network = self.net.spec.class_name or class_name(self.net.spec.name)
+        if class_name(definition.name) == network:  # renaming either silently would surprise
+            named_by = f"class_name: {network}" if self.net.spec.class_name \
+                else f"from the spec's name, '{self.net.spec.name}'"
+            raise SpecError([Problem(f"module '{definition.name}' would be the class {network}, which is the "
+                                     f"network's own class ({named_by})", definition.location,
+                                     hint=f"rename the module, e.g. '{definition.name}_block'")])
         try:
             name = self._unique(class_name(definition.name), reserve=False)
             cls, kwargs = self._symbolic(definition, instances, name)
