@@ -38,7 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     except OSError as exc:  # a full disk, a folder made read-only, a quota: the old file stays as it was
         raise OutputError.single(f"cannot write {path}: {exc.strerror or exc}",
                                  hint="free some space or fix the folder's permissions; "
-                                    f"the previous {path.name}, if any, is intact") from None
+                                      f"the previous {path.name}, if any, is intact") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     fsync_path(path.parent)

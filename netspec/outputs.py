@@ -84,13 +84,13 @@ def check_target(path: str | Path, *, force: bool, folder: bool = False) -> None
             state = "" if path.exists() else ", which does not exist"
             raise OutputError.single(f"refusing to overwrite {path}: it is a symbolic link to {target}{state}",
                                      hint="pass --force to replace the link itself (never what it points to), "
-                                        "or choose another output path")
+                                          "or choose another output path")
         return
     if folder and stat.S_ISDIR(mode):
         if not is_savedmodel_folder(path):
             raise OutputError.single(f"refusing to replace the folder {path}: it is not a SavedModel netspec wrote",
                                      hint="netspec never deletes a folder it did not write; choose another output "
-                                        "folder")
+                                          "folder")
     elif not stat.S_ISREG(mode):
         raise OutputError.single(f"refusing to write {path}: it is {_kind(mode)}, not a file",
                                  hint="netspec only replaces files it could have written; choose another output path")

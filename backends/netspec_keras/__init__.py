@@ -138,8 +138,8 @@ class KerasBackend:
 
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
 
-    weights_read = (".weights.h5", ".keras")
-    weights_written = ".weights.h5"
+    weights_read = (KERAS_WEIGHTS_SUFFIX, ".keras")
+    weights_written = KERAS_WEIGHTS_SUFFIX
 
     def read_weights(self, net: CheckedNet, path: Path) -> dict[str, Any]:
         model = self.load(net, weights=path)  # strict: explains any misfit, loads nothing
@@ -221,7 +221,7 @@ def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[
         except zipfile.BadZipFile:
             raise WeightsError.single(f"{path} is not a .keras archive (not a zip file)",
                                       hint="a .keras file is what keras' model.save() writes; or pass a .weights.h5 "
-                                        "or .safetensors file") from None
+                                           "or .safetensors file") from None
         except KeyError:
             raise WeightsError.single(f"{path} holds no model.weights.h5, so it has no weights to load",
                                       hint="save the model with keras' model.save('NAME.keras')") from None
@@ -241,7 +241,7 @@ def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[
                 if not isinstance(name, str):
                     raise WeightsError.single(f"{path} does not name its layers (written by an older Keras?)",
                                               hint="netspec loads Keras weights by layer name; re-save them with "
-                                                "Keras 3.10 or newer, or convert them to .safetensors")
+                                                   "Keras 3.10 or newer, or convert them to .safetensors")
                 datasets = [variables[key] for key in sorted(variables, key=int)]
                 claimed += sum(int(getattr(d, "nbytes", 0)) for d in datasets)  # read from the header alone
                 if budget is not None and claimed > budget:
@@ -261,7 +261,7 @@ def _require_memory_for(path: Path, size: int) -> None:
         raise WeightsError.single(f"{path} unpacks to {size / 2**30:,.1f} GiB of weights, more than the "
                                   f"{available / 2**30:,.1f} GiB of memory available",
                                   hint="is it really the weights of this spec? (a damaged or hostile archive can "
-                                    "claim any size)")
+                                       "claim any size)")
 
 
 def set_from_keras_weights(model, net: CheckedNet, layers: dict[str, list[Any]], source: str) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
 from netspec.errors import SetupError
+from netspec.state_files import TORCH_SUFFIXES
 from netspec_torch.names import MODULE_ATTRIBUTES
 
 if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
@@ -93,7 +94,7 @@ class TorchBackend:
 
         return export(self, net, Path(out_dir), formats, weights=weights, force=force)
 
-    weights_read = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+    weights_read = (".safetensors", *TORCH_SUFFIXES)
     weights_written = ".safetensors"
 
     def read_weights(self, net: CheckedNet, path: Path) -> dict[str, Any]:

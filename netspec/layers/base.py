@@ -52,8 +52,10 @@ def _backend_names() -> tuple[dict[str, str], dict[str, str]]:
     return module_level, attributes
 
 
+@lru_cache(maxsize=1)
 def generated_code_names() -> dict[str, str]:
-    """The names generated code binds at module level, of every backend, with what each is."""
+    """The names generated code binds at module level, of every backend, with what each is (built
+    once: every name of a spec is compared with it)."""
     return {**_BUILTINS_CALLED, **_backend_names()[0]}
 
 

@@ -315,14 +315,14 @@ def _entry_problem(entry: Any) -> str | None:
 def _damaged_manifest(path: Path, why: str) -> RunError:
     return RunError.single(f"the checkpoint list {path} is damaged: {why}",
                            hint="restore it (nothing in checkpoints/ was removed), or start the run again in a "
-                                 "new folder; checkpoints/last.safetensors and best.safetensors still hold weights "
-                                 "to export")
+                                "new folder; checkpoints/last.safetensors and best.safetensors still hold weights "
+                                "to export")
 
 
 def damaged_checkpoint(path, why: str) -> RunError:
     return RunError.single(f"the checkpoint {path} is damaged: {why}",
                            hint="checkpoints/best.safetensors still holds the best weights for export; "
-                                 "start the run again to train further")
+                                "start the run again to train further")
 
 
 def _is_plain_name(name: Any) -> bool:

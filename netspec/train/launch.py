@@ -43,7 +43,7 @@ def refuse_switches_of_other_backends(backend: str, switches: Mapping[str, bool 
         raise UsageError.single(
             f"{', '.join(foreign)}: {'not training switches' if several else 'not a training switch'} of the "
             f"{backend} backend", hint=f"leave {'them' if several else 'it'} out with --backend {backend}"
-                                      + (f" (it takes {takes})" if takes else ""))
+                                       + (f" (it takes {takes})" if takes else ""))
 
 
 def follower_process(backend: str) -> bool:
@@ -93,7 +93,7 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         if not spec_path.is_file():
             raise RunError.single(f"{request.resume} has no spec.yaml, so it cannot be resumed",
                                   hint="runs written by an earlier netspec (without spec.yaml) cannot be "
-                                        "resumed; start it again")
+                                       "resumed; start it again")
         backend = info["backend"]
         overrides = [f"training.epochs={request.epochs}"] if request.epochs is not None else []
         input_shape = tuple(info["input_shape"]) if info.get("input_shape") else None

@@ -96,7 +96,7 @@ class RunDir:
             if any(self.path.iterdir()):
                 raise RunError.single(f"the run directory {self.path} is not empty and holds no netspec run",
                                       hint="choose a new or empty folder; netspec never mixes a run with "
-                                            "other files")
+                                           "other files")
             return
         missing = self.path.absolute()
         while not missing.parent.exists():
@@ -124,7 +124,7 @@ class RunDir:
         except OSError as exc:  # a folder named .lock, a read-only run folder
             raise RunError.single(f"cannot take the run's lock {shown(path)}: {exc.strerror or exc}",
                                   hint="netspec keeps a plain file .lock there while a run writes; remove "
-                                        "what stands in its place") from None
+                                       "what stands in its place") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # the lock file is removed when a run ends: holding a file that was just unlinked (or
@@ -327,7 +327,7 @@ def _record_problem(record: Any, previous: int) -> str | None:
 def _damaged_metrics(path: Path, line: int, why: str) -> RunError:
     return RunError.single(f"{path} is damaged at line {line}: {why}",
                            hint="each line is one epoch's record as `netspec train` wrote it; "
-                                 "remove the damaged lines and the ones after them")
+                                "remove the damaged lines and the ones after them")
 
 
 def _rmdir_if_empty(folder: Path) -> bool:
