@@ -253,6 +253,38 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
         assert not torch.allclose(wrong, expected, rtol=1e-5, atol=1e-5), f"the mutant {old} -> {new} passes"
 
 
+def test_each_module_is_one_keras_builder_function_called_per_use():
+    """As keras-applications writes ``dense_block(x, blocks, name)``: DenseNet-121's 58 dense layers
+    are one function called in a loop, so its Keras source is about as long as its torch source
+    (unrolled, it was 1,469 lines to torch's 157)."""
+    from netspec.backend import get_backend
+
+    net = check_file(ROOT / "specs" / "zoo" / "densenet121.yaml")
+    keras_source, torch_source = get_backend("keras").emit(net), get_backend("torch").emit(net)
+    assert len(keras_source.splitlines()) <= 2 * len(torch_source.splitlines())
+    assert keras_source.count("def dense_layer(x, name: str):") == 1
+    assert keras_source.count("keras.layers.Conv2D(") == 4  # the stem's, the dense layer's two, the transition's
+    assert "    for n in range(1, 25):\n" \
+           '        x = dense_layer(x, name=f"{name}.denseblock3.denselayer{n}")\n' in keras_source
+    assert 'x = transition(x, name=f"{name}.transition3", out=512)' in keras_source
+    # a dense layer's input is concatenated with its output: named variables, where a chain is written on x
+    assert "    cat = keras.layers.Concatenate(axis=-1, name=f\"{name}.cat\")([x, conv2])\n" in keras_source
+    # a variable does not hide the function of the same name
+    assert 'features_ = features(x, name="features")' in keras_source
+
+
+def test_what_differs_between_uses_is_a_keras_builder_functions_argument(write_spec):
+    from netspec.backend import get_backend
+
+    keras_source = get_backend("keras").emit(check_file(write_spec(BLOCKS)))
+    assert "def block(x, name: str, planes: int = 8, stride: int = 1, project: bool = False):" in keras_source
+    assert 'Conv2D(planes * 2, 3, activation="relu6", name=f"{name}.conv2")' in keras_source
+    assert "    proj = x\n    if project:\n" \
+           '        proj = shortcut(x, name=f"{name}.proj", planes=planes * 2, stride=stride)\n' in keras_source
+    assert 'stage = block(stem, name="stage.0", planes=4, stride=2, project=True)' in keras_source
+    assert 'stage = block(stage, name="stage.2", planes=4)' in keras_source
+
+
 def test_a_zoo_spec_is_short(write_spec):
     """Modules and repeats instead of copies: each zoo spec reads in one screen, the deeper and
     wider ResNets as a few lines of `extends`."""

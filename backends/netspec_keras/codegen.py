@@ -11,7 +11,9 @@ from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT, channels_last
 from netspec.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
-from netspec_keras.lowering import FUSED_ACTIVATION, lower
+from netspec_keras.functions import FunctionBuilder, KerasFunction, assign, repeated
+from netspec_keras.lowering import FUSED_ACTIVATION, Lowering, lower
+from netspec_keras.names import HELPER_LAYERS
 
 _env = environment("netspec_keras")
 
@@ -22,9 +24,12 @@ class Step:
     shape: str
     target: str = "x"  # the variable it assigns: `x` along a chain, the layer's name in a graph
     args: str = "x"  # what the layer is called on
+    raw: bool = False  # `expr` is whole lines (a builder function's call, a loop of them), written as they are
 
     def statement(self, indent: int = 4) -> str:
         """``target = Layer(...)(args)  # shape``, with a long layer or argument list on lines of their own."""
+        if self.raw:
+            return self.expr
         comment = f"  # {self.shape}" if self.shape else ""
         line = f"{self.target} = {self.expr}({self.args}){comment}"
         if indent + len(line) <= LINE_LENGTH:
@@ -49,9 +54,12 @@ class KerasPlan:
     # the Keras layer whose output is a spec layer's, where it is not the layer of that name (a
     # batch norm's activation shorthand is a layer of its own: "bn_act")
     output_layers: dict[str, str] = field(default_factory=dict)
+    functions: list[KerasFunction] = field(default_factory=list)  # a builder function per module, inner first
+    lowerings: list[Lowering] = field(default_factory=list)  # every layer's
 
 
-def _hwc(shape) -> str:
+def hwc(shape) -> str:
+    """A shape as Keras sees it, channels last."""
     return fmt_shape(channels_last(shape))
 
 
@@ -91,42 +99,101 @@ def _activation_name(layers_module, name: str) -> str:
     return str(getattr(layers_module, name)(layer, {}, {}, as_string=True)).strip()
 
 
+def _macro(layers_module, layer_type: str):
+    macro = getattr(layers_module, layer_type, None)
+    if macro is None:
+        raise NotImplementedError(f"the keras backend has no rendering for layer type '{layer_type}' "
+                                  "(add a macro to netspec_keras/templates/layers.py.j2)")
+    return macro
+
+
+def layer_steps(layers_module, cl: CheckedLayer, lowering: Lowering, layer, resolved: dict, args: str,
+                target: str, shape: str) -> list[Step]:
+    """One spec layer as Keras calls: its lowering's layers, its own (``layer`` and ``resolved``:
+    its values, some of them a builder function's arguments), and its activation where Keras'
+    layer does not take it."""
+    steps = []
+    for expr in lowering.before:
+        steps.append(Step(expr, "", target, args))
+        args = target
+    extra = dict(lowering.macro_values)
+    activation = getattr(cl.layer, "activation", None)
+    if activation:
+        extra["activation"] = _activation_name(layers_module, activation)
+    expr = str(_macro(layers_module, cl.type)(layer, resolved, extra)).strip()
+    if activation and not isinstance(cl.layer, FUSED_ACTIVATION):  # an activation layer of its own
+        steps.append(Step(expr, "", target, args))
+        expr = f"keras.layers.Activation({py(extra['activation'])}, name={lowering.name('_act')})"
+        args = target
+    steps.append(Step(expr, shape, target, args))
+    return steps
+
+
 def plan(net: CheckedNet) -> KerasPlan:
     _check_helper_names(net)
     result = KerasPlan(function_name=f"build_{module_name(net.spec.name)}")
     layers_module = _env.get_template("layers.py.j2").module
     graph = not net.spec.is_chain  # then each layer's output is a variable named after it
+    result.output_layers = {cl.name: cl.name + "_act" for cl in net.layers
+                            if getattr(cl.layer, "activation", None) and not isinstance(cl.layer, FUSED_ACTIVATION)}
+    top_level: dict[str, str] = {}  # the scoped output of a module use -> the use's name
+
+    functions: set[str] = set()  # the builder functions' names, which no variable may hide
 
     def var(name: str) -> str:  # a scoped layer (layer1.0.conv1, block1-0.f) is the variable layer1_0_conv1
-        return "x" if name == NETWORK_INPUT or not graph else name.replace(".", "_").replace("-", "_")
+        if name == NETWORK_INPUT or not graph:
+            return "x"
+        variable = top_level.get(name, name).replace(".", "_").replace("-", "_")
+        return f"{variable}_" if variable in functions else variable
 
     if graph:
         _check_variables(net, var)
 
-    for cl in net.layers:
+    def apply(cl: CheckedLayer) -> None:
         target = var(cl.name)
         args = var(cl.inputs[0]) if len(cl.inputs) == 1 else f"[{', '.join(map(var, cl.inputs))}]"
-        macro = getattr(layers_module, cl.type, None)
-        if macro is None:
-            raise NotImplementedError(f"the keras backend has no rendering for layer type '{cl.type}' "
-                                      "(add a macro to netspec_keras/templates/layers.py.j2)")
         lowering = lower(cl)
+        result.lowerings.append(lowering)
+        result.steps += layer_steps(layers_module, cl, lowering, cl.layer, cl.resolved, args, target,
+                                    hwc(cl.output_shape))
+
+    expansion = net.source.loaded.modules
+    if expansion is None:
+        for cl in net.layers:
+            apply(cl)
+    else:  # a builder function per module, called by the stacking code as keras-applications does
+        def statements(cl, lowering, layer, resolved, args, target, indent, shape) -> list[str]:
+            steps = layer_steps(layers_module, cl, lowering, layer, resolved, args, target, shape)
+            return [" " * indent + step.statement(indent) for step in steps]
+
+        builder = FunctionBuilder(net, statements, {result.function_name, "keras", "inputs", "x", *HELPER_LAYERS}, hwc)
+        builder.build()
+        functions = {function.name for function in builder.functions}
+        result.functions = builder.functions
+        result.lowerings += builder.lowerings
+        for name, is_use in expansion.top_level:
+            if not is_use:
+                apply(net.layer(name))
+                continue
+            uses = [i for i in expansion.instances if i.path == name or i.group == name]
+            if not uses:
+                continue  # left out with `when: false`
+            top_level[uses[-1].output] = name
+            inputs = [var(i) for i in uses[0].inputs]
+            target = var(name)
+            if uses[0].group is None:
+                call = assign(target, builder.calls[uses[0].path].expr(inputs, py(name)), 4)[4:]
+                comment = f"  # {hwc(builder.output_of(uses[-1].output))}"
+                if "\n" not in call and 4 + len(call) + len(comment) <= LINE_LENGTH:
+                    call += comment
+                result.steps.append(Step(call, "", target, raw=True))
+            else:
+                group = [(use.path.rsplit(".", 1)[-1], builder.calls[use.path]) for use in uses]
+                lines = repeated(target, inputs, group, py(name), 4, set())
+                result.steps.append(Step("\n".join(lines)[4:], "", target, raw=True))
+    for lowering in result.lowerings:
         result.helpers |= lowering.helpers
         result.permutes = result.permutes or lowering.permutes
-        for expr in lowering.before:
-            result.steps.append(Step(expr, "", target, args))
-            args = target
-        extra = lowering.macro_values
-        activation = getattr(cl.layer, "activation", None)
-        if activation:
-            extra["activation"] = _activation_name(layers_module, activation)
-        expr = str(macro(cl.layer, cl.resolved, extra)).strip()
-        if activation and not isinstance(cl.layer, FUSED_ACTIVATION):  # an activation layer of its own
-            result.steps.append(Step(expr, "", target, args))
-            expr = f"keras.layers.Activation({py(extra['activation'])}, name={py(cl.name + '_act')})"
-            args = target
-            result.output_layers[cl.name] = cl.name + "_act"
-        result.steps.append(Step(expr, _hwc(cl.output_shape), target, args))
     outputs = [var(name) for name in net.output_names]
     result.returns = outputs[0] if len(outputs) == 1 else f"[{', '.join(outputs)}]"
     return result
@@ -136,13 +203,14 @@ def render(net: CheckedNet) -> tuple[str, KerasPlan]:
     keras_plan = plan(net)
     source = _env.get_template("module.py.j2").render(
         **header_context(net),
-        input_shape=_hwc(net.input_shape),
+        input_shape=hwc(net.input_shape),
         input_shape_hwc=channels_last(net.input_shape),
-        output_shape=_hwc(net.output_shape),
+        output_shape=hwc(net.output_shape),
         function_name=keras_plan.function_name,
         steps=keras_plan.steps,
         helpers=keras_plan.helpers,
         permutes=keras_plan.permutes,
         returns=keras_plan.returns,
+        functions=keras_plan.functions,
     )
     return source, keras_plan

@@ -31,6 +31,9 @@ class Lowering:
     """What one spec layer becomes: the Keras layers called before its own, the values its macro
     takes (``padding``, ...), and the helper layers and Permute it uses."""
 
+    # how the Keras name of a helper layer with a suffix ("_pad") is written: a string literal at the
+    # top level, an f-string of the scope inside a module's builder function
+    name: Callable[[str], str]
     before: list[str] = field(default_factory=list)
     macro_values: dict = field(default_factory=lambda: {"padding": "valid"})
     helpers: set[str] = field(default_factory=set)
@@ -46,31 +49,34 @@ class Lowering:
         axes = tuple(tuple(pads[i:i + 2]) for i in range(0, len(pads), 2))
         amount = py(axes[0] if rank == 1 else axes)
         if cl.layer.pad_value == float("-inf"):
-            self.before.append(f"NegInfPadding{rank}D({amount}, name={py(cl.name + '_pad')})")
+            self.before.append(f"NegInfPadding{rank}D({amount}, name={self.name('_pad')})")
             self.helpers.add(f"NegInfPadding{rank}D")
         else:
-            self.before.append(f"keras.layers.ZeroPadding{rank}D({amount}, name={py(cl.name + '_pad')})")
+            self.before.append(f"keras.layers.ZeroPadding{rank}D({amount}, name={self.name('_pad')})")
 
 
-_LOWERINGS: dict[type[Layer], Callable[[CheckedLayer], Lowering]] = {}
+Naming = Callable[[str], str]
+_LOWERINGS: dict[type[Layer], Callable[[CheckedLayer, Naming], Lowering]] = {}
 
 
 def lowers(layer_class: type[Layer]):
-    def register(function: Callable[[CheckedLayer], Lowering]):
+    def register(function: Callable[[CheckedLayer, Naming], Lowering]):
         _LOWERINGS[layer_class] = function
         return function
     return register
 
 
-def lower(cl: CheckedLayer) -> Lowering:
-    """The layer's lowering: its class's, or the nearest base class's (one for pooling of any rank)."""
+def lower(cl: CheckedLayer, name: Naming | None = None) -> Lowering:
+    """The layer's lowering: its class's, or the nearest base class's (one for pooling of any rank).
+    ``name`` writes the Keras name of one of its helper layers (default: the layer's name and the
+    suffix, as a string literal)."""
     registered = next((_LOWERINGS[c] for c in type(cl.layer).__mro__ if c in _LOWERINGS), _padded)
-    return registered(cl)
+    return registered(cl, name or (lambda suffix: py(cl.name + suffix)))
 
 
-def _padded(cl: CheckedLayer) -> Lowering:
+def _padded(cl: CheckedLayer, name: Naming) -> Lowering:
     """The shared rule: TensorFlow's 'same' as padding="same", any other padding explicit."""
-    lowering = Lowering()
+    lowering = Lowering(name)
     if getattr(cl.layer, "padding", None) == "same":
         lowering.macro_values["padding"] = "same"
     else:
@@ -84,45 +90,45 @@ def unsupported(cl: CheckedLayer, why: str, hint: str) -> SpecError:
 
 
 @lowers(_ConvNd)
-def _convolution(cl: CheckedLayer) -> Lowering:
+def _convolution(cl: CheckedLayer, name: Naming) -> Lowering:
     assert isinstance(cl.layer, _ConvNd)  # as registered
-    lowering = _padded(cl)
+    lowering = _padded(cl, name)
     if cl.layer.depthwise(cl.resolved["in_channels"]):  # Keras' own layer, and its kernel layout
         lowering.macro_values["depthwise"] = True
     return lowering
 
 
 @lowers(_AvgPool)
-def _average_pool(cl: CheckedLayer) -> Lowering:
+def _average_pool(cl: CheckedLayer, name: Naming) -> Lowering:
     assert isinstance(cl.layer, _AvgPool)  # as registered
     pads = cl.resolved["padding"]
     if any(pads) and not cl.layer.count_include_pad and _is_tf_same(cl):
-        lowering = Lowering()
+        lowering = Lowering(name)
         lowering.macro_values["padding"] = "same"  # TensorFlow's 'same' also leaves the padding out of each average
         return lowering
     if cl.layer.ceil_mode or (any(pads) and not cl.layer.count_include_pad):
         raise unsupported(cl, "average pooling with ceil_mode, or padding left out of the average",
                           "use ceil_mode: false and count_include_pad: true (or no padding)")
-    return _padded(cl)
+    return _padded(cl, name)
 
 
 @lowers(_MaxPool)
-def _max_pool(cl: CheckedLayer) -> Lowering:
+def _max_pool(cl: CheckedLayer, name: Naming) -> Lowering:
     assert isinstance(cl.layer, _MaxPool)  # as registered
     if not cl.layer.ceil_mode:
-        return _padded(cl)
+        return _padded(cl, name)
     # Keras has no ceil_mode: extra padding (-inf) after each axis makes floor mode take the last window
     pads = list(cl.resolved["padding"])
     for axis, extra in enumerate(_ceil_extra(cl)):
         pads[2 * axis + 1] += extra
-    lowering = Lowering()
+    lowering = Lowering(name)
     lowering.pad(cl, tuple(pads))
     return lowering
 
 
 @lowers(AdaptiveAvgPool2d)
-def _adaptive_pool(cl: CheckedLayer) -> Lowering:
-    lowering = Lowering()
+def _adaptive_pool(cl: CheckedLayer, name: Naming) -> Lowering:
+    lowering = Lowering(name)
     if _keras_adaptive_pool_fails(cl):
         lowering.macro_values["exact_adaptive"] = True
         lowering.helpers.add("AdaptiveAvgPool2D")
@@ -130,18 +136,18 @@ def _adaptive_pool(cl: CheckedLayer) -> Lowering:
 
 
 @lowers(LocalResponseNorm)
-def _local_response_norm(cl: CheckedLayer) -> Lowering:
-    lowering = Lowering()
+def _local_response_norm(cl: CheckedLayer, name: Naming) -> Lowering:
+    lowering = Lowering(name)
     lowering.helpers.add("LocalResponseNorm")
     return lowering
 
 
 @lowers(Flatten)
-def _flatten(cl: CheckedLayer) -> Lowering:
-    lowering = Lowering()
+def _flatten(cl: CheckedLayer, name: Naming) -> Lowering:
+    lowering = Lowering(name)
     rank = spatial_rank(cl.input_shape)
     if rank:
-        lowering.before.append(f"keras.layers.Permute({py(to_channels_first_axes(rank))}, name={py(cl.name + '_chw')})")
+        lowering.before.append(f"keras.layers.Permute({py(to_channels_first_axes(rank))}, name={name('_chw')})")
         lowering.permutes = ", ".join(LAYOUTS[rank].split("×"))
     return lowering
 

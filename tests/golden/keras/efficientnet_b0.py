@@ -5,655 +5,128 @@
 import keras
 
 
+def conv_bn(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(
+        x
+    )  # 112×112×32
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)  # 112×112×32
+    return x
+
+
+def conv_bn_2(x, name: str, kernel: int = 3, stride: int = 1):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)
+    return x
+
+
+def conv_bn_3(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)
+    return x
+
+
+def conv_bn_4(x, name: str, kernel: int = 3, stride: int = 1):
+    x = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name=f"{name}.0_pad")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)
+    return x
+
+
+def projection(x, name: str, out: int):
+    x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    return x
+
+
+def squeeze_excitation(x, name: str, channels: int, squeeze: int):
+    avgpool = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.avgpool")(x)
+    fc1 = keras.layers.Conv2D(squeeze, 1, activation="silu", name=f"{name}.fc1")(avgpool)
+    fc2 = keras.layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}.fc2")(fc1)
+    scale = keras.layers.Multiply(name=f"{name}.scale")([x, fc2])
+    return scale
+
+
+def branch(x, name: str, inp: int, out: int, t: int, kernel: int, stride: int):
+    x = conv_bn_2(x, name=f"{name}.0", kernel=kernel, stride=stride)
+    x = squeeze_excitation(x, name=f"{name}.1", channels=inp * t, squeeze=inp // 4)
+    x = projection(x, name=f"{name}.2", out=out)
+    return x
+
+
+def branch_2(x, name: str, inp: int, out: int, t: int, kernel: int, stride: int):
+    x = conv_bn_3(x, name=f"{name}.0", out=inp * t, kernel=1)
+    x = conv_bn_2(x, name=f"{name}.1", kernel=kernel, stride=stride)
+    x = squeeze_excitation(x, name=f"{name}.2", channels=inp * t, squeeze=inp // 4)
+    x = projection(x, name=f"{name}.3", out=out)
+    return x
+
+
+def branch_3(x, name: str, inp: int, out: int, t: int, kernel: int, stride: int):
+    x = conv_bn_3(x, name=f"{name}.0", out=inp * t, kernel=1)
+    x = conv_bn_4(x, name=f"{name}.1", kernel=kernel, stride=stride)
+    x = squeeze_excitation(x, name=f"{name}.2", channels=inp * t, squeeze=inp // 4)
+    x = projection(x, name=f"{name}.3", out=out)
+    return x
+
+
+def mbconv(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1):
+    block = branch(x, name=f"{name}.block", inp=inp, out=out, t=t, kernel=kernel, stride=stride)
+    return block
+
+
+def mbconv_2(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1):
+    block = branch_2(x, name=f"{name}.block", inp=inp, out=out, t=t, kernel=kernel, stride=stride)
+    add = block
+    if stride == 1 and inp == out:
+        add = keras.layers.Add(name=f"{name}.add")([block, x])
+    return add
+
+
+def mbconv_3(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1):
+    block = branch_3(x, name=f"{name}.block", inp=inp, out=out, t=t, kernel=kernel, stride=stride)
+    add = block
+    if stride == 1 and inp == out:
+        add = keras.layers.Add(name=f"{name}.add")([block, x])
+    return add
+
+
+def features(x, name: str):
+    x = conv_bn(x, name=f"{name}.0", out=32, stride=2)
+    x = mbconv(x, name=f"{name}.1.0", inp=32, out=16, t=1)
+    x = mbconv_2(x, name=f"{name}.2.0", inp=16, out=24, stride=2)
+    x = mbconv_2(x, name=f"{name}.2.1", inp=24, out=24)
+    x = mbconv_3(x, name=f"{name}.3.0", inp=24, out=40, kernel=5, stride=2)
+    x = mbconv_3(x, name=f"{name}.3.1", inp=40, out=40, kernel=5)
+    x = mbconv_2(x, name=f"{name}.4.0", inp=40, out=80, stride=2)
+    x = mbconv_2(x, name=f"{name}.4.1", inp=80, out=80)
+    x = mbconv_2(x, name=f"{name}.4.2", inp=80, out=80)
+    x = mbconv_3(x, name=f"{name}.5.0", inp=80, out=112, kernel=5)
+    x = mbconv_3(x, name=f"{name}.5.1", inp=112, out=112, kernel=5)
+    x = mbconv_3(x, name=f"{name}.5.2", inp=112, out=112, kernel=5)
+    x = mbconv_3(x, name=f"{name}.6.0", inp=112, out=192, kernel=5, stride=2)
+    for n in range(1, 4):
+        x = mbconv_3(x, name=f"{name}.6.{n}", inp=192, out=192, kernel=5)
+    x = mbconv_2(x, name=f"{name}.7.0", inp=192, out=320)
+    x = conv_bn_3(x, name=f"{name}.8", out=1280, kernel=1)
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dropout(0.2, name=f"{name}.0")(x)  # 1280
+    x = keras.layers.Dense(1000, name=f"{name}.1")(x)  # 1000
+    return x
+
+
 def build_efficientnet_b0() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    features_0_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.0.0_pad")(x)
-    features_0_0 = keras.layers.Conv2D(32, 3, strides=2, use_bias=False, name="features.0.0")(
-        features_0_0
-    )  # 112×112×32
-    features_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.0.1")(features_0_0)
-    features_0_1 = keras.layers.Activation("silu", name="features.0.1_act")(features_0_1)  # 112×112×32
-    features_1_0_block_0_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.1.0.block.0.0_pad")(
-        features_0_1
-    )
-    features_1_0_block_0_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.1.0.block.0.0")(
-        features_1_0_block_0_0
-    )  # 112×112×32
-    features_1_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.1.0.block.0.1"
-    )(features_1_0_block_0_0)
-    features_1_0_block_0_1 = keras.layers.Activation("silu", name="features.1.0.block.0.1_act")(
-        features_1_0_block_0_1
-    )  # 112×112×32
-    features_1_0_block_1_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.1.0.block.1.avgpool"
-    )(features_1_0_block_0_1)  # 1×1×32
-    features_1_0_block_1_fc1 = keras.layers.Conv2D(8, 1, activation="silu", name="features.1.0.block.1.fc1")(
-        features_1_0_block_1_avgpool
-    )  # 1×1×8
-    features_1_0_block_1_fc2 = keras.layers.Conv2D(32, 1, activation="sigmoid", name="features.1.0.block.1.fc2")(
-        features_1_0_block_1_fc1
-    )  # 1×1×32
-    features_1_0_block_1_scale = keras.layers.Multiply(name="features.1.0.block.1.scale")(
-        [features_1_0_block_0_1, features_1_0_block_1_fc2]
-    )  # 112×112×32
-    features_1_0_block_2_0 = keras.layers.Conv2D(16, 1, use_bias=False, name="features.1.0.block.2.0")(
-        features_1_0_block_1_scale
-    )  # 112×112×16
-    features_1_0_block_2_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.1.0.block.2.1"
-    )(features_1_0_block_2_0)  # 112×112×16
-    features_2_0_block_0_0 = keras.layers.Conv2D(96, 1, use_bias=False, name="features.2.0.block.0.0")(
-        features_1_0_block_2_1
-    )  # 112×112×96
-    features_2_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.2.0.block.0.1"
-    )(features_2_0_block_0_0)
-    features_2_0_block_0_1 = keras.layers.Activation("silu", name="features.2.0.block.0.1_act")(
-        features_2_0_block_0_1
-    )  # 112×112×96
-    features_2_0_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2.0.block.1.0_pad")(
-        features_2_0_block_0_1
-    )
-    features_2_0_block_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.2.0.block.1.0")(
-        features_2_0_block_1_0
-    )  # 56×56×96
-    features_2_0_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.2.0.block.1.1"
-    )(features_2_0_block_1_0)
-    features_2_0_block_1_1 = keras.layers.Activation("silu", name="features.2.0.block.1.1_act")(
-        features_2_0_block_1_1
-    )  # 56×56×96
-    features_2_0_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.2.0.block.2.avgpool"
-    )(features_2_0_block_1_1)  # 1×1×96
-    features_2_0_block_2_fc1 = keras.layers.Conv2D(4, 1, activation="silu", name="features.2.0.block.2.fc1")(
-        features_2_0_block_2_avgpool
-    )  # 1×1×4
-    features_2_0_block_2_fc2 = keras.layers.Conv2D(96, 1, activation="sigmoid", name="features.2.0.block.2.fc2")(
-        features_2_0_block_2_fc1
-    )  # 1×1×96
-    features_2_0_block_2_scale = keras.layers.Multiply(name="features.2.0.block.2.scale")(
-        [features_2_0_block_1_1, features_2_0_block_2_fc2]
-    )  # 56×56×96
-    features_2_0_block_3_0 = keras.layers.Conv2D(24, 1, use_bias=False, name="features.2.0.block.3.0")(
-        features_2_0_block_2_scale
-    )  # 56×56×24
-    features_2_0_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.2.0.block.3.1"
-    )(features_2_0_block_3_0)  # 56×56×24
-    features_2_1_block_0_0 = keras.layers.Conv2D(144, 1, use_bias=False, name="features.2.1.block.0.0")(
-        features_2_0_block_3_1
-    )  # 56×56×144
-    features_2_1_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.2.1.block.0.1"
-    )(features_2_1_block_0_0)
-    features_2_1_block_0_1 = keras.layers.Activation("silu", name="features.2.1.block.0.1_act")(
-        features_2_1_block_0_1
-    )  # 56×56×144
-    features_2_1_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2.1.block.1.0_pad")(
-        features_2_1_block_0_1
-    )
-    features_2_1_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.2.1.block.1.0")(
-        features_2_1_block_1_0
-    )  # 56×56×144
-    features_2_1_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.2.1.block.1.1"
-    )(features_2_1_block_1_0)
-    features_2_1_block_1_1 = keras.layers.Activation("silu", name="features.2.1.block.1.1_act")(
-        features_2_1_block_1_1
-    )  # 56×56×144
-    features_2_1_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.2.1.block.2.avgpool"
-    )(features_2_1_block_1_1)  # 1×1×144
-    features_2_1_block_2_fc1 = keras.layers.Conv2D(6, 1, activation="silu", name="features.2.1.block.2.fc1")(
-        features_2_1_block_2_avgpool
-    )  # 1×1×6
-    features_2_1_block_2_fc2 = keras.layers.Conv2D(144, 1, activation="sigmoid", name="features.2.1.block.2.fc2")(
-        features_2_1_block_2_fc1
-    )  # 1×1×144
-    features_2_1_block_2_scale = keras.layers.Multiply(name="features.2.1.block.2.scale")(
-        [features_2_1_block_1_1, features_2_1_block_2_fc2]
-    )  # 56×56×144
-    features_2_1_block_3_0 = keras.layers.Conv2D(24, 1, use_bias=False, name="features.2.1.block.3.0")(
-        features_2_1_block_2_scale
-    )  # 56×56×24
-    features_2_1_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.2.1.block.3.1"
-    )(features_2_1_block_3_0)  # 56×56×24
-    features_2_1_add = keras.layers.Add(name="features.2.1.add")(
-        [features_2_1_block_3_1, features_2_0_block_3_1]
-    )  # 56×56×24
-    features_3_0_block_0_0 = keras.layers.Conv2D(144, 1, use_bias=False, name="features.3.0.block.0.0")(
-        features_2_1_add
-    )  # 56×56×144
-    features_3_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.3.0.block.0.1"
-    )(features_3_0_block_0_0)
-    features_3_0_block_0_1 = keras.layers.Activation("silu", name="features.3.0.block.0.1_act")(
-        features_3_0_block_0_1
-    )  # 56×56×144
-    features_3_0_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.3.0.block.1.0_pad")(
-        features_3_0_block_0_1
-    )
-    features_3_0_block_1_0 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="features.3.0.block.1.0")(
-        features_3_0_block_1_0
-    )  # 28×28×144
-    features_3_0_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.3.0.block.1.1"
-    )(features_3_0_block_1_0)
-    features_3_0_block_1_1 = keras.layers.Activation("silu", name="features.3.0.block.1.1_act")(
-        features_3_0_block_1_1
-    )  # 28×28×144
-    features_3_0_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.3.0.block.2.avgpool"
-    )(features_3_0_block_1_1)  # 1×1×144
-    features_3_0_block_2_fc1 = keras.layers.Conv2D(6, 1, activation="silu", name="features.3.0.block.2.fc1")(
-        features_3_0_block_2_avgpool
-    )  # 1×1×6
-    features_3_0_block_2_fc2 = keras.layers.Conv2D(144, 1, activation="sigmoid", name="features.3.0.block.2.fc2")(
-        features_3_0_block_2_fc1
-    )  # 1×1×144
-    features_3_0_block_2_scale = keras.layers.Multiply(name="features.3.0.block.2.scale")(
-        [features_3_0_block_1_1, features_3_0_block_2_fc2]
-    )  # 28×28×144
-    features_3_0_block_3_0 = keras.layers.Conv2D(40, 1, use_bias=False, name="features.3.0.block.3.0")(
-        features_3_0_block_2_scale
-    )  # 28×28×40
-    features_3_0_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.3.0.block.3.1"
-    )(features_3_0_block_3_0)  # 28×28×40
-    features_3_1_block_0_0 = keras.layers.Conv2D(240, 1, use_bias=False, name="features.3.1.block.0.0")(
-        features_3_0_block_3_1
-    )  # 28×28×240
-    features_3_1_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.3.1.block.0.1"
-    )(features_3_1_block_0_0)
-    features_3_1_block_0_1 = keras.layers.Activation("silu", name="features.3.1.block.0.1_act")(
-        features_3_1_block_0_1
-    )  # 28×28×240
-    features_3_1_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.3.1.block.1.0_pad")(
-        features_3_1_block_0_1
-    )
-    features_3_1_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.3.1.block.1.0")(
-        features_3_1_block_1_0
-    )  # 28×28×240
-    features_3_1_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.3.1.block.1.1"
-    )(features_3_1_block_1_0)
-    features_3_1_block_1_1 = keras.layers.Activation("silu", name="features.3.1.block.1.1_act")(
-        features_3_1_block_1_1
-    )  # 28×28×240
-    features_3_1_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.3.1.block.2.avgpool"
-    )(features_3_1_block_1_1)  # 1×1×240
-    features_3_1_block_2_fc1 = keras.layers.Conv2D(10, 1, activation="silu", name="features.3.1.block.2.fc1")(
-        features_3_1_block_2_avgpool
-    )  # 1×1×10
-    features_3_1_block_2_fc2 = keras.layers.Conv2D(240, 1, activation="sigmoid", name="features.3.1.block.2.fc2")(
-        features_3_1_block_2_fc1
-    )  # 1×1×240
-    features_3_1_block_2_scale = keras.layers.Multiply(name="features.3.1.block.2.scale")(
-        [features_3_1_block_1_1, features_3_1_block_2_fc2]
-    )  # 28×28×240
-    features_3_1_block_3_0 = keras.layers.Conv2D(40, 1, use_bias=False, name="features.3.1.block.3.0")(
-        features_3_1_block_2_scale
-    )  # 28×28×40
-    features_3_1_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.3.1.block.3.1"
-    )(features_3_1_block_3_0)  # 28×28×40
-    features_3_1_add = keras.layers.Add(name="features.3.1.add")(
-        [features_3_1_block_3_1, features_3_0_block_3_1]
-    )  # 28×28×40
-    features_4_0_block_0_0 = keras.layers.Conv2D(240, 1, use_bias=False, name="features.4.0.block.0.0")(
-        features_3_1_add
-    )  # 28×28×240
-    features_4_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.0.block.0.1"
-    )(features_4_0_block_0_0)
-    features_4_0_block_0_1 = keras.layers.Activation("silu", name="features.4.0.block.0.1_act")(
-        features_4_0_block_0_1
-    )  # 28×28×240
-    features_4_0_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.0.block.1.0_pad")(
-        features_4_0_block_0_1
-    )
-    features_4_0_block_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.4.0.block.1.0")(
-        features_4_0_block_1_0
-    )  # 14×14×240
-    features_4_0_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.0.block.1.1"
-    )(features_4_0_block_1_0)
-    features_4_0_block_1_1 = keras.layers.Activation("silu", name="features.4.0.block.1.1_act")(
-        features_4_0_block_1_1
-    )  # 14×14×240
-    features_4_0_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.4.0.block.2.avgpool"
-    )(features_4_0_block_1_1)  # 1×1×240
-    features_4_0_block_2_fc1 = keras.layers.Conv2D(10, 1, activation="silu", name="features.4.0.block.2.fc1")(
-        features_4_0_block_2_avgpool
-    )  # 1×1×10
-    features_4_0_block_2_fc2 = keras.layers.Conv2D(240, 1, activation="sigmoid", name="features.4.0.block.2.fc2")(
-        features_4_0_block_2_fc1
-    )  # 1×1×240
-    features_4_0_block_2_scale = keras.layers.Multiply(name="features.4.0.block.2.scale")(
-        [features_4_0_block_1_1, features_4_0_block_2_fc2]
-    )  # 14×14×240
-    features_4_0_block_3_0 = keras.layers.Conv2D(80, 1, use_bias=False, name="features.4.0.block.3.0")(
-        features_4_0_block_2_scale
-    )  # 14×14×80
-    features_4_0_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.0.block.3.1"
-    )(features_4_0_block_3_0)  # 14×14×80
-    features_4_1_block_0_0 = keras.layers.Conv2D(480, 1, use_bias=False, name="features.4.1.block.0.0")(
-        features_4_0_block_3_1
-    )  # 14×14×480
-    features_4_1_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.1.block.0.1"
-    )(features_4_1_block_0_0)
-    features_4_1_block_0_1 = keras.layers.Activation("silu", name="features.4.1.block.0.1_act")(
-        features_4_1_block_0_1
-    )  # 14×14×480
-    features_4_1_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.1.block.1.0_pad")(
-        features_4_1_block_0_1
-    )
-    features_4_1_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.4.1.block.1.0")(
-        features_4_1_block_1_0
-    )  # 14×14×480
-    features_4_1_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.1.block.1.1"
-    )(features_4_1_block_1_0)
-    features_4_1_block_1_1 = keras.layers.Activation("silu", name="features.4.1.block.1.1_act")(
-        features_4_1_block_1_1
-    )  # 14×14×480
-    features_4_1_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.4.1.block.2.avgpool"
-    )(features_4_1_block_1_1)  # 1×1×480
-    features_4_1_block_2_fc1 = keras.layers.Conv2D(20, 1, activation="silu", name="features.4.1.block.2.fc1")(
-        features_4_1_block_2_avgpool
-    )  # 1×1×20
-    features_4_1_block_2_fc2 = keras.layers.Conv2D(480, 1, activation="sigmoid", name="features.4.1.block.2.fc2")(
-        features_4_1_block_2_fc1
-    )  # 1×1×480
-    features_4_1_block_2_scale = keras.layers.Multiply(name="features.4.1.block.2.scale")(
-        [features_4_1_block_1_1, features_4_1_block_2_fc2]
-    )  # 14×14×480
-    features_4_1_block_3_0 = keras.layers.Conv2D(80, 1, use_bias=False, name="features.4.1.block.3.0")(
-        features_4_1_block_2_scale
-    )  # 14×14×80
-    features_4_1_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.1.block.3.1"
-    )(features_4_1_block_3_0)  # 14×14×80
-    features_4_1_add = keras.layers.Add(name="features.4.1.add")(
-        [features_4_1_block_3_1, features_4_0_block_3_1]
-    )  # 14×14×80
-    features_4_2_block_0_0 = keras.layers.Conv2D(480, 1, use_bias=False, name="features.4.2.block.0.0")(
-        features_4_1_add
-    )  # 14×14×480
-    features_4_2_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.2.block.0.1"
-    )(features_4_2_block_0_0)
-    features_4_2_block_0_1 = keras.layers.Activation("silu", name="features.4.2.block.0.1_act")(
-        features_4_2_block_0_1
-    )  # 14×14×480
-    features_4_2_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.2.block.1.0_pad")(
-        features_4_2_block_0_1
-    )
-    features_4_2_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.4.2.block.1.0")(
-        features_4_2_block_1_0
-    )  # 14×14×480
-    features_4_2_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.2.block.1.1"
-    )(features_4_2_block_1_0)
-    features_4_2_block_1_1 = keras.layers.Activation("silu", name="features.4.2.block.1.1_act")(
-        features_4_2_block_1_1
-    )  # 14×14×480
-    features_4_2_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.4.2.block.2.avgpool"
-    )(features_4_2_block_1_1)  # 1×1×480
-    features_4_2_block_2_fc1 = keras.layers.Conv2D(20, 1, activation="silu", name="features.4.2.block.2.fc1")(
-        features_4_2_block_2_avgpool
-    )  # 1×1×20
-    features_4_2_block_2_fc2 = keras.layers.Conv2D(480, 1, activation="sigmoid", name="features.4.2.block.2.fc2")(
-        features_4_2_block_2_fc1
-    )  # 1×1×480
-    features_4_2_block_2_scale = keras.layers.Multiply(name="features.4.2.block.2.scale")(
-        [features_4_2_block_1_1, features_4_2_block_2_fc2]
-    )  # 14×14×480
-    features_4_2_block_3_0 = keras.layers.Conv2D(80, 1, use_bias=False, name="features.4.2.block.3.0")(
-        features_4_2_block_2_scale
-    )  # 14×14×80
-    features_4_2_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.4.2.block.3.1"
-    )(features_4_2_block_3_0)  # 14×14×80
-    features_4_2_add = keras.layers.Add(name="features.4.2.add")([features_4_2_block_3_1, features_4_1_add])  # 14×14×80
-    features_5_0_block_0_0 = keras.layers.Conv2D(480, 1, use_bias=False, name="features.5.0.block.0.0")(
-        features_4_2_add
-    )  # 14×14×480
-    features_5_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.0.block.0.1"
-    )(features_5_0_block_0_0)
-    features_5_0_block_0_1 = keras.layers.Activation("silu", name="features.5.0.block.0.1_act")(
-        features_5_0_block_0_1
-    )  # 14×14×480
-    features_5_0_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.5.0.block.1.0_pad")(
-        features_5_0_block_0_1
-    )
-    features_5_0_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.5.0.block.1.0")(
-        features_5_0_block_1_0
-    )  # 14×14×480
-    features_5_0_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.0.block.1.1"
-    )(features_5_0_block_1_0)
-    features_5_0_block_1_1 = keras.layers.Activation("silu", name="features.5.0.block.1.1_act")(
-        features_5_0_block_1_1
-    )  # 14×14×480
-    features_5_0_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.5.0.block.2.avgpool"
-    )(features_5_0_block_1_1)  # 1×1×480
-    features_5_0_block_2_fc1 = keras.layers.Conv2D(20, 1, activation="silu", name="features.5.0.block.2.fc1")(
-        features_5_0_block_2_avgpool
-    )  # 1×1×20
-    features_5_0_block_2_fc2 = keras.layers.Conv2D(480, 1, activation="sigmoid", name="features.5.0.block.2.fc2")(
-        features_5_0_block_2_fc1
-    )  # 1×1×480
-    features_5_0_block_2_scale = keras.layers.Multiply(name="features.5.0.block.2.scale")(
-        [features_5_0_block_1_1, features_5_0_block_2_fc2]
-    )  # 14×14×480
-    features_5_0_block_3_0 = keras.layers.Conv2D(112, 1, use_bias=False, name="features.5.0.block.3.0")(
-        features_5_0_block_2_scale
-    )  # 14×14×112
-    features_5_0_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.0.block.3.1"
-    )(features_5_0_block_3_0)  # 14×14×112
-    features_5_1_block_0_0 = keras.layers.Conv2D(672, 1, use_bias=False, name="features.5.1.block.0.0")(
-        features_5_0_block_3_1
-    )  # 14×14×672
-    features_5_1_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.1.block.0.1"
-    )(features_5_1_block_0_0)
-    features_5_1_block_0_1 = keras.layers.Activation("silu", name="features.5.1.block.0.1_act")(
-        features_5_1_block_0_1
-    )  # 14×14×672
-    features_5_1_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.5.1.block.1.0_pad")(
-        features_5_1_block_0_1
-    )
-    features_5_1_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.5.1.block.1.0")(
-        features_5_1_block_1_0
-    )  # 14×14×672
-    features_5_1_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.1.block.1.1"
-    )(features_5_1_block_1_0)
-    features_5_1_block_1_1 = keras.layers.Activation("silu", name="features.5.1.block.1.1_act")(
-        features_5_1_block_1_1
-    )  # 14×14×672
-    features_5_1_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.5.1.block.2.avgpool"
-    )(features_5_1_block_1_1)  # 1×1×672
-    features_5_1_block_2_fc1 = keras.layers.Conv2D(28, 1, activation="silu", name="features.5.1.block.2.fc1")(
-        features_5_1_block_2_avgpool
-    )  # 1×1×28
-    features_5_1_block_2_fc2 = keras.layers.Conv2D(672, 1, activation="sigmoid", name="features.5.1.block.2.fc2")(
-        features_5_1_block_2_fc1
-    )  # 1×1×672
-    features_5_1_block_2_scale = keras.layers.Multiply(name="features.5.1.block.2.scale")(
-        [features_5_1_block_1_1, features_5_1_block_2_fc2]
-    )  # 14×14×672
-    features_5_1_block_3_0 = keras.layers.Conv2D(112, 1, use_bias=False, name="features.5.1.block.3.0")(
-        features_5_1_block_2_scale
-    )  # 14×14×112
-    features_5_1_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.1.block.3.1"
-    )(features_5_1_block_3_0)  # 14×14×112
-    features_5_1_add = keras.layers.Add(name="features.5.1.add")(
-        [features_5_1_block_3_1, features_5_0_block_3_1]
-    )  # 14×14×112
-    features_5_2_block_0_0 = keras.layers.Conv2D(672, 1, use_bias=False, name="features.5.2.block.0.0")(
-        features_5_1_add
-    )  # 14×14×672
-    features_5_2_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.2.block.0.1"
-    )(features_5_2_block_0_0)
-    features_5_2_block_0_1 = keras.layers.Activation("silu", name="features.5.2.block.0.1_act")(
-        features_5_2_block_0_1
-    )  # 14×14×672
-    features_5_2_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.5.2.block.1.0_pad")(
-        features_5_2_block_0_1
-    )
-    features_5_2_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.5.2.block.1.0")(
-        features_5_2_block_1_0
-    )  # 14×14×672
-    features_5_2_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.2.block.1.1"
-    )(features_5_2_block_1_0)
-    features_5_2_block_1_1 = keras.layers.Activation("silu", name="features.5.2.block.1.1_act")(
-        features_5_2_block_1_1
-    )  # 14×14×672
-    features_5_2_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.5.2.block.2.avgpool"
-    )(features_5_2_block_1_1)  # 1×1×672
-    features_5_2_block_2_fc1 = keras.layers.Conv2D(28, 1, activation="silu", name="features.5.2.block.2.fc1")(
-        features_5_2_block_2_avgpool
-    )  # 1×1×28
-    features_5_2_block_2_fc2 = keras.layers.Conv2D(672, 1, activation="sigmoid", name="features.5.2.block.2.fc2")(
-        features_5_2_block_2_fc1
-    )  # 1×1×672
-    features_5_2_block_2_scale = keras.layers.Multiply(name="features.5.2.block.2.scale")(
-        [features_5_2_block_1_1, features_5_2_block_2_fc2]
-    )  # 14×14×672
-    features_5_2_block_3_0 = keras.layers.Conv2D(112, 1, use_bias=False, name="features.5.2.block.3.0")(
-        features_5_2_block_2_scale
-    )  # 14×14×112
-    features_5_2_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.5.2.block.3.1"
-    )(features_5_2_block_3_0)  # 14×14×112
-    features_5_2_add = keras.layers.Add(name="features.5.2.add")(
-        [features_5_2_block_3_1, features_5_1_add]
-    )  # 14×14×112
-    features_6_0_block_0_0 = keras.layers.Conv2D(672, 1, use_bias=False, name="features.6.0.block.0.0")(
-        features_5_2_add
-    )  # 14×14×672
-    features_6_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.0.block.0.1"
-    )(features_6_0_block_0_0)
-    features_6_0_block_0_1 = keras.layers.Activation("silu", name="features.6.0.block.0.1_act")(
-        features_6_0_block_0_1
-    )  # 14×14×672
-    features_6_0_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.0.block.1.0_pad")(
-        features_6_0_block_0_1
-    )
-    features_6_0_block_1_0 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="features.6.0.block.1.0")(
-        features_6_0_block_1_0
-    )  # 7×7×672
-    features_6_0_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.0.block.1.1"
-    )(features_6_0_block_1_0)
-    features_6_0_block_1_1 = keras.layers.Activation("silu", name="features.6.0.block.1.1_act")(
-        features_6_0_block_1_1
-    )  # 7×7×672
-    features_6_0_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.6.0.block.2.avgpool"
-    )(features_6_0_block_1_1)  # 1×1×672
-    features_6_0_block_2_fc1 = keras.layers.Conv2D(28, 1, activation="silu", name="features.6.0.block.2.fc1")(
-        features_6_0_block_2_avgpool
-    )  # 1×1×28
-    features_6_0_block_2_fc2 = keras.layers.Conv2D(672, 1, activation="sigmoid", name="features.6.0.block.2.fc2")(
-        features_6_0_block_2_fc1
-    )  # 1×1×672
-    features_6_0_block_2_scale = keras.layers.Multiply(name="features.6.0.block.2.scale")(
-        [features_6_0_block_1_1, features_6_0_block_2_fc2]
-    )  # 7×7×672
-    features_6_0_block_3_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.6.0.block.3.0")(
-        features_6_0_block_2_scale
-    )  # 7×7×192
-    features_6_0_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.0.block.3.1"
-    )(features_6_0_block_3_0)  # 7×7×192
-    features_6_1_block_0_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="features.6.1.block.0.0")(
-        features_6_0_block_3_1
-    )  # 7×7×1152
-    features_6_1_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.1.block.0.1"
-    )(features_6_1_block_0_0)
-    features_6_1_block_0_1 = keras.layers.Activation("silu", name="features.6.1.block.0.1_act")(
-        features_6_1_block_0_1
-    )  # 7×7×1152
-    features_6_1_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.1.block.1.0_pad")(
-        features_6_1_block_0_1
-    )
-    features_6_1_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.6.1.block.1.0")(
-        features_6_1_block_1_0
-    )  # 7×7×1152
-    features_6_1_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.1.block.1.1"
-    )(features_6_1_block_1_0)
-    features_6_1_block_1_1 = keras.layers.Activation("silu", name="features.6.1.block.1.1_act")(
-        features_6_1_block_1_1
-    )  # 7×7×1152
-    features_6_1_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.6.1.block.2.avgpool"
-    )(features_6_1_block_1_1)  # 1×1×1152
-    features_6_1_block_2_fc1 = keras.layers.Conv2D(48, 1, activation="silu", name="features.6.1.block.2.fc1")(
-        features_6_1_block_2_avgpool
-    )  # 1×1×48
-    features_6_1_block_2_fc2 = keras.layers.Conv2D(1152, 1, activation="sigmoid", name="features.6.1.block.2.fc2")(
-        features_6_1_block_2_fc1
-    )  # 1×1×1152
-    features_6_1_block_2_scale = keras.layers.Multiply(name="features.6.1.block.2.scale")(
-        [features_6_1_block_1_1, features_6_1_block_2_fc2]
-    )  # 7×7×1152
-    features_6_1_block_3_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.6.1.block.3.0")(
-        features_6_1_block_2_scale
-    )  # 7×7×192
-    features_6_1_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.1.block.3.1"
-    )(features_6_1_block_3_0)  # 7×7×192
-    features_6_1_add = keras.layers.Add(name="features.6.1.add")(
-        [features_6_1_block_3_1, features_6_0_block_3_1]
-    )  # 7×7×192
-    features_6_2_block_0_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="features.6.2.block.0.0")(
-        features_6_1_add
-    )  # 7×7×1152
-    features_6_2_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.2.block.0.1"
-    )(features_6_2_block_0_0)
-    features_6_2_block_0_1 = keras.layers.Activation("silu", name="features.6.2.block.0.1_act")(
-        features_6_2_block_0_1
-    )  # 7×7×1152
-    features_6_2_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.2.block.1.0_pad")(
-        features_6_2_block_0_1
-    )
-    features_6_2_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.6.2.block.1.0")(
-        features_6_2_block_1_0
-    )  # 7×7×1152
-    features_6_2_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.2.block.1.1"
-    )(features_6_2_block_1_0)
-    features_6_2_block_1_1 = keras.layers.Activation("silu", name="features.6.2.block.1.1_act")(
-        features_6_2_block_1_1
-    )  # 7×7×1152
-    features_6_2_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.6.2.block.2.avgpool"
-    )(features_6_2_block_1_1)  # 1×1×1152
-    features_6_2_block_2_fc1 = keras.layers.Conv2D(48, 1, activation="silu", name="features.6.2.block.2.fc1")(
-        features_6_2_block_2_avgpool
-    )  # 1×1×48
-    features_6_2_block_2_fc2 = keras.layers.Conv2D(1152, 1, activation="sigmoid", name="features.6.2.block.2.fc2")(
-        features_6_2_block_2_fc1
-    )  # 1×1×1152
-    features_6_2_block_2_scale = keras.layers.Multiply(name="features.6.2.block.2.scale")(
-        [features_6_2_block_1_1, features_6_2_block_2_fc2]
-    )  # 7×7×1152
-    features_6_2_block_3_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.6.2.block.3.0")(
-        features_6_2_block_2_scale
-    )  # 7×7×192
-    features_6_2_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.2.block.3.1"
-    )(features_6_2_block_3_0)  # 7×7×192
-    features_6_2_add = keras.layers.Add(name="features.6.2.add")([features_6_2_block_3_1, features_6_1_add])  # 7×7×192
-    features_6_3_block_0_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="features.6.3.block.0.0")(
-        features_6_2_add
-    )  # 7×7×1152
-    features_6_3_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.3.block.0.1"
-    )(features_6_3_block_0_0)
-    features_6_3_block_0_1 = keras.layers.Activation("silu", name="features.6.3.block.0.1_act")(
-        features_6_3_block_0_1
-    )  # 7×7×1152
-    features_6_3_block_1_0 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="features.6.3.block.1.0_pad")(
-        features_6_3_block_0_1
-    )
-    features_6_3_block_1_0 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="features.6.3.block.1.0")(
-        features_6_3_block_1_0
-    )  # 7×7×1152
-    features_6_3_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.3.block.1.1"
-    )(features_6_3_block_1_0)
-    features_6_3_block_1_1 = keras.layers.Activation("silu", name="features.6.3.block.1.1_act")(
-        features_6_3_block_1_1
-    )  # 7×7×1152
-    features_6_3_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.6.3.block.2.avgpool"
-    )(features_6_3_block_1_1)  # 1×1×1152
-    features_6_3_block_2_fc1 = keras.layers.Conv2D(48, 1, activation="silu", name="features.6.3.block.2.fc1")(
-        features_6_3_block_2_avgpool
-    )  # 1×1×48
-    features_6_3_block_2_fc2 = keras.layers.Conv2D(1152, 1, activation="sigmoid", name="features.6.3.block.2.fc2")(
-        features_6_3_block_2_fc1
-    )  # 1×1×1152
-    features_6_3_block_2_scale = keras.layers.Multiply(name="features.6.3.block.2.scale")(
-        [features_6_3_block_1_1, features_6_3_block_2_fc2]
-    )  # 7×7×1152
-    features_6_3_block_3_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.6.3.block.3.0")(
-        features_6_3_block_2_scale
-    )  # 7×7×192
-    features_6_3_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.6.3.block.3.1"
-    )(features_6_3_block_3_0)  # 7×7×192
-    features_6_3_add = keras.layers.Add(name="features.6.3.add")([features_6_3_block_3_1, features_6_2_add])  # 7×7×192
-    features_7_0_block_0_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="features.7.0.block.0.0")(
-        features_6_3_add
-    )  # 7×7×1152
-    features_7_0_block_0_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.7.0.block.0.1"
-    )(features_7_0_block_0_0)
-    features_7_0_block_0_1 = keras.layers.Activation("silu", name="features.7.0.block.0.1_act")(
-        features_7_0_block_0_1
-    )  # 7×7×1152
-    features_7_0_block_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7.0.block.1.0_pad")(
-        features_7_0_block_0_1
-    )
-    features_7_0_block_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.7.0.block.1.0")(
-        features_7_0_block_1_0
-    )  # 7×7×1152
-    features_7_0_block_1_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.7.0.block.1.1"
-    )(features_7_0_block_1_0)
-    features_7_0_block_1_1 = keras.layers.Activation("silu", name="features.7.0.block.1.1_act")(
-        features_7_0_block_1_1
-    )  # 7×7×1152
-    features_7_0_block_2_avgpool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True, name="features.7.0.block.2.avgpool"
-    )(features_7_0_block_1_1)  # 1×1×1152
-    features_7_0_block_2_fc1 = keras.layers.Conv2D(48, 1, activation="silu", name="features.7.0.block.2.fc1")(
-        features_7_0_block_2_avgpool
-    )  # 1×1×48
-    features_7_0_block_2_fc2 = keras.layers.Conv2D(1152, 1, activation="sigmoid", name="features.7.0.block.2.fc2")(
-        features_7_0_block_2_fc1
-    )  # 1×1×1152
-    features_7_0_block_2_scale = keras.layers.Multiply(name="features.7.0.block.2.scale")(
-        [features_7_0_block_1_1, features_7_0_block_2_fc2]
-    )  # 7×7×1152
-    features_7_0_block_3_0 = keras.layers.Conv2D(320, 1, use_bias=False, name="features.7.0.block.3.0")(
-        features_7_0_block_2_scale
-    )  # 7×7×320
-    features_7_0_block_3_1 = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-05, name="features.7.0.block.3.1"
-    )(features_7_0_block_3_0)  # 7×7×320
-    features_8_0 = keras.layers.Conv2D(1280, 1, use_bias=False, name="features.8.0")(features_7_0_block_3_1)  # 7×7×1280
-    features_8_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.8.1")(features_8_0)
-    features_8_1 = keras.layers.Activation("silu", name="features.8.1_act")(features_8_1)  # 7×7×1280
-    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(features_8_1)  # 1280
-    classifier_0 = keras.layers.Dropout(0.2, name="classifier.0")(avgpool)  # 1280
-    classifier_1 = keras.layers.Dense(1000, name="classifier.1")(classifier_0)  # 1000
-    return keras.Model(inputs, classifier_1, name="efficientnet_b0")
+    features_ = features(x, name="features")  # 7×7×1280
+    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(features_)  # 1280
+    classifier_ = classifier(avgpool, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="efficientnet_b0")

@@ -21,631 +21,92 @@ class NegInfPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+def basic_conv2d(x, name: str, out: int, kernel: int = 1, stride: int = 1):
+    x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name=f"{name}.conv_pad")(x)
+    x = keras.layers.Conv2D(out, kernel, strides=stride, use_bias=False, name=f"{name}.conv")(x)  # 112×112×64
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name=f"{name}.bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.bn_act")(x)  # 112×112×64
+    return x
+
+
+def basic_conv2d_2(x, name: str, out: int, kernel: int = 1, stride: int = 1):
+    x = keras.layers.Conv2D(out, kernel, strides=stride, use_bias=False, name=f"{name}.conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name=f"{name}.bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.bn_act")(x)
+    return x
+
+
+def basic_conv2d_3(x, name: str, out: int, kernel: int = 1, stride: int = 1):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.conv_pad")(x)
+    x = keras.layers.Conv2D(out, kernel, strides=stride, use_bias=False, name=f"{name}.conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name=f"{name}.bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.bn_act")(x)
+    return x
+
+
+def reduce_conv(x, name: str, reduce: int, out: int):
+    x = basic_conv2d_2(x, name=f"{name}.0", out=reduce)
+    x = basic_conv2d_3(x, name=f"{name}.1", out=out, kernel=3)
+    return x
+
+
+def pool_proj2(x, name: str, out: int):
+    x = NegInfPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=1, name=f"{name}.0")(x)
+    x = basic_conv2d_2(x, name=f"{name}.1", out=out)
+    return x
+
+
+def inception(x, name: str, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int):
+    branch1 = basic_conv2d_2(x, name=f"{name}.branch1", out=ch1x1)
+    branch2 = reduce_conv(x, name=f"{name}.branch2", reduce=ch3x3red, out=ch3x3)
+    branch3 = reduce_conv(x, name=f"{name}.branch3", reduce=ch5x5red, out=ch5x5)
+    branch4 = pool_proj2(x, name=f"{name}.branch4", out=pool_proj)
+    outputs = keras.layers.Concatenate(axis=-1, name=f"{name}.outputs")([branch1, branch2, branch3, branch4])
+    return outputs
+
+
 def build_googlenet() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    conv1_conv = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1.conv_pad")(x)
-    conv1_conv = keras.layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1.conv")(conv1_conv)  # 112×112×64
-    conv1_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name="conv1.bn")(conv1_conv)
-    conv1_bn = keras.layers.Activation("relu", name="conv1.bn_act")(conv1_bn)  # 112×112×64
-    maxpool1 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool1_pad")(conv1_bn)
+    conv1 = basic_conv2d(x, name="conv1", out=64, kernel=7, stride=2)  # 112×112×64
+    maxpool1 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool1_pad")(conv1)
     maxpool1 = keras.layers.MaxPooling2D(3, strides=2, name="maxpool1")(maxpool1)  # 56×56×64
-    conv2_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="conv2.conv")(maxpool1)  # 56×56×64
-    conv2_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name="conv2.bn")(conv2_conv)
-    conv2_bn = keras.layers.Activation("relu", name="conv2.bn_act")(conv2_bn)  # 56×56×64
-    conv3_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="conv3.conv_pad")(conv2_bn)
-    conv3_conv = keras.layers.Conv2D(192, 3, use_bias=False, name="conv3.conv")(conv3_conv)  # 56×56×192
-    conv3_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name="conv3.bn")(conv3_conv)
-    conv3_bn = keras.layers.Activation("relu", name="conv3.bn_act")(conv3_bn)  # 56×56×192
-    maxpool2 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool2_pad")(conv3_bn)
+    conv2 = basic_conv2d_2(maxpool1, name="conv2", out=64)  # 56×56×64
+    conv3 = basic_conv2d_3(conv2, name="conv3", out=192, kernel=3)  # 56×56×192
+    maxpool2 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool2_pad")(conv3)
     maxpool2 = keras.layers.MaxPooling2D(3, strides=2, name="maxpool2")(maxpool2)  # 28×28×192
-    inception3a_branch1_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="inception3a.branch1.conv")(
-        maxpool2
-    )  # 28×28×64
-    inception3a_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3a.branch1.bn"
-    )(inception3a_branch1_conv)
-    inception3a_branch1_bn = keras.layers.Activation("relu", name="inception3a.branch1.bn_act")(
-        inception3a_branch1_bn
-    )  # 28×28×64
-    inception3a_branch2_0_conv = keras.layers.Conv2D(96, 1, use_bias=False, name="inception3a.branch2.0.conv")(
-        maxpool2
-    )  # 28×28×96
-    inception3a_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3a.branch2.0.bn"
-    )(inception3a_branch2_0_conv)
-    inception3a_branch2_0_bn = keras.layers.Activation("relu", name="inception3a.branch2.0.bn_act")(
-        inception3a_branch2_0_bn
-    )  # 28×28×96
-    inception3a_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception3a.branch2.1.conv_pad")(
-        inception3a_branch2_0_bn
+    inception3a = inception(
+        maxpool2, name="inception3a", ch1x1=64, ch3x3red=96, ch3x3=128, ch5x5red=16, ch5x5=32, pool_proj=32
     )
-    inception3a_branch2_1_conv = keras.layers.Conv2D(128, 3, use_bias=False, name="inception3a.branch2.1.conv")(
-        inception3a_branch2_1_conv
-    )  # 28×28×128
-    inception3a_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3a.branch2.1.bn"
-    )(inception3a_branch2_1_conv)
-    inception3a_branch2_1_bn = keras.layers.Activation("relu", name="inception3a.branch2.1.bn_act")(
-        inception3a_branch2_1_bn
-    )  # 28×28×128
-    inception3a_branch3_0_conv = keras.layers.Conv2D(16, 1, use_bias=False, name="inception3a.branch3.0.conv")(
-        maxpool2
-    )  # 28×28×16
-    inception3a_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3a.branch3.0.bn"
-    )(inception3a_branch3_0_conv)
-    inception3a_branch3_0_bn = keras.layers.Activation("relu", name="inception3a.branch3.0.bn_act")(
-        inception3a_branch3_0_bn
-    )  # 28×28×16
-    inception3a_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception3a.branch3.1.conv_pad")(
-        inception3a_branch3_0_bn
+    inception3b = inception(
+        inception3a, name="inception3b", ch1x1=128, ch3x3red=128, ch3x3=192, ch5x5red=32, ch5x5=96, pool_proj=64
     )
-    inception3a_branch3_1_conv = keras.layers.Conv2D(32, 3, use_bias=False, name="inception3a.branch3.1.conv")(
-        inception3a_branch3_1_conv
-    )  # 28×28×32
-    inception3a_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3a.branch3.1.bn"
-    )(inception3a_branch3_1_conv)
-    inception3a_branch3_1_bn = keras.layers.Activation("relu", name="inception3a.branch3.1.bn_act")(
-        inception3a_branch3_1_bn
-    )  # 28×28×32
-    inception3a_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception3a.branch4.0_pad")(maxpool2)
-    inception3a_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception3a.branch4.0")(
-        inception3a_branch4_0
-    )  # 28×28×192
-    inception3a_branch4_1_conv = keras.layers.Conv2D(32, 1, use_bias=False, name="inception3a.branch4.1.conv")(
-        inception3a_branch4_0
-    )  # 28×28×32
-    inception3a_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3a.branch4.1.bn"
-    )(inception3a_branch4_1_conv)
-    inception3a_branch4_1_bn = keras.layers.Activation("relu", name="inception3a.branch4.1.bn_act")(
-        inception3a_branch4_1_bn
-    )  # 28×28×32
-    inception3a_outputs = keras.layers.Concatenate(axis=-1, name="inception3a.outputs")(
-        [inception3a_branch1_bn, inception3a_branch2_1_bn, inception3a_branch3_1_bn, inception3a_branch4_1_bn]
-    )  # 28×28×256
-    inception3b_branch1_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception3b.branch1.conv")(
-        inception3a_outputs
-    )  # 28×28×128
-    inception3b_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3b.branch1.bn"
-    )(inception3b_branch1_conv)
-    inception3b_branch1_bn = keras.layers.Activation("relu", name="inception3b.branch1.bn_act")(
-        inception3b_branch1_bn
-    )  # 28×28×128
-    inception3b_branch2_0_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception3b.branch2.0.conv")(
-        inception3a_outputs
-    )  # 28×28×128
-    inception3b_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3b.branch2.0.bn"
-    )(inception3b_branch2_0_conv)
-    inception3b_branch2_0_bn = keras.layers.Activation("relu", name="inception3b.branch2.0.bn_act")(
-        inception3b_branch2_0_bn
-    )  # 28×28×128
-    inception3b_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception3b.branch2.1.conv_pad")(
-        inception3b_branch2_0_bn
-    )
-    inception3b_branch2_1_conv = keras.layers.Conv2D(192, 3, use_bias=False, name="inception3b.branch2.1.conv")(
-        inception3b_branch2_1_conv
-    )  # 28×28×192
-    inception3b_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3b.branch2.1.bn"
-    )(inception3b_branch2_1_conv)
-    inception3b_branch2_1_bn = keras.layers.Activation("relu", name="inception3b.branch2.1.bn_act")(
-        inception3b_branch2_1_bn
-    )  # 28×28×192
-    inception3b_branch3_0_conv = keras.layers.Conv2D(32, 1, use_bias=False, name="inception3b.branch3.0.conv")(
-        inception3a_outputs
-    )  # 28×28×32
-    inception3b_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3b.branch3.0.bn"
-    )(inception3b_branch3_0_conv)
-    inception3b_branch3_0_bn = keras.layers.Activation("relu", name="inception3b.branch3.0.bn_act")(
-        inception3b_branch3_0_bn
-    )  # 28×28×32
-    inception3b_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception3b.branch3.1.conv_pad")(
-        inception3b_branch3_0_bn
-    )
-    inception3b_branch3_1_conv = keras.layers.Conv2D(96, 3, use_bias=False, name="inception3b.branch3.1.conv")(
-        inception3b_branch3_1_conv
-    )  # 28×28×96
-    inception3b_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3b.branch3.1.bn"
-    )(inception3b_branch3_1_conv)
-    inception3b_branch3_1_bn = keras.layers.Activation("relu", name="inception3b.branch3.1.bn_act")(
-        inception3b_branch3_1_bn
-    )  # 28×28×96
-    inception3b_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception3b.branch4.0_pad")(inception3a_outputs)
-    inception3b_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception3b.branch4.0")(
-        inception3b_branch4_0
-    )  # 28×28×256
-    inception3b_branch4_1_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="inception3b.branch4.1.conv")(
-        inception3b_branch4_0
-    )  # 28×28×64
-    inception3b_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception3b.branch4.1.bn"
-    )(inception3b_branch4_1_conv)
-    inception3b_branch4_1_bn = keras.layers.Activation("relu", name="inception3b.branch4.1.bn_act")(
-        inception3b_branch4_1_bn
-    )  # 28×28×64
-    inception3b_outputs = keras.layers.Concatenate(axis=-1, name="inception3b.outputs")(
-        [inception3b_branch1_bn, inception3b_branch2_1_bn, inception3b_branch3_1_bn, inception3b_branch4_1_bn]
-    )  # 28×28×480
-    maxpool3 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool3_pad")(inception3b_outputs)
+    maxpool3 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool3_pad")(inception3b)
     maxpool3 = keras.layers.MaxPooling2D(3, strides=2, name="maxpool3")(maxpool3)  # 14×14×480
-    inception4a_branch1_conv = keras.layers.Conv2D(192, 1, use_bias=False, name="inception4a.branch1.conv")(
-        maxpool3
-    )  # 14×14×192
-    inception4a_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4a.branch1.bn"
-    )(inception4a_branch1_conv)
-    inception4a_branch1_bn = keras.layers.Activation("relu", name="inception4a.branch1.bn_act")(
-        inception4a_branch1_bn
-    )  # 14×14×192
-    inception4a_branch2_0_conv = keras.layers.Conv2D(96, 1, use_bias=False, name="inception4a.branch2.0.conv")(
-        maxpool3
-    )  # 14×14×96
-    inception4a_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4a.branch2.0.bn"
-    )(inception4a_branch2_0_conv)
-    inception4a_branch2_0_bn = keras.layers.Activation("relu", name="inception4a.branch2.0.bn_act")(
-        inception4a_branch2_0_bn
-    )  # 14×14×96
-    inception4a_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4a.branch2.1.conv_pad")(
-        inception4a_branch2_0_bn
+    inception4a = inception(
+        maxpool3, name="inception4a", ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64
     )
-    inception4a_branch2_1_conv = keras.layers.Conv2D(208, 3, use_bias=False, name="inception4a.branch2.1.conv")(
-        inception4a_branch2_1_conv
-    )  # 14×14×208
-    inception4a_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4a.branch2.1.bn"
-    )(inception4a_branch2_1_conv)
-    inception4a_branch2_1_bn = keras.layers.Activation("relu", name="inception4a.branch2.1.bn_act")(
-        inception4a_branch2_1_bn
-    )  # 14×14×208
-    inception4a_branch3_0_conv = keras.layers.Conv2D(16, 1, use_bias=False, name="inception4a.branch3.0.conv")(
-        maxpool3
-    )  # 14×14×16
-    inception4a_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4a.branch3.0.bn"
-    )(inception4a_branch3_0_conv)
-    inception4a_branch3_0_bn = keras.layers.Activation("relu", name="inception4a.branch3.0.bn_act")(
-        inception4a_branch3_0_bn
-    )  # 14×14×16
-    inception4a_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4a.branch3.1.conv_pad")(
-        inception4a_branch3_0_bn
+    inception4b = inception(
+        inception4a, name="inception4b", ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64
     )
-    inception4a_branch3_1_conv = keras.layers.Conv2D(48, 3, use_bias=False, name="inception4a.branch3.1.conv")(
-        inception4a_branch3_1_conv
-    )  # 14×14×48
-    inception4a_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4a.branch3.1.bn"
-    )(inception4a_branch3_1_conv)
-    inception4a_branch3_1_bn = keras.layers.Activation("relu", name="inception4a.branch3.1.bn_act")(
-        inception4a_branch3_1_bn
-    )  # 14×14×48
-    inception4a_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception4a.branch4.0_pad")(maxpool3)
-    inception4a_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception4a.branch4.0")(
-        inception4a_branch4_0
-    )  # 14×14×480
-    inception4a_branch4_1_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="inception4a.branch4.1.conv")(
-        inception4a_branch4_0
-    )  # 14×14×64
-    inception4a_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4a.branch4.1.bn"
-    )(inception4a_branch4_1_conv)
-    inception4a_branch4_1_bn = keras.layers.Activation("relu", name="inception4a.branch4.1.bn_act")(
-        inception4a_branch4_1_bn
-    )  # 14×14×64
-    inception4a_outputs = keras.layers.Concatenate(axis=-1, name="inception4a.outputs")(
-        [inception4a_branch1_bn, inception4a_branch2_1_bn, inception4a_branch3_1_bn, inception4a_branch4_1_bn]
-    )  # 14×14×512
-    inception4b_branch1_conv = keras.layers.Conv2D(160, 1, use_bias=False, name="inception4b.branch1.conv")(
-        inception4a_outputs
-    )  # 14×14×160
-    inception4b_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4b.branch1.bn"
-    )(inception4b_branch1_conv)
-    inception4b_branch1_bn = keras.layers.Activation("relu", name="inception4b.branch1.bn_act")(
-        inception4b_branch1_bn
-    )  # 14×14×160
-    inception4b_branch2_0_conv = keras.layers.Conv2D(112, 1, use_bias=False, name="inception4b.branch2.0.conv")(
-        inception4a_outputs
-    )  # 14×14×112
-    inception4b_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4b.branch2.0.bn"
-    )(inception4b_branch2_0_conv)
-    inception4b_branch2_0_bn = keras.layers.Activation("relu", name="inception4b.branch2.0.bn_act")(
-        inception4b_branch2_0_bn
-    )  # 14×14×112
-    inception4b_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4b.branch2.1.conv_pad")(
-        inception4b_branch2_0_bn
+    inception4c = inception(
+        inception4b, name="inception4c", ch1x1=128, ch3x3red=128, ch3x3=256, ch5x5red=24, ch5x5=64, pool_proj=64
     )
-    inception4b_branch2_1_conv = keras.layers.Conv2D(224, 3, use_bias=False, name="inception4b.branch2.1.conv")(
-        inception4b_branch2_1_conv
-    )  # 14×14×224
-    inception4b_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4b.branch2.1.bn"
-    )(inception4b_branch2_1_conv)
-    inception4b_branch2_1_bn = keras.layers.Activation("relu", name="inception4b.branch2.1.bn_act")(
-        inception4b_branch2_1_bn
-    )  # 14×14×224
-    inception4b_branch3_0_conv = keras.layers.Conv2D(24, 1, use_bias=False, name="inception4b.branch3.0.conv")(
-        inception4a_outputs
-    )  # 14×14×24
-    inception4b_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4b.branch3.0.bn"
-    )(inception4b_branch3_0_conv)
-    inception4b_branch3_0_bn = keras.layers.Activation("relu", name="inception4b.branch3.0.bn_act")(
-        inception4b_branch3_0_bn
-    )  # 14×14×24
-    inception4b_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4b.branch3.1.conv_pad")(
-        inception4b_branch3_0_bn
+    inception4d = inception(
+        inception4c, name="inception4d", ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64
     )
-    inception4b_branch3_1_conv = keras.layers.Conv2D(64, 3, use_bias=False, name="inception4b.branch3.1.conv")(
-        inception4b_branch3_1_conv
-    )  # 14×14×64
-    inception4b_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4b.branch3.1.bn"
-    )(inception4b_branch3_1_conv)
-    inception4b_branch3_1_bn = keras.layers.Activation("relu", name="inception4b.branch3.1.bn_act")(
-        inception4b_branch3_1_bn
-    )  # 14×14×64
-    inception4b_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception4b.branch4.0_pad")(inception4a_outputs)
-    inception4b_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception4b.branch4.0")(
-        inception4b_branch4_0
-    )  # 14×14×512
-    inception4b_branch4_1_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="inception4b.branch4.1.conv")(
-        inception4b_branch4_0
-    )  # 14×14×64
-    inception4b_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4b.branch4.1.bn"
-    )(inception4b_branch4_1_conv)
-    inception4b_branch4_1_bn = keras.layers.Activation("relu", name="inception4b.branch4.1.bn_act")(
-        inception4b_branch4_1_bn
-    )  # 14×14×64
-    inception4b_outputs = keras.layers.Concatenate(axis=-1, name="inception4b.outputs")(
-        [inception4b_branch1_bn, inception4b_branch2_1_bn, inception4b_branch3_1_bn, inception4b_branch4_1_bn]
-    )  # 14×14×512
-    inception4c_branch1_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception4c.branch1.conv")(
-        inception4b_outputs
-    )  # 14×14×128
-    inception4c_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4c.branch1.bn"
-    )(inception4c_branch1_conv)
-    inception4c_branch1_bn = keras.layers.Activation("relu", name="inception4c.branch1.bn_act")(
-        inception4c_branch1_bn
-    )  # 14×14×128
-    inception4c_branch2_0_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception4c.branch2.0.conv")(
-        inception4b_outputs
-    )  # 14×14×128
-    inception4c_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4c.branch2.0.bn"
-    )(inception4c_branch2_0_conv)
-    inception4c_branch2_0_bn = keras.layers.Activation("relu", name="inception4c.branch2.0.bn_act")(
-        inception4c_branch2_0_bn
-    )  # 14×14×128
-    inception4c_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4c.branch2.1.conv_pad")(
-        inception4c_branch2_0_bn
+    inception4e = inception(
+        inception4d, name="inception4e", ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128
     )
-    inception4c_branch2_1_conv = keras.layers.Conv2D(256, 3, use_bias=False, name="inception4c.branch2.1.conv")(
-        inception4c_branch2_1_conv
-    )  # 14×14×256
-    inception4c_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4c.branch2.1.bn"
-    )(inception4c_branch2_1_conv)
-    inception4c_branch2_1_bn = keras.layers.Activation("relu", name="inception4c.branch2.1.bn_act")(
-        inception4c_branch2_1_bn
-    )  # 14×14×256
-    inception4c_branch3_0_conv = keras.layers.Conv2D(24, 1, use_bias=False, name="inception4c.branch3.0.conv")(
-        inception4b_outputs
-    )  # 14×14×24
-    inception4c_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4c.branch3.0.bn"
-    )(inception4c_branch3_0_conv)
-    inception4c_branch3_0_bn = keras.layers.Activation("relu", name="inception4c.branch3.0.bn_act")(
-        inception4c_branch3_0_bn
-    )  # 14×14×24
-    inception4c_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4c.branch3.1.conv_pad")(
-        inception4c_branch3_0_bn
+    maxpool4 = keras.layers.MaxPooling2D(2, strides=2, name="maxpool4")(inception4e)  # 7×7×832
+    inception5a = inception(
+        maxpool4, name="inception5a", ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128
     )
-    inception4c_branch3_1_conv = keras.layers.Conv2D(64, 3, use_bias=False, name="inception4c.branch3.1.conv")(
-        inception4c_branch3_1_conv
-    )  # 14×14×64
-    inception4c_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4c.branch3.1.bn"
-    )(inception4c_branch3_1_conv)
-    inception4c_branch3_1_bn = keras.layers.Activation("relu", name="inception4c.branch3.1.bn_act")(
-        inception4c_branch3_1_bn
-    )  # 14×14×64
-    inception4c_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception4c.branch4.0_pad")(inception4b_outputs)
-    inception4c_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception4c.branch4.0")(
-        inception4c_branch4_0
-    )  # 14×14×512
-    inception4c_branch4_1_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="inception4c.branch4.1.conv")(
-        inception4c_branch4_0
-    )  # 14×14×64
-    inception4c_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4c.branch4.1.bn"
-    )(inception4c_branch4_1_conv)
-    inception4c_branch4_1_bn = keras.layers.Activation("relu", name="inception4c.branch4.1.bn_act")(
-        inception4c_branch4_1_bn
-    )  # 14×14×64
-    inception4c_outputs = keras.layers.Concatenate(axis=-1, name="inception4c.outputs")(
-        [inception4c_branch1_bn, inception4c_branch2_1_bn, inception4c_branch3_1_bn, inception4c_branch4_1_bn]
-    )  # 14×14×512
-    inception4d_branch1_conv = keras.layers.Conv2D(112, 1, use_bias=False, name="inception4d.branch1.conv")(
-        inception4c_outputs
-    )  # 14×14×112
-    inception4d_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4d.branch1.bn"
-    )(inception4d_branch1_conv)
-    inception4d_branch1_bn = keras.layers.Activation("relu", name="inception4d.branch1.bn_act")(
-        inception4d_branch1_bn
-    )  # 14×14×112
-    inception4d_branch2_0_conv = keras.layers.Conv2D(144, 1, use_bias=False, name="inception4d.branch2.0.conv")(
-        inception4c_outputs
-    )  # 14×14×144
-    inception4d_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4d.branch2.0.bn"
-    )(inception4d_branch2_0_conv)
-    inception4d_branch2_0_bn = keras.layers.Activation("relu", name="inception4d.branch2.0.bn_act")(
-        inception4d_branch2_0_bn
-    )  # 14×14×144
-    inception4d_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4d.branch2.1.conv_pad")(
-        inception4d_branch2_0_bn
+    inception5b = inception(
+        inception5a, name="inception5b", ch1x1=384, ch3x3red=192, ch3x3=384, ch5x5red=48, ch5x5=128, pool_proj=128
     )
-    inception4d_branch2_1_conv = keras.layers.Conv2D(288, 3, use_bias=False, name="inception4d.branch2.1.conv")(
-        inception4d_branch2_1_conv
-    )  # 14×14×288
-    inception4d_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4d.branch2.1.bn"
-    )(inception4d_branch2_1_conv)
-    inception4d_branch2_1_bn = keras.layers.Activation("relu", name="inception4d.branch2.1.bn_act")(
-        inception4d_branch2_1_bn
-    )  # 14×14×288
-    inception4d_branch3_0_conv = keras.layers.Conv2D(32, 1, use_bias=False, name="inception4d.branch3.0.conv")(
-        inception4c_outputs
-    )  # 14×14×32
-    inception4d_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4d.branch3.0.bn"
-    )(inception4d_branch3_0_conv)
-    inception4d_branch3_0_bn = keras.layers.Activation("relu", name="inception4d.branch3.0.bn_act")(
-        inception4d_branch3_0_bn
-    )  # 14×14×32
-    inception4d_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4d.branch3.1.conv_pad")(
-        inception4d_branch3_0_bn
-    )
-    inception4d_branch3_1_conv = keras.layers.Conv2D(64, 3, use_bias=False, name="inception4d.branch3.1.conv")(
-        inception4d_branch3_1_conv
-    )  # 14×14×64
-    inception4d_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4d.branch3.1.bn"
-    )(inception4d_branch3_1_conv)
-    inception4d_branch3_1_bn = keras.layers.Activation("relu", name="inception4d.branch3.1.bn_act")(
-        inception4d_branch3_1_bn
-    )  # 14×14×64
-    inception4d_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception4d.branch4.0_pad")(inception4c_outputs)
-    inception4d_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception4d.branch4.0")(
-        inception4d_branch4_0
-    )  # 14×14×512
-    inception4d_branch4_1_conv = keras.layers.Conv2D(64, 1, use_bias=False, name="inception4d.branch4.1.conv")(
-        inception4d_branch4_0
-    )  # 14×14×64
-    inception4d_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4d.branch4.1.bn"
-    )(inception4d_branch4_1_conv)
-    inception4d_branch4_1_bn = keras.layers.Activation("relu", name="inception4d.branch4.1.bn_act")(
-        inception4d_branch4_1_bn
-    )  # 14×14×64
-    inception4d_outputs = keras.layers.Concatenate(axis=-1, name="inception4d.outputs")(
-        [inception4d_branch1_bn, inception4d_branch2_1_bn, inception4d_branch3_1_bn, inception4d_branch4_1_bn]
-    )  # 14×14×528
-    inception4e_branch1_conv = keras.layers.Conv2D(256, 1, use_bias=False, name="inception4e.branch1.conv")(
-        inception4d_outputs
-    )  # 14×14×256
-    inception4e_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4e.branch1.bn"
-    )(inception4e_branch1_conv)
-    inception4e_branch1_bn = keras.layers.Activation("relu", name="inception4e.branch1.bn_act")(
-        inception4e_branch1_bn
-    )  # 14×14×256
-    inception4e_branch2_0_conv = keras.layers.Conv2D(160, 1, use_bias=False, name="inception4e.branch2.0.conv")(
-        inception4d_outputs
-    )  # 14×14×160
-    inception4e_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4e.branch2.0.bn"
-    )(inception4e_branch2_0_conv)
-    inception4e_branch2_0_bn = keras.layers.Activation("relu", name="inception4e.branch2.0.bn_act")(
-        inception4e_branch2_0_bn
-    )  # 14×14×160
-    inception4e_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4e.branch2.1.conv_pad")(
-        inception4e_branch2_0_bn
-    )
-    inception4e_branch2_1_conv = keras.layers.Conv2D(320, 3, use_bias=False, name="inception4e.branch2.1.conv")(
-        inception4e_branch2_1_conv
-    )  # 14×14×320
-    inception4e_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4e.branch2.1.bn"
-    )(inception4e_branch2_1_conv)
-    inception4e_branch2_1_bn = keras.layers.Activation("relu", name="inception4e.branch2.1.bn_act")(
-        inception4e_branch2_1_bn
-    )  # 14×14×320
-    inception4e_branch3_0_conv = keras.layers.Conv2D(32, 1, use_bias=False, name="inception4e.branch3.0.conv")(
-        inception4d_outputs
-    )  # 14×14×32
-    inception4e_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4e.branch3.0.bn"
-    )(inception4e_branch3_0_conv)
-    inception4e_branch3_0_bn = keras.layers.Activation("relu", name="inception4e.branch3.0.bn_act")(
-        inception4e_branch3_0_bn
-    )  # 14×14×32
-    inception4e_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception4e.branch3.1.conv_pad")(
-        inception4e_branch3_0_bn
-    )
-    inception4e_branch3_1_conv = keras.layers.Conv2D(128, 3, use_bias=False, name="inception4e.branch3.1.conv")(
-        inception4e_branch3_1_conv
-    )  # 14×14×128
-    inception4e_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4e.branch3.1.bn"
-    )(inception4e_branch3_1_conv)
-    inception4e_branch3_1_bn = keras.layers.Activation("relu", name="inception4e.branch3.1.bn_act")(
-        inception4e_branch3_1_bn
-    )  # 14×14×128
-    inception4e_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception4e.branch4.0_pad")(inception4d_outputs)
-    inception4e_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception4e.branch4.0")(
-        inception4e_branch4_0
-    )  # 14×14×528
-    inception4e_branch4_1_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception4e.branch4.1.conv")(
-        inception4e_branch4_0
-    )  # 14×14×128
-    inception4e_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception4e.branch4.1.bn"
-    )(inception4e_branch4_1_conv)
-    inception4e_branch4_1_bn = keras.layers.Activation("relu", name="inception4e.branch4.1.bn_act")(
-        inception4e_branch4_1_bn
-    )  # 14×14×128
-    inception4e_outputs = keras.layers.Concatenate(axis=-1, name="inception4e.outputs")(
-        [inception4e_branch1_bn, inception4e_branch2_1_bn, inception4e_branch3_1_bn, inception4e_branch4_1_bn]
-    )  # 14×14×832
-    maxpool4 = keras.layers.MaxPooling2D(2, strides=2, name="maxpool4")(inception4e_outputs)  # 7×7×832
-    inception5a_branch1_conv = keras.layers.Conv2D(256, 1, use_bias=False, name="inception5a.branch1.conv")(
-        maxpool4
-    )  # 7×7×256
-    inception5a_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5a.branch1.bn"
-    )(inception5a_branch1_conv)
-    inception5a_branch1_bn = keras.layers.Activation("relu", name="inception5a.branch1.bn_act")(
-        inception5a_branch1_bn
-    )  # 7×7×256
-    inception5a_branch2_0_conv = keras.layers.Conv2D(160, 1, use_bias=False, name="inception5a.branch2.0.conv")(
-        maxpool4
-    )  # 7×7×160
-    inception5a_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5a.branch2.0.bn"
-    )(inception5a_branch2_0_conv)
-    inception5a_branch2_0_bn = keras.layers.Activation("relu", name="inception5a.branch2.0.bn_act")(
-        inception5a_branch2_0_bn
-    )  # 7×7×160
-    inception5a_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception5a.branch2.1.conv_pad")(
-        inception5a_branch2_0_bn
-    )
-    inception5a_branch2_1_conv = keras.layers.Conv2D(320, 3, use_bias=False, name="inception5a.branch2.1.conv")(
-        inception5a_branch2_1_conv
-    )  # 7×7×320
-    inception5a_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5a.branch2.1.bn"
-    )(inception5a_branch2_1_conv)
-    inception5a_branch2_1_bn = keras.layers.Activation("relu", name="inception5a.branch2.1.bn_act")(
-        inception5a_branch2_1_bn
-    )  # 7×7×320
-    inception5a_branch3_0_conv = keras.layers.Conv2D(32, 1, use_bias=False, name="inception5a.branch3.0.conv")(
-        maxpool4
-    )  # 7×7×32
-    inception5a_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5a.branch3.0.bn"
-    )(inception5a_branch3_0_conv)
-    inception5a_branch3_0_bn = keras.layers.Activation("relu", name="inception5a.branch3.0.bn_act")(
-        inception5a_branch3_0_bn
-    )  # 7×7×32
-    inception5a_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception5a.branch3.1.conv_pad")(
-        inception5a_branch3_0_bn
-    )
-    inception5a_branch3_1_conv = keras.layers.Conv2D(128, 3, use_bias=False, name="inception5a.branch3.1.conv")(
-        inception5a_branch3_1_conv
-    )  # 7×7×128
-    inception5a_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5a.branch3.1.bn"
-    )(inception5a_branch3_1_conv)
-    inception5a_branch3_1_bn = keras.layers.Activation("relu", name="inception5a.branch3.1.bn_act")(
-        inception5a_branch3_1_bn
-    )  # 7×7×128
-    inception5a_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception5a.branch4.0_pad")(maxpool4)
-    inception5a_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception5a.branch4.0")(
-        inception5a_branch4_0
-    )  # 7×7×832
-    inception5a_branch4_1_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception5a.branch4.1.conv")(
-        inception5a_branch4_0
-    )  # 7×7×128
-    inception5a_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5a.branch4.1.bn"
-    )(inception5a_branch4_1_conv)
-    inception5a_branch4_1_bn = keras.layers.Activation("relu", name="inception5a.branch4.1.bn_act")(
-        inception5a_branch4_1_bn
-    )  # 7×7×128
-    inception5a_outputs = keras.layers.Concatenate(axis=-1, name="inception5a.outputs")(
-        [inception5a_branch1_bn, inception5a_branch2_1_bn, inception5a_branch3_1_bn, inception5a_branch4_1_bn]
-    )  # 7×7×832
-    inception5b_branch1_conv = keras.layers.Conv2D(384, 1, use_bias=False, name="inception5b.branch1.conv")(
-        inception5a_outputs
-    )  # 7×7×384
-    inception5b_branch1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5b.branch1.bn"
-    )(inception5b_branch1_conv)
-    inception5b_branch1_bn = keras.layers.Activation("relu", name="inception5b.branch1.bn_act")(
-        inception5b_branch1_bn
-    )  # 7×7×384
-    inception5b_branch2_0_conv = keras.layers.Conv2D(192, 1, use_bias=False, name="inception5b.branch2.0.conv")(
-        inception5a_outputs
-    )  # 7×7×192
-    inception5b_branch2_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5b.branch2.0.bn"
-    )(inception5b_branch2_0_conv)
-    inception5b_branch2_0_bn = keras.layers.Activation("relu", name="inception5b.branch2.0.bn_act")(
-        inception5b_branch2_0_bn
-    )  # 7×7×192
-    inception5b_branch2_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception5b.branch2.1.conv_pad")(
-        inception5b_branch2_0_bn
-    )
-    inception5b_branch2_1_conv = keras.layers.Conv2D(384, 3, use_bias=False, name="inception5b.branch2.1.conv")(
-        inception5b_branch2_1_conv
-    )  # 7×7×384
-    inception5b_branch2_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5b.branch2.1.bn"
-    )(inception5b_branch2_1_conv)
-    inception5b_branch2_1_bn = keras.layers.Activation("relu", name="inception5b.branch2.1.bn_act")(
-        inception5b_branch2_1_bn
-    )  # 7×7×384
-    inception5b_branch3_0_conv = keras.layers.Conv2D(48, 1, use_bias=False, name="inception5b.branch3.0.conv")(
-        inception5a_outputs
-    )  # 7×7×48
-    inception5b_branch3_0_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5b.branch3.0.bn"
-    )(inception5b_branch3_0_conv)
-    inception5b_branch3_0_bn = keras.layers.Activation("relu", name="inception5b.branch3.0.bn_act")(
-        inception5b_branch3_0_bn
-    )  # 7×7×48
-    inception5b_branch3_1_conv = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="inception5b.branch3.1.conv_pad")(
-        inception5b_branch3_0_bn
-    )
-    inception5b_branch3_1_conv = keras.layers.Conv2D(128, 3, use_bias=False, name="inception5b.branch3.1.conv")(
-        inception5b_branch3_1_conv
-    )  # 7×7×128
-    inception5b_branch3_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5b.branch3.1.bn"
-    )(inception5b_branch3_1_conv)
-    inception5b_branch3_1_bn = keras.layers.Activation("relu", name="inception5b.branch3.1.bn_act")(
-        inception5b_branch3_1_bn
-    )  # 7×7×128
-    inception5b_branch4_0 = NegInfPadding2D(((1, 1), (1, 1)), name="inception5b.branch4.0_pad")(inception5a_outputs)
-    inception5b_branch4_0 = keras.layers.MaxPooling2D(3, strides=1, name="inception5b.branch4.0")(
-        inception5b_branch4_0
-    )  # 7×7×832
-    inception5b_branch4_1_conv = keras.layers.Conv2D(128, 1, use_bias=False, name="inception5b.branch4.1.conv")(
-        inception5b_branch4_0
-    )  # 7×7×128
-    inception5b_branch4_1_bn = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=0.001, name="inception5b.branch4.1.bn"
-    )(inception5b_branch4_1_conv)
-    inception5b_branch4_1_bn = keras.layers.Activation("relu", name="inception5b.branch4.1.bn_act")(
-        inception5b_branch4_1_bn
-    )  # 7×7×128
-    inception5b_outputs = keras.layers.Concatenate(axis=-1, name="inception5b.outputs")(
-        [inception5b_branch1_bn, inception5b_branch2_1_bn, inception5b_branch3_1_bn, inception5b_branch4_1_bn]
-    )  # 7×7×1024
-    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(inception5b_outputs)  # 1024
+    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(inception5b)  # 1024
     dropout = keras.layers.Dropout(0.2, name="dropout")(avgpool)  # 1024
     fc = keras.layers.Dense(1000, name="fc")(dropout)  # 1000
     return keras.Model(inputs, fc, name="googlenet")

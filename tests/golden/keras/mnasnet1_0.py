@@ -5,463 +5,90 @@
 import keras
 
 
+def branch(x, name: str, hidden: int, out: int, kernel: int = 3, stride: int = 1):
+    x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.3_pad")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.3")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.4")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.4_act")(x)
+    x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.6")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.7")(x)
+    return x
+
+
+def branch_2(x, name: str, hidden: int, out: int, kernel: int = 3, stride: int = 1):
+    x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)
+    x = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name=f"{name}.3_pad")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.3")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.4")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.4_act")(x)
+    x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.6")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.7")(x)
+    return x
+
+
+def inverted_residual(x, name: str, inp: int, out: int, kernel: int = 3, stride: int = 1, t: int = 3):
+    layers = branch(x, name=f"{name}.layers", hidden=inp * t, out=out, kernel=kernel, stride=stride)
+    add = layers
+    if stride == 1 and inp == out:
+        add = keras.layers.Add(name=f"{name}.add")([layers, x])
+    return add
+
+
+def inverted_residual_2(x, name: str, inp: int, out: int, kernel: int = 3, stride: int = 1, t: int = 3):
+    layers = branch_2(x, name=f"{name}.layers", hidden=inp * t, out=out, kernel=kernel, stride=stride)
+    add = layers
+    if stride == 1 and inp == out:
+        add = keras.layers.Add(name=f"{name}.add")([layers, x])
+    return add
+
+
+def trunk(x, name: str):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, use_bias=False, name=f"{name}.0")(x)  # 112×112×32
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)  # 112×112×32
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.3_pad")(x)
+    x = keras.layers.DepthwiseConv2D(3, use_bias=False, name=f"{name}.3")(x)  # 112×112×32
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.4")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.4_act")(x)  # 112×112×32
+    x = keras.layers.Conv2D(16, 1, use_bias=False, name=f"{name}.6")(x)  # 112×112×16
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.7")(x)  # 112×112×16
+    x = inverted_residual(x, name=f"{name}.8.0", inp=16, out=24, stride=2)
+    x = inverted_residual(x, name=f"{name}.8.1", inp=24, out=24)
+    x = inverted_residual(x, name=f"{name}.8.2", inp=24, out=24)
+    x = inverted_residual_2(x, name=f"{name}.9.0", inp=24, out=40, kernel=5, stride=2)
+    x = inverted_residual_2(x, name=f"{name}.9.1", inp=40, out=40, kernel=5)
+    x = inverted_residual_2(x, name=f"{name}.9.2", inp=40, out=40, kernel=5)
+    x = inverted_residual_2(x, name=f"{name}.10.0", inp=40, out=80, kernel=5, stride=2, t=6)
+    x = inverted_residual_2(x, name=f"{name}.10.1", inp=80, out=80, kernel=5, t=6)
+    x = inverted_residual_2(x, name=f"{name}.10.2", inp=80, out=80, kernel=5, t=6)
+    x = inverted_residual(x, name=f"{name}.11.0", inp=80, out=96, t=6)
+    x = inverted_residual(x, name=f"{name}.11.1", inp=96, out=96, t=6)
+    x = inverted_residual_2(x, name=f"{name}.12.0", inp=96, out=192, kernel=5, stride=2, t=6)
+    for n in range(1, 4):
+        x = inverted_residual_2(x, name=f"{name}.12.{n}", inp=192, out=192, kernel=5, t=6)
+    x = inverted_residual(x, name=f"{name}.13.0", inp=192, out=320, t=6)
+    x = keras.layers.Conv2D(1280, 1, use_bias=False, name=f"{name}.14")(x)  # 7×7×1280
+    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.15")(x)
+    x = keras.layers.Activation("relu", name=f"{name}.15_act")(x)  # 7×7×1280
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dropout(0.2, name=f"{name}.0")(x)  # 1280
+    x = keras.layers.Dense(1000, name=f"{name}.1")(x)  # 1000
+    return x
+
+
 def build_mnasnet1_0() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    layers_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.0_pad")(x)
-    layers_0 = keras.layers.Conv2D(32, 3, strides=2, use_bias=False, name="layers.0")(layers_0)  # 112×112×32
-    layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.1")(layers_0)
-    layers_1 = keras.layers.Activation("relu", name="layers.1_act")(layers_1)  # 112×112×32
-    layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.3_pad")(layers_1)
-    layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.3")(layers_3)  # 112×112×32
-    layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.4")(layers_3)
-    layers_4 = keras.layers.Activation("relu", name="layers.4_act")(layers_4)  # 112×112×32
-    layers_6 = keras.layers.Conv2D(16, 1, use_bias=False, name="layers.6")(layers_4)  # 112×112×16
-    layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.7")(layers_6)  # 112×112×16
-    layers_8_0_layers_0 = keras.layers.Conv2D(48, 1, use_bias=False, name="layers.8.0.layers.0")(layers_7)  # 112×112×48
-    layers_8_0_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.0.layers.1")(
-        layers_8_0_layers_0
-    )
-    layers_8_0_layers_1 = keras.layers.Activation("relu", name="layers.8.0.layers.1_act")(
-        layers_8_0_layers_1
-    )  # 112×112×48
-    layers_8_0_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.8.0.layers.3_pad")(
-        layers_8_0_layers_1
-    )
-    layers_8_0_layers_3 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="layers.8.0.layers.3")(
-        layers_8_0_layers_3
-    )  # 56×56×48
-    layers_8_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.0.layers.4")(
-        layers_8_0_layers_3
-    )
-    layers_8_0_layers_4 = keras.layers.Activation("relu", name="layers.8.0.layers.4_act")(
-        layers_8_0_layers_4
-    )  # 56×56×48
-    layers_8_0_layers_6 = keras.layers.Conv2D(24, 1, use_bias=False, name="layers.8.0.layers.6")(
-        layers_8_0_layers_4
-    )  # 56×56×24
-    layers_8_0_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.0.layers.7")(
-        layers_8_0_layers_6
-    )  # 56×56×24
-    layers_8_1_layers_0 = keras.layers.Conv2D(72, 1, use_bias=False, name="layers.8.1.layers.0")(
-        layers_8_0_layers_7
-    )  # 56×56×72
-    layers_8_1_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.1.layers.1")(
-        layers_8_1_layers_0
-    )
-    layers_8_1_layers_1 = keras.layers.Activation("relu", name="layers.8.1.layers.1_act")(
-        layers_8_1_layers_1
-    )  # 56×56×72
-    layers_8_1_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.8.1.layers.3_pad")(
-        layers_8_1_layers_1
-    )
-    layers_8_1_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.8.1.layers.3")(
-        layers_8_1_layers_3
-    )  # 56×56×72
-    layers_8_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.1.layers.4")(
-        layers_8_1_layers_3
-    )
-    layers_8_1_layers_4 = keras.layers.Activation("relu", name="layers.8.1.layers.4_act")(
-        layers_8_1_layers_4
-    )  # 56×56×72
-    layers_8_1_layers_6 = keras.layers.Conv2D(24, 1, use_bias=False, name="layers.8.1.layers.6")(
-        layers_8_1_layers_4
-    )  # 56×56×24
-    layers_8_1_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.1.layers.7")(
-        layers_8_1_layers_6
-    )  # 56×56×24
-    layers_8_1_add = keras.layers.Add(name="layers.8.1.add")([layers_8_1_layers_7, layers_8_0_layers_7])  # 56×56×24
-    layers_8_2_layers_0 = keras.layers.Conv2D(72, 1, use_bias=False, name="layers.8.2.layers.0")(
-        layers_8_1_add
-    )  # 56×56×72
-    layers_8_2_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.2.layers.1")(
-        layers_8_2_layers_0
-    )
-    layers_8_2_layers_1 = keras.layers.Activation("relu", name="layers.8.2.layers.1_act")(
-        layers_8_2_layers_1
-    )  # 56×56×72
-    layers_8_2_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.8.2.layers.3_pad")(
-        layers_8_2_layers_1
-    )
-    layers_8_2_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.8.2.layers.3")(
-        layers_8_2_layers_3
-    )  # 56×56×72
-    layers_8_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.2.layers.4")(
-        layers_8_2_layers_3
-    )
-    layers_8_2_layers_4 = keras.layers.Activation("relu", name="layers.8.2.layers.4_act")(
-        layers_8_2_layers_4
-    )  # 56×56×72
-    layers_8_2_layers_6 = keras.layers.Conv2D(24, 1, use_bias=False, name="layers.8.2.layers.6")(
-        layers_8_2_layers_4
-    )  # 56×56×24
-    layers_8_2_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.8.2.layers.7")(
-        layers_8_2_layers_6
-    )  # 56×56×24
-    layers_8_2_add = keras.layers.Add(name="layers.8.2.add")([layers_8_2_layers_7, layers_8_1_add])  # 56×56×24
-    layers_9_0_layers_0 = keras.layers.Conv2D(72, 1, use_bias=False, name="layers.9.0.layers.0")(
-        layers_8_2_add
-    )  # 56×56×72
-    layers_9_0_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.0.layers.1")(
-        layers_9_0_layers_0
-    )
-    layers_9_0_layers_1 = keras.layers.Activation("relu", name="layers.9.0.layers.1_act")(
-        layers_9_0_layers_1
-    )  # 56×56×72
-    layers_9_0_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.9.0.layers.3_pad")(
-        layers_9_0_layers_1
-    )
-    layers_9_0_layers_3 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="layers.9.0.layers.3")(
-        layers_9_0_layers_3
-    )  # 28×28×72
-    layers_9_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.0.layers.4")(
-        layers_9_0_layers_3
-    )
-    layers_9_0_layers_4 = keras.layers.Activation("relu", name="layers.9.0.layers.4_act")(
-        layers_9_0_layers_4
-    )  # 28×28×72
-    layers_9_0_layers_6 = keras.layers.Conv2D(40, 1, use_bias=False, name="layers.9.0.layers.6")(
-        layers_9_0_layers_4
-    )  # 28×28×40
-    layers_9_0_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.0.layers.7")(
-        layers_9_0_layers_6
-    )  # 28×28×40
-    layers_9_1_layers_0 = keras.layers.Conv2D(120, 1, use_bias=False, name="layers.9.1.layers.0")(
-        layers_9_0_layers_7
-    )  # 28×28×120
-    layers_9_1_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.1.layers.1")(
-        layers_9_1_layers_0
-    )
-    layers_9_1_layers_1 = keras.layers.Activation("relu", name="layers.9.1.layers.1_act")(
-        layers_9_1_layers_1
-    )  # 28×28×120
-    layers_9_1_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.9.1.layers.3_pad")(
-        layers_9_1_layers_1
-    )
-    layers_9_1_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.9.1.layers.3")(
-        layers_9_1_layers_3
-    )  # 28×28×120
-    layers_9_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.1.layers.4")(
-        layers_9_1_layers_3
-    )
-    layers_9_1_layers_4 = keras.layers.Activation("relu", name="layers.9.1.layers.4_act")(
-        layers_9_1_layers_4
-    )  # 28×28×120
-    layers_9_1_layers_6 = keras.layers.Conv2D(40, 1, use_bias=False, name="layers.9.1.layers.6")(
-        layers_9_1_layers_4
-    )  # 28×28×40
-    layers_9_1_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.1.layers.7")(
-        layers_9_1_layers_6
-    )  # 28×28×40
-    layers_9_1_add = keras.layers.Add(name="layers.9.1.add")([layers_9_1_layers_7, layers_9_0_layers_7])  # 28×28×40
-    layers_9_2_layers_0 = keras.layers.Conv2D(120, 1, use_bias=False, name="layers.9.2.layers.0")(
-        layers_9_1_add
-    )  # 28×28×120
-    layers_9_2_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.2.layers.1")(
-        layers_9_2_layers_0
-    )
-    layers_9_2_layers_1 = keras.layers.Activation("relu", name="layers.9.2.layers.1_act")(
-        layers_9_2_layers_1
-    )  # 28×28×120
-    layers_9_2_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.9.2.layers.3_pad")(
-        layers_9_2_layers_1
-    )
-    layers_9_2_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.9.2.layers.3")(
-        layers_9_2_layers_3
-    )  # 28×28×120
-    layers_9_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.2.layers.4")(
-        layers_9_2_layers_3
-    )
-    layers_9_2_layers_4 = keras.layers.Activation("relu", name="layers.9.2.layers.4_act")(
-        layers_9_2_layers_4
-    )  # 28×28×120
-    layers_9_2_layers_6 = keras.layers.Conv2D(40, 1, use_bias=False, name="layers.9.2.layers.6")(
-        layers_9_2_layers_4
-    )  # 28×28×40
-    layers_9_2_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.9.2.layers.7")(
-        layers_9_2_layers_6
-    )  # 28×28×40
-    layers_9_2_add = keras.layers.Add(name="layers.9.2.add")([layers_9_2_layers_7, layers_9_1_add])  # 28×28×40
-    layers_10_0_layers_0 = keras.layers.Conv2D(240, 1, use_bias=False, name="layers.10.0.layers.0")(
-        layers_9_2_add
-    )  # 28×28×240
-    layers_10_0_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.0.layers.1")(
-        layers_10_0_layers_0
-    )
-    layers_10_0_layers_1 = keras.layers.Activation("relu", name="layers.10.0.layers.1_act")(
-        layers_10_0_layers_1
-    )  # 28×28×240
-    layers_10_0_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.10.0.layers.3_pad")(
-        layers_10_0_layers_1
-    )
-    layers_10_0_layers_3 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="layers.10.0.layers.3")(
-        layers_10_0_layers_3
-    )  # 14×14×240
-    layers_10_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.0.layers.4")(
-        layers_10_0_layers_3
-    )
-    layers_10_0_layers_4 = keras.layers.Activation("relu", name="layers.10.0.layers.4_act")(
-        layers_10_0_layers_4
-    )  # 14×14×240
-    layers_10_0_layers_6 = keras.layers.Conv2D(80, 1, use_bias=False, name="layers.10.0.layers.6")(
-        layers_10_0_layers_4
-    )  # 14×14×80
-    layers_10_0_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.0.layers.7")(
-        layers_10_0_layers_6
-    )  # 14×14×80
-    layers_10_1_layers_0 = keras.layers.Conv2D(480, 1, use_bias=False, name="layers.10.1.layers.0")(
-        layers_10_0_layers_7
-    )  # 14×14×480
-    layers_10_1_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.1.layers.1")(
-        layers_10_1_layers_0
-    )
-    layers_10_1_layers_1 = keras.layers.Activation("relu", name="layers.10.1.layers.1_act")(
-        layers_10_1_layers_1
-    )  # 14×14×480
-    layers_10_1_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.10.1.layers.3_pad")(
-        layers_10_1_layers_1
-    )
-    layers_10_1_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.10.1.layers.3")(
-        layers_10_1_layers_3
-    )  # 14×14×480
-    layers_10_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.1.layers.4")(
-        layers_10_1_layers_3
-    )
-    layers_10_1_layers_4 = keras.layers.Activation("relu", name="layers.10.1.layers.4_act")(
-        layers_10_1_layers_4
-    )  # 14×14×480
-    layers_10_1_layers_6 = keras.layers.Conv2D(80, 1, use_bias=False, name="layers.10.1.layers.6")(
-        layers_10_1_layers_4
-    )  # 14×14×80
-    layers_10_1_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.1.layers.7")(
-        layers_10_1_layers_6
-    )  # 14×14×80
-    layers_10_1_add = keras.layers.Add(name="layers.10.1.add")([layers_10_1_layers_7, layers_10_0_layers_7])  # 14×14×80
-    layers_10_2_layers_0 = keras.layers.Conv2D(480, 1, use_bias=False, name="layers.10.2.layers.0")(
-        layers_10_1_add
-    )  # 14×14×480
-    layers_10_2_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.2.layers.1")(
-        layers_10_2_layers_0
-    )
-    layers_10_2_layers_1 = keras.layers.Activation("relu", name="layers.10.2.layers.1_act")(
-        layers_10_2_layers_1
-    )  # 14×14×480
-    layers_10_2_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.10.2.layers.3_pad")(
-        layers_10_2_layers_1
-    )
-    layers_10_2_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.10.2.layers.3")(
-        layers_10_2_layers_3
-    )  # 14×14×480
-    layers_10_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.2.layers.4")(
-        layers_10_2_layers_3
-    )
-    layers_10_2_layers_4 = keras.layers.Activation("relu", name="layers.10.2.layers.4_act")(
-        layers_10_2_layers_4
-    )  # 14×14×480
-    layers_10_2_layers_6 = keras.layers.Conv2D(80, 1, use_bias=False, name="layers.10.2.layers.6")(
-        layers_10_2_layers_4
-    )  # 14×14×80
-    layers_10_2_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.10.2.layers.7")(
-        layers_10_2_layers_6
-    )  # 14×14×80
-    layers_10_2_add = keras.layers.Add(name="layers.10.2.add")([layers_10_2_layers_7, layers_10_1_add])  # 14×14×80
-    layers_11_0_layers_0 = keras.layers.Conv2D(480, 1, use_bias=False, name="layers.11.0.layers.0")(
-        layers_10_2_add
-    )  # 14×14×480
-    layers_11_0_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.0.layers.1")(
-        layers_11_0_layers_0
-    )
-    layers_11_0_layers_1 = keras.layers.Activation("relu", name="layers.11.0.layers.1_act")(
-        layers_11_0_layers_1
-    )  # 14×14×480
-    layers_11_0_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.11.0.layers.3_pad")(
-        layers_11_0_layers_1
-    )
-    layers_11_0_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.11.0.layers.3")(
-        layers_11_0_layers_3
-    )  # 14×14×480
-    layers_11_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.0.layers.4")(
-        layers_11_0_layers_3
-    )
-    layers_11_0_layers_4 = keras.layers.Activation("relu", name="layers.11.0.layers.4_act")(
-        layers_11_0_layers_4
-    )  # 14×14×480
-    layers_11_0_layers_6 = keras.layers.Conv2D(96, 1, use_bias=False, name="layers.11.0.layers.6")(
-        layers_11_0_layers_4
-    )  # 14×14×96
-    layers_11_0_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.0.layers.7")(
-        layers_11_0_layers_6
-    )  # 14×14×96
-    layers_11_1_layers_0 = keras.layers.Conv2D(576, 1, use_bias=False, name="layers.11.1.layers.0")(
-        layers_11_0_layers_7
-    )  # 14×14×576
-    layers_11_1_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.1.layers.1")(
-        layers_11_1_layers_0
-    )
-    layers_11_1_layers_1 = keras.layers.Activation("relu", name="layers.11.1.layers.1_act")(
-        layers_11_1_layers_1
-    )  # 14×14×576
-    layers_11_1_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.11.1.layers.3_pad")(
-        layers_11_1_layers_1
-    )
-    layers_11_1_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.11.1.layers.3")(
-        layers_11_1_layers_3
-    )  # 14×14×576
-    layers_11_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.1.layers.4")(
-        layers_11_1_layers_3
-    )
-    layers_11_1_layers_4 = keras.layers.Activation("relu", name="layers.11.1.layers.4_act")(
-        layers_11_1_layers_4
-    )  # 14×14×576
-    layers_11_1_layers_6 = keras.layers.Conv2D(96, 1, use_bias=False, name="layers.11.1.layers.6")(
-        layers_11_1_layers_4
-    )  # 14×14×96
-    layers_11_1_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.11.1.layers.7")(
-        layers_11_1_layers_6
-    )  # 14×14×96
-    layers_11_1_add = keras.layers.Add(name="layers.11.1.add")([layers_11_1_layers_7, layers_11_0_layers_7])  # 14×14×96
-    layers_12_0_layers_0 = keras.layers.Conv2D(576, 1, use_bias=False, name="layers.12.0.layers.0")(
-        layers_11_1_add
-    )  # 14×14×576
-    layers_12_0_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.0.layers.1")(
-        layers_12_0_layers_0
-    )
-    layers_12_0_layers_1 = keras.layers.Activation("relu", name="layers.12.0.layers.1_act")(
-        layers_12_0_layers_1
-    )  # 14×14×576
-    layers_12_0_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.0.layers.3_pad")(
-        layers_12_0_layers_1
-    )
-    layers_12_0_layers_3 = keras.layers.DepthwiseConv2D(5, strides=2, use_bias=False, name="layers.12.0.layers.3")(
-        layers_12_0_layers_3
-    )  # 7×7×576
-    layers_12_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.0.layers.4")(
-        layers_12_0_layers_3
-    )
-    layers_12_0_layers_4 = keras.layers.Activation("relu", name="layers.12.0.layers.4_act")(
-        layers_12_0_layers_4
-    )  # 7×7×576
-    layers_12_0_layers_6 = keras.layers.Conv2D(192, 1, use_bias=False, name="layers.12.0.layers.6")(
-        layers_12_0_layers_4
-    )  # 7×7×192
-    layers_12_0_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.0.layers.7")(
-        layers_12_0_layers_6
-    )  # 7×7×192
-    layers_12_1_layers_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="layers.12.1.layers.0")(
-        layers_12_0_layers_7
-    )  # 7×7×1152
-    layers_12_1_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.1.layers.1")(
-        layers_12_1_layers_0
-    )
-    layers_12_1_layers_1 = keras.layers.Activation("relu", name="layers.12.1.layers.1_act")(
-        layers_12_1_layers_1
-    )  # 7×7×1152
-    layers_12_1_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.1.layers.3_pad")(
-        layers_12_1_layers_1
-    )
-    layers_12_1_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.12.1.layers.3")(
-        layers_12_1_layers_3
-    )  # 7×7×1152
-    layers_12_1_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.1.layers.4")(
-        layers_12_1_layers_3
-    )
-    layers_12_1_layers_4 = keras.layers.Activation("relu", name="layers.12.1.layers.4_act")(
-        layers_12_1_layers_4
-    )  # 7×7×1152
-    layers_12_1_layers_6 = keras.layers.Conv2D(192, 1, use_bias=False, name="layers.12.1.layers.6")(
-        layers_12_1_layers_4
-    )  # 7×7×192
-    layers_12_1_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.1.layers.7")(
-        layers_12_1_layers_6
-    )  # 7×7×192
-    layers_12_1_add = keras.layers.Add(name="layers.12.1.add")([layers_12_1_layers_7, layers_12_0_layers_7])  # 7×7×192
-    layers_12_2_layers_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="layers.12.2.layers.0")(
-        layers_12_1_add
-    )  # 7×7×1152
-    layers_12_2_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.2.layers.1")(
-        layers_12_2_layers_0
-    )
-    layers_12_2_layers_1 = keras.layers.Activation("relu", name="layers.12.2.layers.1_act")(
-        layers_12_2_layers_1
-    )  # 7×7×1152
-    layers_12_2_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.2.layers.3_pad")(
-        layers_12_2_layers_1
-    )
-    layers_12_2_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.12.2.layers.3")(
-        layers_12_2_layers_3
-    )  # 7×7×1152
-    layers_12_2_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.2.layers.4")(
-        layers_12_2_layers_3
-    )
-    layers_12_2_layers_4 = keras.layers.Activation("relu", name="layers.12.2.layers.4_act")(
-        layers_12_2_layers_4
-    )  # 7×7×1152
-    layers_12_2_layers_6 = keras.layers.Conv2D(192, 1, use_bias=False, name="layers.12.2.layers.6")(
-        layers_12_2_layers_4
-    )  # 7×7×192
-    layers_12_2_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.2.layers.7")(
-        layers_12_2_layers_6
-    )  # 7×7×192
-    layers_12_2_add = keras.layers.Add(name="layers.12.2.add")([layers_12_2_layers_7, layers_12_1_add])  # 7×7×192
-    layers_12_3_layers_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="layers.12.3.layers.0")(
-        layers_12_2_add
-    )  # 7×7×1152
-    layers_12_3_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.3.layers.1")(
-        layers_12_3_layers_0
-    )
-    layers_12_3_layers_1 = keras.layers.Activation("relu", name="layers.12.3.layers.1_act")(
-        layers_12_3_layers_1
-    )  # 7×7×1152
-    layers_12_3_layers_3 = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name="layers.12.3.layers.3_pad")(
-        layers_12_3_layers_1
-    )
-    layers_12_3_layers_3 = keras.layers.DepthwiseConv2D(5, use_bias=False, name="layers.12.3.layers.3")(
-        layers_12_3_layers_3
-    )  # 7×7×1152
-    layers_12_3_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.3.layers.4")(
-        layers_12_3_layers_3
-    )
-    layers_12_3_layers_4 = keras.layers.Activation("relu", name="layers.12.3.layers.4_act")(
-        layers_12_3_layers_4
-    )  # 7×7×1152
-    layers_12_3_layers_6 = keras.layers.Conv2D(192, 1, use_bias=False, name="layers.12.3.layers.6")(
-        layers_12_3_layers_4
-    )  # 7×7×192
-    layers_12_3_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.12.3.layers.7")(
-        layers_12_3_layers_6
-    )  # 7×7×192
-    layers_12_3_add = keras.layers.Add(name="layers.12.3.add")([layers_12_3_layers_7, layers_12_2_add])  # 7×7×192
-    layers_13_0_layers_0 = keras.layers.Conv2D(1152, 1, use_bias=False, name="layers.13.0.layers.0")(
-        layers_12_3_add
-    )  # 7×7×1152
-    layers_13_0_layers_1 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.13.0.layers.1")(
-        layers_13_0_layers_0
-    )
-    layers_13_0_layers_1 = keras.layers.Activation("relu", name="layers.13.0.layers.1_act")(
-        layers_13_0_layers_1
-    )  # 7×7×1152
-    layers_13_0_layers_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layers.13.0.layers.3_pad")(
-        layers_13_0_layers_1
-    )
-    layers_13_0_layers_3 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="layers.13.0.layers.3")(
-        layers_13_0_layers_3
-    )  # 7×7×1152
-    layers_13_0_layers_4 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.13.0.layers.4")(
-        layers_13_0_layers_3
-    )
-    layers_13_0_layers_4 = keras.layers.Activation("relu", name="layers.13.0.layers.4_act")(
-        layers_13_0_layers_4
-    )  # 7×7×1152
-    layers_13_0_layers_6 = keras.layers.Conv2D(320, 1, use_bias=False, name="layers.13.0.layers.6")(
-        layers_13_0_layers_4
-    )  # 7×7×320
-    layers_13_0_layers_7 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.13.0.layers.7")(
-        layers_13_0_layers_6
-    )  # 7×7×320
-    layers_14 = keras.layers.Conv2D(1280, 1, use_bias=False, name="layers.14")(layers_13_0_layers_7)  # 7×7×1280
-    layers_15 = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name="layers.15")(layers_14)
-    layers_15 = keras.layers.Activation("relu", name="layers.15_act")(layers_15)  # 7×7×1280
-    pool = keras.layers.GlobalAveragePooling2D(name="pool")(layers_15)  # 1280
-    classifier_0 = keras.layers.Dropout(0.2, name="classifier.0")(pool)  # 1280
-    classifier_1 = keras.layers.Dense(1000, name="classifier.1")(classifier_0)  # 1000
-    return keras.Model(inputs, classifier_1, name="mnasnet1_0")
+    layers = trunk(x, name="layers")  # 7×7×1280
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")(layers)  # 1280
+    classifier_ = classifier(pool, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="mnasnet1_0")

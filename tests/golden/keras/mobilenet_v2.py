@@ -5,477 +5,92 @@
 import keras
 
 
+def conv_bn(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(
+        x
+    )  # 112×112×32
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("relu6", name=f"{name}.1_act")(x)  # 112×112×32
+    return x
+
+
+def conv_bn_2(x, name: str, kernel: int = 3, stride: int = 1):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("relu6", name=f"{name}.1_act")(x)
+    return x
+
+
+def conv_bn_3(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    x = keras.layers.Activation("relu6", name=f"{name}.1_act")(x)
+    return x
+
+
+def branch(x, name: str, out: int, stride: int = 1):
+    x = conv_bn_2(x, name=f"{name}.0", stride=stride)
+    x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.1")(x)  # 112×112×16
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.2")(x)  # 112×112×16
+    return x
+
+
+def branch_2(x, name: str, hidden: int, out: int, stride: int = 1):
+    x = conv_bn_3(x, name=f"{name}.0", out=hidden, kernel=1)
+    x = conv_bn_2(x, name=f"{name}.1", stride=stride)
+    x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.2")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.3")(x)
+    return x
+
+
+def inverted_residual(x, name: str, out: int, stride: int = 1):
+    conv = branch(x, name=f"{name}.conv", out=out, stride=stride)
+    return conv
+
+
+def inverted_residual_2(x, name: str, inp: int, out: int, t: int = 6, stride: int = 1):
+    conv = branch_2(x, name=f"{name}.conv", hidden=inp * t, out=out, stride=stride)
+    add = conv
+    if stride == 1 and inp == out:
+        add = keras.layers.Add(name=f"{name}.add")([conv, x])
+    return add
+
+
+def features(x, name: str):
+    x = conv_bn(x, name=f"{name}.0", out=32, stride=2)
+    x = inverted_residual(x, name=f"{name}.1", out=16)
+    x = inverted_residual_2(x, name=f"{name}.2", inp=16, out=24, stride=2)
+    x = inverted_residual_2(x, name=f"{name}.3", inp=24, out=24)
+    x = inverted_residual_2(x, name=f"{name}.4", inp=24, out=32, stride=2)
+    x = inverted_residual_2(x, name=f"{name}.5", inp=32, out=32)
+    x = inverted_residual_2(x, name=f"{name}.6", inp=32, out=32)
+    x = inverted_residual_2(x, name=f"{name}.7", inp=32, out=64, stride=2)
+    x = inverted_residual_2(x, name=f"{name}.8", inp=64, out=64)
+    x = inverted_residual_2(x, name=f"{name}.9", inp=64, out=64)
+    x = inverted_residual_2(x, name=f"{name}.10", inp=64, out=64)
+    x = inverted_residual_2(x, name=f"{name}.11", inp=64, out=96)
+    x = inverted_residual_2(x, name=f"{name}.12", inp=96, out=96)
+    x = inverted_residual_2(x, name=f"{name}.13", inp=96, out=96)
+    x = inverted_residual_2(x, name=f"{name}.14", inp=96, out=160, stride=2)
+    x = inverted_residual_2(x, name=f"{name}.15", inp=160, out=160)
+    x = inverted_residual_2(x, name=f"{name}.16", inp=160, out=160)
+    x = inverted_residual_2(x, name=f"{name}.17", inp=160, out=320)
+    x = conv_bn_3(x, name=f"{name}.18", out=1280, kernel=1)
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dropout(0.2, name=f"{name}.0")(x)  # 1280
+    x = keras.layers.Dense(1000, name=f"{name}.1")(x)  # 1000
+    return x
+
+
 def build_mobilenet_v2() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    features_0_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.0.0_pad")(x)
-    features_0_0 = keras.layers.Conv2D(32, 3, strides=2, use_bias=False, name="features.0.0")(
-        features_0_0
-    )  # 112×112×32
-    features_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.0.1")(features_0_0)
-    features_0_1 = keras.layers.Activation("relu6", name="features.0.1_act")(features_0_1)  # 112×112×32
-    features_1_conv_0_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.1.conv.0.0_pad")(features_0_1)
-    features_1_conv_0_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.1.conv.0.0")(
-        features_1_conv_0_0
-    )  # 112×112×32
-    features_1_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.1.conv.0.1")(
-        features_1_conv_0_0
-    )
-    features_1_conv_0_1 = keras.layers.Activation("relu6", name="features.1.conv.0.1_act")(
-        features_1_conv_0_1
-    )  # 112×112×32
-    features_1_conv_1 = keras.layers.Conv2D(16, 1, use_bias=False, name="features.1.conv.1")(
-        features_1_conv_0_1
-    )  # 112×112×16
-    features_1_conv_2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.1.conv.2")(
-        features_1_conv_1
-    )  # 112×112×16
-    features_2_conv_0_0 = keras.layers.Conv2D(96, 1, use_bias=False, name="features.2.conv.0.0")(
-        features_1_conv_2
-    )  # 112×112×96
-    features_2_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.2.conv.0.1")(
-        features_2_conv_0_0
-    )
-    features_2_conv_0_1 = keras.layers.Activation("relu6", name="features.2.conv.0.1_act")(
-        features_2_conv_0_1
-    )  # 112×112×96
-    features_2_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2.conv.1.0_pad")(
-        features_2_conv_0_1
-    )
-    features_2_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.2.conv.1.0")(
-        features_2_conv_1_0
-    )  # 56×56×96
-    features_2_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.2.conv.1.1")(
-        features_2_conv_1_0
-    )
-    features_2_conv_1_1 = keras.layers.Activation("relu6", name="features.2.conv.1.1_act")(
-        features_2_conv_1_1
-    )  # 56×56×96
-    features_2_conv_2 = keras.layers.Conv2D(24, 1, use_bias=False, name="features.2.conv.2")(
-        features_2_conv_1_1
-    )  # 56×56×24
-    features_2_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.2.conv.3")(
-        features_2_conv_2
-    )  # 56×56×24
-    features_3_conv_0_0 = keras.layers.Conv2D(144, 1, use_bias=False, name="features.3.conv.0.0")(
-        features_2_conv_3
-    )  # 56×56×144
-    features_3_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.3.conv.0.1")(
-        features_3_conv_0_0
-    )
-    features_3_conv_0_1 = keras.layers.Activation("relu6", name="features.3.conv.0.1_act")(
-        features_3_conv_0_1
-    )  # 56×56×144
-    features_3_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.3.conv.1.0_pad")(
-        features_3_conv_0_1
-    )
-    features_3_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.3.conv.1.0")(
-        features_3_conv_1_0
-    )  # 56×56×144
-    features_3_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.3.conv.1.1")(
-        features_3_conv_1_0
-    )
-    features_3_conv_1_1 = keras.layers.Activation("relu6", name="features.3.conv.1.1_act")(
-        features_3_conv_1_1
-    )  # 56×56×144
-    features_3_conv_2 = keras.layers.Conv2D(24, 1, use_bias=False, name="features.3.conv.2")(
-        features_3_conv_1_1
-    )  # 56×56×24
-    features_3_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.3.conv.3")(
-        features_3_conv_2
-    )  # 56×56×24
-    features_3_add = keras.layers.Add(name="features.3.add")([features_3_conv_3, features_2_conv_3])  # 56×56×24
-    features_4_conv_0_0 = keras.layers.Conv2D(144, 1, use_bias=False, name="features.4.conv.0.0")(
-        features_3_add
-    )  # 56×56×144
-    features_4_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.4.conv.0.1")(
-        features_4_conv_0_0
-    )
-    features_4_conv_0_1 = keras.layers.Activation("relu6", name="features.4.conv.0.1_act")(
-        features_4_conv_0_1
-    )  # 56×56×144
-    features_4_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.conv.1.0_pad")(
-        features_4_conv_0_1
-    )
-    features_4_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.4.conv.1.0")(
-        features_4_conv_1_0
-    )  # 28×28×144
-    features_4_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.4.conv.1.1")(
-        features_4_conv_1_0
-    )
-    features_4_conv_1_1 = keras.layers.Activation("relu6", name="features.4.conv.1.1_act")(
-        features_4_conv_1_1
-    )  # 28×28×144
-    features_4_conv_2 = keras.layers.Conv2D(32, 1, use_bias=False, name="features.4.conv.2")(
-        features_4_conv_1_1
-    )  # 28×28×32
-    features_4_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.4.conv.3")(
-        features_4_conv_2
-    )  # 28×28×32
-    features_5_conv_0_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.5.conv.0.0")(
-        features_4_conv_3
-    )  # 28×28×192
-    features_5_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.5.conv.0.1")(
-        features_5_conv_0_0
-    )
-    features_5_conv_0_1 = keras.layers.Activation("relu6", name="features.5.conv.0.1_act")(
-        features_5_conv_0_1
-    )  # 28×28×192
-    features_5_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.5.conv.1.0_pad")(
-        features_5_conv_0_1
-    )
-    features_5_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.5.conv.1.0")(
-        features_5_conv_1_0
-    )  # 28×28×192
-    features_5_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.5.conv.1.1")(
-        features_5_conv_1_0
-    )
-    features_5_conv_1_1 = keras.layers.Activation("relu6", name="features.5.conv.1.1_act")(
-        features_5_conv_1_1
-    )  # 28×28×192
-    features_5_conv_2 = keras.layers.Conv2D(32, 1, use_bias=False, name="features.5.conv.2")(
-        features_5_conv_1_1
-    )  # 28×28×32
-    features_5_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.5.conv.3")(
-        features_5_conv_2
-    )  # 28×28×32
-    features_5_add = keras.layers.Add(name="features.5.add")([features_5_conv_3, features_4_conv_3])  # 28×28×32
-    features_6_conv_0_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.6.conv.0.0")(
-        features_5_add
-    )  # 28×28×192
-    features_6_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.6.conv.0.1")(
-        features_6_conv_0_0
-    )
-    features_6_conv_0_1 = keras.layers.Activation("relu6", name="features.6.conv.0.1_act")(
-        features_6_conv_0_1
-    )  # 28×28×192
-    features_6_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.6.conv.1.0_pad")(
-        features_6_conv_0_1
-    )
-    features_6_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.6.conv.1.0")(
-        features_6_conv_1_0
-    )  # 28×28×192
-    features_6_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.6.conv.1.1")(
-        features_6_conv_1_0
-    )
-    features_6_conv_1_1 = keras.layers.Activation("relu6", name="features.6.conv.1.1_act")(
-        features_6_conv_1_1
-    )  # 28×28×192
-    features_6_conv_2 = keras.layers.Conv2D(32, 1, use_bias=False, name="features.6.conv.2")(
-        features_6_conv_1_1
-    )  # 28×28×32
-    features_6_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.6.conv.3")(
-        features_6_conv_2
-    )  # 28×28×32
-    features_6_add = keras.layers.Add(name="features.6.add")([features_6_conv_3, features_5_add])  # 28×28×32
-    features_7_conv_0_0 = keras.layers.Conv2D(192, 1, use_bias=False, name="features.7.conv.0.0")(
-        features_6_add
-    )  # 28×28×192
-    features_7_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.7.conv.0.1")(
-        features_7_conv_0_0
-    )
-    features_7_conv_0_1 = keras.layers.Activation("relu6", name="features.7.conv.0.1_act")(
-        features_7_conv_0_1
-    )  # 28×28×192
-    features_7_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7.conv.1.0_pad")(
-        features_7_conv_0_1
-    )
-    features_7_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.7.conv.1.0")(
-        features_7_conv_1_0
-    )  # 14×14×192
-    features_7_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.7.conv.1.1")(
-        features_7_conv_1_0
-    )
-    features_7_conv_1_1 = keras.layers.Activation("relu6", name="features.7.conv.1.1_act")(
-        features_7_conv_1_1
-    )  # 14×14×192
-    features_7_conv_2 = keras.layers.Conv2D(64, 1, use_bias=False, name="features.7.conv.2")(
-        features_7_conv_1_1
-    )  # 14×14×64
-    features_7_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.7.conv.3")(
-        features_7_conv_2
-    )  # 14×14×64
-    features_8_conv_0_0 = keras.layers.Conv2D(384, 1, use_bias=False, name="features.8.conv.0.0")(
-        features_7_conv_3
-    )  # 14×14×384
-    features_8_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.8.conv.0.1")(
-        features_8_conv_0_0
-    )
-    features_8_conv_0_1 = keras.layers.Activation("relu6", name="features.8.conv.0.1_act")(
-        features_8_conv_0_1
-    )  # 14×14×384
-    features_8_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.8.conv.1.0_pad")(
-        features_8_conv_0_1
-    )
-    features_8_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.8.conv.1.0")(
-        features_8_conv_1_0
-    )  # 14×14×384
-    features_8_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.8.conv.1.1")(
-        features_8_conv_1_0
-    )
-    features_8_conv_1_1 = keras.layers.Activation("relu6", name="features.8.conv.1.1_act")(
-        features_8_conv_1_1
-    )  # 14×14×384
-    features_8_conv_2 = keras.layers.Conv2D(64, 1, use_bias=False, name="features.8.conv.2")(
-        features_8_conv_1_1
-    )  # 14×14×64
-    features_8_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.8.conv.3")(
-        features_8_conv_2
-    )  # 14×14×64
-    features_8_add = keras.layers.Add(name="features.8.add")([features_8_conv_3, features_7_conv_3])  # 14×14×64
-    features_9_conv_0_0 = keras.layers.Conv2D(384, 1, use_bias=False, name="features.9.conv.0.0")(
-        features_8_add
-    )  # 14×14×384
-    features_9_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.9.conv.0.1")(
-        features_9_conv_0_0
-    )
-    features_9_conv_0_1 = keras.layers.Activation("relu6", name="features.9.conv.0.1_act")(
-        features_9_conv_0_1
-    )  # 14×14×384
-    features_9_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.9.conv.1.0_pad")(
-        features_9_conv_0_1
-    )
-    features_9_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.9.conv.1.0")(
-        features_9_conv_1_0
-    )  # 14×14×384
-    features_9_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.9.conv.1.1")(
-        features_9_conv_1_0
-    )
-    features_9_conv_1_1 = keras.layers.Activation("relu6", name="features.9.conv.1.1_act")(
-        features_9_conv_1_1
-    )  # 14×14×384
-    features_9_conv_2 = keras.layers.Conv2D(64, 1, use_bias=False, name="features.9.conv.2")(
-        features_9_conv_1_1
-    )  # 14×14×64
-    features_9_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.9.conv.3")(
-        features_9_conv_2
-    )  # 14×14×64
-    features_9_add = keras.layers.Add(name="features.9.add")([features_9_conv_3, features_8_add])  # 14×14×64
-    features_10_conv_0_0 = keras.layers.Conv2D(384, 1, use_bias=False, name="features.10.conv.0.0")(
-        features_9_add
-    )  # 14×14×384
-    features_10_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.10.conv.0.1")(
-        features_10_conv_0_0
-    )
-    features_10_conv_0_1 = keras.layers.Activation("relu6", name="features.10.conv.0.1_act")(
-        features_10_conv_0_1
-    )  # 14×14×384
-    features_10_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.10.conv.1.0_pad")(
-        features_10_conv_0_1
-    )
-    features_10_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.10.conv.1.0")(
-        features_10_conv_1_0
-    )  # 14×14×384
-    features_10_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.10.conv.1.1")(
-        features_10_conv_1_0
-    )
-    features_10_conv_1_1 = keras.layers.Activation("relu6", name="features.10.conv.1.1_act")(
-        features_10_conv_1_1
-    )  # 14×14×384
-    features_10_conv_2 = keras.layers.Conv2D(64, 1, use_bias=False, name="features.10.conv.2")(
-        features_10_conv_1_1
-    )  # 14×14×64
-    features_10_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.10.conv.3")(
-        features_10_conv_2
-    )  # 14×14×64
-    features_10_add = keras.layers.Add(name="features.10.add")([features_10_conv_3, features_9_add])  # 14×14×64
-    features_11_conv_0_0 = keras.layers.Conv2D(384, 1, use_bias=False, name="features.11.conv.0.0")(
-        features_10_add
-    )  # 14×14×384
-    features_11_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.11.conv.0.1")(
-        features_11_conv_0_0
-    )
-    features_11_conv_0_1 = keras.layers.Activation("relu6", name="features.11.conv.0.1_act")(
-        features_11_conv_0_1
-    )  # 14×14×384
-    features_11_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.11.conv.1.0_pad")(
-        features_11_conv_0_1
-    )
-    features_11_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.11.conv.1.0")(
-        features_11_conv_1_0
-    )  # 14×14×384
-    features_11_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.11.conv.1.1")(
-        features_11_conv_1_0
-    )
-    features_11_conv_1_1 = keras.layers.Activation("relu6", name="features.11.conv.1.1_act")(
-        features_11_conv_1_1
-    )  # 14×14×384
-    features_11_conv_2 = keras.layers.Conv2D(96, 1, use_bias=False, name="features.11.conv.2")(
-        features_11_conv_1_1
-    )  # 14×14×96
-    features_11_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.11.conv.3")(
-        features_11_conv_2
-    )  # 14×14×96
-    features_12_conv_0_0 = keras.layers.Conv2D(576, 1, use_bias=False, name="features.12.conv.0.0")(
-        features_11_conv_3
-    )  # 14×14×576
-    features_12_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.12.conv.0.1")(
-        features_12_conv_0_0
-    )
-    features_12_conv_0_1 = keras.layers.Activation("relu6", name="features.12.conv.0.1_act")(
-        features_12_conv_0_1
-    )  # 14×14×576
-    features_12_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.12.conv.1.0_pad")(
-        features_12_conv_0_1
-    )
-    features_12_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.12.conv.1.0")(
-        features_12_conv_1_0
-    )  # 14×14×576
-    features_12_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.12.conv.1.1")(
-        features_12_conv_1_0
-    )
-    features_12_conv_1_1 = keras.layers.Activation("relu6", name="features.12.conv.1.1_act")(
-        features_12_conv_1_1
-    )  # 14×14×576
-    features_12_conv_2 = keras.layers.Conv2D(96, 1, use_bias=False, name="features.12.conv.2")(
-        features_12_conv_1_1
-    )  # 14×14×96
-    features_12_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.12.conv.3")(
-        features_12_conv_2
-    )  # 14×14×96
-    features_12_add = keras.layers.Add(name="features.12.add")([features_12_conv_3, features_11_conv_3])  # 14×14×96
-    features_13_conv_0_0 = keras.layers.Conv2D(576, 1, use_bias=False, name="features.13.conv.0.0")(
-        features_12_add
-    )  # 14×14×576
-    features_13_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.13.conv.0.1")(
-        features_13_conv_0_0
-    )
-    features_13_conv_0_1 = keras.layers.Activation("relu6", name="features.13.conv.0.1_act")(
-        features_13_conv_0_1
-    )  # 14×14×576
-    features_13_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.13.conv.1.0_pad")(
-        features_13_conv_0_1
-    )
-    features_13_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.13.conv.1.0")(
-        features_13_conv_1_0
-    )  # 14×14×576
-    features_13_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.13.conv.1.1")(
-        features_13_conv_1_0
-    )
-    features_13_conv_1_1 = keras.layers.Activation("relu6", name="features.13.conv.1.1_act")(
-        features_13_conv_1_1
-    )  # 14×14×576
-    features_13_conv_2 = keras.layers.Conv2D(96, 1, use_bias=False, name="features.13.conv.2")(
-        features_13_conv_1_1
-    )  # 14×14×96
-    features_13_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.13.conv.3")(
-        features_13_conv_2
-    )  # 14×14×96
-    features_13_add = keras.layers.Add(name="features.13.add")([features_13_conv_3, features_12_add])  # 14×14×96
-    features_14_conv_0_0 = keras.layers.Conv2D(576, 1, use_bias=False, name="features.14.conv.0.0")(
-        features_13_add
-    )  # 14×14×576
-    features_14_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.14.conv.0.1")(
-        features_14_conv_0_0
-    )
-    features_14_conv_0_1 = keras.layers.Activation("relu6", name="features.14.conv.0.1_act")(
-        features_14_conv_0_1
-    )  # 14×14×576
-    features_14_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.14.conv.1.0_pad")(
-        features_14_conv_0_1
-    )
-    features_14_conv_1_0 = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="features.14.conv.1.0")(
-        features_14_conv_1_0
-    )  # 7×7×576
-    features_14_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.14.conv.1.1")(
-        features_14_conv_1_0
-    )
-    features_14_conv_1_1 = keras.layers.Activation("relu6", name="features.14.conv.1.1_act")(
-        features_14_conv_1_1
-    )  # 7×7×576
-    features_14_conv_2 = keras.layers.Conv2D(160, 1, use_bias=False, name="features.14.conv.2")(
-        features_14_conv_1_1
-    )  # 7×7×160
-    features_14_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.14.conv.3")(
-        features_14_conv_2
-    )  # 7×7×160
-    features_15_conv_0_0 = keras.layers.Conv2D(960, 1, use_bias=False, name="features.15.conv.0.0")(
-        features_14_conv_3
-    )  # 7×7×960
-    features_15_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.15.conv.0.1")(
-        features_15_conv_0_0
-    )
-    features_15_conv_0_1 = keras.layers.Activation("relu6", name="features.15.conv.0.1_act")(
-        features_15_conv_0_1
-    )  # 7×7×960
-    features_15_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.15.conv.1.0_pad")(
-        features_15_conv_0_1
-    )
-    features_15_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.15.conv.1.0")(
-        features_15_conv_1_0
-    )  # 7×7×960
-    features_15_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.15.conv.1.1")(
-        features_15_conv_1_0
-    )
-    features_15_conv_1_1 = keras.layers.Activation("relu6", name="features.15.conv.1.1_act")(
-        features_15_conv_1_1
-    )  # 7×7×960
-    features_15_conv_2 = keras.layers.Conv2D(160, 1, use_bias=False, name="features.15.conv.2")(
-        features_15_conv_1_1
-    )  # 7×7×160
-    features_15_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.15.conv.3")(
-        features_15_conv_2
-    )  # 7×7×160
-    features_15_add = keras.layers.Add(name="features.15.add")([features_15_conv_3, features_14_conv_3])  # 7×7×160
-    features_16_conv_0_0 = keras.layers.Conv2D(960, 1, use_bias=False, name="features.16.conv.0.0")(
-        features_15_add
-    )  # 7×7×960
-    features_16_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.16.conv.0.1")(
-        features_16_conv_0_0
-    )
-    features_16_conv_0_1 = keras.layers.Activation("relu6", name="features.16.conv.0.1_act")(
-        features_16_conv_0_1
-    )  # 7×7×960
-    features_16_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.16.conv.1.0_pad")(
-        features_16_conv_0_1
-    )
-    features_16_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.16.conv.1.0")(
-        features_16_conv_1_0
-    )  # 7×7×960
-    features_16_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.16.conv.1.1")(
-        features_16_conv_1_0
-    )
-    features_16_conv_1_1 = keras.layers.Activation("relu6", name="features.16.conv.1.1_act")(
-        features_16_conv_1_1
-    )  # 7×7×960
-    features_16_conv_2 = keras.layers.Conv2D(160, 1, use_bias=False, name="features.16.conv.2")(
-        features_16_conv_1_1
-    )  # 7×7×160
-    features_16_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.16.conv.3")(
-        features_16_conv_2
-    )  # 7×7×160
-    features_16_add = keras.layers.Add(name="features.16.add")([features_16_conv_3, features_15_add])  # 7×7×160
-    features_17_conv_0_0 = keras.layers.Conv2D(960, 1, use_bias=False, name="features.17.conv.0.0")(
-        features_16_add
-    )  # 7×7×960
-    features_17_conv_0_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.17.conv.0.1")(
-        features_17_conv_0_0
-    )
-    features_17_conv_0_1 = keras.layers.Activation("relu6", name="features.17.conv.0.1_act")(
-        features_17_conv_0_1
-    )  # 7×7×960
-    features_17_conv_1_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.17.conv.1.0_pad")(
-        features_17_conv_0_1
-    )
-    features_17_conv_1_0 = keras.layers.DepthwiseConv2D(3, use_bias=False, name="features.17.conv.1.0")(
-        features_17_conv_1_0
-    )  # 7×7×960
-    features_17_conv_1_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.17.conv.1.1")(
-        features_17_conv_1_0
-    )
-    features_17_conv_1_1 = keras.layers.Activation("relu6", name="features.17.conv.1.1_act")(
-        features_17_conv_1_1
-    )  # 7×7×960
-    features_17_conv_2 = keras.layers.Conv2D(320, 1, use_bias=False, name="features.17.conv.2")(
-        features_17_conv_1_1
-    )  # 7×7×320
-    features_17_conv_3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.17.conv.3")(
-        features_17_conv_2
-    )  # 7×7×320
-    features_18_0 = keras.layers.Conv2D(1280, 1, use_bias=False, name="features.18.0")(features_17_conv_3)  # 7×7×1280
-    features_18_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.18.1")(features_18_0)
-    features_18_1 = keras.layers.Activation("relu6", name="features.18.1_act")(features_18_1)  # 7×7×1280
-    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(features_18_1)  # 1280
-    classifier_0 = keras.layers.Dropout(0.2, name="classifier.0")(avgpool)  # 1280
-    classifier_1 = keras.layers.Dense(1000, name="classifier.1")(classifier_0)  # 1000
-    return keras.Model(inputs, classifier_1, name="mobilenet_v2")
+    features_ = features(x, name="features")  # 7×7×1280
+    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(features_)  # 1280
+    classifier_ = classifier(avgpool, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="mobilenet_v2")

@@ -21,6 +21,28 @@ class NegInfPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+def downsample2(x, name: str, planes: int, stride: int = 1):
+    x = keras.layers.Conv2D(planes, 1, strides=stride, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    return x
+
+
+def basic_block(x, name: str, planes: int, stride: int = 1, downsample: bool = False):
+    conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.conv1_pad")(x)
+    conv1 = keras.layers.Conv2D(planes, 3, strides=stride, use_bias=False, name=f"{name}.conv1")(conv1)
+    bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn1")(conv1)
+    relu = keras.layers.ReLU(name=f"{name}.relu")(bn1)
+    conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.conv2_pad")(relu)
+    conv2 = keras.layers.Conv2D(planes, 3, use_bias=False, name=f"{name}.conv2")(conv2)
+    bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn2")(conv2)
+    downsample_ = x
+    if downsample:
+        downsample_ = downsample2(x, name=f"{name}.downsample", planes=planes, stride=stride)
+    add = keras.layers.Add(name=f"{name}.add")([bn2, downsample_])
+    relu_out = keras.layers.ReLU(name=f"{name}.relu_out")(add)
+    return relu_out
+
+
 def build_resnet18() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
@@ -30,134 +52,14 @@ def build_resnet18() -> keras.Model:
     relu = keras.layers.ReLU(name="relu")(bn1)  # 112×112×64
     maxpool = NegInfPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(relu)
     maxpool = keras.layers.MaxPooling2D(3, strides=2, name="maxpool")(maxpool)  # 56×56×64
-    layer1_0_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.0.conv1_pad")(maxpool)
-    layer1_0_conv1 = keras.layers.Conv2D(64, 3, use_bias=False, name="layer1.0.conv1")(layer1_0_conv1)  # 56×56×64
-    layer1_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.0.bn1")(
-        layer1_0_conv1
-    )  # 56×56×64
-    layer1_0_relu = keras.layers.ReLU(name="layer1.0.relu")(layer1_0_bn1)  # 56×56×64
-    layer1_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.0.conv2_pad")(layer1_0_relu)
-    layer1_0_conv2 = keras.layers.Conv2D(64, 3, use_bias=False, name="layer1.0.conv2")(layer1_0_conv2)  # 56×56×64
-    layer1_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.0.bn2")(
-        layer1_0_conv2
-    )  # 56×56×64
-    layer1_0_add = keras.layers.Add(name="layer1.0.add")([layer1_0_bn2, maxpool])  # 56×56×64
-    layer1_0_relu_out = keras.layers.ReLU(name="layer1.0.relu_out")(layer1_0_add)  # 56×56×64
-    layer1_1_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.1.conv1_pad")(layer1_0_relu_out)
-    layer1_1_conv1 = keras.layers.Conv2D(64, 3, use_bias=False, name="layer1.1.conv1")(layer1_1_conv1)  # 56×56×64
-    layer1_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.1.bn1")(
-        layer1_1_conv1
-    )  # 56×56×64
-    layer1_1_relu = keras.layers.ReLU(name="layer1.1.relu")(layer1_1_bn1)  # 56×56×64
-    layer1_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.1.conv2_pad")(layer1_1_relu)
-    layer1_1_conv2 = keras.layers.Conv2D(64, 3, use_bias=False, name="layer1.1.conv2")(layer1_1_conv2)  # 56×56×64
-    layer1_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.1.bn2")(
-        layer1_1_conv2
-    )  # 56×56×64
-    layer1_1_add = keras.layers.Add(name="layer1.1.add")([layer1_1_bn2, layer1_0_relu_out])  # 56×56×64
-    layer1_1_relu_out = keras.layers.ReLU(name="layer1.1.relu_out")(layer1_1_add)  # 56×56×64
-    layer2_0_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.0.conv1_pad")(layer1_1_relu_out)
-    layer2_0_conv1 = keras.layers.Conv2D(128, 3, strides=2, use_bias=False, name="layer2.0.conv1")(
-        layer2_0_conv1
-    )  # 28×28×128
-    layer2_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.bn1")(
-        layer2_0_conv1
-    )  # 28×28×128
-    layer2_0_relu = keras.layers.ReLU(name="layer2.0.relu")(layer2_0_bn1)  # 28×28×128
-    layer2_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.0.conv2_pad")(layer2_0_relu)
-    layer2_0_conv2 = keras.layers.Conv2D(128, 3, use_bias=False, name="layer2.0.conv2")(layer2_0_conv2)  # 28×28×128
-    layer2_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.bn2")(
-        layer2_0_conv2
-    )  # 28×28×128
-    layer2_0_downsample_0 = keras.layers.Conv2D(128, 1, strides=2, use_bias=False, name="layer2.0.downsample.0")(
-        layer1_1_relu_out
-    )  # 28×28×128
-    layer2_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.downsample.1")(
-        layer2_0_downsample_0
-    )  # 28×28×128
-    layer2_0_add = keras.layers.Add(name="layer2.0.add")([layer2_0_bn2, layer2_0_downsample_1])  # 28×28×128
-    layer2_0_relu_out = keras.layers.ReLU(name="layer2.0.relu_out")(layer2_0_add)  # 28×28×128
-    layer2_1_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.1.conv1_pad")(layer2_0_relu_out)
-    layer2_1_conv1 = keras.layers.Conv2D(128, 3, use_bias=False, name="layer2.1.conv1")(layer2_1_conv1)  # 28×28×128
-    layer2_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.1.bn1")(
-        layer2_1_conv1
-    )  # 28×28×128
-    layer2_1_relu = keras.layers.ReLU(name="layer2.1.relu")(layer2_1_bn1)  # 28×28×128
-    layer2_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.1.conv2_pad")(layer2_1_relu)
-    layer2_1_conv2 = keras.layers.Conv2D(128, 3, use_bias=False, name="layer2.1.conv2")(layer2_1_conv2)  # 28×28×128
-    layer2_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.1.bn2")(
-        layer2_1_conv2
-    )  # 28×28×128
-    layer2_1_add = keras.layers.Add(name="layer2.1.add")([layer2_1_bn2, layer2_0_relu_out])  # 28×28×128
-    layer2_1_relu_out = keras.layers.ReLU(name="layer2.1.relu_out")(layer2_1_add)  # 28×28×128
-    layer3_0_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.0.conv1_pad")(layer2_1_relu_out)
-    layer3_0_conv1 = keras.layers.Conv2D(256, 3, strides=2, use_bias=False, name="layer3.0.conv1")(
-        layer3_0_conv1
-    )  # 14×14×256
-    layer3_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.bn1")(
-        layer3_0_conv1
-    )  # 14×14×256
-    layer3_0_relu = keras.layers.ReLU(name="layer3.0.relu")(layer3_0_bn1)  # 14×14×256
-    layer3_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.0.conv2_pad")(layer3_0_relu)
-    layer3_0_conv2 = keras.layers.Conv2D(256, 3, use_bias=False, name="layer3.0.conv2")(layer3_0_conv2)  # 14×14×256
-    layer3_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.bn2")(
-        layer3_0_conv2
-    )  # 14×14×256
-    layer3_0_downsample_0 = keras.layers.Conv2D(256, 1, strides=2, use_bias=False, name="layer3.0.downsample.0")(
-        layer2_1_relu_out
-    )  # 14×14×256
-    layer3_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.downsample.1")(
-        layer3_0_downsample_0
-    )  # 14×14×256
-    layer3_0_add = keras.layers.Add(name="layer3.0.add")([layer3_0_bn2, layer3_0_downsample_1])  # 14×14×256
-    layer3_0_relu_out = keras.layers.ReLU(name="layer3.0.relu_out")(layer3_0_add)  # 14×14×256
-    layer3_1_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.1.conv1_pad")(layer3_0_relu_out)
-    layer3_1_conv1 = keras.layers.Conv2D(256, 3, use_bias=False, name="layer3.1.conv1")(layer3_1_conv1)  # 14×14×256
-    layer3_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.1.bn1")(
-        layer3_1_conv1
-    )  # 14×14×256
-    layer3_1_relu = keras.layers.ReLU(name="layer3.1.relu")(layer3_1_bn1)  # 14×14×256
-    layer3_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.1.conv2_pad")(layer3_1_relu)
-    layer3_1_conv2 = keras.layers.Conv2D(256, 3, use_bias=False, name="layer3.1.conv2")(layer3_1_conv2)  # 14×14×256
-    layer3_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.1.bn2")(
-        layer3_1_conv2
-    )  # 14×14×256
-    layer3_1_add = keras.layers.Add(name="layer3.1.add")([layer3_1_bn2, layer3_0_relu_out])  # 14×14×256
-    layer3_1_relu_out = keras.layers.ReLU(name="layer3.1.relu_out")(layer3_1_add)  # 14×14×256
-    layer4_0_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.0.conv1_pad")(layer3_1_relu_out)
-    layer4_0_conv1 = keras.layers.Conv2D(512, 3, strides=2, use_bias=False, name="layer4.0.conv1")(
-        layer4_0_conv1
-    )  # 7×7×512
-    layer4_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.bn1")(
-        layer4_0_conv1
-    )  # 7×7×512
-    layer4_0_relu = keras.layers.ReLU(name="layer4.0.relu")(layer4_0_bn1)  # 7×7×512
-    layer4_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.0.conv2_pad")(layer4_0_relu)
-    layer4_0_conv2 = keras.layers.Conv2D(512, 3, use_bias=False, name="layer4.0.conv2")(layer4_0_conv2)  # 7×7×512
-    layer4_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.bn2")(
-        layer4_0_conv2
-    )  # 7×7×512
-    layer4_0_downsample_0 = keras.layers.Conv2D(512, 1, strides=2, use_bias=False, name="layer4.0.downsample.0")(
-        layer3_1_relu_out
-    )  # 7×7×512
-    layer4_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.downsample.1")(
-        layer4_0_downsample_0
-    )  # 7×7×512
-    layer4_0_add = keras.layers.Add(name="layer4.0.add")([layer4_0_bn2, layer4_0_downsample_1])  # 7×7×512
-    layer4_0_relu_out = keras.layers.ReLU(name="layer4.0.relu_out")(layer4_0_add)  # 7×7×512
-    layer4_1_conv1 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.1.conv1_pad")(layer4_0_relu_out)
-    layer4_1_conv1 = keras.layers.Conv2D(512, 3, use_bias=False, name="layer4.1.conv1")(layer4_1_conv1)  # 7×7×512
-    layer4_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.1.bn1")(
-        layer4_1_conv1
-    )  # 7×7×512
-    layer4_1_relu = keras.layers.ReLU(name="layer4.1.relu")(layer4_1_bn1)  # 7×7×512
-    layer4_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.1.conv2_pad")(layer4_1_relu)
-    layer4_1_conv2 = keras.layers.Conv2D(512, 3, use_bias=False, name="layer4.1.conv2")(layer4_1_conv2)  # 7×7×512
-    layer4_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.1.bn2")(
-        layer4_1_conv2
-    )  # 7×7×512
-    layer4_1_add = keras.layers.Add(name="layer4.1.add")([layer4_1_bn2, layer4_0_relu_out])  # 7×7×512
-    layer4_1_relu_out = keras.layers.ReLU(name="layer4.1.relu_out")(layer4_1_add)  # 7×7×512
-    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(layer4_1_relu_out)  # 512
+    layer1 = basic_block(maxpool, name="layer1.0", planes=64)
+    layer1 = basic_block(layer1, name="layer1.1", planes=64)
+    layer2 = basic_block(layer1, name="layer2.0", planes=128, stride=2, downsample=True)
+    layer2 = basic_block(layer2, name="layer2.1", planes=128)
+    layer3 = basic_block(layer2, name="layer3.0", planes=256, stride=2, downsample=True)
+    layer3 = basic_block(layer3, name="layer3.1", planes=256)
+    layer4 = basic_block(layer3, name="layer4.0", planes=512, stride=2, downsample=True)
+    layer4 = basic_block(layer4, name="layer4.1", planes=512)
+    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(layer4)  # 512
     fc = keras.layers.Dense(1000, name="fc")(avgpool)  # 1000
     return keras.Model(inputs, fc, name="resnet18")

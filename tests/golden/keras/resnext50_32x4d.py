@@ -21,6 +21,32 @@ class NegInfPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+def downsample2(x, name: str, planes: int, stride: int = 1):
+    x = keras.layers.Conv2D(planes, 1, strides=stride, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
+    return x
+
+
+def bottleneck(x, name: str, planes: int, stride: int = 1, downsample: bool = False):
+    conv1 = keras.layers.Conv2D(planes * 4 // 64 * 32, 1, use_bias=False, name=f"{name}.conv1")(x)
+    bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn1")(conv1)
+    bn1 = keras.layers.Activation("relu", name=f"{name}.bn1_act")(bn1)
+    conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.conv2_pad")(bn1)
+    conv2 = keras.layers.Conv2D(
+        planes * 4 // 64 * 32, 3, strides=stride, groups=32, use_bias=False, name=f"{name}.conv2"
+    )(conv2)
+    bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn2")(conv2)
+    bn2 = keras.layers.Activation("relu", name=f"{name}.bn2_act")(bn2)
+    conv3 = keras.layers.Conv2D(planes * 4, 1, use_bias=False, name=f"{name}.conv3")(bn2)
+    bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn3")(conv3)
+    downsample_ = x
+    if downsample:
+        downsample_ = downsample2(x, name=f"{name}.downsample", planes=planes * 4, stride=stride)
+    add = keras.layers.Add(name=f"{name}.add")([bn3, downsample_])
+    relu = keras.layers.ReLU(name=f"{name}.relu")(add)
+    return relu
+
+
 def build_resnext50_32x4d() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
@@ -30,270 +56,18 @@ def build_resnext50_32x4d() -> keras.Model:
     relu = keras.layers.ReLU(name="relu")(bn1)  # 112×112×64
     maxpool = NegInfPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(relu)
     maxpool = keras.layers.MaxPooling2D(3, strides=2, name="maxpool")(maxpool)  # 56×56×64
-    layer1_0_conv1 = keras.layers.Conv2D(128, 1, use_bias=False, name="layer1.0.conv1")(maxpool)  # 56×56×128
-    layer1_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.0.bn1")(layer1_0_conv1)
-    layer1_0_bn1 = keras.layers.Activation("relu", name="layer1.0.bn1_act")(layer1_0_bn1)  # 56×56×128
-    layer1_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.0.conv2_pad")(layer1_0_bn1)
-    layer1_0_conv2 = keras.layers.Conv2D(128, 3, groups=32, use_bias=False, name="layer1.0.conv2")(
-        layer1_0_conv2
-    )  # 56×56×128
-    layer1_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.0.bn2")(layer1_0_conv2)
-    layer1_0_bn2 = keras.layers.Activation("relu", name="layer1.0.bn2_act")(layer1_0_bn2)  # 56×56×128
-    layer1_0_conv3 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer1.0.conv3")(layer1_0_bn2)  # 56×56×256
-    layer1_0_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.0.bn3")(
-        layer1_0_conv3
-    )  # 56×56×256
-    layer1_0_downsample_0 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer1.0.downsample.0")(
-        maxpool
-    )  # 56×56×256
-    layer1_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.0.downsample.1")(
-        layer1_0_downsample_0
-    )  # 56×56×256
-    layer1_0_add = keras.layers.Add(name="layer1.0.add")([layer1_0_bn3, layer1_0_downsample_1])  # 56×56×256
-    layer1_0_relu = keras.layers.ReLU(name="layer1.0.relu")(layer1_0_add)  # 56×56×256
-    layer1_1_conv1 = keras.layers.Conv2D(128, 1, use_bias=False, name="layer1.1.conv1")(layer1_0_relu)  # 56×56×128
-    layer1_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.1.bn1")(layer1_1_conv1)
-    layer1_1_bn1 = keras.layers.Activation("relu", name="layer1.1.bn1_act")(layer1_1_bn1)  # 56×56×128
-    layer1_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.1.conv2_pad")(layer1_1_bn1)
-    layer1_1_conv2 = keras.layers.Conv2D(128, 3, groups=32, use_bias=False, name="layer1.1.conv2")(
-        layer1_1_conv2
-    )  # 56×56×128
-    layer1_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.1.bn2")(layer1_1_conv2)
-    layer1_1_bn2 = keras.layers.Activation("relu", name="layer1.1.bn2_act")(layer1_1_bn2)  # 56×56×128
-    layer1_1_conv3 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer1.1.conv3")(layer1_1_bn2)  # 56×56×256
-    layer1_1_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.1.bn3")(
-        layer1_1_conv3
-    )  # 56×56×256
-    layer1_1_add = keras.layers.Add(name="layer1.1.add")([layer1_1_bn3, layer1_0_relu])  # 56×56×256
-    layer1_1_relu = keras.layers.ReLU(name="layer1.1.relu")(layer1_1_add)  # 56×56×256
-    layer1_2_conv1 = keras.layers.Conv2D(128, 1, use_bias=False, name="layer1.2.conv1")(layer1_1_relu)  # 56×56×128
-    layer1_2_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.2.bn1")(layer1_2_conv1)
-    layer1_2_bn1 = keras.layers.Activation("relu", name="layer1.2.bn1_act")(layer1_2_bn1)  # 56×56×128
-    layer1_2_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer1.2.conv2_pad")(layer1_2_bn1)
-    layer1_2_conv2 = keras.layers.Conv2D(128, 3, groups=32, use_bias=False, name="layer1.2.conv2")(
-        layer1_2_conv2
-    )  # 56×56×128
-    layer1_2_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.2.bn2")(layer1_2_conv2)
-    layer1_2_bn2 = keras.layers.Activation("relu", name="layer1.2.bn2_act")(layer1_2_bn2)  # 56×56×128
-    layer1_2_conv3 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer1.2.conv3")(layer1_2_bn2)  # 56×56×256
-    layer1_2_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer1.2.bn3")(
-        layer1_2_conv3
-    )  # 56×56×256
-    layer1_2_add = keras.layers.Add(name="layer1.2.add")([layer1_2_bn3, layer1_1_relu])  # 56×56×256
-    layer1_2_relu = keras.layers.ReLU(name="layer1.2.relu")(layer1_2_add)  # 56×56×256
-    layer2_0_conv1 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer2.0.conv1")(layer1_2_relu)  # 56×56×256
-    layer2_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.bn1")(layer2_0_conv1)
-    layer2_0_bn1 = keras.layers.Activation("relu", name="layer2.0.bn1_act")(layer2_0_bn1)  # 56×56×256
-    layer2_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.0.conv2_pad")(layer2_0_bn1)
-    layer2_0_conv2 = keras.layers.Conv2D(256, 3, strides=2, groups=32, use_bias=False, name="layer2.0.conv2")(
-        layer2_0_conv2
-    )  # 28×28×256
-    layer2_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.bn2")(layer2_0_conv2)
-    layer2_0_bn2 = keras.layers.Activation("relu", name="layer2.0.bn2_act")(layer2_0_bn2)  # 28×28×256
-    layer2_0_conv3 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer2.0.conv3")(layer2_0_bn2)  # 28×28×512
-    layer2_0_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.bn3")(
-        layer2_0_conv3
-    )  # 28×28×512
-    layer2_0_downsample_0 = keras.layers.Conv2D(512, 1, strides=2, use_bias=False, name="layer2.0.downsample.0")(
-        layer1_2_relu
-    )  # 28×28×512
-    layer2_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.0.downsample.1")(
-        layer2_0_downsample_0
-    )  # 28×28×512
-    layer2_0_add = keras.layers.Add(name="layer2.0.add")([layer2_0_bn3, layer2_0_downsample_1])  # 28×28×512
-    layer2_0_relu = keras.layers.ReLU(name="layer2.0.relu")(layer2_0_add)  # 28×28×512
-    layer2_1_conv1 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer2.1.conv1")(layer2_0_relu)  # 28×28×256
-    layer2_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.1.bn1")(layer2_1_conv1)
-    layer2_1_bn1 = keras.layers.Activation("relu", name="layer2.1.bn1_act")(layer2_1_bn1)  # 28×28×256
-    layer2_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.1.conv2_pad")(layer2_1_bn1)
-    layer2_1_conv2 = keras.layers.Conv2D(256, 3, groups=32, use_bias=False, name="layer2.1.conv2")(
-        layer2_1_conv2
-    )  # 28×28×256
-    layer2_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.1.bn2")(layer2_1_conv2)
-    layer2_1_bn2 = keras.layers.Activation("relu", name="layer2.1.bn2_act")(layer2_1_bn2)  # 28×28×256
-    layer2_1_conv3 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer2.1.conv3")(layer2_1_bn2)  # 28×28×512
-    layer2_1_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.1.bn3")(
-        layer2_1_conv3
-    )  # 28×28×512
-    layer2_1_add = keras.layers.Add(name="layer2.1.add")([layer2_1_bn3, layer2_0_relu])  # 28×28×512
-    layer2_1_relu = keras.layers.ReLU(name="layer2.1.relu")(layer2_1_add)  # 28×28×512
-    layer2_2_conv1 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer2.2.conv1")(layer2_1_relu)  # 28×28×256
-    layer2_2_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.2.bn1")(layer2_2_conv1)
-    layer2_2_bn1 = keras.layers.Activation("relu", name="layer2.2.bn1_act")(layer2_2_bn1)  # 28×28×256
-    layer2_2_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.2.conv2_pad")(layer2_2_bn1)
-    layer2_2_conv2 = keras.layers.Conv2D(256, 3, groups=32, use_bias=False, name="layer2.2.conv2")(
-        layer2_2_conv2
-    )  # 28×28×256
-    layer2_2_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.2.bn2")(layer2_2_conv2)
-    layer2_2_bn2 = keras.layers.Activation("relu", name="layer2.2.bn2_act")(layer2_2_bn2)  # 28×28×256
-    layer2_2_conv3 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer2.2.conv3")(layer2_2_bn2)  # 28×28×512
-    layer2_2_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.2.bn3")(
-        layer2_2_conv3
-    )  # 28×28×512
-    layer2_2_add = keras.layers.Add(name="layer2.2.add")([layer2_2_bn3, layer2_1_relu])  # 28×28×512
-    layer2_2_relu = keras.layers.ReLU(name="layer2.2.relu")(layer2_2_add)  # 28×28×512
-    layer2_3_conv1 = keras.layers.Conv2D(256, 1, use_bias=False, name="layer2.3.conv1")(layer2_2_relu)  # 28×28×256
-    layer2_3_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.3.bn1")(layer2_3_conv1)
-    layer2_3_bn1 = keras.layers.Activation("relu", name="layer2.3.bn1_act")(layer2_3_bn1)  # 28×28×256
-    layer2_3_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer2.3.conv2_pad")(layer2_3_bn1)
-    layer2_3_conv2 = keras.layers.Conv2D(256, 3, groups=32, use_bias=False, name="layer2.3.conv2")(
-        layer2_3_conv2
-    )  # 28×28×256
-    layer2_3_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.3.bn2")(layer2_3_conv2)
-    layer2_3_bn2 = keras.layers.Activation("relu", name="layer2.3.bn2_act")(layer2_3_bn2)  # 28×28×256
-    layer2_3_conv3 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer2.3.conv3")(layer2_3_bn2)  # 28×28×512
-    layer2_3_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer2.3.bn3")(
-        layer2_3_conv3
-    )  # 28×28×512
-    layer2_3_add = keras.layers.Add(name="layer2.3.add")([layer2_3_bn3, layer2_2_relu])  # 28×28×512
-    layer2_3_relu = keras.layers.ReLU(name="layer2.3.relu")(layer2_3_add)  # 28×28×512
-    layer3_0_conv1 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer3.0.conv1")(layer2_3_relu)  # 28×28×512
-    layer3_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.bn1")(layer3_0_conv1)
-    layer3_0_bn1 = keras.layers.Activation("relu", name="layer3.0.bn1_act")(layer3_0_bn1)  # 28×28×512
-    layer3_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.0.conv2_pad")(layer3_0_bn1)
-    layer3_0_conv2 = keras.layers.Conv2D(512, 3, strides=2, groups=32, use_bias=False, name="layer3.0.conv2")(
-        layer3_0_conv2
-    )  # 14×14×512
-    layer3_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.bn2")(layer3_0_conv2)
-    layer3_0_bn2 = keras.layers.Activation("relu", name="layer3.0.bn2_act")(layer3_0_bn2)  # 14×14×512
-    layer3_0_conv3 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer3.0.conv3")(layer3_0_bn2)  # 14×14×1024
-    layer3_0_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.bn3")(
-        layer3_0_conv3
-    )  # 14×14×1024
-    layer3_0_downsample_0 = keras.layers.Conv2D(1024, 1, strides=2, use_bias=False, name="layer3.0.downsample.0")(
-        layer2_3_relu
-    )  # 14×14×1024
-    layer3_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.0.downsample.1")(
-        layer3_0_downsample_0
-    )  # 14×14×1024
-    layer3_0_add = keras.layers.Add(name="layer3.0.add")([layer3_0_bn3, layer3_0_downsample_1])  # 14×14×1024
-    layer3_0_relu = keras.layers.ReLU(name="layer3.0.relu")(layer3_0_add)  # 14×14×1024
-    layer3_1_conv1 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer3.1.conv1")(layer3_0_relu)  # 14×14×512
-    layer3_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.1.bn1")(layer3_1_conv1)
-    layer3_1_bn1 = keras.layers.Activation("relu", name="layer3.1.bn1_act")(layer3_1_bn1)  # 14×14×512
-    layer3_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.1.conv2_pad")(layer3_1_bn1)
-    layer3_1_conv2 = keras.layers.Conv2D(512, 3, groups=32, use_bias=False, name="layer3.1.conv2")(
-        layer3_1_conv2
-    )  # 14×14×512
-    layer3_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.1.bn2")(layer3_1_conv2)
-    layer3_1_bn2 = keras.layers.Activation("relu", name="layer3.1.bn2_act")(layer3_1_bn2)  # 14×14×512
-    layer3_1_conv3 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer3.1.conv3")(layer3_1_bn2)  # 14×14×1024
-    layer3_1_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.1.bn3")(
-        layer3_1_conv3
-    )  # 14×14×1024
-    layer3_1_add = keras.layers.Add(name="layer3.1.add")([layer3_1_bn3, layer3_0_relu])  # 14×14×1024
-    layer3_1_relu = keras.layers.ReLU(name="layer3.1.relu")(layer3_1_add)  # 14×14×1024
-    layer3_2_conv1 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer3.2.conv1")(layer3_1_relu)  # 14×14×512
-    layer3_2_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.2.bn1")(layer3_2_conv1)
-    layer3_2_bn1 = keras.layers.Activation("relu", name="layer3.2.bn1_act")(layer3_2_bn1)  # 14×14×512
-    layer3_2_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.2.conv2_pad")(layer3_2_bn1)
-    layer3_2_conv2 = keras.layers.Conv2D(512, 3, groups=32, use_bias=False, name="layer3.2.conv2")(
-        layer3_2_conv2
-    )  # 14×14×512
-    layer3_2_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.2.bn2")(layer3_2_conv2)
-    layer3_2_bn2 = keras.layers.Activation("relu", name="layer3.2.bn2_act")(layer3_2_bn2)  # 14×14×512
-    layer3_2_conv3 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer3.2.conv3")(layer3_2_bn2)  # 14×14×1024
-    layer3_2_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.2.bn3")(
-        layer3_2_conv3
-    )  # 14×14×1024
-    layer3_2_add = keras.layers.Add(name="layer3.2.add")([layer3_2_bn3, layer3_1_relu])  # 14×14×1024
-    layer3_2_relu = keras.layers.ReLU(name="layer3.2.relu")(layer3_2_add)  # 14×14×1024
-    layer3_3_conv1 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer3.3.conv1")(layer3_2_relu)  # 14×14×512
-    layer3_3_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.3.bn1")(layer3_3_conv1)
-    layer3_3_bn1 = keras.layers.Activation("relu", name="layer3.3.bn1_act")(layer3_3_bn1)  # 14×14×512
-    layer3_3_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.3.conv2_pad")(layer3_3_bn1)
-    layer3_3_conv2 = keras.layers.Conv2D(512, 3, groups=32, use_bias=False, name="layer3.3.conv2")(
-        layer3_3_conv2
-    )  # 14×14×512
-    layer3_3_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.3.bn2")(layer3_3_conv2)
-    layer3_3_bn2 = keras.layers.Activation("relu", name="layer3.3.bn2_act")(layer3_3_bn2)  # 14×14×512
-    layer3_3_conv3 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer3.3.conv3")(layer3_3_bn2)  # 14×14×1024
-    layer3_3_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.3.bn3")(
-        layer3_3_conv3
-    )  # 14×14×1024
-    layer3_3_add = keras.layers.Add(name="layer3.3.add")([layer3_3_bn3, layer3_2_relu])  # 14×14×1024
-    layer3_3_relu = keras.layers.ReLU(name="layer3.3.relu")(layer3_3_add)  # 14×14×1024
-    layer3_4_conv1 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer3.4.conv1")(layer3_3_relu)  # 14×14×512
-    layer3_4_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.4.bn1")(layer3_4_conv1)
-    layer3_4_bn1 = keras.layers.Activation("relu", name="layer3.4.bn1_act")(layer3_4_bn1)  # 14×14×512
-    layer3_4_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.4.conv2_pad")(layer3_4_bn1)
-    layer3_4_conv2 = keras.layers.Conv2D(512, 3, groups=32, use_bias=False, name="layer3.4.conv2")(
-        layer3_4_conv2
-    )  # 14×14×512
-    layer3_4_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.4.bn2")(layer3_4_conv2)
-    layer3_4_bn2 = keras.layers.Activation("relu", name="layer3.4.bn2_act")(layer3_4_bn2)  # 14×14×512
-    layer3_4_conv3 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer3.4.conv3")(layer3_4_bn2)  # 14×14×1024
-    layer3_4_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.4.bn3")(
-        layer3_4_conv3
-    )  # 14×14×1024
-    layer3_4_add = keras.layers.Add(name="layer3.4.add")([layer3_4_bn3, layer3_3_relu])  # 14×14×1024
-    layer3_4_relu = keras.layers.ReLU(name="layer3.4.relu")(layer3_4_add)  # 14×14×1024
-    layer3_5_conv1 = keras.layers.Conv2D(512, 1, use_bias=False, name="layer3.5.conv1")(layer3_4_relu)  # 14×14×512
-    layer3_5_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.5.bn1")(layer3_5_conv1)
-    layer3_5_bn1 = keras.layers.Activation("relu", name="layer3.5.bn1_act")(layer3_5_bn1)  # 14×14×512
-    layer3_5_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer3.5.conv2_pad")(layer3_5_bn1)
-    layer3_5_conv2 = keras.layers.Conv2D(512, 3, groups=32, use_bias=False, name="layer3.5.conv2")(
-        layer3_5_conv2
-    )  # 14×14×512
-    layer3_5_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.5.bn2")(layer3_5_conv2)
-    layer3_5_bn2 = keras.layers.Activation("relu", name="layer3.5.bn2_act")(layer3_5_bn2)  # 14×14×512
-    layer3_5_conv3 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer3.5.conv3")(layer3_5_bn2)  # 14×14×1024
-    layer3_5_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer3.5.bn3")(
-        layer3_5_conv3
-    )  # 14×14×1024
-    layer3_5_add = keras.layers.Add(name="layer3.5.add")([layer3_5_bn3, layer3_4_relu])  # 14×14×1024
-    layer3_5_relu = keras.layers.ReLU(name="layer3.5.relu")(layer3_5_add)  # 14×14×1024
-    layer4_0_conv1 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer4.0.conv1")(layer3_5_relu)  # 14×14×1024
-    layer4_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.bn1")(layer4_0_conv1)
-    layer4_0_bn1 = keras.layers.Activation("relu", name="layer4.0.bn1_act")(layer4_0_bn1)  # 14×14×1024
-    layer4_0_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.0.conv2_pad")(layer4_0_bn1)
-    layer4_0_conv2 = keras.layers.Conv2D(1024, 3, strides=2, groups=32, use_bias=False, name="layer4.0.conv2")(
-        layer4_0_conv2
-    )  # 7×7×1024
-    layer4_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.bn2")(layer4_0_conv2)
-    layer4_0_bn2 = keras.layers.Activation("relu", name="layer4.0.bn2_act")(layer4_0_bn2)  # 7×7×1024
-    layer4_0_conv3 = keras.layers.Conv2D(2048, 1, use_bias=False, name="layer4.0.conv3")(layer4_0_bn2)  # 7×7×2048
-    layer4_0_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.bn3")(
-        layer4_0_conv3
-    )  # 7×7×2048
-    layer4_0_downsample_0 = keras.layers.Conv2D(2048, 1, strides=2, use_bias=False, name="layer4.0.downsample.0")(
-        layer3_5_relu
-    )  # 7×7×2048
-    layer4_0_downsample_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.0.downsample.1")(
-        layer4_0_downsample_0
-    )  # 7×7×2048
-    layer4_0_add = keras.layers.Add(name="layer4.0.add")([layer4_0_bn3, layer4_0_downsample_1])  # 7×7×2048
-    layer4_0_relu = keras.layers.ReLU(name="layer4.0.relu")(layer4_0_add)  # 7×7×2048
-    layer4_1_conv1 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer4.1.conv1")(layer4_0_relu)  # 7×7×1024
-    layer4_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.1.bn1")(layer4_1_conv1)
-    layer4_1_bn1 = keras.layers.Activation("relu", name="layer4.1.bn1_act")(layer4_1_bn1)  # 7×7×1024
-    layer4_1_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.1.conv2_pad")(layer4_1_bn1)
-    layer4_1_conv2 = keras.layers.Conv2D(1024, 3, groups=32, use_bias=False, name="layer4.1.conv2")(
-        layer4_1_conv2
-    )  # 7×7×1024
-    layer4_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.1.bn2")(layer4_1_conv2)
-    layer4_1_bn2 = keras.layers.Activation("relu", name="layer4.1.bn2_act")(layer4_1_bn2)  # 7×7×1024
-    layer4_1_conv3 = keras.layers.Conv2D(2048, 1, use_bias=False, name="layer4.1.conv3")(layer4_1_bn2)  # 7×7×2048
-    layer4_1_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.1.bn3")(
-        layer4_1_conv3
-    )  # 7×7×2048
-    layer4_1_add = keras.layers.Add(name="layer4.1.add")([layer4_1_bn3, layer4_0_relu])  # 7×7×2048
-    layer4_1_relu = keras.layers.ReLU(name="layer4.1.relu")(layer4_1_add)  # 7×7×2048
-    layer4_2_conv1 = keras.layers.Conv2D(1024, 1, use_bias=False, name="layer4.2.conv1")(layer4_1_relu)  # 7×7×1024
-    layer4_2_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.2.bn1")(layer4_2_conv1)
-    layer4_2_bn1 = keras.layers.Activation("relu", name="layer4.2.bn1_act")(layer4_2_bn1)  # 7×7×1024
-    layer4_2_conv2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="layer4.2.conv2_pad")(layer4_2_bn1)
-    layer4_2_conv2 = keras.layers.Conv2D(1024, 3, groups=32, use_bias=False, name="layer4.2.conv2")(
-        layer4_2_conv2
-    )  # 7×7×1024
-    layer4_2_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.2.bn2")(layer4_2_conv2)
-    layer4_2_bn2 = keras.layers.Activation("relu", name="layer4.2.bn2_act")(layer4_2_bn2)  # 7×7×1024
-    layer4_2_conv3 = keras.layers.Conv2D(2048, 1, use_bias=False, name="layer4.2.conv3")(layer4_2_bn2)  # 7×7×2048
-    layer4_2_bn3 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="layer4.2.bn3")(
-        layer4_2_conv3
-    )  # 7×7×2048
-    layer4_2_add = keras.layers.Add(name="layer4.2.add")([layer4_2_bn3, layer4_1_relu])  # 7×7×2048
-    layer4_2_relu = keras.layers.ReLU(name="layer4.2.relu")(layer4_2_add)  # 7×7×2048
-    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(layer4_2_relu)  # 2048
+    layer1 = bottleneck(maxpool, name="layer1.0", planes=64, downsample=True)
+    layer1 = bottleneck(layer1, name="layer1.1", planes=64)
+    layer1 = bottleneck(layer1, name="layer1.2", planes=64)
+    layer2 = bottleneck(layer1, name="layer2.0", planes=128, stride=2, downsample=True)
+    for n in range(1, 4):
+        layer2 = bottleneck(layer2, name=f"layer2.{n}", planes=128)
+    layer3 = bottleneck(layer2, name="layer3.0", planes=256, stride=2, downsample=True)
+    for n in range(1, 6):
+        layer3 = bottleneck(layer3, name=f"layer3.{n}", planes=256)
+    layer4 = bottleneck(layer3, name="layer4.0", planes=512, stride=2, downsample=True)
+    layer4 = bottleneck(layer4, name="layer4.1", planes=512)
+    layer4 = bottleneck(layer4, name="layer4.2", planes=512)
+    avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(layer4)  # 2048
     fc = keras.layers.Dense(1000, name="fc")(avgpool)  # 1000
     return keras.Model(inputs, fc, name="resnext50_32x4d")

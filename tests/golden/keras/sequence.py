@@ -21,6 +21,22 @@ class NegInfPadding1D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+def residual1d(x, name: str, channels: int = 16, stride: int = 1, project: bool = False):
+    conv1 = keras.layers.ZeroPadding1D((1, 1), name=f"{name}.conv1_pad")(x)
+    conv1 = keras.layers.Conv1D(channels, 3, strides=stride, use_bias=False, name=f"{name}.conv1")(conv1)
+    bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn1")(conv1)
+    bn1 = keras.layers.Activation("relu", name=f"{name}.bn1_act")(bn1)
+    conv2 = keras.layers.ZeroPadding1D((1, 1), name=f"{name}.conv2_pad")(bn1)
+    conv2 = keras.layers.Conv1D(channels, 3, use_bias=False, name=f"{name}.conv2")(conv2)
+    bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.bn2")(conv2)
+    project_ = x
+    if project:
+        project_ = keras.layers.Conv1D(channels, 1, strides=stride, name=f"{name}.project")(x)
+    add = keras.layers.Add(name=f"{name}.add")([bn2, project_])
+    relu = keras.layers.ReLU(name=f"{name}.relu")(add)
+    return relu
+
+
 def build_sequence_example() -> keras.Model:
     inputs = keras.Input(shape=(96, 8), name="input")
     x = inputs
@@ -30,55 +46,12 @@ def build_sequence_example() -> keras.Model:
     stem_bn = keras.layers.Activation("relu", name="stem_bn_act")(stem_bn)  # 48×16
     stem_pool = NegInfPadding1D((1, 1), name="stem_pool_pad")(stem_bn)
     stem_pool = keras.layers.MaxPooling1D(3, strides=2, name="stem_pool")(stem_pool)  # 24×16
-    stage1_0_conv1 = keras.layers.ZeroPadding1D((1, 1), name="stage1.0.conv1_pad")(stem_pool)
-    stage1_0_conv1 = keras.layers.Conv1D(16, 3, use_bias=False, name="stage1.0.conv1")(stage1_0_conv1)  # 24×16
-    stage1_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage1.0.bn1")(stage1_0_conv1)
-    stage1_0_bn1 = keras.layers.Activation("relu", name="stage1.0.bn1_act")(stage1_0_bn1)  # 24×16
-    stage1_0_conv2 = keras.layers.ZeroPadding1D((1, 1), name="stage1.0.conv2_pad")(stage1_0_bn1)
-    stage1_0_conv2 = keras.layers.Conv1D(16, 3, use_bias=False, name="stage1.0.conv2")(stage1_0_conv2)  # 24×16
-    stage1_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage1.0.bn2")(
-        stage1_0_conv2
-    )  # 24×16
-    stage1_0_add = keras.layers.Add(name="stage1.0.add")([stage1_0_bn2, stem_pool])  # 24×16
-    stage1_0_relu = keras.layers.ReLU(name="stage1.0.relu")(stage1_0_add)  # 24×16
-    stage1_1_conv1 = keras.layers.ZeroPadding1D((1, 1), name="stage1.1.conv1_pad")(stage1_0_relu)
-    stage1_1_conv1 = keras.layers.Conv1D(16, 3, use_bias=False, name="stage1.1.conv1")(stage1_1_conv1)  # 24×16
-    stage1_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage1.1.bn1")(stage1_1_conv1)
-    stage1_1_bn1 = keras.layers.Activation("relu", name="stage1.1.bn1_act")(stage1_1_bn1)  # 24×16
-    stage1_1_conv2 = keras.layers.ZeroPadding1D((1, 1), name="stage1.1.conv2_pad")(stage1_1_bn1)
-    stage1_1_conv2 = keras.layers.Conv1D(16, 3, use_bias=False, name="stage1.1.conv2")(stage1_1_conv2)  # 24×16
-    stage1_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage1.1.bn2")(
-        stage1_1_conv2
-    )  # 24×16
-    stage1_1_add = keras.layers.Add(name="stage1.1.add")([stage1_1_bn2, stage1_0_relu])  # 24×16
-    stage1_1_relu = keras.layers.ReLU(name="stage1.1.relu")(stage1_1_add)  # 24×16
-    stage2_0_conv1 = keras.layers.ZeroPadding1D((1, 1), name="stage2.0.conv1_pad")(stage1_1_relu)
-    stage2_0_conv1 = keras.layers.Conv1D(32, 3, strides=2, use_bias=False, name="stage2.0.conv1")(
-        stage2_0_conv1
-    )  # 12×32
-    stage2_0_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage2.0.bn1")(stage2_0_conv1)
-    stage2_0_bn1 = keras.layers.Activation("relu", name="stage2.0.bn1_act")(stage2_0_bn1)  # 12×32
-    stage2_0_conv2 = keras.layers.ZeroPadding1D((1, 1), name="stage2.0.conv2_pad")(stage2_0_bn1)
-    stage2_0_conv2 = keras.layers.Conv1D(32, 3, use_bias=False, name="stage2.0.conv2")(stage2_0_conv2)  # 12×32
-    stage2_0_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage2.0.bn2")(
-        stage2_0_conv2
-    )  # 12×32
-    stage2_0_project = keras.layers.Conv1D(32, 1, strides=2, name="stage2.0.project")(stage1_1_relu)  # 12×32
-    stage2_0_add = keras.layers.Add(name="stage2.0.add")([stage2_0_bn2, stage2_0_project])  # 12×32
-    stage2_0_relu = keras.layers.ReLU(name="stage2.0.relu")(stage2_0_add)  # 12×32
-    stage2_1_conv1 = keras.layers.ZeroPadding1D((1, 1), name="stage2.1.conv1_pad")(stage2_0_relu)
-    stage2_1_conv1 = keras.layers.Conv1D(32, 3, use_bias=False, name="stage2.1.conv1")(stage2_1_conv1)  # 12×32
-    stage2_1_bn1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage2.1.bn1")(stage2_1_conv1)
-    stage2_1_bn1 = keras.layers.Activation("relu", name="stage2.1.bn1_act")(stage2_1_bn1)  # 12×32
-    stage2_1_conv2 = keras.layers.ZeroPadding1D((1, 1), name="stage2.1.conv2_pad")(stage2_1_bn1)
-    stage2_1_conv2 = keras.layers.Conv1D(32, 3, use_bias=False, name="stage2.1.conv2")(stage2_1_conv2)  # 12×32
-    stage2_1_bn2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="stage2.1.bn2")(
-        stage2_1_conv2
-    )  # 12×32
-    stage2_1_add = keras.layers.Add(name="stage2.1.add")([stage2_1_bn2, stage2_0_relu])  # 12×32
-    stage2_1_relu = keras.layers.ReLU(name="stage2.1.relu")(stage2_1_add)  # 12×32
-    wide = keras.layers.Conv1D(8, 5, padding="same", dilation_rate=2, name="wide")(stage2_1_relu)  # 12×8
-    smooth = keras.layers.ZeroPadding1D((1, 1), name="smooth_pad")(stage2_1_relu)
+    stage1 = residual1d(stem_pool, name="stage1.0")
+    stage1 = residual1d(stage1, name="stage1.1")
+    stage2 = residual1d(stage1, name="stage2.0", channels=32, stride=2, project=True)
+    stage2 = residual1d(stage2, name="stage2.1", channels=32)
+    wide = keras.layers.Conv1D(8, 5, padding="same", dilation_rate=2, name="wide")(stage2)  # 12×8
+    smooth = keras.layers.ZeroPadding1D((1, 1), name="smooth_pad")(stage2)
     smooth = keras.layers.AveragePooling1D(3, strides=1, name="smooth")(smooth)  # 12×32
     joined = keras.layers.Concatenate(axis=-1, name="joined")([wide, smooth])  # 12×40
     pooled = keras.layers.GlobalAveragePooling1D(name="pooled")(joined)  # 40

@@ -21,135 +21,42 @@ class NegInfPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+def fire(x, name: str, squeeze: int, expand: int):
+    squeeze_ = keras.layers.Conv2D(squeeze, 1, activation="relu", name=f"{name}.squeeze")(x)
+    expand1x1 = keras.layers.Conv2D(expand, 1, activation="relu", name=f"{name}.expand1x1")(squeeze_)
+    expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.expand3x3_pad")(squeeze_)
+    expand3x3 = keras.layers.Conv2D(expand, 3, activation="relu", name=f"{name}.expand3x3")(expand3x3)
+    cat = keras.layers.Concatenate(axis=-1, name=f"{name}.cat")([expand1x1, expand3x3])
+    return cat
+
+
+def features(x, name: str):
+    x = keras.layers.Conv2D(96, 7, strides=2, activation="relu", name=f"{name}.0")(x)  # 109×109×96
+    x = keras.layers.MaxPooling2D(3, strides=2, name=f"{name}.2")(x)  # 54×54×96
+    x = fire(x, name=f"{name}.3", squeeze=16, expand=64)
+    x = fire(x, name=f"{name}.4", squeeze=16, expand=64)
+    x = fire(x, name=f"{name}.5", squeeze=32, expand=128)
+    x = NegInfPadding2D(((0, 1), (0, 1)), name=f"{name}.6_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name=f"{name}.6")(x)  # 27×27×256
+    x = fire(x, name=f"{name}.7", squeeze=32, expand=128)
+    x = fire(x, name=f"{name}.8", squeeze=48, expand=192)
+    x = fire(x, name=f"{name}.9", squeeze=48, expand=192)
+    x = fire(x, name=f"{name}.10", squeeze=64, expand=256)
+    x = keras.layers.MaxPooling2D(3, strides=2, name=f"{name}.11")(x)  # 13×13×512
+    x = fire(x, name=f"{name}.12", squeeze=64, expand=256)
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dropout(0.5, name=f"{name}.0")(x)  # 13×13×512
+    x = keras.layers.Conv2D(1000, 1, activation="relu", name=f"{name}.1")(x)  # 13×13×1000
+    x = keras.layers.GlobalAveragePooling2D(name=f"{name}.3")(x)  # 1000
+    return x
+
+
 def build_squeezenet1_0() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    features_0 = keras.layers.Conv2D(96, 7, strides=2, activation="relu", name="features.0")(x)  # 109×109×96
-    features_2 = keras.layers.MaxPooling2D(3, strides=2, name="features.2")(features_0)  # 54×54×96
-    features_3_squeeze = keras.layers.Conv2D(16, 1, activation="relu", name="features.3.squeeze")(
-        features_2
-    )  # 54×54×16
-    features_3_expand1x1 = keras.layers.Conv2D(64, 1, activation="relu", name="features.3.expand1x1")(
-        features_3_squeeze
-    )  # 54×54×64
-    features_3_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.3.expand3x3_pad")(
-        features_3_squeeze
-    )
-    features_3_expand3x3 = keras.layers.Conv2D(64, 3, activation="relu", name="features.3.expand3x3")(
-        features_3_expand3x3
-    )  # 54×54×64
-    features_3_cat = keras.layers.Concatenate(axis=-1, name="features.3.cat")(
-        [features_3_expand1x1, features_3_expand3x3]
-    )  # 54×54×128
-    features_4_squeeze = keras.layers.Conv2D(16, 1, activation="relu", name="features.4.squeeze")(
-        features_3_cat
-    )  # 54×54×16
-    features_4_expand1x1 = keras.layers.Conv2D(64, 1, activation="relu", name="features.4.expand1x1")(
-        features_4_squeeze
-    )  # 54×54×64
-    features_4_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.4.expand3x3_pad")(
-        features_4_squeeze
-    )
-    features_4_expand3x3 = keras.layers.Conv2D(64, 3, activation="relu", name="features.4.expand3x3")(
-        features_4_expand3x3
-    )  # 54×54×64
-    features_4_cat = keras.layers.Concatenate(axis=-1, name="features.4.cat")(
-        [features_4_expand1x1, features_4_expand3x3]
-    )  # 54×54×128
-    features_5_squeeze = keras.layers.Conv2D(32, 1, activation="relu", name="features.5.squeeze")(
-        features_4_cat
-    )  # 54×54×32
-    features_5_expand1x1 = keras.layers.Conv2D(128, 1, activation="relu", name="features.5.expand1x1")(
-        features_5_squeeze
-    )  # 54×54×128
-    features_5_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.5.expand3x3_pad")(
-        features_5_squeeze
-    )
-    features_5_expand3x3 = keras.layers.Conv2D(128, 3, activation="relu", name="features.5.expand3x3")(
-        features_5_expand3x3
-    )  # 54×54×128
-    features_5_cat = keras.layers.Concatenate(axis=-1, name="features.5.cat")(
-        [features_5_expand1x1, features_5_expand3x3]
-    )  # 54×54×256
-    features_6 = NegInfPadding2D(((0, 1), (0, 1)), name="features.6_pad")(features_5_cat)
-    features_6 = keras.layers.MaxPooling2D(3, strides=2, name="features.6")(features_6)  # 27×27×256
-    features_7_squeeze = keras.layers.Conv2D(32, 1, activation="relu", name="features.7.squeeze")(
-        features_6
-    )  # 27×27×32
-    features_7_expand1x1 = keras.layers.Conv2D(128, 1, activation="relu", name="features.7.expand1x1")(
-        features_7_squeeze
-    )  # 27×27×128
-    features_7_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7.expand3x3_pad")(
-        features_7_squeeze
-    )
-    features_7_expand3x3 = keras.layers.Conv2D(128, 3, activation="relu", name="features.7.expand3x3")(
-        features_7_expand3x3
-    )  # 27×27×128
-    features_7_cat = keras.layers.Concatenate(axis=-1, name="features.7.cat")(
-        [features_7_expand1x1, features_7_expand3x3]
-    )  # 27×27×256
-    features_8_squeeze = keras.layers.Conv2D(48, 1, activation="relu", name="features.8.squeeze")(
-        features_7_cat
-    )  # 27×27×48
-    features_8_expand1x1 = keras.layers.Conv2D(192, 1, activation="relu", name="features.8.expand1x1")(
-        features_8_squeeze
-    )  # 27×27×192
-    features_8_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.8.expand3x3_pad")(
-        features_8_squeeze
-    )
-    features_8_expand3x3 = keras.layers.Conv2D(192, 3, activation="relu", name="features.8.expand3x3")(
-        features_8_expand3x3
-    )  # 27×27×192
-    features_8_cat = keras.layers.Concatenate(axis=-1, name="features.8.cat")(
-        [features_8_expand1x1, features_8_expand3x3]
-    )  # 27×27×384
-    features_9_squeeze = keras.layers.Conv2D(48, 1, activation="relu", name="features.9.squeeze")(
-        features_8_cat
-    )  # 27×27×48
-    features_9_expand1x1 = keras.layers.Conv2D(192, 1, activation="relu", name="features.9.expand1x1")(
-        features_9_squeeze
-    )  # 27×27×192
-    features_9_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.9.expand3x3_pad")(
-        features_9_squeeze
-    )
-    features_9_expand3x3 = keras.layers.Conv2D(192, 3, activation="relu", name="features.9.expand3x3")(
-        features_9_expand3x3
-    )  # 27×27×192
-    features_9_cat = keras.layers.Concatenate(axis=-1, name="features.9.cat")(
-        [features_9_expand1x1, features_9_expand3x3]
-    )  # 27×27×384
-    features_10_squeeze = keras.layers.Conv2D(64, 1, activation="relu", name="features.10.squeeze")(
-        features_9_cat
-    )  # 27×27×64
-    features_10_expand1x1 = keras.layers.Conv2D(256, 1, activation="relu", name="features.10.expand1x1")(
-        features_10_squeeze
-    )  # 27×27×256
-    features_10_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.10.expand3x3_pad")(
-        features_10_squeeze
-    )
-    features_10_expand3x3 = keras.layers.Conv2D(256, 3, activation="relu", name="features.10.expand3x3")(
-        features_10_expand3x3
-    )  # 27×27×256
-    features_10_cat = keras.layers.Concatenate(axis=-1, name="features.10.cat")(
-        [features_10_expand1x1, features_10_expand3x3]
-    )  # 27×27×512
-    features_11 = keras.layers.MaxPooling2D(3, strides=2, name="features.11")(features_10_cat)  # 13×13×512
-    features_12_squeeze = keras.layers.Conv2D(64, 1, activation="relu", name="features.12.squeeze")(
-        features_11
-    )  # 13×13×64
-    features_12_expand1x1 = keras.layers.Conv2D(256, 1, activation="relu", name="features.12.expand1x1")(
-        features_12_squeeze
-    )  # 13×13×256
-    features_12_expand3x3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.12.expand3x3_pad")(
-        features_12_squeeze
-    )
-    features_12_expand3x3 = keras.layers.Conv2D(256, 3, activation="relu", name="features.12.expand3x3")(
-        features_12_expand3x3
-    )  # 13×13×256
-    features_12_cat = keras.layers.Concatenate(axis=-1, name="features.12.cat")(
-        [features_12_expand1x1, features_12_expand3x3]
-    )  # 13×13×512
-    classifier_0 = keras.layers.Dropout(0.5, name="classifier.0")(features_12_cat)  # 13×13×512
-    classifier_1 = keras.layers.Conv2D(1000, 1, activation="relu", name="classifier.1")(classifier_0)  # 13×13×1000
-    classifier_3 = keras.layers.GlobalAveragePooling2D(name="classifier.3")(classifier_1)  # 1000
-    return keras.Model(inputs, classifier_3, name="squeezenet1_0")
+    features_ = features(x, name="features")  # 13×13×512
+    classifier_ = classifier(features_, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="squeezenet1_0")

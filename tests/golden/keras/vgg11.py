@@ -7,44 +7,54 @@
 import keras
 
 
+def features(x, name: str):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(64, 3, name=f"{name}.0")(x)  # 224×224×64
+    x = keras.layers.ReLU(name=f"{name}.1")(x)  # 224×224×64
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.2")(x)  # 112×112×64
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.3_pad")(x)
+    x = keras.layers.Conv2D(128, 3, name=f"{name}.3")(x)  # 112×112×128
+    x = keras.layers.ReLU(name=f"{name}.4")(x)  # 112×112×128
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.5")(x)  # 56×56×128
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.6_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.6")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.7")(x)  # 56×56×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.8_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.8")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.9")(x)  # 56×56×256
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.10")(x)  # 28×28×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.11_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.11")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.12")(x)  # 28×28×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.13_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.13")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.14")(x)  # 28×28×512
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.15")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.16_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.16")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.17")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.18_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.18")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.19")(x)  # 14×14×512
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.20")(x)  # 7×7×512
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dense(4096, activation="relu", name=f"{name}.0")(x)  # 4096
+    x = keras.layers.Dropout(0.5, name=f"{name}.2")(x)  # 4096
+    x = keras.layers.Dense(4096, activation="relu", name=f"{name}.3")(x)  # 4096
+    x = keras.layers.Dropout(0.5, name=f"{name}.5")(x)  # 4096
+    x = keras.layers.Dense(1000, name=f"{name}.6")(x)  # 1000
+    return x
+
+
 def build_vgg11() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    features_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.0_pad")(x)
-    features_0 = keras.layers.Conv2D(64, 3, name="features.0")(features_0)  # 224×224×64
-    features_1 = keras.layers.ReLU(name="features.1")(features_0)  # 224×224×64
-    features_2 = keras.layers.MaxPooling2D(2, strides=2, name="features.2")(features_1)  # 112×112×64
-    features_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.3_pad")(features_2)
-    features_3 = keras.layers.Conv2D(128, 3, name="features.3")(features_3)  # 112×112×128
-    features_4 = keras.layers.ReLU(name="features.4")(features_3)  # 112×112×128
-    features_5 = keras.layers.MaxPooling2D(2, strides=2, name="features.5")(features_4)  # 56×56×128
-    features_6 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.6_pad")(features_5)
-    features_6 = keras.layers.Conv2D(256, 3, name="features.6")(features_6)  # 56×56×256
-    features_7 = keras.layers.ReLU(name="features.7")(features_6)  # 56×56×256
-    features_8 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.8_pad")(features_7)
-    features_8 = keras.layers.Conv2D(256, 3, name="features.8")(features_8)  # 56×56×256
-    features_9 = keras.layers.ReLU(name="features.9")(features_8)  # 56×56×256
-    features_10 = keras.layers.MaxPooling2D(2, strides=2, name="features.10")(features_9)  # 28×28×256
-    features_11 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.11_pad")(features_10)
-    features_11 = keras.layers.Conv2D(512, 3, name="features.11")(features_11)  # 28×28×512
-    features_12 = keras.layers.ReLU(name="features.12")(features_11)  # 28×28×512
-    features_13 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.13_pad")(features_12)
-    features_13 = keras.layers.Conv2D(512, 3, name="features.13")(features_13)  # 28×28×512
-    features_14 = keras.layers.ReLU(name="features.14")(features_13)  # 28×28×512
-    features_15 = keras.layers.MaxPooling2D(2, strides=2, name="features.15")(features_14)  # 14×14×512
-    features_16 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.16_pad")(features_15)
-    features_16 = keras.layers.Conv2D(512, 3, name="features.16")(features_16)  # 14×14×512
-    features_17 = keras.layers.ReLU(name="features.17")(features_16)  # 14×14×512
-    features_18 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.18_pad")(features_17)
-    features_18 = keras.layers.Conv2D(512, 3, name="features.18")(features_18)  # 14×14×512
-    features_19 = keras.layers.ReLU(name="features.19")(features_18)  # 14×14×512
-    features_20 = keras.layers.MaxPooling2D(2, strides=2, name="features.20")(features_19)  # 7×7×512
-    avgpool = keras.layers.AdaptiveAveragePooling2D(7, name="avgpool")(features_20)  # 7×7×512
+    features_ = features(x, name="features")  # 7×7×512
+    avgpool = keras.layers.AdaptiveAveragePooling2D(7, name="avgpool")(features_)  # 7×7×512
     flatten = keras.layers.Permute((3, 1, 2), name="flatten_chw")(avgpool)
     flatten = keras.layers.Flatten(name="flatten")(flatten)  # 25088
-    classifier_0 = keras.layers.Dense(4096, activation="relu", name="classifier.0")(flatten)  # 4096
-    classifier_2 = keras.layers.Dropout(0.5, name="classifier.2")(classifier_0)  # 4096
-    classifier_3 = keras.layers.Dense(4096, activation="relu", name="classifier.3")(classifier_2)  # 4096
-    classifier_5 = keras.layers.Dropout(0.5, name="classifier.5")(classifier_3)  # 4096
-    classifier_6 = keras.layers.Dense(1000, name="classifier.6")(classifier_5)  # 1000
-    return keras.Model(inputs, classifier_6, name="vgg11")
+    classifier_ = classifier(flatten, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="vgg11")

@@ -7,59 +7,69 @@
 import keras
 
 
+def features(x, name: str):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(64, 3, name=f"{name}.0")(x)  # 224×224×64
+    x = keras.layers.ReLU(name=f"{name}.1")(x)  # 224×224×64
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.2_pad")(x)
+    x = keras.layers.Conv2D(64, 3, name=f"{name}.2")(x)  # 224×224×64
+    x = keras.layers.ReLU(name=f"{name}.3")(x)  # 224×224×64
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.4")(x)  # 112×112×64
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.5_pad")(x)
+    x = keras.layers.Conv2D(128, 3, name=f"{name}.5")(x)  # 112×112×128
+    x = keras.layers.ReLU(name=f"{name}.6")(x)  # 112×112×128
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.7_pad")(x)
+    x = keras.layers.Conv2D(128, 3, name=f"{name}.7")(x)  # 112×112×128
+    x = keras.layers.ReLU(name=f"{name}.8")(x)  # 112×112×128
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.9")(x)  # 56×56×128
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.10_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.10")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.11")(x)  # 56×56×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.12_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.12")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.13")(x)  # 56×56×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.14_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.14")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.15")(x)  # 56×56×256
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.16")(x)  # 28×28×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.17_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.17")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.18")(x)  # 28×28×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.19_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.19")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.20")(x)  # 28×28×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.21_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.21")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.22")(x)  # 28×28×512
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.23")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.24_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.24")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.25")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.26_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.26")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.27")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.28_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.28")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.29")(x)  # 14×14×512
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.30")(x)  # 7×7×512
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dense(4096, activation="relu", name=f"{name}.0")(x)  # 4096
+    x = keras.layers.Dropout(0.5, name=f"{name}.2")(x)  # 4096
+    x = keras.layers.Dense(4096, activation="relu", name=f"{name}.3")(x)  # 4096
+    x = keras.layers.Dropout(0.5, name=f"{name}.5")(x)  # 4096
+    x = keras.layers.Dense(1000, name=f"{name}.6")(x)  # 1000
+    return x
+
+
 def build_vgg16() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    features_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.0_pad")(x)
-    features_0 = keras.layers.Conv2D(64, 3, name="features.0")(features_0)  # 224×224×64
-    features_1 = keras.layers.ReLU(name="features.1")(features_0)  # 224×224×64
-    features_2 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.2_pad")(features_1)
-    features_2 = keras.layers.Conv2D(64, 3, name="features.2")(features_2)  # 224×224×64
-    features_3 = keras.layers.ReLU(name="features.3")(features_2)  # 224×224×64
-    features_4 = keras.layers.MaxPooling2D(2, strides=2, name="features.4")(features_3)  # 112×112×64
-    features_5 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.5_pad")(features_4)
-    features_5 = keras.layers.Conv2D(128, 3, name="features.5")(features_5)  # 112×112×128
-    features_6 = keras.layers.ReLU(name="features.6")(features_5)  # 112×112×128
-    features_7 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7_pad")(features_6)
-    features_7 = keras.layers.Conv2D(128, 3, name="features.7")(features_7)  # 112×112×128
-    features_8 = keras.layers.ReLU(name="features.8")(features_7)  # 112×112×128
-    features_9 = keras.layers.MaxPooling2D(2, strides=2, name="features.9")(features_8)  # 56×56×128
-    features_10 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.10_pad")(features_9)
-    features_10 = keras.layers.Conv2D(256, 3, name="features.10")(features_10)  # 56×56×256
-    features_11 = keras.layers.ReLU(name="features.11")(features_10)  # 56×56×256
-    features_12 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.12_pad")(features_11)
-    features_12 = keras.layers.Conv2D(256, 3, name="features.12")(features_12)  # 56×56×256
-    features_13 = keras.layers.ReLU(name="features.13")(features_12)  # 56×56×256
-    features_14 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.14_pad")(features_13)
-    features_14 = keras.layers.Conv2D(256, 3, name="features.14")(features_14)  # 56×56×256
-    features_15 = keras.layers.ReLU(name="features.15")(features_14)  # 56×56×256
-    features_16 = keras.layers.MaxPooling2D(2, strides=2, name="features.16")(features_15)  # 28×28×256
-    features_17 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.17_pad")(features_16)
-    features_17 = keras.layers.Conv2D(512, 3, name="features.17")(features_17)  # 28×28×512
-    features_18 = keras.layers.ReLU(name="features.18")(features_17)  # 28×28×512
-    features_19 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.19_pad")(features_18)
-    features_19 = keras.layers.Conv2D(512, 3, name="features.19")(features_19)  # 28×28×512
-    features_20 = keras.layers.ReLU(name="features.20")(features_19)  # 28×28×512
-    features_21 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.21_pad")(features_20)
-    features_21 = keras.layers.Conv2D(512, 3, name="features.21")(features_21)  # 28×28×512
-    features_22 = keras.layers.ReLU(name="features.22")(features_21)  # 28×28×512
-    features_23 = keras.layers.MaxPooling2D(2, strides=2, name="features.23")(features_22)  # 14×14×512
-    features_24 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.24_pad")(features_23)
-    features_24 = keras.layers.Conv2D(512, 3, name="features.24")(features_24)  # 14×14×512
-    features_25 = keras.layers.ReLU(name="features.25")(features_24)  # 14×14×512
-    features_26 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.26_pad")(features_25)
-    features_26 = keras.layers.Conv2D(512, 3, name="features.26")(features_26)  # 14×14×512
-    features_27 = keras.layers.ReLU(name="features.27")(features_26)  # 14×14×512
-    features_28 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.28_pad")(features_27)
-    features_28 = keras.layers.Conv2D(512, 3, name="features.28")(features_28)  # 14×14×512
-    features_29 = keras.layers.ReLU(name="features.29")(features_28)  # 14×14×512
-    features_30 = keras.layers.MaxPooling2D(2, strides=2, name="features.30")(features_29)  # 7×7×512
-    avgpool = keras.layers.AdaptiveAveragePooling2D(7, name="avgpool")(features_30)  # 7×7×512
+    features_ = features(x, name="features")  # 7×7×512
+    avgpool = keras.layers.AdaptiveAveragePooling2D(7, name="avgpool")(features_)  # 7×7×512
     flatten = keras.layers.Permute((3, 1, 2), name="flatten_chw")(avgpool)
     flatten = keras.layers.Flatten(name="flatten")(flatten)  # 25088
-    classifier_0 = keras.layers.Dense(4096, activation="relu", name="classifier.0")(flatten)  # 4096
-    classifier_2 = keras.layers.Dropout(0.5, name="classifier.2")(classifier_0)  # 4096
-    classifier_3 = keras.layers.Dense(4096, activation="relu", name="classifier.3")(classifier_2)  # 4096
-    classifier_5 = keras.layers.Dropout(0.5, name="classifier.5")(classifier_3)  # 4096
-    classifier_6 = keras.layers.Dense(1000, name="classifier.6")(classifier_5)  # 1000
-    return keras.Model(inputs, classifier_6, name="vgg16")
+    classifier_ = classifier(flatten, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="vgg16")

@@ -7,98 +7,82 @@
 import keras
 
 
+def features(x, name: str):
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(64, 3, name=f"{name}.0")(x)  # 224×224×64
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)  # 224×224×64
+    x = keras.layers.ReLU(name=f"{name}.2")(x)  # 224×224×64
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.3_pad")(x)
+    x = keras.layers.Conv2D(64, 3, name=f"{name}.3")(x)  # 224×224×64
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.4")(x)  # 224×224×64
+    x = keras.layers.ReLU(name=f"{name}.5")(x)  # 224×224×64
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.6")(x)  # 112×112×64
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.7_pad")(x)
+    x = keras.layers.Conv2D(128, 3, name=f"{name}.7")(x)  # 112×112×128
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.8")(x)  # 112×112×128
+    x = keras.layers.ReLU(name=f"{name}.9")(x)  # 112×112×128
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.10_pad")(x)
+    x = keras.layers.Conv2D(128, 3, name=f"{name}.10")(x)  # 112×112×128
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.11")(x)  # 112×112×128
+    x = keras.layers.ReLU(name=f"{name}.12")(x)  # 112×112×128
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.13")(x)  # 56×56×128
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.14_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.14")(x)  # 56×56×256
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.15")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.16")(x)  # 56×56×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.17_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.17")(x)  # 56×56×256
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.18")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.19")(x)  # 56×56×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.20_pad")(x)
+    x = keras.layers.Conv2D(256, 3, name=f"{name}.20")(x)  # 56×56×256
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.21")(x)  # 56×56×256
+    x = keras.layers.ReLU(name=f"{name}.22")(x)  # 56×56×256
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.23")(x)  # 28×28×256
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.24_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.24")(x)  # 28×28×512
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.25")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.26")(x)  # 28×28×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.27_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.27")(x)  # 28×28×512
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.28")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.29")(x)  # 28×28×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.30_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.30")(x)  # 28×28×512
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.31")(x)  # 28×28×512
+    x = keras.layers.ReLU(name=f"{name}.32")(x)  # 28×28×512
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.33")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.34_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.34")(x)  # 14×14×512
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.35")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.36")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.37_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.37")(x)  # 14×14×512
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.38")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.39")(x)  # 14×14×512
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.40_pad")(x)
+    x = keras.layers.Conv2D(512, 3, name=f"{name}.40")(x)  # 14×14×512
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.41")(x)  # 14×14×512
+    x = keras.layers.ReLU(name=f"{name}.42")(x)  # 14×14×512
+    x = keras.layers.MaxPooling2D(2, strides=2, name=f"{name}.43")(x)  # 7×7×512
+    return x
+
+
+def classifier(x, name: str):
+    x = keras.layers.Dense(4096, activation="relu", name=f"{name}.0")(x)  # 4096
+    x = keras.layers.Dropout(0.5, name=f"{name}.2")(x)  # 4096
+    x = keras.layers.Dense(4096, activation="relu", name=f"{name}.3")(x)  # 4096
+    x = keras.layers.Dropout(0.5, name=f"{name}.5")(x)  # 4096
+    x = keras.layers.Dense(1000, name=f"{name}.6")(x)  # 1000
+    return x
+
+
 def build_vgg16_bn() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    features_0 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.0_pad")(x)
-    features_0 = keras.layers.Conv2D(64, 3, name="features.0")(features_0)  # 224×224×64
-    features_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.1")(
-        features_0
-    )  # 224×224×64
-    features_2 = keras.layers.ReLU(name="features.2")(features_1)  # 224×224×64
-    features_3 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.3_pad")(features_2)
-    features_3 = keras.layers.Conv2D(64, 3, name="features.3")(features_3)  # 224×224×64
-    features_4 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.4")(
-        features_3
-    )  # 224×224×64
-    features_5 = keras.layers.ReLU(name="features.5")(features_4)  # 224×224×64
-    features_6 = keras.layers.MaxPooling2D(2, strides=2, name="features.6")(features_5)  # 112×112×64
-    features_7 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.7_pad")(features_6)
-    features_7 = keras.layers.Conv2D(128, 3, name="features.7")(features_7)  # 112×112×128
-    features_8 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.8")(
-        features_7
-    )  # 112×112×128
-    features_9 = keras.layers.ReLU(name="features.9")(features_8)  # 112×112×128
-    features_10 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.10_pad")(features_9)
-    features_10 = keras.layers.Conv2D(128, 3, name="features.10")(features_10)  # 112×112×128
-    features_11 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.11")(
-        features_10
-    )  # 112×112×128
-    features_12 = keras.layers.ReLU(name="features.12")(features_11)  # 112×112×128
-    features_13 = keras.layers.MaxPooling2D(2, strides=2, name="features.13")(features_12)  # 56×56×128
-    features_14 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.14_pad")(features_13)
-    features_14 = keras.layers.Conv2D(256, 3, name="features.14")(features_14)  # 56×56×256
-    features_15 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.15")(
-        features_14
-    )  # 56×56×256
-    features_16 = keras.layers.ReLU(name="features.16")(features_15)  # 56×56×256
-    features_17 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.17_pad")(features_16)
-    features_17 = keras.layers.Conv2D(256, 3, name="features.17")(features_17)  # 56×56×256
-    features_18 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.18")(
-        features_17
-    )  # 56×56×256
-    features_19 = keras.layers.ReLU(name="features.19")(features_18)  # 56×56×256
-    features_20 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.20_pad")(features_19)
-    features_20 = keras.layers.Conv2D(256, 3, name="features.20")(features_20)  # 56×56×256
-    features_21 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.21")(
-        features_20
-    )  # 56×56×256
-    features_22 = keras.layers.ReLU(name="features.22")(features_21)  # 56×56×256
-    features_23 = keras.layers.MaxPooling2D(2, strides=2, name="features.23")(features_22)  # 28×28×256
-    features_24 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.24_pad")(features_23)
-    features_24 = keras.layers.Conv2D(512, 3, name="features.24")(features_24)  # 28×28×512
-    features_25 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.25")(
-        features_24
-    )  # 28×28×512
-    features_26 = keras.layers.ReLU(name="features.26")(features_25)  # 28×28×512
-    features_27 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.27_pad")(features_26)
-    features_27 = keras.layers.Conv2D(512, 3, name="features.27")(features_27)  # 28×28×512
-    features_28 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.28")(
-        features_27
-    )  # 28×28×512
-    features_29 = keras.layers.ReLU(name="features.29")(features_28)  # 28×28×512
-    features_30 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.30_pad")(features_29)
-    features_30 = keras.layers.Conv2D(512, 3, name="features.30")(features_30)  # 28×28×512
-    features_31 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.31")(
-        features_30
-    )  # 28×28×512
-    features_32 = keras.layers.ReLU(name="features.32")(features_31)  # 28×28×512
-    features_33 = keras.layers.MaxPooling2D(2, strides=2, name="features.33")(features_32)  # 14×14×512
-    features_34 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.34_pad")(features_33)
-    features_34 = keras.layers.Conv2D(512, 3, name="features.34")(features_34)  # 14×14×512
-    features_35 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.35")(
-        features_34
-    )  # 14×14×512
-    features_36 = keras.layers.ReLU(name="features.36")(features_35)  # 14×14×512
-    features_37 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.37_pad")(features_36)
-    features_37 = keras.layers.Conv2D(512, 3, name="features.37")(features_37)  # 14×14×512
-    features_38 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.38")(
-        features_37
-    )  # 14×14×512
-    features_39 = keras.layers.ReLU(name="features.39")(features_38)  # 14×14×512
-    features_40 = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="features.40_pad")(features_39)
-    features_40 = keras.layers.Conv2D(512, 3, name="features.40")(features_40)  # 14×14×512
-    features_41 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name="features.41")(
-        features_40
-    )  # 14×14×512
-    features_42 = keras.layers.ReLU(name="features.42")(features_41)  # 14×14×512
-    features_43 = keras.layers.MaxPooling2D(2, strides=2, name="features.43")(features_42)  # 7×7×512
-    avgpool = keras.layers.AdaptiveAveragePooling2D(7, name="avgpool")(features_43)  # 7×7×512
+    features_ = features(x, name="features")  # 7×7×512
+    avgpool = keras.layers.AdaptiveAveragePooling2D(7, name="avgpool")(features_)  # 7×7×512
     flatten = keras.layers.Permute((3, 1, 2), name="flatten_chw")(avgpool)
     flatten = keras.layers.Flatten(name="flatten")(flatten)  # 25088
-    classifier_0 = keras.layers.Dense(4096, activation="relu", name="classifier.0")(flatten)  # 4096
-    classifier_2 = keras.layers.Dropout(0.5, name="classifier.2")(classifier_0)  # 4096
-    classifier_3 = keras.layers.Dense(4096, activation="relu", name="classifier.3")(classifier_2)  # 4096
-    classifier_5 = keras.layers.Dropout(0.5, name="classifier.5")(classifier_3)  # 4096
-    classifier_6 = keras.layers.Dense(1000, name="classifier.6")(classifier_5)  # 1000
-    return keras.Model(inputs, classifier_6, name="vgg16_bn")
+    classifier_ = classifier(flatten, name="classifier")  # 1000
+    return keras.Model(inputs, classifier_, name="vgg16_bn")
