@@ -62,7 +62,7 @@ def main() -> None:
     import torch
 
     import netspec
-    from netspec.checker import check_file
+    from netspec.analysis.checker import check_file
     from netspec.train.hardware import cpu_has_native_bf16, cpu_model
     from netspec.train.memory import keep_freed_memory
     from netspec_torch.trainer import loss_fn, make_optimizer

@@ -24,8 +24,8 @@ import netspec_torch.trainer as trainer
 if sys.argv[1] == "off":
     trainer.keep_freed_memory = lambda: False
 from netspec import check_file
-from netspec.backend import get_backend
-from netspec.bench import BenchSettings
+from netspec.codegen.backend import get_backend
+from netspec.train.bench import BenchSettings
 net = check_file("specs/alexnet-digits.yaml")
 settings = BenchSettings([32], steps=10, warmup=2, trials=2, device="cpu", loops=["netspec"])
 rows, _, _ = get_backend("torch").bench(net, settings)

@@ -34,7 +34,7 @@ def main() -> None:
     import torch  # noqa: F401  (before TensorFlow, as netspec's entry points do)
 
     from netspec import check_file
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
     from netspec.layers.conv import _ConvNd
     from netspec_keras import set_from_torch_layout
 

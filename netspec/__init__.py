@@ -19,29 +19,29 @@ __all__ = ["__version__", "build", "check", "check_file", "convert", "create_mod
 
 
 def _overrides(overrides):
-    from netspec.loader import overrides_from
+    from netspec.language.params import overrides_from
 
     return overrides_from(overrides, label="overrides")
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """The names of the specs that ship with netspec matching ``pattern`` (``"resnet*"``), sorted."""
-    from netspec.catalog import list_models as _list_models
+    from netspec.language.catalog import list_models as _list_models
 
     return _list_models(pattern)
 
 
 def load_spec(spec, overrides=None):
-    """Read, resolve and validate a spec (see :func:`netspec.spec.load_spec`)."""
-    from netspec.spec import load_spec as _load
+    """Read, resolve and validate a spec (see :func:`netspec.language.spec.load_spec`)."""
+    from netspec.language.spec import load_spec as _load
 
     return _load(spec, _overrides(overrides))
 
 
 def check(spec, overrides=None, *, input_shape=None, batch=1):
-    """Load and check a spec: a :class:`netspec.checker.CheckedNet` with every layer's shape,
+    """Load and check a spec: a :class:`netspec.analysis.checker.CheckedNet` with every layer's shape,
     parameters and MACs (``.layers``) and the totals (``.totals``)."""
-    from netspec.checker import check_file as _check_file
+    from netspec.analysis.checker import check_file as _check_file
 
     return _check_file(spec, _overrides(overrides), input_shape=input_shape, batch=batch)
 
@@ -51,7 +51,7 @@ check_file = check  # the name of earlier releases
 
 def emit(spec, backend: str = "torch", *, overrides=None, input_shape=None) -> str:
     """The generated source of a spec for ``backend`` (``"torch"`` or ``"keras"``)."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     net = check(spec, overrides, input_shape=input_shape)
     return get_backend(backend).emit(net)
@@ -60,7 +60,7 @@ def emit(spec, backend: str = "torch", *, overrides=None, input_shape=None) -> s
 def build(spec, backend: str = "torch", *, overrides=None, weights=None, input_shape=None):
     """The live model of a spec, built from the very source ``emit`` returns; ``weights`` is a
     safetensors file or a plain PyTorch state dict (read with ``weights_only=True``)."""
-    from netspec.backend import get_backend, require_memory
+    from netspec.codegen.backend import get_backend, require_memory
 
     net = check(spec, overrides, input_shape=input_shape)
     require_memory(net, "building the model", 2 if weights is not None else 1,
@@ -79,6 +79,6 @@ def convert(spec, weights, to: str, output="out", *, overrides=None, force: bool
     folder ``output``; returns the written artifacts (``.path``, ``.format``)."""
     from pathlib import Path
 
-    from netspec.conversion import convert as _convert
+    from netspec.files.conversion import convert as _convert
 
     return _convert(check(spec, overrides), Path(weights), to, Path(output), force=force)

@@ -128,8 +128,8 @@ def check(
 
     Pure Python: no framework is imported.
     """
-    from netspec.checker import check_file
-    from netspec.report import render_summary, summary_json
+    from netspec.analysis.checker import check_file
+    from netspec.analysis.report import render_summary, summary_json
 
     with user_errors(as_json):
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_), batch=batch)
@@ -163,8 +163,8 @@ def export(
     Files are named after the spec: SPEC_torch.py / SPEC_keras.py (an importable module name),
     SPEC.safetensors, SPEC.pt2, SPEC.onnx, SPEC.keras, SPEC.weights.h5, SPEC.savedmodel/.
     Every path written is printed on stdout."""
-    from netspec.backend import get_backend
-    from netspec.checker import check_file
+    from netspec.analysis.checker import check_file
+    from netspec.codegen.backend import get_backend
 
     with user_errors():
         net = check_file(spec, set_ or [])
@@ -194,8 +194,8 @@ def convert(
 
     The output is named after the weights file: trained.pth -> DIR/trained.weights.h5 (--to keras),
     trained.weights.h5 -> DIR/trained.safetensors (--to torch). Weights must fit the spec exactly."""
-    from netspec.checker import check_file
-    from netspec.conversion import convert as run_convert
+    from netspec.analysis.checker import check_file
+    from netspec.files.conversion import convert as run_convert
 
     with user_errors():
         net = check_file(spec, set_ or [])
@@ -314,9 +314,9 @@ def bench(
     """Measure training throughput: images/s, ms/step, MFU, peak memory and warm-up time, for
     netspec's trainer and the backend's reference loops (torch: plain fp32; bf16 + channels-last +
     compile. keras: a plain model.fit; train_on_batch, compiled; the same with XLA)."""
-    from netspec.backend import get_backend
-    from netspec.bench import BenchSettings, environment, report, table
-    from netspec.checker import check_file
+    from netspec.analysis.checker import check_file
+    from netspec.codegen.backend import get_backend
+    from netspec.train.bench import BenchSettings, environment, report, table
 
     with user_errors():
         try:
@@ -327,7 +327,7 @@ def bench(
             raise UsageError.single(f"--batch-sizes {batch_sizes!r} is not a list of positive numbers",
                                     hint="for example --batch-sizes 128,512")
         if output is not None:  # before the measuring, not after (and before the backend is looked up)
-            from netspec.outputs import check_target
+            from netspec.files.outputs import check_target
 
             check_target(output, force=force)
         chosen = get_backend(backend)
@@ -344,7 +344,7 @@ def bench(
         rows, device_name, versions = chosen.bench(net, settings)
         doc = report(net.spec.name, net.totals.macs, rows, environment(device_name, versions))
         if output is not None:
-            from netspec.outputs import write_text
+            from netspec.files.outputs import write_text
 
             write_text(output, json.dumps(doc, indent=2) + "\n", force=force)
     _results_console().print(table(doc))
@@ -360,7 +360,7 @@ def report(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """One static HTML page for a training run: summary, diagram, curves, metrics, command, versions."""
-    from netspec.run_report import write_report
+    from netspec.views.run_report import write_report
 
     with user_errors():
         written = write_report(run_dir, output, force=force)
@@ -375,8 +375,8 @@ def diff(
     everything: Annotated[bool, typer.Option("--all", help="List unchanged layers too.")] = False,
 ) -> None:
     """Compare two specs: layers added, removed or changed, shapes, parameters and the totals."""
-    from netspec.checker import check_file
-    from netspec.diff import diff_nets, table
+    from netspec.analysis.checker import check_file
+    from netspec.views.diff import diff_nets, table
 
     with user_errors(as_json):
         result = diff_nets(check_file(spec_a), check_file(spec_b))
@@ -398,8 +398,8 @@ def draw(
     set_: SetOpt = None,
 ) -> None:
     """Draw the network: one box per layer with its output shape and parameters (SVG or PNG)."""
-    from netspec.checker import check_file
-    from netspec.diagram import write_diagram
+    from netspec.analysis.checker import check_file
+    from netspec.views.diagram import write_diagram
 
     with user_errors():
         net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
@@ -412,7 +412,7 @@ def list_specs(
     pattern: Annotated[str, typer.Argument(help="Only names matching this shell pattern, e.g. 'resnet*'.")] = "*",
 ) -> None:
     """List the specs that ship with netspec: any command takes one by name (netspec check resnet50)."""
-    from netspec.catalog import SPECS_ROOT, list_models, packaged_specs
+    from netspec.language.catalog import SPECS_ROOT, list_models, packaged_specs
 
     specs = packaged_specs()
     found = {name: specs[name] for name in list_models(pattern)}
@@ -427,17 +427,17 @@ def list_specs(
 @app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
-                                                help="Write to this file instead of stdout.")] = None,
+                                                help="Write to this file instead of stdout ('-': stdout).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the -o file if it exists.")] = False,
 ) -> None:
     """Print the JSON Schema of the spec format, for editor completion and validation."""
-    from netspec.spec import json_schema
+    from netspec.language.schema import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
-    if output is None:
+    if output is None or str(output) == "-":  # '-' is stdout, as for export
         typer.echo(text, nl=False)
         return
-    from netspec.outputs import write_text
+    from netspec.files.outputs import write_text
 
     with user_errors():
         write_text(output, text, force=force)

@@ -281,7 +281,7 @@ def test_a_very_deep_set_key_is_a_user_error():
 
 
 def test_weights_that_do_not_fit_name_eight_of_each_kind_and_count_the_rest():
-    from netspec.weights import misfit
+    from netspec.files.weights import misfit
 
     expected = {f"layer{i}.weight": (4, 4) for i in range(20)}
     given = {f"other{i}.weight": (4, 4) for i in range(9)}
@@ -294,7 +294,7 @@ def test_weights_that_do_not_fit_name_eight_of_each_kind_and_count_the_rest():
 
 def test_a_training_state_given_as_weights_points_to_the_checkpoints_weights(tmp_path):
     torch = pytest.importorskip("torch")
-    from netspec.state_files import read_state_dict
+    from netspec.files.state_files import read_state_dict
 
     path = tmp_path / "state.pt"
     torch.save({"loop": {"epoch": 1}, "optimizer": {"state": {}, "param_groups": []}, "rng": {}}, path)

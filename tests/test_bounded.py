@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from netspec.checker import check_file
+from netspec.analysis.checker import check_file
 from netspec.errors import SpecError
-from netspec.loader import load_spec_document
-from netspec.modules import MAX_LAYERS
+from netspec.language.loader import load_spec_document
+from netspec.language.modules import MAX_LAYERS
 
 from .conftest import SPECS_DIR, lines_executed
 

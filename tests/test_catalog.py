@@ -1,4 +1,4 @@
-"""Packaged specs by name (netspec.catalog), the Python API's wording, and the wheel as a user gets it."""
+"""Packaged specs by name (netspec.language.catalog), the Python API's wording, and the wheel as a user gets it."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 import netspec
-from netspec.catalog import SPECS_ROOT, list_models, packaged_specs, spec_path
 from netspec.cli import app
 from netspec.errors import SpecError
+from netspec.language.catalog import SPECS_ROOT, list_models, packaged_specs, spec_path
 
 from .conftest import ALL_SPECS, ROOT, SPECS_DIR, ZOO_SPECS
 

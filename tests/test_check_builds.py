@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from netspec.checker import check_file
+from netspec.analysis.checker import check_file
 from netspec.errors import SpecError
 
 MODULE = """
@@ -100,7 +100,7 @@ def test_a_condition_is_generated_from_its_tokens_not_its_text(write_spec):
     param): the torch model then lacked b1.d, which the checker and Keras have."""
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     from .torch_helpers import per_layer
 
@@ -153,7 +153,7 @@ def test_each_backend_offers_the_whole_backend_protocol_without_its_framework(na
     framework; the training switches a backend declares are netspec's own."""
     import typing
 
-    from netspec.backend import Backend, get_backend
+    from netspec.codegen.backend import Backend, get_backend
     from netspec.train import FAST_PATH_PARTS
 
     backend = get_backend(name)

@@ -59,7 +59,7 @@ def test_a_narrow_terminal_never_cuts_a_figure():
     from rich.console import Console
 
     from netspec import check_file
-    from netspec.report import render_summary
+    from netspec.analysis.report import render_summary
 
     console = Console(force_terminal=True, width=60, record=True, color_system=None)
     render_summary(check_file(SPECS_DIR / "alexnet.yaml"), console)
@@ -77,8 +77,8 @@ def test_the_check_table_fits_a_narrow_terminal_by_leaving_out_columns(width):
     from rich.cells import cell_len
     from rich.console import Console
 
-    from netspec.checker import check_file
-    from netspec.report import render_summary
+    from netspec.analysis.checker import check_file
+    from netspec.analysis.report import render_summary
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=width, color_system=None, highlight=False)

@@ -153,9 +153,13 @@ def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
     assert list(validator.iter_errors(bad_ref))
 
 
-def test_schema_to_stdout_is_json():
-    result = runner.invoke(app, ["schema"])
+@pytest.mark.parametrize("args", [[], ["-o", "-"]], ids=["default", "dash"])
+def test_schema_to_stdout_is_json(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["schema", *args])
+    assert result.exit_code == 0
     assert json.loads(result.output)["title"] == "netspec network spec"
+    assert list(tmp_path.iterdir()) == []  # '-' is stdout, not a file named '-'
 
 
 WITHOUT_TORCH_SCRIPT = without(("torch", "torchvision"), """
@@ -297,13 +301,13 @@ def test_results_into_a_pipe_are_unwrapped_unless_columns_is_set(monkeypatch, ca
     from netspec.cli import _results_console
 
     if command == "diff":
-        from netspec.checker import check_file
-        from netspec.diff import diff_nets, table
+        from netspec.analysis.checker import check_file
+        from netspec.views.diff import diff_nets, table
 
         result = diff_nets(check_file(SPECS_DIR / "alexnet.yaml"), check_file(SPECS_DIR / "alexnet-torchvision.yaml"))
         parts = [table(result), result.explanation()]
     else:
-        from netspec.bench import table
+        from netspec.train.bench import table
 
         parts = [table(json.loads((ROOT / "benchmarks" / "results" / "bench_alexnet_digits_cpu.json").read_text()))]
 

@@ -6,7 +6,7 @@ import pytest
 
 from netspec import check_file
 from netspec.errors import SpecError
-from netspec.expressions import ExpressionError, evaluate, parse
+from netspec.language.expressions import ExpressionError, evaluate, parse
 
 PARAMS = {"width": 64, "groups": 4, "ratio": 0.25, "name": "x", "flag": True, "true_": False}
 
@@ -184,7 +184,7 @@ def test_simplifying_writes_constants_in_and_applies_integer_identities(text, co
 
 
 def test_a_module_keeps_the_expression_each_value_was_written_as(write_spec):
-    from netspec.loader import load_spec_document
+    from netspec.language.loader import load_spec_document
 
     loaded = load_spec_document(write_spec(MODULE_SPEC))
     definition = loaded.modules.definitions["block"]

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from netspec import check_file
-from netspec.backend import get_backend
+from netspec.codegen.backend import get_backend
 from netspec.errors import DataError, RunError, WeightsError
-from netspec.fileio import sha256_file
+from netspec.files.fileio import sha256_file
 from netspec.train.checkpoints import CheckpointStore
 
 from .data_helpers import make_folder
@@ -93,7 +93,7 @@ def test_an_image_deleted_under_a_run_is_named(write_spec, tmp_path, backend):
 @pytest.mark.keras
 def test_a_keras_file_carrying_code_is_refused_and_never_run(tmp_path):
     keras = pytest.importorskip("keras")
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     marker = tmp_path / "pwned"
     inputs = keras.Input((4,))

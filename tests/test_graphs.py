@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from netspec import check_file, emit
-from netspec.checker import check
+from netspec.analysis.checker import check
 from netspec.errors import SpecError
-from netspec.loader import LoadedSpec
-from netspec.spec import NetSpec, SpecSource
+from netspec.language.loader import LoadedSpec
+from netspec.language.spec import NetSpec, SpecSource
 
 from .conftest import BAD_SPECS_DIR, ROOT
 
@@ -70,7 +70,7 @@ def test_a_gate_broadcasts_over_height_and_width():
 def test_torch_forward_has_one_variable_per_layer_and_returns_every_output():
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     layers = [{"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": 3},
               {"name": "b", "type": "maxpool2d", "kernel_size": 2, "inputs": "input"},
@@ -87,7 +87,7 @@ def test_torch_forward_has_one_variable_per_layer_and_returns_every_output():
 
 @pytest.mark.keras
 def test_keras_model_returns_every_output(tmp_path):
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     layers = [{"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": 3},
               {"name": "b", "type": "maxpool2d", "kernel_size": 2, "inputs": "input"},

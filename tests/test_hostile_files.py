@@ -45,7 +45,7 @@ def test_a_sparse_safetensors_claiming_64_gib_is_refused_by_its_header(write_spe
 
 
 def test_a_damaged_safetensors_header_is_named(tmp_path):
-    from netspec.state_files import read_state_dict
+    from netspec.files.state_files import read_state_dict
 
     weights = tmp_path / "bad.safetensors"
     weights.write_bytes((1 << 40).to_bytes(8, "little") + b"{}")
@@ -56,7 +56,7 @@ def test_a_damaged_safetensors_header_is_named(tmp_path):
 @pytest.mark.torch
 def test_a_huge_curves_png_is_never_read_into_the_report(write_spec, tmp_path):
     """A 3 GiB sparse curves.png in a run folder was read whole: MemoryError."""
-    from netspec.run_report import MAX_CURVES_BYTES, render_report
+    from netspec.views.run_report import MAX_CURVES_BYTES, render_report
 
     from .test_training import TINY, train
 
@@ -85,8 +85,8 @@ def test_keras_weights_that_claim_more_than_the_network_are_refused_before_readi
     """An 18.7 MB .keras zip bomb for a 10k-parameter spec peaked at 9.1 GB."""
     import zipfile
 
-    from netspec.checker import check_file
-    from netspec.state_files import weights_budget
+    from netspec.analysis.checker import check_file
+    from netspec.files.state_files import weights_budget
     from netspec_keras import read_keras_weights
 
     net = check_file(write_spec(SMALL))

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from netspec.checker import check_file
+from netspec.analysis.checker import check_file
 from netspec.cli import app
 from netspec.errors import SpecError
 
@@ -142,7 +142,7 @@ def write(tmp_path, document) -> object:
 @given(document=networks())
 def test_random_valid_specs_agree_with_a_torch_forward_pass(tmp_path, document):
     torch = pytest.importorskip("torch")
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     try:
         net = check_file(write(tmp_path, document))
@@ -194,7 +194,7 @@ def test_random_graphs_agree_with_a_torch_forward_pass(tmp_path, document):
     """Either the checker refuses the graph with located problems (merges of shapes that do not
     fit), or the generated model returns every output in the shape the checker says."""
     torch = pytest.importorskip("torch")
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     try:
         net = check_file(write(tmp_path, document))
@@ -264,7 +264,7 @@ module_documents = st.fixed_dictionaries(
 @given(document=module_documents)
 def test_random_module_documents_never_crash(tmp_path, document):
     """A clear error, or a network both backends render."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     try:
         net = check_file(write(tmp_path, document))
@@ -350,7 +350,7 @@ def test_names_near_reserved_ones_are_fine(tmp_path, name):
 def test_the_torch_class_never_shadows_an_import(tmp_path):
     """Whatever a valid spec is named, the generated class is not torch, F or nn."""
     pytest.importorskip("torch")
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     for name in ["Fx", "fnet", "F-1", "nn-x"]:
         spec = tmp_path / "spec.yaml"

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("keras")
 
 from netspec import check_file, emit  # noqa: E402
-from netspec.backend import get_backend  # noqa: E402
+from netspec.codegen.backend import get_backend  # noqa: E402
 from netspec.errors import SpecError, WeightsError  # noqa: E402
 
 from .conftest import (  # noqa: E402
@@ -239,7 +239,7 @@ import os, sys
 os.environ["KERAS_BACKEND"] = "torch"
 import numpy as np, torch
 from netspec import check_file
-from netspec.backend import get_backend
+from netspec.codegen.backend import get_backend
 from netspec_keras import set_from_torch_layout, import_keras
 keras = import_keras()
 assert keras.config.backend() == "torch", keras.config.backend()
@@ -491,12 +491,12 @@ def test_keras_weights_that_are_not_numbers_are_named(backends, write_spec, tmp_
 
 
 def test_a_keras_archive_larger_than_the_memory_is_refused(backends, write_spec, tmp_path, monkeypatch):
-    import netspec.backend
+    import netspec.codegen.backend
 
     net = check_file(write_spec(SMALL, "small.yaml"))
     path = tmp_path / "small.keras"
     backends[1].load(net).save(str(path))
-    monkeypatch.setattr(netspec.backend, "available_memory", lambda: 1000)
+    monkeypatch.setattr(netspec.codegen.backend, "available_memory", lambda: 1000)
     with pytest.raises(WeightsError, match=r"small.keras unpacks to 0.0 GiB of weights, more than the 0.0 GiB"):
         backends[1].load(net, weights=path)
 

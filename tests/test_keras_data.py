@@ -12,7 +12,7 @@ pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from netspec import check_file  # noqa: E402
-from netspec.spec import DataSpec  # noqa: E402
+from netspec.language.spec import DataSpec  # noqa: E402
 
 from .conftest import SPECS_DIR  # noqa: E402
 from .data_helpers import make_cifar, make_folder  # noqa: E402

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from netspec.checker import check
+from netspec.analysis.checker import check
+from netspec.language.loader import LoadedSpec
+from netspec.language.spec import NetSpec, SpecSource
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
 from netspec.layers.base import same_padding, window_output
-from netspec.loader import LoadedSpec
-from netspec.spec import NetSpec, SpecSource
 
 CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
 

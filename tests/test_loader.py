@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from netspec.checker import check_file
+from netspec.analysis.checker import check_file
 from netspec.errors import SpecError
-from netspec.loader import load_spec_document
-from netspec.spec import load_spec  # the command line's path: overrides are --set strings
+from netspec.language.loader import load_spec_document
+from netspec.language.spec import load_spec  # the command line's path: overrides are --set strings
 
 from .conftest import lines_executed
 

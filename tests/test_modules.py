@@ -101,7 +101,7 @@ def test_a_misspelt_param_in_a_modules_default_is_named_where_it_is_written(writ
     [problem] = caught.value.problems  # not also "needs a value for its param 'wide'" at the use
     assert problem.message == "undefined param '${widht}' in the default of module 'block'"
     assert (problem.hint, problem.location.line) == ("did you mean 'width'?", 12)
-    from netspec.loader import load_spec_document
+    from netspec.language.loader import load_spec_document
 
     fixed = load_spec_document(write_spec("    params: {width: 4}" + spec.replace("widht", "width")))
     assert fixed.modules.definitions["block"].params["wide"] == 8
@@ -150,7 +150,7 @@ def test_the_resolved_spec_keeps_the_modules_and_reloads_to_the_same_network(wri
 
 
 def test_check_json_gives_scoped_names(write_spec):
-    from netspec.report import summary_json
+    from netspec.analysis.report import summary_json
 
     report = summary_json(check_file(write_spec(BLOCKS)))
     layers = {layer["name"]: layer for layer in report["layers"]}
@@ -163,7 +163,7 @@ def test_check_json_gives_scoped_names(write_spec):
 def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     net = check_file(write_spec(BLOCKS))
     source = get_backend("torch").emit(net)
@@ -257,7 +257,7 @@ def test_each_module_is_one_keras_builder_function_called_per_use():
     """As keras-applications writes ``dense_block(x, blocks, name)``: DenseNet-121's 58 dense layers
     are one function called in a loop, so its Keras source is about as long as its torch source
     (unrolled, it was 1,469 lines to torch's 157)."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     net = check_file(ROOT / "specs" / "zoo" / "densenet121.yaml")
     keras_source, torch_source = get_backend("keras").emit(net), get_backend("torch").emit(net)
@@ -274,7 +274,7 @@ def test_each_module_is_one_keras_builder_function_called_per_use():
 
 
 def test_what_differs_between_uses_is_a_keras_builder_functions_argument(write_spec):
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     keras_source = get_backend("keras").emit(check_file(write_spec(BLOCKS)))
     assert "def block(x, name: str, planes: int = 8, stride: int = 1, project: bool = False):" in keras_source
@@ -418,7 +418,7 @@ def test_generated_module_classes_build_what_the_checker_says(tmp_path, document
     exactly: every layer's output shape, parameters and buffers in torch equal the checker's."""
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     from .torch_helpers import per_layer
 
@@ -456,7 +456,7 @@ SQUEEZE_EXCITE = """
 def test_a_left_out_merge_passes_its_first_input_on(write_spec):
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     net = check_file(write_spec(SQUEEZE_EXCITE))
     names = [cl.name for cl in net.layers]
@@ -535,7 +535,7 @@ def test_inline_uses_number_their_contents_in_the_enclosing_sequence(write_spec)
 def test_inline_and_named_repetitions_build_torchvisions_state_dict_names(write_spec, batch_norm):
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     from .torch_helpers import per_layer
 
@@ -559,7 +559,7 @@ def test_a_module_with_inline_uses_used_nested_gets_a_class_per_body(write_spec)
     differ in length, so each gets its own class, and the model is still what the checker says."""
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     from .torch_helpers import per_layer
 
@@ -703,7 +703,7 @@ def test_a_module_may_declare_several_inputs(write_spec):
     import numpy as np
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
     from netspec_keras import set_from_torch_layout
 
     from .test_keras_backend import keras_per_layer
@@ -777,7 +777,7 @@ def test_a_use_may_be_named_layers_as_torchvision_names_its_stacks(write_spec):
     import numpy as np
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     net = check_file(write_spec(LAYERS_USE))
     assert [cl.name for cl in net.layers] == ["layers.0", "layers.1", "layers.2", "pool"]
@@ -804,7 +804,7 @@ def test_names_that_break_the_generated_code_are_still_refused(write_spec, text,
 def test_a_param_that_is_the_input_width_is_not_passed_twice(write_spec):
     """MobileNetV2's `inp` is the channels each block receives: the class takes it once, as
     torchvision's InvertedResidual(inp, oup, ...) does, not as both in_channels and inp."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     source = get_backend("torch").emit(check_file(ROOT / "specs" / "zoo" / "mobilenet_v2.yaml"))
     assert "    def __init__(self, inp: int, out: int, t: int = 6, stride: int = 1) -> None:" in source
@@ -821,7 +821,7 @@ def test_a_module_may_name_its_one_input(write_spec):
     """`inputs: [x_in]` names the single input: its layers take `x_in`, the class's forward() too."""
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     spec = write_spec("""
         name: one-named
@@ -867,7 +867,7 @@ def test_uses_that_differ_in_a_flag_get_a_class_each_and_numbers_stay_arguments(
     width that differs between the first and the third stays an argument of theirs."""
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     from .torch_helpers import per_layer
 
@@ -908,7 +908,7 @@ def test_the_network_class_holds_the_spec_s_own_items_that_are_present(write_spe
     left out at the top of a spec with modules used to crash the torch export (KeyError)."""
     import torch
 
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     net = check_file(write_spec(LEFT_OUT_AT_THE_TOP.replace("extra: false", f"extra: {extra}")))
     source = get_backend("torch").emit(net)
@@ -923,7 +923,7 @@ def test_the_network_class_holds_the_spec_s_own_items_that_are_present(write_spe
                                                   ("name: my-net", "from the spec's name, 'my-net'")])
 def test_a_module_named_as_the_network_class_is_refused_at_its_name(write_spec, header, named_by):
     """The torch source would need two classes named MyNet: renaming either silently would surprise."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     spec = header + """
 input: [3, 8, 8]

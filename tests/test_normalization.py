@@ -45,7 +45,7 @@ def test_statistics_for_other_channels_are_refused_at_their_line(write_spec, ext
 
 
 def test_one_value_for_a_three_channel_input_is_refused():
-    from netspec.spec import DataSpec
+    from netspec.language.spec import DataSpec
 
     with pytest.raises(DataError, match="data.mean has 1 value but the input has 3 channels"):
         normalization(DataSpec(mean=(0.5,)), 3)

@@ -248,7 +248,7 @@ def test_convert_knows_each_backend_s_weights_by_its_ending(tmp_path, name, to, 
 
 
 def test_outputs_module_keeps_what_is_there_when_a_writer_fails(tmp_path):
-    from netspec.outputs import Outputs
+    from netspec.files.outputs import Outputs
 
     (tmp_path / "a.txt").write_text("old a")
     with pytest.raises(ZeroDivisionError), Outputs(force=True) as out:
@@ -272,7 +272,7 @@ def test_report_never_reads_through_a_link_out_of_the_run_folder(tmp_path):
 
 
 def test_running_out_of_memory_while_writing_is_a_clean_error(tmp_path):
-    from netspec.outputs import Outputs
+    from netspec.files.outputs import Outputs
 
     with pytest.raises(OutputError) as caught, Outputs() as out:
         out.file(tmp_path / "big.onnx")
@@ -314,8 +314,7 @@ def test_each_kind_of_user_error_is_its_own_class_and_the_cli_exits_2_for_all(tm
     """A program using netspec catches the kind it handles; none but the spec's mistakes is a
     SpecError, and every kind is a UserError, which the CLI reports with exit code 2."""
     from netspec import check_file
-    from netspec.backend import get_backend
-    from netspec.conversion import convert
+    from netspec.codegen.backend import get_backend
     from netspec.errors import (
         DataError,
         OutputError,
@@ -326,8 +325,9 @@ def test_each_kind_of_user_error_is_its_own_class_and_the_cli_exits_2_for_all(tm
         UserError,
         WeightsError,
     )
-    from netspec.outputs import check_target
-    from netspec.state_files import read_state_dict
+    from netspec.files.conversion import convert
+    from netspec.files.outputs import check_target
+    from netspec.files.state_files import read_state_dict
     from netspec.train.cifar import load_cifar10
     from netspec.train.rundir import RunDir
 

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from netspec import check_file
-from netspec.backend import get_backend
 from netspec.cli import app
+from netspec.codegen.backend import get_backend
 from netspec.errors import RunError, SetupError, SpecError
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.checkpoints import BackgroundWrites, CheckpointStore

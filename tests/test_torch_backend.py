@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from netspec import build, check_file, emit  # noqa: E402
-from netspec.backend import available_backends, get_backend  # noqa: E402
+from netspec.codegen.backend import available_backends, get_backend  # noqa: E402
 from netspec.errors import SetupError, SpecError, WeightsError  # noqa: E402
 
 from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, ZOO_SPECS, assert_matches_golden  # noqa: E402
@@ -306,7 +306,7 @@ def test_the_generated_class_takes_the_classifiers_width_as_torchvision_does(tmp
     import torch
     import torchvision
 
-    from netspec.render import execute_generated
+    from netspec.codegen.render import execute_generated
 
     source = get_backend("torch").emit(check_file(ROOT / "specs" / "zoo" / "resnet50.yaml"))
     assert "    def __init__(self, num_classes: int = 1000) -> None:" in source

@@ -11,7 +11,7 @@ from netspec.errors import DataError
 torch = pytest.importorskip("torch")
 
 from netspec import check_file  # noqa: E402
-from netspec.spec import DataSpec  # noqa: E402
+from netspec.language.spec import DataSpec  # noqa: E402
 
 from .conftest import SPECS_DIR  # noqa: E402
 from .data_helpers import make_cifar, make_folder  # noqa: E402

@@ -62,7 +62,7 @@ def test_the_same_seed_draws_the_same_masks():
 
 
 def test_every_dropout_of_a_generated_model_is_swapped_and_its_state_dict_is_unchanged():
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     model = get_backend("torch").load(check_file(SPECS_DIR / "alexnet-digits.yaml"))
     keys = list(model.state_dict())

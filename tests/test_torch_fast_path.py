@@ -14,8 +14,8 @@ from netspec.errors import RunError
 torch = pytest.importorskip("torch")
 
 from netspec import check_file  # noqa: E402
-from netspec.backend import get_backend  # noqa: E402
-from netspec.spec import DataSpec  # noqa: E402
+from netspec.codegen.backend import get_backend  # noqa: E402
+from netspec.language.spec import DataSpec  # noqa: E402
 from netspec.train import TrainOptions  # noqa: E402
 from netspec.train.rundir import RunDir  # noqa: E402
 
@@ -178,7 +178,7 @@ def test_the_cpu_draws_dropout_masks_with_torch_rand(spec, device, uniform):
 
 
 def test_the_cpu_trainer_swaps_the_dropout_modules_of_its_model(write_spec, tmp_path):
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
     from netspec.train.rundir import RunDir
     from netspec_torch.dropout import UniformMaskDropout
     from netspec_torch.trainer import TorchTrainer

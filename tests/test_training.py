@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from netspec import check_file
-from netspec.backend import get_backend
+from netspec.codegen.backend import get_backend
 from netspec.errors import RunError
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir

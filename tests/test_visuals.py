@@ -14,10 +14,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
-from netspec.checker import check_file
+from netspec.analysis.checker import check_file
 from netspec.cli import app
-from netspec.diagram import MAX_TOWERS
 from netspec.layers import fmt_shape
+from netspec.views.diagram import MAX_TOWERS
 
 from .conftest import ALL_SPECS, BAD_SPECS_DIR, SPECS_DIR, ZOO_SPECS
 
@@ -117,7 +117,7 @@ def segment_enters(start, end, rect) -> bool:
 def test_no_edge_passes_behind_a_box_and_each_ends_in_an_arrowhead(spec, write_spec, tmp_path):
     """A projection shortcut from a second lane ran straight through b2_bn2, and residual arches
     started and ended behind the boxes next to them (issue #22, item 5)."""
-    from netspec.diagram import layout, render_svg
+    from netspec.views.diagram import layout, render_svg
 
     net = check_file(write_spec(TWO_LANES) if spec == "two_lanes" else spec)
     diagram = layout(net)
@@ -348,8 +348,8 @@ def test_report_of_a_folder_that_holds_no_run(tmp_path):
 def test_a_batch_norms_parameters_are_counted_alike_in_check_diff_draw_and_report(tmp_path):
     """A batch norm over 64 channels: check said 128 (trainable), diff, draw and report said 256
     (running statistics included). One definition everywhere: trainable, as check's Params."""
-    from netspec.diagram import write_diagram
-    from netspec.report import summary_json
+    from netspec.analysis.report import summary_json
+    from netspec.views.diagram import write_diagram
 
     net = check_file(SPECS_DIR / "zoo" / "resnet18.yaml")
     assert net.layer("bn1").params == 128 and net.layer("bn1").non_trainable == 128

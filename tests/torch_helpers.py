@@ -11,7 +11,7 @@ import torch
 def activation_module(name: str):
     """The torch backend's own module for an activation (its one-layer catalogue example), to
     apply a layer's `activation:` shorthand to the layer's hooked output."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     from .test_layers import single_layer_net
 

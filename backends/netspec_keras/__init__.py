@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
+from netspec.codegen.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
 from netspec.errors import SetupError, WeightsError
 
 if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
-    from netspec.checker import CheckedNet
+    from netspec.analysis.checker import CheckedNet
     from netspec_keras.codegen import KerasPlan
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
@@ -35,7 +35,7 @@ def import_keras():
 
     Triton (used by torch.export/compile, torchvision) is loaded first so that both can live in
     one process, also when the caller imported TensorFlow before netspec (see
-    netspec.backend.load_triton_safely). The native libraries' start-up lines are dropped unless
+    netspec.codegen.backend.load_triton_safely). The native libraries' start-up lines are dropped unless
     the user set TF_CPP_MIN_LOG_LEVEL themselves."""
     load_triton_safely()
     if "keras" in sys.modules:
@@ -99,7 +99,7 @@ class KerasBackend:
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
         _need_keras("building the Keras model")
         import_keras()
-        from netspec.render import execute_generated, module_name
+        from netspec.codegen.render import execute_generated, module_name
         from netspec_keras.codegen import render
 
         source, keras_plan = (source, self.plan(net)) if source else render(net)
@@ -126,7 +126,7 @@ class KerasBackend:
         return trainer.fit()
 
     def bench(self, net: CheckedNet, settings) -> tuple[list, str, dict[str, str]]:
-        """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        """Training throughput (netspec.train.bench): the result rows, the device's name, versions."""
         _need_keras("benchmarking with Keras")
         from netspec_keras.bench import bench
 
@@ -163,7 +163,7 @@ def _need_keras(what: str) -> None:
 def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], source: str = "the state") -> None:
     """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``;
     strictly: every missing, unexpected or mis-shaped tensor is explained, and nothing is loaded."""
-    from netspec.weights import misfit, state_prefixes, to_keras, torch_names
+    from netspec.files.weights import misfit, state_prefixes, to_keras, torch_names
 
     paths = state_prefixes(net)
     expected = {key: value.shape for key, value in torch_layout_state(model, net).items()}
@@ -182,7 +182,7 @@ def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], sour
 
 def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     """The model's weights in PyTorch's layout, keyed as the torch backend's state dict."""
-    from netspec.weights import keras_names, state_prefixes, to_torch
+    from netspec.files.weights import keras_names, state_prefixes, to_torch
 
     paths = state_prefixes(net)
     state = {}
@@ -202,7 +202,7 @@ def _too_large(path: Path, size: int, budget: int) -> WeightsError:
 def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[Any]]:
     """Each layer's variables (by layer name, in Keras' order) from a .weights.h5 file, or from the
     model.weights.h5 inside a .keras archive, whose stored model (config.json) is never read.
-    ``budget`` (netspec.state_files.weights_budget) bounds what is unpacked and read: memory
+    ``budget`` (netspec.files.state_files.weights_budget) bounds what is unpacked and read: memory
     follows the model, never what an archive or a dataset claims."""
     import io
     import zipfile
@@ -254,7 +254,7 @@ def read_keras_weights(path: Path, budget: int | None = None) -> dict[str, list[
 
 
 def _require_memory_for(path: Path, size: int) -> None:
-    from netspec.backend import available_memory
+    from netspec.codegen.backend import available_memory
 
     available = available_memory()
     if available is not None and size > available:
@@ -268,7 +268,7 @@ def set_from_keras_weights(model, net: CheckedNet, layers: dict[str, list[Any]],
     """Load Keras variables by layer name, strictly: every missing, unexpected or mis-shaped layer
     is explained and nothing is loaded. (Keras' own load_weights matches layers by position: a
     renamed layer would load silently, and layers it cannot place keep their random weights.)"""
-    from netspec.weights import misfit
+    from netspec.files.weights import misfit
 
     expected = {}
     for cl in net.layers:
@@ -295,11 +295,11 @@ def load_any_weights(model, net: CheckedNet, path: Path) -> None:
     if not path.is_file():
         raise WeightsError.single(f"weights file not found: {path}")
     if path.name.endswith(KERAS_WEIGHTS_SUFFIX) or path.suffix == ".keras":
-        from netspec.state_files import weights_budget
+        from netspec.files.state_files import weights_budget
 
         set_from_keras_weights(model, net, read_keras_weights(path, weights_budget(net)), str(path))
         return
-    from netspec.state_files import read_state_dict, weights_budget
+    from netspec.files.state_files import read_state_dict, weights_budget
 
     state = read_state_dict(path, as_numpy=True, budget=weights_budget(net))  # .safetensors without torch
     set_from_torch_layout(model, net, state, str(path))

@@ -8,7 +8,7 @@ the spec's recipe (optimizer, learning rate, weight decay, loss):
   CPU has it natively (as the trainer), without XLA;
 - ``keras-xla``: the same with ``jit_compile=True`` (XLA).
 
-The timing is netspec.bench's (``time_loops``): on the CPU the loops take their rounds in turn.
+The timing is netspec.train.bench's (``time_loops``): on the CPU the loops take their rounds in turn.
 Every step reads its loss back (``train_on_batch`` returns numbers; ``fit`` returns at its end),
 so the times are end to end.
 """
@@ -19,8 +19,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
+from netspec.train.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
 from netspec.train.hardware import cpu_label
 from netspec.train.loop import NonFiniteLoss
 

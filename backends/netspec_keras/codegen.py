@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netspec.checker import CheckedLayer, CheckedNet
+from netspec.analysis.checker import CheckedLayer, CheckedNet
+from netspec.codegen.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
 from netspec.errors import Problem, SpecError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT, channels_last
-from netspec.render import LINE_LENGTH, environment, header_context, module_name, py, wrap_call
 from netspec_keras.functions import FunctionBuilder, KerasFunction, assign, repeated
 from netspec_keras.lowering import FUSED_ACTIVATION, Lowering, lower
 from netspec_keras.names import HELPER_LAYERS

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import DataError, UserError
-from netspec.spec import DataSpec
+from netspec.language.spec import DataSpec
 from netspec.train.sources import (
     PREPARED_LIMIT_BYTES,
     ImageArrays,

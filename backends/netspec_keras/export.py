@@ -1,17 +1,17 @@
 """Writing a spec's Keras model to disk: source, a .keras archive (reloads in safe mode), Keras
 weights (.weights.h5), or a TensorFlow SavedModel folder. All the outputs of one export are
 written under temporary names and renamed into place together once every one has been written
-(netspec.outputs). Source alone never builds the model (nor imports Keras); the other formats
+(netspec.files.outputs). Source alone never builds the model (nor imports Keras); the other formats
 first check that the machine has the memory the model needs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from netspec.backend import Artifact, model_for_export, output_paths
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
+from netspec.codegen.backend import Artifact, model_for_export, output_paths
 from netspec.errors import SetupError
-from netspec.outputs import Outputs
+from netspec.files.outputs import Outputs
 
 SUFFIXES = {"source": ".py", "keras": ".keras", "weights": ".weights.h5", "savedmodel": ".savedmodel"}
 # copies of the weights each format holds in memory while it is written, beside the model itself

@@ -2,7 +2,7 @@
 name)``: the stacking code calls it once per use, so DenseNet-121's 58 dense layers are one function
 of a dozen lines instead of an unrolled graph.
 
-What differs between the uses are the function's arguments (netspec.module_code finds them, as it
+What differs between the uses are the function's arguments (netspec.codegen.module_code finds them, as it
 does for the torch backend's classes). Every layer inside is named after the use's scope
 (``f"{name}.conv1"`` is ``features.denseblock1.denselayer1.conv1``), so the model's layers keep
 the spec's names and weights convert by name exactly as from the unrolled graph.
@@ -15,15 +15,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspec.checker import CheckedLayer, CheckedNet
+from netspec.analysis.checker import CheckedLayer, CheckedNet
+from netspec.codegen.module_code import (
+    NO_DEFAULT,
+    Arguments,
+    DefinitionBuilder,
+    Unexpressible,
+    is_default,
+    layer_values,
+)
+from netspec.codegen.render import Symbol, ident, module_name, py, wrap_call
+from netspec.language.modules import Instance, ModuleDefinition
 from netspec.layers.base import NETWORK_INPUT
-from netspec.module_code import NO_DEFAULT, Arguments, DefinitionBuilder, Unexpressible, is_default, layer_values
-from netspec.modules import Instance, ModuleDefinition
-from netspec.render import Symbol, ident, module_name, py, wrap_call
 from netspec_keras.lowering import Lowering, lower
 
 INDENT = 4
-# a spec's names are letters, digits, '_', '.' and '-' (netspec.spec): safe inside an f-string
+# a spec's names are letters, digits, '_', '.' and '-' (netspec.language.spec): safe inside an f-string
 _SCOPED_NAME = re.compile(r"[A-Za-z0-9_.\-]*")
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netspec.checker import CheckedLayer
+from netspec.analysis.checker import CheckedLayer
+from netspec.codegen.render import py
 from netspec.errors import Problem, SpecError
 from netspec.layers.base import LAYOUTS, Layer, resolve_padding, spatial_rank, to_channels_first_axes
 from netspec.layers.conv import _ConvNd
 from netspec.layers.core import Flatten, Linear
 from netspec.layers.normalization import LocalResponseNorm
 from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool
-from netspec.render import py
 
 # Keras layers that take the activation shorthand as their own `activation=` argument; after any
 # other, it is a layer of its own

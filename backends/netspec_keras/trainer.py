@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import RunError, SetupError
 from netspec.train import TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint

@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
+from netspec.codegen.backend import INSTALL_HINTS, Artifact, load_triton_safely, require_modules
 from netspec.errors import SetupError
-from netspec.state_files import TORCH_SUFFIXES
+from netspec.files.state_files import TORCH_SUFFIXES
 from netspec_torch.names import MODULE_ATTRIBUTES
 
 if TYPE_CHECKING:  # code generation is imported when used: checking a spec reads only names.py
-    from netspec.checker import CheckedNet
+    from netspec.analysis.checker import CheckedNet
     from netspec_torch.codegen import TorchPlan
 
 
@@ -47,8 +47,8 @@ class TorchBackend:
 
     def load(self, net: CheckedNet, source: str | None = None, weights: str | Path | None = None) -> Any:
         _need_torch("building the PyTorch model")
-        from netspec.render import execute_generated, module_name
-        from netspec.state_files import weights_budget
+        from netspec.codegen.render import execute_generated, module_name
+        from netspec.files.state_files import weights_budget
         from netspec_torch.codegen import render
         from netspec_torch.weights import apply_state_dict, read_state_dict
 
@@ -82,7 +82,7 @@ class TorchBackend:
             leave(world)
 
     def bench(self, net: CheckedNet, settings) -> tuple[list, str, dict[str, str]]:
-        """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        """Training throughput (netspec.train.bench): the result rows, the device's name, versions."""
         _need_torch("benchmarking")
         from netspec_torch.bench import bench
 

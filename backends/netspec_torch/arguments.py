@@ -13,10 +13,10 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
-from netspec.checker import CheckedLayer, CheckedNet
-from netspec.expressions import Expression
+from netspec.analysis.checker import CheckedLayer, CheckedNet
+from netspec.codegen.render import Symbol
+from netspec.language.expressions import Expression
 from netspec.layers.base import LOCAL_CODE_NAMES, generated_code_names
-from netspec.render import Symbol
 
 
 def constructor_params(net: CheckedNet) -> dict[str, int]:

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 
 import torch
 
-from netspec.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
+from netspec.train.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
 from netspec.train.hardware import cpu_label
 from netspec.train.loop import NonFiniteLoss
 from netspec_torch.trainer import TorchTrainer, loss_fn, make_optimizer, pick_device, quiet_cpu_compile

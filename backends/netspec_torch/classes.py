@@ -1,7 +1,7 @@
 """One generated nn.Module class per module definition, as torchvision writes a class per block.
 
 What differs between a definition's uses becomes the class's constructor arguments
-(netspec.module_code says how). A layer that some uses leave out (``when: ${downsample}``) is
+(netspec.codegen.module_code says how). A layer that some uses leave out (``when: ${downsample}``) is
 built only when its condition holds, and ``forward()`` passes its input on otherwise, as
 torchvision's ``if self.downsample is not None``.
 """
@@ -11,13 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
+from netspec.codegen.module_code import (
+    NO_DEFAULT,
+    Arguments,
+    DefinitionBuilder,
+    Unexpressible,
+    is_default,
+    layer_values,
+)
+from netspec.codegen.render import class_name, ident, module_name, py
 from netspec.errors import Problem, SpecError
-from netspec.expressions import Expression
+from netspec.language.expressions import Expression
+from netspec.language.modules import Instance, ModuleDefinition
 from netspec.layers.base import NETWORK_INPUT, generated_code_names
-from netspec.module_code import NO_DEFAULT, Arguments, DefinitionBuilder, Unexpressible, is_default, layer_values
-from netspec.modules import Instance, ModuleDefinition
-from netspec.render import class_name, ident, module_name, py
 from netspec_torch.imports import need
 
 # the generated classes' own argument for the channels a nested module's instance receives

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from netspec.checker import CheckedLayer, CheckedNet
+from netspec.analysis.checker import CheckedLayer, CheckedNet
+from netspec.codegen.render import class_name, environment, header_context, ident, module_name, py
 from netspec.errors import Problem, SpecError
+from netspec.files.weights import sequence_parts, state_prefixes
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
-from netspec.render import class_name, environment, header_context, ident, module_name, py
-from netspec.weights import sequence_parts, state_prefixes
 from netspec_torch.arguments import constructor_params, symbolic_fields
 from netspec_torch.classes import ClassBuilder, numbered, sequential_of
 from netspec_torch.imports import need, recording

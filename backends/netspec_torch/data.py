@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import DataError, Location, Problem, UserError
-from netspec.spec import DataSpec
+from netspec.language.spec import DataSpec
 from netspec.train.sources import (
     PREPARED_LIMIT_BYTES,
     ImageArrays,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from netspec.checker import CheckedNet
-from netspec.spec import DataSpec
+from netspec.analysis.checker import CheckedNet
+from netspec.language.spec import DataSpec
 from netspec.train.sources import normalization
 
 

@@ -1,7 +1,7 @@
 """Writing a spec's torch model to disk: source, safetensors weights, torch.export (.pt2), ONNX.
 
 All the files of one export are written to temporary names in the output folder and renamed into
-place together when every one of them has been written (netspec.outputs), so a failed export
+place together when every one of them has been written (netspec.files.outputs), so a failed export
 leaves nothing behind; existing files are only replaced with ``force``. Source alone never builds
 the model; the other formats first check that the machine has the memory the model needs.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netspec import __version__
-from netspec.backend import Artifact, model_for_export, output_paths
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
+from netspec.codegen.backend import Artifact, model_for_export, output_paths
 from netspec.errors import SetupError
-from netspec.outputs import Outputs
+from netspec.files.outputs import Outputs
 
 if TYPE_CHECKING:
     import torch

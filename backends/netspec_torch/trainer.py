@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import RunError, SetupError
-from netspec.state_files import weights_budget
+from netspec.files.state_files import weights_budget
 from netspec.train import FAST_PATH_PARTS, TrainOptions
 from netspec.train.checkpoints import damaged_checkpoint
 from netspec.train.hardware import cpu_has_native_bf16

@@ -1,4 +1,4 @@
-"""Applying a state dict to a generated model, strictly (files are read by netspec.state_files)."""
+"""Applying a state dict to a generated model, strictly (files are read by netspec.files.state_files)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.checker import CheckedNet
-from netspec.state_files import read_state_dict
+from netspec.analysis.checker import CheckedNet
+from netspec.files.state_files import read_state_dict
 
 __all__ = ["apply_state_dict", "read_state_dict"]
 
 
 def apply_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly, explaining every missing, unexpected or mis-shaped tensor."""
-    from netspec.weights import misfit
+    from netspec.files.weights import misfit
 
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     error = misfit(expected, {k: tuple(v.shape) for k, v in state.items()}, source)

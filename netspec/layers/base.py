@@ -128,7 +128,7 @@ def _scope_part_ok(part: str) -> bool:
 def _check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a name must be text, got {value!r}")
-    if "." in value:  # a layer inside a module's scope ("layer1.0.conv1"), named by netspec.modules
+    if "." in value:  # a layer inside a module's scope ("layer1.0.conv1"), named by netspec.language.modules
         head, *rest = value.split(".")
         _check_name(head)
         for part in rest:

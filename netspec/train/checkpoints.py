@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from netspec.errors import RunError, UserError
-from netspec.fileio import atomic_write_text, fsync_path, leftovers_of, sha256_file
+from netspec.files.fileio import fsync_path, leftovers_of, sha256_file
+from netspec.files.outputs import atomic_write_text
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "netspec-checkpoints/1"

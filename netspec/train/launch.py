@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from netspec import __version__
-from netspec.catalog import spec_path as find_spec
-from netspec.checker import CheckedNet, check_file
+from netspec.analysis.checker import CheckedNet, check_file
 from netspec.errors import RunError, UsageError
+from netspec.language.catalog import spec_path as find_spec
 from netspec.train import FAST_PATH_PARTS, TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
@@ -32,7 +32,7 @@ def switch_flag(name: str, on: bool) -> str:
 def refuse_switches_of_other_backends(backend: str, switches: Mapping[str, bool | None]) -> None:
     """A fast-path switch that ``backend`` does not honour (Backend.training_switches) is a mistake,
     not something to ignore silently."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     chosen = get_backend(backend)
     foreign = [switch_flag(name, value) for name, value in switches.items()
@@ -49,7 +49,7 @@ def refuse_switches_of_other_backends(backend: str, switches: Mapping[str, bool 
 def follower_process(backend: str) -> bool:
     """Whether this process follows another in a data-parallel run of ``backend`` (only the first
     prints)."""
-    from netspec.backend import get_backend
+    from netspec.codegen.backend import get_backend
 
     return get_backend(backend).process()[0] > 0
 
@@ -85,7 +85,7 @@ class RunResult:
 def train_run(request: RunRequest, console=None) -> RunResult:
     """Start or resume a run and train it to its last epoch. A new run that fails before its first
     checkpoint leaves nothing behind; TrainingStopped when it was interrupted (a checkpoint saved)."""
-    from netspec.backend import get_backend, require_memory
+    from netspec.codegen.backend import get_backend, require_memory
 
     if request.resume is not None:
         info = RunDir.read_info(request.resume)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import RunError, UserError, shown
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.checkpoints import BackgroundWrites, Writer, damaged_checkpoint

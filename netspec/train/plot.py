@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from netspec.fileio import atomic_path
+from netspec.files.outputs import atomic_path
 
 
 def plot_curves(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from netspec.errors import RunError, shown
-from netspec.fileio import atomic_write_text, leftovers_of
+from netspec.files.fileio import leftovers_of
+from netspec.files.outputs import atomic_write_text
 from netspec.train import FAST_PATH_PARTS
 from netspec.train.checkpoints import CheckpointStore
 

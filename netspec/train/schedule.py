@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from netspec.spec import TrainingSpec
+from netspec.language.spec import TrainingSpec
 
 PLATEAU_THRESHOLD = 1e-4
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import DataError
+from netspec.language.spec import DataSpec
 from netspec.layers import fmt_shape
-from netspec.spec import DataSpec
 
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 256
 # the most memory the transformed images of one in-memory split may take for a backend to keep them

@@ -6,16 +6,16 @@ file it converts, with the new ending (``trained.pth`` -> ``trained.weights.h5``
 ``alexnet.weights.h5`` -> ``alexnet.safetensors``), so it never collides with what ``netspec
 export`` writes for the spec. Loading is strict: weights that do not fit the spec exactly (a
 missing, unexpected or mis-shaped tensor) are explained and nothing is written. The layout rules
-live in netspec.weights; this module only wires the backends together."""
+live in netspec.files.weights; this module only wires the backends together."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from netspec.backend import Artifact, Backend, get_backend, require_memory
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
+from netspec.codegen.backend import Artifact, Backend, get_backend, require_memory
 from netspec.errors import UsageError, WeightsError
-from netspec.outputs import Outputs, check_target
+from netspec.files.outputs import Outputs, check_target
 
 BACKENDS = ("torch", "keras")
 # the model the weights are read into, the neutral copy, the model they are set on, and a copy
@@ -43,7 +43,7 @@ def converted_name(weights: Path, backends: dict[str, Backend], to: str) -> str:
 
 def convert(net: CheckedNet, weights: Path, to: str, out_dir: Path, *, force: bool = False) -> list[Artifact]:
     """Read ``weights`` with the backend that reads its kind of file, and write them with ``to``'s,
-    through the neutral layout (netspec.weights): each backend checks them strictly against the
+    through the neutral layout (netspec.files.weights): each backend checks them strictly against the
     spec, and neither knows the other."""
     weights = Path(weights)
     if to not in BACKENDS:

@@ -21,12 +21,13 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from netspec.errors import OutputError, UserError
-from netspec.fileio import fsync_path
+from netspec.files.fileio import fsync_path, partial_affixes
 
 # errors of the file system, not of netspec: the user can fix them
 WRITE_ERRNOS = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
@@ -197,8 +198,8 @@ class Outputs:
         check_target(target, force=self.force)
         self._check_parent(target)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{_suffix(target)}",
-                                       dir=target.parent)
+            prefix, suffix = partial_affixes(target)
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
         except OSError as exc:
             raise OutputError.single(f"cannot write {target}: {exc.strerror}",
                                      hint="choose a writable output folder") from None
@@ -358,11 +359,6 @@ def _place_tree(item: _Staged) -> None:
     shutil.rmtree(item.tmp, ignore_errors=True)
 
 
-def _suffix(path: Path) -> str:
-    """The ending a writer may insist on: '.weights.h5' for Keras weights, else the last suffix."""
-    return ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-
-
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.is_dir() and not path.is_symlink():
@@ -381,3 +377,21 @@ def write_text(path: str | Path, text: str, *, force: bool = False) -> Path:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """One file that netspec keeps up to date (a run's metrics, its manifest), as one output: yields
+    the temporary path to write; on success it replaces ``path`` (a file, never anything else), on
+    failure nothing changes. A reader sees the old file or the new one, never half of one."""
+    with Outputs(force=True) as out:
+        yield out.file(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

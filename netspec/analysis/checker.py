@@ -13,10 +13,10 @@ from math import prod
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
+from netspec.language.loader import LoadedSpec, load_spec_document
+from netspec.language.spec import NetSpec, SpecSource, layer_adapter, validate_document
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
 from netspec.layers.base import INPUT_RANKS, KINDS, LAYOUTS, NETWORK_INPUT, spatial_rank
-from netspec.loader import LoadedSpec, load_spec_document
-from netspec.spec import NetSpec, SpecSource, layer_adapter, validate_document
 
 # (block name or None, layer, path of the layer in the document), in network order
 LayerItems = list[tuple[str | None, Layer, tuple]]
@@ -165,7 +165,7 @@ def check_file(path, overrides: list[str] | None = None, *, input_shape: Shape |
 
 
 def _partial_shape_problems(loaded: LoadedSpec, input_shape: Shape | None) -> list[Problem]:
-    from netspec.spec import InputSpec
+    from netspec.language.spec import InputSpec
 
     if input_shape is None:
         try:

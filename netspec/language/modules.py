@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
+from netspec.language.yamlio import LList, LMap, child_loc
 from netspec.layers.base import (
     LOCAL_CODE_NAMES,
     MAX_NAME_LENGTH,
@@ -47,7 +48,6 @@ from netspec.layers.base import (
     class_name_problem,
     generated_code_names,
 )
-from netspec.yamlio import LList, LMap, child_loc
 
 MAX_REPEAT = 1024
 # The largest torchvision network has about 1,000 layers: past 20,000 a spec is a mistake, and

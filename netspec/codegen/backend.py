@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from netspec.errors import SetupError, UsageError, did_you_mean
-from netspec.outputs import check_folder, check_target
+from netspec.files.outputs import check_folder, check_target
 
 ENTRY_POINT_GROUP = "netspec.backends"
 INSTALL_HINTS = {
@@ -60,13 +60,13 @@ class Backend(Protocol):
         """This process's rank and the number of processes of the run (0, 1 when not launched so)."""
 
     def bench(self, net, settings) -> tuple[list, str, dict[str, str]]:
-        """Training throughput (netspec.bench): the result rows, the device's name, versions."""
+        """Training throughput (netspec.train.bench): the result rows, the device's name, versions."""
 
     def export(self, net, out_dir: Path, formats: list[str], *, weights: str | Path | None = None,
                force: bool = False) -> list[Artifact]:
         """Write the requested formats into ``out_dir``."""
 
-    # Weights between backends (netspec convert), through the neutral layout (netspec.weights):
+    # Weights between backends (netspec convert), through the neutral layout (netspec.files.weights):
     # numpy arrays keyed and shaped as PyTorch's state dict.
     weights_read: tuple[str, ...]  # the endings of the weights files it reads
     weights_written: str  # the ending of the weights file it writes
@@ -151,7 +151,7 @@ FOLDER_FORMATS = {"savedmodel"}
 
 def output_paths(net, out, out_dir: Path, formats: list[str], suffixes: dict[str, str], backend: str
                  ) -> dict[str, Path]:
-    """Where each requested format goes, checked (``out``, a netspec.outputs.Outputs, refuses
+    """Where each requested format goes, checked (``out``, a netspec.files.outputs.Outputs, refuses
     existing files without --force) before anything is written; creates ``out_dir``.
 
     The names: source is ``SPEC_BACKEND.py`` (the spec's name as an importable module name, and
@@ -159,7 +159,7 @@ def output_paths(net, out, out_dir: Path, formats: list[str], suffixes: dict[str
     every other format is the spec's own name and the format's ending
     (``alexnet-digits.safetensors``, ``alexnet-digits.weights.h5``), endings that differ between
     the backends."""
-    from netspec.render import module_name
+    from netspec.codegen.render import module_name
 
     unknown = [f for f in formats if f not in suffixes]
     if unknown:

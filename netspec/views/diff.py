@@ -14,7 +14,7 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netspec.checker import CheckedLayer, CheckedNet
+from netspec.analysis.checker import CheckedLayer, CheckedNet
 from netspec.layers import fmt_shape
 
 JSON_FORMAT_VERSION = 1

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec import __version__
-from netspec.checker import CheckedNet
+from netspec.analysis.checker import CheckedNet
 from netspec.errors import shown
 from netspec.layers import Shape, fmt_shape
 from netspec.layers.base import channels_last

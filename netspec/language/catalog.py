@@ -13,7 +13,7 @@ from pathlib import Path
 
 from netspec.errors import SpecError, did_you_mean, listing
 
-SPECS_ROOT = Path(__file__).resolve().parent / "specs"
+SPECS_ROOT = Path(__file__).resolve().parent.parent / "specs"
 _SPEC_SUFFIXES = (".yaml", ".yml")
 
 

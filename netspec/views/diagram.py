@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from netspec.checker import CheckedLayer, CheckedNet
+from netspec.analysis.checker import CheckedLayer, CheckedNet
 from netspec.errors import SetupError, UsageError
 from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
@@ -327,7 +327,7 @@ def _bands(net: CheckedNet, boxes: list[Box]) -> list[Band]:
     return bands
 
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("netspec", "templates"), autoescape=True,
+_env = jinja2.Environment(loader=jinja2.PackageLoader("netspec.views", "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
@@ -336,8 +336,8 @@ def render_svg(net: CheckedNet, *, by_block: bool = False) -> str:
 
 
 def write_diagram(net: CheckedNet, path: Path, *, by_block: bool = False, force: bool = False) -> Path:
-    """Write the SVG, or a PNG (by the file's suffix), atomically (netspec.outputs)."""
-    from netspec.outputs import Outputs, check_target
+    """Write the SVG, or a PNG (by the file's suffix), atomically (netspec.files.outputs)."""
+    from netspec.files.outputs import Outputs, check_target
 
     suffix = path.suffix.lower()
     if suffix not in (".svg", ".png"):

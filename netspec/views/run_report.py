@@ -17,11 +17,11 @@ from typing import Any
 
 import jinja2
 
-from netspec.checker import CheckedNet, check_file
+from netspec.analysis.checker import CheckedNet, check_file
 from netspec.errors import RunError
 from netspec.train.rundir import RunDir
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("netspec", "templates"), autoescape=True,
+_env = jinja2.Environment(loader=jinja2.PackageLoader("netspec.views", "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
@@ -78,8 +78,8 @@ def _curves_png(run: Path, records: list[dict[str, Any]], title: str) -> str | N
 
 
 def render_report(run: Path) -> str:
-    from netspec.diagram import render_svg
-    from netspec.report import type_label
+    from netspec.analysis.report import type_label
+    from netspec.views.diagram import render_svg
 
     check_run_files(run)
     info = RunDir.read_info(run)
@@ -104,7 +104,7 @@ def render_report(run: Path) -> str:
 def write_report(run: Path, output: Path | None = None, *, force: bool = False) -> Path:
     """Write the run's report (default: RUN/report.html); a path that cannot be written is refused
     before the run is read."""
-    from netspec.outputs import check_target, write_text
+    from netspec.files.outputs import check_target, write_text
 
     output = Path(run) / "report.html" if output is None else output
     check_target(output, force=force)

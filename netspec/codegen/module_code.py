@@ -20,12 +20,12 @@ from __future__ import annotations
 import re
 from typing import Any, Generic, TypeVar
 
-from netspec.checker import CheckedLayer, CheckedNet
-from netspec.expressions import Expression, ExpressionError
+from netspec.analysis.checker import CheckedLayer, CheckedNet
+from netspec.codegen.render import Symbol
+from netspec.language.expressions import Expression, ExpressionError
+from netspec.language.modules import Instance, ModuleDefinition
 from netspec.layers import fmt_shape
 from netspec.layers.base import NETWORK_INPUT
-from netspec.modules import Instance, ModuleDefinition
-from netspec.render import Symbol
 
 
 class Unexpressible(Exception):

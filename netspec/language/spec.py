@@ -7,8 +7,7 @@ import collections
 import functools
 import keyword
 import re
-import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,9 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, did_you_mean, suggestion
-from netspec.expressions import LARGEST
-from netspec.layers import LAYER_REGISTRY, AnyLayer, Layer
+from netspec.errors import Location, Problem, SpecError, Suggestions, suggestion
+from netspec.language.loader import LoadedSpec, load_spec_document
+from netspec.language.validation import problems_from_validation
+from netspec.layers import AnyLayer, Layer
 from netspec.layers.base import (
     INPUT_RANKS,
     NETWORK_INPUT,
@@ -37,7 +37,6 @@ from netspec.layers.base import (
     class_name_problem,
     generated_code_names,
 )
-from netspec.loader import LoadedSpec, load_spec_document
 
 SPEC_NAME_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
@@ -247,7 +246,7 @@ def validate_document(loaded: LoadedSpec) -> SpecSource:
     try:
         spec = NetSpec.model_validate(loaded.data)
     except ValidationError as exc:
-        raise SpecError(_problems_from_validation(exc, loaded)) from None
+        raise SpecError(problems_from_validation(exc, loaded, NetSpec)) from None
     _check_unique_names(spec, loaded)
     _check_edges(spec, loaded)
     return SpecSource(spec, loaded)
@@ -372,257 +371,3 @@ def _reference_problem(name: str, layer: str | None, where: Location, earlier: l
     close = suggest.closest(name, earlier)
     hint = suggestion(close) if close is not None else f"{which}s: {', '.join(earlier[-6:])}"
     return Problem(f"there is no {which} named '{name}'", where, layer=layer, hint=hint), close
-
-
-# --- pydantic errors -> located, readable problems ------------------------------------------------
-
-def _problems_from_validation(exc: ValidationError, loaded: LoadedSpec) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[tuple] = set()
-    errors = [(err, *_data_path(err["loc"], loaded.data)) for err in exc.errors(include_url=False)]
-    # a misspelt required key is one mistake, not two: its "unknown key" error (which suggests the
-    # right spelling) stands, and the "missing required key" error for that spelling is dropped
-    misspelt = {(path[:-1], _closest_field(str(path[-1]), model))
-                for err, path, model, _ in errors if err["type"] == "extra_forbidden" and path}
-    for err, path, model, layer_name in errors:
-        if err["type"] == "missing" and (path[:-1], str(err["loc"][-1])) in misspelt:
-            continue
-        if err["type"] == "union_tag_invalid":
-            path = (*path, "type")
-        message, hint = _describe(err, path, model)
-        key = (path, message)
-        if key in seen:
-            continue
-        seen.add(key)
-        problems.append(Problem(message, loaded.location(path), layer=layer_name, hint=hint))
-    return problems
-
-
-def _closest_field(key: str, model: type[BaseModel] | None) -> str | None:
-    if model is None:
-        return None
-    return closest_name(key, list(model.model_fields), getattr(model, "synonyms", {}))
-
-
-def _data_path(loc: tuple, data: Any) -> tuple[tuple, type[BaseModel] | None, str | None]:
-    """Map pydantic's error location onto the document.
-
-    pydantic's ``loc`` mixes document keys with its own steps (the discriminator tag of a layer,
-    validator names); keep the former, and track which model class and which layer the error is in.
-    """
-    path: list[Any] = []
-    node = data
-    model: type[BaseModel] | None = NetSpec
-    owner = model  # the model whose field the error is about
-    layer_name = None
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            owner = model
-            model = _field_model(model, part) if model is not None else None
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, dict) and node.get("type") == part:
-            continue  # the discriminator tag: the layer's class was picked up below
-        elif isinstance(node, dict) and model is not None and part in model.model_fields:
-            owner = model
-            path.append(part)  # a key absent from the document ('missing')
-            node = None
-        else:
-            node = None  # a pydantic-internal step
-        if isinstance(node, dict) and "type" in node:
-            if isinstance(node.get("name"), str):
-                layer_name = node["name"]
-            model = LAYER_REGISTRY.get(node["type"]) if isinstance(node["type"], str) else None
-            owner = model
-    return tuple(path), owner, layer_name
-
-
-def _field_model(model: type[BaseModel], field_name: str) -> type[BaseModel] | None:
-    field = model.model_fields.get(field_name)
-    if field is None:
-        return None
-    return _first_model(field.annotation)
-
-
-def _first_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _first_model(arg)
-        if found is not None and found is not Layer and not issubclass(found, Layer):
-            return found
-    return None
-
-
-_PYDANTIC_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
-
-
-def _describe(err: Mapping[str, Any], path: tuple, model: type[BaseModel] | None) -> tuple[str, str | None]:
-    kind = err["type"]
-    key = path[-1] if path and isinstance(path[-1], str) else None
-    where = f"'{key}'" if key else "value"
-    got = err.get("input")
-    ctx = err.get("ctx") or {}
-    fields = list(model.model_fields) if model is not None else []
-    synonyms = getattr(model, "synonyms", {}) if model is not None else {}
-
-    if kind == "extra_forbidden":
-        hint = did_you_mean(str(key), fields, synonyms)
-        allowed = f"allowed keys: {', '.join(fields)}" if fields else None
-        return f"unknown key '{key}'", hint or allowed
-    if kind == "missing":
-        missing = err["loc"][-1]
-        return f"missing required key '{missing}'", _missing_hint(str(missing))
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        types_ = sorted(LAYER_REGISTRY)
-        if kind == "union_tag_not_found":
-            return "a layer needs a 'type'", f"one of: {', '.join(types_)}"
-        tag = ctx.get("tag", got)
-        hint = did_you_mean(str(tag), types_, _type_synonyms()) or f"known types: {', '.join(types_)}"
-        return f"unknown layer type '{tag}'", hint
-    if kind == "literal_error":
-        return f"{where} is {got!r}; expected {ctx.get('expected')}", None
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        bound = {"greater_than": "more than", "greater_than_equal": "at least",
-                 "less_than": "less than", "less_than_equal": "at most"}[kind]
-        limit = next(iter(ctx.values()), None)
-        return f"{where} must be {bound} {limit}, got {got!r}", None
-    if kind == "string_pattern_mismatch":
-        return f"{where} {got!r} is not a valid name", "use letters, digits, '_', '-' or '.', starting with a letter"
-    if kind in ("int_type", "float_type", "bool_type", "string_type", "dict_type", "list_type",
-                "model_type", "tuple_type"):
-        expected = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
-                    "string_type": "text", "dict_type": "a mapping", "list_type": "a list",
-                    "model_type": "a mapping", "tuple_type": "a list"}[kind]
-        return f"{where} must be {expected}, got {got!r}", None
-    if kind == "too_short":
-        return f"{where} must not be empty", None
-    message = _PYDANTIC_PREFIX.sub("", err["msg"])
-    return (f"{where}: {message}" if key else message), None
-
-
-def _type_synonyms() -> dict[str, str]:
-    """What other frameworks call each type ('dense' -> 'linear'), as the layer classes say."""
-    return {synonym: kind for kind, cls in LAYER_REGISTRY.items() for synonym in cls.type_synonyms}
-
-
-def _missing_hint(key: str) -> str | None:
-    examples = {
-        "name": "every spec and block needs a name, e.g. name: alexnet",
-        "input": "e.g. input: [3, 224, 224]",
-        "out_channels": "the number of filters, e.g. out_channels: 96",
-        "kernel_size": "e.g. kernel_size: 3",
-        "out_features": "the number of units, e.g. out_features: 4096",
-        "output_size": "e.g. output_size: 6",
-    }
-    return examples.get(key)
-
-
-_PARAM_REF_SCHEMA = {"type": "string", "pattern": r"^\$\{[^${}]+\}$",
-                     "description": "A param or an expression of params: ${width}, ${planes * 4}, ${stride == 1}."}
-
-
-def _allow_param_refs(node: Any, key: str | None = None) -> Any:
-    """Any scalar may be written as ${param}; say so in the schema (except for type and name)."""
-    if isinstance(node, list):
-        return [_allow_param_refs(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for k, v in node.items():
-        if k == "properties":
-            out[k] = {name: (sub if name in ("type", "name") else _allow_param_refs(sub, name))
-                      for name, sub in v.items()}
-        elif k in ("$defs", "definitions"):
-            out[k] = {name: _allow_param_refs(sub) for name, sub in v.items()}
-        else:
-            out[k] = _allow_param_refs(v) if isinstance(v, (dict, list)) else v
-    if out.get("type") in ("integer", "number"):  # as the loader bounds every number (expressions.LARGEST)
-        out.setdefault("maximum", LARGEST)
-    scalar = out.get("type") in ("integer", "number", "boolean") or "enum" in out or "const" in out
-    if scalar and key is not None:
-        return {"anyOf": [out, _PARAM_REF_SCHEMA]}
-    if scalar and key is None and "items" not in out:
-        return {"anyOf": [out, _PARAM_REF_SCHEMA]}
-    return out
-
-
-def json_schema() -> dict:
-    """The JSON Schema of the spec format, for editors (YAML language servers) and tools."""
-    schema = _allow_param_refs(NetSpec.model_json_schema())
-    input_def = schema["$defs"]["InputSpec"]
-    schema["$defs"]["InputSpec"] = {"anyOf": [input_def, input_def["properties"]["shape"]],
-                                    "description": input_def.get("description", "")}
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "netspec network spec"
-    props = schema.setdefault("properties", {})
-    props["extends"] = {"type": "string", "description": "Path of a base spec this variant overrides."}
-    props["patch"] = {"type": "object", "description": "Layer name -> fields to change in the base.",
-                      "additionalProperties": {"type": "object"}}
-    props["remove"] = {"type": "array", "items": {"type": "string"}, "description": "Base layers to delete."}
-    props["replace"] = {"type": "object", "description": "Base layer name -> the layer (or list of layers) "
-                        "that takes its place.", "additionalProperties": {"type": ["object", "array"]}}
-    props["insert"] = {"type": "array", "description": "Layers to add before or after a base layer.",
-                       "items": {"type": "object", "required": ["layers"],
-                                 "properties": {"before": {"type": "string"}, "after": {"type": "string"},
-                                                "layers": {"type": "array", "items": {"type": "object"}}}}}
-    _add_modules(schema)
-    # a variant inherits its base's required keys, so require them only of specs without 'extends'
-    required = schema.pop("required", [])
-    schema["if"] = {"not": {"required": ["extends"]}}
-    schema["then"] = {"required": required}
-    return schema
-
-
-def _add_modules(schema: dict) -> None:
-    """Modules (netspec.modules): their definitions under ``modules:``, uses of them among the
-    layers, and ``when:`` on any layer. They are expanded before validation, so the pydantic
-    models behind the rest of the schema do not know them."""
-    when = {"anyOf": [{"type": "boolean"}, _PARAM_REF_SCHEMA],
-            "description": "false leaves the layer out; whoever takes it takes its input instead."}
-    defs = schema["$defs"]
-    for definition in defs.values():
-        properties = definition.get("properties", {})
-        if "type" in properties and "const" in properties["type"]:  # a layer type of the catalogue
-            properties["when"] = when
-            # unnamed layers are numbered (a sequential module's) or named after their type
-            definition["required"] = [key for key in definition.get("required", []) if key != "name"]
-    count = {"anyOf": [{"type": "integer", "minimum": 1}, _PARAM_REF_SCHEMA]}
-    values = {"type": "object", "additionalProperties": {}}
-    defs["ModuleUse"] = {
-        "type": "object", "required": ["module"], "additionalProperties": False,
-        "description": "A use of a module declared under 'modules:', in place of a layer.",
-        "properties": {
-            "name": {"type": "string"}, "module": {"type": "string"},
-            "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-            "params": {**values, "description": "Values for the module's params."},
-            "repeat": {**count, "description": "Stamp the module this many times in a chain."},
-            "first": {**values, "description": "Params of the first repetition."},
-            "names": {"type": "string", "description": "Repetition names: denselayer{n} (from 1), b{i} (from 0)."},
-            "when": when,
-            "inline": {"type": "boolean", "description": "Number the use's contents in the enclosing sequence."},
-        },
-    }
-    spec_layers = schema["properties"]["layers"]["anyOf"][0]
-    item = {"anyOf": [spec_layers["items"], {"$ref": "#/$defs/ModuleUse"}]}
-    spec_layers["items"] = item
-    schema["properties"]["modules"] = {
-        "type": "object", "description": "Named sub-networks with params, used among the layers with 'module:'.",
-        "propertyNames": {"pattern": r"^[A-Za-z][A-Za-z0-9_]*$"},
-        "additionalProperties": {
-            "type": "object", "required": ["layers"], "additionalProperties": False,
-            "properties": {
-                "params": {"type": "object", "description": "Param names and defaults (null: every use gives it).",
-                           "additionalProperties": {"type": ["integer", "number", "string", "boolean", "null"]}},
-                "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-                           "description": "The names its layers take a use's inputs by (default: one, 'input')."},
-                "layers": {"type": "array", "minItems": 1, "items": item},
-                "sequential": {"type": "boolean", "description": "A chain numbered as nn.Sequential numbers it."},
-                "description": {"type": "string"},
-            },
-        },
-    }
-

@@ -1,0 +1,1 @@
+"""Files and weights: atomic outputs, weight files read safely, the neutral weight layout, netspec convert."""

@@ -1,0 +1,1 @@
+"""Views of a network and a run: diagrams, diffs, the HTML run report."""
