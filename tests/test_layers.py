@@ -194,3 +194,28 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
         assert layer.resolved[key] == layer.input_shapes[0][0], (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
     assert declaring == ["batchnorm1d", "batchnorm2d", "conv1d", "conv2d", "linear"]
+
+
+def test_a_weight_tensor_can_reshape_as_well_as_permute():
+    """A multi-head projection: PyTorch stores the query weight as (heads·head_dim, D), Keras'
+    MultiHeadAttention as (D, heads, head_dim). Keras' [d, h, k] must be PyTorch's [h·head_dim + k, d]."""
+    import numpy as np
+
+    from netspec.layers.base import WeightTensor
+
+    heads, head_dim, width = 3, 4, 5
+    query = WeightTensor("q_proj_weight", "query/kernel", to_keras=(1, 0),
+                         reshape=((heads * head_dim, width), (width, heads, head_dim)))
+    torch_value = np.arange(heads * head_dim * width, dtype=np.float32).reshape(heads * head_dim, width)
+    keras_value = query.keras_array(torch_value)
+    assert keras_value.shape == (width, heads, head_dim)
+    assert all(keras_value[d, h, k] == torch_value[h * head_dim + k, d]
+               for d in range(width) for h in range(heads) for k in range(head_dim))
+    assert np.array_equal(query.torch_array(keras_value), torch_value)
+    # a mutant that only reshapes, without the permutation, puts the values on the wrong axes
+    unpermuted = WeightTensor("q_proj_weight", "query/kernel", reshape=((heads * head_dim, width),
+                                                                        (width, heads, head_dim)))
+    assert unpermuted.keras_array(torch_value).shape == keras_value.shape
+    assert not np.array_equal(unpermuted.keras_array(torch_value), keras_value)
+    with pytest.raises(ValueError, match="cannot be reshaped"):
+        WeightTensor("w", "kernel", reshape=((6, 5), (4, 8)))

@@ -1,7 +1,7 @@
 """Moving weights between framework layouts, in one place.
 
 The neutral layout is PyTorch's. Each layer class lists its tensors (``Layer.weights``: the
-PyTorch key, the Keras variable and the axis permutation between them); this module only reads
+PyTorch key, the Keras variable, and the axis permutation and reshape between them); this module only reads
 that list, so a new layer with weights needs nothing here. Flatten needs no reordering: the Keras
 backend permutes to channels-first before flattening, so fc6's columns mean the same in both
 frameworks.
@@ -35,10 +35,7 @@ def to_keras(checked, tensors: dict[str, Any]) -> list[np.ndarray]:
     """PyTorch-layout arrays of one checked layer -> the list Keras' ``set_weights`` takes."""
     out = []
     for tensor in _tensors(checked):
-        value = np.asarray(tensors[tensor.torch])
-        if tensor.to_keras is not None:
-            value = value.transpose(tensor.to_keras)
-        out.append(np.ascontiguousarray(value))
+        out.append(np.ascontiguousarray(tensor.keras_array(np.asarray(tensors[tensor.torch]))))
     return out
 
 
@@ -49,10 +46,7 @@ def to_torch(checked, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         raise ValueError(f"layer '{checked.name}' has {len(arrays)} Keras weights, expected {len(tensors)}")
     out = {}
     for tensor, value in zip(tensors, arrays, strict=True):
-        value = np.asarray(value)
-        if tensor.to_torch is not None:
-            value = value.transpose(tensor.to_torch)
-        out[tensor.torch] = np.ascontiguousarray(value)
+        out[tensor.torch] = np.ascontiguousarray(tensor.torch_array(np.asarray(value)))
     return out
 
 

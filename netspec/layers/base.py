@@ -266,8 +266,12 @@ class WeightTensor:
 
     The neutral layout is PyTorch's: ``torch`` is its state-dict key, ``keras`` the Keras
     variable's name; ``to_keras`` permutes the PyTorch array's axes into Keras' layout (conv OIHW
-    -> HWIO is (2, 3, 1, 0)). ``needs`` names the boolean field that must be on for the tensor to
-    exist (a conv's bias); ``trained`` is False for running statistics.
+    -> HWIO is (2, 3, 1, 0)), and ``reshape`` (the PyTorch shape, the Keras shape) then splits or
+    joins axes, where Keras keeps a tensor with other axes (a multi-head projection PyTorch stores
+    as (heads·head_dim, D) and Keras as (D, heads, head_dim)): a layer whose shapes depend on its
+    values returns such tensors from ``weight_tensors(resolved)``. ``needs`` names the boolean
+    field that must be on for the tensor to exist (a conv's bias); ``trained`` is False for
+    running statistics.
     """
 
     torch: str
@@ -275,6 +279,15 @@ class WeightTensor:
     to_keras: tuple[int, ...] | None = None
     needs: str | None = None
     trained: bool = True
+    reshape: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reshape is not None:
+            torch_shape, keras_shape = self.reshape
+            if math.prod(torch_shape) != math.prod(keras_shape):
+                raise ValueError(f"{self.torch}: {torch_shape} cannot be reshaped to {keras_shape}")
+            if self.to_keras is not None and len(self.to_keras) != len(torch_shape):
+                raise ValueError(f"{self.torch}: the permutation {self.to_keras} is not of {torch_shape}")
 
     @property
     def to_torch(self) -> tuple[int, ...] | None:
@@ -282,6 +295,23 @@ class WeightTensor:
         if self.to_keras is None:
             return None
         return tuple(sorted(range(len(self.to_keras)), key=self.to_keras.__getitem__))
+
+    def keras_array(self, value):
+        """A PyTorch-layout numpy array in Keras' layout: permuted, then reshaped."""
+        if self.to_keras is not None:
+            value = value.transpose(self.to_keras)
+        if self.reshape is not None:
+            value = value.reshape(self.reshape[1])
+        return value
+
+    def torch_array(self, value):
+        """A Keras-layout numpy array in PyTorch's layout: the reshape undone, then the permutation."""
+        if self.reshape is not None:
+            torch_shape = self.reshape[0]
+            value = value.reshape(tuple(torch_shape[axis] for axis in self.to_keras) if self.to_keras else torch_shape)
+        if self.to_torch is not None:
+            value = value.transpose(self.to_torch)
+        return value
 
 
 class ShapeIssue(Exception):
