@@ -18,6 +18,7 @@ pytest.importorskip("keras")
 from netspec import check_file, emit  # noqa: E402
 from netspec.codegen.backend import get_backend  # noqa: E402
 from netspec.errors import SpecError, WeightsError  # noqa: E402
+from netspec.layers.base import is_tokens  # noqa: E402
 
 from .conftest import (  # noqa: E402
     ALL_SPECS,
@@ -35,7 +36,8 @@ pytestmark = pytest.mark.keras
 GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
-SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml"]  # 1-D layers (C×L)
+SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml",  # 1-D layers (C×L)
+            BAD_SPECS_DIR / "tokens.yaml"]  # a token sequence (L×D), channels-last in both frameworks
 SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
 # Torch and Keras compared layer by layer: the zoo's variants (resnet152 extends resnet50 with other
 # depths) add no construct their bases lack, and the zoo runs at 64×64, as the torchvision tests do
@@ -52,9 +54,10 @@ def backends():
     return get_backend("torch"), get_backend("keras")
 
 
-def channels_first(array: np.ndarray) -> np.ndarray:
-    """A batch in Keras' channels-last layout (N×H×W×C, N×L×C) as PyTorch's; flat features as they are."""
-    return np.moveaxis(array, -1, 1) if array.ndim >= 3 else array
+def channels_first(array: np.ndarray, shape: tuple = ()) -> np.ndarray:
+    """A batch in Keras' channels-last layout (N×H×W×C, N×L×C) as PyTorch's; flat features, and
+    token sequences (``shape``'s layout), as they are."""
+    return np.moveaxis(array, -1, 1) if array.ndim >= 3 and not is_tokens(shape) else array
 
 
 def randomize_torch(model) -> None:
@@ -79,12 +82,12 @@ def keras_per_layer(net, model, x):
     output_layers = get_backend("keras").plan(net).output_layers
     probe = keras.Model(model.input, [model.get_layer(output_layers.get(cl.name, cl.name)).output
                                       for cl in net.layers])
-    values = probe(channels_last(x), training=False)
-    return {cl.name: channels_first(np.asarray(v)) for cl, v in zip(net.layers, values, strict=True)}
+    values = probe(channels_last(x, net.input_shape), training=False)
+    return {cl.name: channels_first(np.asarray(v), cl.output_shape) for cl, v in zip(net.layers, values, strict=True)}
 
 
-def channels_last(x: np.ndarray) -> np.ndarray:
-    return np.moveaxis(x, 1, -1) if x.ndim >= 3 else x
+def channels_last(x: np.ndarray, shape: tuple = ()) -> np.ndarray:
+    return np.moveaxis(x, 1, -1) if x.ndim >= 3 and not is_tokens(shape) else x
 
 
 def assert_close(actual, expected, what):
@@ -99,7 +102,7 @@ def test_keras_model_conforms_to_the_checker(backends, spec):
     for cl in net.layers:
         layer = model.get_layer(cl.name)
         shape = tuple(layer.output.shape[1:])
-        if len(shape) > 1:  # channels-last to the checker's channels-first
+        if len(shape) > 1 and not is_tokens(cl.output_shape):  # channels-last to the checker's channels-first
             shape = (shape[-1], *shape[:-1])
         assert (cl.name, shape, layer.count_params()) == (cl.name, cl.output_shape, cl.params + cl.non_trainable)
     assert model.count_params() == net.totals.params
@@ -120,9 +123,10 @@ def test_same_weights_same_outputs_torch_to_keras(backends, spec):
     actual_layers = keras_per_layer(net, keras_model, x)
     for cl in net.layers:
         assert_close(actual_layers[cl.name], expected_layers[cl.name], f"layer {cl.name}")
-    assert_close(np.asarray(keras_model(channels_last(x), training=False)), expected, "logits")
+    inputs = channels_last(x, net.input_shape)
+    assert_close(np.asarray(keras_model(inputs, training=False)), expected, "logits")
     # traced into a graph, as training and predict run it (eager and traced code can differ)
-    assert_close(keras_model.predict_on_batch(channels_last(x)), expected, "logits, traced")
+    assert_close(keras_model.predict_on_batch(inputs), expected, "logits, traced")
 
 
 @pytest.mark.parametrize("spec", PARITY_SPECS, ids=lambda p: p.name)
@@ -140,7 +144,7 @@ def test_same_weights_same_outputs_keras_to_torch(backends, spec):
     x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
     with torch.no_grad():
         expected = torch_model.eval()(torch.from_numpy(x)).numpy()
-    assert_close(expected, np.asarray(keras_model(channels_last(x), training=False)), "logits")
+    assert_close(expected, np.asarray(keras_model(channels_last(x, net.input_shape), training=False)), "logits")
 
 
 @pytest.mark.parametrize(("kind", "index"), CATALOGUE, ids=[f"{k}-{i}" for k, i in CATALOGUE])
@@ -161,10 +165,11 @@ def test_catalogue_example_in_keras(backends, kind, index):
     x = np.random.default_rng(2).standard_normal((2, *net.input_shape)).astype("float32")
     with torch.no_grad():
         expected = torch_model.eval()(torch.from_numpy(x)).numpy()
-    actual = channels_first(np.asarray(keras_model(channels_last(x), training=False)))
+    inputs = channels_last(x, net.input_shape)
+    actual = channels_first(np.asarray(keras_model(inputs, training=False)), net.output_shape)
     assert actual.shape[1:] == net.output_shape
     assert_close(actual, expected, f"{kind} example {index}")
-    traced = channels_first(keras_model.predict_on_batch(channels_last(x)))
+    traced = channels_first(keras_model.predict_on_batch(inputs), net.output_shape)
     assert_close(traced, expected, f"{kind} example {index}, traced")
 
 

@@ -9,7 +9,7 @@ from netspec.analysis.checker import check
 from netspec.language.loader import LoadedSpec
 from netspec.language.spec import NetSpec, SpecSource
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
-from netspec.layers.base import same_padding, window_output
+from netspec.layers.base import channels_of, is_tokens, same_padding, window_output
 
 CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
 
@@ -21,21 +21,25 @@ def single_layer_net(kind: str, index: int):
     shape, config = LAYER_REGISTRY[kind].examples[index]
     if not isinstance(shape[0], tuple):
         layers = [{"name": "layer", "type": kind, **config}]
-        spec = NetSpec.model_validate({"name": "one", "input": list(shape), "layers": layers})
+        spec = NetSpec.model_validate({"name": "one", "input": _input(shape), "layers": layers})
         return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
     network_input, feeders = shape[0], []
     for i, wanted in enumerate(shape):
         feeders += _feeder(f"in{i}", network_input, wanted)
     layers = [*feeders, {"name": "layer", "type": kind, "inputs": [f"in{i}" for i in range(len(shape))], **config}]
-    spec = NetSpec.model_validate({"name": "one", "input": list(network_input), "layers": layers})
+    spec = NetSpec.model_validate({"name": "one", "input": _input(network_input), "layers": layers})
     return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
+
+
+def _input(shape: tuple) -> dict:
+    return {"shape": list(shape), "layout": "tokens" if is_tokens(shape) else "channels_first"}
 
 
 def _feeder(name: str, network_input: tuple, wanted: tuple) -> list[dict]:
     """Layers that turn the network input into ``wanted``, ending in one named ``name``: a 1×1
     convolution (or a linear layer) with its own weights, so that the merge's inputs differ."""
-    if len(wanted) == 1:
-        return [{"name": name, "type": "linear", "out_features": wanted[0], "inputs": "input"}]
+    if len(wanted) == 1 or is_tokens(wanted):  # a linear layer: on flat features, or on every token
+        return [{"name": name, "type": "linear", "out_features": wanted[-1], "inputs": "input"}]
     if wanted[1:] == (1, 1) and network_input[1:] != (1, 1):
         return [{"name": f"{name}_pool", "type": "global_avgpool2d", "keepdims": True, "inputs": "input"},
                 {"name": name, "type": "conv2d", "out_channels": wanted[0], "kernel_size": 1,
@@ -191,7 +195,7 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     net = single_layer_net(kind, index)
     layer = net.layer("layer")
     for key in layer.layer.input_channel_keys:
-        assert layer.resolved[key] == layer.input_shapes[0][0], (kind, key)
+            assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
     assert declaring == ["batchnorm1d", "batchnorm2d", "conv1d", "conv2d", "linear"]
 
@@ -219,3 +223,45 @@ def test_a_weight_tensor_can_reshape_as_well_as_permute():
     assert not np.array_equal(unpermuted.keras_array(torch_value), keras_value)
     with pytest.raises(ValueError, match="cannot be reshaped"):
         WeightTensor("w", "kernel", reshape=((6, 5), (4, 8)))
+
+
+TOKENS_SPEC = """
+name: tokens
+input: {shape: [16, 32], layout: tokens}
+layers:
+  - {name: mix, type: linear, out_features: 8}
+  - {name: seq, type: LAYER}
+"""
+
+
+@pytest.mark.parametrize(("kind", "extra"), [("conv1d", ", out_channels: 4, kernel_size: 3"), ("batchnorm1d", ""),
+                                             ("global_avgpool1d", ""), ("maxpool1d", ", kernel_size: 2")])
+def test_a_token_sequence_is_not_read_as_channels_first(write_spec, kind, extra):
+    """(16, 32) as tokens is 16 positions of 32 features; as a sequence (C×L) it would be 16
+    channels of length 32. The layout, not the rank, decides: layers that take channels first
+    refuse tokens, at their line, and take the same sizes written as a sequence."""
+    from netspec import check_file
+    from netspec.errors import SpecError
+
+    text = TOKENS_SPEC.replace("type: LAYER", f"type: {kind}{extra}")
+    with pytest.raises(SpecError) as caught:
+        check_file(write_spec(text))
+    [problem] = caught.value.problems
+    assert problem.layer == "seq" and problem.location.line == 5
+    assert "a sequence (channels first, C×L)" in problem.message and "a token sequence (L×D 16×8)" in problem.message
+    as_sequence = text.replace(", layout: tokens", "").replace("  - {name: mix, type: linear, out_features: 8}\n", "")
+    assert check_file(write_spec(as_sequence)).layer("seq").input_shape == (16, 32)  # 16 channels of length 32
+
+
+def test_per_token_layers_keep_the_layout_and_count_every_position(write_spec):
+    from netspec import check_file
+    from netspec.layers.base import TOKENS, channels_last, layout_of
+
+    net = check_file(write_spec(TOKENS_SPEC.replace("type: LAYER", "type: gelu")))
+    mix, act = net.layer("mix"), net.layer("seq")
+    assert layout_of(mix.output_shape) is TOKENS and layout_of(act.output_shape) is TOKENS
+    assert mix.output_shape == (16, 8) and mix.macs == 16 * 32 * 8 and mix.params == 32 * 8 + 8
+    assert channels_last(mix.output_shape) == (16, 8)  # Keras holds tokens as they are
+    assert channels_last((16, 8)) == (8, 16)  # and a channels-first sequence with its channels last
+    assert layout_of(check_file(write_spec(TOKENS_SPEC.replace("type: LAYER", "type: gelu")),
+                                input_shape=(4, 32)).input_shape) is TOKENS  # --input keeps the layout

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.torch
 GOLDEN_DIR = ROOT / "tests" / "golden" / "torch"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
-SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml"]  # 1-D layers (C×L)
+SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml",  # 1-D layers (C×L)
+            BAD_SPECS_DIR / "tokens.yaml"]  # a token sequence (L×D)
 GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from netspec.analysis.checker import CheckedLayer
 from netspec.codegen.render import py
 from netspec.errors import Problem, SpecError
-from netspec.layers.base import LAYOUTS, Layer, resolve_padding, spatial_rank, to_channels_first_axes
+from netspec.layers.base import LAYOUTS, Layer, layout_of, resolve_padding, spatial_rank, to_channels_first_axes
 from netspec.layers.conv import _ConvNd
 from netspec.layers.core import Flatten, Linear
 from netspec.layers.normalization import LocalResponseNorm
@@ -146,7 +146,7 @@ def _local_response_norm(cl: CheckedLayer, name: Naming) -> Lowering:
 def _flatten(cl: CheckedLayer, name: Naming) -> Lowering:
     lowering = Lowering(name)
     rank = spatial_rank(cl.input_shape)
-    if rank:
+    if rank and layout_of(cl.input_shape).channels_first:  # tokens are in one order in both frameworks
         lowering.before.append(f"keras.layers.Permute({py(to_channels_first_axes(rank))}, name={name('_chw')})")
         lowering.permutes = ", ".join(LAYOUTS[rank].split("×"))
     return lowering

@@ -24,7 +24,7 @@ from netspec.codegen.render import class_name, ident, module_name, py
 from netspec.errors import Problem, SpecError
 from netspec.language.expressions import Expression
 from netspec.language.modules import Instance, ModuleDefinition
-from netspec.layers.base import NETWORK_INPUT, generated_code_names
+from netspec.layers.base import NETWORK_INPUT, channels_of, generated_code_names
 from netspec_torch.imports import need
 
 # the generated classes' own argument for the channels a nested module's instance receives
@@ -182,7 +182,7 @@ class ClassBuilder(DefinitionBuilder[GeneratedClass]):
         every use: what the spec wrote (out_channels: ${planes * 4}), its input's (batch norm,
         activations, add), or the sum of its inputs' (concat)."""
         positions = [i for i, m in enumerate(members) if m is not None]
-        actual = [self.output_of(m)[0] for m in members if m is not None]
+        actual = [channels_of(self.output_of(m)) for m in members if m is not None]
         candidates = []
         for key in ("out_channels", "out_features"):
             written = arguments.expression(item.get(key))

@@ -111,7 +111,7 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     if batch < 1:
         raise SpecError.single(f"batch must be at least 1, got {batch}")
     spec = source.spec
-    shape = tuple(input_shape) if input_shape is not None else spec.input.chw
+    shape = spec.input.with_sizes(input_shape) if input_shape is not None else spec.input.chw
     if input_shape is not None and len(shape) not in INPUT_RANKS:
         raise SpecError.single(f"--input must be C×H×W, C×L or F, got {fmt_shape(shape)}")
     if input_shape is not None and len(shape) != len(spec.input.chw):  # another size, not another kind of input

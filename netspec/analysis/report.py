@@ -173,8 +173,9 @@ def render_summary(net: CheckedNet, console) -> None:
     from rich.text import Text
 
     layout = net.spec.input.layout
+    tokens = " tokens (L×D)" if layout == "tokens" else ""
     header = Text.assemble((shown(net.spec.name), "bold"), f"  {shown(net.source.file)}  input "
-                           f"{display_shape(net.input_shape, layout)}  batch {net.batch}")
+                           f"{display_shape(net.input_shape, layout)}{tokens}  batch {net.batch}")
     console.print(header, soft_wrap=not console.is_terminal)
     # Line numbers refer to one file when they can: the spec's, or the one base all layers come from.
     files = {cl.location.file for cl in net.layers if cl.location.line}

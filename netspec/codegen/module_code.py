@@ -25,7 +25,7 @@ from netspec.codegen.render import Symbol
 from netspec.language.expressions import Expression, ExpressionError
 from netspec.language.modules import Instance, ModuleDefinition
 from netspec.layers import fmt_shape
-from netspec.layers.base import NETWORK_INPUT
+from netspec.layers.base import NETWORK_INPUT, channels_of
 
 
 class Unexpressible(Exception):
@@ -174,8 +174,8 @@ class DefinitionBuilder(Generic[Generated]):
 
     def input_channels(self, instance: Instance) -> int:
         if instance.input == NETWORK_INPUT:
-            return self.net.input_shape[0]
-        return self.by_name[instance.input].output_shape[0]
+            return channels_of(self.net.input_shape)
+        return channels_of(self.by_name[instance.input].output_shape)
 
     @staticmethod
     def item_inputs(item: dict, renamed: dict[str, str], previous: str) -> list[str]:

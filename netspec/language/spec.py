@@ -32,8 +32,10 @@ from netspec.layers import AnyLayer, Layer
 from netspec.layers.base import (
     INPUT_RANKS,
     NETWORK_INPUT,
+    TOKENS,
     Name,
     References,
+    TensorShape,
     class_name_problem,
     generated_code_names,
 )
@@ -78,8 +80,9 @@ class InputSpec(StrictModel):
     """The input tensor without the batch dimension, written in ``layout`` order."""
 
     shape: tuple[PositiveInt, ...] = Field(
-        description="[C, H, W] (channels_first), [H, W, C] (channels_last), [C, L] (a sequence) or [F].")
-    layout: Literal["channels_first", "channels_last"] = "channels_first"
+        description="[C, H, W] (channels_first), [H, W, C] (channels_last), [C, L] (a sequence), [L, D] (tokens: "
+                    "L positions of D features each) or [F].")
+    layout: Literal["channels_first", "channels_last", "tokens"] = "channels_first"
 
     @model_validator(mode="before")
     @classmethod
@@ -96,14 +99,23 @@ class InputSpec(StrictModel):
         if len(self.shape) not in INPUT_RANKS:
             raise ValueError(f"input shape must have 3 dimensions (an image, C×H×W), 2 (a sequence, C×L) or 1 "
                              f"(features), got {len(self.shape)}")
+        if self.layout == "tokens" and len(self.shape) != 2:
+            raise ValueError(f"a token sequence's shape is [L, D] (positions, features), got {len(self.shape)} "
+                             "dimensions")
         return self
 
     @property
     def chw(self) -> tuple[int, ...]:
-        """The shape channels-first, as the checker works."""
+        """The shape as the checker works: channels first, or a token sequence (L, D) as it is."""
+        if self.layout == "tokens":
+            return TensorShape(self.shape, TOKENS)
         if self.layout == "channels_last" and len(self.shape) > 1:
             return (self.shape[-1], *self.shape[:-1])
         return self.shape
+
+    def with_sizes(self, sizes) -> tuple[int, ...]:
+        """Other sizes (--input, always channels first) for an input of this layout."""
+        return TensorShape(tuple(sizes), TOKENS) if self.layout == "tokens" else tuple(sizes)
 
 
 class Block(StrictModel):

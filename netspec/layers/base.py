@@ -189,14 +189,69 @@ KINDS: dict[int, str] = {0: "flat features", 1: "a sequence", 2: "an image", 3: 
 INPUT_RANKS = (1, 2, 3)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a tensor's axes are ordered (batch left out), and so how each framework holds it.
+
+    The checker's shapes are channels-first (C, *spatial), as PyTorch's convolutions take them,
+    and Keras holds the same tensor channels-last; a token sequence (L, D) is channels-last in
+    both, as transformers hold it. Each backend derives its order from the layout, never from the
+    rank alone: (16, 32) is 16 channels of length 32 as a sequence, 16 tokens of width 32 as tokens.
+    """
+
+    name: str  # "C×H×W", "L×D"
+    kind: str  # as messages name it: "an image", "a token sequence"
+    channels_first: bool
+
+    def keras_shape(self, shape: Shape) -> Shape:
+        """The shape in Keras' order: channels last."""
+        return (*shape[1:], shape[0]) if self.channels_first and len(shape) > 1 else tuple(shape)
+
+
+# every channels-first layout, by spatial rank; and token sequences
+CHANNELS_FIRST: dict[int, Layout] = {rank: Layout(LAYOUTS[rank], KINDS[rank], True) for rank in LAYOUTS}
+TOKENS = Layout("L×D", "a token sequence", channels_first=False)
+
+
+class TensorShape(tuple):
+    """A shape whose layout is not the channels-first one its rank implies (a token sequence).
+    It compares equal to the plain tuple of its sizes; layers that keep their input's shape
+    (activations, dropout) keep its layout with it."""
+
+    layout: Layout
+
+    def __new__(cls, sizes, layout: Layout) -> TensorShape:
+        shape = super().__new__(cls, sizes)
+        shape.layout = layout
+        return shape
+
+    def __reduce__(self):
+        return TensorShape, (tuple(self), self.layout)
+
+
+def layout_of(shape: Shape) -> Layout:
+    """The shape's layout: its own, or the channels-first one of its rank."""
+    return getattr(shape, "layout", None) or CHANNELS_FIRST[spatial_rank(shape)]
+
+
+def is_tokens(shape: Shape) -> bool:
+    return layout_of(shape) is TOKENS
+
+
+def channels_of(shape: Shape) -> int:
+    """The channels (features) of a tensor: the first axis channels-first, each token's width for tokens."""
+    return shape[-1] if is_tokens(shape) else shape[0]
+
+
 def spatial_rank(shape: Shape) -> int:
     """0 for flat features (F,), 1 for a sequence (C, L), 2 for an image (C, H, W), ..."""
     return len(shape) - 1 if len(shape) > 1 else 0
 
 
 def channels_last(shape: Shape) -> Shape:
-    """A channels-first shape in Keras' channels-last order: (C, H, W) -> (H, W, C)."""
-    return (*shape[1:], shape[0]) if len(shape) > 1 else tuple(shape)
+    """The shape in Keras' channels-last order, as its layout says: (C, H, W) -> (H, W, C); a token
+    sequence (L, D) as it is."""
+    return layout_of(shape).keras_shape(shape)
 
 
 def to_channels_first_axes(rank: int) -> tuple[int, ...]:
@@ -447,6 +502,10 @@ def fmt_shape(shape: Shape) -> str:
 def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tuple[int, ...]]:
     """The channels and spatial sizes of a layer's input, which must have ``rank`` spatial axes
     (2: an image, C×H×W); otherwise a ShapeIssue that says what it got and what to do."""
+    if is_tokens(inp.shape):
+        raise ShapeIssue(f"{what} needs {KINDS[rank]} (channels first, {LAYOUTS[rank]}) but {inp.producer} yields "
+                         f"{TOKENS.kind} ({TOKENS.name} {fmt_shape(inp.shape)})",
+                         hint="token sequences take per-token layers (linear, activations, dropout), add and flatten")
     if spatial_rank(inp.shape) == rank and len(inp.shape) > 1:
         return inp.shape[0], tuple(inp.shape[1:])
     wanted = f"{KINDS[rank]}-shaped input ({'×'.join(('channels', *AXES[rank]))})"

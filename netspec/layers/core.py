@@ -7,7 +7,17 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from netspec.layers.activations import ActivationName
-from netspec.layers.base import Analysis, Layer, LayerInput, ShapeIssue, WeightTensor, fmt_shape
+from netspec.layers.base import (
+    TOKENS,
+    Analysis,
+    Layer,
+    LayerInput,
+    ShapeIssue,
+    TensorShape,
+    WeightTensor,
+    fmt_shape,
+    is_tokens,
+)
 
 
 class Dropout(Layer):
@@ -46,11 +56,12 @@ class Flatten(Layer):
 
 
 class Linear(Layer):
-    """Fully connected layer (PyTorch ``nn.Linear``, Keras ``Dense``) on flat features.
+    """Fully connected layer (PyTorch ``nn.Linear``, Keras ``Dense``) on flat features, or on
+    every token of a token sequence (L×D: the same weights at each position).
 
-    out = (out_features,)
+    out = (out_features,), or (L, out_features) for tokens
     params = in_features · out_features + (out_features if bias)
-    MACs   = in_features · out_features
+    MACs   = L · in_features · out_features (L = 1 for flat features)
     """
 
     category = "linear"
@@ -62,6 +73,7 @@ class Linear(Layer):
         ((9216,), {"out_features": 64, "activation": "relu"}),
         ((20,), {"out_features": 10, "bias": False}),
         ((12,), {"in_features": 12, "out_features": 5, "activation": "softmax"}),
+        (TensorShape((7, 12), TOKENS), {"out_features": 5, "activation": "gelu"}),  # every token
     )
 
     weights = (WeightTensor("weight", "kernel", to_keras=(1, 0)),  # (out, in) <-> (in, out)
@@ -74,21 +86,24 @@ class Linear(Layer):
     in_features: PositiveInt | None = Field(None, description="Optional; inferred from the previous layer.")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        if len(inp.shape) != 1:
+        tokens = is_tokens(inp.shape)  # applied to every token, as nn.Linear and Dense do on the last axis
+        if len(inp.shape) != 1 and not tokens:
             raise ShapeIssue(
                 f"linear needs flat features but {inp.producer} yields {fmt_shape(inp.shape)}",
                 hint="add '- type: flatten' before this layer")
-        features = inp.shape[0]
+        features = inp.shape[-1]
+        positions = inp.shape[0] if tokens else 1
         issues = []
         if self.in_features is not None and self.in_features != features:
+            what = "features per token" if tokens else "features"
             issues.append(ShapeIssue(
-                f"in_features is {self.in_features:,} but {inp.producer} yields {features:,} features",
+                f"in_features is {self.in_features:,} but {inp.producer} yields {features:,} {what}",
                 field="in_features", fatal=False,
                 hint=f"set in_features: {features}, or leave it out and netspec infers it"))
         return Analysis(
-            output=(self.out_features,),
+            output=TensorShape((positions, self.out_features), TOKENS) if tokens else (self.out_features,),
             params=features * self.out_features + (self.out_features if self.bias else 0),
-            macs=features * self.out_features,
+            macs=positions * features * self.out_features,
             resolved={"in_features": features},
             issues=issues,
         )

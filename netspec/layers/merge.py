@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from netspec.layers.base import AXES, Analysis, Layer, LayerInput, ShapeIssue, fmt_shape, spatial_rank
+from netspec.layers.base import (
+    AXES,
+    TOKENS,
+    Analysis,
+    Layer,
+    LayerInput,
+    ShapeIssue,
+    TensorShape,
+    fmt_shape,
+    is_tokens,
+    spatial_rank,
+)
 
 
 class _Merge(Layer):
@@ -25,14 +36,15 @@ class Add(_Merge):
     out = the inputs' shape; params = 0; MACs = (inputs - 1) · numel (the additions).
     """
 
-    examples = ((((8, 5, 5), (8, 5, 5)), {}), (((6,), (6,), (6,)), {}))
+    examples = ((((8, 5, 5), (8, 5, 5)), {}), (((6,), (6,), (6,)), {}),
+                ((TensorShape((4, 6), TOKENS), TensorShape((4, 6), TOKENS)), {}))
 
     type: Literal["add"]
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         first = inputs[0]
         for other in inputs[1:]:
-            if other.shape != first.shape:
+            if other.shape != first.shape or is_tokens(other.shape) != is_tokens(first.shape):
                 raise ShapeIssue(
                     f"add needs inputs of one shape, but {first.producer} yields {fmt_shape(first.shape)} "
                     f"and {other.producer} yields {fmt_shape(other.shape)}", field="inputs",
@@ -46,24 +58,33 @@ class Add(_Merge):
 
 class Concat(_Merge):
     """Concatenation along channels (images: C×H×W with the same H and W) or features (flat
-    inputs), as Inception's branches and DenseNet's layers join. params = 0, MACs = 0.
+    inputs; each token's features, for token sequences of one length), as Inception's branches and
+    DenseNet's layers join. params = 0, MACs = 0.
 
-    out = (C1 + C2 + ..., H, W), or (F1 + F2 + ...,)
+    out = (C1 + C2 + ..., H, W), (F1 + F2 + ...,), or (L, D1 + D2 + ...)
     """
 
-    examples = ((((4, 5, 5), (6, 5, 5)), {}), (((3,), (5,)), {}))
+    examples = ((((4, 5, 5), (6, 5, 5)), {}), (((3,), (5,)), {}),
+                ((TensorShape((4, 6), TOKENS), TensorShape((4, 3), TOKENS)), {}))
 
     type: Literal["concat"]
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         first = inputs[0]
+        if any(is_tokens(i.shape) for i in inputs):
+            if not all(is_tokens(i.shape) and i.shape[0] == first.shape[0] for i in inputs):
+                raise ShapeIssue(f"concat joins token sequences along their features and needs sequences of one "
+                                 f"length, but got {_listing(inputs)}", field="inputs")
+            # the features are the last axis in both frameworks
+            return Analysis(output=TensorShape((first.shape[0], sum(i.shape[1] for i in inputs)), TOKENS),
+                            resolved={"dim": -1})
         for other in inputs[1:]:
             if len(other.shape) != len(first.shape) or other.shape[1:] != first.shape[1:]:
                 what = (f"the same {' and '.join(AXES[spatial_rank(first.shape)])}"
                         if len(other.shape) == len(first.shape) and spatial_rank(first.shape) else "the same rank")
                 raise ShapeIssue(f"concat joins along channels and needs {what}, but got {_listing(inputs)}",
                                  field="inputs", hint="pad or pool the branches to one size before joining them")
-        return Analysis(output=(sum(i.shape[0] for i in inputs), *first.shape[1:]))
+        return Analysis(output=(sum(i.shape[0] for i in inputs), *first.shape[1:]), resolved={"dim": 1})
 
 
 class Multiply(_Merge):
@@ -79,6 +100,9 @@ class Multiply(_Merge):
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         a, b = inputs
+        if (is_tokens(a.shape) or is_tokens(b.shape)) and a.shape != b.shape:
+            raise ShapeIssue(f"multiply needs token sequences of one shape, but got {_listing(inputs)}",
+                             field="inputs")
         big = a if spatial_rank(a.shape) and any(d != 1 for d in a.shape[1:]) else b
         small = b if big is a else a
         gate = spatial_rank(big.shape) > 0 and small.shape == (big.shape[0], *(1,) * spatial_rank(big.shape))

@@ -17,6 +17,7 @@ from netspec.analysis.checker import CheckedNet
 from netspec.errors import DataError
 from netspec.language.spec import DataSpec
 from netspec.layers import fmt_shape
+from netspec.layers.base import layout_of
 
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 256
 # the most memory the transformed images of one in-memory split may take for a backend to keep them
@@ -53,10 +54,10 @@ class Sources:
 def image_input(net: CheckedNet) -> tuple[int, int, int]:
     """The spec's input as (channels, height, width); training needs an image input."""
     if len(net.input_shape) != 3:
-        kind = "flat features" if len(net.input_shape) == 1 else "a sequence"
+        layout = layout_of(net.input_shape)
         raise DataError.single(
-            f"netspec train's datasets are images (channels × height × width), and this network takes {kind}, "
-            f"{fmt_shape(net.input_shape)}", net.source.location(("input",)),
+            f"netspec train's datasets are images (channels × height × width), and this network takes "
+            f"{layout.kind}, {fmt_shape(net.input_shape)} ({layout.name})", net.source.location(("input",)),
             hint="check, export and build work for it: train the built model with your own data loop "
                  "(netspec.build(spec) gives the model)")
     return net.input_shape
