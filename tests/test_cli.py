@@ -125,7 +125,8 @@ def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
     assert result.exit_code == 0
     schema = json.loads(out.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    valid_test_specs = ("zoo.yaml", "graph.yaml", "sequence.yaml", "sequence_blocks.yaml", "tokens.yaml")
+    valid_test_specs = ("zoo.yaml", "graph.yaml", "sequence.yaml", "sequence_blocks.yaml", "tokens.yaml",
+                        "volume.yaml")
     every_spec = sorted((ROOT / "specs").glob("**/*.yaml")) + [BAD_SPECS_DIR / name for name in valid_test_specs]
     assert len(every_spec) >= len(ALL_SPECS) + 17  # the zoo's modules, repeats, when and ${a * b} included
     for spec in every_spec:

@@ -37,7 +37,8 @@ GOLDEN_DIR = ROOT / "tests" / "golden" / "keras"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
 SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml",  # 1-D layers (C×L)
-            BAD_SPECS_DIR / "tokens.yaml"]  # a token sequence (L×D), channels-last in both frameworks
+            BAD_SPECS_DIR / "tokens.yaml",  # a token sequence (L×D), channels-last in both frameworks
+            BAD_SPECS_DIR / "volume.yaml"]  # a volume (C×D×H×W): 3-D convolution, pooling and batch norm
 SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
 # Torch and Keras compared layer by layer: the zoo's variants (resnet152 extends resnet50 with other
 # depths) add no construct their bases lack, and the zoo runs at 64×64, as the torchvision tests do

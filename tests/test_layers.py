@@ -130,7 +130,8 @@ def test_what_the_rest_of_netspec_asks_of_a_layer_is_on_its_class(write_spec):
     synonyms = [s for cls in LAYER_REGISTRY.values() for s in cls.type_synonyms]
     assert len(synonyms) == len(set(synonyms)) and not set(synonyms) & set(LAYER_REGISTRY)
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.outputs_probabilities] == ["softmax"]
-    assert sorted(k for k, cls in LAYER_REGISTRY.items() if cls.batch_statistics) == ["batchnorm1d", "batchnorm2d"]
+    assert sorted(k for k, cls in LAYER_REGISTRY.items() if cls.batch_statistics) == ["batchnorm1d", "batchnorm2d",
+                                                                                            "batchnorm3d"]
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.random_in_training] == ["dropout"]
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.flattens] == ["flatten"]
     spec = "name: s\ninput: [4]\nlayers: [{name: fc, type: linear, out_features: 3, activation: softmax}]\n"
@@ -195,9 +196,9 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     net = single_layer_net(kind, index)
     layer = net.layer("layer")
     for key in layer.layer.input_channel_keys:
-            assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
+        assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
-    assert declaring == ["batchnorm1d", "batchnorm2d", "conv1d", "conv2d", "linear"]
+    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "conv1d", "conv2d", "conv3d", "linear"]
 
 
 def test_a_weight_tensor_can_reshape_as_well_as_permute():

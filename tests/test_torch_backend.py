@@ -25,7 +25,7 @@ GOLDEN_DIR = ROOT / "tests" / "golden" / "torch"
 ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
 SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml",  # 1-D layers (C×L)
-            BAD_SPECS_DIR / "tokens.yaml"]  # a token sequence (L×D)
+            BAD_SPECS_DIR / "tokens.yaml", BAD_SPECS_DIR / "volume.yaml"]  # tokens (L×D), a volume (C×D×H×W)
 GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
 
 

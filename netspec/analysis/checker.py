@@ -113,7 +113,7 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     spec = source.spec
     shape = spec.input.with_sizes(input_shape) if input_shape is not None else spec.input.chw
     if input_shape is not None and len(shape) not in INPUT_RANKS:
-        raise SpecError.single(f"--input must be C×H×W, C×L or F, got {fmt_shape(shape)}")
+        raise SpecError.single(f"--input must be C×H×W, C×L, C×D×H×W or F, got {fmt_shape(shape)}")
     if input_shape is not None and len(shape) != len(spec.input.chw):  # another size, not another kind of input
         written = "x".join(map(str, shape))
         raise SpecError.single(

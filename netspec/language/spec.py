@@ -80,8 +80,8 @@ class InputSpec(StrictModel):
     """The input tensor without the batch dimension, written in ``layout`` order."""
 
     shape: tuple[PositiveInt, ...] = Field(
-        description="[C, H, W] (channels_first), [H, W, C] (channels_last), [C, L] (a sequence), [L, D] (tokens: "
-                    "L positions of D features each) or [F].")
+        description="[C, H, W] (channels_first), [H, W, C] (channels_last), [C, L] (a sequence), [C, D, H, W] (a "
+                    "volume), [L, D] (tokens: L positions of D features each) or [F].")
     layout: Literal["channels_first", "channels_last", "tokens"] = "channels_first"
 
     @model_validator(mode="before")
@@ -97,8 +97,8 @@ class InputSpec(StrictModel):
     @model_validator(mode="after")
     def _rank(self) -> InputSpec:
         if len(self.shape) not in INPUT_RANKS:
-            raise ValueError(f"input shape must have 3 dimensions (an image, C×H×W), 2 (a sequence, C×L) or 1 "
-                             f"(features), got {len(self.shape)}")
+            raise ValueError(f"input shape must have 3 dimensions (an image, C×H×W), 2 (a sequence, C×L), 4 (a "
+                             f"volume, C×D×H×W) or 1 (features), got {len(self.shape)}")
         if self.layout == "tokens" and len(self.shape) != 2:
             raise ValueError(f"a token sequence's shape is [L, D] (positions, features), got {len(self.shape)} "
                              "dimensions")

@@ -185,8 +185,8 @@ def _positive_int(value: Any, what: str, minimum: int = 1) -> int:
 AXES: dict[int, tuple[str, ...]] = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 LAYOUTS: dict[int, str] = {0: "F", 1: "C×L", 2: "C×H×W", 3: "C×D×H×W"}
 KINDS: dict[int, str] = {0: "flat features", 1: "a sequence", 2: "an image", 3: "a volume"}
-# The inputs a network may take (dimensions without the batch): features, a sequence, an image.
-INPUT_RANKS = (1, 2, 3)
+# The inputs a network may take (dimensions without the batch): features, a sequence, an image, a volume.
+INPUT_RANKS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -308,11 +308,14 @@ if TYPE_CHECKING:  # what the type checker sees; pydantic validates with the ann
     NonNegativePair: TypeAlias = tuple[int, ...]
     LengthPadding: TypeAlias = tuple[int, ...] | str
     Padding: TypeAlias = tuple[int, ...] | str
+    Triple: TypeAlias = tuple[int, ...]
+    TriplePadding: TypeAlias = tuple[int, ...] | str
 else:
     Length = sizes(1)  # an int or [length], stored as (length,)
     Pair = sizes(2)  # an int or [height, width], stored as a pair
+    Triple = sizes(3)  # an int or [depth, height, width]
     NonNegativePair = sizes(2, 0)
-    LengthPadding, Padding = padding_sizes(1), padding_sizes(2)
+    LengthPadding, Padding, TriplePadding = padding_sizes(1), padding_sizes(2), padding_sizes(3)
 
 
 @dataclass(frozen=True)

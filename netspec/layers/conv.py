@@ -19,6 +19,8 @@ from netspec.layers.base import (
     Padding,
     Pair,
     ShapeIssue,
+    Triple,
+    TriplePadding,
     WeightTensor,
     Window,
     require_spatial,
@@ -66,8 +68,8 @@ class _ConvNd(Layer):
 
     def depthwise(self, in_channels: int) -> bool:
         """One filter per channel (groups = in = out channels, as MobileNet's), which Keras has a
-        layer of its own for."""
-        return 1 < self.groups == in_channels == self.out_channels
+        layer of its own for, in 1-D and 2-D (a 3-D one stays a grouped Conv3D)."""
+        return self.rank < 3 and 1 < self.groups == in_channels == self.out_channels
 
     def weight_tensors(self, resolved: dict[str, Any] | None = None) -> tuple[WeightTensor, ...]:
         if resolved is None or not self.depthwise(resolved["in_channels"]):
@@ -167,3 +169,30 @@ class Conv2d(_ConvNd):
     padding: Padding = Field((0, 0), description="An int, [height, width], 'valid', or TensorFlow-style "
                                       "'same'.")
     dilation: Pair = (1, 1)
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution over a volume (PyTorch ``nn.Conv3d``, Keras ``Conv3D``), C×D×H×W ->
+    C'×D'×H'×W', each axis as conv2d's.
+
+    params = out_channels · (in_channels / groups) · kd · kh · kw + (out_channels if bias)
+    MACs   = D' · H' · W' · out_channels · (in_channels / groups) · kd · kh · kw
+    """
+
+    rank = 3
+    type_synonyms = ("conv3D",)
+    weights = conv_weights(3)  # OIDHW <-> DHWIO
+
+    examples = (
+        ((3, 8, 10, 10), {"out_channels": 4, "kernel_size": 3}),
+        ((4, 9, 11, 7), {"out_channels": 6, "kernel_size": [3, 3, 1], "stride": [1, 2, 1], "padding": [1, 1, 0],
+                         "groups": 2, "activation": "relu"}),
+        ((2, 7, 8, 9), {"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": "same", "bias": False}),
+    )
+
+    type: Literal["conv3d"]
+    kernel_size: Triple = Field(description=f"Kernel size: {_per_axis(3)}.")
+    stride: Triple = (1, 1, 1)
+    padding: TriplePadding = Field((0, 0, 0), description="An int, [depth, height, width], 'valid', or "
+                                                      "TensorFlow-style 'same'.")
+    dilation: Triple = (1, 1, 1)

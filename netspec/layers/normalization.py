@@ -105,3 +105,18 @@ class BatchNorm2d(_BatchNorm):
     )
 
     type: Literal["batchnorm2d"]
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization over the channels of a volume C×D×H×W (PyTorch ``nn.BatchNorm3d``,
+    Keras ``BatchNormalization``).
+
+    Shape unchanged. params = 2·C (when ``affine``); non-trainable = 2·C. MACs = 0.
+    """
+
+    spatial_ranks = (3,)
+    type_synonyms = ("batch_norm3d",)
+
+    examples = (((4, 3, 5, 5), {}), ((6, 2, 4, 4), {"eps": 1e-3, "activation": "relu"}))
+
+    type: Literal["batchnorm3d"]

@@ -17,6 +17,8 @@ from netspec.layers.base import (
     Padding,
     Pair,
     ShapeIssue,
+    Triple,
+    TriplePadding,
     Window,
     require_spatial,
     resolve_padding,
@@ -238,3 +240,62 @@ class GlobalAvgPool2d(_GlobalAvgPool):
     examples = (((8, 7, 7), {}), ((4, 5, 3), {"keepdims": True}))
 
     type: Literal["global_avgpool2d"]
+
+
+class MaxPool3d(_MaxPool):
+    """Max pooling over a volume (PyTorch ``nn.MaxPool3d``, Keras ``MaxPooling3D``); padding counts as -inf.
+
+    out = floor((in + pad_before + pad_after - kernel) / stride) + 1 per axis (ceil with ``ceil_mode``)
+    params = 0, MACs = 0
+    """
+
+    rank = 3
+    type_synonyms = ("max_pool3d", "maxpooling3d")
+
+    examples = (
+        ((4, 8, 8, 8), {"kernel_size": 2}),
+        ((3, 7, 9, 9), {"kernel_size": 3, "stride": 2, "padding": 1}),
+        ((2, 7, 7, 6), {"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "ceil_mode": True}),
+    )
+
+    type: Literal["maxpool3d"]
+    kernel_size: Triple = Field(description="Window size: an int or [depth, height, width].")
+    stride: Triple | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: TriplePadding = Field((0, 0, 0), description="An int, [depth, height, width], 'valid', or "
+                                                      "TensorFlow-style 'same'.")
+
+
+class AvgPool3d(_AvgPool):
+    """Average pooling over a volume (PyTorch ``nn.AvgPool3d``, Keras ``AveragePooling3D``).
+
+    out = floor((in + pad_before + pad_after - kernel) / stride) + 1 per axis (ceil with ``ceil_mode``)
+    params = 0, MACs = 0
+    """
+
+    rank = 3
+    type_synonyms = ("averagepooling3d",)
+
+    examples = (
+        ((4, 8, 8, 8), {"kernel_size": 2}),
+        ((3, 6, 9, 9), {"kernel_size": [2, 3, 3], "stride": [2, 3, 3]}),
+    )
+
+    type: Literal["avgpool3d"]
+    kernel_size: Triple = Field(description="Window size: an int or [depth, height, width].")
+    stride: Triple | None = Field(None, description="Defaults to the kernel size, as in PyTorch and Keras.")
+    padding: TriplePadding = Field((0, 0, 0), description="An int, [depth, height, width], 'valid', or "
+                                                      "TensorFlow-style 'same'.")
+
+
+class GlobalAvgPool3d(_GlobalAvgPool):
+    """The mean over depth, height and width of each channel (Keras ``GlobalAveragePooling3D``,
+    PyTorch ``nn.AdaptiveAvgPool3d(1)``, flattened unless ``keepdims``).
+
+    out = (C,), or (C, 1, 1, 1) with ``keepdims``; params = 0, MACs = 0.
+    """
+
+    rank = 3
+    type_synonyms = ("globalaveragepooling3d",)
+    examples = (((8, 3, 5, 5), {}), ((4, 2, 3, 3), {"keepdims": True}))
+
+    type: Literal["global_avgpool3d"]
