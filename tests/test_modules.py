@@ -159,6 +159,29 @@ def test_check_json_gives_scoped_names(write_spec):
         ("stage.0.proj", "stage.2", None)
 
 
+def test_check_json_gives_the_module_uses_as_a_tree_with_their_totals():
+    from netspec.analysis.report import summary_json
+
+    net = check_file(ROOT / "specs" / "zoo" / "resnet18.yaml")
+    report = summary_json(net)
+    [layer1, layer2, layer3, layer4] = report["modules"]
+    assert (layer2["path"], layer2["module"], layer2["repeat"], layer2["params"]) == ("layer2", "basic_block", 2, None)
+    first, second = layer2["children"]
+    assert first["params"] == {"planes": 128, "stride": 2, "downsample": True} and second["params"]["stride"] == 1
+    [downsample] = first["children"]  # a use nested in a use
+    assert (downsample["path"], downsample["layers"]) == ("layer2.0.downsample",
+                                                          ["layer2.0.downsample.0", "layer2.0.downsample.1"])
+    assert "layer2.0.downsample.0" not in first["layers"] and first["layers"][0] == "layer2.0.conv1"
+    assert second["children"] == []
+    # the totals add up: every layer is counted once, in the use that holds it or at the top
+    weights = {cl.name: cl.params + cl.non_trainable for cl in net.layers}
+    assert first["total_params"] == sum(v for k, v in weights.items() if k.startswith("layer2.0."))
+    top_level = sum(v for k, v in weights.items() if "." not in k)
+    assert sum(n["total_params"] for n in report["modules"]) + top_level == sum(weights.values())
+    assert sum(n["total_macs"] for n in report["modules"]) + sum(cl.macs for cl in net.layers if "." not in cl.name) \
+        == net.totals.macs
+
+
 @pytest.mark.torch
 def test_one_class_per_module_with_what_differs_as_arguments(write_spec):
     import torch

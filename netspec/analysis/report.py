@@ -7,9 +7,10 @@ from typing import Any
 
 from netspec import __version__
 from netspec.analysis.checker import CheckedNet
+from netspec.analysis.tree import module_tree
 from netspec.errors import shown
 from netspec.layers import Shape, fmt_shape
-from netspec.layers.base import channels_last
+from netspec.layers.base import channels_last, layout_of
 
 JSON_FORMAT_VERSION = 1
 
@@ -106,6 +107,7 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
                 "activation": getattr(cl.layer, "activation", None),
                 "input_shape": list(cl.input_shape),
                 "output_shape": list(cl.output_shape),
+                "output_layout": layout_of(cl.output_shape).name,  # "C×H×W"; "L×D" for tokens
                 "params": cl.params,
                 "non_trainable_params": cl.non_trainable,
                 "macs": cl.macs,
@@ -115,6 +117,8 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
             }
             for cl in net.layers
         ],
+        # the module uses as a tree, with their parameters and MACs added up (netspec.analysis.tree)
+        "modules": [node.as_json() for node in module_tree(net)],
         "totals": {
             "params": totals.params,
             "trainable_params": totals.trainable_params,
