@@ -180,6 +180,10 @@ def test_check_json_gives_the_module_uses_as_a_tree_with_their_totals():
     assert sum(n["total_params"] for n in report["modules"]) + top_level == sum(weights.values())
     assert sum(n["total_macs"] for n in report["modules"]) + sum(cl.macs for cl in net.layers if "." not in cl.name) \
         == net.totals.macs
+    blocks = summary_json(check_file(ROOT / "specs" / "alexnet-torchvision.yaml"))["modules"]
+    assert [(b["path"], b["params"], b["children"]) for b in blocks] == [
+        ("features", {}, []), ("avgpool", {}, []), ("flatten", {}, []), ("classifier", {}, [])]  # single-use modules
+    assert blocks[0]["layers"][0] == "conv1" and sum(b["total_macs"] for b in blocks) > 0
 
 
 @pytest.mark.torch

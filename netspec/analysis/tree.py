@@ -1,7 +1,8 @@
 """The checked network as a tree of module uses: each use of a module (``layer2.0``, a
 ``bottleneck``), the repeated use it belongs to (``layer2``, ×4), the layers it holds and its
 nested uses, with their parameters and MACs added up, as torchinfo's hierarchical summary shows
-them. ``netspec check --json`` writes it under ``modules``."""
+them; a spec written in ``blocks:`` gives one node per block, a single-use sequential module.
+``netspec check --json`` writes it under ``modules``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ class ModuleNode:
 
 def module_tree(net: CheckedNet) -> list[ModuleNode]:
     """The top-level module uses of ``net``, each with its layers and nested uses, in spec order."""
+    if net.spec.blocks is not None:  # a block is a single-use sequential module: a node without params
+        return [ModuleNode(block.name, block.name, {}, layers=[cl for cl in net.layers if cl.block == block.name])
+                for block in net.spec.blocks]
     expansion = net.source.loaded.modules
     if expansion is None:
         return []
