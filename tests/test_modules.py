@@ -181,6 +181,10 @@ def test_check_json_gives_the_module_uses_as_a_tree_with_their_totals():
     assert sum(n["total_macs"] for n in report["modules"]) + sum(cl.macs for cl in net.layers if "." not in cl.name) \
         == net.totals.macs
     blocks = summary_json(check_file(ROOT / "specs" / "alexnet-torchvision.yaml"))["modules"]
+    # each layer says which of its values the spec wrote as an expression, as written in the module
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["layer2.0.conv1"]["written"] == {"out_channels": "${planes}", "stride": "${stride}"}
+    assert layers["fc"]["written"] == {"out_features": "${num_classes}"} and layers["conv1"]["written"] == {}
     assert [(b["path"], b["params"], b["children"]) for b in blocks] == [
         ("features", {}, []), ("avgpool", {}, []), ("flatten", {}, []), ("classifier", {}, [])]  # single-use modules
     assert blocks[0]["layers"][0] == "conv1" and sum(b["total_macs"] for b in blocks) > 0

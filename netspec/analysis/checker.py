@@ -13,6 +13,7 @@ from math import prod
 from typing import Any
 
 from netspec.errors import Location, Problem, SpecError
+from netspec.language.expressions import Expression
 from netspec.language.loader import LoadedSpec, load_spec_document
 from netspec.language.spec import NetSpec, SpecSource, layer_adapter, validate_document
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
@@ -98,6 +99,19 @@ class CheckedNet:
                                    f"{len(self.output_names)}: {', '.join(self.output_names)}",
                                    self.source.location(("outputs",)),
                                    hint="use a variant whose 'outputs' is the classifier alone")
+
+    def written(self, checked: CheckedLayer) -> dict[str, str]:
+        """The fields of a layer that the spec wrote as ``${...}``, as written (``out_channels:
+        "${planes * 4}"``), each looked up where it is written: in the module definition, for a
+        layer of a module use, where every use computed its own value from it."""
+        found = {}
+        for key in type(checked.layer).model_fields:
+            if key in ("name", "type"):
+                continue
+            written = self.source.loaded.expressions.get(self.source.location((*checked.path, key)))
+            if written is not None:
+                found[key] = f"${{{written.text}}}" if isinstance(written, Expression) else written
+        return found
 
     def layer(self, name: str) -> CheckedLayer:
         for checked in self.layers:

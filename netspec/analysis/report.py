@@ -114,6 +114,7 @@ def summary_json(net: CheckedNet) -> dict[str, Any]:
                 "activation_elements": cl.activation_elements,
                 "receptive_field": list(cl.receptive_field) if cl.receptive_field else None,
                 "line": cl.location.line or None,
+                "written": net.written(cl),  # the fields written as ${...}: {"out_channels": "${planes * 4}"}
             }
             for cl in net.layers
         ],
