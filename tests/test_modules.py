@@ -149,6 +149,19 @@ def test_the_resolved_spec_keeps_the_modules_and_reloads_to_the_same_network(wri
         [(cl.name, cl.output_shape, cl.params) for cl in net.layers]
 
 
+def test_module_definitions_and_uses_are_typed_models_that_the_schema_is_made_from():
+    """The keys a definition and a use take, their kinds and the published schema come from one
+    place: the pydantic models that validate them."""
+    from netspec.language.modules import DEFINITION_KEYS, USE_KEYS, ModuleDefinitionFormat, ModuleUseFormat
+    from netspec.language.schema import json_schema
+
+    schema = json_schema()
+    assert set(schema["$defs"]["ModuleUse"]["properties"]) == set(USE_KEYS) == set(ModuleUseFormat.model_fields)
+    definition = schema["properties"]["modules"]["additionalProperties"]
+    assert set(definition["properties"]) == set(DEFINITION_KEYS) == set(ModuleDefinitionFormat.model_fields)
+    assert schema["$defs"]["ModuleUse"]["properties"]["repeat"]["anyOf"][0]["anyOf"][0]["maximum"] == 1024
+
+
 def test_check_json_gives_scoped_names(write_spec):
     from netspec.analysis.report import summary_json
 
@@ -401,10 +414,15 @@ def test_a_modular_spec_trains_and_resumes_to_the_same_metrics(write_spec, tmp_p
      "'names: {n}x' does not give valid names ('1x')"),
     ("modules: {m: {layers: [{name: r, type: relu, when: '${1 < 2 < 3}'}]}}\nlayers: [{name: a, module: m}]",
      "comparisons cannot be chained"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: 3}]",
+     "'module' names a module declared under 'modules:', got 3"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, params: [1]}]",
+     "'params' of a use of a module must be a mapping of names to values"),
+    ("modules: {m: {layers: []}}\nlayers: [{name: a, module: m}]", "module 'm' needs 'layers' (a non-empty list)"),
 ], ids=["not-a-mapping", "repeat-bool", "when-number", "first-without-repeat", "unknown-key", "in-blocks",
         "sequential-inputs", "param-self", "recursion", "repeat-bomb", "inline-outside-sequential",
         "inline-number", "inline-names", "names-without-repeat", "names-without-counter", "names-invalid",
-        "chained-comparison"])
+        "chained-comparison", "module-not-a-name", "use-params-not-a-mapping", "no-layers"])
 def test_hostile_or_mistaken_modules_are_refused_with_a_located_message(write_spec, body, message):
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(f"name: t\ninput: [3, 8, 8]\n{body}\n"))

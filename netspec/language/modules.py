@@ -36,7 +36,9 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
 from netspec.language.yamlio import LList, LMap, child_loc
@@ -55,8 +57,90 @@ MAX_REPEAT = 1024
 MAX_LAYERS = 20_000
 MAX_NESTING = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-USE_KEYS = ("name", "module", "inputs", "params", "repeat", "first", "when", "inline", "names")
-DEFINITION_KEYS = ("params", "inputs", "layers", "sequential", "description")
+
+
+_Names = Annotated[list[str], Field(min_length=1)]
+
+
+class _Format(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModuleDefinitionFormat(_Format):
+    """A module definition under ``modules:``, as written. Its layers are validated as layers once
+    expanded, where every ``${...}`` has its value."""
+
+    # any key: a name that cannot be an argument is refused with the reason (_param_name_problem)
+    params: dict[Any, Any] = Field(default_factory=dict,
+                                   description="Param names and defaults (null: every use gives it).")
+    inputs: str | _Names | None = Field(
+        None, description="The names its layers take a use's inputs by (default: one, 'input').")
+    layers: list[Any] = Field(min_length=1, description="Its layers and uses of other modules.")
+    sequential: bool = Field(False, description="A chain numbered as nn.Sequential numbers it.")
+    description: str | None = None
+
+
+class ModuleUseFormat(_Format):
+    """A use of a module declared under ``modules:``, in place of a layer (its ``${...}`` substituted)."""
+
+    name: str | None = None
+    module: str
+    inputs: str | _Names | None = Field(None, description="The layers it takes, in the order the module declares.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Values for the module's params.")
+    repeat: int | None = Field(None, ge=1, le=MAX_REPEAT, description="Stamp the module this many times in a chain.")
+    first: dict[str, Any] | None = Field(None, description="Params of the first repetition.")
+    names: str | None = Field(None, description="Repetition names: denselayer{n} (from 1), b{i} (from 0).")
+    when: bool = Field(True, description="false leaves the use out; whoever takes it takes its input instead.")
+    inline: bool = Field(False, description="Number the use's contents in the enclosing sequence.")
+
+
+USE_KEYS = tuple(ModuleUseFormat.model_fields)
+DEFINITION_KEYS = tuple(ModuleDefinitionFormat.model_fields)
+# what a mistake in one key of a definition or a use is called; others get pydantic's own words
+_KEY_MESSAGES = {
+    "layers": "{owner} needs 'layers' (a non-empty list)",
+    "params": "'params' of {owner} must be a mapping of names to {values}",
+    "first": "'first' of {owner} must be a mapping of param names to values",
+    "repeat": f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {{value!r}}",
+    "sequential": "'sequential' must be true or false",
+    "module": "'module' names a module declared under 'modules:', got {value!r}",
+    "when": "'when' must be true or false, got {value!r}",
+    "inline": "'inline' must be true or false, got {value!r}",
+}
+
+
+def format_problems(model: type[_Format], item: LMap, owner: str, where: Location,
+                    layer: str | None = None, checked_elsewhere: tuple[str, ...] = ()) -> list[Problem]:
+    """``item`` validated against ``model`` (its keys and their kinds), each mistake at its key;
+    ``checked_elsewhere`` are keys another step validates (a layer's and a use's ``when`` alike)."""
+    plain = {key: dict(value) if isinstance(value, LMap) else list(value) if isinstance(value, LList) else value
+             for key, value in item.items() if key not in checked_elsewhere}
+    try:
+        model.model_validate(plain)
+    except ValidationError as exc:
+        problems = []
+        seen = set()
+        for error in exc.errors(include_url=False):
+            key = str(error["loc"][0]) if error["loc"] else "layers"
+            if key in seen:
+                continue
+            seen.add(key)
+            at = item.locs.get(key, where)
+            if error["type"] == "extra_forbidden":
+                kind = "a module" if model is ModuleDefinitionFormat else "a use of a module"
+                problems.append(Problem(f"unknown key '{key}' in {owner}", at, layer=layer,
+                                        hint=f"{kind} has: {', '.join(model.model_fields)}"))
+                continue
+            values = "defaults" if model is ModuleDefinitionFormat else "values"
+            message = _KEY_MESSAGES.get(key, f"'{key}' of {owner}: {error['msg']}")
+            problems.append(Problem(message.format(owner=owner, values=values, value=plain.get(key)), at,
+                                    layer=layer, hint=_HINTS.get(key)))
+        return problems
+    return []
+
+
+_HINTS = {"layers": "params: {...} (optional), layers: [...], sequential: true (optional)",
+          "params": "params: {planes: 64, stride: 1}"}
 
 
 @dataclass
@@ -138,19 +222,14 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
         if clash:  # its generated torch class would be `class None` or shadow an import
             problems.append(Problem(f"module name '{name}' clashes with {clash}", loc, hint=f"try '{name}_block'"))
             continue
-        if not isinstance(body, LMap) or not isinstance(body.get("layers"), LList) or not body["layers"]:
-            problems.append(Problem(f"module '{name}' needs 'layers' (a non-empty list)", loc,
-                                    hint="params: {...} (optional), layers: [...], sequential: true (optional)"))
+        if not isinstance(body, LMap):
+            problems.append(Problem(f"module '{name}' needs 'layers' (a non-empty list)", loc, hint=_HINTS["layers"]))
             continue
-        unknown = [key for key in body if key not in DEFINITION_KEYS]
-        for key in unknown:
-            problems.append(Problem(f"unknown key '{key}' in module '{name}'", body.locs[key],
-                                    hint=f"a module has {', '.join(DEFINITION_KEYS)}"))
+        found = format_problems(ModuleDefinitionFormat, body, f"module '{name}'", loc)
+        if found:
+            problems += found
+            continue
         params = body.get("params", LMap(loc))
-        if not isinstance(params, LMap):
-            problems.append(Problem(f"'params' of module '{name}' must be a mapping of names to defaults",
-                                    body.locs.get("params", loc), hint="params: {planes: 64, stride: 1}"))
-            continue
         for key in params:
             problem = _param_name_problem(key)
             if problem:
@@ -158,9 +237,6 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
                                         params.locs[key], hint=f"try '{key}_'" if _IDENTIFIER.match(str(key)) else
                                         "letters, digits and underscores, starting with a letter"))
         sequential = body.get("sequential", False)
-        if not isinstance(sequential, bool):
-            problems.append(Problem("'sequential' must be true or false", body.locs["sequential"]))
-            continue
         inputs = _declared_inputs(name, body, sequential, problems)
         definitions[name] = ModuleDefinition(name, params, body["layers"], sequential, loc, inputs)
     if problems:
@@ -435,11 +511,12 @@ class Expander:
         input_ref = input_refs[0]
         module = item["module"]
         name = scoped if inline is None else f"{scoped}{item.get('name')}"  # problems name the use by its scope
-        for key in item:
-            if key not in USE_KEYS:
-                self.problems.append(Problem(f"unknown key '{key}' in a use of a module", item.locs[key], layer=name,
-                                             hint=f"a use has: {', '.join(USE_KEYS)}"))
-        definition = self.definitions.get(module) if isinstance(module, str) else None
+        found = format_problems(ModuleUseFormat, item, "a use of a module", item.loc or where, layer=name,
+                                checked_elsewhere=("when", "inline"))
+        self.problems += found
+        if not isinstance(module, str):  # reported with the use's other keys
+            return input_ref
+        definition = self.definitions.get(module)
         if definition is None:
             hint = self.suggest(str(module), self.definitions) or (
                 f"modules: {listing(self.definitions)}" if self.definitions else "declare it under 'modules:'")
@@ -450,13 +527,10 @@ class Expander:
             raise SpecError.single(f"modules nest more than {MAX_NESTING} deep (a module that uses itself?)",
                                    item.locs["module"], layer=name)
         repeat = item.get("repeat")
-        if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int)
-                                   or not 1 <= repeat <= MAX_REPEAT):
-            self.problems.append(Problem(f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {repeat!r}",
-                                         item.locs["repeat"], layer=name))
+        if any(problem.location == item.locs.get("repeat") for problem in found):
             return input_ref
-        given = self._mapping(item, "params", name)
-        first = self._mapping(item, "first", name)
+        given = self._mapping(item, "params")
+        first = self._mapping(item, "first")
         if "first" in item and repeat is None:
             self.problems.append(Problem("'first' sets params of the first repetition, so it needs 'repeat'",
                                          item.locs["first"], layer=name, hint="add repeat: N, or put them in params"))
@@ -532,15 +606,11 @@ class Expander:
             return numbers
         return names
 
-    def _mapping(self, item: LMap, key: str, name: str) -> dict[str, Any]:
+    @staticmethod
+    def _mapping(item: LMap, key: str) -> dict[str, Any]:
+        """``params`` or ``first`` of a use (one that is no mapping was reported with its keys)."""
         value = item.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, LMap):
-            self.problems.append(Problem(f"'{key}' must be a mapping of param names to values", item.locs[key],
-                                         layer=name))
-            return {}
-        return dict(value)
+        return dict(value) if isinstance(value, LMap) else {}
 
     def _params(self, definition: ModuleDefinition, given: dict[str, Any], item: LMap, name: str) -> dict[str, Any]:
         """The definition's params for one repetition (a mistake shared by the repetitions is

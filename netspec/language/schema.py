@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from netspec.language.expressions import LARGEST
+from netspec.language.modules import ModuleDefinitionFormat, ModuleUseFormat
 from netspec.language.spec import NetSpec
 
 _PARAM_REF_SCHEMA = {"type": "string", "pattern": r"^\$\{[^${}]+\}$",
@@ -37,6 +38,14 @@ def _allow_param_refs(node: Any, key: str | None = None) -> Any:
     return out
 
 
+def _format_schema(model) -> dict[str, Any]:
+    """A module definition's or use's schema, from its model (netspec.language.modules), with
+    ``${...}`` allowed wherever a number or flag goes, as an editor sees the spec."""
+    schema = _allow_param_refs(model.model_json_schema())
+    schema.pop("title", None)
+    return schema
+
+
 def json_schema() -> dict:
     """The JSON Schema of the spec format, for editors (YAML language servers) and tools."""
     schema = _allow_param_refs(NetSpec.model_json_schema())
@@ -65,9 +74,9 @@ def json_schema() -> dict:
 
 
 def _add_modules(schema: dict) -> None:
-    """Modules (netspec.language.modules): their definitions under ``modules:``, uses of them among the
-    layers, and ``when:`` on any layer. They are expanded before validation, so the pydantic
-    models behind the rest of the schema do not know them."""
+    """Modules (netspec.language.modules): their definitions under ``modules:`` and uses of them among
+    the layers, from the models that validate them, and ``when:`` on any layer. They are expanded
+    before the network is validated, so NetSpec's own schema does not know them."""
     when = {"anyOf": [{"type": "boolean"}, _PARAM_REF_SCHEMA],
             "description": "false leaves the layer out; whoever takes it takes its input instead."}
     defs = schema["$defs"]
@@ -77,39 +86,14 @@ def _add_modules(schema: dict) -> None:
             properties["when"] = when
             # unnamed layers are numbered (a sequential module's) or named after their type
             definition["required"] = [key for key in definition.get("required", []) if key != "name"]
-    count = {"anyOf": [{"type": "integer", "minimum": 1}, _PARAM_REF_SCHEMA]}
-    values = {"type": "object", "additionalProperties": {}}
-    defs["ModuleUse"] = {
-        "type": "object", "required": ["module"], "additionalProperties": False,
-        "description": "A use of a module declared under 'modules:', in place of a layer.",
-        "properties": {
-            "name": {"type": "string"}, "module": {"type": "string"},
-            "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-            "params": {**values, "description": "Values for the module's params."},
-            "repeat": {**count, "description": "Stamp the module this many times in a chain."},
-            "first": {**values, "description": "Params of the first repetition."},
-            "names": {"type": "string", "description": "Repetition names: denselayer{n} (from 1), b{i} (from 0)."},
-            "when": when,
-            "inline": {"type": "boolean", "description": "Number the use's contents in the enclosing sequence."},
-        },
-    }
+    defs["ModuleUse"] = _format_schema(ModuleUseFormat)
+    defs["ModuleUse"]["properties"]["when"] = when  # validated with the layers' own 'when'
     spec_layers = schema["properties"]["layers"]["anyOf"][0]
     item = {"anyOf": [spec_layers["items"], {"$ref": "#/$defs/ModuleUse"}]}
     spec_layers["items"] = item
+    definition = _format_schema(ModuleDefinitionFormat)
+    definition["properties"]["layers"]["items"] = item
     schema["properties"]["modules"] = {
         "type": "object", "description": "Named sub-networks with params, used among the layers with 'module:'.",
-        "propertyNames": {"pattern": r"^[A-Za-z][A-Za-z0-9_]*$"},
-        "additionalProperties": {
-            "type": "object", "required": ["layers"], "additionalProperties": False,
-            "properties": {
-                "params": {"type": "object", "description": "Param names and defaults (null: every use gives it).",
-                           "additionalProperties": {"type": ["integer", "number", "string", "boolean", "null"]}},
-                "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-                           "description": "The names its layers take a use's inputs by (default: one, 'input')."},
-                "layers": {"type": "array", "minItems": 1, "items": item},
-                "sequential": {"type": "boolean", "description": "A chain numbered as nn.Sequential numbers it."},
-                "description": {"type": "string"},
-            },
-        },
-    }
+        "propertyNames": {"pattern": r"^[A-Za-z][A-Za-z0-9_]*$"}, "additionalProperties": definition}
 
