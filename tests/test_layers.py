@@ -266,3 +266,17 @@ def test_per_token_layers_keep_the_layout_and_count_every_position(write_spec):
     assert channels_last((16, 8)) == (8, 16)  # and a channels-first sequence with its channels last
     assert layout_of(check_file(write_spec(TOKENS_SPEC.replace("type: LAYER", "type: gelu")),
                                 input_shape=(4, 32)).input_shape) is TOKENS  # --input keeps the layout
+
+
+def test_a_layer_of_another_rank_names_the_layers_of_the_input_s_rank(write_spec):
+    """The hint lists the catalogue's layers of that rank, from their classes: a new rank's layers
+    are named without a list to update."""
+    from netspec import check_file
+    from netspec.errors import SpecError
+
+    for shape, named in (("[2, 8, 16, 16]", "conv3d, batchnorm3d, maxpool3d, avgpool3d, global_avgpool3d"),
+                         ("[2, 16]", "conv1d, batchnorm1d, maxpool1d, avgpool1d, global_avgpool1d")):
+        with pytest.raises(SpecError) as caught:
+            check_file(write_spec(f"name: v\ninput: {shape}\nlayers: [{{name: c, type: conv2d, out_channels: 2, "
+                                  f"kernel_size: 3}}]\n"))
+        assert caught.value.problems[0].hint.endswith(f"are {named}")

@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from netspec import __version__
+from netspec.layers.base import is_tokens
 
 _SAFE_LITERALS = (bool, int, float, str, type(None))
 
@@ -188,4 +189,5 @@ def header_context(net) -> dict[str, Any]:
         "spec_name": net.spec.name,
         "description": net.spec.description,
         "params": f"{net.totals.params:,}",
+        "tokens_input": is_tokens(net.input_shape),  # held as it is in both frameworks, not channels first or last
     }

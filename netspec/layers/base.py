@@ -508,7 +508,9 @@ def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tup
     if is_tokens(inp.shape):
         raise ShapeIssue(f"{what} needs {KINDS[rank]} (channels first, {LAYOUTS[rank]}) but {inp.producer} yields "
                          f"{TOKENS.kind} ({TOKENS.name} {fmt_shape(inp.shape)})",
-                         hint="token sequences take per-token layers (linear, activations, dropout), add and flatten")
+                         hint="token sequences take per-token layers (linear, activations, dropout), add, concat, "
+                              "multiply and flatten; or is the input a sequence, channels first? then write "
+                              "input: [C, L] without 'layout: tokens'")
     if spatial_rank(inp.shape) == rank and len(inp.shape) > 1:
         return inp.shape[0], tuple(inp.shape[1:])
     wanted = f"{KINDS[rank]}-shaped input ({'×'.join(('channels', *AXES[rank]))})"
@@ -525,9 +527,10 @@ def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tup
     if got == 0:
         raise ShapeIssue(f"{what} needs {wanted} but {inp.producer} yields flat features "
                          f"{fmt_shape(inp.shape)}", hint="move this layer before the flatten, or remove it")
-    rank_layers = {1: "conv1d, maxpool1d, avgpool1d, global_avgpool1d, batchnorm1d",
-                   2: "conv2d, maxpool2d, avgpool2d, global_avgpool2d, batchnorm2d"}
-    hint = (f"the layers for {KINDS[got]} are {rank_layers[got]}" if got in rank_layers
+    # the catalogue's layers of that rank, as their classes say (rank, or spatial_ranks for batch norm)
+    for_rank = [kind for kind, cls in LAYER_REGISTRY.items()
+                if getattr(cls, "rank", None) == got or got in getattr(cls, "spatial_ranks", ())]
+    hint = (f"the layers for {KINDS[got]} are {', '.join(for_rank)}" if got and for_rank
             else f"give this layer {KINDS[rank]}")
     source = "the input is" if inp.producer == "the input" else f"{inp.producer} yields"
     raise ShapeIssue(f"{what} needs {wanted} but {source} {KINDS[got]} ({LAYOUTS[got]} {fmt_shape(inp.shape)})",

@@ -88,9 +88,11 @@ class Linear(Layer):
     def analyze(self, inp: LayerInput) -> Analysis:
         tokens = is_tokens(inp.shape)  # applied to every token, as nn.Linear and Dense do on the last axis
         if len(inp.shape) != 1 and not tokens:
+            per_position = (" (or, for one linear layer at every position of an L×D input, write the input as "
+                            "{shape: [L, D], layout: tokens})") if len(inp.shape) == 2 else ""
             raise ShapeIssue(
                 f"linear needs flat features but {inp.producer} yields {fmt_shape(inp.shape)}",
-                hint="add '- type: flatten' before this layer")
+                hint=f"add '- type: flatten' before this layer{per_position}")
         features = inp.shape[-1]
         positions = inp.shape[0] if tokens else 1
         issues = []
