@@ -329,6 +329,34 @@ def test_what_differs_between_uses_is_a_keras_builder_functions_argument(write_s
     assert 'stage = block(stage, name="stage.2", planes=4)' in keras_source
 
 
+KERNELS = """
+    name: kernels
+    input: [3, 16, 16]
+    modules:
+      cb:
+        params: {out: null, k: 3}
+        layers:
+          - {name: conv, type: conv2d, out_channels: "${out}", kernel_size: "${k}", padding: "${(k - 1) // 2}"}
+          - {name: bn, type: batchnorm2d, activation: relu}
+    layers:
+      - {name: a, module: cb, params: {out: 4}}
+      - {name: b, module: cb, params: {out: 6, k: 5}}
+      - {name: c, module: cb, params: {out: 8, k: 1}}
+"""
+
+
+def test_a_keras_builder_function_pads_as_its_arguments_say(write_spec):
+    """A padding the spec writes from the module's params is written from the function's arguments
+    too: one function for every kernel size, never a hard-coded padding beside a kernel argument
+    whose default would then build another layer (from a fresh-eyes trial)."""
+    from netspec.codegen.backend import get_backend
+
+    source = get_backend("keras").emit(check_file(write_spec(KERNELS)))
+    assert "def cb(x, name: str, out: int, k: int = 3):" in source and "def cb_2" not in source
+    assert 'keras.layers.ZeroPadding2D((k - 1) // 2, name=f"{name}.conv_pad")(x)' in source
+    assert 'b = cb(a, name="b", out=6, k=5)' in source and 'c = cb(b, name="c", out=8, k=1)' in source
+
+
 def test_a_zoo_spec_is_short(write_spec):
     """Modules and repeats instead of copies: each zoo spec reads in one screen, the deeper and
     wider ResNets as a few lines of `extends`."""

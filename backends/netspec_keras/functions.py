@@ -10,6 +10,7 @@ the spec's names and weights convert by name exactly as from the unrolled graph.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from netspec.codegen.module_code import (
 )
 from netspec.codegen.render import Symbol, ident, module_name, py, wrap_call
 from netspec.language.modules import Instance, ModuleDefinition
-from netspec.layers.base import NETWORK_INPUT
+from netspec.layers.base import NETWORK_INPUT, spatial_rank
 from netspec_keras.lowering import Lowering, lower
 
 INDENT = 4
@@ -177,15 +178,24 @@ class FunctionBuilder(DefinitionBuilder[KerasFunction]):
 
         lowerings = [lower(cl, naming) for cl in checked]
         lowering = lowerings[0]
-        if any((each.before, each.macro_values, each.helpers, each.permutes) !=
-               (lowering.before, lowering.macro_values, lowering.helpers, lowering.permutes) for each in lowerings):
-            raise Unexpressible("the layer lowers to different Keras layers in different uses")
-        self.lowerings.append(lowering)
         # Keras infers the channels a layer receives, and the lowering has written its padding
         inferred = {f"r.{key}" for key in (*first.layer.input_channel_keys, "padding")}
-        values = [{key: value for key, value in layer_values(cl, _no_padding).items() if key not in inferred}
+        values = [{key: value for key, value in layer_values(cl, _symmetric_padding).items() if key not in inferred}
                   for cl in checked]
         symbolic = arguments.symbolize(item, values, positions, target, set())
+        pad = symbolic["pad"]
+        if isinstance(pad, Symbol) and first.layer.pad_value == 0:
+            # the spec wrote the padding as an expression of the module's params (${(kernel - 1) // 2}):
+            # so is the padding layer, the same on every side, as the op's in torch
+            if any(each.without_zero_padding() != lowering.without_zero_padding() for each in lowerings):
+                raise Unexpressible("the layer lowers to different Keras layers in different uses")
+            lowering = dataclasses.replace(lowering, before=[
+                f"keras.layers.ZeroPadding{spatial_rank(first.input_shape)}D({py(pad)}, name={naming('_pad')})",
+                *lowering.without_zero_padding()[0]])
+        elif any((each.before, each.macro_values, each.helpers, each.permutes) !=
+                 (lowering.before, lowering.macro_values, lowering.helpers, lowering.permutes) for each in lowerings):
+            raise Unexpressible("the layer lowers to different Keras layers in different uses")
+        self.lowerings.append(lowering)
         layer = type(first.layer).model_construct(**{**dict(first.layer), **symbolic["l"], "name": Symbol(naming(""))})
         args = inputs[0] if first.layer.arity == (1, 1) else f"[{', '.join(inputs)}]"
         lines = self.statements(first, lowering, layer, symbolic["r"], args, target, indent, shape)
@@ -283,6 +293,10 @@ def _counts_on(previous: str, suffix: str) -> bool:
                 and str(int(a.group(2))) == a.group(2) and str(int(b.group(2))) == b.group(2))
 
 
-def _no_padding(cl: CheckedLayer) -> tuple[None, None]:
-    """Keras writes padding in the layer's lowering, not as the op's own argument."""
-    return None, None
+def _symmetric_padding(cl: CheckedLayer) -> tuple[tuple[int, ...] | None, None]:
+    """A layer's padding per spatial axis where it is the same on both sides of each (what a
+    padding expression of the module's params gives), else None: Keras' lowering writes the rest."""
+    pads = cl.resolved.get("padding")
+    if not isinstance(pads, tuple) or any(pads[i] != pads[i + 1] for i in range(0, len(pads), 2)):
+        return None, None
+    return pads[::2], None

@@ -39,6 +39,12 @@ class Lowering:
     helpers: set[str] = field(default_factory=set)
     # the channels-first layout a Permute restores before a Flatten ("C, H, W"), so features keep PyTorch's order
     permutes: str | None = None
+    zero_padding: str | None = None  # the step of ``before`` that pads with zeros, if one does
+
+    def without_zero_padding(self) -> tuple:
+        """What it lowers to besides its zero padding, to compare with another use's."""
+        return ([step for step in self.before if step != self.zero_padding], self.macro_values, self.helpers,
+                self.permutes)
 
     def pad(self, cl: CheckedLayer, pads) -> None:
         """Explicit per-side padding, (before, after) per spatial axis, as a layer of its own (-inf
@@ -52,7 +58,8 @@ class Lowering:
             self.before.append(f"NegInfPadding{rank}D({amount}, name={self.name('_pad')})")
             self.helpers.add(f"NegInfPadding{rank}D")
         else:
-            self.before.append(f"keras.layers.ZeroPadding{rank}D({amount}, name={self.name('_pad')})")
+            self.zero_padding = f"keras.layers.ZeroPadding{rank}D({amount}, name={self.name('_pad')})"
+            self.before.append(self.zero_padding)
 
 
 Naming = Callable[[str], str]

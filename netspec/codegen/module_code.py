@@ -344,11 +344,6 @@ class Arguments:
         written = self._written(item, key)
         if written is not None and self.evaluates_to(written, positions, column):
             return self._pending(Symbol(written.python()), self._needs(written, positions[0]))
-        if key == "pad":  # the same on every side: the spec's `padding: ${(kernel - 1) // 2}` as one int
-            written = self.expression(item.get("padding"))
-            sides = [v[0] if isinstance(v, tuple) and len(set(v)) == 1 else None for v in column]
-            if written is not None and None not in sides and self.evaluates_to(written, positions, sides):
-                return self._pending(Symbol(written.python()), self._needs(written, positions[0]))
         for name in self.definition.params:
             if [comparable(instance.params[name]) for instance in instances] == wanted:
                 return self._pending(Symbol(name), [(name, instances[0].params[name])])
@@ -368,7 +363,9 @@ class Arguments:
     def _written(self, item: dict, key: str) -> Expression | None:
         """The ``${...}`` expression the spec wrote for this value, if it wrote one."""
         prefix, _, field_name = key.partition(".")
-        if prefix == "l":
+        if key == "pad":  # the padding the op (or a padding layer) takes: the spec's `padding: ${(k - 1) // 2}`
+            raw = item.get("padding")
+        elif prefix == "l":
             raw = item.get(field_name)
         elif prefix == "kw":
             raw = (item.get("params") or {}).get(field_name)

@@ -6,32 +6,15 @@ import keras
 
 
 def conv_bn(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
-    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(
-        x
-    )  # 112×112×32
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
-    x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)  # 112×112×32
-    return x
-
-
-def conv_bn_2(x, name: str, kernel: int = 3, stride: int = 1):
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
-    x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)
-    return x
-
-
-def conv_bn_3(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+    x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}.0_pad")(x)
     x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
     x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)
     return x
 
 
-def conv_bn_4(x, name: str, kernel: int = 3, stride: int = 1):
-    x = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name=f"{name}.0_pad")(x)
+def conv_bn_2(x, name: str, kernel: int = 3, stride: int = 1):
+    x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}.0_pad")(x)
     x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
     x = keras.layers.Activation("silu", name=f"{name}.1_act")(x)
@@ -60,16 +43,8 @@ def branch(x, name: str, inp: int, out: int, t: int, kernel: int, stride: int):
 
 
 def branch_2(x, name: str, inp: int, out: int, t: int, kernel: int, stride: int):
-    x = conv_bn_3(x, name=f"{name}.0", out=inp * t, kernel=1)
+    x = conv_bn(x, name=f"{name}.0", out=inp * t, kernel=1)
     x = conv_bn_2(x, name=f"{name}.1", kernel=kernel, stride=stride)
-    x = squeeze_excitation(x, name=f"{name}.2", channels=inp * t, squeeze=inp // 4)
-    x = projection(x, name=f"{name}.3", out=out)
-    return x
-
-
-def branch_3(x, name: str, inp: int, out: int, t: int, kernel: int, stride: int):
-    x = conv_bn_3(x, name=f"{name}.0", out=inp * t, kernel=1)
-    x = conv_bn_4(x, name=f"{name}.1", kernel=kernel, stride=stride)
     x = squeeze_excitation(x, name=f"{name}.2", channels=inp * t, squeeze=inp // 4)
     x = projection(x, name=f"{name}.3", out=out)
     return x
@@ -88,32 +63,24 @@ def mbconv_2(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stri
     return add
 
 
-def mbconv_3(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1):
-    block = branch_3(x, name=f"{name}.block", inp=inp, out=out, t=t, kernel=kernel, stride=stride)
-    add = block
-    if stride == 1 and inp == out:
-        add = keras.layers.Add(name=f"{name}.add")([block, x])
-    return add
-
-
 def features(x, name: str):
     x = conv_bn(x, name=f"{name}.0", out=32, stride=2)
     x = mbconv(x, name=f"{name}.1.0", inp=32, out=16, t=1)
     x = mbconv_2(x, name=f"{name}.2.0", inp=16, out=24, stride=2)
     x = mbconv_2(x, name=f"{name}.2.1", inp=24, out=24)
-    x = mbconv_3(x, name=f"{name}.3.0", inp=24, out=40, kernel=5, stride=2)
-    x = mbconv_3(x, name=f"{name}.3.1", inp=40, out=40, kernel=5)
+    x = mbconv_2(x, name=f"{name}.3.0", inp=24, out=40, kernel=5, stride=2)
+    x = mbconv_2(x, name=f"{name}.3.1", inp=40, out=40, kernel=5)
     x = mbconv_2(x, name=f"{name}.4.0", inp=40, out=80, stride=2)
     x = mbconv_2(x, name=f"{name}.4.1", inp=80, out=80)
     x = mbconv_2(x, name=f"{name}.4.2", inp=80, out=80)
-    x = mbconv_3(x, name=f"{name}.5.0", inp=80, out=112, kernel=5)
-    x = mbconv_3(x, name=f"{name}.5.1", inp=112, out=112, kernel=5)
-    x = mbconv_3(x, name=f"{name}.5.2", inp=112, out=112, kernel=5)
-    x = mbconv_3(x, name=f"{name}.6.0", inp=112, out=192, kernel=5, stride=2)
+    x = mbconv_2(x, name=f"{name}.5.0", inp=80, out=112, kernel=5)
+    x = mbconv_2(x, name=f"{name}.5.1", inp=112, out=112, kernel=5)
+    x = mbconv_2(x, name=f"{name}.5.2", inp=112, out=112, kernel=5)
+    x = mbconv_2(x, name=f"{name}.6.0", inp=112, out=192, kernel=5, stride=2)
     for n in range(1, 4):
-        x = mbconv_3(x, name=f"{name}.6.{n}", inp=192, out=192, kernel=5)
+        x = mbconv_2(x, name=f"{name}.6.{n}", inp=192, out=192, kernel=5)
     x = mbconv_2(x, name=f"{name}.7.0", inp=192, out=320)
-    x = conv_bn_3(x, name=f"{name}.8", out=1280, kernel=1)
+    x = conv_bn(x, name=f"{name}.8", out=1280, kernel=1)
     return x
 
 

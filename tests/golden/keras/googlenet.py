@@ -21,23 +21,8 @@ class NegInfPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
-def basic_conv2d(x, name: str, out: int, kernel: int = 1, stride: int = 1):
-    x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name=f"{name}.conv_pad")(x)
-    x = keras.layers.Conv2D(out, kernel, strides=stride, use_bias=False, name=f"{name}.conv")(x)  # 112×112×64
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name=f"{name}.bn")(x)
-    x = keras.layers.Activation("relu", name=f"{name}.bn_act")(x)  # 112×112×64
-    return x
-
-
-def basic_conv2d_2(x, name: str, out: int, kernel: int = 1, stride: int = 1):
-    x = keras.layers.Conv2D(out, kernel, strides=stride, use_bias=False, name=f"{name}.conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name=f"{name}.bn")(x)
-    x = keras.layers.Activation("relu", name=f"{name}.bn_act")(x)
-    return x
-
-
-def basic_conv2d_3(x, name: str, out: int, kernel: int = 1, stride: int = 1):
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.conv_pad")(x)
+def basic_conv2d(x, name: str, out: int, kernel: int = 1, stride: int = 1, padding: int = 0):
+    x = keras.layers.ZeroPadding2D(padding, name=f"{name}.conv_pad")(x)
     x = keras.layers.Conv2D(out, kernel, strides=stride, use_bias=False, name=f"{name}.conv")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=0.001, name=f"{name}.bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}.bn_act")(x)
@@ -45,20 +30,20 @@ def basic_conv2d_3(x, name: str, out: int, kernel: int = 1, stride: int = 1):
 
 
 def reduce_conv(x, name: str, reduce: int, out: int):
-    x = basic_conv2d_2(x, name=f"{name}.0", out=reduce)
-    x = basic_conv2d_3(x, name=f"{name}.1", out=out, kernel=3)
+    x = basic_conv2d(x, name=f"{name}.0", out=reduce)
+    x = basic_conv2d(x, name=f"{name}.1", out=out, kernel=3, padding=1)
     return x
 
 
 def pool_proj2(x, name: str, out: int):
     x = NegInfPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=1, name=f"{name}.0")(x)
-    x = basic_conv2d_2(x, name=f"{name}.1", out=out)
+    x = basic_conv2d(x, name=f"{name}.1", out=out)
     return x
 
 
 def inception(x, name: str, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int):
-    branch1 = basic_conv2d_2(x, name=f"{name}.branch1", out=ch1x1)
+    branch1 = basic_conv2d(x, name=f"{name}.branch1", out=ch1x1)
     branch2 = reduce_conv(x, name=f"{name}.branch2", reduce=ch3x3red, out=ch3x3)
     branch3 = reduce_conv(x, name=f"{name}.branch3", reduce=ch5x5red, out=ch5x5)
     branch4 = pool_proj2(x, name=f"{name}.branch4", out=pool_proj)
@@ -69,11 +54,11 @@ def inception(x, name: str, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int
 def build_googlenet() -> keras.Model:
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    conv1 = basic_conv2d(x, name="conv1", out=64, kernel=7, stride=2)  # 112×112×64
+    conv1 = basic_conv2d(x, name="conv1", out=64, kernel=7, stride=2, padding=3)  # 112×112×64
     maxpool1 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool1_pad")(conv1)
     maxpool1 = keras.layers.MaxPooling2D(3, strides=2, name="maxpool1")(maxpool1)  # 56×56×64
-    conv2 = basic_conv2d_2(maxpool1, name="conv2", out=64)  # 56×56×64
-    conv3 = basic_conv2d_3(conv2, name="conv3", out=192, kernel=3)  # 56×56×192
+    conv2 = basic_conv2d(maxpool1, name="conv2", out=64)  # 56×56×64
+    conv3 = basic_conv2d(conv2, name="conv3", out=192, kernel=3, padding=1)  # 56×56×192
     maxpool2 = NegInfPadding2D(((0, 1), (0, 1)), name="maxpool2_pad")(conv3)
     maxpool2 = keras.layers.MaxPooling2D(3, strides=2, name="maxpool2")(maxpool2)  # 28×28×192
     inception3a = inception(

@@ -9,20 +9,7 @@ def branch(x, name: str, hidden: int, out: int, kernel: int = 3, stride: int = 1
     x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{name}.0")(x)
     x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.1")(x)
     x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.3_pad")(x)
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.3")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.4")(x)
-    x = keras.layers.Activation("relu", name=f"{name}.4_act")(x)
-    x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.6")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.7")(x)
-    return x
-
-
-def branch_2(x, name: str, hidden: int, out: int, kernel: int = 3, stride: int = 1):
-    x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{name}.0")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.1")(x)
-    x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)
-    x = keras.layers.ZeroPadding2D(((2, 2), (2, 2)), name=f"{name}.3_pad")(x)
+    x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}.3_pad")(x)
     x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.3")(x)
     x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.4")(x)
     x = keras.layers.Activation("relu", name=f"{name}.4_act")(x)
@@ -33,14 +20,6 @@ def branch_2(x, name: str, hidden: int, out: int, kernel: int = 3, stride: int =
 
 def inverted_residual(x, name: str, inp: int, out: int, kernel: int = 3, stride: int = 1, t: int = 3):
     layers = branch(x, name=f"{name}.layers", hidden=inp * t, out=out, kernel=kernel, stride=stride)
-    add = layers
-    if stride == 1 and inp == out:
-        add = keras.layers.Add(name=f"{name}.add")([layers, x])
-    return add
-
-
-def inverted_residual_2(x, name: str, inp: int, out: int, kernel: int = 3, stride: int = 1, t: int = 3):
-    layers = branch_2(x, name=f"{name}.layers", hidden=inp * t, out=out, kernel=kernel, stride=stride)
     add = layers
     if stride == 1 and inp == out:
         add = keras.layers.Add(name=f"{name}.add")([layers, x])
@@ -61,17 +40,17 @@ def trunk(x, name: str):
     x = inverted_residual(x, name=f"{name}.8.0", inp=16, out=24, stride=2)
     x = inverted_residual(x, name=f"{name}.8.1", inp=24, out=24)
     x = inverted_residual(x, name=f"{name}.8.2", inp=24, out=24)
-    x = inverted_residual_2(x, name=f"{name}.9.0", inp=24, out=40, kernel=5, stride=2)
-    x = inverted_residual_2(x, name=f"{name}.9.1", inp=40, out=40, kernel=5)
-    x = inverted_residual_2(x, name=f"{name}.9.2", inp=40, out=40, kernel=5)
-    x = inverted_residual_2(x, name=f"{name}.10.0", inp=40, out=80, kernel=5, stride=2, t=6)
-    x = inverted_residual_2(x, name=f"{name}.10.1", inp=80, out=80, kernel=5, t=6)
-    x = inverted_residual_2(x, name=f"{name}.10.2", inp=80, out=80, kernel=5, t=6)
+    x = inverted_residual(x, name=f"{name}.9.0", inp=24, out=40, kernel=5, stride=2)
+    x = inverted_residual(x, name=f"{name}.9.1", inp=40, out=40, kernel=5)
+    x = inverted_residual(x, name=f"{name}.9.2", inp=40, out=40, kernel=5)
+    x = inverted_residual(x, name=f"{name}.10.0", inp=40, out=80, kernel=5, stride=2, t=6)
+    x = inverted_residual(x, name=f"{name}.10.1", inp=80, out=80, kernel=5, t=6)
+    x = inverted_residual(x, name=f"{name}.10.2", inp=80, out=80, kernel=5, t=6)
     x = inverted_residual(x, name=f"{name}.11.0", inp=80, out=96, t=6)
     x = inverted_residual(x, name=f"{name}.11.1", inp=96, out=96, t=6)
-    x = inverted_residual_2(x, name=f"{name}.12.0", inp=96, out=192, kernel=5, stride=2, t=6)
+    x = inverted_residual(x, name=f"{name}.12.0", inp=96, out=192, kernel=5, stride=2, t=6)
     for n in range(1, 4):
-        x = inverted_residual_2(x, name=f"{name}.12.{n}", inp=192, out=192, kernel=5, t=6)
+        x = inverted_residual(x, name=f"{name}.12.{n}", inp=192, out=192, kernel=5, t=6)
     x = inverted_residual(x, name=f"{name}.13.0", inp=192, out=320, t=6)
     x = keras.layers.Conv2D(1280, 1, use_bias=False, name=f"{name}.14")(x)  # 7×7×1280
     x = keras.layers.BatchNormalization(momentum=0.9997, epsilon=1e-05, name=f"{name}.15")(x)

@@ -6,25 +6,16 @@ import keras
 
 
 def conv_bn(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
-    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(
-        x
-    )  # 112×112×32
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
-    x = keras.layers.Activation("relu6", name=f"{name}.1_act")(x)  # 112×112×32
-    return x
-
-
-def conv_bn_2(x, name: str, kernel: int = 3, stride: int = 1):
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
+    x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}.0_pad")(x)
+    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
     x = keras.layers.Activation("relu6", name=f"{name}.1_act")(x)
     return x
 
 
-def conv_bn_3(x, name: str, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
-    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
+def conv_bn_2(x, name: str, kernel: int = 3, stride: int = 1):
+    x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}.0_pad")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, use_bias=False, name=f"{name}.0")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
     x = keras.layers.Activation("relu6", name=f"{name}.1_act")(x)
     return x
@@ -38,7 +29,7 @@ def branch(x, name: str, out: int, stride: int = 1):
 
 
 def branch_2(x, name: str, hidden: int, out: int, stride: int = 1):
-    x = conv_bn_3(x, name=f"{name}.0", out=hidden, kernel=1)
+    x = conv_bn(x, name=f"{name}.0", out=hidden, kernel=1)
     x = conv_bn_2(x, name=f"{name}.1", stride=stride)
     x = keras.layers.Conv2D(out, 1, use_bias=False, name=f"{name}.2")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.3")(x)
@@ -77,7 +68,7 @@ def features(x, name: str):
     x = inverted_residual_2(x, name=f"{name}.15", inp=160, out=160)
     x = inverted_residual_2(x, name=f"{name}.16", inp=160, out=160)
     x = inverted_residual_2(x, name=f"{name}.17", inp=160, out=320)
-    x = conv_bn_3(x, name=f"{name}.18", out=1280, kernel=1)
+    x = conv_bn(x, name=f"{name}.18", out=1280, kernel=1)
     return x
 
 

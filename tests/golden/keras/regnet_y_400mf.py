@@ -6,14 +6,7 @@ import keras
 
 
 def conv_bn(x, name: str, out: int, kernel: int = 1, stride: int = 1, groups: int = 1):
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}.0_pad")(x)
-    x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
-    x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)
-    return x
-
-
-def conv_bn_2(x, name: str, out: int, kernel: int = 1, stride: int = 1, groups: int = 1):
+    x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}.0_pad")(x)
     x = keras.layers.Conv2D(out, kernel, strides=stride, groups=groups, use_bias=False, name=f"{name}.0")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-05, name=f"{name}.1")(x)
     x = keras.layers.Activation("relu", name=f"{name}.1_act")(x)
@@ -35,7 +28,7 @@ def squeeze_excitation(x, name: str, channels: int, squeeze: int):
 
 
 def transform(x, name: str, width: int, squeeze: int, stride: int = 1):
-    x = conv_bn_2(x, name=f"{name}.a", out=width)
+    x = conv_bn(x, name=f"{name}.a", out=width)
     x = conv_bn(x, name=f"{name}.b", out=width, kernel=3, stride=stride, groups=width // 8)
     x = squeeze_excitation(x, name=f"{name}.se", channels=width, squeeze=squeeze)
     x = projection(x, name=f"{name}.c", out=width)
