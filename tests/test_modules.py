@@ -447,14 +447,25 @@ def test_a_modular_spec_trains_and_resumes_to_the_same_metrics(write_spec, tmp_p
     ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, params: [1]}]",
      "'params' of a use of a module must be a mapping of names to values"),
     ("modules: {m: {layers: []}}\nlayers: [{name: a, module: m}]", "module 'm' needs 'layers' (a non-empty list)"),
+    ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, repat: 2}]",
+     "unknown key 'repat' in a use of a module"),
 ], ids=["not-a-mapping", "repeat-bool", "when-number", "first-without-repeat", "unknown-key", "in-blocks",
         "sequential-inputs", "param-self", "recursion", "repeat-bomb", "inline-outside-sequential",
         "inline-number", "inline-names", "names-without-repeat", "names-without-counter", "names-invalid",
-        "chained-comparison", "module-not-a-name", "use-params-not-a-mapping", "no-layers"])
+        "chained-comparison", "module-not-a-name", "use-params-not-a-mapping", "no-layers", "misspelt-key"])
 def test_hostile_or_mistaken_modules_are_refused_with_a_located_message(write_spec, body, message):
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(f"name: t\ninput: [3, 8, 8]\n{body}\n"))
     assert any(message in p.message and p.location.line for p in caught.value.problems), caught.value.format()
+
+
+def test_a_misspelt_key_of_a_use_or_a_definition_gets_a_did_you_mean(write_spec):
+    for body in ("modules: {m: {layers: [{name: r, type: relu}]}}\nlayers: [{name: a, module: m, repat: 2}]",
+                 "modules: {m: {layers: [{name: r, type: relu}], sequental: true}}\nlayers: [{name: a, module: m}]"):
+        with pytest.raises(SpecError) as caught:
+            load_spec(write_spec(f"name: t\ninput: [3, 8, 8]\n{body}\n"))
+        [problem] = caught.value.problems
+        assert problem.hint in ("did you mean 'repeat'?", "did you mean 'sequential'?"), problem.hint
 
 
 @st.composite

@@ -40,7 +40,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, listing
+from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, did_you_mean, listing
 from netspec.language.yamlio import LList, LMap, child_loc
 from netspec.layers.base import (
     LOCAL_CODE_NAMES,
@@ -128,8 +128,8 @@ def format_problems(model: type[_Format], item: LMap, owner: str, where: Locatio
             at = item.locs.get(key, where)
             if error["type"] == "extra_forbidden":
                 kind = "a module" if model is ModuleDefinitionFormat else "a use of a module"
-                problems.append(Problem(f"unknown key '{key}' in {owner}", at, layer=layer,
-                                        hint=f"{kind} has: {', '.join(model.model_fields)}"))
+                hint = did_you_mean(key, model.model_fields) or f"{kind} has: {', '.join(model.model_fields)}"
+                problems.append(Problem(f"unknown key '{key}' in {owner}", at, layer=layer, hint=hint))
                 continue
             values = "defaults" if model is ModuleDefinitionFormat else "values"
             message = _KEY_MESSAGES.get(key, f"'{key}' of {owner}: {error['msg']}")
