@@ -157,6 +157,8 @@ def export(
                              "(.weights.h5/.keras, keras backend).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
     set_: SetOpt = None,
+    input_: Annotated[str | None, typer.Option(
+        "--input", metavar="CxHxW", help="Export for this input size instead of the spec's, e.g. 3x64x64.")] = None,
 ) -> None:
     """Write the network for a framework: readable source, weights, or a deployable format.
 
@@ -167,7 +169,7 @@ def export(
     from netspec.codegen.backend import get_backend
 
     with user_errors():
-        net = check_file(spec, set_ or [])
+        net = check_file(spec, set_ or [], input_shape=parse_input_shape(input_))
         chosen = get_backend(backend)
         if str(output) == "-":  # the source on stdout, as a filter would write it
             if (formats or ["source"]) != ["source"] or weights is not None:

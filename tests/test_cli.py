@@ -353,3 +353,13 @@ def test_export_to_dash_writes_the_source_to_stdout_and_nothing_else(tmp_path, m
                                   "safetensors" if backend == "torch" else "keras"])
     assert refused.exit_code == 2 and "-o - writes the source to stdout" in refused.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no folder named '-'
+
+
+def test_export_takes_another_input_size_as_check_does():
+    spec = ROOT / "specs" / "zoo" / "resnet18.yaml"
+    small = runner.invoke(app, ["export", str(spec), "-b", "keras", "-o", "-", "--input", "3x64x64"])
+    assert small.exit_code == 0, small.output
+    assert "keras.Input(shape=(64, 64, 3)" in small.stdout
+    assert "keras.Input(shape=(224, 224, 3)" in runner.invoke(app, ["export", str(spec), "-b", "keras", "-o", "-"]).stdout
+    wrong = runner.invoke(app, ["export", str(spec), "-o", "-", "--input", "3x64"])
+    assert wrong.exit_code == 2 and "--input 3x64 is a sequence" in wrong.output
