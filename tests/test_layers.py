@@ -198,7 +198,8 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     for key in layer.layer.input_channel_keys:
         assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
-    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "conv1d", "conv2d", "conv3d", "linear"]
+    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "conv1d", "conv2d", "conv3d", "layernorm",
+                         "linear"]
 
 
 def test_a_weight_tensor_can_reshape_as_well_as_permute():

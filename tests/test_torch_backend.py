@@ -343,3 +343,25 @@ def test_only_a_param_that_fixes_nothing_else_becomes_an_argument(write_spec, ed
     source = get_backend("torch").emit(check_file(write_spec(WIDTHS.replace(*edit))))
     assert f"class Widths(nn.Module):\n    def {signature} -> None:" in source
     assert "nn.Conv2d(3, 4, kernel_size=3)" in source
+
+
+def test_a_layernorm_over_an_images_channels_is_torchvisions_layernorm2d(write_spec):
+    """ConvNeXt normalizes the channels at every pixel (torchvision's LayerNorm2d): the generated
+    ChannelLayerNorm loads its state dict strictly and gives its outputs; eps is its own (1e-6)."""
+    from torchvision.models.convnext import LayerNorm2d
+
+    spec = "name: ln\ninput: [6, 5, 4]\nlayers: [{name: norm, type: layernorm, eps: 1.0e-6}]\n"
+    model = build(write_spec(spec), backend="torch").eval()
+    reference = LayerNorm2d(6, eps=1e-6).eval()
+    with torch.no_grad():
+        reference.weight.normal_()
+        reference.bias.normal_()
+    model.norm.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 6, 5, 4) * 3 + 1
+    with torch.no_grad():
+        expected = reference(x)
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        assert not torch.allclose(expected, reference(x.flip(1)), atol=1e-3)  # the output depends on the input
+        wrong = LayerNorm2d(6, eps=1.0).eval()  # a mutant eps
+        wrong.load_state_dict(reference.state_dict())
+        assert not torch.allclose(model(x), wrong(x), atol=1e-3)

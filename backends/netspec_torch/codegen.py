@@ -272,7 +272,8 @@ def render(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -
             init_signature=torch_plan.init_signature,
             builder_signature=torch_plan.builder_signature,
             builder_call=torch_plan.builder_call,
-            uses_functional="F" in needed,
+            uses_functional="F" in needed or "ChannelLayerNorm" in needed,
+            helpers=needed,
             uses_ordered_dict="OrderedDict" in needed,
         )
     return source, torch_plan

@@ -1,6 +1,6 @@
-"""The imports a generated torch module needs beyond torch and nn, as the code that writes each
-expression declares them (a macro calls ``need("F")``), never found by searching the rendered
-text."""
+"""What a generated torch module needs beyond torch and nn: imports, and the helper classes it
+defines for what torch lacks, as the code that writes each expression declares them (a macro
+calls ``need("F")``), never found by searching the rendered text."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 OPTIONAL_IMPORTS = {"F": "import torch.nn.functional as F", "OrderedDict": "from collections import OrderedDict"}
+# the helper classes templates/module.py.j2 defines when a layer's code needs one
+HELPER_CLASSES = ("ChannelLayerNorm",)
 _needed: ContextVar[set[str] | None] = ContextVar("netspec_torch_needed_imports", default=None)
 
 
 def need(name: str) -> str:
     """Record that the module being rendered uses ``name``; returns "" so a macro can call it inline."""
-    if name not in OPTIONAL_IMPORTS:
-        raise ValueError(f"{name!r} is not an import the torch module can add")
+    if name not in OPTIONAL_IMPORTS and name not in HELPER_CLASSES:
+        raise ValueError(f"{name!r} is not an import or helper class the torch module can add")
     needed = _needed.get()
     if needed is not None:
         needed.add(name)

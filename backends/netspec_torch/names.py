@@ -6,7 +6,8 @@ from __future__ import annotations
 
 # bound at module level in the generated file: a layer, spec or module named so would hide it
 MODULE_NAMES = {"torch": "the torch package", "F": "torch.nn.functional", "nn": "torch.nn",
-                "OrderedDict": "collections.OrderedDict"}
+                "OrderedDict": "collections.OrderedDict",
+                "ChannelLayerNorm": "a helper class of the torch code"}
 
 # The public attributes of torch.nn.Module, which the generated class inherits: a layer or block
 # named 'forward' or 'training' would replace them.

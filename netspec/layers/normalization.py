@@ -7,7 +7,18 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from netspec.layers.activations import ActivationName
-from netspec.layers.base import Analysis, Layer, LayerInput, WeightTensor, require_spatial, spatial_rank
+from netspec.layers.base import (
+    TOKENS,
+    Analysis,
+    Layer,
+    LayerInput,
+    TensorShape,
+    WeightTensor,
+    channels_of,
+    is_tokens,
+    require_spatial,
+    spatial_rank,
+)
 
 
 class LocalResponseNorm(Layer):
@@ -120,3 +131,42 @@ class BatchNorm3d(_BatchNorm):
     examples = (((4, 3, 5, 5), {}), ((6, 2, 4, 4), {"eps": 1e-3, "activation": "relu"}))
 
     type: Literal["batchnorm3d"]
+
+
+class LayerNorm(Layer):
+    """Layer normalization of each position's features (PyTorch ``nn.LayerNorm``, Keras
+    ``LayerNormalization``): over the last axis of a token sequence (L×D) or of flat features,
+    and over the channels at every position of a channels-first tensor (C×H×W, C×L), as
+    torchvision's ConvNeXt normalizes an image (its ``LayerNorm2d``).
+
+        y = (x - mean) / sqrt(var + eps) · weight + bias   (mean and biased variance over the features)
+
+    Shape unchanged. params = 2·D (weight and bias, when ``elementwise_affine``), D the features
+    normalized; MACs = 0, as for batch norm. PyTorch's eps default is 1e-5 and Keras' 1e-3: the
+    generated Keras code always writes it.
+    """
+
+    category = "normalization"
+    input_channel_keys = ("normalized_shape",)
+    synonyms = {"epsilon": "eps", "center": "elementwise_affine", "scale": "elementwise_affine"}
+    type_synonyms = ("layer_norm", "layernormalization")
+
+    examples = (
+        (TensorShape((5, 8), TOKENS), {}),
+        ((12,), {"eps": 1e-6}),
+        ((6, 4, 5), {"eps": 1e-6}),  # over the channels at each pixel, as ConvNeXt's LayerNorm2d
+        ((4, 7), {"elementwise_affine": False}),
+    )
+
+    weights = (WeightTensor("weight", "gamma", needs="elementwise_affine"),
+               WeightTensor("bias", "beta", needs="elementwise_affine"))
+
+    type: Literal["layernorm"]
+    eps: PositiveFloat = Field(1e-5, description="Added to the variance; PyTorch's default (Keras' is 1e-3).")
+    elementwise_affine: bool = Field(True, description="A learned scale and shift per feature.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        features = channels_of(inp.shape)
+        over = "last" if is_tokens(inp.shape) or len(inp.shape) == 1 else "channels"
+        return Analysis(output=inp.shape, params=2 * features if self.elementwise_affine else 0,
+                        resolved={"normalized_shape": features, "over": over})
