@@ -198,8 +198,8 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     for key in layer.layer.input_channel_keys:
         assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
-    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "conv1d", "conv2d", "conv3d", "layernorm",
-                         "linear"]
+    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "conv1d", "conv2d", "conv3d", "groupnorm",
+                         "layernorm", "linear"]
 
 
 def test_a_weight_tensor_can_reshape_as_well_as_permute():
@@ -281,3 +281,20 @@ def test_a_layer_of_another_rank_names_the_layers_of_the_input_s_rank(write_spec
             check_file(write_spec(f"name: v\ninput: {shape}\nlayers: [{{name: c, type: conv2d, out_channels: 2, "
                                   f"kernel_size: 3}}]\n"))
         assert caught.value.problems[0].hint.endswith(f"are {named}")
+
+
+def test_groupnorm_refuses_groups_that_do_not_divide_the_channels_and_token_sequences(write_spec):
+    from netspec import check_file
+    from netspec.errors import SpecError
+
+    for text, message in (("input: [6, 4, 4]\nlayers: [{name: g, type: groupnorm, num_groups: 4}]",
+                           "num_groups=4 does not divide the 6 channels"),
+                          ("input: {shape: [5, 8], layout: tokens}\n"
+                           "layers: [{name: g, type: groupnorm, num_groups: 2}]",
+                           "groupnorm normalizes channels-first tensors")):
+        with pytest.raises(SpecError) as caught:
+            check_file(write_spec(f"name: g\n{text}\n"))
+        [problem] = caught.value.problems
+        assert message in problem.message and problem.layer == "g" and problem.location.line == 3
+    assert check_file(write_spec("name: g\ninput: [6, 4, 4]\nlayers: [{name: g, type: groupnorm, num_groups: 3}]\n")
+                      ).layer("g").params == 12

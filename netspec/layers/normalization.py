@@ -12,6 +12,7 @@ from netspec.layers.base import (
     Analysis,
     Layer,
     LayerInput,
+    ShapeIssue,
     TensorShape,
     WeightTensor,
     channels_of,
@@ -170,3 +171,46 @@ class LayerNorm(Layer):
         over = "last" if is_tokens(inp.shape) or len(inp.shape) == 1 else "channels"
         return Analysis(output=inp.shape, params=2 * features if self.elementwise_affine else 0,
                         resolved={"normalized_shape": features, "over": over})
+
+
+class GroupNorm(Layer):
+    """Group normalization (PyTorch ``nn.GroupNorm``, Keras ``GroupNormalization``): the channels
+    split into ``num_groups`` groups, each normalized over its channels and every position, for
+    channels-first tensors of any rank (C×H×W, C×L, C×D×H×W) or flat features.
+
+        y = (x - mean_g) / sqrt(var_g + eps) · weight_c + bias_c
+
+    Shape unchanged. params = 2·C (when ``affine``); MACs = 0. Keras' epsilon default is 1e-3,
+    PyTorch's 1e-5: the generated Keras code always writes it.
+    """
+
+    category = "normalization"
+    input_channel_keys = ("num_channels",)
+    synonyms = {"groups": "num_groups", "epsilon": "eps"}
+    type_synonyms = ("group_norm", "groupnormalization")
+
+    examples = (
+        ((8, 5, 5), {"num_groups": 2}),
+        ((6, 9), {"num_groups": 3, "eps": 1e-6}),
+        ((4, 3, 3), {"num_groups": 4, "affine": False}),
+    )
+
+    weights = (WeightTensor("weight", "gamma", needs="affine"), WeightTensor("bias", "beta", needs="affine"))
+
+    type: Literal["groupnorm"]
+    num_groups: PositiveInt = Field(description="Groups the channels are split into; must divide them.")
+    eps: PositiveFloat = Field(1e-5, description="Added to the variance; PyTorch's default (Keras' is 1e-3).")
+    affine: bool = Field(True, description="A learned scale and shift per channel.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        if is_tokens(inp.shape):
+            raise ShapeIssue(f"groupnorm normalizes channels-first tensors, but {inp.producer} yields a token "
+                             f"sequence (L×D {'×'.join(map(str, inp.shape))})",
+                             hint="use layernorm to normalize each token's features")
+        channels = inp.shape[0]
+        if channels % self.num_groups:
+            divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+            raise ShapeIssue(f"num_groups={self.num_groups} does not divide the {channels} channels",
+                             field="num_groups", hint=f"one of {', '.join(map(str, divisors[-6:]))}")
+        return Analysis(output=inp.shape, params=2 * channels if self.affine else 0,
+                        resolved={"num_channels": channels})
