@@ -207,3 +207,11 @@ MODULE_SPEC = """
       - {name: two, module: block, params: {width: 12}}
       - {type: global_avgpool}
 """
+
+
+@pytest.mark.parametrize(("text", "expected"), [("a + b", 3), ("a - b", 3), ("a * b", 0)])
+def test_adding_or_subtracting_zero_is_no_division(text, expected):
+    """`start + repetition` is `start + 0` in a first repetition: only /, // and % divide."""
+    assert evaluate(text, {"a": 3, "b": 0}.get) == expected
+    with pytest.raises(ExpressionError, match="division by zero"):
+        evaluate(text.replace("+", "/").replace("-", "//").replace("*", "%"), {"a": 3, "b": 0}.get)

@@ -18,7 +18,7 @@ pytest.importorskip("keras")
 from netspec import check_file, emit  # noqa: E402
 from netspec.codegen.backend import get_backend  # noqa: E402
 from netspec.errors import SpecError, WeightsError  # noqa: E402
-from netspec.layers.base import is_tokens  # noqa: E402
+from netspec.layers.base import features_last  # noqa: E402
 
 from .conftest import (  # noqa: E402
     ALL_SPECS,
@@ -58,7 +58,7 @@ def backends():
 def channels_first(array: np.ndarray, shape: tuple = ()) -> np.ndarray:
     """A batch in Keras' channels-last layout (N×H×W×C, N×L×C) as PyTorch's; flat features, and
     token sequences (``shape``'s layout), as they are."""
-    return np.moveaxis(array, -1, 1) if array.ndim >= 3 and not is_tokens(shape) else array
+    return np.moveaxis(array, -1, 1) if array.ndim >= 3 and not features_last(shape) else array
 
 
 def randomize_torch(model) -> None:
@@ -88,7 +88,7 @@ def keras_per_layer(net, model, x):
 
 
 def channels_last(x: np.ndarray, shape: tuple = ()) -> np.ndarray:
-    return np.moveaxis(x, 1, -1) if x.ndim >= 3 and not is_tokens(shape) else x
+    return np.moveaxis(x, 1, -1) if x.ndim >= 3 and not features_last(shape) else x
 
 
 def assert_close(actual, expected, what):
@@ -103,7 +103,7 @@ def test_keras_model_conforms_to_the_checker(backends, spec):
     for cl in net.layers:
         layer = model.get_layer(cl.name)
         shape = tuple(layer.output.shape[1:])
-        if len(shape) > 1 and not is_tokens(cl.output_shape):  # channels-last to the checker's channels-first
+        if len(shape) > 1 and not features_last(cl.output_shape):  # channels-last to the checker's channels-first
             shape = (shape[-1], *shape[:-1])
         assert (cl.name, shape, layer.count_params()) == (cl.name, cl.output_shape, cl.params + cl.non_trainable)
     assert model.count_params() == net.totals.params

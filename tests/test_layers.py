@@ -9,7 +9,7 @@ from netspec.analysis.checker import check
 from netspec.language.loader import LoadedSpec
 from netspec.language.spec import NetSpec, SpecSource
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
-from netspec.layers.base import channels_of, is_tokens, same_padding, window_output
+from netspec.layers.base import channels_of, is_tokens, layout_of, same_padding, window_output
 
 CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
 
@@ -132,7 +132,7 @@ def test_what_the_rest_of_netspec_asks_of_a_layer_is_on_its_class(write_spec):
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.outputs_probabilities] == ["softmax"]
     assert sorted(k for k, cls in LAYER_REGISTRY.items() if cls.batch_statistics) == ["batchnorm1d", "batchnorm2d",
                                                                                             "batchnorm3d"]
-    assert [k for k, cls in LAYER_REGISTRY.items() if cls.random_in_training] == ["dropout"]
+    assert [k for k, cls in LAYER_REGISTRY.items() if cls.random_in_training] == ["dropout", "stochastic_depth"]
     assert [k for k, cls in LAYER_REGISTRY.items() if cls.flattens] == ["flatten"]
     spec = "name: s\ninput: [4]\nlayers: [{name: fc, type: linear, out_features: 3, activation: softmax}]\n"
     assert outputs_probabilities(check_file(write_spec(spec)))
@@ -198,8 +198,9 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     for key in layer.layer.input_channel_keys:
         assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
-    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "conv1d", "conv2d", "conv3d", "groupnorm",
-                         "layernorm", "linear"]
+    assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "class_token", "conv1d", "conv2d", "conv3d",
+                         "groupnorm", "layer_scale", "layernorm", "linear", "multihead_attention",
+                         "position_embedding"]
 
 
 def test_a_weight_tensor_can_reshape_as_well_as_permute():
@@ -298,3 +299,55 @@ def test_groupnorm_refuses_groups_that_do_not_divide_the_channels_and_token_sequ
         assert message in problem.message and problem.layer == "g" and problem.location.line == 3
     assert check_file(write_spec("name: g\ninput: [6, 4, 4]\nlayers: [{name: g, type: groupnorm, num_groups: 3}]\n")
                       ).layer("g").params == 12
+
+
+def _checked(layers: list[dict], input_shape=(6, 4, 5)):
+    spec = NetSpec.model_validate({"name": "one", "input": list(input_shape), "layers": layers})
+    return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
+
+
+def test_channels_moved_last_take_per_pixel_layers_and_give_their_layout_on():
+    """ConvNeXt's block: permute to H×W×C, layernorm and linear at each pixel, permute back."""
+    net = _checked([{"name": "last", "type": "permute", "dims": [0, 2, 3, 1]},
+                    {"name": "norm", "type": "layernorm"},
+                    {"name": "fc", "type": "linear", "out_features": 8},
+                    {"name": "act", "type": "gelu"},
+                    {"name": "first", "type": "permute", "dims": [0, 3, 1, 2]},
+                    {"name": "conv", "type": "conv2d", "out_channels": 2, "kernel_size": 1}])
+    shapes = {cl.name: (cl.output_shape, layout_of(cl.output_shape).name) for cl in net.layers}
+    assert shapes == {"last": ((4, 5, 6), "H×W×C"), "norm": ((4, 5, 6), "H×W×C"), "fc": ((4, 5, 8), "H×W×C"),
+                      "act": ((4, 5, 8), "H×W×C"), "first": ((8, 4, 5), "C×H×W"), "conv": ((2, 4, 5), "C×H×W")}
+    assert net.layer("fc").macs == 4 * 5 * 6 * 8 and net.layer("norm").resolved["over"] == "last"
+
+
+@pytest.mark.parametrize(("layers", "message", "hint"), [
+    ([{"name": "p", "type": "permute", "dims": [0, 2, 1, 3]}],
+     "permute moves the channels between first and last", "dims: [0, 2, 3, 1] gives H×W×C"),
+    ([{"name": "p", "type": "permute", "dims": [0, 2, 3, 1]}, {"name": "c", "type": "conv2d", "out_channels": 2,
+                                                                "kernel_size": 1}],
+     "conv2d needs an image (channels first, C×H×W) but layer 'p'", "{type: permute, dims: [0, 3, 1, 2]}"),
+    ([{"name": "s", "type": "select"}], "select picks one token of a token sequence", "to_tokens"),
+    ([{"name": "t", "type": "to_tokens"}, {"name": "s", "type": "select", "index": 20}],
+     "index 20 is outside the 20 tokens", "an index from -20 to 19"),
+    ([{"name": "t", "type": "to_tokens"}, {"name": "a", "type": "multihead_attention", "num_heads": 4}],
+     "num_heads=4 does not divide the 6 features", "one of 1, 2, 3, 6"),
+    ([{"name": "a", "type": "multihead_attention", "num_heads": 2}],
+     "multihead_attention attends over a token sequence (L×D)", "{type: to_tokens}"),
+])
+def test_layout_mistakes_name_the_layout_and_the_fix(layers, message, hint):
+    from netspec.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        _checked(layers)
+    problem = caught.value.problems[0]
+    assert message in problem.message and hint in problem.hint, problem
+
+
+def test_attention_counts_its_maps_in_macs_and_memory():
+    """ViT-B/16's figures per block: 4·L·D² + 2·L²·D MACs, heads·L² attention weights kept."""
+    net = _checked([{"name": "t", "type": "to_tokens"},
+                    {"name": "a", "type": "multihead_attention", "num_heads": 12}], input_shape=(768, 14, 14))
+    attention = net.layer("a")
+    assert attention.output_shape == (196, 768) and attention.params == 4 * 768 * 768 + 4 * 768
+    assert attention.macs == 4 * 196 * 768**2 + 2 * 196**2 * 768
+    assert attention.activation_elements == 196 * 768 + 12 * 196 * 196

@@ -235,7 +235,7 @@ TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
     "vgg11": lambda tv: tv.vgg11(), "vgg16": lambda tv: tv.vgg16(), "vgg16_bn": lambda tv: tv.vgg16_bn(),
     "mobilenet_v2": lambda tv: tv.mobilenet_v2(), "efficientnet_b0": lambda tv: tv.efficientnet_b0(),
     "densenet121": lambda tv: tv.densenet121(), "regnet_y_400mf": lambda tv: tv.regnet_y_400mf(),
-    "mnasnet1_0": lambda tv: tv.mnasnet1_0(),
+    "mnasnet1_0": lambda tv: tv.mnasnet1_0(), "convnext_tiny": lambda tv: tv.convnext_tiny(),
 }
 
 
@@ -251,6 +251,7 @@ ZOO_MUTANTS = {
     "efficientnet_b0": [("activation: silu}", "activation: relu}")],
     "squeezenet1_0": [("activation: relu}", "activation: gelu}")],
     "squeezenet1_1": [("activation: relu}", "activation: gelu}")], "vgg16": [("{type: relu}", "{type: gelu}")],
+    "convnext_tiny": [("{type: gelu}", "{type: relu}"), ("{type: layernorm, eps: 1.0e-6}", "{type: layernorm}")],
 }
 
 
@@ -1031,3 +1032,53 @@ layers:
     assert (problem.location.line, problem.hint) == (spec.splitlines().index("  my_net:") + 1,
                                                      "rename the module, e.g. 'my_net_block'")
     get_backend("torch").emit(check_file(write_spec(spec.replace("my_net", "unit"))))  # any other name is fine
+
+
+RAMP = """
+    name: ramp
+    input: [4, 8, 8]
+    params: {top: 0.3}
+    modules:
+      block:
+        params: {number: null}
+        layers:
+          - {name: conv, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: drop, type: stochastic_depth, p: "${top * number / 5}"}
+          - {name: add, type: add, inputs: [drop, input]}
+      stage:
+        sequential: true
+        params: {depth: null, start: 0}
+        layers:
+          - {module: block, repeat: "${depth}", params: {number: "${start + repetition}"}, inline: true}
+    layers:
+      - {name: first, module: stage, params: {depth: 2}}
+      - {name: second, module: block, repeat: 4, params: {number: "${2 + repetition}"}, first: {number: 0}}
+"""
+
+
+def test_a_repeated_uses_params_may_be_written_from_its_repetition_number(write_spec):
+    """Stochastic depth that grows block by block (ConvNeXt's 0.1 * k / 17): `repetition` is the
+    number of each repetition, from 0, in the scope the use is written in; `first:` still wins."""
+    net = check_file(write_spec(RAMP))
+    rates = {cl.name: cl.layer.p for cl in net.layers if cl.type == "stochastic_depth"}
+    assert rates == pytest.approx({"first.0.drop": 0.0, "first.1.drop": 0.06, "second.0.drop": 0.0,
+                                   "second.1.drop": 0.18, "second.2.drop": 0.24, "second.3.drop": 0.3})
+    # the generated class writes each child's number from the stage's argument, not one shared value
+    source = get_backend_source(net)
+    assert "Block(in_channels=in_channels, number=start)," in source
+    assert "Block(in_channels=in_channels, number=start + 1)," in source
+
+
+def get_backend_source(net) -> str:
+    from netspec.codegen.backend import get_backend
+
+    return get_backend("torch").emit(net)
+
+
+def test_repetition_outside_a_repeated_uses_params_is_a_located_error(write_spec):
+    spec = write_spec(RAMP.replace('p: "${top * number / 5}"', 'p: "${top * repetition / 5}"'))
+    with pytest.raises(SpecError) as caught:
+        check_file(spec)
+    problem = caught.value.problems[0]
+    assert "undefined param '${repetition}'" in problem.message and problem.location.line == 9
+    assert "in the params of a use with 'repeat'" in problem.hint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import types
 
 import torch
 
@@ -21,16 +22,17 @@ def activation_module(name: str):
 def layer_outputs(backend, net, model, x):
     """Every spec layer's output (after its activation shorthand), and the model's output.
 
-    Layers that are modules are read with forward hooks on the modules the torch plan says hold
-    them; merges, which are expressions in forward(), by evaluating the expression the backend
-    writes for them on the values their inputs had."""
-    from netspec_torch.codegen import layer_call
+    Layers that are modules called on their input are read with forward hooks on the modules the
+    torch plan says hold them; merges, learned tensors and attention, which forward() applies by an
+    expression, by evaluating the expression the backend writes for them on the values their
+    inputs had (``self`` then stands for the module around the layer)."""
+    from netspec_torch.codegen import called_as_module, layer_call
 
     plan = backend.plan(net)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for cl in net.layers:
-        if cl.name not in plan.module_paths:
+        if cl.name not in plan.module_paths or not called_as_module(cl):
             continue
 
         def hook(_module, _inputs, output, cl=cl):
@@ -49,11 +51,21 @@ def layer_outputs(backend, net, model, x):
 
     for cl in net.layers:
         if cl.name not in outputs:
-            expression = layer_call(cl, [variable(name) for name in cl.inputs], merge=True)
+            args = [variable(name) for name in cl.inputs]
             values = {"x": x, **{variable(name): value for name, value in outputs.items()}}
+            if cl.name in plan.module_paths:  # applied by an expression of `self.layer`
+                expression = layer_call(cl, args, local="layer")
+                values["self"] = types.SimpleNamespace(layer=attribute(model, plan.module_paths[cl.name]))
+            else:
+                expression = layer_call(cl, args, merge=True)
             with torch.no_grad():
                 outputs[cl.name] = eval(expression, {"torch": torch}, values)  # noqa: S307
     return outputs, y
+
+
+def attribute(model: torch.nn.Module, path: str):
+    """The module or parameter at a state-dict path (``features.1.0.layer_scale``)."""
+    return functools.reduce(getattr, path.split("."), model)
 
 
 def per_layer(backend, net, model, x):
@@ -64,7 +76,10 @@ def per_layer(backend, net, model, x):
     for cl in net.layers:
         params = buffers = 0
         if cl.name in plan.module_paths:
-            module = model.get_submodule(plan.module_paths[cl.name])
+            module = attribute(model, plan.module_paths[cl.name])
+            if isinstance(module, torch.nn.Parameter):  # a learned tensor
+                measured.append((tuple(outputs[cl.name].shape[1:]), module.numel(), 0))
+                continue
             params = sum(p.numel() for p in module.parameters())
             buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
         measured.append((tuple(outputs[cl.name].shape[1:]), params, buffers))
@@ -81,6 +96,16 @@ def calibrated_batchnorm(model: torch.nn.Module, input_shape: tuple[int, ...], b
     statistics keep every layer's output spread out, and scales up to 4 push activations past 6."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
+        # what starts constant would hide the layers it scales: ConvNeXt's layer_scale of 1e-6 leaves
+        # every block's branch out of the output, a layer norm's unit scale hides a mistaken eps
+        for name, tensor in model.named_parameters():
+            if name.endswith("layer_scale"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith(("class_token", "pos_embedding")):
+                tensor.normal_()
+        for layer_norm in [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]:
+            layer_norm.weight.uniform_(0.5, 2.0)
+            layer_norm.bias.normal_(0.0, 0.5)
         for norm in norms:
             norm.weight.uniform_(0.5, 4.0)
             norm.bias.normal_(0.0, 0.5)

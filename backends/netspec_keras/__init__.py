@@ -163,12 +163,12 @@ def _need_keras(what: str) -> None:
 def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], source: str = "the state") -> None:
     """Copy PyTorch-layout arrays, keyed as in the torch backend's state dict, into ``model``;
     strictly: every missing, unexpected or mis-shaped tensor is explained, and nothing is loaded."""
-    from netspec.files.weights import misfit, state_prefixes, to_keras, torch_names
+    from netspec.files.weights import misfit, state_key, state_prefixes, to_keras, torch_names
 
     paths = state_prefixes(net)
     expected = {key: value.shape for key, value in torch_layout_state(model, net).items()}
     # buffers without a Keras twin (batch norm's step counter) may come along, and are dropped
-    optional = {f"{paths[cl.name]}.{buffer}" for cl in net.layers for buffer in cl.layer.torch_only_buffers}
+    optional = {state_key(paths[cl.name], buffer) for cl in net.layers for buffer in cl.layer.torch_only_buffers}
     given = {key: tuple(getattr(value, "shape", ())) for key, value in state.items() if key not in optional}
     error = misfit(expected, given, source)
     if error is not None:
@@ -176,20 +176,20 @@ def set_from_torch_layout(model, net: CheckedNet, state: Mapping[str, Any], sour
     for cl in net.layers:
         keys = torch_names(cl)
         if keys:
-            tensors = {key: state[f"{paths[cl.name]}.{key}"] for key in keys}
+            tensors = {key: state[state_key(paths[cl.name], key)] for key in keys}
             model.get_layer(cl.name).set_weights(to_keras(cl, tensors))
 
 
 def torch_layout_state(model, net: CheckedNet) -> dict[str, Any]:
     """The model's weights in PyTorch's layout, keyed as the torch backend's state dict."""
-    from netspec.files.weights import keras_names, state_prefixes, to_torch
+    from netspec.files.weights import keras_names, state_key, state_prefixes, to_torch
 
     paths = state_prefixes(net)
     state = {}
     for cl in net.layers:
         if keras_names(cl):
             for key, value in to_torch(cl, model.get_layer(cl.name).get_weights()).items():
-                state[f"{paths[cl.name]}.{key}"] = value
+                state[state_key(paths[cl.name], key)] = value
     return state
 
 

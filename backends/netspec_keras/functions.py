@@ -133,6 +133,7 @@ class FunctionBuilder(DefinitionBuilder[KerasFunction]):
         # a chain (each item takes the one before) is written on `x`, as keras-applications does
         chain = inputs == ["x"] and all(item.get("inputs") is None for _, item in children)
         for local, item in children:
+            arguments.enter(item)
             present = [instance.present.get(local, instance.children is not None) for instance in instances]
             item_inputs = self.item_inputs(item, renamed, previous)
             if not any(present):

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from netspec.analysis.checker import CheckedLayer
 from netspec.codegen.render import py
 from netspec.errors import Problem, SpecError
+from netspec.layers.attention import MultiheadAttention
 from netspec.layers.base import LAYOUTS, Layer, layout_of, resolve_padding, spatial_rank, to_channels_first_axes
 from netspec.layers.conv import _ConvNd
 from netspec.layers.core import Flatten, Linear
+from netspec.layers.layout import Select
+from netspec.layers.learned import ClassToken, LayerScale, PositionEmbedding
 from netspec.layers.normalization import LocalResponseNorm
 from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool
 
@@ -142,11 +145,19 @@ def _adaptive_pool(cl: CheckedLayer, name: Naming) -> Lowering:
     return lowering
 
 
-@lowers(LocalResponseNorm)
-def _local_response_norm(cl: CheckedLayer, name: Naming) -> Lowering:
-    lowering = Lowering(name)
-    lowering.helpers.add("LocalResponseNorm")
+def _helper_layer(helper: str) -> Callable[[CheckedLayer, Naming], Lowering]:
+    """The lowering of a layer that is one helper layer of the generated module (what Keras lacks)."""
+    def lowering(cl: CheckedLayer, name: Naming) -> Lowering:
+        result = Lowering(name)
+        result.helpers.add(helper)
+        return result
     return lowering
+
+
+for _layer_class, _helper in ((LocalResponseNorm, "LocalResponseNorm"), (Select, "SelectToken"),
+                              (MultiheadAttention, "MultiHeadSelfAttention"), (LayerScale, "LayerScale"),
+                              (ClassToken, "ClassToken"), (PositionEmbedding, "PositionEmbedding")):
+    lowers(_layer_class)(_helper_layer(_helper))
 
 
 @lowers(Flatten)

@@ -93,11 +93,13 @@ class ClassBuilder(DefinitionBuilder[GeneratedClass]):
     resolved, pad)`` renders one layer's constructor through the backend's macro; ``layer_call``
     renders forward()'s expression for a layer; ``pads(cl)`` splits its padding."""
 
-    def __init__(self, net: CheckedNet, render_layer, layer_call, pads) -> None:
+    def __init__(self, net: CheckedNet, render_layer, layer_call, pads, called_as_module, not_a_sequence_child) -> None:
         super().__init__(net)
         self.render_layer = render_layer
         self.layer_call = layer_call
         self.pads = pads
+        self.called_as_module = called_as_module  # (cl) -> whether forward() applies it as self.name(x)
+        self.not_a_sequence_child = not_a_sequence_child  # (cl, hint) -> the SpecError when it cannot be
         self.classes: list[GeneratedClass] = []
         self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
         # class names in use: the network's own class and every name the generated module binds
@@ -141,6 +143,7 @@ class ClassBuilder(DefinitionBuilder[GeneratedClass]):
         children = self.children(definition, instances)
         self._item_names = {local for local, _ in children}
         for local, item in children:
+            arguments.enter(item)
             present = [instance.present.get(local, instance.children is not None) for instance in instances]
             inputs = self.item_inputs(item, renamed, previous)
             if not any(present):
@@ -228,6 +231,8 @@ class ClassBuilder(DefinitionBuilder[GeneratedClass]):
         arguments.commit()
         pre_pad = symbolic["pre_pad"]
         if cls.sequential:
+            if not self.called_as_module(first):
+                raise self.not_a_sequence_child(first, "leave out 'sequential: true' from the module around it")
             if pre_pad is not None:
                 raise SpecError([Problem("this layer's padding differs between its sides here ('same' at this size), "
                                          "which a sequential module cannot hold as a separate padding module",

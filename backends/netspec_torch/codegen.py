@@ -133,20 +133,14 @@ def plan(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -> 
         for cl in net.layers:
             op_padding, pre_pad = _pads(cl)
             result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding, result.symbols.get(cl.name))))
-            arg = "x"
-            if pre_pad is not None:
-                value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
-                arg = f"F.pad(x, {py(pre_pad)}{value})" + need("F")
-            expr = f"self.{cl.name}({arg})"
-            activation = getattr(cl.layer, "activation", None)
-            if activation:
-                expr = _activation(activation, call=expr)
-            result.steps.append(Step(expr, fmt_shape(cl.output_shape)))
+            result.steps.append(Step(layer_call(cl, ["x"], pre_pad=pre_pad), fmt_shape(cl.output_shape)))
         return result
     for block in net.spec.blocks:
         layers = [cl for cl in net.layers if cl.block == block.name]
         modules: list[str] = []
         for cl in layers:
+            if not called_as_module(cl):
+                raise not_a_sequence_child(cl, "move it out of `blocks:` into a `layers:` spec")
             op_padding, pre_pad = _pads(cl)
             rendered: dict[str, Callable[..., str]]
             rendered = {"pad": lambda cl=cl, pre_pad=pre_pad: _pad_module(cl, pre_pad),
@@ -166,6 +160,23 @@ def _is_merge(cl: CheckedLayer) -> bool:
     return cl.layer.arity != (1, 1)
 
 
+def _forward_macro(layer_type: str):
+    """The macro that writes how forward() applies a layer other than as ``self.name(x)`` (a learned
+    tensor, attention's (x, x, x) call), or None."""
+    return getattr(_env.get_template("layers.py.j2").module, f"{layer_type}_forward", None)
+
+
+def called_as_module(cl: CheckedLayer) -> bool:
+    """Whether forward() applies the layer as ``self.name(x)``, as an ``nn.Sequential`` applies its children."""
+    return _forward_macro(cl.type) is None
+
+
+def not_a_sequence_child(cl: CheckedLayer, hint: str) -> SpecError:
+    what = "a learned tensor" if cl.layer.learned_tensor else "a module called with more than its input"
+    return SpecError([Problem(f"layer '{cl.name}' ({cl.type}) is {what}, which an nn.Sequential cannot apply",
+                              cl.location, layer=cl.name, hint=hint)])
+
+
 def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, pre_pad=None,
                merge: bool = False, activation_module: bool = False) -> str:
     """forward()'s expression for one layer: a merge over its inputs, or its module (``self.<local>``)
@@ -179,6 +190,9 @@ def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, p
     if pre_pad is not None:
         value = f", value={_float(cl.layer.pad_value)}" if cl.layer.pad_value else ""
         arg = f"F.pad({arg}, {py(pre_pad)}{value})" + need("F")
+    forward = _forward_macro(cl.type)
+    if forward is not None:
+        return str(forward(cl.layer, cl.resolved, f"self.{local or cl.name}", arg)).strip()
     expr = f"self.{local or cl.name}({arg})"
     activation = getattr(cl.layer, "activation", None)
     return _activation(activation, call=expr) if activation else expr
@@ -192,7 +206,7 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
     items: list[tuple[Any, Any]] = [(None, cl) for cl in net.layers]  # or (a module's uses, the use's name)
     expansion = net.source.loaded.modules
     if expansion is not None:
-        builder = ClassBuilder(net, _render_symbolic, layer_call, _pads)
+        builder = ClassBuilder(net, _render_symbolic, layer_call, _pads, called_as_module, not_a_sequence_child)
         builder.build()
         result.classes = builder.classes
         items = []

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 
 OPTIONAL_IMPORTS = {"F": "import torch.nn.functional as F", "OrderedDict": "from collections import OrderedDict"}
 # the helper classes templates/module.py.j2 defines when a layer's code needs one
-HELPER_CLASSES = ("ChannelLayerNorm",)
+HELPER_CLASSES = ("ChannelLayerNorm", "Permute", "ToTokens", "SelectToken", "StochasticDepth")
 _needed: ContextVar[set[str] | None] = ContextVar("netspec_torch_needed_imports", default=None)
 
 

@@ -46,10 +46,11 @@ class CheckedLayer:
     resolved: dict[str, Any] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()  # the layers (or 'input') whose outputs it takes
     input_shapes: tuple[Shape, ...] = ()
+    kept_elements: int = 0  # besides its output: an attention layer's attention maps
 
     @property
     def activation_elements(self) -> int:
-        return _numel(self.output_shape)
+        return _numel(self.output_shape) + self.kept_elements
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             location=location, input_shape=ins[0].shape, output_shape=analysis.output, params=analysis.params,
             non_trainable=analysis.non_trainable, macs=analysis.macs,
             receptive_field=None if whole else rf, resolved=analysis.resolved, inputs=tuple(names),
+            kept_elements=analysis.kept_elements,
             input_shapes=tuple(t.shape for t in ins)))
         flattened_from = None
         if analysis.flattens and spatial_rank(ins[0].shape) > 0:
@@ -381,11 +383,12 @@ def _inference_peak(layers: list[CheckedLayer], input_shape: Shape) -> int:
     for position, cl in enumerate(layers):
         for name in cl.inputs:
             last_use[name] = position
-    size = {NETWORK_INPUT: _numel(input_shape), **{cl.name: cl.activation_elements for cl in layers}}
+    size = {NETWORK_INPUT: _numel(input_shape), **{cl.name: _numel(cl.output_shape) for cl in layers}}
     live = {NETWORK_INPUT}
     peak = size[NETWORK_INPUT]
     for position, cl in enumerate(layers):
         live.add(cl.name)
-        peak = max(peak, sum(size[name] for name in live))
+        # what the layer keeps besides its output (attention maps) lives while it runs
+        peak = max(peak, sum(size[name] for name in live) + cl.kept_elements)
         live = {name for name in live if last_use.get(name, len(layers)) > position}
     return peak

@@ -24,6 +24,7 @@ from netspec.analysis.checker import CheckedLayer, CheckedNet
 from netspec.codegen.render import Symbol
 from netspec.language.expressions import Expression, ExpressionError
 from netspec.language.modules import Instance, ModuleDefinition
+from netspec.language.params import REPETITION, PerRepetition
 from netspec.layers import fmt_shape
 from netspec.layers.base import NETWORK_INPUT, channels_of
 
@@ -223,6 +224,15 @@ class Arguments:
         self.pending: list[tuple[Symbol, list[tuple[str, Any]], list[Any] | None]] = []
         self.channel_hint: Expression | None = None  # the current item's input channels, as an expression
         self.channel_keys: set[str] = set()  # the current item's values that are those channels
+        # which repetition of its item the current child is: an inline use's repetitions are children
+        # of one item, whose params written from `repetition` differ between them
+        self.repetition = 0
+        self._repetitions: dict[int, int] = {}
+
+    def enter(self, item: dict) -> None:
+        """The values that follow are the next child's, of ``item``: counts its repetitions."""
+        self.repetition = self._repetitions.get(id(item), -1) + 1
+        self._repetitions[id(item)] = self.repetition
 
     def _scope(self, position: int) -> dict[str, Any]:
         return {**self.instances[position].params, "in_channels": self.channels[position]}
@@ -369,6 +379,8 @@ class Arguments:
             raw = item.get(field_name)
         elif prefix == "kw":
             raw = (item.get("params") or {}).get(field_name)
+            if isinstance(raw, PerRepetition):  # this repetition's: `start + repetition` is `start + 1` in the second
+                return raw.expression.simplified({**self.constants, REPETITION: self.repetition})
         else:
             return None
         return self.expression(raw)

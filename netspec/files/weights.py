@@ -31,6 +31,12 @@ def keras_names(checked) -> tuple[str, ...]:
     return tuple(w.keras for w in _tensors(checked))
 
 
+def state_key(prefix: str, tensor: str) -> str:
+    """A tensor's state-dict key: the layer's path and the tensor's name (``features.0.weight``), or
+    the path alone for a layer that is one learned tensor (``features.1.0.layer_scale``)."""
+    return f"{prefix}.{tensor}" if tensor else prefix
+
+
 def to_keras(checked, tensors: dict[str, Any]) -> list[np.ndarray]:
     """PyTorch-layout arrays of one checked layer -> the list Keras' ``set_weights`` takes."""
     out = []

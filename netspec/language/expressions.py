@@ -272,7 +272,7 @@ class _Evaluator:
                 left, right = self._numbers(op, left, right)
             return _COMPARISONS[op](left, right)
         left, right = self._numbers(op, left, right)
-        if op != "*" and right == 0:
+        if op in ("/", "//", "%") and right == 0:
             raise ExpressionError(f"division by zero in '{self.text}'")
         return _checked(_ARITHMETIC[op](left, right), self.text)
 

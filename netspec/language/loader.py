@@ -17,6 +17,7 @@ from netspec.language.extends import layer_lists, load_with_bases, name_layers_i
 from netspec.language.modules import MAX_LAYERS, Expander, Expansion, read_definitions, uses_modules
 from netspec.language.params import (
     PARAM_REF,
+    REPETITION,
     Budget,
     OverridesArg,
     apply_overrides,
@@ -124,6 +125,9 @@ def _expand_modules(tree: LMap, expressions: dict[Location, Expression | str]) -
         def lookup(name: str, loc: Location) -> Any:
             if name not in values:
                 hint = suggest(name, values) or "declare it under the module's 'params:' or the spec's"
+                if name == REPETITION:
+                    hint = ("'repetition' is the number of a repetition, from 0, in the params of a use with "
+                            "'repeat' (number: ${start + repetition})")
                 found.append(Problem(f"undefined param '${{{name}}}'", loc, hint=hint))
                 return None
             return values[name]

@@ -41,6 +41,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netspec.errors import Location, Problem, SpecError, Suggestions, closest_name, did_you_mean, listing
+from netspec.language.params import PerRepetition
 from netspec.language.yamlio import LList, LMap, child_loc
 from netspec.layers.base import (
     LOCAL_CODE_NAMES,
@@ -317,6 +318,9 @@ class Expander:
         self.long_names: set[Location] = set()  # reported once each, after expansion
         self.top_names: set[Any] = set()  # the spec's own layers and uses, which a module cannot see
         self.top_level: list[tuple[str, bool]] = []  # Expansion.top_level
+        # the param values of the scope being expanded, innermost last: a repeated use's params
+        # written from `repetition` are evaluated in the scope the use is written in
+        self.scope_values: list[dict[str, Any]] = [global_params]
 
     def report_long_names(self) -> None:
         for where in sorted(self.long_names):
@@ -553,34 +557,47 @@ class Expander:
                     children.append((path.rsplit(".", 1)[-1], item))
                 if members is not None:
                     members[path.rsplit(".", 1)[-1]] = path
-            params = self._params(definition, {**given, **(first if r == 0 else {})}, item, name)
+            given_here = {key: value.value(r, self.scope_values[-1], self.problems, name)
+                          if isinstance(value, PerRepetition) else value
+                          for key, value in {**given, **(first if r == 0 else {})}.items()}
+            params = self._params(definition, given_here, item, name)
             body = copy_tree(definition.layers)
             lookup = {**self.global_params, **params}
             before = len(self.problems)
             self.substitute(body, lookup, self.problems, path)
             failed = frozenset(p.location for p in self.problems[before:])
-            if inline is not None and definition.sequential:
-                counter, children, members = inline
-                output = self.expand(body, scoped, output, out, sequential=True, depth=depth + 1, members=members,
-                                     counter=counter, children=children, failed=failed)
-                continue
-            named_inputs = dict(zip(definition.inputs, input_refs, strict=True)) \
-                if definition.inputs != [NETWORK_INPUT] else None
-            instance = Instance(path, definition.name, params, output, output, item.loc or where,
-                                group=scoped if repeat is not None and inline is None else None,
-                                inputs=list(named_inputs.values()) if named_inputs else [])
-            if definition.sequential and any(isinstance(layer, LMap) and layer.get("inline") is True
-                                             for layer in definition.layers):
-                instance.children = []
-            self.instances.append(instance)
-            result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
-                                 members=instance.members, children=instance.children, failed=failed,
-                                 scope_inputs=named_inputs)
-            instance.output = result
-            instance.present = {layer["name"]: layer.get("when", True) is not False
-                                for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}
-            output = result
+            self.scope_values.append(lookup)  # where the body's own uses evaluate `repetition`
+            try:
+                output = self._expand_body(definition, body, item, scoped, path, output, input_refs, out, depth,
+                                           inline, repeat, params, failed, where)
+            finally:
+                self.scope_values.pop()
         return output
+
+    def _expand_body(self, definition: ModuleDefinition, body: LList, item: LMap, scoped: str, path: str,
+                     output: str, input_refs: list[str], out: LList, depth: int, inline, repeat: int | None,
+                     params: dict[str, Any], failed: frozenset, where: Location) -> str:
+        """One repetition's body, substituted, expanded into ``out``; returns its output."""
+        if inline is not None and definition.sequential:
+            counter, children, members = inline
+            return self.expand(body, scoped, output, out, sequential=True, depth=depth + 1, members=members,
+                               counter=counter, children=children, failed=failed)
+        named_inputs = dict(zip(definition.inputs, input_refs, strict=True)) \
+            if definition.inputs != [NETWORK_INPUT] else None
+        instance = Instance(path, definition.name, params, output, output, item.loc or where,
+                            group=scoped if repeat is not None and inline is None else None,
+                            inputs=list(named_inputs.values()) if named_inputs else [])
+        if definition.sequential and any(isinstance(layer, LMap) and layer.get("inline") is True
+                                         for layer in definition.layers):
+            instance.children = []
+        self.instances.append(instance)
+        result = self.expand(body, f"{path}.", output, out, sequential=definition.sequential, depth=depth + 1,
+                             members=instance.members, children=instance.children, failed=failed,
+                             scope_inputs=named_inputs)
+        instance.output = result
+        instance.present = {layer["name"]: layer.get("when", True) is not False
+                            for layer in body if isinstance(layer, LMap) and isinstance(layer.get("name"), str)}
+        return result
 
     def _repetition_names(self, item: LMap, repeat: int | None, name: str) -> list[str]:
         """Each repetition's name in its scope: 0, 1, ... or the ``names`` pattern's."""

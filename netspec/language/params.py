@@ -242,6 +242,45 @@ def _reference(expression: Expression | str, loc: Location, lookup, problems: li
         return None, parsed
 
 
+# The number of a repetition (from 0), which the params of a repeated use may be written from
+# (`number: ${start + repetition}`): each repetition evaluates them with its own number.
+REPETITION = "repetition"
+
+
+@dataclass(frozen=True)
+class PerRepetition:
+    """A repeated use's param written from ``repetition``, left for the expander to evaluate per
+    repetition (netspec.language.modules), in the scope the use is written in."""
+
+    expression: Expression
+    loc: Location
+
+    def value(self, number: int, values: Mapping[str, Any], problems: list[Problem], layer: str) -> Any:
+        def lookup(name: str, loc: Location) -> Any:
+            if name == REPETITION:
+                return number
+            if name not in values:
+                problems.append(Problem(f"undefined param '${{{name}}}'", loc, layer,
+                                        "declare it under the module's 'params:' or the spec's"))
+                return None
+            return values[name]
+        return _reference(self.expression, self.loc, lookup, problems, layer)[0]
+
+
+def _defer_per_repetition(params: LMap) -> None:
+    """Leave the whole-value ``${...}`` that name ``repetition`` in a repeated use's params to
+    the expander."""
+    for key in list(params):
+        raw = params[key]
+        if isinstance(raw, str) and (inner := _whole_reference(raw)) is not None:
+            try:
+                raw = parse(inner)
+            except ExpressionError:
+                continue  # reported where it is substituted
+        if isinstance(raw, Expression) and REPETITION in raw.names:
+            params[key] = PerRepetition(raw, params.locs.get(key, params.loc))
+
+
 def substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer: str | None = None, *,
                 budget: Budget, owner: str | None = None) -> Any:
     """Replace ``${name}`` references: a whole-string reference keeps the param's type (an int stays
@@ -252,6 +291,10 @@ def substitute(value: Any, loc: Location, lookup, problems: list[Problem], layer
     if isinstance(value, LMap):
         if "type" in value and isinstance(value.get("name"), str):
             layer = value["name"]
+        if "module" in value and "repeat" in value:
+            for key in ("params", "first"):
+                if isinstance(value.get(key), LMap):
+                    _defer_per_repetition(value[key])
         for key in list(value):
             value[key] = substitute(value[key], value.locs.get(key, value.loc), lookup, problems, layer,
                                      budget=budget, owner=owner)

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
-from netspec.layers import activations, conv, core, merge, normalization, pooling  # noqa: F401  (registers)
+from netspec.layers import (  # noqa: F401  (defining a class registers it)
+    activations,
+    attention,
+    conv,
+    core,
+    layout,
+    learned,
+    merge,
+    normalization,
+    pooling,
+)
 from netspec.layers.base import (
     LAYER_REGISTRY,
     Analysis,

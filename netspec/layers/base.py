@@ -211,6 +211,10 @@ class Layout:
 # every channels-first layout, by spatial rank; and token sequences
 CHANNELS_FIRST: dict[int, Layout] = {rank: Layout(LAYOUTS[rank], KINDS[rank], True) for rank in LAYOUTS}
 TOKENS = Layout("L×D", "a token sequence", channels_first=False)
+# features last in both frameworks, by the rank of the grid of positions: tokens, and an image or a
+# volume as ConvNeXt and Swin permute them (N, H, W, C) for their per-position LayerNorm and Linear
+CHANNELS_LAST: dict[int, Layout] = {1: TOKENS, 2: Layout("H×W×C", "an image, channels last", False),
+                                    3: Layout("D×H×W×C", "a volume, channels last", False)}
 
 
 class TensorShape(tuple):
@@ -238,9 +242,20 @@ def is_tokens(shape: Shape) -> bool:
     return layout_of(shape) is TOKENS
 
 
+def features_last(shape: Shape) -> bool:
+    """Whether the features are the last axis of the tensor in PyTorch as in Keras: a token sequence
+    or a channels-last grid, where linear and layernorm act at each position."""
+    return not layout_of(shape).channels_first
+
+
+def with_layout(sizes: Shape, layout: Layout) -> Shape:
+    """A shape of ``sizes`` in ``layout``: a plain tuple for the channels-first default of its rank."""
+    return tuple(sizes) if layout.channels_first else TensorShape(sizes, layout)
+
+
 def channels_of(shape: Shape) -> int:
-    """The channels (features) of a tensor: the first axis channels-first, each token's width for tokens."""
-    return shape[-1] if is_tokens(shape) else shape[0]
+    """The channels (features) of a tensor: the first axis channels-first, the last for features last."""
+    return shape[-1] if features_last(shape) else shape[0]
 
 
 def spatial_rank(shape: Shape) -> int:
@@ -415,6 +430,8 @@ class Analysis:
     window: Window | None = None
     flattens: bool = False
     sees_whole_input: bool = False  # global pooling: every output value depends on every pixel
+    # values a layer keeps besides its output, per example, for the backward pass: attention maps
+    kept_elements: int = 0
     resolved: dict[str, Any] = field(default_factory=dict)
     issues: list[ShapeIssue] = field(default_factory=list)
 
@@ -463,6 +480,10 @@ class Layer(BaseModel):
     weights: ClassVar[tuple[WeightTensor, ...]] = ()
     # PyTorch buffers without a Keras twin, which may come along in a state dict and are dropped.
     torch_only_buffers: ClassVar[tuple[str, ...]] = ()
+    # The layer is one learned tensor applied by an expression (ViT's class token, ConvNeXt's
+    # layer_scale): its state-dict key is the layer's own path, and PyTorch keeps it as a parameter
+    # of the module around it, as torchvision does.
+    learned_tensor: ClassVar[bool] = False
     # The value padding takes: -inf for max pooling, so that the border never wins.
     pad_value: ClassVar[float] = 0.0
     # How many inputs the layer takes: (at least, at most or None for any number).
@@ -505,12 +526,18 @@ def fmt_shape(shape: Shape) -> str:
 def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tuple[int, ...]]:
     """The channels and spatial sizes of a layer's input, which must have ``rank`` spatial axes
     (2: an image, C×H×W); otherwise a ShapeIssue that says what it got and what to do."""
+    layout = layout_of(inp.shape)
     if is_tokens(inp.shape):
         raise ShapeIssue(f"{what} needs {KINDS[rank]} (channels first, {LAYOUTS[rank]}) but {inp.producer} yields "
                          f"{TOKENS.kind} ({TOKENS.name} {fmt_shape(inp.shape)})",
-                         hint="token sequences take per-token layers (linear, activations, dropout), add, concat, "
-                              "multiply and flatten; or is the input a sequence, channels first? then write "
-                              "input: [C, L] without 'layout: tokens'")
+                         hint="token sequences take per-token layers (linear, layernorm, activations, dropout), "
+                              "attention, add, concat, multiply and flatten; or is the input a sequence, channels "
+                              "first? then write input: [C, L] without 'layout: tokens'")
+    if not layout.channels_first:
+        back = [0, len(inp.shape), *range(1, len(inp.shape))]
+        raise ShapeIssue(f"{what} needs {KINDS[rank]} (channels first, {LAYOUTS[rank]}) but {inp.producer} yields "
+                         f"{layout.kind} ({layout.name} {fmt_shape(inp.shape)})",
+                         hint=f"move the channels first before it: {{type: permute, dims: {back}}}")
     if spatial_rank(inp.shape) == rank and len(inp.shape) > 1:
         return inp.shape[0], tuple(inp.shape[1:])
     wanted = f"{KINDS[rank]}-shaped input ({'×'.join(('channels', *AXES[rank]))})"

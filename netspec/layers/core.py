@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, PositiveInt
@@ -15,8 +16,10 @@ from netspec.layers.base import (
     ShapeIssue,
     TensorShape,
     WeightTensor,
+    features_last,
     fmt_shape,
-    is_tokens,
+    layout_of,
+    with_layout,
 )
 
 
@@ -35,6 +38,26 @@ class Dropout(Layer):
 
     def analyze(self, inp: LayerInput) -> Analysis:
         return Analysis(output=inp.shape)
+
+
+class StochasticDepth(Layer):
+    """Stochastic depth (Huang et al., 2016), as torchvision's ``StochasticDepth(p, "row")``: in
+    training, each example's input is zeroed with probability p and kept ones are scaled by
+    1/(1 - p), so a residual branch before the addition is dropped for whole examples; the identity
+    in evaluation. Shape unchanged; params = 0, MACs = 0."""
+
+    category = "regularization"
+    synonyms = {"rate": "p", "drop_path": "p", "drop_rate": "p"}
+    type_synonyms = ("drop_path", "droppath")
+    random_in_training = True
+
+    examples = (((4, 5, 5), {"p": 0.1}), (TensorShape((5, 8), TOKENS), {"p": 0.2}), ((12,), {"p": 0.0}))
+
+    type: Literal["stochastic_depth"]
+    p: float = Field(ge=0, lt=1, description="Probability of dropping an example's input.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        return Analysis(output=inp.shape, resolved={"rank": len(inp.shape)})
 
 
 class Flatten(Layer):
@@ -56,12 +79,13 @@ class Flatten(Layer):
 
 
 class Linear(Layer):
-    """Fully connected layer (PyTorch ``nn.Linear``, Keras ``Dense``) on flat features, or on
-    every token of a token sequence (L×D: the same weights at each position).
+    """Fully connected layer (PyTorch ``nn.Linear``, Keras ``Dense``) on flat features, or at
+    every position of a tensor with its features last: each token of a token sequence (L×D), each
+    pixel of a channels-last image (H×W×C, as ConvNeXt's blocks), with the same weights.
 
-    out = (out_features,), or (L, out_features) for tokens
+    out = (out_features,), (L, out_features) for tokens, (H, W, out_features) channels last
     params = in_features · out_features + (out_features if bias)
-    MACs   = L · in_features · out_features (L = 1 for flat features)
+    MACs   = positions · in_features · out_features (1 position for flat features)
     """
 
     category = "linear"
@@ -86,24 +110,29 @@ class Linear(Layer):
     in_features: PositiveInt | None = Field(None, description="Optional; inferred from the previous layer.")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        tokens = is_tokens(inp.shape)  # applied to every token, as nn.Linear and Dense do on the last axis
-        if len(inp.shape) != 1 and not tokens:
-            per_position = (" (or, for one linear layer at every position of an L×D input, write the input as "
-                            "{shape: [L, D], layout: tokens})") if len(inp.shape) == 2 else ""
-            raise ShapeIssue(
-                f"linear needs flat features but {inp.producer} yields {fmt_shape(inp.shape)}",
-                hint=f"add '- type: flatten' before this layer{per_position}")
+        # applied at every position of a token sequence or channels-last grid, as nn.Linear and Dense
+        # act on the last axis
+        per_position = features_last(inp.shape)
+        if len(inp.shape) != 1 and not per_position:
+            hint = "add '- type: flatten' before this layer"
+            if len(inp.shape) == 2:
+                hint += (" (or, for one linear layer at every position of an L×D input, write the input as "
+                         "{shape: [L, D], layout: tokens})")
+            else:
+                hint += f"; or, for one at every position, move the channels last: {{type: permute, dims: " \
+                        f"{[0, *range(2, len(inp.shape) + 1), 1]}}}"
+            raise ShapeIssue(f"linear needs flat features but {inp.producer} yields {fmt_shape(inp.shape)}", hint=hint)
         features = inp.shape[-1]
-        positions = inp.shape[0] if tokens else 1
+        positions = math.prod(inp.shape[:-1])
         issues = []
         if self.in_features is not None and self.in_features != features:
-            what = "features per token" if tokens else "features"
+            what = "features at each position" if per_position else "features"
             issues.append(ShapeIssue(
                 f"in_features is {self.in_features:,} but {inp.producer} yields {features:,} {what}",
                 field="in_features", fatal=False,
                 hint=f"set in_features: {features}, or leave it out and netspec infers it"))
         return Analysis(
-            output=TensorShape((positions, self.out_features), TOKENS) if tokens else (self.out_features,),
+            output=with_layout((*inp.shape[:-1], self.out_features), layout_of(inp.shape)),
             params=features * self.out_features + (self.out_features if self.bias else 0),
             macs=positions * features * self.out_features,
             resolved={"in_features": features},

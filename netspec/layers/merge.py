@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 from netspec.layers.base import (
@@ -12,9 +13,11 @@ from netspec.layers.base import (
     LayerInput,
     ShapeIssue,
     TensorShape,
+    features_last,
     fmt_shape,
-    is_tokens,
+    layout_of,
     spatial_rank,
+    with_layout,
 )
 
 
@@ -44,7 +47,7 @@ class Add(_Merge):
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         first = inputs[0]
         for other in inputs[1:]:
-            if other.shape != first.shape or is_tokens(other.shape) != is_tokens(first.shape):
+            if other.shape != first.shape or layout_of(other.shape) != layout_of(first.shape):
                 raise ShapeIssue(
                     f"add needs inputs of one shape, but {first.producer} yields {fmt_shape(first.shape)} "
                     f"and {other.producer} yields {fmt_shape(other.shape)}", field="inputs",
@@ -71,12 +74,13 @@ class Concat(_Merge):
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         first = inputs[0]
-        if any(is_tokens(i.shape) for i in inputs):
-            if not all(is_tokens(i.shape) and i.shape[0] == first.shape[0] for i in inputs):
-                raise ShapeIssue(f"concat joins token sequences along their features and needs sequences of one "
-                                 f"length, but got {_listing(inputs)}", field="inputs")
+        if any(features_last(i.shape) for i in inputs):
+            layout = layout_of(first.shape)
+            if not all(layout_of(i.shape) == layout and i.shape[:-1] == first.shape[:-1] for i in inputs):
+                raise ShapeIssue(f"concat joins tensors with their features last along their features and needs "
+                                 f"one layout and the same positions, but got {_listing(inputs)}", field="inputs")
             # the features are the last axis in both frameworks
-            return Analysis(output=TensorShape((first.shape[0], sum(i.shape[1] for i in inputs)), TOKENS),
+            return Analysis(output=with_layout((*first.shape[:-1], sum(i.shape[-1] for i in inputs)), layout),
                             resolved={"dim": -1})
         for other in inputs[1:]:
             if len(other.shape) != len(first.shape) or other.shape[1:] != first.shape[1:]:
@@ -100,9 +104,11 @@ class Multiply(_Merge):
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         a, b = inputs
-        if (is_tokens(a.shape) or is_tokens(b.shape)) and a.shape != b.shape:
-            raise ShapeIssue(f"multiply needs token sequences of one shape, but got {_listing(inputs)}",
-                             field="inputs")
+        if features_last(a.shape) or features_last(b.shape):
+            if a.shape != b.shape or layout_of(a.shape) != layout_of(b.shape):
+                raise ShapeIssue(f"multiply needs tensors with their features last of one shape and layout, but got "
+                                 f"{_listing(inputs)}", field="inputs")
+            return Analysis(output=a.shape, macs=math.prod(a.shape))
         big = a if spatial_rank(a.shape) and any(d != 1 for d in a.shape[1:]) else b
         small = b if big is a else a
         gate = spatial_rank(big.shape) > 0 and small.shape == (big.shape[0], *(1,) * spatial_rank(big.shape))

@@ -16,7 +16,8 @@ from netspec.layers.base import (
     TensorShape,
     WeightTensor,
     channels_of,
-    is_tokens,
+    features_last,
+    layout_of,
     require_spatial,
     spatial_rank,
 )
@@ -168,7 +169,7 @@ class LayerNorm(Layer):
 
     def analyze(self, inp: LayerInput) -> Analysis:
         features = channels_of(inp.shape)
-        over = "last" if is_tokens(inp.shape) or len(inp.shape) == 1 else "channels"
+        over = "last" if features_last(inp.shape) or len(inp.shape) == 1 else "channels"
         return Analysis(output=inp.shape, params=2 * features if self.elementwise_affine else 0,
                         resolved={"normalized_shape": features, "over": over})
 
@@ -203,10 +204,11 @@ class GroupNorm(Layer):
     affine: bool = Field(True, description="A learned scale and shift per channel.")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        if is_tokens(inp.shape):
-            raise ShapeIssue(f"groupnorm normalizes channels-first tensors, but {inp.producer} yields a token "
-                             f"sequence (L×D {'×'.join(map(str, inp.shape))})",
-                             hint="use layernorm to normalize each token's features")
+        if features_last(inp.shape):
+            layout = layout_of(inp.shape)
+            raise ShapeIssue(f"groupnorm normalizes channels-first tensors, but {inp.producer} yields "
+                             f"{layout.kind} ({layout.name} {'×'.join(map(str, inp.shape))})",
+                             hint="use layernorm to normalize the features at each position")
         channels = inp.shape[0]
         if channels % self.num_groups:
             divisors = [d for d in range(1, channels + 1) if channels % d == 0]

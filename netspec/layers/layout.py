@@ -1,0 +1,127 @@
+"""Layout operations: layers that reorder or regroup a tensor's axes without computing anything.
+
+The checker's shapes carry their layout (netspec.layers.base.Layout), so these change it: a
+channels-first image becomes channels last for ConvNeXt's per-pixel LayerNorm and Linear, an image
+becomes a token sequence for ViT, a sequence gives up its class token for the classifier.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+from netspec.layers.base import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    TOKENS,
+    Analysis,
+    Layer,
+    LayerInput,
+    ShapeIssue,
+    TensorShape,
+    fmt_shape,
+    is_tokens,
+    layout_of,
+    with_layout,
+)
+
+
+def _to_last(rank: int) -> tuple[int, ...]:
+    """torch.permute's dims (batch included) that move the channels of ``rank`` spatial axes last."""
+    return (0, *range(2, rank + 2), 1)
+
+
+def _to_first(rank: int) -> tuple[int, ...]:
+    return (0, rank + 1, *range(1, rank + 1))
+
+
+def _integers(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+Dims = Annotated[tuple[int, ...], BeforeValidator(_integers),
+                 WithJsonSchema({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2})]
+
+
+class Permute(Layer):
+    """Moves the channels between first and last, as ``torch.permute`` with ``dims`` (the batch
+    axis 0 included, as torchvision's ``Permute([0, 2, 3, 1])`` in ConvNeXt and Swin writes them):
+    ``[0, 2, 3, 1]`` takes a channels-first image C×H×W to channels last H×W×C, where linear and
+    layernorm act on each pixel's channels; ``[0, 3, 1, 2]`` takes it back; ``[0, 2, 1]`` makes a
+    sequence C×L a token sequence L×C. Keras holds every tensor with its channels last already, so
+    there the layer is the identity. params = 0, MACs = 0.
+    """
+
+    category = "reshape"
+
+    examples = (((6, 4, 5), {"dims": [0, 2, 3, 1]}), ((8, 7), {"dims": [0, 2, 1]}))
+
+    type: Literal["permute"]
+    dims: Dims = Field(description="The new order of the axes, batch (0) included, as torch.permute takes it.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        layout = layout_of(inp.shape)
+        rank = len(inp.shape) - 1
+        if rank >= 1 and layout.channels_first and self.dims == _to_last(rank):
+            return Analysis(output=with_layout((*inp.shape[1:], inp.shape[0]), CHANNELS_LAST[rank]))
+        if rank >= 1 and not layout.channels_first and self.dims == _to_first(rank):
+            return Analysis(output=(inp.shape[-1], *inp.shape[:-1]))
+        if rank == 0:
+            raise ShapeIssue(f"permute needs channels and positions, but {inp.producer} yields flat features "
+                             f"{fmt_shape(inp.shape)}", field="dims")
+        wanted = _to_last(rank) if layout.channels_first else _to_first(rank)
+        target = CHANNELS_LAST[rank] if layout.channels_first else CHANNELS_FIRST[rank]
+        raise ShapeIssue(f"permute moves the channels between first and last, and {inp.producer} yields "
+                         f"{layout.kind} ({layout.name} {fmt_shape(inp.shape)}), which dims: {list(self.dims)} does "
+                         "not", field="dims", hint=f"dims: {list(wanted)} gives {target.name}")
+
+
+class ToTokens(Layer):
+    """One token per position: a channels-first image C×H×W (or sequence C×L), or a channels-last
+    grid, becomes a token sequence of H·W tokens of C features, row by row, as ViT turns its patch
+    embedding into tokens (``x.flatten(2).transpose(1, 2)``). params = 0, MACs = 0.
+    """
+
+    category = "reshape"
+    type_synonyms = ("tokens", "patchify", "flatten_tokens")
+
+    examples = (((6, 4, 5), {}), ((8, 7), {}))
+
+    type: Literal["to_tokens"]
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        layout = layout_of(inp.shape)
+        if len(inp.shape) < 2 or is_tokens(inp.shape):
+            what = f"flat features {fmt_shape(inp.shape)}" if len(inp.shape) < 2 else "a token sequence already"
+            raise ShapeIssue(f"to_tokens needs channels and positions (an image or a sequence), but {inp.producer} "
+                             f"yields {what}", hint="remove this layer" if len(inp.shape) > 1 else None)
+        channels = inp.shape[0] if layout.channels_first else inp.shape[-1]
+        positions = inp.shape[1:] if layout.channels_first else inp.shape[:-1]
+        return Analysis(output=TensorShape((math.prod(positions), channels), TOKENS),
+                        resolved={"channels_first": layout.channels_first, "channels": channels})
+
+
+class Select(Layer):
+    """One token of a token sequence, as its features: ViT's classifier reads the class token
+    (``x[:, 0]``). out = (D,); params = 0, MACs = 0."""
+
+    category = "reshape"
+    type_synonyms = ("select_token", "index")
+
+    examples = ((TensorShape((5, 8), TOKENS), {}), (TensorShape((4, 6), TOKENS), {"index": 3}))
+
+    type: Literal["select"]
+    index: int = Field(0, description="Which token, from 0; negative counts from the end (-1: the last).")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        if not is_tokens(inp.shape):
+            raise ShapeIssue(f"select picks one token of a token sequence, but {inp.producer} yields "
+                             f"{layout_of(inp.shape).kind} {fmt_shape(inp.shape)}",
+                             hint="make tokens first (to_tokens), or pool the positions (global_avgpool2d)")
+        length = inp.shape[0]
+        if not -length <= self.index < length:
+            raise ShapeIssue(f"index {self.index} is outside the {length} tokens {inp.producer} yields",
+                             field="index", hint=f"an index from {-length} to {length - 1}")
+        return Analysis(output=(inp.shape[1],))
