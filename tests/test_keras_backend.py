@@ -507,7 +507,7 @@ def test_a_keras_archive_larger_than_the_memory_is_refused(backends, write_spec,
         backends[1].load(net, weights=path)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "convnext_tiny", "vit_b_16"])
 def test_a_torchvision_checkpoint_becomes_a_keras_file_with_the_same_outputs(tmp_path, name):
     """The README's way to bring torchvision's weights to Keras: `netspec export ZOO_SPEC --weights
     tv.pth -b keras -f source -f keras`, then the .keras file loads in Keras alone (after importing

@@ -97,12 +97,15 @@ def calibrated_batchnorm(model: torch.nn.Module, input_shape: tuple[int, ...], b
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
         # what starts constant would hide the layers it scales: ConvNeXt's layer_scale of 1e-6 leaves
-        # every block's branch out of the output, a layer norm's unit scale hides a mistaken eps
+        # every block's branch out of the output, a layer norm's unit scale hides a mistaken eps, and
+        # ViT's zero head makes every output zero
         for name, tensor in model.named_parameters():
             if name.endswith("layer_scale"):
                 tensor.uniform_(0.5, 1.5)
             elif name.endswith(("class_token", "pos_embedding")):
                 tensor.normal_()
+            elif not tensor.any():  # zero at the start (ViT's classifier head): the output would be zero
+                tensor.normal_(0.0, 0.02)
         for layer_norm in [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]:
             layer_norm.weight.uniform_(0.5, 2.0)
             layer_norm.bias.normal_(0.0, 0.5)
