@@ -237,12 +237,28 @@ def read_definitions(tree: LMap) -> dict[str, ModuleDefinition]:
                 problems.append(Problem(f"module '{name}' cannot have a param named {key!r}: {problem}",
                                         params.locs[key], hint=f"try '{key}_'" if _IDENTIFIER.match(str(key)) else
                                         "letters, digits and underscores, starting with a letter"))
+        problems += _repeated_names(name, body["layers"])
         sequential = body.get("sequential", False)
         inputs = _declared_inputs(name, body, sequential, problems)
         definitions[name] = ModuleDefinition(name, params, body["layers"], sequential, loc, inputs)
     if problems:
         raise SpecError(problems)
     return definitions
+
+
+def _repeated_names(module: str, layers: LList) -> list[Problem]:
+    """Two layers or uses of one name in a module's body: the generated class holds each as an
+    attribute of that name, so the second would take the first's place, even where `when:` leaves
+    one of them out of every use."""
+    problems, seen = [], set()
+    for item in layers:
+        name = item.get("name") if isinstance(item, LMap) else None
+        if isinstance(name, str) and name in seen:
+            problems.append(Problem(f"module '{module}' has two layers named '{name}'", item.locs.get("name", item.loc),
+                                    layer=name, hint="give each its own name; alternatives chosen by 'when:' too, or "
+                                                     "write a module for each"))
+        seen.add(name)
+    return problems
 
 
 def _declared_inputs(name: str, body: LMap, sequential: bool, problems: list[Problem]) -> list[str]:

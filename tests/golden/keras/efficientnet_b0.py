@@ -55,31 +55,37 @@ def mbconv(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stride
     return block
 
 
-def mbconv_2(x, name: str, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1):
+def mbconv_2(x, name: str, inp: int, out: int, number: int, t: int = 6, kernel: int = 3, stride: int = 1):
     block = branch_2(x, name=f"{name}.block", inp=inp, out=out, t=t, kernel=kernel, stride=stride)
-    add = block
+    stochastic_depth = block
     if stride == 1 and inp == out:
-        add = keras.layers.Add(name=f"{name}.add")([block, x])
+        stochastic_depth = keras.layers.Dropout(
+            0.2 * number / 16, noise_shape=(None, 1, 1, 1), name=f"{name}.stochastic_depth"
+        )(block)
+    add = stochastic_depth
+    if stride == 1 and inp == out:
+        add = keras.layers.Add(name=f"{name}.add")([stochastic_depth, x])
     return add
 
 
 def features(x, name: str):
     x = conv_bn(x, name=f"{name}.0", out=32, stride=2)
     x = mbconv(x, name=f"{name}.1.0", inp=32, out=16, t=1)
-    x = mbconv_2(x, name=f"{name}.2.0", inp=16, out=24, stride=2)
-    x = mbconv_2(x, name=f"{name}.2.1", inp=24, out=24)
-    x = mbconv_2(x, name=f"{name}.3.0", inp=24, out=40, kernel=5, stride=2)
-    x = mbconv_2(x, name=f"{name}.3.1", inp=40, out=40, kernel=5)
-    x = mbconv_2(x, name=f"{name}.4.0", inp=40, out=80, stride=2)
-    x = mbconv_2(x, name=f"{name}.4.1", inp=80, out=80)
-    x = mbconv_2(x, name=f"{name}.4.2", inp=80, out=80)
-    x = mbconv_2(x, name=f"{name}.5.0", inp=80, out=112, kernel=5)
-    x = mbconv_2(x, name=f"{name}.5.1", inp=112, out=112, kernel=5)
-    x = mbconv_2(x, name=f"{name}.5.2", inp=112, out=112, kernel=5)
-    x = mbconv_2(x, name=f"{name}.6.0", inp=112, out=192, kernel=5, stride=2)
-    for n in range(1, 4):
-        x = mbconv_2(x, name=f"{name}.6.{n}", inp=192, out=192, kernel=5)
-    x = mbconv_2(x, name=f"{name}.7.0", inp=192, out=320)
+    x = mbconv_2(x, name=f"{name}.2.0", inp=16, out=24, number=1, stride=2)
+    x = mbconv_2(x, name=f"{name}.2.1", inp=24, out=24, number=2)
+    x = mbconv_2(x, name=f"{name}.3.0", inp=24, out=40, number=3, kernel=5, stride=2)
+    x = mbconv_2(x, name=f"{name}.3.1", inp=40, out=40, number=4, kernel=5)
+    x = mbconv_2(x, name=f"{name}.4.0", inp=40, out=80, number=5, stride=2)
+    x = mbconv_2(x, name=f"{name}.4.1", inp=80, out=80, number=6)
+    x = mbconv_2(x, name=f"{name}.4.2", inp=80, out=80, number=7)
+    x = mbconv_2(x, name=f"{name}.5.0", inp=80, out=112, number=8, kernel=5)
+    x = mbconv_2(x, name=f"{name}.5.1", inp=112, out=112, number=9, kernel=5)
+    x = mbconv_2(x, name=f"{name}.5.2", inp=112, out=112, number=10, kernel=5)
+    x = mbconv_2(x, name=f"{name}.6.0", inp=112, out=192, number=11, kernel=5, stride=2)
+    x = mbconv_2(x, name=f"{name}.6.1", inp=192, out=192, number=12, kernel=5)
+    x = mbconv_2(x, name=f"{name}.6.2", inp=192, out=192, number=13, kernel=5)
+    x = mbconv_2(x, name=f"{name}.6.3", inp=192, out=192, number=14, kernel=5)
+    x = mbconv_2(x, name=f"{name}.7.0", inp=192, out=320, number=15)
     x = conv_bn(x, name=f"{name}.8", out=1280, kernel=1)
     return x
 

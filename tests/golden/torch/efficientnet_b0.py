@@ -7,6 +7,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class StochasticDepth(nn.Module):
+    """Drops each example's input with probability p in training and scales the kept ones by
+    1 / (1 - p), as torchvision's StochasticDepth(p, "row"); the identity in evaluation."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
 class ConvBn(nn.Sequential):
     def __init__(self, in_channels: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> None:
         super().__init__(
@@ -58,14 +73,16 @@ class Branch(nn.Sequential):
 
 
 class Mbconv(nn.Module):
-    def __init__(self, inp: int, out: int, t: int = 6, kernel: int = 3, stride: int = 1) -> None:
+    def __init__(self, inp: int, out: int, number: int, t: int = 6, kernel: int = 3, stride: int = 1) -> None:
         super().__init__()
         self.block = Branch(inp=inp, out=out, t=t, kernel=kernel, stride=stride)
+        self.stochastic_depth = StochasticDepth(0.2 * number / 16) if stride == 1 and inp == out else None
         self.use_add = stride == 1 and inp == out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         block = self.block(x)
-        add = block + x if self.use_add else block
+        stochastic_depth = self.stochastic_depth(block) if self.stochastic_depth is not None else block
+        add = stochastic_depth + x if self.use_add else stochastic_depth
         return add
 
 
@@ -73,22 +90,28 @@ class Features(nn.Sequential):
     def __init__(self, in_channels: int) -> None:
         super().__init__(
             ConvBn(in_channels=in_channels, out=32, stride=2),
-            nn.Sequential(Mbconv(inp=32, out=16, t=1)),
-            nn.Sequential(Mbconv(inp=16, out=24, stride=2), Mbconv(inp=24, out=24)),
-            nn.Sequential(Mbconv(inp=24, out=40, kernel=5, stride=2), Mbconv(inp=40, out=40, kernel=5)),
-            nn.Sequential(Mbconv(inp=40, out=80, stride=2), Mbconv(inp=80, out=80), Mbconv(inp=80, out=80)),
+            nn.Sequential(Mbconv(inp=32, out=16, number=0, t=1)),
+            nn.Sequential(Mbconv(inp=16, out=24, number=1, stride=2), Mbconv(inp=24, out=24, number=2)),
             nn.Sequential(
-                Mbconv(inp=80, out=112, kernel=5),
-                Mbconv(inp=112, out=112, kernel=5),
-                Mbconv(inp=112, out=112, kernel=5),
+                Mbconv(inp=24, out=40, number=3, kernel=5, stride=2), Mbconv(inp=40, out=40, number=4, kernel=5)
             ),
             nn.Sequential(
-                Mbconv(inp=112, out=192, kernel=5, stride=2),
-                Mbconv(inp=192, out=192, kernel=5),
-                Mbconv(inp=192, out=192, kernel=5),
-                Mbconv(inp=192, out=192, kernel=5),
+                Mbconv(inp=40, out=80, number=5, stride=2),
+                Mbconv(inp=80, out=80, number=6),
+                Mbconv(inp=80, out=80, number=7),
             ),
-            nn.Sequential(Mbconv(inp=192, out=320)),
+            nn.Sequential(
+                Mbconv(inp=80, out=112, number=8, kernel=5),
+                Mbconv(inp=112, out=112, number=9, kernel=5),
+                Mbconv(inp=112, out=112, number=10, kernel=5),
+            ),
+            nn.Sequential(
+                Mbconv(inp=112, out=192, number=11, kernel=5, stride=2),
+                Mbconv(inp=192, out=192, number=12, kernel=5),
+                Mbconv(inp=192, out=192, number=13, kernel=5),
+                Mbconv(inp=192, out=192, number=14, kernel=5),
+            ),
+            nn.Sequential(Mbconv(inp=192, out=320, number=15)),
             ConvBn(in_channels=320, out=1280, kernel=1),
         )
 
