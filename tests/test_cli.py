@@ -142,6 +142,10 @@ def test_schema_validates_every_spec_and_rejects_a_bad_one(tmp_path):
     good = {"name": "m", "input": [3, 8, 8], "modules": {"blk": {"params": {"w": None}, **module}},
             "layers": [{"name": "a", "module": "blk", "repeat": 2, "params": {"w": 4}, "when": "${w > 1}"}]}
     assert not list(validator.iter_errors(good))
+    # a variant's module definitions merge into its base's, so they may leave out the layers; a base's may not
+    partial = {"modules": {"blk": {"params": {"w": 8}}}}
+    assert not list(validator.iter_errors({"extends": "m.yaml", **partial}))
+    assert list(validator.iter_errors({**good, **partial}))
     joined = {"inputs": ["deep", "skip"], "layers": [{"name": "j", "type": "concat", "inputs": ["deep", "skip"]}]}
     assert not list(validator.iter_errors({**good, "modules": {**good["modules"], "join": joined}}))
     for key, value in (("repeats", 2), ("repeat", 0), ("when", "yes")):

@@ -4,10 +4,12 @@ torch); netspec's core collects them through the entry-point group "netspec.rese
 
 from __future__ import annotations
 
+from netspec_torch.imports import HELPER_CLASSES
+
 # bound at module level in the generated file: a layer, spec or module named so would hide it
 MODULE_NAMES = {"torch": "the torch package", "F": "torch.nn.functional", "nn": "torch.nn",
                 "OrderedDict": "collections.OrderedDict",
-                "ChannelLayerNorm": "a helper class of the torch code"}
+                **{name: "a helper class of the torch code" for name in HELPER_CLASSES}}
 
 # The public attributes of torch.nn.Module, which the generated class inherits: a layer or block
 # named 'forward' or 'training' would replace them.

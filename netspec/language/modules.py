@@ -253,7 +253,9 @@ def _repeated_names(module: str, layers: LList) -> list[Problem]:
     problems, seen = [], set()
     for item in layers:
         name = item.get("name") if isinstance(item, LMap) else None
-        if isinstance(name, str) and name in seen:
+        if not isinstance(name, str):  # unnamed, or a name that is no text (reported as such)
+            continue
+        if name in seen:
             problems.append(Problem(f"module '{module}' has two layers named '{name}'", item.locs.get("name", item.loc),
                                     layer=name, hint="give each its own name; alternatives chosen by 'when:' too, or "
                                                      "write a module for each"))

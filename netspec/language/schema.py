@@ -66,10 +66,14 @@ def json_schema() -> dict:
                                  "properties": {"before": {"type": "string"}, "after": {"type": "string"},
                                                 "layers": {"type": "array", "items": {"type": "object"}}}}}
     _add_modules(schema)
-    # a variant inherits its base's required keys, so require them only of specs without 'extends'
+    # a variant inherits its base's required keys, so require them only of specs without 'extends';
+    # its module definitions merge into the base's, so they too may leave out what the base gives
     required = schema.pop("required", [])
+    definition = schema["properties"]["modules"]["additionalProperties"]
+    definition_required = definition.pop("required", [])
     schema["if"] = {"not": {"required": ["extends"]}}
-    schema["then"] = {"required": required}
+    schema["then"] = {"required": required,
+                      "properties": {"modules": {"additionalProperties": {"required": definition_required}}}}
     return schema
 
 
