@@ -324,6 +324,20 @@ def test_torchvision_state_dicts_load_strictly_and_give_the_same_outputs(spec, f
             stochastic_depth_rates(wrong_model) != rates, f"the mutant {old} -> {new} passes"
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("spec", ZOO_SPECS, ids=lambda p: p.stem)
+def test_check_agrees_with_torchvisions_published_parameters_and_operations(spec):
+    """torchvision's weights metadata gives each model's parameters and GMACs (`_ops`, at the
+    input its weights were trained for, the spec's): the parameters exactly, the MACs within 1%.
+    Attention counts as torchvision counts it (ViT-B/16: 17.56 G, where torchinfo says 0.17 G)."""
+    import torchvision
+
+    meta = torchvision.models.get_model_weights(spec.stem).DEFAULT.meta
+    totals = check_file(spec).totals
+    assert totals.trainable_params == meta["num_params"]
+    assert totals.macs / 1e9 == pytest.approx(meta["_ops"], rel=0.01)
+
+
 def stochastic_depth_rates(model) -> dict[str, float]:
     return {name: module.p for name, module in model.named_modules() if type(module).__name__ == "StochasticDepth"}
 

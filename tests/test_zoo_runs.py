@@ -16,7 +16,8 @@ from netspec.cli import app
 from .conftest import ZOO_BASES, ZOO_SPECS
 
 TINY = ["--input", "3x32x32", "--set", "num_classes=10", "--device", "cpu"]
-KERAS_ZOO = ["resnet18", "mobilenet_v2", "squeezenet1_1"]  # merges, depthwise convolutions, concatenation
+KERAS_ZOO = ["resnet18", "mobilenet_v2", "squeezenet1_1",  # merges, depthwise convolutions, concatenation
+             "vit_b_16"]  # tokens, attention and learned tensors
 
 
 def train_two_steps(spec, run_dir, backend: str) -> dict:
