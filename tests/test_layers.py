@@ -333,6 +333,9 @@ def test_channels_moved_last_take_per_pixel_layers_and_give_their_layout_on():
      "num_heads=4 does not divide the 6 features", "one of 1, 2, 3, 6"),
     ([{"name": "a", "type": "multihead_attention", "num_heads": 2}],
      "multihead_attention attends over a token sequence (L×D)", "{type: to_tokens}"),
+    ([{"name": "c", "type": "chunk", "chunks": 4}], "chunks=4 does not divide the 6 channels", "divide the channels"),
+    ([{"name": "c", "type": "chunk", "chunks": 3, "index": 3}], "index 3 is not one of the 3 chunks",
+     "an index from 0 to 2"),
 ])
 def test_layout_mistakes_name_the_layout_and_the_fix(layers, message, hint):
     from netspec.errors import SpecError

@@ -243,6 +243,7 @@ TORCHVISION_ZOO = {  # spec -> how torchvision builds the same network
     "vit_l_16": lambda tv: tv.vit_l_16(image_size=SMALL_INPUT[1]),
     "mobilenet_v3_large": lambda tv: tv.mobilenet_v3_large(), "mobilenet_v3_small": lambda tv: tv.mobilenet_v3_small(),
     "regnet_x_400mf": lambda tv: tv.regnet_x_400mf(), "efficientnet_v2_s": lambda tv: tv.efficientnet_v2_s(),
+    "shufflenet_v2_x1_0": lambda tv: tv.shufflenet_v2_x1_0(),
 }
 
 
@@ -268,6 +269,8 @@ ZOO_MUTANTS = {
     "efficientnet_v2_s": [("activation: silu}", "activation: relu}"), ('p: "${sd * number / 40}"', 'p: "${sd / 40}"'),
                           ('{module: projection, params: {out: "${out}"}, when: "${t != 1}"}', '{module: projection, '
                            'params: {out: "${out}"}, when: "${t != 1}"}\n      - {type: relu, when: "${t != 1}"}')],
+    "shufflenet_v2_x1_0": [("type: channel_shuffle, groups: 2}", "type: channel_shuffle, groups: 4}"),
+                           ("type: chunk, chunks: 2, index: 0,", "type: chunk, chunks: 2, index: 1,")],
     "mobilenet_v3_large": [("out: 80, act: hardswish, stride: 2}", "out: 80, act: relu, stride: 2}"),
                            ('when: "${stride == 1 and inp == out}"', "when: false"),
                            ("activation: hardsigmoid}", "activation: sigmoid}")],

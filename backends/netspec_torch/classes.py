@@ -93,13 +93,15 @@ class ClassBuilder(DefinitionBuilder[GeneratedClass]):
     resolved, pad)`` renders one layer's constructor through the backend's macro; ``layer_call``
     renders forward()'s expression for a layer; ``pads(cl)`` splits its padding."""
 
-    def __init__(self, net: CheckedNet, render_layer, layer_call, pads, called_as_module, not_a_sequence_child) -> None:
+    def __init__(self, net: CheckedNet, render_layer, layer_call, pads, called_as_module, not_a_sequence_child,
+                 is_expression) -> None:
         super().__init__(net)
         self.render_layer = render_layer
         self.layer_call = layer_call
         self.pads = pads
         self.called_as_module = called_as_module  # (cl) -> whether forward() applies it as self.name(x)
         self.not_a_sequence_child = not_a_sequence_child  # (cl, hint) -> the SpecError when it cannot be
+        self.is_expression = is_expression  # (cl) -> whether forward() writes it with no module (a merge)
         self.classes: list[GeneratedClass] = []
         self.constructions: dict[str, Construction] = {}  # instance path -> how it is built
         # class names in use: the network's own class and every name the generated module binds
@@ -210,7 +212,7 @@ class ClassBuilder(DefinitionBuilder[GeneratedClass]):
                inputs: list[str], local: str, condition: str | None):
         checked = [self.by_name[m] for m in members if m is not None]
         first = checked[0]
-        if first.layer.arity != (1, 1):  # a merge
+        if self.is_expression(first):  # a merge, or a chunk: no module of its own
             expr = self.layer_call(first, inputs, merge=True)
             if condition is None:
                 cls.steps.append(ClassStep(local, expr, self.shape(members)))

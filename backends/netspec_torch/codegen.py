@@ -126,11 +126,15 @@ def plan(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -> 
     result.symbols = {cl.name: symbols for cl in net.layers
                       if (symbols := symbolic_fields(cl, net, result.arguments))}
     # merges are expressions in forward(), as torchvision writes `out += identity`; the rest are modules
-    result.module_paths = {name: path for name, path in state_prefixes(net).items() if not _is_merge(net.layer(name))}
+    result.module_paths = {name: path for name, path in state_prefixes(net).items()
+                           if not is_expression(net.layer(name))}
     if not net.spec.is_chain:
         return _graph_plan(net, result)
     if net.spec.blocks is None:
         for cl in net.layers:
+            if is_expression(cl):
+                result.steps.append(Step(layer_call(cl, ["x"], merge=True), fmt_shape(cl.output_shape)))
+                continue
             op_padding, pre_pad = _pads(cl)
             result.attributes.append(Attribute(cl.name, _constructor(cl, op_padding, result.symbols.get(cl.name))))
             result.steps.append(Step(layer_call(cl, ["x"], pre_pad=pre_pad), fmt_shape(cl.output_shape)))
@@ -156,8 +160,14 @@ def plan(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -> 
     return result
 
 
-def _is_merge(cl: CheckedLayer) -> bool:
-    return cl.layer.arity != (1, 1)
+def is_expression(cl: CheckedLayer) -> bool:
+    """Whether forward() writes the layer as an expression of its inputs, with no module of its own:
+    a merge (`add = bn2 + x`), or a layer type with an `_expression` macro (a chunk)."""
+    return cl.layer.arity != (1, 1) or _expression_macro(cl.type) is not None
+
+
+def _expression_macro(layer_type: str):
+    return getattr(_env.get_template("layers.py.j2").module, f"{layer_type}_expression", None)
 
 
 def _forward_macro(layer_type: str):
@@ -168,11 +178,12 @@ def _forward_macro(layer_type: str):
 
 def called_as_module(cl: CheckedLayer) -> bool:
     """Whether forward() applies the layer as ``self.name(x)``, as an ``nn.Sequential`` applies its children."""
-    return _forward_macro(cl.type) is None
+    return not is_expression(cl) and _forward_macro(cl.type) is None
 
 
 def not_a_sequence_child(cl: CheckedLayer, hint: str) -> SpecError:
-    what = "a learned tensor" if cl.layer.learned_tensor else "a module called with more than its input"
+    what = ("a learned tensor" if cl.layer.learned_tensor else "an expression of its input, with no module"
+            if is_expression(cl) else "a module called with more than its input")
     return SpecError([Problem(f"layer '{cl.name}' ({cl.type}) is {what}, which an nn.Sequential cannot apply",
                               cl.location, layer=cl.name, hint=hint)])
 
@@ -185,6 +196,9 @@ def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, p
         # declared by the layer types that have one (sequence_parts asks for it only then)
         return _activation(cast(str, getattr(cl.layer, "activation", None)))
     if merge:
+        expression = _expression_macro(cl.type)
+        if expression is not None:
+            return str(expression(cl.layer, cl.resolved, args)).strip()
         return str(_macro(cl.type)(cl.layer, cl.resolved, (0, 0), call=args)).strip()
     arg = args[0]
     if pre_pad is not None:
@@ -206,7 +220,8 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
     items: list[tuple[Any, Any]] = [(None, cl) for cl in net.layers]  # or (a module's uses, the use's name)
     expansion = net.source.loaded.modules
     if expansion is not None:
-        builder = ClassBuilder(net, _render_symbolic, layer_call, _pads, called_as_module, not_a_sequence_child)
+        builder = ClassBuilder(net, _render_symbolic, layer_call, _pads, called_as_module, not_a_sequence_child,
+                               is_expression)
         builder.build()
         result.classes = builder.classes
         items = []
@@ -241,7 +256,7 @@ def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:
             continue
         cl = item
         args = [var(name) for name in cl.inputs]
-        if _is_merge(cl):
+        if is_expression(cl):
             expr = layer_call(cl, args, merge=True)
         else:
             op_padding, pre_pad = _pads(cl)

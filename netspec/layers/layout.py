@@ -21,6 +21,7 @@ from netspec.layers.base import (
     LayerInput,
     ShapeIssue,
     TensorShape,
+    features_last,
     fmt_shape,
     is_tokens,
     layout_of,
@@ -125,3 +126,56 @@ class Select(Layer):
             raise ShapeIssue(f"index {self.index} is outside the {length} tokens {inp.producer} yields",
                              field="index", hint=f"an index from {-length} to {length - 1}")
         return Analysis(output=(inp.shape[1],))
+
+
+class Chunk(Layer):
+    """One of ``chunks`` equal parts of the channels (the features, for features last), as
+    ``x.chunk(chunks, dim=1)[index]``: ShuffleNetV2 splits its input in two halves, one through the
+    branch, one passed on. out = the input with channels / chunks; params = 0, MACs = 0."""
+
+    category = "reshape"
+    synonyms = {"split": "chunks", "num_or_size_splits": "chunks"}
+    type_synonyms = ("split", "channel_split")
+
+    examples = (((8, 4, 4), {"chunks": 2, "index": 1}), ((6, 5), {"chunks": 3}),
+                (TensorShape((4, 6), TOKENS), {"chunks": 2, "index": 1}))
+
+    type: Literal["chunk"]
+    chunks: int = Field(ge=2, description="Equal parts the channels are split into; must divide them.")
+    index: int = Field(0, ge=0, description="Which part, from 0.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        last = features_last(inp.shape) or len(inp.shape) == 1
+        channels = inp.shape[-1] if last else inp.shape[0]
+        if channels % self.chunks:
+            raise ShapeIssue(f"chunks={self.chunks} does not divide the {channels} channels {inp.producer} yields",
+                             field="chunks", hint="split into parts that divide the channels")
+        if self.index >= self.chunks:
+            raise ShapeIssue(f"index {self.index} is not one of the {self.chunks} chunks", field="index",
+                             hint=f"an index from 0 to {self.chunks - 1}")
+        size = channels // self.chunks
+        sizes = (*inp.shape[:-1], size) if last else (size, *inp.shape[1:])
+        return Analysis(output=with_layout(sizes, layout_of(inp.shape)), resolved={"dim": -1 if last else 1})
+
+
+class ChannelShuffle(Layer):
+    """ShuffleNet's channel shuffle (PyTorch ``nn.ChannelShuffle``): the channels of a channels-first
+    tensor, seen as ``groups`` rows, read column by column, so that the next grouped or split layer
+    mixes what the groups computed apart. Shape unchanged; params = 0, MACs = 0."""
+
+    category = "reshape"
+    synonyms = {"num_groups": "groups"}
+    type_synonyms = ("shuffle", "channelshuffle")
+
+    examples = (((8, 3, 3), {"groups": 2}), ((6, 4), {"groups": 3}))
+
+    type: Literal["channel_shuffle"]
+    groups: int = Field(ge=2, description="Groups the channels are seen as; must divide them.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        if features_last(inp.shape) or len(inp.shape) == 1:
+            raise ShapeIssue(f"channel_shuffle shuffles the channels of a channels-first tensor, but {inp.producer} "
+                             f"yields {layout_of(inp.shape).kind} {fmt_shape(inp.shape)}")
+        if inp.shape[0] % self.groups:
+            raise ShapeIssue(f"groups={self.groups} does not divide the {inp.shape[0]} channels", field="groups")
+        return Analysis(output=inp.shape)
