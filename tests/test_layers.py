@@ -354,3 +354,25 @@ def test_attention_counts_its_maps_in_macs_and_memory():
     assert attention.output_shape == (196, 768) and attention.params == 4 * 768 * 768 + 4 * 768
     assert attention.macs == 4 * 196 * 768**2 + 2 * 196**2 * 768
     assert attention.activation_elements == 196 * 768 + 12 * 196 * 196
+
+
+@pytest.mark.parametrize("kind", ["layer_scale", "multihead_attention", "chunk"])
+def test_a_sequential_module_or_block_refuses_what_it_cannot_apply_as_a_module(kind, write_spec):
+    """`check` says it, at the layer's line, before any backend is asked: a green check means the
+    torch export works (it used to fail only there, as an nn.Sequential cannot hold a parameter)."""
+    from netspec import check_file
+    from netspec.errors import SpecError
+
+    fields = {"layer_scale": "", "multihead_attention": ", num_heads: 2", "chunk": ", chunks: 2"}[kind]
+    body = [f"      - {{type: {kind}{fields}}}"]
+    module = write_spec("\n".join(["name: seq", "input: {shape: [4, 8], layout: tokens}", "modules:", "  m:",
+                                   "    sequential: true", "    layers:", "      - {type: linear, out_features: 8}",
+                                   *body, "layers:", "  - {name: use, module: m}", ""]), "module.yaml")
+    block = write_spec("\n".join(["name: seq", "input: {shape: [4, 8], layout: tokens}", "blocks:",
+                                  "  - name: b", "    layers:", "      - {name: fc, type: linear, out_features: 8}",
+                                  f"      - {{name: step, type: {kind}{fields}}}", ""]), "block.yaml")
+    for spec, line in ((module, 8), (block, 7)):
+        with pytest.raises(SpecError) as caught:
+            check_file(spec)
+        [problem] = caught.value.problems
+        assert f"and {kind} is" in problem.message and problem.location.line == line, problem

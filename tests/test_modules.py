@@ -1151,3 +1151,15 @@ def test_two_layers_of_one_name_in_a_module_are_refused_even_as_alternatives(wri
         check_file(spec)
     [problem] = caught.value.problems
     assert problem.message == "module 'block' has two layers named 'conv'" and problem.location.line == 8
+
+
+def test_a_runs_resolved_spec_keeps_params_written_from_repetition(write_spec, tmp_path):
+    """`netspec train` writes the spec as trained (modules unexpanded); a top-level use's param
+    written from `repetition` is written back as it was (it crashed the YAML writer)."""
+    from netspec.train.launch import _resolved_spec_text
+
+    net = check_file(write_spec(RAMP))
+    text = _resolved_spec_text(net)
+    assert 'number: ${2 + repetition}' in text
+    again = check_file(write_spec(text, "resolved.yaml"))
+    assert [(cl.name, cl.layer) for cl in again.layers] == [(cl.name, cl.layer) for cl in net.layers]

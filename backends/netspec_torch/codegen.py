@@ -94,12 +94,15 @@ def _constructor(layer: CheckedLayer, op_padding: tuple[int, int], symbols: dict
     return str(_macro(layer.type)(spec_layer, layer.resolved, op_padding)).strip()
 
 
-def _activation(name: str, call: str | None = None) -> str:
-    """The activation shorthand's module, or with ``call`` its functional form applied to it: the
-    activation's own macro renders both."""
+def _activation(cl: CheckedLayer, call: str | None = None) -> str:
+    """The layer's activation shorthand as a module, or with ``call`` its functional form applied
+    to it: the activation's own macro renders both, for the layer's output (softmax's axis)."""
+    name = cast(str, getattr(cl.layer, "activation", None))
+    kind = LAYER_REGISTRY[name]
     # model_construct validates nothing and takes any field; pydantic's mypy plugin types it with Layer's own
-    layer = LAYER_REGISTRY[name].model_construct(name=name, type=name)  # type: ignore[call-arg]
-    return str(_macro(name)(layer, {}, (0, 0), call=call)).strip()
+    layer = kind.model_construct(name=name, type=name)  # type: ignore[call-arg]
+    resolved = kind.resolved_for(cl.output_shape)  # type: ignore[attr-defined]  # every shorthand is elementwise
+    return str(_macro(name)(layer, resolved, (0, 0), call=call)).strip()
 
 
 def _pad_module(cl: CheckedLayer, pre_pad) -> str:
@@ -150,7 +153,7 @@ def plan(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -> 
             rendered = {"pad": lambda cl=cl, pre_pad=pre_pad: _pad_module(cl, pre_pad),
                         "layer": lambda cl=cl, op_padding=op_padding: _constructor(cl, op_padding,
                                                                                    result.symbols.get(cl.name)),
-                        "activation": lambda cl=cl: _activation(cast(str, getattr(cl.layer, "activation", None)))}
+                        "activation": lambda cl=cl: _activation(cl)}
             modules += [rendered[part]() for part in sequence_parts(cl)]
         if len(modules) == 1:  # a lone module is kept as itself, as torchvision's `avgpool` is
             result.attributes.append(Attribute(block.name, modules[0]))
@@ -184,7 +187,7 @@ def called_as_module(cl: CheckedLayer) -> bool:
 def not_a_sequence_child(cl: CheckedLayer, hint: str) -> SpecError:
     what = ("a learned tensor" if cl.layer.learned_tensor else "an expression of its input, with no module"
             if is_expression(cl) else "a module called with more than its input")
-    return SpecError([Problem(f"layer '{cl.name}' ({cl.type}) is {what}, which an nn.Sequential cannot apply",
+    return SpecError([Problem(f"{cl.type} is {what}, which an nn.Sequential cannot apply",
                               cl.location, layer=cl.name, hint=hint)])
 
 
@@ -194,7 +197,7 @@ def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, p
     on its padded input, wrapped in its activation shorthand; or the shorthand's module alone."""
     if activation_module:
         # declared by the layer types that have one (sequence_parts asks for it only then)
-        return _activation(cast(str, getattr(cl.layer, "activation", None)))
+        return _activation(cl)
     if merge:
         expression = _expression_macro(cl.type)
         if expression is not None:
@@ -209,7 +212,7 @@ def layer_call(cl: CheckedLayer, args: list[str], *, local: str | None = None, p
         return str(forward(cl.layer, cl.resolved, f"self.{local or cl.name}", arg)).strip()
     expr = f"self.{local or cl.name}({arg})"
     activation = getattr(cl.layer, "activation", None)
-    return _activation(activation, call=expr) if activation else expr
+    return _activation(cl, call=expr) if activation else expr
 
 
 def _graph_plan(net: CheckedNet, result: TorchPlan) -> TorchPlan:

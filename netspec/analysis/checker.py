@@ -241,6 +241,11 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             checked.append(_stub(index, block, layer, path, loaded, ins[0].shape))
             break
         location = loaded.location(path)
+        if block is not None and not layer.chains_as_module and explain:  # a block is a chain of modules
+            problems.append(Problem(f"a block applies each layer as a module on one input, and {layer.kind} is "
+                                    + ("a learned tensor" if layer.learned_tensor else
+                                       "applied with more than its input as a module"), location, layer=layer.name,
+                                    hint="write the network as a flat 'layers:' list"))
         try:
             analysis = layer.analyze_inputs([LayerInput(t.shape, t.producer, flat_input=t.flat_input) for t in ins])
         except ShapeIssue as shape_issue:

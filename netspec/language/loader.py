@@ -18,8 +18,10 @@ from netspec.language.modules import MAX_LAYERS, Expander, Expansion, read_defin
 from netspec.language.params import (
     PARAM_REF,
     REPETITION,
+    REPETITION_HINT,
     Budget,
     OverridesArg,
+    PerRepetition,
     apply_overrides,
     overrides_from,
     parse_references,
@@ -126,8 +128,7 @@ def _expand_modules(tree: LMap, expressions: dict[Location, Expression | str]) -
             if name not in values:
                 hint = suggest(name, values) or "declare it under the module's 'params:' or the spec's"
                 if name == REPETITION:
-                    hint = ("'repetition' is the number of a repetition, from 0, in the params of a use with "
-                            "'repeat' (number: ${start + repetition})")
+                    hint = REPETITION_HINT
                 found.append(Problem(f"undefined param '${{{name}}}'", loc, hint=hint))
                 return None
             return values[name]
@@ -197,4 +198,6 @@ def _to_plain(value: Any, path: Path_, loc: Location, table: dict[Path_, Locatio
         return {k: _to_plain(v, (*path, k), value.locs.get(k, value.loc), table) for k, v in value.items()}
     if isinstance(value, LList):
         return [_to_plain(v, (*path, i), child_loc(value, i, value.loc), table) for i, v in enumerate(value)]
+    if isinstance(value, PerRepetition):  # a repeated use's param, as written: a run's spec.yaml reads back
+        return value.written
     return value

@@ -44,6 +44,7 @@ from netspec.errors import Location, Problem, SpecError, Suggestions, closest_na
 from netspec.language.params import PerRepetition
 from netspec.language.yamlio import LList, LMap, child_loc
 from netspec.layers.base import (
+    LAYER_REGISTRY,
     LOCAL_CODE_NAMES,
     MAX_NAME_LENGTH,
     NETWORK_INPUT,
@@ -381,6 +382,13 @@ class Expander:
                 self.problems.append(Problem("a sequential module is a chain: its layers take no 'inputs'",
                                              item.locs["inputs"], layer=label,
                                              hint="leave out sequential: true to write a graph"))
+            type_name = item.get("type")
+            kind = LAYER_REGISTRY.get(type_name) if isinstance(type_name, str) else None
+            if sequential and kind is not None and not kind.chains_as_module:
+                what = "a learned tensor" if kind.learned_tensor else "applied with more than its input as a module"
+                self.problems.append(Problem(f"a sequential module applies each layer as a module on one input, "
+                                             f"and {item['type']} is {what}", item.locs.get("type", where),
+                                             layer=label, hint="leave out sequential: true to write a graph"))
             inputs = self._inputs(item, renamed, previous, name)
             written = _written_inputs(item)
             inside_a_use = [ref for ref in written if "." in ref] if not scope else []

@@ -178,6 +178,8 @@ def resolve_params(tree: LMap, expressions: dict[Location, Expression | str]) ->
         if name not in raw:
             hint = suggest(name, raw) or (
                 f"defined params: {listing(raw)}" if raw else "declare it under 'params:'")
+            if name == REPETITION:
+                hint = REPETITION_HINT
             problems.append(Problem(f"undefined param '${{{name}}}'", loc, hint=hint))
             return None
         return resolve_param(name, chain)
@@ -245,6 +247,8 @@ def _reference(expression: Expression | str, loc: Location, lookup, problems: li
 # The number of a repetition (from 0), which the params of a repeated use may be written from
 # (`number: ${start + repetition}`): each repetition evaluates them with its own number.
 REPETITION = "repetition"
+REPETITION_HINT = ("'repetition' is the number of a repetition, from 0, in the params of a use with 'repeat' "
+                   "(number: ${start + repetition})")
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,10 @@ class PerRepetition:
 
     expression: Expression
     loc: Location
+
+    @property
+    def written(self) -> str:
+        return f"${{{self.expression.text}}}"
 
     def value(self, number: int, values: Mapping[str, Any], problems: list[Problem], layer: str) -> Any:
         def lookup(name: str, loc: Location) -> Any:

@@ -6,11 +6,11 @@ fully connected layers accept (``activation: relu6``): defining one here makes i
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import Analysis, Layer, LayerInput
+from netspec.layers.base import TOKENS, Analysis, Layer, LayerInput, Shape, TensorShape, features_last
 
 
 class _Elementwise(Layer):
@@ -18,8 +18,13 @@ class _Elementwise(Layer):
     # Whether `activation: <type>` on a convolution or linear layer may name it (with its defaults).
     shorthand: ClassVar[bool] = True
 
+    @classmethod
+    def resolved_for(cls, shape: Shape) -> dict[str, Any]:
+        """What the backends need to apply it to a tensor of ``shape`` (the shorthand's too)."""
+        return {}
+
     def analyze(self, inp: LayerInput) -> Analysis:
-        return Analysis(output=inp.shape)
+        return Analysis(output=inp.shape, resolved=self.resolved_for(inp.shape))
 
 
 class ReLU(_Elementwise):
@@ -112,13 +117,18 @@ class Tanh(_Elementwise):
 
 
 class Softmax(_Elementwise):
-    """exp(x_c) / Σ exp(x_j) over the channel (or feature) axis. Shape unchanged; params = 0."""
+    """exp(x_c) / Σ exp(x_j) over the channel (or feature) axis: the first axis channels first,
+    the last for tokens and channels-last tensors. Shape unchanged; params = 0."""
 
     outputs_probabilities = True
 
-    examples = (((10,), {}), ((4, 3, 3), {}))
+    examples = (((10,), {}), ((4, 3, 3), {}), (TensorShape((5, 6), TOKENS), {}))
 
     type: Literal["softmax"]
+
+    @classmethod
+    def resolved_for(cls, shape: Shape) -> dict[str, Any]:
+        return {"dim": -1 if features_last(shape) else 1}  # PyTorch's axis, the batch counted
 
 
 class Identity(_Elementwise):

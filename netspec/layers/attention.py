@@ -35,6 +35,7 @@ class MultiheadAttention(Layer):
 
     category = "attention"
     input_channel_keys = ("embed_dim",)
+    chains_as_module = False
     synonyms = {"heads": "num_heads", "n_heads": "num_heads", "attention_dropout": "dropout",
                 "use_bias": "bias"}
     type_synonyms = ("attention", "self_attention", "multi_head_attention", "mha")

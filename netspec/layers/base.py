@@ -484,6 +484,10 @@ class Layer(BaseModel):
     # layer_scale): its state-dict key is the layer's own path, and PyTorch keeps it as a parameter
     # of the module around it, as torchvision does.
     learned_tensor: ClassVar[bool] = False
+    # Whether a chain of modules (nn.Sequential, a sequential module) can hold it as a module of its
+    # own applied to one input: not a learned tensor, attention (called on query, key and value)
+    # or a chunk (an index into its input).
+    chains_as_module: ClassVar[bool] = True
     # The value padding takes: -inf for max pooling, so that the border never wins.
     pad_value: ClassVar[float] = 0.0
     # How many inputs the layer takes: (at least, at most or None for any number).

@@ -98,6 +98,7 @@ class Linear(Layer):
         ((20,), {"out_features": 10, "bias": False}),
         ((12,), {"in_features": 12, "out_features": 5, "activation": "softmax"}),
         (TensorShape((7, 12), TOKENS), {"out_features": 5, "activation": "gelu"}),  # every token
+        (TensorShape((7, 12), TOKENS), {"out_features": 5, "activation": "softmax"}),  # over each token's features
     )
 
     weights = (WeightTensor("weight", "kernel", to_keras=(1, 0)),  # (out, in) <-> (in, out)

@@ -135,6 +135,7 @@ class Chunk(Layer):
 
     category = "reshape"
     synonyms = {"split": "chunks", "num_or_size_splits": "chunks"}
+    chains_as_module = False
     type_synonyms = ("split", "channel_split")
 
     examples = (((8, 4, 4), {"chunks": 2, "index": 1}), ((6, 5), {"chunks": 3}),

@@ -31,6 +31,7 @@ class _LearnedTensor(Layer):
     # the layer is one tensor, keyed by the layer's own path (WeightTensor "" below): in PyTorch a
     # parameter of the enclosing module, applied by an expression in its forward()
     learned_tensor: ClassVar[bool] = True
+    chains_as_module = False
 
     def _require_tokens(self, inp: LayerInput) -> None:
         if not is_tokens(inp.shape):
