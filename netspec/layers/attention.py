@@ -14,9 +14,7 @@ from netspec.layers.base import (
     ShapeIssue,
     TensorShape,
     WeightTensor,
-    fmt_shape,
-    is_tokens,
-    layout_of,
+    require_tokens,
 )
 
 
@@ -57,10 +55,7 @@ class MultiheadAttention(Layer):
     bias: bool = Field(True, description="Biases on the projections.")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        if not is_tokens(inp.shape):
-            raise ShapeIssue(f"multihead_attention attends over a token sequence (L×D), but {inp.producer} yields "
-                             f"{layout_of(inp.shape).kind} {fmt_shape(inp.shape)}",
-                             hint="make tokens first: {type: to_tokens}")
+        require_tokens(inp, "multihead_attention attends over")
         length, features = inp.shape
         if features % self.num_heads:
             divisors = [d for d in range(1, features + 1) if features % d == 0]

@@ -527,6 +527,14 @@ def fmt_shape(shape: Shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
+def require_tokens(inp: LayerInput, does: str) -> None:
+    """A ShapeIssue unless the layer's input is a token sequence; ``does`` says what the layer does
+    ("class_token acts on")."""
+    if not is_tokens(inp.shape):
+        raise ShapeIssue(f"{does} a token sequence (L×D), but {inp.producer} yields {layout_of(inp.shape).kind} "
+                         f"{fmt_shape(inp.shape)}", hint="make tokens first: {type: to_tokens}")
+
+
 def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tuple[int, ...]]:
     """The channels and spatial sizes of a layer's input, which must have ``rank`` spatial axes
     (2: an image, C×H×W); otherwise a ShapeIssue that says what it got and what to do."""

@@ -6,6 +6,7 @@ layer named ``layer_scale`` inside ``features.1.0`` loads ``features.1.0.layer_s
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -15,14 +16,11 @@ from netspec.layers.base import (
     Analysis,
     Layer,
     LayerInput,
-    ShapeIssue,
     TensorShape,
     WeightTensor,
     channels_of,
     features_last,
-    fmt_shape,
-    is_tokens,
-    layout_of,
+    require_tokens,
 )
 
 
@@ -32,12 +30,6 @@ class _LearnedTensor(Layer):
     # parameter of the enclosing module, applied by an expression in its forward()
     learned_tensor: ClassVar[bool] = True
     chains_as_module = False
-
-    def _require_tokens(self, inp: LayerInput) -> None:
-        if not is_tokens(inp.shape):
-            raise ShapeIssue(f"{self.kind} acts on a token sequence (L×D), but {inp.producer} yields "
-                             f"{layout_of(inp.shape).kind} {fmt_shape(inp.shape)}",
-                             hint="make tokens first: {type: to_tokens}")
 
 
 class LayerScale(_LearnedTensor):
@@ -62,12 +54,10 @@ class LayerScale(_LearnedTensor):
 
     def analyze(self, inp: LayerInput) -> Analysis:
         channels = channels_of(inp.shape)
-        numel = 1
-        for d in inp.shape:
-            numel *= d
         # PyTorch keeps γ as C×1×1 to broadcast over a channels-first image
         ones = 0 if features_last(inp.shape) else len(inp.shape) - 1
-        return Analysis(output=inp.shape, params=channels, macs=numel, resolved={"channels": channels, "ones": ones})
+        return Analysis(output=inp.shape, params=channels, macs=math.prod(inp.shape),
+                        resolved={"channels": channels, "ones": ones})
 
 
 class ClassToken(_LearnedTensor):
@@ -84,7 +74,7 @@ class ClassToken(_LearnedTensor):
     type: Literal["class_token"]
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        self._require_tokens(inp)
+        require_tokens(inp, f"{self.kind} acts on")
         length, features = inp.shape
         return Analysis(output=TensorShape((length + 1, features), TOKENS), params=features,
                         resolved={"features": features})
@@ -105,7 +95,7 @@ class PositionEmbedding(_LearnedTensor):
     std: float = Field(0.02, gt=0, description="The standard deviation of the initial values (ViT: 0.02).")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        self._require_tokens(inp)
+        require_tokens(inp, f"{self.kind} acts on")
         length, features = inp.shape
         return Analysis(output=inp.shape, params=length * features, macs=length * features,
                         resolved={"length": length, "features": features})
