@@ -19,7 +19,8 @@ from netspec.language.spec import DataSpec
 from netspec.layers import fmt_shape
 from netspec.layers.base import layout_of
 
-SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 256
+# random labels: validation only exercises the eval path, so a few batches of it are enough
+SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 64
 # the most memory the transformed images of one in-memory split may take for a backend to keep them
 PREPARED_LIMIT_BYTES = 1 << 30
 # what torchvision's ImageFolder accepts, so both backends list the same files
