@@ -9,7 +9,7 @@ from netspec.analysis.checker import check
 from netspec.language.loader import LoadedSpec
 from netspec.language.spec import NetSpec, SpecSource
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
-from netspec.layers.base import channels_of, is_tokens, layout_of, same_padding, window_output
+from netspec.layers.base import channels_of, features_last, is_tokens, layout_of, same_padding, window_output
 
 CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
 
@@ -21,6 +21,10 @@ def single_layer_net(kind: str, index: int):
     shape, config = LAYER_REGISTRY[kind].examples[index]
     if not isinstance(shape[0], tuple):
         layers = [{"name": "layer", "type": kind, **config}]
+        if features_last(shape) and not is_tokens(shape):  # a channels-last image: the input, permuted
+            rank = len(shape) - 1
+            layers.insert(0, {"name": "to_last", "type": "permute", "dims": [0, *range(2, rank + 2), 1]})
+            shape = (shape[-1], *shape[:-1])
         spec = NetSpec.model_validate({"name": "one", "input": _input(shape), "layers": layers})
         return check(SpecSource(spec, LoadedSpec({}, {}, "<example>")))
     network_input, feeders = shape[0], []
@@ -200,7 +204,7 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
     assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "class_token", "conv1d", "conv2d", "conv3d",
                          "groupnorm", "layer_scale", "layernorm", "linear", "multihead_attention",
-                         "position_embedding"]
+                         "position_embedding", "window_attention"]
 
 
 def test_a_weight_tensor_can_reshape_as_well_as_permute():

@@ -81,7 +81,10 @@ def per_layer(backend, net, model, x):
                 measured.append((tuple(outputs[cl.name].shape[1:]), module.numel(), 0))
                 continue
             params = sum(p.numel() for p in module.parameters())
-            buffers = sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+            # buffers only PyTorch keeps (batch norm's step counter, Swin's relative position index) are
+            # not the layer's parameters: Keras computes them or goes without
+            buffers = sum(b.numel() for name, b in module.named_buffers()
+                          if name.rsplit(".", 1)[-1] not in cl.layer.torch_only_buffers)
         measured.append((tuple(outputs[cl.name].shape[1:]), params, buffers))
     return measured, y
 
@@ -98,11 +101,11 @@ def calibrated_batchnorm(model: torch.nn.Module, input_shape: tuple[int, ...], b
     with torch.no_grad():
         # what starts constant would hide the layers it scales: ConvNeXt's layer_scale of 1e-6 leaves
         # every block's branch out of the output, a layer norm's unit scale hides a mistaken eps, and
-        # ViT's zero head makes every output zero
+        # ViT's zero head makes every output zero, Swin's small position bias hides a wrong window
         for name, tensor in model.named_parameters():
             if name.endswith("layer_scale"):
                 tensor.uniform_(0.5, 1.5)
-            elif name.endswith(("class_token", "pos_embedding")):
+            elif name.endswith(("class_token", "pos_embedding", "relative_position_bias_table")):
                 tensor.normal_()
             elif not tensor.any():  # zero at the start (ViT's classifier head): the output would be zero
                 tensor.normal_(0.0, 0.02)

@@ -15,7 +15,7 @@ from netspec.layers import LAYER_REGISTRY, fmt_shape
 from netspec.layers.base import NETWORK_INPUT
 from netspec_torch.arguments import constructor_params, symbolic_fields
 from netspec_torch.classes import ClassBuilder, numbered, sequential_of
-from netspec_torch.imports import need, recording
+from netspec_torch.imports import HELPERS_USING_FUNCTIONAL, need, recording
 
 _env = environment("netspec_torch")
 _env.globals["need"] = need
@@ -304,7 +304,7 @@ def render(net: CheckedNet, reserved: frozenset[str] | set[str] = frozenset()) -
             init_signature=torch_plan.init_signature,
             builder_signature=torch_plan.builder_signature,
             builder_call=torch_plan.builder_call,
-            uses_functional="F" in needed or "ChannelLayerNorm" in needed,
+            uses_functional="F" in needed or bool(needed & HELPERS_USING_FUNCTIONAL),
             helpers=needed,
             uses_ordered_dict="OrderedDict" in needed,
         )

@@ -28,13 +28,20 @@ def apply_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 def save_neutral_state(model: torch.nn.Module, net: CheckedNet, state: Mapping[str, Any], path: str,
                        source: str) -> None:
     """Set neutral-layout arrays on ``model`` strictly and save its state dict as safetensors.
-    Batch norm's step counter, which other frameworks do not keep, is taken as the model's own."""
+    The buffers other frameworks do not keep (batch norm's step counter, Swin's relative position
+    index, which the model computes) are taken as the model's own."""
     from safetensors.torch import save_file
 
+    from netspec.files.weights import state_key, state_prefixes
+
     tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
-    for key, value in model.state_dict().items():
-        if key.endswith(".num_batches_tracked") and key not in tensors:
-            tensors[key] = value
+    paths = state_prefixes(net)
+    own = model.state_dict()
+    for cl in net.layers:
+        for buffer in cl.layer.torch_only_buffers:
+            key = state_key(paths[cl.name], buffer)
+            if key in own and key not in tensors:
+                tensors[key] = own[key]
     apply_state_dict(model, tensors, source)  # strict: every tensor of the model, and no other
     metadata = {"spec": net.spec.name, "layout": "torch"}
     if any(key.endswith(".num_batches_tracked") for key in tensors):

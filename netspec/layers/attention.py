@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
     TOKENS,
     Analysis,
     Layer,
     LayerInput,
+    NonNegativePair,
+    Pair,
     ShapeIssue,
     TensorShape,
     WeightTensor,
+    fmt_shape,
+    layout_of,
     require_tokens,
 )
 
@@ -66,3 +73,77 @@ class MultiheadAttention(Layer):
                         macs=4 * length * features * features + 2 * length * length * features,
                         sees_whole_input=True, kept_elements=self.num_heads * length * length,
                         resolved={"embed_dim": features})
+
+
+class WindowAttention(Layer):
+    """Multi-head self-attention within non-overlapping windows of a channels-last image H×W×C, with
+    a learned relative-position bias and, with ``shift``, the windows rolled by ``shift`` pixels
+    first (Swin's W-MSA and SW-MSA, torchvision's ``ShiftedWindowAttention``). The image is padded
+    at the bottom and right to whole windows; a shifted window that wraps around attends only within
+    each of the regions it joins; the padding is cropped again. Along an axis one window covers there
+    is nothing to shift past, so there is no shift (as torchvision decides, when it runs). PyTorch's names: ``qkv`` (Linear C→3C),
+    ``proj`` (Linear C→C), ``relative_position_bias_table`` ((2·wh-1)·(2·ww-1) × heads) and the
+    ``relative_position_index`` buffer it computes.
+
+    Shape unchanged. params = 4·C² + 4·C (with biases) + the table. MACs per padded pixel =
+    4·C² (the projections) + 2·wh·ww·C (scores and weighted sums), as torchvision's operation counts
+    take them. Training keeps heads · wh·ww attention weights per padded pixel.
+    """
+
+    category = "attention"
+    input_channel_keys = ("dim",)
+    synonyms = {"heads": "num_heads", "window": "window_size", "shift_size": "shift", "use_bias": "bias",
+                "qkv_bias": "bias"}
+    type_synonyms = ("shifted_window_attention", "swin_attention", "windowed_attention")
+
+    examples = (
+        (TensorShape((6, 6, 8), CHANNELS_LAST[2]), {"num_heads": 2, "window_size": 3}),
+        (TensorShape((6, 6, 8), CHANNELS_LAST[2]), {"num_heads": 2, "window_size": 3, "shift": 1}),
+        (TensorShape((5, 7, 12), CHANNELS_LAST[2]), {"num_heads": 3, "window_size": [2, 3], "shift": 1,
+                                                     "bias": False}),
+    )
+
+    weights = (WeightTensor("qkv.weight", "qkv_kernel", to_keras=(1, 0)),
+               WeightTensor("qkv.bias", "qkv_bias", needs="bias"),
+               WeightTensor("proj.weight", "proj_kernel", to_keras=(1, 0)),
+               WeightTensor("proj.bias", "proj_bias", needs="bias"),
+               WeightTensor("relative_position_bias_table", "relative_position_bias_table"))
+    # computed from the window size in both frameworks; PyTorch keeps it in the state dict
+    torch_only_buffers = ("relative_position_index",)
+
+    type: Literal["window_attention"]
+    num_heads: PositiveInt = Field(description="Heads the channels are split into; must divide them.")
+    window_size: Pair = Field(description="The window, an int or [height, width] (Swin: 7).")
+    shift: NonNegativePair = Field((0, 0), description="Pixels the windows are shifted by, an int or [down, right] "
+                                   "(Swin: 0 in even blocks, half the window in odd ones).")
+    attention_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the attention weights, in training.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the output, in training.")
+    bias: bool = Field(True, description="Biases on the qkv and output projections.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        layout = layout_of(inp.shape)
+        if layout is not CHANNELS_LAST[2]:
+            hint = ("move the channels last first: {type: permute, dims: [0, 2, 3, 1]}" if layout is CHANNELS_FIRST[2]
+                    else None)
+            raise ShapeIssue(f"window_attention attends within windows of {CHANNELS_LAST[2].kind} "
+                             f"({CHANNELS_LAST[2].name}), but {inp.producer} yields {layout.kind} "
+                             f"({layout.name} {fmt_shape(inp.shape)})", hint=hint)
+        height, width, channels = inp.shape
+        if channels % self.num_heads:
+            divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+            raise ShapeIssue(f"num_heads={self.num_heads} does not divide the {channels} channels",
+                             field="num_heads", hint=f"one of {', '.join(map(str, divisors[-6:]))}")
+        for shift, window, axis in zip(self.shift, self.window_size, ("height", "width"), strict=True):
+            if shift >= window:
+                raise ShapeIssue(f"a shift of {shift} is not less than the window's {axis} of {window}", field="shift",
+                                 hint=f"Swin shifts by half the window: {window // 2}")
+        padded = tuple(-(-size // window) * window for size, window in zip((height, width), self.window_size,
+                                                                            strict=True))
+        window_pixels = math.prod(self.window_size)
+        pixels = math.prod(padded)
+        table = (2 * self.window_size[0] - 1) * (2 * self.window_size[1] - 1) * self.num_heads
+        params = 4 * channels * channels + (4 * channels if self.bias else 0) + table
+        return Analysis(output=inp.shape, params=params,
+                        macs=pixels * (4 * channels * channels + 2 * window_pixels * channels),
+                        kept_elements=self.num_heads * pixels * window_pixels,
+                        resolved={"dim": channels})

@@ -180,3 +180,28 @@ class ChannelShuffle(Layer):
         if inp.shape[0] % self.groups:
             raise ShapeIssue(f"groups={self.groups} does not divide the {inp.shape[0]} channels", field="groups")
         return Analysis(output=inp.shape)
+
+
+class PatchMerge(Layer):
+    """Each 2×2 block of pixels of a channels-last image H×W×C put side by side in one pixel:
+    ⌈H/2⌉×⌈W/2⌉×4C, a zero row or column added first to an odd side, the four pixels in Swin's order
+    (top-left, bottom-left, top-right, bottom-right), as torchvision's PatchMerging gathers them before
+    its LayerNorm and Linear. params = 0, MACs = 0."""
+
+    category = "reshape"
+    type_synonyms = ("patch_merging", "space_to_depth")
+
+    examples = ((TensorShape((4, 6, 3), CHANNELS_LAST[2]), {}), (TensorShape((5, 3, 2), CHANNELS_LAST[2]), {}))
+
+    type: Literal["patch_merge"]
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        layout = layout_of(inp.shape)
+        if layout is not CHANNELS_LAST[2]:
+            hint = ("move the channels last first: {type: permute, dims: [0, 2, 3, 1]}" if layout is CHANNELS_FIRST[2]
+                    else None)
+            raise ShapeIssue(f"patch_merge gathers 2×2 pixels of {CHANNELS_LAST[2].kind} ({CHANNELS_LAST[2].name}), "
+                             f"but {inp.producer} yields {layout.kind} ({layout.name} {fmt_shape(inp.shape)})",
+                             hint=hint)
+        height, width, channels = inp.shape
+        return Analysis(output=TensorShape((-(-height // 2), -(-width // 2), 4 * channels), CHANNELS_LAST[2]))
