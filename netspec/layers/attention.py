@@ -81,9 +81,9 @@ class WindowAttention(Layer):
     first (Swin's W-MSA and SW-MSA, torchvision's ``ShiftedWindowAttention``). The image is padded
     at the bottom and right to whole windows; a shifted window that wraps around attends only within
     each of the regions it joins; the padding is cropped again. Along an axis one window covers there
-    is nothing to shift past, so there is no shift (as torchvision decides, when it runs). PyTorch's names: ``qkv`` (Linear C→3C),
-    ``proj`` (Linear C→C), ``relative_position_bias_table`` ((2·wh-1)·(2·ww-1) × heads) and the
-    ``relative_position_index`` buffer it computes.
+    is nothing to shift past, so there is no shift (as torchvision decides, when it runs). PyTorch's
+    names: ``qkv`` (Linear C→3C), ``proj`` (Linear C→C), ``relative_position_bias_table``
+    ((2·wh-1)·(2·ww-1) × heads) and the ``relative_position_index`` buffer it computes.
 
     Shape unchanged. params = 4·C² + 4·C (with biases) + the table. MACs per padded pixel =
     4·C² (the projections) + 2·wh·ww·C (scores and weighted sums), as torchvision's operation counts
