@@ -203,7 +203,7 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
         assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
     assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "class_token", "conv1d", "conv2d", "conv3d",
-                         "groupnorm", "layer_scale", "layernorm", "linear", "multihead_attention",
+                         "conv_transpose2d", "groupnorm", "layer_scale", "layernorm", "linear", "multihead_attention",
                          "position_embedding", "window_attention"]
 
 

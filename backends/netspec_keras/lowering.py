@@ -17,7 +17,7 @@ from netspec.codegen.render import py
 from netspec.errors import Problem, SpecError
 from netspec.layers.attention import MultiheadAttention, WindowAttention
 from netspec.layers.base import LAYOUTS, Layer, layout_of, resolve_padding, spatial_rank, to_channels_first_axes
-from netspec.layers.conv import _ConvNd
+from netspec.layers.conv import ConvTranspose2d, _ConvNd
 from netspec.layers.core import Flatten, Linear
 from netspec.layers.layout import ChannelShuffle, Chunk, PatchMerge, Select
 from netspec.layers.learned import ClassToken, LayerScale, PositionEmbedding
@@ -106,6 +106,23 @@ def _convolution(cl: CheckedLayer, name: Naming) -> Lowering:
     if cl.layer.depthwise(cl.resolved["in_channels"]):  # Keras' own layer, and its kernel layout
         lowering.macro_values["depthwise"] = True
     return lowering
+
+
+@lowers(ConvTranspose2d)
+def _transposed_convolution(cl: CheckedLayer, name: Naming) -> Lowering:
+    """Keras crops a transposed convolution's output only as TensorFlow's 'same' does: by
+    (kernel - stride) / 2 on each side, with no output padding."""
+    assert isinstance(cl.layer, ConvTranspose2d)  # as registered
+    layer, lowering = cl.layer, Lowering(name)
+    if layer.padding == (0, 0) and layer.output_padding == (0, 0):
+        return lowering
+    if layer.output_padding == (0, 0) and all(2 * pad == kernel - stride for pad, kernel, stride
+                                              in zip(layer.padding, layer.kernel_size, layer.stride, strict=True)):
+        lowering.macro_values["padding"] = "same"
+        return lowering
+    raise unsupported(cl, f"a transposed convolution's padding {list(layer.padding)} with output_padding "
+                          f"{list(layer.output_padding)}", "use padding 0, or (kernel_size - stride) / 2 on each side "
+                          "and no output_padding, as Keras' 'same'")
 
 
 @lowers(_AvgPool)

@@ -15,6 +15,7 @@ from netspec.layers.base import (
     Layer,
     LayerInput,
     Length,
+    NonNegativePair,
     LengthPadding,
     Padding,
     Pair,
@@ -196,3 +197,55 @@ class Conv3d(_ConvNd):
     padding: TriplePadding = Field((0, 0, 0), description="An int, [depth, height, width], 'valid', or "
                                                       "TensorFlow-style 'same'.")
     dilation: Triple = (1, 1, 1)
+
+
+class ConvTranspose2d(Layer):
+    """2-D transposed convolution (PyTorch ``nn.ConvTranspose2d``, Keras ``Conv2DTranspose``): the
+    gradient of a convolution, which a decoder uses to upsample (U-Net's 2×2 stride-2 "up-conv").
+
+        out = (in - 1)·stride - 2·padding + kernel + output_padding
+
+    params = in_channels · out_channels · kh · kw + (out_channels if bias)
+    MACs   = in_h · in_w · in_channels · out_channels · kh · kw (each input pixel spreads its kernel)
+
+    PyTorch keeps the kernel as (in, out, kh, kw), Keras as (kh, kw, out, in). Keras pads as
+    PyTorch does where the padding is 0 or, with no output_padding, (kernel - stride) / 2 ('same').
+    """
+
+    category = "convolution"
+    input_channel_keys = ("in_channels",)
+    synonyms = {"filters": "out_channels", "strides": "stride", "use_bias": "bias", "kernel": "kernel_size"}
+    type_synonyms = ("deconv", "deconv2d", "conv2d_transpose", "conv2DTranspose", "upconv")
+
+    examples = (
+        ((4, 5, 6), {"out_channels": 3, "kernel_size": 2, "stride": 2}),
+        ((3, 4, 4), {"out_channels": 5, "kernel_size": 4, "stride": 2, "padding": 1}),
+        ((2, 3, 5), {"out_channels": 2, "kernel_size": [3, 1], "bias": False}),
+        ((3, 4, 5), {"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}),
+    )
+    weights = (WeightTensor("weight", "kernel", to_keras=(2, 3, 1, 0)), WeightTensor("bias", "bias", needs="bias"))
+
+    type: Literal["conv_transpose2d"]
+    out_channels: PositiveInt = Field(description="Number of filters.")
+    kernel_size: Pair = Field(description=f"Kernel size: {_per_axis(2)}.")
+    stride: Pair = (1, 1)
+    padding: NonNegativePair = Field((0, 0), description="Rows and columns cropped from each side of the output.")
+    output_padding: NonNegativePair = Field((0, 0), description="Rows and columns added after the last; less than "
+                                            "the stride (to pick one of the sizes a strided conv maps back from).")
+    bias: bool = True
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        channels, spatial = require_spatial(inp, self.kind, 2)
+        for extra, stride in zip(self.output_padding, self.stride, strict=True):
+            if extra >= stride:
+                raise ShapeIssue(f"output_padding {list(self.output_padding)} must be less than the stride "
+                                 f"{list(self.stride)}", field="output_padding", hint="use 0, or a larger stride")
+        out = tuple((size - 1) * stride - 2 * pad + kernel + extra for size, stride, pad, kernel, extra
+                    in zip(spatial, self.stride, self.padding, self.kernel_size, self.output_padding, strict=True))
+        if min(out) < 1:
+            raise ShapeIssue(f"padding {list(self.padding)} crops the {'×'.join(map(str, spatial))} input's "
+                             f"output to {'×'.join(map(str, out))}", field="padding", hint="use less padding")
+        per_input = self.out_channels * prod(self.kernel_size)
+        return Analysis(output=(self.out_channels, *out),
+                        params=channels * per_input + (self.out_channels if self.bias else 0),
+                        macs=prod(spatial) * channels * per_input, resolved={"in_channels": channels})

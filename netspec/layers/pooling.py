@@ -299,3 +299,31 @@ class GlobalAvgPool3d(_GlobalAvgPool):
     examples = (((8, 3, 5, 5), {}), ((4, 2, 3, 3), {"keepdims": True}))
 
     type: Literal["global_avgpool3d"]
+
+
+class Upsample(Layer):
+    """Upsampling of an image by whole factors (PyTorch ``nn.Upsample``, Keras ``UpSampling2D``):
+    ``nearest`` repeats each pixel; ``bilinear`` interpolates between the four nearest input pixels,
+    their centres aligned as PyTorch's ``align_corners=False`` (and TensorFlow's resize) align them.
+
+        out = in · scale_factor
+
+    params = 0. MACs = 0 for nearest; 3 per output value for bilinear (three linear interpolations).
+    """
+
+    category = "pooling"
+    synonyms = {"size": "scale_factor", "scale": "scale_factor", "interpolation": "mode", "factor": "scale_factor"}
+    type_synonyms = ("upsampling", "upsampling2d", "upsample2d", "interpolate", "resize")
+
+    examples = (((3, 4, 5), {"scale_factor": 2}), ((2, 3, 4), {"scale_factor": 2, "mode": "bilinear"}),
+                ((2, 3, 3), {"scale_factor": [3, 2], "mode": "bilinear"}))
+
+    type: Literal["upsample"]
+    scale_factor: Pair = Field(description="The whole factor each side grows by: an int or [height, width].")
+    mode: Literal["nearest", "bilinear"] = Field("nearest", description="How new pixels are filled in.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        channels, spatial = require_spatial(inp, self.kind, 2)
+        out = tuple(size * factor for size, factor in zip(spatial, self.scale_factor, strict=True))
+        macs = 3 * channels * math.prod(out) if self.mode == "bilinear" else 0
+        return Analysis(output=(channels, *out), macs=macs)
