@@ -46,6 +46,7 @@ ALL_SPECS = sorted(SPECS_DIR.glob("*.yaml"))
 ZOO_SPECS = sorted((SPECS_DIR / "zoo").glob("*.yaml"))  # torchvision's families, written with modules
 # the zoo specs written out in full; the others extend them with other depths and widths
 ZOO_BASES = [path for path in ZOO_SPECS if not re.search(r"^extends:", path.read_text(), re.M)]
+EXAMPLE_SPECS = sorted((SPECS_DIR / "examples").glob("*.yaml"))  # networks written by hand: a U-Net, ...
 
 
 def lines_executed(action: Callable[[], object]) -> int:

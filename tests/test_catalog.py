@@ -20,13 +20,13 @@ from netspec.cli import app
 from netspec.errors import SpecError
 from netspec.language.catalog import SPECS_ROOT, list_models, packaged_specs, spec_path
 
-from .conftest import ALL_SPECS, ROOT, SPECS_DIR, ZOO_SPECS
+from .conftest import ALL_SPECS, EXAMPLE_SPECS, ROOT, SPECS_DIR, ZOO_SPECS
 
 runner = CliRunner()
 
 
 def test_every_spec_of_the_project_is_packaged_by_its_file_name():
-    assert sorted(packaged_specs()) == sorted(path.stem for path in [*ALL_SPECS, *ZOO_SPECS])
+    assert sorted(packaged_specs()) == sorted(path.stem for path in [*ALL_SPECS, *ZOO_SPECS, *EXAMPLE_SPECS])
     assert packaged_specs()["resnet50"].read_bytes() == (SPECS_DIR / "zoo" / "resnet50.yaml").read_bytes()
 
 

@@ -23,6 +23,7 @@ from netspec.layers.base import features_last  # noqa: E402
 from .conftest import (  # noqa: E402
     ALL_SPECS,
     BAD_SPECS_DIR,
+    EXAMPLE_SPECS,
     ROOT,
     ZOO_BASES,
     ZOO_SPECS,
@@ -39,10 +40,10 @@ GRAPH = BAD_SPECS_DIR / "graph.yaml"
 SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml",  # 1-D layers (C×L)
             BAD_SPECS_DIR / "tokens.yaml",  # a token sequence (L×D), channels-last in both frameworks
             BAD_SPECS_DIR / "volume.yaml"]  # a volume (C×D×H×W): 3-D convolution, pooling and batch norm
-SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
+SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS, *EXAMPLE_SPECS]
 # Torch and Keras compared layer by layer: the zoo's variants (resnet152 extends resnet50 with other
 # depths) add no construct their bases lack, and the zoo runs at 64×64, as the torchvision tests do
-PARITY_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_BASES]
+PARITY_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_BASES, *EXAMPLE_SPECS]
 ZOO_PARITY_INPUT = (3, 64, 64)
 
 
@@ -125,9 +126,9 @@ def test_same_weights_same_outputs_torch_to_keras(backends, spec):
     for cl in net.layers:
         assert_close(actual_layers[cl.name], expected_layers[cl.name], f"layer {cl.name}")
     inputs = channels_last(x, net.input_shape)
-    assert_close(np.asarray(keras_model(inputs, training=False)), expected, "logits")
+    assert_close(channels_first(np.asarray(keras_model(inputs, training=False)), net.output_shape), expected, "logits")
     # traced into a graph, as training and predict run it (eager and traced code can differ)
-    assert_close(keras_model.predict_on_batch(inputs), expected, "logits, traced")
+    assert_close(channels_first(keras_model.predict_on_batch(inputs), net.output_shape), expected, "logits, traced")
 
 
 @pytest.mark.parametrize("spec", PARITY_SPECS, ids=lambda p: p.name)
@@ -145,7 +146,8 @@ def test_same_weights_same_outputs_keras_to_torch(backends, spec):
     x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
     with torch.no_grad():
         expected = torch_model.eval()(torch.from_numpy(x)).numpy()
-    assert_close(expected, np.asarray(keras_model(channels_last(x, net.input_shape), training=False)), "logits")
+    actual = keras_model(channels_last(x, net.input_shape), training=False)
+    assert_close(expected, channels_first(np.asarray(actual), net.output_shape), "logits")
 
 
 @pytest.mark.parametrize(("kind", "index"), CATALOGUE, ids=[f"{k}-{i}" for k, i in CATALOGUE])

@@ -16,7 +16,15 @@ from netspec import build, check_file, emit  # noqa: E402
 from netspec.codegen.backend import available_backends, get_backend  # noqa: E402
 from netspec.errors import SetupError, SpecError, WeightsError  # noqa: E402
 
-from .conftest import ALL_SPECS, BAD_SPECS_DIR, ROOT, SPECS_DIR, ZOO_SPECS, assert_matches_golden  # noqa: E402
+from .conftest import (  # noqa: E402
+    ALL_SPECS,
+    BAD_SPECS_DIR,
+    EXAMPLE_SPECS,
+    ROOT,
+    SPECS_DIR,
+    ZOO_SPECS,
+    assert_matches_golden,
+)
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 from .torch_helpers import per_layer  # noqa: E402
 
@@ -26,7 +34,7 @@ ZOO = BAD_SPECS_DIR / "zoo.yaml"
 GRAPH = BAD_SPECS_DIR / "graph.yaml"
 SEQUENCE = [BAD_SPECS_DIR / "sequence.yaml", BAD_SPECS_DIR / "sequence_blocks.yaml",  # 1-D layers (C×L)
             BAD_SPECS_DIR / "tokens.yaml", BAD_SPECS_DIR / "volume.yaml"]  # tokens (L×D), a volume (C×D×H×W)
-GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS]
+GOLDEN_SPECS = [*ALL_SPECS, ZOO, GRAPH, *SEQUENCE, *ZOO_SPECS, *EXAMPLE_SPECS]
 
 
 @pytest.fixture(scope="module")

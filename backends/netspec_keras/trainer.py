@@ -174,7 +174,7 @@ class KerasTrainer(EpochLoop):
             raise NonFiniteLoss(logs["loss"])
         count = int(y.shape[0])
         loss, correct = self.sums
-        self.sums = (loss + logs["ce"] * count, correct + round(logs["acc"] * count))
+        self.sums = (loss + logs["ce"] * count, correct + round(logs["acc"] * count * self.positions))
         return count
 
     def set_lr(self, lr: float) -> None:
@@ -186,6 +186,8 @@ class KerasTrainer(EpochLoop):
         for x, y in self._guarded(self.data.val_batches(self.recipe.batch_size)):
             out = np.asarray(self.model.predict_on_batch(x), dtype=np.float64)
             labels = y.numpy()
+            if out.ndim > 2:  # a class per pixel (channels last): each pixel counts as a sample
+                out, labels = out.reshape(-1, out.shape[-1]), labels.reshape(-1)
             log_p = np.log(np.clip(out, 1e-12, None)) if self.probabilities else _log_softmax(out)
             nll = -log_p[np.arange(len(labels)), labels]
             loss_sum += float(((1 - smoothing) * nll - smoothing * log_p.mean(axis=1)).sum())

@@ -70,9 +70,11 @@ class ArrayImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int):
+        label = self.labels[index]  # an int, or a label per pixel
+        label = int(label) if label.ndim == 0 else torch.from_numpy(label)
         if self.prepared is not None:
-            return self.prepared[index], int(self.labels[index])
-        return self.transform(self.images[index]), int(self.labels[index])
+            return self.prepared[index], label
+        return self.transform(self.images[index]), label
 
     def prepare(self, limit_bytes: int = PREPARED_LIMIT_BYTES) -> bool:
         """Transform every image now and keep the results, when the transform is deterministic and

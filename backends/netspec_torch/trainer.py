@@ -293,6 +293,8 @@ class TorchTrainer(EpochLoop):
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast.bf16):
                 out = self.model(x).float()
+            if out.ndim > 2:  # a class per pixel: each pixel counts as a sample
+                out, y = out.movedim(1, -1).reshape(-1, out.shape[1]), y.reshape(-1)
             loss_sum += self.criterion(out, y).item() * len(y)
             best = out.topk(k, dim=1).indices
             top1 += int((best[:, 0] == y).sum())

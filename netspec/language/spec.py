@@ -129,8 +129,9 @@ class Block(StrictModel):
 class DataSpec(StrictModel):
     """Where training data comes from and how images are prepared (used by ``netspec train``)."""
 
-    dataset: Literal["digits", "cifar10", "imagefolder", "synthetic"] = Field(
-        "digits", description="digits ships inside scikit-learn, so it needs no download.")
+    dataset: Literal["digits", "cifar10", "imagefolder", "synthetic", "digit_masks"] = Field(
+        "digits", description="digits ships inside scikit-learn, so it needs no download; digit_masks labels each "
+        "pixel of the same digits (background, or which digit's ink) for a network that classifies every pixel.")
     path: Annotated[str, AfterValidator(_plain_path)] | None = Field(
         None, description="Folder of an imagefolder or cifar10 dataset.")
     resize: PositiveInt | None = Field(None, le=MAX_IMAGE_SIDE,

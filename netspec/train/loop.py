@@ -26,7 +26,7 @@ from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.checkpoints import BackgroundWrites, Writer, damaged_checkpoint
 from netspec.train.rundir import RunDir
 from netspec.train.schedule import LearningRate
-from netspec.train.sources import epoch_order
+from netspec.train.sources import epoch_order, label_positions
 
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (each reads the running sums back)
 
@@ -109,6 +109,9 @@ class EpochLoop:
     def __init__(self, net: CheckedNet, options: TrainOptions, run: RunDir, console=None):
         self.net, self.options, self.run, self.console = net, options, run, console
         self.recipe = net.spec.training
+        # labels per sample: one per pixel for a network that classifies every pixel, where the
+        # accuracy is the share of pixels right
+        self.positions = label_positions(net)
         self.schedule = LearningRate(self.recipe)
         self.writes = BackgroundWrites()
         self.state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_top1": -1.0,
@@ -285,7 +288,8 @@ class EpochLoop:
                 if done % PROGRESS_EVERY == 0 or done == steps:
                     loss, correct = self.read_sums()
                     seen, elapsed = partial["seen"], partial["seconds"] + time.perf_counter() - started
-                    stats = f"loss {loss / seen:.4f}  acc {correct / seen:.3f}  {seen / elapsed:.0f} img/s"
+                    stats = (f"loss {loss / seen:.4f}  acc {correct / (seen * self.positions):.3f}  "
+                             f"{seen / elapsed:.0f} img/s")
                 progress.update(task, advance=1, **({"stats": stats} if stats else {}))
             flush()
         except NonFiniteLoss as bad:
@@ -320,7 +324,7 @@ class EpochLoop:
             "epoch": self.state["epoch"],
             "step": self.state["global_step"],
             "train_loss": partial["loss"] / max(partial["seen"], 1),
-            "train_top1": partial["correct"] / max(partial["seen"], 1),
+            "train_top1": partial["correct"] / max(partial["seen"] * self.positions, 1),
             "val_loss": val_loss, "val_top1": top1, "val_top5": top5, "lr": self.schedule.lr,
             "images_per_s": partial["seen"] / max(partial["seconds"], 1e-9),
             "seconds": partial["seconds"],

@@ -3,11 +3,14 @@ the same digits split, the same synthetic images, the same CIFAR-10 arrays, the 
 listing and class order. Each backend turns these into its own pipeline (torchvision transforms,
 tf.data) for resizing, cropping, flipping and normalizing.
 
-Arrays are uint8, channels first (N, C, H, W); labels are int64.
+Arrays are uint8, channels first (N, C, H, W); labels are int64, one per image (N,), or one per
+pixel (N, H, W) for a network that classifies every pixel (its output classes × H × W, a
+segmentation network such as a U-Net).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 @dataclass
 class ImageArrays:
     images: np.ndarray  # (N, C, H, W) uint8
-    labels: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64, or (N, H, W) for per-pixel labels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -69,7 +72,9 @@ def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
     if data.resize is not None and data.resize < min(height, width):
         raise DataError.single(f"data.resize {data.resize} is smaller than the {height}×{width} input it is cropped to",
                                hint=f"set data.resize to at least {max(height, width)}, or null to resize to the input")
-    builders = {"digits": digits, "cifar10": cifar10, "imagefolder": image_folders, "synthetic": synthetic}
+    builders = {"digits": digits, "cifar10": cifar10, "imagefolder": image_folders, "synthetic": synthetic,
+                "digit_masks": digit_masks}
+    check_label_kind(net, data)
     sources = builders[data.dataset](net, data, seed)
     check_classes(net, len(sources.classes))
     check_channels(net, source_channels(sources.train))
@@ -143,6 +148,65 @@ def digits(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
                    [str(d) for d in range(10)])
 
 
+# the ink of a digit: pixels at least this dark (of 16) belong to the digit, the others to the background
+DIGIT_INK = 4
+
+
+def digit_masks(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    """A segmentation task from scikit-learn's digits: each 8×8 digit enlarged to the input's size
+    (whole pixels repeated), and each pixel labelled with what it shows: 0 for the background, 1 + d
+    for the ink of digit d (at least DIGIT_INK of 16 dark). A network must find the ink and read the
+    whole digit to name it; the same split as ``digits``."""
+    from sklearn.datasets import load_digits
+
+    _, height, width = image_input(net)
+    if height % 8 or width % 8:
+        raise DataError.single(f"digit_masks enlarges 8×8 digits by whole pixels, and the input is {height}×{width}",
+                               net.source.location(("input",)), hint="use an input size that is a multiple of 8, "
+                                                                     "e.g. [1, 32, 32]")
+    bunch = load_digits()
+    grow = np.ones((1, height // 8, width // 8), dtype=np.uint8)
+    values = np.kron(bunch.images.astype(np.uint8), grow)  # (N, H, W), 0..16
+    images = np.round(values * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = np.where(values >= DIGIT_INK, bunch.target[:, None, None] + 1, 0).astype(np.int64)
+    train, val = split_indices(len(labels), data.val_fraction, seed, net.source.location(("data", "val_fraction")))
+    return Sources(ImageArrays(images[train], labels[train]), ImageArrays(images[val], labels[val]),
+                   ["background", *(f"digit {d}" for d in range(10))])
+
+
+PER_PIXEL_DATASETS = ("digit_masks",)
+
+
+def per_pixel(net: CheckedNet) -> bool:
+    """Whether the network classifies every pixel: its output is classes × H × W at its image input's size."""
+    return len(net.output_shape) == 3 and len(net.input_shape) == 3 and net.output_shape[1:] == net.input_shape[1:]
+
+
+def label_positions(net: CheckedNet) -> int:
+    """How many labels each sample has: one per pixel for a per-pixel network, else one."""
+    return math.prod(net.output_shape[1:]) if per_pixel(net) else 1
+
+
+def check_label_kind(net: CheckedNet, data: DataSpec) -> None:
+    """A per-pixel network needs a dataset with a label per pixel (and no crop, flip or resize,
+    which would have to move the labels too); an image classifier one label per image."""
+    where = net.source.location(("data", "dataset"))
+    last = net.layers[-1]
+    if per_pixel(net) and data.dataset not in (*PER_PIXEL_DATASETS, "synthetic"):
+        raise DataError.single(f"the network labels every pixel (its output is {fmt_shape(net.output_shape)}), and "
+                               f"the {data.dataset} dataset has one label per image", where,
+                               hint=f"use a dataset with a label per pixel: {', '.join(PER_PIXEL_DATASETS)}")
+    if data.dataset in PER_PIXEL_DATASETS and not per_pixel(net):
+        _, height, width = image_input(net)
+        raise DataError.single(f"the {data.dataset} dataset labels every pixel, and the output layer '{last.name}' "
+                               f"yields {fmt_shape(net.output_shape)}, not classes × {height}×{width}", last.location,
+                               layer=last.name, hint=f"end the network in one score per class at every pixel, e.g. "
+                                                     f"a 1×1 conv2d to the classes at {height}×{width}")
+    if per_pixel(net) and (data.resize is not None or data.random_crop or data.hflip):
+        raise DataError.single("resize, random_crop and hflip move the pixels but not their labels", where,
+                               hint="set data.resize: null, random_crop: false and hflip: false")
+
+
 def cifar10(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
     from netspec.train.cifar import load_cifar10
 
@@ -154,14 +218,16 @@ def cifar10(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
 
 
 def synthetic(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
-    """Random images at the spec's input size and random labels: for benchmarks, not learning."""
+    """Random images at the spec's input size and random labels (one per pixel for a network that
+    classifies every pixel): for benchmarks, not learning."""
     channels, height, width = image_input(net)
     classes = net.output_shape[0]
     rng = np.random.default_rng(seed)
+    label_shape = (height, width) if per_pixel(net) else ()
 
     def make(count: int) -> ImageArrays:
         return ImageArrays(rng.integers(0, 256, (count, channels, height, width), dtype=np.uint8),
-                           rng.integers(0, classes, count, dtype=np.int64))
+                           rng.integers(0, classes, (count, *label_shape), dtype=np.int64))
 
     return Sources(make(SYNTHETIC_TRAIN), make(SYNTHETIC_VAL), [f"class{i}" for i in range(classes)])
 
@@ -241,7 +307,7 @@ def _refuse_decompression_bombs() -> None:
 
 def check_classes(net: CheckedNet, classes: int) -> None:
     last = net.layers[-1]
-    if net.output_shape != (classes,):
+    if net.output_shape[0] != classes or (net.output_shape != (classes,) and not per_pixel(net)):
         raise DataError.single(
             f"the dataset has {classes} classes but the spec's output layer '{last.name}' yields "
             f"{'×'.join(map(str, net.output_shape))} values", last.location, layer=last.name,
