@@ -9,8 +9,11 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import settings
+
+from netspec.layers.base import IDS, layout_of
 
 # TensorFlow and Triton (which torch.export and torch.compile import) each bundle LLVM: importing
 # TensorFlow first makes a later Triton import crash the process with a segfault. Triton first works.
@@ -47,6 +50,16 @@ ZOO_SPECS = sorted((SPECS_DIR / "zoo").glob("*.yaml"))  # torchvision's families
 # the zoo specs written out in full; the others extend them with other depths and widths
 ZOO_BASES = [path for path in ZOO_SPECS if not re.search(r"^extends:", path.read_text(), re.M)]
 EXAMPLE_SPECS = sorted((SPECS_DIR / "examples").glob("*.yaml"))  # networks written by hand: a U-Net, ...
+
+
+def example_batch(net, batch: int, seed: int = 0) -> np.ndarray:
+    """A random batch of the network's input, channels first: normal values, or token ids below
+    the vocabulary of the embedding that looks them up."""
+    rng = np.random.default_rng(seed)
+    if layout_of(net.input_shape) is IDS:
+        vocabulary = min(cl.layer.num_embeddings for cl in net.layers if cl.layer.takes_ids)
+        return rng.integers(0, vocabulary, (batch, *net.input_shape), dtype=np.int64)
+    return rng.standard_normal((batch, *net.input_shape)).astype("float32")
 
 
 def lines_executed(action: Callable[[], object]) -> int:

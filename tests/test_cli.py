@@ -337,7 +337,8 @@ def test_train_refuses_a_sequence_network_at_its_input_and_writes_nothing(tmp_pa
     assert runner.invoke(app, ["check", str(spec)]).exit_code == 0  # a valid network ...
     result = runner.invoke(app, ["train", str(spec), "--epochs", "1"])
     assert result.exit_code == 2  # ... that train's image datasets cannot feed
-    assert "sequence.yaml:6:1: error: netspec train's datasets are images" in result.output
+    assert "sequence.yaml:6:1: error: netspec train's datasets are images (channels × height × width) or text" \
+        in result.output
     assert "takes a sequence, 8×96" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
 

@@ -28,6 +28,7 @@ from .conftest import (  # noqa: E402
     ZOO_BASES,
     ZOO_SPECS,
     assert_matches_golden,
+    example_batch,
     without,
 )
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
@@ -120,7 +121,7 @@ def test_same_weights_same_outputs_torch_to_keras(backends, spec):
     randomize_torch(torch_model)
     keras_model = keras_backend.load(net)
     set_from_torch_layout(keras_model, net, {k: v.numpy() for k, v in torch_model.state_dict().items()})
-    x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
+    x = example_batch(net, 2)
     expected_layers, expected = torch_per_layer(torch_backend, net, torch_model, x)
     actual_layers = keras_per_layer(net, keras_model, x)
     for cl in net.layers:
@@ -143,7 +144,7 @@ def test_same_weights_same_outputs_keras_to_torch(backends, spec):
     torch_model.load_state_dict(state, strict=False)
     own = torch_model.state_dict()
     assert set(own) - set(state) <= {k for k in own if k.endswith(("num_batches_tracked", "relative_position_index"))}
-    x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype("float32")
+    x = example_batch(net, 2)
     with torch.no_grad():
         expected = torch_model.eval()(torch.from_numpy(x)).numpy()
     actual = keras_model(channels_last(x, net.input_shape), training=False)
@@ -166,7 +167,7 @@ def test_catalogue_example_in_keras(backends, kind, index):
     torch_model = torch_backend.load(net)
     randomize_torch(torch_model)
     set_from_torch_layout(keras_model, net, {k: v.numpy() for k, v in torch_model.state_dict().items()})
-    x = np.random.default_rng(2).standard_normal((2, *net.input_shape)).astype("float32")
+    x = example_batch(net, 2, seed=2)
     with torch.no_grad():
         expected = torch_model.eval()(torch.from_numpy(x)).numpy()
     inputs = channels_last(x, net.input_shape)

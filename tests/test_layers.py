@@ -9,7 +9,7 @@ from netspec.analysis.checker import check
 from netspec.language.loader import LoadedSpec
 from netspec.language.spec import NetSpec, SpecSource
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
-from netspec.layers.base import channels_of, features_last, is_tokens, layout_of, same_padding, window_output
+from netspec.layers.base import IDS, channels_of, features_last, is_tokens, layout_of, same_padding, window_output
 
 CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
 
@@ -21,7 +21,8 @@ def single_layer_net(kind: str, index: int):
     shape, config = LAYER_REGISTRY[kind].examples[index]
     if not isinstance(shape[0], tuple):
         layers = [{"name": "layer", "type": kind, **config}]
-        if features_last(shape) and not is_tokens(shape):  # a channels-last image: the input, permuted
+        # a channels-last image: the input, permuted
+        if features_last(shape) and not is_tokens(shape) and layout_of(shape) is not IDS:
             rank = len(shape) - 1
             layers.insert(0, {"name": "to_last", "type": "permute", "dims": [0, *range(2, rank + 2), 1]})
             shape = (shape[-1], *shape[:-1])
@@ -36,7 +37,8 @@ def single_layer_net(kind: str, index: int):
 
 
 def _input(shape: tuple) -> dict:
-    return {"shape": list(shape), "layout": "tokens" if is_tokens(shape) else "channels_first"}
+    layout = "ids" if layout_of(shape) is IDS else "tokens" if is_tokens(shape) else "channels_first"
+    return {"shape": list(shape), "layout": layout}
 
 
 def _feeder(name: str, network_input: tuple, wanted: tuple) -> list[dict]:
@@ -203,7 +205,8 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
         assert layer.resolved[key] == channels_of(layer.input_shapes[0]), (kind, key)
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
     assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "class_token", "conv1d", "conv2d", "conv3d",
-                         "conv_transpose2d", "groupnorm", "layer_scale", "layernorm", "linear", "multihead_attention",
+                         "conv_transpose2d", "groupnorm", "gru", "layer_scale", "layernorm", "linear", "lstm",
+                         "multihead_attention",
                          "position_embedding", "window_attention"]
 
 

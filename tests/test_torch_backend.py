@@ -24,6 +24,7 @@ from .conftest import (  # noqa: E402
     SPECS_DIR,
     ZOO_SPECS,
     assert_matches_golden,
+    example_batch,
 )
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
 from .torch_helpers import per_layer  # noqa: E402
@@ -50,7 +51,7 @@ def test_backend_is_registered_as_an_entry_point():
 def test_spec_conforms_to_the_checker(backend, spec):
     net = check_file(spec)
     model = backend.load(net)
-    x = torch.randn(2, *net.input_shape)
+    x = torch.from_numpy(example_batch(net, 2))
     measured, y = per_layer(backend, net, model, x)
     assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
     assert tuple(y.shape) == (2, *net.output_shape)
@@ -63,7 +64,7 @@ def test_catalogue_example_conforms_to_the_checker(backend, kind, index):
     parameters and buffers equal the checker's."""
     net = single_layer_net(kind, index)
     model = backend.load(net).eval()
-    x = torch.randn(3, *net.input_shape)
+    x = torch.from_numpy(example_batch(net, 3))
     measured, y = per_layer(backend, net, model, x)
     assert measured == [(cl.output_shape, cl.params, cl.non_trainable) for cl in net.layers]
     assert tuple(y.shape[1:]) == net.output_shape
@@ -98,7 +99,7 @@ def test_golden_source_imports_standalone_and_runs(spec):
     built = getattr(module, plan.builder)()  # the builder named after the spec, as torchvision's resnet50()
     assert type(built) is network
     with torch.no_grad():
-        y = built.eval()(torch.randn(1, *net.input_shape))
+        y = built.eval()(torch.from_numpy(example_batch(net, 1)))
     assert tuple(y.shape[1:]) == net.output_shape
 
 

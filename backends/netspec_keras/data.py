@@ -24,6 +24,7 @@ from netspec.train.sources import (
     PREPARED_LIMIT_BYTES,
     ImageArrays,
     ImageFiles,
+    TokenArrays,
     decode_rgb,
     load_sources,
     normalization,
@@ -174,6 +175,35 @@ def _centre_crop(image, height: int, width: int):
     return tf.image.crop_to_bounding_box(image, top, left, height, width)
 
 
-def load_data(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> KerasData:
+@dataclass
+class KerasTokenData:
+    """The batched tf.data pipelines of a text dataset: its token id sequences as they are."""
+
+    train: TokenArrays
+    val: TokenArrays
+    classes: list[str]
+
+    def train_batches(self, indices: list[int], epoch: int, batch_size: int):
+        """Training batches of these sample indices, in order; labels one-hot."""
+        import tensorflow as tf
+
+        chosen = np.asarray(indices, dtype=np.int64)
+        labels = tf.one_hot(self.train.labels[chosen], len(self.classes), dtype=tf.float32)
+        return tf.data.Dataset.from_tensor_slices((self.train.ids[chosen].astype(np.int32), labels)).batch(batch_size)
+
+    def val_batches(self, batch_size: int):
+        """Validation batches; labels as integers."""
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices((self.val.ids.astype(np.int32), self.val.labels)).batch(batch_size)
+
+    def explain(self, error: Exception) -> UserError:
+        return DataError.single(f"the input pipeline failed: {getattr(error, 'message', error)}")
+
+
+def load_data(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> KerasData | KerasTokenData:
     sources = load_sources(net, data, seed=seed)
+    if isinstance(sources.train, TokenArrays) and isinstance(sources.val, TokenArrays):
+        return KerasTokenData(sources.train, sources.val, sources.classes)
+    assert not isinstance(sources.train, TokenArrays) and not isinstance(sources.val, TokenArrays)  # images
     return KerasData(net, data, sources.train, sources.val, sources.classes, seed=seed)

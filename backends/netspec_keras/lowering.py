@@ -23,6 +23,7 @@ from netspec.layers.layout import ChannelShuffle, Chunk, PatchMerge, Select
 from netspec.layers.learned import ClassToken, LayerScale, PositionEmbedding
 from netspec.layers.normalization import LocalResponseNorm
 from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool
+from netspec.layers.recurrent import GRU, LSTM
 
 # Keras layers that take the activation shorthand as their own `activation=` argument; after any
 # other, it is a layer of its own
@@ -175,7 +176,8 @@ for _layer_class, _helper in ((LocalResponseNorm, "LocalResponseNorm"), (Select,
                               (Chunk, "Chunk"), (ChannelShuffle, "ChannelShuffle"),
                               (MultiheadAttention, "MultiHeadSelfAttention"), (LayerScale, "LayerScale"),
                               (ClassToken, "ClassToken"), (PositionEmbedding, "PositionEmbedding"),
-                              (PatchMerge, "PatchMerge"), (WindowAttention, "ShiftedWindowAttention")):
+                              (PatchMerge, "PatchMerge"), (WindowAttention, "ShiftedWindowAttention"),
+                              (LSTM, "TorchLSTM"), (GRU, "TorchGRU")):
     lowers(_layer_class)(_helper_layer(_helper))
 
 

@@ -23,6 +23,7 @@ from netspec.train.sources import (
     PREPARED_LIMIT_BYTES,
     ImageArrays,
     ImageFiles,
+    TokenArrays,
     decode_rgb,
     load_sources,
     normalization,
@@ -32,9 +33,22 @@ from netspec.train.sources import (
 
 @dataclass
 class Datasets:
-    train: ArrayImages | FileImages
-    val: ArrayImages | FileImages
+    train: ArrayImages | FileImages | TokenSequences
+    val: ArrayImages | FileImages | TokenSequences
     classes: list[str]
+
+
+class TokenSequences(Dataset):
+    """(token ids, label) pairs: a text dataset's sequences as they are, no transform."""
+
+    def __init__(self, arrays: TokenArrays):
+        self.ids, self.labels = torch.from_numpy(arrays.ids), arrays.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.ids[index], int(self.labels[index])
 
 
 def transforms(net: CheckedNet, data: DataSpec, *, train: bool, source_channels: int):
@@ -152,6 +166,8 @@ class FileImages(Dataset):
 
 def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets:
     sources = load_sources(net, data, seed=seed)
+    if isinstance(sources.train, TokenArrays) and isinstance(sources.val, TokenArrays):
+        return Datasets(TokenSequences(sources.train), TokenSequences(sources.val), sources.classes)
 
     def wrap(source: ImageArrays | ImageFiles, train: bool) -> ArrayImages | FileImages:
         transform = transforms(net, data, train=train, source_channels=source_channels(source))
@@ -159,4 +175,5 @@ def load_datasets(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Datasets
             return FileImages(source, transform)
         return ArrayImages(source, transform, deterministic=not data.transform_is_random(train=train))
 
+    assert not isinstance(sources.train, TokenArrays) and not isinstance(sources.val, TokenArrays)  # images
     return Datasets(wrap(sources.train, True), wrap(sources.val, False), sources.classes)

@@ -17,7 +17,7 @@ from netspec.language.expressions import Expression
 from netspec.language.loader import LoadedSpec, load_spec_document
 from netspec.language.spec import NetSpec, SpecSource, layer_adapter, validate_document
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
-from netspec.layers.base import INPUT_RANKS, KINDS, LAYOUTS, NETWORK_INPUT, spatial_rank
+from netspec.layers.base import INPUT_RANKS, KINDS, LAYOUTS, NETWORK_INPUT, refuse_token_ids, spatial_rank
 
 # (block name or None, layer, path of the layer in the document), in network order
 LayerItems = list[tuple[str | None, Layer, tuple]]
@@ -247,7 +247,9 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
                                        "applied with more than its input as a module"), location, layer=layer.name,
                                     hint="write the network as a flat 'layers:' list"))
         try:
-            analysis = layer.analyze_inputs([LayerInput(t.shape, t.producer, flat_input=t.flat_input) for t in ins])
+            given = [LayerInput(t.shape, t.producer, flat_input=t.flat_input) for t in ins]
+            refuse_token_ids(layer, given)
+            analysis = layer.analyze_inputs(given)
         except ShapeIssue as shape_issue:
             if explain:
                 problems.append(_problem(shape_issue, items, loaded, layer, path, input_shape, search=search))

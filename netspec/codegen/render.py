@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from netspec import __version__
-from netspec.layers.base import is_tokens
+from netspec.layers.base import IDS, is_tokens, layout_of
 
 _SAFE_LITERALS = (bool, int, float, str, type(None))
 
@@ -190,4 +190,5 @@ def header_context(net) -> dict[str, Any]:
         "description": net.spec.description,
         "params": f"{net.totals.params:,}",
         "tokens_input": is_tokens(net.input_shape),  # held as it is in both frameworks, not channels first or last
+        "ids_input": layout_of(net.input_shape) is IDS,  # integers: an embedding looks them up
     }

@@ -30,6 +30,7 @@ from netspec.language.loader import LoadedSpec, load_spec_document
 from netspec.language.validation import problems_from_validation
 from netspec.layers import AnyLayer, Layer
 from netspec.layers.base import (
+    IDS,
     INPUT_RANKS,
     NETWORK_INPUT,
     TOKENS,
@@ -81,8 +82,9 @@ class InputSpec(StrictModel):
 
     shape: tuple[PositiveInt, ...] = Field(
         description="[C, H, W] (channels_first), [H, W, C] (channels_last), [C, L] (a sequence), [C, D, H, W] (a "
-                    "volume), [L, D] (tokens: L positions of D features each) or [F].")
-    layout: Literal["channels_first", "channels_last", "tokens"] = "channels_first"
+                    "volume), [L, D] (tokens: L positions of D features each), [L] (ids: L integer token ids, "
+                    "which an embedding looks up) or [F].")
+    layout: Literal["channels_first", "channels_last", "tokens", "ids"] = "channels_first"
 
     @model_validator(mode="before")
     @classmethod
@@ -102,20 +104,25 @@ class InputSpec(StrictModel):
         if self.layout == "tokens" and len(self.shape) != 2:
             raise ValueError(f"a token sequence's shape is [L, D] (positions, features), got {len(self.shape)} "
                              "dimensions")
+        if self.layout == "ids" and len(self.shape) != 1:
+            raise ValueError(f"a sequence of token ids has the shape [L] (its length), got {len(self.shape)} "
+                             "dimensions")
         return self
 
     @property
     def chw(self) -> tuple[int, ...]:
         """The shape as the checker works: channels first, or a token sequence (L, D) as it is."""
-        if self.layout == "tokens":
-            return TensorShape(self.shape, TOKENS)
+        if self.layout in ("tokens", "ids"):
+            return TensorShape(self.shape, TOKENS if self.layout == "tokens" else IDS)
         if self.layout == "channels_last" and len(self.shape) > 1:
             return (self.shape[-1], *self.shape[:-1])
         return self.shape
 
     def with_sizes(self, sizes) -> tuple[int, ...]:
         """Other sizes (--input, always channels first) for an input of this layout."""
-        return TensorShape(tuple(sizes), TOKENS) if self.layout == "tokens" else tuple(sizes)
+        if self.layout in ("tokens", "ids"):
+            return TensorShape(tuple(sizes), TOKENS if self.layout == "tokens" else IDS)
+        return tuple(sizes)
 
 
 class Block(StrictModel):
@@ -129,9 +136,11 @@ class Block(StrictModel):
 class DataSpec(StrictModel):
     """Where training data comes from and how images are prepared (used by ``netspec train``)."""
 
-    dataset: Literal["digits", "cifar10", "imagefolder", "synthetic", "digit_masks"] = Field(
+    dataset: Literal["digits", "cifar10", "imagefolder", "synthetic", "digit_masks", "code_lines"] = Field(
         "digits", description="digits ships inside scikit-learn, so it needs no download; digit_masks labels each "
-        "pixel of the same digits (background, or which digit's ink) for a network that classifies every pixel.")
+        "pixel of the same digits (background, or which digit's ink) for a network that classifies every pixel; "
+        "code_lines is text: which language (Python, C or shell) a line of the source code every Python "
+        "installation has is in, a byte per token id.")
     path: Annotated[str, AfterValidator(_plain_path)] | None = Field(
         None, description="Folder of an imagefolder or cifar10 dataset.")
     resize: PositiveInt | None = Field(None, le=MAX_IMAGE_SIDE,

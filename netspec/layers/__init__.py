@@ -21,6 +21,7 @@ from netspec.layers import (  # noqa: F401  (defining a class registers it)
     merge,
     normalization,
     pooling,
+    recurrent,
 )
 from netspec.layers.base import (
     LAYER_REGISTRY,

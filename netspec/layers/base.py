@@ -211,6 +211,8 @@ class Layout:
 # every channels-first layout, by spatial rank; and token sequences
 CHANNELS_FIRST: dict[int, Layout] = {rank: Layout(LAYOUTS[rank], KINDS[rank], True) for rank in LAYOUTS}
 TOKENS = Layout("L×D", "a token sequence", channels_first=False)
+# integers to look up (a text's characters or words as ids), which only an embedding takes
+IDS = Layout("L", "a sequence of token ids", channels_first=False)
 # features last in both frameworks, by the rank of the grid of positions: tokens, and an image or a
 # volume as ConvNeXt and Swin permute them (N, H, W, C) for their per-position LayerNorm and Linear
 CHANNELS_LAST: dict[int, Layout] = {1: TOKENS, 2: Layout("H×W×C", "an image, channels last", False),
@@ -488,6 +490,9 @@ class Layer(BaseModel):
     # own applied to one input: not a learned tensor, attention (called on query, key and value)
     # or a chunk (an index into its input).
     chains_as_module: ClassVar[bool] = True
+    # Whether it takes token ids (integers to look up, L): an embedding; every other layer computes
+    # with values, and is refused token ids at its line.
+    takes_ids: ClassVar[bool] = False
     # The value padding takes: -inf for max pooling, so that the border never wins.
     pad_value: ClassVar[float] = 0.0
     # How many inputs the layer takes: (at least, at most or None for any number).
@@ -533,6 +538,17 @@ def require_tokens(inp: LayerInput, does: str) -> None:
     if not is_tokens(inp.shape):
         raise ShapeIssue(f"{does} a token sequence (L×D), but {inp.producer} yields {layout_of(inp.shape).kind} "
                          f"{fmt_shape(inp.shape)}", hint="make tokens first: {type: to_tokens}")
+
+
+def refuse_token_ids(layer: Layer, inputs: list[LayerInput]) -> None:
+    """A ShapeIssue when token ids reach a layer that computes with values, not an embedding."""
+    if layer.takes_ids:
+        return
+    for inp in inputs:
+        if layout_of(inp.shape) is IDS:
+            raise ShapeIssue(f"{layer.kind} computes with values, and {inp.producer} yields {IDS.kind} "
+                             f"({IDS.name} {fmt_shape(inp.shape)}), integers to look up",
+                             hint="embed them first: {type: embedding, num_embeddings: VOCABULARY, embedding_dim: D}")
 
 
 def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tuple[int, ...]]:

@@ -20,7 +20,7 @@ from netspec.analysis.checker import CheckedNet
 from netspec.errors import DataError
 from netspec.language.spec import DataSpec
 from netspec.layers import fmt_shape
-from netspec.layers.base import layout_of
+from netspec.layers.base import IDS, layout_of
 
 # random labels: validation only exercises the eval path, so a few batches of it are enough
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 1024, 64
@@ -49,25 +49,42 @@ class ImageFiles:
 
 
 @dataclass
+class TokenArrays:
+    """Token id sequences (a text's bytes, say) and one label each."""
+
+    ids: np.ndarray  # (N, L) int64
+    labels: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
 class Sources:
-    train: ImageArrays | ImageFiles
-    val: ImageArrays | ImageFiles
+    train: ImageArrays | ImageFiles | TokenArrays
+    val: ImageArrays | ImageFiles | TokenArrays
     classes: list[str]
 
 
 def image_input(net: CheckedNet) -> tuple[int, int, int]:
-    """The spec's input as (channels, height, width); training needs an image input."""
+    """The spec's input as (channels, height, width); an image dataset needs an image input."""
     if len(net.input_shape) != 3:
         layout = layout_of(net.input_shape)
+        text = layout is IDS
         raise DataError.single(
-            f"netspec train's datasets are images (channels × height × width), and this network takes "
+            f"netspec train's datasets are images (channels × height × width) or text, and this network takes "
             f"{layout.kind}, {fmt_shape(net.input_shape)} ({layout.name})", net.source.location(("input",)),
-            hint="check, export and build work for it: train the built model with your own data loop "
+            hint=f"train it on text: data: {{dataset: {TEXT_DATASETS[0]}}}" if text else
+                 "check, export and build work for it: train the built model with your own data loop "
                  "(netspec.build(spec) gives the model)")
     return net.input_shape
 
 
 def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
+    if data.dataset in TEXT_DATASETS or (data.dataset == "synthetic" and layout_of(net.input_shape) is IDS):
+        sources = (code_lines if data.dataset == "code_lines" else synthetic_ids)(net, data, seed)
+        check_classes(net, len(sources.classes))
+        return sources
     _, height, width = image_input(net)
     if data.resize is not None and data.resize < min(height, width):
         raise DataError.single(f"data.resize {data.resize} is smaller than the {height}×{width} input it is cropped to",
@@ -77,6 +94,7 @@ def load_sources(net: CheckedNet, data: DataSpec, *, seed: int = 0) -> Sources:
     check_label_kind(net, data)
     sources = builders[data.dataset](net, data, seed)
     check_classes(net, len(sources.classes))
+    assert not isinstance(sources.train, TokenArrays)  # an image dataset
     check_channels(net, source_channels(sources.train))
     normalization(data, net.input_shape[0], net.source.location(("data",)))
     return sources
@@ -175,6 +193,105 @@ def digit_masks(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
 
 
 PER_PIXEL_DATASETS = ("digit_masks",)
+TEXT_DATASETS = ("code_lines",)
+# a byte per token: ids 1..256, and 0 pads a short line
+BYTE_VOCABULARY = 257
+CODE_LINES_PER_LANGUAGE = 4000
+CODE_LINE_MIN_CHARS = 12
+
+
+def text_input(net: CheckedNet) -> int:
+    """The length of the token id sequences the network takes, with an embedding of every byte."""
+    if layout_of(net.input_shape) is not IDS:
+        layout = layout_of(net.input_shape)
+        raise DataError.single(f"the text datasets give token ids, and this network takes {layout.kind}, "
+                               f"{fmt_shape(net.input_shape)}", net.source.location(("input",)),
+                               hint="take token ids and embed them: input: {shape: [128], layout: ids}, then "
+                                    f"{{type: embedding, num_embeddings: {BYTE_VOCABULARY}, embedding_dim: 32}}")
+    embedding = next(cl for cl in net.layers if cl.layer.takes_ids)
+    if embedding.layer.num_embeddings < BYTE_VOCABULARY:  # type: ignore[attr-defined]
+        raise DataError.single(f"a text's tokens are its bytes, ids 1 to 256 (0 pads a short line), and embedding "
+                               f"'{embedding.name}' has {embedding.layer.num_embeddings} ids",  # type: ignore[attr-defined]
+                               embedding.location, layer=embedding.name, hint=f"num_embeddings: {BYTE_VOCABULARY}")
+    return net.input_shape[0]
+
+
+def code_language_files() -> dict[str, list[Path]]:
+    """Source files that any Python installation has, by language: the standard library's Python,
+    the C headers of Python and NumPy, and the shell scripts among the system's programs and
+    configuration (a shell #! line, or a .sh name)."""
+    import sysconfig
+
+    import numpy
+
+    def files(root: str | Path, *patterns: str) -> list[Path]:
+        root = Path(root)
+        return sorted(p for pattern in patterns for p in root.rglob(pattern) if p.is_file()) if root.is_dir() else []
+
+    programs = {p.resolve() for folder in ("/usr/bin", "/bin", "/usr/sbin", "/sbin") if Path(folder).is_dir()
+                for p in Path(folder).iterdir() if p.is_file()}
+    shell = sorted({*(p for p in programs if _shell_script(p)), *files("/etc", "*.sh")})
+    return {"python": files(sysconfig.get_path("stdlib"), "*.py")[:3000],
+            "c": files(sysconfig.get_path("include"), "*.h") + files(numpy.get_include(), "*.h"),
+            "shell": shell}
+
+
+def _shell_script(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(64)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and any(name in first for name in (b"/sh", b"bash", b"dash", b"/env sh"))
+
+
+def code_lines(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    """Which language a line of source code is in: Python, C or shell, from the files every Python
+    installation has (code_language_files). Lines of at least CODE_LINE_MIN_CHARS characters, each
+    once, as many of each language (up to CODE_LINES_PER_LANGUAGE, drawn with the seed); each byte
+    is a token (its value + 1), the line cut to the input's length or padded with 0 in front of it."""
+    length = text_input(net)
+    rng = np.random.default_rng(seed)
+    lines: dict[str, list[bytes]] = {}
+    for language, paths in code_language_files().items():
+        found: set[bytes] = set()
+        for path in paths:
+            try:
+                text = path.read_bytes()[:1 << 20]
+            except OSError:
+                continue
+            found.update(line.strip() for line in text.splitlines() if len(line.strip()) >= CODE_LINE_MIN_CHARS)
+        lines[language] = sorted(found)
+    per_language = min(CODE_LINES_PER_LANGUAGE, *(len(found) for found in lines.values()))
+    if per_language < 100:
+        scarce = min(lines, key=lambda language: len(lines[language]))
+        raise DataError.single(f"this machine has only {len(lines[scarce])} lines of {scarce} source code to learn "
+                               "from", hint="the code_lines dataset needs Python's standard library and C "
+                                            "headers, and the system's shell scripts")
+    ids, labels = [], []
+    for label, language in enumerate(lines):
+        for index in sorted(rng.choice(len(lines[language]), per_language, replace=False)):
+            line = np.frombuffer(lines[language][index][:length], dtype=np.uint8).astype(np.int64) + 1
+            ids.append(np.pad(line, (length - len(line), 0)))  # in front: a line's last byte is the last step
+            labels.append(label)
+    ids_array, labels_array = np.stack(ids), np.asarray(labels, dtype=np.int64)
+    train, val = split_indices(len(labels_array), data.val_fraction, seed,
+                               net.source.location(("data", "val_fraction")))
+    return Sources(TokenArrays(ids_array[train], labels_array[train]), TokenArrays(ids_array[val], labels_array[val]),
+                   list(lines))
+
+
+def synthetic_ids(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
+    """Random token ids and labels, for a network that takes ids: for benchmarks, not learning."""
+    length, classes = net.input_shape[0], net.output_shape[0]
+    vocabulary = next(cl for cl in net.layers if cl.layer.takes_ids).layer.num_embeddings  # type: ignore[attr-defined]
+    rng = np.random.default_rng(seed)
+
+    def make(count: int) -> TokenArrays:
+        return TokenArrays(rng.integers(0, vocabulary, (count, length), dtype=np.int64),
+                           rng.integers(0, classes, count, dtype=np.int64))
+
+    return Sources(make(SYNTHETIC_TRAIN), make(SYNTHETIC_VAL), [f"class{i}" for i in range(classes)])
 
 
 def per_pixel(net: CheckedNet) -> bool:
