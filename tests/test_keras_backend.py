@@ -29,6 +29,7 @@ from .conftest import (  # noqa: E402
     ZOO_SPECS,
     assert_matches_golden,
     example_batch,
+    small_input,
     without,
 )
 from .test_layers import CATALOGUE, single_layer_net  # noqa: E402
@@ -49,7 +50,7 @@ ZOO_PARITY_INPUT = (3, 64, 64)
 
 
 def parity_net(spec):
-    return check_file(spec, input_shape=ZOO_PARITY_INPUT if spec in ZOO_BASES else None)
+    return check_file(spec, input_shape=small_input(spec, ZOO_PARITY_INPUT[1]) if spec in ZOO_BASES else None)
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import BeforeValidator, Field, PositiveInt, WithJsonSchema
 
 from netspec.layers.activations import ActivationName
 from netspec.layers.base import (
@@ -139,3 +139,38 @@ class Linear(Layer):
             resolved={"in_features": features},
             issues=issues,
         )
+
+
+def _floats(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+Floats = Annotated[tuple[float, ...], BeforeValidator(_floats),
+                   WithJsonSchema({"type": "array", "items": {"type": "number"}, "minItems": 1})]
+
+
+class ChannelAffine(Layer):
+    """A fixed scale and shift per channel, y_c = x_c · scale_c + shift_c, nothing learned: a
+    normalization inside the network, as torchvision's Inception-v3 turns ImageNet-normalized
+    input into its own with ``transform_input``. Channels first or features last. Shape unchanged;
+    params = 0, MACs = the input's numel."""
+
+    category = "normalization"
+    synonyms = {"offset": "shift", "bias": "shift", "mul": "scale"}
+    type_synonyms = ("scale_shift", "rescaling", "transform_input", "normalize")
+
+    examples = (((3, 4, 5), {"scale": [0.5, 2.0, -1.0], "shift": [0.1, 0.0, -0.3]}),
+                (TensorShape((4, 2), TOKENS), {"scale": [3.0, 0.5], "shift": [1.0, 2.0]}))
+
+    type: Literal["channel_affine"]
+    scale: Floats = Field(description="One factor per channel.")
+    shift: Floats = Field(description="One offset per channel, added after the scale.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        channels = inp.shape[-1] if features_last(inp.shape) else inp.shape[0]
+        for field, values in (("scale", self.scale), ("shift", self.shift)):
+            if len(values) != channels:
+                raise ShapeIssue(f"{field} has {len(values)} values and {inp.producer} yields {channels} channels",
+                                 field=field, hint=f"give one value per channel ({channels})")
+        ones = 0 if features_last(inp.shape) else len(inp.shape) - 1
+        return Analysis(output=inp.shape, macs=math.prod(inp.shape), resolved={"ones": ones})
