@@ -105,3 +105,15 @@ def test_the_reported_pixel_accuracy_is_what_the_saved_model_scores(tmp_path):
         right = (model(images).argmax(1) == labels).double().mean().item()
     assert record["val_top1"] == pytest.approx(right, abs=1e-9)
     assert right != pytest.approx((labels == 0).double().mean().item(), abs=1e-3)  # not all background
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_bench_gives_the_reference_loop_a_label_per_pixel(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", str(UNET), "--batch-sizes", "4", "--steps", "2", "--warmup", "1",
+                                      "--trials", "1", "--loops", "netspec,eager-fp32", "-o", str(out),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["loop"] for row in rows] == ["netspec", "eager-fp32"] and all(r["images_per_s"] > 0 for r in rows)

@@ -96,3 +96,20 @@ def test_the_text_classifiers_train(spec, backend, tmp_path):
     assert result.exit_code == 0, result.output
     [record] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert record["step"] == 4 and 0.0 <= record["val_top1"] <= 1.0 and np.isfinite(record["val_loss"])
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_bench_feeds_the_reference_loops_token_ids(tmp_path):
+    """The hand-written reference loops get token ids below the embedding's vocabulary (random
+    floats crashed the embedding); a loop PyTorch cannot run here (the CPU's LSTM has no bfloat16
+    kernel without native bfloat16) says so in its row, and the others are measured."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", str(LSTM), "--batch-sizes", "8", "--steps", "2", "--warmup", "1",
+                                      "--trials", "1", "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = {row["loop"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"netspec", "eager-fp32", "compiled-bf16"}
+    assert rows["netspec"]["images_per_s"] > 0 and rows["eager-fp32"]["images_per_s"] > 0
+    compiled = rows["compiled-bf16"]
+    assert compiled["images_per_s"] > 0 or compiled["note"].startswith("not run: bfloat16 fails on cpu")

@@ -23,9 +23,19 @@ from contextlib import contextmanager
 import torch
 
 from netspec.analysis.checker import CheckedNet
-from netspec.train.bench import BenchRow, BenchSettings, Measuring, repeated, time_loops, trainer_on_synthetic_data
+from netspec.layers.base import IDS, layout_of
+from netspec.train.bench import (
+    BenchRow,
+    BenchSettings,
+    LoopUnavailable,
+    Measuring,
+    repeated,
+    time_loops,
+    trainer_on_synthetic_data,
+)
 from netspec.train.hardware import cpu_label
 from netspec.train.loop import NonFiniteLoss
+from netspec.train.sources import per_pixel, vocabulary
 from netspec_torch.trainer import TorchTrainer, loss_fn, make_optimizer, pick_device, quiet_cpu_compile
 
 
@@ -35,7 +45,7 @@ def bench(backend, net: CheckedNet, settings: BenchSettings) -> tuple[list[Bench
     loops = {"netspec": _netspec_loop, "eager-fp32": _eager_loop, "compiled-bf16": _compiled_loop}
     cuda = device.type == "cuda"
     how = Measuring(sync=torch.cuda.synchronize if cuda else (lambda: None), in_turn=not cuda,
-                    failures=(torch.OutOfMemoryError, NonFiniteLoss),
+                    failures=(torch.OutOfMemoryError, NonFiniteLoss, LoopUnavailable),
                     reset_memory=(lambda: torch.cuda.reset_peak_memory_stats(device)) if cuda else (lambda: None),
                     peak_memory=(lambda: torch.cuda.max_memory_allocated(device) / 2**30) if cuda else (lambda: None))
     rows = []
@@ -67,10 +77,16 @@ def _netspec_loop(backend, net: CheckedNet, batch: int, settings: BenchSettings,
 
 
 def _reference_batch(net: CheckedNet, batch: int, device, channels_last: bool = False):
+    """A random batch of the network's input (token ids for a network that takes them) and labels
+    (one per pixel for a network that classifies every pixel)."""
     generator = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(batch, *net.input_shape, device=device, generator=generator)
-    y = torch.randint(0, net.output_shape[0], (batch,), device=device, generator=generator)
-    return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
+    if layout_of(net.input_shape) is IDS:
+        x = torch.randint(0, vocabulary(net), (batch, *net.input_shape), device=device, generator=generator)
+    else:
+        x = torch.randn(batch, *net.input_shape, device=device, generator=generator)
+    labels = (batch, *net.output_shape[1:]) if per_pixel(net) else (batch,)
+    y = torch.randint(0, net.output_shape[0], labels, device=device, generator=generator)
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x), y
 
 
 @contextmanager
@@ -104,4 +120,11 @@ def _compiled_loop(backend, net: CheckedNet, batch: int, settings: BenchSettings
         loss.backward()
         optimizer.step()
 
-    yield repeated(step), ""
+    def run(steps: int) -> None:
+        try:
+            repeated(step)(steps)
+        except RuntimeError as error:  # an op without a bfloat16 kernel here: the other loops still run
+            raise LoopUnavailable(f"bfloat16 fails on {device.type} for this network "
+                                  f"({str(error).splitlines()[0][:120]})") from None
+
+    yield run, ""

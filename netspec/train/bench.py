@@ -174,11 +174,20 @@ def _time_together(loops: Sequence[tuple[str, Loop]], batch: int, settings: Benc
     return rows
 
 
+class LoopUnavailable(Exception):
+    """A reference loop that cannot run this network on this device (PyTorch's CPU LSTM has no
+    bfloat16 kernel without native bfloat16, say): its row says why, the other loops still run."""
+
+
 def _failed(name: str, batch: int, failure: BaseException) -> BenchRow:
     from netspec.train.loop import NonFiniteLoss
 
-    note = f"the loss became {failure}: try a larger batch or a lower learning rate" \
-        if isinstance(failure, NonFiniteLoss) else "out of memory"
+    if isinstance(failure, LoopUnavailable):
+        note = f"not run: {failure}"
+    elif isinstance(failure, NonFiniteLoss):
+        note = f"the loss became {failure}: try a larger batch or a lower learning rate"
+    else:
+        note = "out of memory"
     return BenchRow(name, batch, 0.0, 0.0, 0.0, None, note=note)
 
 

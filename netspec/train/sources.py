@@ -281,14 +281,18 @@ def code_lines(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
                    list(lines))
 
 
+def vocabulary(net: CheckedNet) -> int:
+    """How many token ids a network that takes ids looks up: its embedding's."""
+    return next(cl for cl in net.layers if cl.layer.takes_ids).layer.num_embeddings  # type: ignore[attr-defined]
+
+
 def synthetic_ids(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
     """Random token ids and labels, for a network that takes ids: for benchmarks, not learning."""
-    length, classes = net.input_shape[0], net.output_shape[0]
-    vocabulary = next(cl for cl in net.layers if cl.layer.takes_ids).layer.num_embeddings  # type: ignore[attr-defined]
+    length, classes, ids = net.input_shape[0], net.output_shape[0], vocabulary(net)
     rng = np.random.default_rng(seed)
 
     def make(count: int) -> TokenArrays:
-        return TokenArrays(rng.integers(0, vocabulary, (count, length), dtype=np.int64),
+        return TokenArrays(rng.integers(0, ids, (count, length), dtype=np.int64),
                            rng.integers(0, classes, count, dtype=np.int64))
 
     return Sources(make(SYNTHETIC_TRAIN), make(SYNTHETIC_VAL), [f"class{i}" for i in range(classes)])
