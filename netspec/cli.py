@@ -212,7 +212,8 @@ def train(
                                                 "with --resume).", metavar="SPEC", show_default=False)] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="torch (default) or keras.",
                                                 show_default=False)] = None,
-    data: Annotated[str | None, typer.Option(help="digits (no download), cifar10, imagefolder, synthetic.")] = None,
+    data: Annotated[str | None, typer.Option(help="digits (no download), cifar10, imagefolder, synthetic; "
+                                             "digit_masks (a label per pixel), code_lines (text).")] = None,
     data_path: Annotated[Path | None, typer.Option(help="Folder of a cifar10 or imagefolder dataset.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the spec's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Override the spec's batch size.")] = None,

@@ -383,3 +383,40 @@ def test_a_sequential_module_or_block_refuses_what_it_cannot_apply_as_a_module(k
             check_file(spec)
         [problem] = caught.value.problems
         assert f"and {kind} is" in problem.message and problem.location.line == line, problem
+
+
+def test_receptive_fields_through_upsampling_windows_and_recurrence(write_spec):
+    """Upsampling divides the step between output pixels (a 3×3 conv after a 2× upsampling adds 2
+    input pixels, not 4); a window of attention and a 2×2 merge grow the field; a recurrent layer's
+    step reads every earlier token."""
+    from netspec import check_file
+
+    net = check_file(write_spec("""
+        name: rf
+        input: [2, 16, 16]
+        layers:
+          - {name: c1, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: pool, type: maxpool2d, kernel_size: 2}
+          - {name: c2, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: up, type: conv_transpose2d, out_channels: 4, kernel_size: 2, stride: 2}
+          - {name: c3, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: bilinear, type: upsample, scale_factor: 2, mode: bilinear}
+          - {name: c4, type: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
+          - {name: last, type: permute, dims: [0, 2, 3, 1]}
+          - {name: attend, type: window_attention, num_heads: 2, window_size: 4}
+          - {name: merge, type: patch_merge}
+    """))
+    fields = {cl.name: cl.receptive_field for cl in net.layers}
+    assert fields["c2"] == (8, 8)  # 3, then 4 after the pool (jump 2), then 4 + 2·2
+    assert fields["up"] == (8, 8) and fields["c3"] == (10, 10)  # the jump back to 1 after the up-conv
+    assert fields["bilinear"] == (11, 11)  # reads 2 pixels a side; the jump becomes 1/2
+    assert fields["c4"] == (12, 12)  # 11 + 2·(1/2)
+    assert fields["attend"] == (14, 14) and fields["merge"] == (14, 14)  # 12 + 3·(1/2) = 13.5, then + 1·(1/2)
+    tokens = check_file(write_spec("""
+        name: seq
+        input: {shape: [12], layout: ids}
+        layers:
+          - {name: embed, type: embedding, num_embeddings: 20, embedding_dim: 4}
+          - {name: rnn, type: gru, hidden_size: 4, return_sequences: true}
+    """, "seq.yaml"))
+    assert tokens.layer("rnn").receptive_field is None  # "all"

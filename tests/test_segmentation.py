@@ -51,7 +51,8 @@ def test_a_pixel_network_and_its_dataset_must_agree(write_spec):
     assert "one label per image" in str(wrong_dataset.value) and "digit_masks" in str(wrong_dataset.value)
     with pytest.raises(Exception) as moved:
         load_sources(unet, DataSpec(dataset="digit_masks", hflip=True, mean=(0.5,), std=(0.5,)))
-    assert "move the pixels but not their labels" in str(moved.value)
+    assert "data.hflip would move the pixels but not their labels" in str(moved.value)
+    assert moved.value.problems[0].hint == "set data.hflip: false"
     classifier = check_file(SPECS_DIR / "alexnet-digits.yaml", ["num_classes=11"])
     with pytest.raises(Exception) as not_dense:
         load_sources(classifier, DataSpec(dataset="digit_masks", mean=(0.5,) * 3, std=(0.5,) * 3))

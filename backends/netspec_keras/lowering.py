@@ -112,18 +112,22 @@ def _convolution(cl: CheckedLayer, name: Naming) -> Lowering:
 @lowers(ConvTranspose2d)
 def _transposed_convolution(cl: CheckedLayer, name: Naming) -> Lowering:
     """Keras crops a transposed convolution's output only as TensorFlow's 'same' does: by
-    (kernel - stride) / 2 on each side, with no output padding."""
+    (kernel - stride) / 2 on each side, with no output padding; without padding it adds the output
+    padding as PyTorch does, after the last row and column."""
     assert isinstance(cl.layer, ConvTranspose2d)  # as registered
     layer, lowering = cl.layer, Lowering(name)
-    if layer.padding == (0, 0) and layer.output_padding == (0, 0):
+    if layer.padding == (0, 0):
         return lowering
-    if layer.output_padding == (0, 0) and all(2 * pad == kernel - stride for pad, kernel, stride
-                                              in zip(layer.padding, layer.kernel_size, layer.stride, strict=True)):
+    same = tuple((kernel - stride) // 2 if (kernel - stride) % 2 == 0 and kernel >= stride else None
+                 for kernel, stride in zip(layer.kernel_size, layer.stride, strict=True))
+    if layer.output_padding == (0, 0) and layer.padding == same:
         lowering.macro_values["padding"] = "same"
         return lowering
+    hint = "use padding 0 (with any output_padding)"
+    if None not in same:
+        hint += f", or padding {list(same)} with no output_padding (Keras' 'same')"
     raise unsupported(cl, f"a transposed convolution's padding {list(layer.padding)} with output_padding "
-                          f"{list(layer.output_padding)}", "use padding 0, or (kernel_size - stride) / 2 on each side "
-                          "and no output_padding, as Keras' 'same'")
+                          f"{list(layer.output_padding)}", hint)
 
 
 @lowers(_AvgPool)

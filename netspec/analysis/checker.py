@@ -8,7 +8,9 @@ memory estimate. Every problem is reported at once with its YAML location.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from math import prod
 from typing import Any
 
@@ -17,7 +19,7 @@ from netspec.language.expressions import Expression
 from netspec.language.loader import LoadedSpec, load_spec_document
 from netspec.language.spec import NetSpec, SpecSource, layer_adapter, validate_document
 from netspec.layers import Analysis, Layer, LayerInput, Shape, ShapeIssue, fmt_shape
-from netspec.layers.base import INPUT_RANKS, KINDS, LAYOUTS, NETWORK_INPUT, refuse_token_ids, spatial_rank
+from netspec.layers.base import INPUT_RANKS, KINDS, LAYOUTS, NETWORK_INPUT, layout_of, refuse_token_ids, spatial_rank
 
 # (block name or None, layer, path of the layer in the document), in network order
 LayerItems = list[tuple[str | None, Layer, tuple]]
@@ -130,11 +132,10 @@ def check(source: SpecSource, *, input_shape: Shape | None = None, batch: int = 
     if input_shape is not None and len(shape) not in INPUT_RANKS:
         raise SpecError.single(f"--input must be C×H×W, C×L, C×D×H×W or F, got {fmt_shape(shape)}")
     if input_shape is not None and len(shape) != len(spec.input.chw):  # another size, not another kind of input
-        written = "x".join(map(str, shape))
+        written, wanted = "x".join(map(str, shape)), layout_of(spec.input.chw)
         raise SpecError.single(
             f"--input {written} is {KINDS[spatial_rank(shape)]} ({LAYOUTS[spatial_rank(shape)]}), and the spec's "
-            f"input is {KINDS[spatial_rank(spec.input.chw)]} ({LAYOUTS[spatial_rank(spec.input.chw)]}, "
-            f"{fmt_shape(spec.input.chw)})", Location(f"--input {written}"),
+            f"input is {wanted.kind} ({wanted.name}, {fmt_shape(spec.input.chw)})", Location(f"--input {written}"),
             hint=f"give every size of the input, as the spec does: --input {'x'.join(map(str, spec.input.chw))}")
     if prod(shape) > MAX_LAYER_OUTPUT:  # a pooling layer could shrink it, but nothing could hold it
         where = (source.location(("input",)) if input_shape is None
@@ -268,7 +269,8 @@ def _propagate(items: LayerItems, loaded: LoadedSpec, shape: Shape, *, stop_at: 
             index=index, name=layer.name, type=layer.kind, block=block, layer=layer, path=path,
             location=location, input_shape=ins[0].shape, output_shape=analysis.output, params=analysis.params,
             non_trainable=analysis.non_trainable, macs=analysis.macs,
-            receptive_field=None if whole else rf, resolved=analysis.resolved, inputs=tuple(names),
+            receptive_field=None if whole else tuple(math.ceil(r) for r in rf), resolved=analysis.resolved,
+            inputs=tuple(names),
             kept_elements=analysis.kept_elements,
             input_shapes=tuple(t.shape for t in ins)))
         flattened_from = None
@@ -319,7 +321,8 @@ def _receptive(analysis: Analysis, ins: list[_Tensor]):
     if window is None:
         return rf, jump, False
     new_rf = tuple(r + ((k - 1) * d) * j for r, k, d, j in zip(rf, window.kernel, window.dilation, jump, strict=True))
-    new_jump = tuple(j * s for j, s in zip(jump, window.stride, strict=True))
+    # an upsampling layer's outputs are a fraction of an input pixel apart
+    new_jump = tuple(j * s / Fraction(u) for j, s, u in zip(jump, window.stride, window.upsample, strict=True))
     return new_rf, new_jump, False
 
 

@@ -19,6 +19,7 @@ from netspec.layers.base import (
     ShapeIssue,
     TensorShape,
     WeightTensor,
+    Window,
     fmt_shape,
     layout_of,
     require_tokens,
@@ -145,5 +146,6 @@ class WindowAttention(Layer):
         params = 4 * channels * channels + (4 * channels if self.bias else 0) + table
         return Analysis(output=inp.shape, params=params,
                         macs=pixels * (4 * channels * channels + 2 * window_pixels * channels),
+                        window=Window(self.window_size, (1, 1)),  # a pixel reads its whole window
                         kept_elements=self.num_heads * pixels * window_pixels,
                         resolved={"dim": channels})

@@ -406,15 +406,20 @@ class ShapeIssue(Exception):
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window, for receptive-field arithmetic."""
+    """A sliding window, for receptive-field arithmetic: each output value reads ``kernel`` input
+    values (``dilation`` apart) per axis; neighbouring outputs are ``stride`` inputs apart, or
+    1 / ``upsample`` of one when the layer enlarges its input (a transposed convolution, upsampling)."""
 
     kernel: tuple[int, ...]  # per spatial axis
     stride: tuple[int, ...]
     dilation: tuple[int, ...] = ()  # () for 1 along every axis
+    upsample: tuple[int, ...] = ()  # () for 1 along every axis
 
     def __post_init__(self) -> None:
         if not self.dilation:
             object.__setattr__(self, "dilation", (1,) * len(self.kernel))
+        if not self.upsample:
+            object.__setattr__(self, "upsample", (1,) * len(self.kernel))
 
 
 @dataclass

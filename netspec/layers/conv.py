@@ -209,7 +209,8 @@ class ConvTranspose2d(Layer):
     MACs   = in_h · in_w · in_channels · out_channels · kh · kw (each input pixel spreads its kernel)
 
     PyTorch keeps the kernel as (in, out, kh, kw), Keras as (kh, kw, out, in). Keras pads as
-    PyTorch does where the padding is 0 or, with no output_padding, (kernel - stride) / 2 ('same').
+    PyTorch does where the padding is 0 (with any output_padding) or, with no output_padding,
+    (kernel - stride) / 2 ('same').
     """
 
     category = "convolution"
@@ -222,6 +223,7 @@ class ConvTranspose2d(Layer):
         ((3, 4, 4), {"out_channels": 5, "kernel_size": 4, "stride": 2, "padding": 1}),
         ((2, 3, 5), {"out_channels": 2, "kernel_size": [3, 1], "bias": False}),
         ((3, 4, 5), {"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}),
+        ((2, 3, 4), {"out_channels": 3, "kernel_size": 3, "stride": [2, 3], "output_padding": [1, 2]}),
     )
     weights = (WeightTensor("weight", "kernel", to_keras=(2, 3, 1, 0)), WeightTensor("bias", "bias", needs="bias"))
 
@@ -246,6 +248,8 @@ class ConvTranspose2d(Layer):
             raise ShapeIssue(f"padding {list(self.padding)} crops the {'×'.join(map(str, spatial))} input's "
                              f"output to {'×'.join(map(str, out))}", field="padding", hint="use less padding")
         per_input = self.out_channels * prod(self.kernel_size)
-        return Analysis(output=(self.out_channels, *out),
+        # an output pixel reads ceil(kernel / stride) input pixels per axis, and outputs are 1 / stride apart
+        reads = tuple(-(-kernel // stride) for kernel, stride in zip(self.kernel_size, self.stride, strict=True))
+        return Analysis(output=(self.out_channels, *out), window=Window(reads, (1, 1), upsample=self.stride),
                         params=channels * per_input + (self.out_channels if self.bias else 0),
                         macs=prod(spatial) * channels * per_input, resolved={"in_channels": channels})

@@ -21,6 +21,7 @@ from netspec.layers.base import (
     LayerInput,
     ShapeIssue,
     TensorShape,
+    Window,
     features_last,
     fmt_shape,
     is_tokens,
@@ -204,4 +205,5 @@ class PatchMerge(Layer):
                              f"but {inp.producer} yields {layout.kind} ({layout.name} {fmt_shape(inp.shape)})",
                              hint=hint)
         height, width, channels = inp.shape
-        return Analysis(output=TensorShape((-(-height // 2), -(-width // 2), 4 * channels), CHANNELS_LAST[2]))
+        return Analysis(output=TensorShape((-(-height // 2), -(-width // 2), 4 * channels), CHANNELS_LAST[2]),
+                        window=Window((2, 2), (2, 2)))

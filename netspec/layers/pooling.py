@@ -326,4 +326,5 @@ class Upsample(Layer):
         channels, spatial = require_spatial(inp, self.kind, 2)
         out = tuple(size * factor for size, factor in zip(spatial, self.scale_factor, strict=True))
         macs = 3 * channels * math.prod(out) if self.mode == "bilinear" else 0
-        return Analysis(output=(channels, *out), macs=macs)
+        reads = (2, 2) if self.mode == "bilinear" else (1, 1)  # input pixels per output pixel, per axis
+        return Analysis(output=(channels, *out), macs=macs, window=Window(reads, (1, 1), upsample=self.scale_factor))

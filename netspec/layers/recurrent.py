@@ -82,7 +82,8 @@ class _Recurrent(Layer):
         output = TensorShape((length, hidden), TOKENS) if self.return_sequences else (hidden,)
         return Analysis(output=output, params=gates * hidden * (features + hidden) + (2 * gates * hidden if self.bias
                                                                                         else 0),
-                        macs=length * gates * hidden * (features + hidden), sees_whole_input=not self.return_sequences,
+                        # the last step reads every token (and any step every earlier one: the whole, at most)
+                        macs=length * gates * hidden * (features + hidden), sees_whole_input=True,
                         resolved={"input_size": features})
 
 

@@ -206,7 +206,7 @@ def text_input(net: CheckedNet) -> int:
         layout = layout_of(net.input_shape)
         raise DataError.single(f"the text datasets give token ids, and this network takes {layout.kind}, "
                                f"{fmt_shape(net.input_shape)}", net.source.location(("input",)),
-                               hint="take token ids and embed them: input: {shape: [128], layout: ids}, then "
+                               hint="take token ids and embed them: input: {shape: [64], layout: ids}, then "
                                     f"{{type: embedding, num_embeddings: {BYTE_VOCABULARY}, embedding_dim: 32}}")
     embedding = next(cl for cl in net.layers if cl.layer.takes_ids)
     if embedding.layer.num_embeddings < BYTE_VOCABULARY:  # type: ignore[attr-defined]
@@ -323,9 +323,12 @@ def check_label_kind(net: CheckedNet, data: DataSpec) -> None:
                                f"yields {fmt_shape(net.output_shape)}, not classes × {height}×{width}", last.location,
                                layer=last.name, hint=f"end the network in one score per class at every pixel, e.g. "
                                                      f"a 1×1 conv2d to the classes at {height}×{width}")
-    if per_pixel(net) and (data.resize is not None or data.random_crop or data.hflip):
-        raise DataError.single("resize, random_crop and hflip move the pixels but not their labels", where,
-                               hint="set data.resize: null, random_crop: false and hflip: false")
+    moving = [key for key, off in (("resize", None), ("random_crop", False), ("hflip", False))
+              if getattr(data, key) != off]
+    if per_pixel(net) and moving:
+        off = ", ".join(f"{key}: {'null' if key == 'resize' else 'false'}" for key in moving)
+        raise DataError.single(f"data.{moving[0]} would move the pixels but not their labels",
+                               net.source.location(("data", moving[0])), hint=f"set data.{off}")
 
 
 def cifar10(net: CheckedNet, data: DataSpec, seed: int) -> Sources:
@@ -429,7 +432,10 @@ def _refuse_decompression_bombs() -> None:
 def check_classes(net: CheckedNet, classes: int) -> None:
     last = net.layers[-1]
     if net.output_shape[0] != classes or (net.output_shape != (classes,) and not per_pixel(net)):
+        hint = f"--set num_classes={classes} (if the spec has that param) or change the output layer"
+        if len(net.output_shape) > 1 and not per_pixel(net):  # scores at every position, not one vector
+            hint = ("end in one vector per sample: an lstm or gru without return_sequences, select of one token, "
+                    "or global pooling, then a linear layer to the classes")
         raise DataError.single(
             f"the dataset has {classes} classes but the spec's output layer '{last.name}' yields "
-            f"{'×'.join(map(str, net.output_shape))} values", last.location, layer=last.name,
-            hint=f"--set num_classes={classes} (if the spec has that param) or change the output layer")
+            f"{'×'.join(map(str, net.output_shape))} values", last.location, layer=last.name, hint=hint)
