@@ -22,7 +22,7 @@ QUICK = ["--epochs", "1", "--max-steps", "3", "--batch-size", "8", "--device", "
 
 
 def test_digit_masks_label_each_pixel_with_what_it_shows():
-    from sklearn.datasets import load_digits
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits  # comes with the torch and keras extras
 
     net = check_file(UNET)
     masks, plain = digit_masks(net, DataSpec(dataset="digit_masks"), 0), digits(net, DataSpec(), 0)
@@ -59,6 +59,7 @@ def test_a_pixel_network_and_its_dataset_must_agree(write_spec):
     assert "labels every pixel" in str(not_dense.value) and "1×1 conv2d" in str(not_dense.value)
 
 
+@pytest.mark.torch
 def test_a_classifier_given_digit_masks_is_one_located_error(tmp_path):
     result = CliRunner().invoke(app, ["train", str(SPECS_DIR / "alexnet-digits.yaml"), "--data", "digit_masks",
                                       "--set", "num_classes=11", "--run-dir", str(tmp_path / "run")])
