@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
-    CHANNELS_FIRST,
     CHANNELS_LAST,
     TOKENS,
     Analysis,
@@ -20,8 +19,7 @@ from netspec.layers.base import (
     TensorShape,
     WeightTensor,
     Window,
-    fmt_shape,
-    layout_of,
+    require_channels_last_image,
     require_tokens,
 )
 
@@ -122,14 +120,7 @@ class WindowAttention(Layer):
     bias: bool = Field(True, description="Biases on the qkv and output projections.")
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        layout = layout_of(inp.shape)
-        if layout is not CHANNELS_LAST[2]:
-            hint = ("move the channels last first: {type: permute, dims: [0, 2, 3, 1]}" if layout is CHANNELS_FIRST[2]
-                    else None)
-            raise ShapeIssue(f"window_attention attends within windows of {CHANNELS_LAST[2].kind} "
-                             f"({CHANNELS_LAST[2].name}), but {inp.producer} yields {layout.kind} "
-                             f"({layout.name} {fmt_shape(inp.shape)})", hint=hint)
-        height, width, channels = inp.shape
+        height, width, channels = require_channels_last_image(inp, "window_attention attends within windows of")
         if channels % self.num_heads:
             divisors = [d for d in range(1, channels + 1) if channels % d == 0]
             raise ShapeIssue(f"num_heads={self.num_heads} does not divide the {channels} channels",

@@ -545,6 +545,20 @@ def require_tokens(inp: LayerInput, does: str) -> None:
                          f"{fmt_shape(inp.shape)}", hint="make tokens first: {type: to_tokens}")
 
 
+def require_channels_last_image(inp: LayerInput, does: str) -> tuple[int, int, int]:
+    """(height, width, channels) of a channels-last image, as Swin's layers take it; otherwise a
+    ShapeIssue (``does``: "window_attention attends within windows of"), with the permute that
+    makes one from a channels-first image."""
+    layout = layout_of(inp.shape)
+    if layout is not CHANNELS_LAST[2]:
+        hint = ("move the channels last first: {type: permute, dims: [0, 2, 3, 1]}" if layout is CHANNELS_FIRST[2]
+                else None)
+        raise ShapeIssue(f"{does} {CHANNELS_LAST[2].kind} ({CHANNELS_LAST[2].name}), but {inp.producer} yields "
+                         f"{layout.kind} ({layout.name} {fmt_shape(inp.shape)})", hint=hint)
+    height, width, channels = inp.shape
+    return height, width, channels
+
+
 def refuse_token_ids(layer: Layer, inputs: list[LayerInput]) -> None:
     """A ShapeIssue when token ids reach a layer that computes with values, not an embedding."""
     if layer.takes_ids:

@@ -26,6 +26,7 @@ from netspec.layers.base import (
     fmt_shape,
     is_tokens,
     layout_of,
+    require_channels_last_image,
     with_layout,
 )
 
@@ -197,13 +198,6 @@ class PatchMerge(Layer):
     type: Literal["patch_merge"]
 
     def analyze(self, inp: LayerInput) -> Analysis:
-        layout = layout_of(inp.shape)
-        if layout is not CHANNELS_LAST[2]:
-            hint = ("move the channels last first: {type: permute, dims: [0, 2, 3, 1]}" if layout is CHANNELS_FIRST[2]
-                    else None)
-            raise ShapeIssue(f"patch_merge gathers 2×2 pixels of {CHANNELS_LAST[2].kind} ({CHANNELS_LAST[2].name}), "
-                             f"but {inp.producer} yields {layout.kind} ({layout.name} {fmt_shape(inp.shape)})",
-                             hint=hint)
-        height, width, channels = inp.shape
+        height, width, channels = require_channels_last_image(inp, "patch_merge gathers 2×2 pixels of")
         return Analysis(output=TensorShape((-(-height // 2), -(-width // 2), 4 * channels), CHANNELS_LAST[2]),
                         window=Window((2, 2), (2, 2)))

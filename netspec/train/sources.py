@@ -209,7 +209,7 @@ def text_input(net: CheckedNet) -> int:
                                hint="take token ids and embed them: input: {shape: [64], layout: ids}, then "
                                     f"{{type: embedding, num_embeddings: {BYTE_VOCABULARY}, embedding_dim: 32}}")
     embedding = next(cl for cl in net.layers if cl.layer.takes_ids)
-    if embedding.layer.num_embeddings < BYTE_VOCABULARY:  # type: ignore[attr-defined]
+    if vocabulary(net) < BYTE_VOCABULARY:
         raise DataError.single(f"a text's tokens are its bytes, ids 1 to 256 (0 pads a short line), and embedding "
                                f"'{embedding.name}' has {embedding.layer.num_embeddings} ids",  # type: ignore[attr-defined]
                                embedding.location, layer=embedding.name, hint=f"num_embeddings: {BYTE_VOCABULARY}")
