@@ -3,13 +3,24 @@ count agree with what PyTorch really does, for each of its examples."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from netspec.analysis.checker import check
 from netspec.language.loader import LoadedSpec
 from netspec.language.spec import NetSpec, SpecSource
 from netspec.layers import LAYER_REGISTRY, LayerInput, ShapeIssue
-from netspec.layers.base import IDS, channels_of, features_last, is_tokens, layout_of, same_padding, window_output
+from netspec.layers.base import (
+    IDS,
+    channels_of,
+    features_last,
+    is_tokens,
+    layout_of,
+    partition_of,
+    same_padding,
+    window_output,
+)
 
 CATALOGUE = [(kind, i) for kind, cls in sorted(LAYER_REGISTRY.items()) for i in range(len(cls.examples))]
 
@@ -21,8 +32,13 @@ def single_layer_net(kind: str, index: int):
     shape, config = LAYER_REGISTRY[kind].examples[index]
     if not isinstance(shape[0], tuple):
         layers = [{"name": "layer", "type": kind, **config}]
-        # a channels-last image: the input, permuted
-        if features_last(shape) and not is_tokens(shape) and layout_of(shape) is not IDS:
+        # a partitioned image: the input, partitioned; a channels-last image: the input, permuted
+        if partition_of(shape):
+            rows, cols, tokens, features = shape
+            size = math.isqrt(tokens)
+            layers.insert(0, {"name": "grouped", "type": "partition", "by": partition_of(shape), "size": size})
+            shape = (features, rows * size, cols * size)
+        elif features_last(shape) and not is_tokens(shape) and layout_of(shape) is not IDS:
             rank = len(shape) - 1
             layers.insert(0, {"name": "to_last", "type": "permute", "dims": [0, *range(2, rank + 2), 1]})
             shape = (shape[-1], *shape[:-1])
@@ -206,8 +222,7 @@ def test_the_channels_a_layer_says_it_receives_are_its_inputs_channels(kind, ind
     declaring = sorted(k for k, cls in LAYER_REGISTRY.items() if cls.input_channel_keys)
     assert declaring == ["batchnorm1d", "batchnorm2d", "batchnorm3d", "class_token", "conv1d", "conv2d", "conv3d",
                          "conv_transpose2d", "groupnorm", "gru", "layer_scale", "layernorm", "linear", "lstm",
-                         "multihead_attention",
-                         "position_embedding", "window_attention"]
+                         "multihead_attention", "position_embedding", "relative_attention", "window_attention"]
 
 
 def test_a_weight_tensor_can_reshape_as_well_as_permute():

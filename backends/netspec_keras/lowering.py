@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from netspec.analysis.checker import CheckedLayer
 from netspec.codegen.render import py
 from netspec.errors import Problem, SpecError
-from netspec.layers.attention import MultiheadAttention, WindowAttention
+from netspec.layers.attention import MultiheadAttention, RelativeAttention, WindowAttention
 from netspec.layers.base import LAYOUTS, Layer, layout_of, resolve_padding, spatial_rank, to_channels_first_axes
 from netspec.layers.conv import ConvTranspose2d, _ConvNd
 from netspec.layers.core import Flatten, Linear
-from netspec.layers.layout import ChannelShuffle, Chunk, PatchMerge, Select
+from netspec.layers.layout import ChannelShuffle, Chunk, Departition, PatchMerge, Partition, Select
 from netspec.layers.learned import ClassToken, LayerScale, PositionEmbedding
 from netspec.layers.normalization import LocalResponseNorm
 from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool
@@ -181,7 +181,8 @@ for _layer_class, _helper in ((LocalResponseNorm, "LocalResponseNorm"), (Select,
                               (MultiheadAttention, "MultiHeadSelfAttention"), (LayerScale, "LayerScale"),
                               (ClassToken, "ClassToken"), (PositionEmbedding, "PositionEmbedding"),
                               (PatchMerge, "PatchMerge"), (WindowAttention, "ShiftedWindowAttention"),
-                              (LSTM, "TorchLSTM"), (GRU, "TorchGRU")):
+                              (LSTM, "TorchLSTM"), (GRU, "TorchGRU"), (Partition, "Partition"),
+                              (Departition, "Departition"), (RelativeAttention, "RelativePositionalAttention")):
     lowers(_layer_class)(_helper_layer(_helper))
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 # layers the generated module defines itself (templates/module.py.j2), for what Keras lacks
 HELPER_LAYERS = ("LocalResponseNorm", "NegInfPadding1D", "NegInfPadding2D", "NegInfPadding3D", "AdaptiveAvgPool2D",
                  "SelectToken", "MultiHeadSelfAttention", "LayerScale", "ClassToken", "PositionEmbedding", "Chunk",
-                 "ChannelShuffle", "PatchMerge", "ShiftedWindowAttention", "TorchRecurrent", "TorchLSTM", "TorchGRU")
+                 "ChannelShuffle", "PatchMerge", "ShiftedWindowAttention", "TorchRecurrent", "TorchLSTM", "TorchGRU",
+                 "Partition", "Departition", "RelativePositionalAttention")
 
 # bound at module level in the generated file: a layer, spec or module named so would hide it
 MODULE_NAMES = {"keras": "the keras package", **{name: "a helper layer of the Keras code" for name in HELPER_LAYERS}}

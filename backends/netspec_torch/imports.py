@@ -11,7 +11,7 @@ from contextvars import ContextVar
 OPTIONAL_IMPORTS = {"F": "import torch.nn.functional as F", "OrderedDict": "from collections import OrderedDict"}
 # the helper classes templates/module.py.j2 defines when a layer's code needs one
 HELPER_CLASSES = ("ChannelLayerNorm", "Permute", "ToTokens", "SelectToken", "StochasticDepth", "PatchMerge",
-                  "ChannelAffine", "ShiftedWindowAttention")
+                  "ChannelAffine", "ShiftedWindowAttention", "Partition", "Departition", "RelativePositionalAttention")
 # the helper classes whose code calls torch.nn.functional
 HELPERS_USING_FUNCTIONAL = {"ChannelLayerNorm", "PatchMerge", "ShiftedWindowAttention"}
 _needed: ContextVar[set[str] | None] = ContextVar("netspec_torch_needed_imports", default=None)

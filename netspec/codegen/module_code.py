@@ -26,7 +26,7 @@ from netspec.language.expressions import Expression, ExpressionError
 from netspec.language.modules import Instance, ModuleDefinition
 from netspec.language.params import REPETITION, PerRepetition
 from netspec.layers import fmt_shape
-from netspec.layers.base import NETWORK_INPUT, channels_of
+from netspec.layers.base import LAYER_REGISTRY, NETWORK_INPUT, channels_of
 
 
 class Unexpressible(Exception):
@@ -314,11 +314,15 @@ class Arguments:
         ``channel_keys`` are the keys whose value is the channels the item receives."""
         self.channel_keys = channel_keys
         grouped: dict[str, Any] = {"l": {}, "r": {}, "kw": {}, "pad": None, "pre_pad": None}
+        layer_class = LAYER_REGISTRY.get(item.get("type"))  # type: ignore[arg-type]
+        passed_on = set(layer_class.value_fields) if layer_class is not None else set()
         for key in values[0]:
             column = [row.get(key) for row in values]
             # a layer's flag or name (bias, ceil_mode, an activation) decides what its macro writes, so
             # it is never an argument: uses that differ in one get a class each
-            flag = key.partition(".")[0] in ("l", "r") and any(isinstance(v, bool | str) for v in column)
+            prefix, _, field_name = key.partition(".")
+            flag = prefix in ("l", "r") and field_name not in passed_on and any(isinstance(v, bool | str)
+                                                                                  for v in column)
             if all(v == column[0] for v in column) and (flag or not self._named(item, key)):
                 value = column[0]
             elif flag:
@@ -406,4 +410,6 @@ def annotation(sample: Any) -> str:
         return "float"
     if isinstance(sample, tuple):
         return "tuple"
+    if isinstance(sample, str):
+        return "str"
     return "object"

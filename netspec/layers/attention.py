@@ -13,6 +13,7 @@ from netspec.layers.base import (
     Analysis,
     Layer,
     LayerInput,
+    PARTITIONS,
     NonNegativePair,
     Pair,
     ShapeIssue,
@@ -20,6 +21,7 @@ from netspec.layers.base import (
     WeightTensor,
     Window,
     require_channels_last_image,
+    require_partitioned,
     require_tokens,
 )
 
@@ -140,3 +142,55 @@ class WindowAttention(Layer):
                         window=Window(self.window_size, (1, 1)),  # a pixel reads its whole window
                         kept_elements=self.num_heads * pixels * window_pixels,
                         resolved={"dim": channels})
+
+
+class RelativeAttention(Layer):
+    """Multi-head self-attention within each group of a partitioned image (Gh×Gw×P×D, from
+    ``partition``), with a learned bias per head and relative position of two tokens in their
+    size×size group: torchvision's ``RelativePositionalMultiHeadAttention``, MaxViT's block and grid
+    attention. As torchvision computes it, the scores are scaled by 1/sqrt(D), the token's
+    features, not by 1/sqrt(D/heads). PyTorch's names: ``to_qkv`` (Linear D→3D, the queries, keys
+    and values side by side), ``merge`` (Linear D→D), ``relative_position_bias_table``
+    ((2·size-1)² × heads) and the ``relative_position_index`` buffer it computes.
+
+    Shape unchanged. params = 4·D² + 4·D + the table. MACs per token = 4·D² (the projections) +
+    2·P·D (scores and weighted sums). Training keeps heads · P attention weights per token. A
+    window's token sees its size×size window; a grid's sees the whole image.
+    """
+
+    category = "attention"
+    input_channel_keys = ("dim",)
+    synonyms = {"heads": "num_heads", "n_heads": "num_heads"}
+    type_synonyms = ("relative_positional_attention", "relative_position_attention", "partition_attention")
+
+    examples = (
+        (TensorShape((2, 3, 4, 8), PARTITIONS["window"]), {"num_heads": 2}),
+        (TensorShape((3, 2, 9, 6), PARTITIONS["grid"]), {"num_heads": 3}),
+    )
+
+    weights = (WeightTensor("to_qkv.weight", "to_qkv_kernel", to_keras=(1, 0)),
+               WeightTensor("to_qkv.bias", "to_qkv_bias"),
+               WeightTensor("merge.weight", "merge_kernel", to_keras=(1, 0)),
+               WeightTensor("merge.bias", "merge_bias"),
+               WeightTensor("relative_position_bias_table", "relative_position_bias_table"))
+    # computed from the group's size in both frameworks; PyTorch keeps it in the state dict
+    torch_only_buffers = ("relative_position_index",)
+
+    type: Literal["relative_attention"]
+    num_heads: PositiveInt = Field(description="Heads the features are split into; must divide them (MaxViT: "
+                                               "features / 32).")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        by, rows, cols, size, features = require_partitioned(inp, "relative_attention attends within the groups of")
+        if features % self.num_heads:
+            divisors = [d for d in range(1, features + 1) if features % d == 0]
+            raise ShapeIssue(f"num_heads={self.num_heads} does not divide the {features} features of each token",
+                             field="num_heads", hint=f"one of {', '.join(map(str, divisors[-6:]))}")
+        tokens = size * size
+        positions = rows * cols * tokens
+        table = (2 * size - 1) ** 2 * self.num_heads
+        return Analysis(output=inp.shape, params=4 * features * features + 4 * features + table,
+                        macs=positions * (4 * features * features + 2 * tokens * features),
+                        window=Window((size, size), (1, 1)) if by == "window" else None,
+                        sees_whole_input=by == "grid", kept_elements=self.num_heads * positions * tokens,
+                        resolved={"dim": features, "size": size})

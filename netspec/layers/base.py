@@ -217,6 +217,12 @@ IDS = Layout("L", "a sequence of token ids", channels_first=False)
 # volume as ConvNeXt and Swin permute them (N, H, W, C) for their per-position LayerNorm and Linear
 CHANNELS_LAST: dict[int, Layout] = {1: TOKENS, 2: Layout("H×W×C", "an image, channels last", False),
                                     3: Layout("D×H×W×C", "a volume, channels last", False)}
+# an image's pixels grouped into tokens, as MaxViT partitions it for attention within each group:
+# rows × cols groups of P = size² tokens of D features, features last in both frameworks; a
+# window's group is size×size neighbouring pixels, a grid's is size×size pixels spread evenly
+# over the whole image
+PARTITIONS: dict[str, Layout] = {kind: Layout("Gh×Gw×P×D", f"an image's pixels grouped by {kind}", False)
+                                 for kind in ("window", "grid")}
 
 
 class TensorShape(tuple):
@@ -498,6 +504,10 @@ class Layer(BaseModel):
     # Whether it takes token ids (integers to look up, L): an embedding; every other layer computes
     # with values, and is refused token ids at its line.
     takes_ids: ClassVar[bool] = False
+    # Text fields the generated code only passes on as a value (partition's 'by'): a module's uses
+    # that differ in one share a class or function that takes it as an argument. Other text (an
+    # activation, a pooling mode) decides what the code writes, and uses that differ get one each.
+    value_fields: ClassVar[tuple[str, ...]] = ()
     # The value padding takes: -inf for max pooling, so that the border never wins.
     pad_value: ClassVar[float] = 0.0
     # How many inputs the layer takes: (at least, at most or None for any number).
@@ -559,6 +569,24 @@ def require_channels_last_image(inp: LayerInput, does: str) -> tuple[int, int, i
     return height, width, channels
 
 
+def partition_of(shape: Shape) -> str | None:
+    """How a tensor's pixels are grouped ('window' or 'grid'), or None for a tensor not partitioned."""
+    return next((kind for kind, layout in PARTITIONS.items() if layout_of(shape) is layout), None)
+
+
+def require_partitioned(inp: LayerInput, does: str) -> tuple[str, int, int, int, int]:
+    """(by, rows, cols, size, features) of an image partitioned into groups of size×size tokens;
+    otherwise a ShapeIssue (``does``: "relative_attention attends within the groups of")."""
+    kind = partition_of(inp.shape)
+    if kind is None:
+        layout = layout_of(inp.shape)
+        raise ShapeIssue(f"{does} an image partitioned into groups of pixels ({PARTITIONS['window'].name}), but "
+                         f"{inp.producer} yields {layout.kind} ({layout.name} {fmt_shape(inp.shape)})",
+                         hint="partition a channels-first image first: {type: partition, by: window, size: 7}")
+    rows, cols, tokens, features = inp.shape
+    return kind, rows, cols, math.isqrt(tokens), features
+
+
 def refuse_token_ids(layer: Layer, inputs: list[LayerInput]) -> None:
     """A ShapeIssue when token ids reach a layer that computes with values, not an embedding."""
     if layer.takes_ids:
@@ -580,6 +608,10 @@ def require_spatial(inp: LayerInput, what: str, rank: int = 2) -> tuple[int, tup
                          hint="token sequences take per-token layers (linear, layernorm, activations, dropout), "
                               "attention, add, concat, multiply and flatten; or is the input a sequence, channels "
                               "first? then write input: [C, L] without 'layout: tokens'")
+    if partition_of(inp.shape):
+        raise ShapeIssue(f"{what} needs {KINDS[rank]} (channels first, {LAYOUTS[rank]}) but {inp.producer} yields "
+                         f"{layout.kind} ({layout.name} {fmt_shape(inp.shape)})",
+                         hint="put the pixels back in place first: {type: departition}")
     if not layout.channels_first:
         back = [0, len(inp.shape), *range(1, len(inp.shape))]
         raise ShapeIssue(f"{what} needs {KINDS[rank]} (channels first, {LAYOUTS[rank]}) but {inp.producer} yields "

@@ -2,7 +2,8 @@
 
 The checker's shapes carry their layout (netspec.layers.base.Layout), so these change it: a
 channels-first image becomes channels last for ConvNeXt's per-pixel LayerNorm and Linear, an image
-becomes a token sequence for ViT, a sequence gives up its class token for the classifier.
+becomes a token sequence for ViT, a sequence gives up its class token for the classifier, an
+image's pixels are grouped for MaxViT's attention within windows and grids and put back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from netspec.layers.base import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
+    PARTITIONS,
     TOKENS,
     Analysis,
     Layer,
@@ -26,7 +28,10 @@ from netspec.layers.base import (
     fmt_shape,
     is_tokens,
     layout_of,
+    partition_of,
     require_channels_last_image,
+    require_partitioned,
+    require_spatial,
     with_layout,
 )
 
@@ -67,6 +72,10 @@ class Permute(Layer):
     def analyze(self, inp: LayerInput) -> Analysis:
         layout = layout_of(inp.shape)
         rank = len(inp.shape) - 1
+        if partition_of(inp.shape):
+            raise ShapeIssue(f"permute moves the channels between first and last, and {inp.producer} yields "
+                             f"{layout.kind} ({layout.name} {fmt_shape(inp.shape)})", field="dims",
+                             hint="put the pixels back in place first: {type: departition}")
         if rank >= 1 and layout.channels_first and self.dims == _to_last(rank):
             return Analysis(output=with_layout((*inp.shape[1:], inp.shape[0]), CHANNELS_LAST[rank]))
         if rank >= 1 and not layout.channels_first and self.dims == _to_first(rank):
@@ -201,3 +210,57 @@ class PatchMerge(Layer):
         height, width, channels = require_channels_last_image(inp, "patch_merge gathers 2×2 pixels of")
         return Analysis(output=TensorShape((-(-height // 2), -(-width // 2), 4 * channels), CHANNELS_LAST[2]),
                         window=Window((2, 2), (2, 2)))
+
+
+class Partition(Layer):
+    """An image's pixels grouped for attention within each group, as MaxViT partitions its feature
+    map (torchvision's ``WindowPartition``, and for a grid its ``SwapAxes`` after): a channels-first
+    image C×H×W becomes H/size × W/size groups of size² tokens of C features (Gh×Gw×P×D).
+    ``by: window`` groups each size×size block of neighbouring pixels; ``by: grid`` groups
+    size×size pixels spread evenly over the whole image, H/size rows and W/size columns apart (the
+    pixels at the same place in each cell of a size×size grid). Within a group, tokens go row by
+    row. H and W must be multiples of ``size``. params = 0, MACs = 0.
+    """
+
+    category = "reshape"
+    synonyms = {"partition_size": "size", "partition_type": "by", "kind": "by", "window_size": "size",
+                "grid_size": "size"}
+    type_synonyms = ("window_partition", "grid_partition")
+    value_fields = ("by",)
+
+    examples = (((4, 6, 6), {"by": "window", "size": 3}), ((4, 6, 4), {"by": "grid", "size": 2}))
+
+    type: Literal["partition"]
+    by: Literal["window", "grid"] = Field(description="window: blocks of neighbouring pixels; grid: pixels spread "
+                                          "evenly over the image.")
+    size: int = Field(ge=1, description="Pixels per group along each axis (MaxViT: 7); must divide the height and "
+                                        "width.")
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        channels, (height, width) = require_spatial(inp, f"partition (by: {self.by})", 2)
+        if height % self.size or width % self.size:
+            fitting = [d for d in range(1, min(height, width) + 1) if height % d == 0 and width % d == 0]
+            raise ShapeIssue(f"size {self.size} does not divide the {height}×{width} image {inp.producer} yields",
+                             field="size", hint=f"a size that divides both: {', '.join(map(str, fitting[-6:]))}; "
+                             "or an input whose sides are multiples of it here")
+        return Analysis(output=TensorShape((height // self.size, width // self.size, self.size * self.size,
+                                            channels), PARTITIONS[self.by]))
+
+
+class Departition(Layer):
+    """Puts the pixels a ``partition`` grouped back in place: Gh×Gw×P×D becomes a channels-first
+    image D×H×W, as torchvision's ``WindowDepartition`` (after its ``SwapAxes`` for a grid). It
+    reads how they were grouped from its input. params = 0, MACs = 0."""
+
+    category = "reshape"
+    type_synonyms = ("window_departition", "grid_departition", "unpartition")
+    value_fields = ("by",)  # resolved from its input
+
+    examples = ((TensorShape((2, 3, 4, 5), PARTITIONS["window"]), {}), (TensorShape((3, 2, 9, 4), PARTITIONS["grid"]),
+                                                                         {}))
+
+    type: Literal["departition"]
+
+    def analyze(self, inp: LayerInput) -> Analysis:
+        by, rows, cols, size, features = require_partitioned(inp, "departition puts back in place the pixels of")
+        return Analysis(output=(features, rows * size, cols * size), resolved={"by": by, "size": size})
