@@ -19,7 +19,7 @@ from netspec.layers.attention import MultiheadAttention, RelativeAttention, Wind
 from netspec.layers.base import LAYOUTS, Layer, layout_of, resolve_padding, spatial_rank, to_channels_first_axes
 from netspec.layers.conv import ConvTranspose2d, _ConvNd
 from netspec.layers.core import Flatten, Linear
-from netspec.layers.layout import ChannelShuffle, Chunk, Departition, PatchMerge, Partition, Select
+from netspec.layers.layout import ChannelShuffle, Chunk, Departition, Partition, PatchMerge, Select
 from netspec.layers.learned import ClassToken, LayerScale, PositionEmbedding
 from netspec.layers.normalization import LocalResponseNorm
 from netspec.layers.pooling import AdaptiveAvgPool2d, _AvgPool, _MaxPool, _WindowPool

@@ -9,11 +9,11 @@ from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
     CHANNELS_LAST,
+    PARTITIONS,
     TOKENS,
     Analysis,
     Layer,
     LayerInput,
-    PARTITIONS,
     NonNegativePair,
     Pair,
     ShapeIssue,
