@@ -336,3 +336,13 @@ def test_keras_bf16_computes_in_bfloat16_on_float32_weights_and_leaves_the_polic
     assert ("mixed bf16" if bf16 else ", fp32") in trainer.describe()
     assert keras.config.dtype_policy().name == "float32"  # models built afterwards are float32 again
     assert get_backend("keras").load(net).get_layer("conv1").compute_dtype == "float32"
+
+
+def test_the_epoch_line_leaves_out_top5_where_every_label_is_in_the_top_five():
+    from netspec.train.loop import epoch_line
+
+    record = {"epoch": 2, "train_loss": 0.5, "train_top1": 0.8, "val_loss": 0.6, "val_top1": 0.75, "val_top5": 0.96,
+              "lr": 0.01, "images_per_s": 1234.0}
+    assert "top-1 0.750 top-5 0.960  lr" in epoch_line(record, 5, classes=10)
+    three = epoch_line({**record, "val_top5": 1.0}, 5, classes=3)
+    assert "top-5" not in three and "top-1 0.750  lr 0.01" in three and three.startswith("epoch 2/5")

@@ -240,7 +240,7 @@ class EpochLoop:
                     self._train_epoch(progress, stop)
                     record = self._finish_epoch()
                     if self.console is not None:
-                        self.console.print(epoch_line(record, self.recipe.epochs))
+                        self.console.print(epoch_line(record, self.recipe.epochs, self.net.output_shape[0]))
         except BaseException:
             # the checkpoint being written lands (or fails) before the caller looks at the folder
             self.writes.wait(raise_failure=False)
@@ -355,7 +355,9 @@ def top_k_hits(outputs, labels, k: int) -> tuple[int, int]:
     return int((best[:, 0] == labels).sum()), int((best == labels[:, None]).any(axis=1).sum())
 
 
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
+def epoch_line(record: dict[str, Any], epochs: int, classes: int) -> str:
+    # with five classes or fewer every label is among the top five: top-5 would always read 1.000
+    top5 = f" top-5 {record['val_top5']:.3f}" if classes > 5 else ""
     return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_top1']:.3f}  "
-            f"val loss {record['val_loss']:.4f} top-1 {record['val_top1']:.3f} top-5 {record['val_top5']:.3f}  "
+            f"val loss {record['val_loss']:.4f} top-1 {record['val_top1']:.3f}{top5}  "
             f"lr {record['lr']:.2g}  {record['images_per_s']:.0f} img/s")
