@@ -182,6 +182,62 @@ def export(
         typer.echo(f"wrote {artifact.path} ({artifact.format})")
 
 
+@app.command("import")
+def import_(
+    target: Annotated[str, typer.Argument(help="A Python callable that returns an nn.Module: "
+                                               "torchvision.models.resnet50, or package.module:function.",
+                                          show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="SPEC.yaml", help="The spec to write.")],
+    args: Annotated[list[str] | None, typer.Option("--arg", metavar="NAME=VALUE",
+                                                   help="An argument of the callable (num_classes=10). "
+                                                        "Repeatable.")] = None,
+    input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW",
+                                               help="The input the model takes (default: what it says, else "
+                                                    "3x224x224).")] = None,
+    weights: Annotated[Path | None, typer.Option(metavar="FILE.safetensors",
+                                                 help="Also write the model's state dict here.")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Build the spec's model, load the original's "
+                                         "weights strictly and compare outputs before writing (default).")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
+) -> None:
+    """Read an existing PyTorch model as a spec: each module class one module definition, what
+    differs between its uses params, repeated blocks `repeat`, the original's state-dict names.
+
+    The spec is written only after a round trip: checked, built, the original's weights loaded
+    strictly, and the same outputs on the same inputs. What has no netspec layer is refused with
+    where it is (exit 2), and nothing is written."""
+    from netspec.importing import import_torch_model
+
+    with user_errors():
+        arguments = {}
+        for item in args or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.isidentifier():
+                raise UsageError.single(f"--arg must be NAME=VALUE, got {item!r}", Location(f"--arg {item}"))
+            arguments[key] = yaml_value(value)
+        imported = import_torch_model(target, arguments, parse_input_shape(input_) or (3, 224, 224), output,
+                                      weights=weights, verify=verify, force=force)
+    console = _stdout_console()
+    check = imported.verified
+    if check is not None:
+        console.print(f"verified: {check['tensors']} tensors loaded strictly, outputs equal (largest difference "
+                      f"{check['max_difference']:.2g} on outputs up to {check['output_scale']:.3g})")
+    console.print(f"wrote {shown(imported.spec)} ({imported.layers} layers, "
+                  f"{len(imported.text.splitlines())} lines)")
+    if imported.weights is not None:
+        console.print(f"wrote {shown(imported.weights)} (the original's state dict)")
+
+
+def yaml_value(text: str):
+    """A value as YAML reads it (10, 0.5, true, a word), never evaluated as code."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 @app.command()
 def convert(
     spec: SpecArg,

@@ -160,6 +160,11 @@ class RunError(UserError):
     """A training run that cannot start, go on or resume: its folder, its checkpoints, a diverged loss."""
 
 
+class ModelImportError(UserError):
+    """A model netspec import cannot write as a spec: an operation without a catalogue layer,
+    control flow that depends on the data, or a round trip that does not reproduce it."""
+
+
 class SetupError(UserError):
     """What this machine lacks for the command: a backend, a framework or extra, a GPU, memory."""
 

@@ -435,3 +435,19 @@ def test_receptive_fields_through_upsampling_windows_and_recurrence(write_spec):
           - {name: rnn, type: gru, hidden_size: 4, return_sequences: true}
     """, "seq.yaml"))
     assert tokens.layer("rnn").receptive_field is None  # "all"
+
+
+def test_adding_an_image_grouped_by_window_to_one_grouped_by_grid_names_the_layouts():
+    from netspec.errors import SpecError
+
+    spec = NetSpec.model_validate({"name": "mixed", "input": [4, 6, 6], "layers": [
+        {"name": "w", "type": "partition", "by": "window", "size": 3},
+        {"name": "g", "type": "partition", "by": "grid", "size": 3, "inputs": "input"},
+        {"name": "both", "type": "add", "inputs": ["w", "g"]},
+    ]})
+    with pytest.raises(SpecError) as caught:
+        check(SpecSource(spec, LoadedSpec({}, {}, "<test>")))
+    message = str(caught.value)
+    assert "an image's pixels grouped by window (Gh×Gw×P×D)" in message
+    assert "an image's pixels grouped by grid (Gh×Gw×P×D), the same sizes in another order" in message
+    assert "departition" in message

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from netspec import build, check_file, emit  # noqa: E402
 from netspec.codegen.backend import available_backends, get_backend  # noqa: E402
 from netspec.errors import SetupError, SpecError, WeightsError  # noqa: E402
+from netspec.layers import LAYER_REGISTRY  # noqa: E402
 
 from .conftest import (  # noqa: E402
     ALL_SPECS,
@@ -374,3 +375,39 @@ def test_a_layernorm_over_an_images_channels_is_torchvisions_layernorm2d(write_s
         wrong = LayerNorm2d(6, eps=1.0).eval()  # a mutant eps
         wrong.load_state_dict(reference.state_dict())
         assert not torch.allclose(model(x), wrong(x), atol=1e-3)
+
+
+@pytest.mark.parametrize(("kind", "index"), [(k, i) for k, i in CATALOGUE
+                                             if LAYER_REGISTRY[k].torch_only_buffers != ("num_batches_tracked",)
+                                             and LAYER_REGISTRY[k].torch_only_buffers])
+def test_the_index_tables_a_layer_counts_are_the_ones_pytorch_keeps(kind, index):
+    """A weights file carries them; the bound on what a weights file may hold counts them."""
+    net = single_layer_net(kind, index)
+    layer = net.layer("layer")
+    model = get_backend("torch").load(net)
+    held = sum(b.numel() for name, b in model.named_buffers()
+               if name.rpartition(".")[2] in layer.layer.torch_only_buffers)
+    assert held == layer.layer.torch_buffer_elements(layer.resolved) > 0
+
+
+def test_a_network_with_a_large_attention_window_loads_the_weights_it_saved(write_spec, tmp_path):
+    """One 28×28 window: its relative position index (784² int64, 4.9 MB) outweighs its parameters,
+    and the file netspec wrote was refused as too large for the network."""
+    import torch
+    from safetensors.torch import save_file
+
+    spec = write_spec("""
+        name: one_window
+        input: [8, 28, 28]
+        layers:
+          - {name: groups, type: partition, by: window, size: 28}
+          - {name: attention, type: relative_attention, num_heads: 2}
+          - {name: back, type: departition}
+          - {name: pool, type: global_avgpool2d}
+    """)
+    model = build(spec).eval()
+    save_file(model.state_dict(), tmp_path / "w.safetensors")
+    again = build(spec, weights=tmp_path / "w.safetensors").eval()
+    x = torch.randn(2, 8, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))

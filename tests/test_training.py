@@ -17,6 +17,8 @@ from netspec.errors import RunError
 from netspec.train import TrainingStopped, TrainOptions
 from netspec.train.rundir import RunDir
 
+from .conftest import ROOT
+
 BACKENDS = [pytest.param("torch", marks=pytest.mark.torch), pytest.param("keras", marks=pytest.mark.keras)]
 STATE_FILE = {"torch": "state.pt", "keras": "state.safetensors"}
 
@@ -346,3 +348,30 @@ def test_the_epoch_line_leaves_out_top5_where_every_label_is_in_the_top_five():
     assert "top-1 0.750 top-5 0.960  lr" in epoch_line(record, 5, classes=10)
     three = epoch_line({**record, "val_top5": 1.0}, 5, classes=3)
     assert "top-5" not in three and "top-1 0.750  lr 0.01" in three and three.startswith("epoch 2/5")
+
+
+@pytest.mark.torch
+def test_a_batch_too_large_for_the_cpus_memory_is_refused_before_the_run_folder_is_made(tmp_path):
+    """MaxViT-T at the default batch of 128 needs about 70 GB of activations on the CPU: the kernel
+    killed the run with no message and left a folder that blocked the next one."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+    from netspec.codegen.backend import available_memory, require_training_memory
+    from netspec.train.launch import training_copies
+
+    spec = ROOT / "specs" / "alexnet-digits.yaml"
+    net = check_file(spec)
+    batch = available_memory() // net.totals.activation_bytes * 4  # four times what fits
+    result = CliRunner().invoke(app, ["train", str(spec), "--batch-size", str(batch), "--max-steps", "1",
+                                      "--epochs", "1", "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert f"on the CPU at batch {batch} needs about" in result.output
+    hinted = int(re.search(r"--batch-size (\d+) or less", result.output).group(1))
+    assert not (tmp_path / "run").exists()
+    assert batch // 8 < hinted < batch // 2
+    require_training_memory(net, training_copies(net), hinted, on_host=True)  # the hint fits
+    # on a GPU the activations are the device's: the host's memory holds the weights' copies only
+    require_training_memory(net, training_copies(net), batch, on_host=False)

@@ -115,6 +115,14 @@ class KerasBackend:
     def process(self) -> tuple[int, int]:
         return 0, 1
 
+    def trains_in_host_memory(self, device: str) -> bool:
+        if device == "cpu":
+            return True
+        _need_keras("training with Keras")
+        import tensorflow as tf
+
+        return not tf.config.list_physical_devices("GPU")
+
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
         _need_keras("training with Keras")

@@ -66,6 +66,12 @@ class TorchBackend:
         """torchrun's RANK and WORLD_SIZE (netspec_torch.distributed joins the group)."""
         return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
+    def trains_in_host_memory(self, device: str) -> bool:
+        _need_torch("training")
+        from netspec_torch.trainer import pick_device
+
+        return pick_device(device).type == "cpu"
+
     def train(self, net: CheckedNet, options, run, console=None) -> list[dict]:
         """Train with the spec's recipe into ``run`` (a RunDir); returns the metrics records."""
         _need_torch("training")

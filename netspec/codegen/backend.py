@@ -59,6 +59,10 @@ class Backend(Protocol):
     def process(self) -> tuple[int, int]:
         """This process's rank and the number of processes of the run (0, 1 when not launched so)."""
 
+    def trains_in_host_memory(self, device: str) -> bool:
+        """Whether training on ``device`` (auto, cpu, cuda:N) keeps the activations in this
+        machine's memory (the CPU), where they count against what is available."""
+
     def bench(self, net, settings) -> tuple[list, str, dict[str, str]]:
         """Training throughput (netspec.train.bench): the result rows, the device's name, versions."""
 
@@ -212,6 +216,27 @@ FRAMEWORK_BYTES = 512 << 20  # the framework's own memory, roughly
 def memory_needed(net, copies: float) -> int:
     """The memory to build ``net`` and hold ``copies`` float32 copies of its weights, all told."""
     return int(net.totals.params * 4 * copies) + FRAMEWORK_BYTES
+
+
+def require_training_memory(net, copies: float, batch: int, on_host: bool) -> None:
+    """Refuse a training run that cannot fit in memory before its folder is made: the weights'
+    copies, and on the CPU each example's activations (the checker's estimate, forward and
+    backward) times the batch, which a kill for memory would otherwise end with no message."""
+    available = available_memory()
+    base = memory_needed(net, copies)
+    per_example = net.totals.activation_bytes if on_host else 0
+    if available is None or base + batch * per_example <= available:
+        return
+    if base > available or per_example == 0:
+        require_memory(net, "training", copies, hint="train a smaller model, or on a machine (or GPU) with more memory")
+        return
+    fitting = (available - base) // per_example
+    raise SetupError.single(
+        f"training '{net.spec.name}' on the CPU at batch {batch} needs about {_gib(base + batch * per_example)} of "
+        f"memory ({_gib(per_example)} of activations per example, forward and backward), and "
+        f"{_gib(available)} is available",
+        hint=f"--batch-size {max(fitting, 1)} or less" if fitting >= 1 else "train on a GPU, or a machine with "
+                                                                            "more memory")
 
 
 def require_memory(net, what: str, copies: float,

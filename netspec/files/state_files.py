@@ -17,9 +17,11 @@ MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own bound on its JSON h
 
 
 def weights_budget(net) -> int:
-    """The most bytes a weights file for ``net`` may hold: its tensors in float64, and a margin.
+    """The most bytes a weights file for ``net`` may hold: its tensors in float64, the int64
+    tables PyTorch keeps with them (an attention's relative position index), and a margin.
     Memory follows the model, never what a file claims."""
-    return 8 * net.totals.params + (1 << 20)
+    tables = sum(cl.layer.torch_buffer_elements(cl.resolved) for cl in net.layers)
+    return 8 * (net.totals.params + tables) + (1 << 20)
 
 
 def safetensors_payload(path: Path) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -112,6 +112,9 @@ class WindowAttention(Layer):
     # computed from the window size in both frameworks; PyTorch keeps it in the state dict
     torch_only_buffers = ("relative_position_index",)
 
+    def torch_buffer_elements(self, resolved: dict[str, Any]) -> int:
+        return math.prod(self.window_size) ** 2  # a table row per pair of pixels of a window
+
     type: Literal["window_attention"]
     num_heads: PositiveInt = Field(description="Heads the channels are split into; must divide them.")
     window_size: Pair = Field(description="The window, an int or [height, width] (Swin: 7).")
@@ -175,6 +178,9 @@ class RelativeAttention(Layer):
                WeightTensor("relative_position_bias_table", "relative_position_bias_table"))
     # computed from the group's size in both frameworks; PyTorch keeps it in the state dict
     torch_only_buffers = ("relative_position_index",)
+
+    def torch_buffer_elements(self, resolved: dict[str, Any]) -> int:
+        return resolved["size"] ** 4  # a table row per pair of tokens of a size×size group
 
     type: Literal["relative_attention"]
     num_heads: PositiveInt = Field(description="Heads the features are split into; must divide them (MaxViT: "

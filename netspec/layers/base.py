@@ -533,6 +533,11 @@ class Layer(BaseModel):
         (the checker's values) where the layout depends on them (a depthwise convolution)."""
         return tuple(w for w in self.weights if w.needs is None or getattr(self, w.needs))
 
+    def torch_buffer_elements(self, resolved: dict[str, Any]) -> int:
+        """How many values its torch_only_buffers hold (int64), which a PyTorch weights file
+        carries besides the parameters and statistics."""
+        return 0
+
     def analyze(self, inp: LayerInput) -> Analysis:
         raise NotImplementedError
 

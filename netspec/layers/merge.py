@@ -47,7 +47,13 @@ class Add(_Merge):
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         first = inputs[0]
         for other in inputs[1:]:
-            if other.shape != first.shape or layout_of(other.shape) != layout_of(first.shape):
+            mine, theirs = layout_of(first.shape), layout_of(other.shape)
+            if other.shape == first.shape and mine != theirs:
+                raise ShapeIssue(
+                    f"add needs inputs of one layout, but {first.producer} yields {mine.kind} ({mine.name}) and "
+                    f"{other.producer} yields {theirs.kind} ({theirs.name}), the same sizes in another order",
+                    field="inputs", hint="bring them to one layout first (departition, or permute)")
+            if other.shape != first.shape or mine != theirs:
                 raise ShapeIssue(
                     f"add needs inputs of one shape, but {first.producer} yields {fmt_shape(first.shape)} "
                     f"and {other.producer} yields {fmt_shape(other.shape)}", field="inputs",

@@ -85,7 +85,7 @@ class RunResult:
 def train_run(request: RunRequest, console=None) -> RunResult:
     """Start or resume a run and train it to its last epoch. A new run that fails before its first
     checkpoint leaves nothing behind; TrainingStopped when it was interrupted (a checkpoint saved)."""
-    from netspec.codegen.backend import get_backend, require_memory
+    from netspec.codegen.backend import get_backend, require_training_memory
 
     if request.resume is not None:
         info = RunDir.read_info(request.resume)
@@ -118,9 +118,9 @@ def train_run(request: RunRequest, console=None) -> RunResult:
         fast_path = {name: getattr(request.options, name) for name in FAST_PATH_PARTS}
         net = check_file(request.spec, request.overrides, input_shape=input_shape)
     net.require_one_output("training")
-    require_memory(net, "training", training_copies(net),
-                   hint="train a smaller model, or on a machine (or GPU) with more memory")
     chosen = get_backend(backend)
+    require_training_memory(net, training_copies(net), net.spec.training.batch_size,
+                            chosen.trains_in_host_memory(request.options.device))
     rank, processes = chosen.process()
     if processes > 1 and (not chosen.data_parallel or (request.run_dir is None and request.resume is None)):
         raise UsageError.single("a data-parallel run (torchrun) needs --backend torch and --run-dir DIR",

@@ -1,0 +1,565 @@
+"""`netspec import` for PyTorch: a live ``nn.Module`` read back as the tree netspec.importing
+writes as a spec.
+
+Each module's own ``forward`` is traced with torch.fx, its children left as calls (so the tree is
+the model's, named as its state dict), and run once on the input the module really receives in
+a forward pass of the whole model, which tells tensors from the bookkeeping around them (shapes,
+asserts). A child that is a catalogue layer (``nn.Conv2d``) becomes that layer with its settings;
+any other child is traced in turn; the operations ``forward`` applies itself (``x + y``,
+``torch.cat``, ``torch.flatten``) become the catalogue's merges and layout layers. Whatever has
+no layer is refused with where it is: a spec that loads but computes something else is never written.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from netspec.errors import ModelImportError
+from netspec.importing.tree import INPUT, Instance, Step
+
+
+class _Shallow(fx.Tracer):
+    """Traces one module's forward, its submodules as calls."""
+
+    def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
+        return True
+
+
+def _pairs(value: Any) -> Any:
+    """An int for a tuple of equal ints (a spec writes `kernel_size: 3`), else a list."""
+    if isinstance(value, tuple | list):
+        return value[0] if len(set(value)) == 1 else list(value)
+    return value
+
+
+def _refuse(where: str, message: str, hint: str | None = None) -> ModelImportError:
+    return ModelImportError.single(f"{where or 'the model'}: {message}", hint=hint)
+
+
+# --- catalogue layers from modules ---------------------------------------------------------------
+
+def _conv(module: Any, where: str) -> dict[str, Any]:
+    rank = len(module.kernel_size)
+    if module.padding_mode != "zeros":
+        raise _refuse(where, f"padding_mode={module.padding_mode!r} has no netspec layer (only zero padding)")
+    padding = module.padding
+    if isinstance(padding, str):  # 'valid', or PyTorch's 'same' (stride 1): symmetric for an odd extent
+        extents = [(k - 1) * d for k, d in zip(module.kernel_size, module.dilation, strict=True)]
+        if padding == "same" and any(e % 2 for e in extents):
+            raise _refuse(where, "padding='same' with an even kernel pads one side more in PyTorch than netspec's "
+                                 "'same' does")
+        padding = tuple(0 if padding == "valid" else e // 2 for e in extents)
+    return {"type": f"conv{rank}d", "out_channels": module.out_channels, "kernel_size": _pairs(module.kernel_size),
+            "stride": _pairs(module.stride), "padding": _pairs(padding), "dilation": _pairs(module.dilation),
+            "groups": module.groups, "bias": module.bias is not None}
+
+
+def _conv_transpose(module: Any, where: str) -> dict[str, Any]:
+    if len(module.kernel_size) != 2 or module.groups != 1 or set(module.dilation) != {1}:
+        raise _refuse(where, "only a 2-D transposed convolution without groups or dilation has a netspec layer")
+    return {"type": "conv_transpose2d", "out_channels": module.out_channels,
+            "kernel_size": _pairs(module.kernel_size), "stride": _pairs(module.stride),
+            "padding": _pairs(module.padding), "output_padding": _pairs(module.output_padding),
+            "bias": module.bias is not None}
+
+
+def _pool(kind: str) -> Callable[[nn.Module, str], dict[str, Any]]:
+    def convert(module: Any, where: str) -> dict[str, Any]:
+        rank = int(type(module).__name__[-2])
+        layer = {"type": f"{kind}{rank}d", "kernel_size": _pairs(module.kernel_size),
+                 "stride": _pairs(module.stride), "padding": _pairs(module.padding), "ceil_mode": module.ceil_mode}
+        if kind == "maxpool":
+            if _pairs(module.dilation) != 1 or module.return_indices:
+                raise _refuse(where, "max pooling with dilation or return_indices has no netspec layer")
+        else:
+            if module.divisor_override is not None:
+                raise _refuse(where, "average pooling with divisor_override has no netspec layer")
+            layer["count_include_pad"] = module.count_include_pad
+        return layer
+    return convert
+
+
+def _adaptive_avgpool(module: Any, where: str) -> dict[str, Any]:
+    size = module.output_size
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    if sizes == (1, 1):
+        return {"type": "global_avgpool2d", "keepdims": True}
+    if None in sizes:
+        raise _refuse(where, "an adaptive pooling size of None has no netspec layer")
+    return {"type": "adaptive_avgpool2d", "output_size": _pairs(sizes)}
+
+
+def _batchnorm(module: Any, where: str) -> dict[str, Any]:
+    if module.momentum is None or not module.track_running_stats:
+        raise _refuse(where, "batch norm without running statistics (or with a cumulative average) has no "
+                             "netspec layer")
+    rank = {"BatchNorm1d": 1, "BatchNorm2d": 2, "BatchNorm3d": 3}[type(module).__name__]
+    return {"type": f"batchnorm{rank}d", "eps": module.eps, "momentum": module.momentum, "affine": module.affine}
+
+
+def _layernorm(module: Any, where: str) -> dict[str, Any]:
+    if len(module.normalized_shape) != 1:
+        raise _refuse(where, f"a LayerNorm over {len(module.normalized_shape)} axes has no netspec layer (it "
+                             "normalizes the last axis)")
+    if module.elementwise_affine and getattr(module, "bias", True) is None:
+        raise _refuse(where, "a LayerNorm with a weight and no bias has no netspec layer")
+    return {"type": "layernorm", "eps": module.eps, "elementwise_affine": module.elementwise_affine}
+
+
+def _linear(module: Any, where: str) -> dict[str, Any]:
+    return {"type": "linear", "out_features": module.out_features, "bias": module.bias is not None}
+
+
+def _gelu(module: Any, where: str) -> dict[str, Any]:
+    if module.approximate != "none":
+        raise _refuse(where, "GELU's tanh approximation has no netspec layer")
+    return {"type": "gelu"}
+
+
+def _flatten(module: Any, where: str) -> dict[str, Any]:
+    if (module.start_dim, module.end_dim) != (1, -1):
+        raise _refuse(where, f"Flatten({module.start_dim}, {module.end_dim}) has no netspec layer "
+                             "(flatten keeps the batch and joins every other axis)")
+    return {"type": "flatten"}
+
+
+def _stochastic_depth(module: Any, where: str) -> dict[str, Any]:
+    if module.mode != "row":
+        raise _refuse(where, f"StochasticDepth(mode={module.mode!r}) has no netspec layer (only 'row')")
+    return {"type": "stochastic_depth", "p": module.p}
+
+
+def _simple(kind: str, **fields: str) -> Callable[[nn.Module, str], dict[str, Any]]:
+    """A layer whose fields are the module's attributes of the same (or the given) names."""
+    def convert(module: nn.Module, where: str) -> dict[str, Any]:
+        return {"type": kind, **{field: getattr(module, attribute) for field, attribute in fields.items()}}
+    return convert
+
+
+# the catalogue layer each module class is, by class name (torchvision's own modules included)
+MODULE_LAYERS: dict[str, Callable[[nn.Module, str], dict[str, Any]]] = {
+    "Conv1d": _conv, "Conv2d": _conv, "Conv3d": _conv, "ConvTranspose2d": _conv_transpose,
+    "MaxPool1d": _pool("maxpool"), "MaxPool2d": _pool("maxpool"), "MaxPool3d": _pool("maxpool"),
+    "AvgPool1d": _pool("avgpool"), "AvgPool2d": _pool("avgpool"), "AvgPool3d": _pool("avgpool"),
+    "AdaptiveAvgPool2d": _adaptive_avgpool,
+    "BatchNorm1d": _batchnorm, "BatchNorm2d": _batchnorm, "BatchNorm3d": _batchnorm,
+    "LayerNorm": _layernorm, "GroupNorm": _simple("groupnorm", num_groups="num_groups", eps="eps", affine="affine"),
+    "LocalResponseNorm": _simple("lrn", size="size", alpha="alpha", beta="beta", k="k"),
+    "Linear": _linear, "Dropout": _simple("dropout", p="p"), "Identity": _simple("identity"), "Flatten": _flatten,
+    "ReLU": _simple("relu"), "ReLU6": _simple("relu6"), "GELU": _gelu, "SiLU": _simple("silu"),
+    "Hardswish": _simple("hardswish"), "Hardsigmoid": _simple("hardsigmoid"), "Sigmoid": _simple("sigmoid"),
+    "Tanh": _simple("tanh"), "LeakyReLU": _simple("leaky_relu", negative_slope="negative_slope"),
+    "ELU": _simple("elu", alpha="alpha"), "ChannelShuffle": _simple("channel_shuffle", groups="groups"),
+    "StochasticDepth": _stochastic_depth, "LayerNorm2d": _layernorm,
+    "Permute": _simple("permute", dims="dims"),
+}
+
+
+def module_layer(module: nn.Module, where: str) -> dict[str, Any] | None:
+    """The catalogue layer ``module`` is, or None for a module to trace into. An nn class the
+    catalogue lacks (one without children of its own) is refused."""
+    convert = MODULE_LAYERS.get(type(module).__name__)
+    if convert is not None and type(module).__module__.startswith(("torch.nn", "torchvision")):
+        return convert(module, where)
+    if not list(module.children()) and type(module).__module__.startswith("torch.nn"):
+        raise _refuse(where, f"{type(module).__name__} has no netspec layer")
+    return None
+
+
+# --- the operations a forward applies itself -----------------------------------------------------
+
+def _tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+ACTIVATION_FUNCTIONS: dict[Any, str] = {
+    F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.gelu: "gelu", F.silu: "silu", torch.sigmoid: "sigmoid",
+    F.sigmoid: "sigmoid", torch.tanh: "tanh", F.tanh: "tanh", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid",
+}
+ACTIVATION_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+
+
+class _Reader:
+    """Reads one module instance's traced forward into steps."""
+
+    def __init__(self, module: nn.Module, path: str, example: tuple, importer: TorchImporter) -> None:
+        self.module, self.path, self.importer = module, path, importer
+        try:
+            self.graph = _Shallow().trace(module)
+        except Exception as error:  # fx: control flow on a traced value, an unsupported call
+            raise _refuse(path, f"its forward cannot be traced ({type(error).__name__}: {error})",
+                          hint="netspec import reads forward() as a graph: control flow that depends on the "
+                               "data has no spec") from None
+        self.values = self._run(example)
+        self.names: dict[fx.Node, str] = {}
+        self.held: dict[fx.Node, str] = {}  # tensors the module holds itself (ConvNeXt's layer_scale)
+        self.step_names: dict[fx.Node, str] = {}
+        self.steps: list[Step] = []
+        self.called: set[str] = set()
+        self.lists: dict[str, Instance] = {}  # a ModuleList the forward runs through, as a chain
+
+    def _run(self, example: tuple) -> dict[fx.Node, Any]:
+        """Each node's value on the module's real input (tensors apart from shapes and asserts)."""
+        values: dict[fx.Node, Any] = {}
+        graph_module = fx.GraphModule(self.module, self.graph)
+        interpreter = fx.Interpreter(graph_module)
+        original = interpreter.run_node
+
+        def record(node: fx.Node) -> Any:
+            values[node] = result = original(node)
+            return result
+
+        interpreter.run_node = record  # type: ignore[method-assign,assignment]
+        with torch.no_grad():
+            interpreter.run(*example)
+        return values
+
+    def where(self, node: fx.Node) -> str:
+        target = node.target if node.op in ("call_module", "get_attr") else node.name
+        return f"{self.path}.{target}" if self.path else str(target)
+
+    def read(self, kind: str, sequential: bool) -> Instance:
+        placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        tensors_in = [n for n in placeholders if _tensor(self.values.get(n))]
+        if len(tensors_in) != 1:
+            raise _refuse(self.path, f"its forward takes {len(tensors_in)} tensors; netspec import reads modules "
+                                     "that take one")
+        self.names[tensors_in[0]] = INPUT
+        output = next(n for n in self.graph.nodes if n.op == "output")
+        for node in self.graph.nodes:
+            if node.op in ("placeholder", "output") or not self._feeds(node, output):
+                continue
+            self._step(node)
+        result = output.args[0]
+        if not isinstance(result, fx.Node) or result not in self.names:
+            raise _refuse(self.path, "its forward returns something other than one tensor")
+        last = self.names[result]
+        if last == INPUT:
+            raise _refuse(self.path, "its forward returns its input unchanged")
+        # steps after the result (a second output nothing reads) would be dead
+        self.steps = self.steps[:next(i for i, s in enumerate(self.steps) if s.name == last) + 1]
+        return Instance(self.path, kind, self.steps, sequential)
+
+    def _feeds(self, node: fx.Node, output: fx.Node) -> bool:
+        """Whether the node's value is a tensor the output depends on (shapes and asserts are not)."""
+        if not _tensor(self.values.get(node)) and not isinstance(self.values.get(node), tuple | list):
+            return False
+        seen, stack = set(), [node]
+        while stack:
+            current = stack.pop()
+            if current is output:
+                return True
+            for user in current.users:
+                if user not in seen:
+                    seen.add(user)
+                    stack.append(user)
+        return False
+
+    def _inputs(self, node: fx.Node, args: tuple) -> list[str]:
+        names = []
+        for arg in args:
+            if not isinstance(arg, fx.Node):
+                continue
+            if arg not in self.names:
+                raise _refuse(self.where(node), f"{self._describe(node)} takes {arg.name}, which netspec import "
+                                                "could not read as a tensor of the network")
+            names.append(self.names[arg])
+        return names
+
+    def _add(self, node: fx.Node, name: str, inputs: list[str], layer: dict | None = None,
+             child: Instance | None = None) -> None:
+        self.steps.append(Step(name, inputs, layer, child))
+        self.names[node] = name
+
+    @staticmethod
+    def _describe(node: fx.Node) -> str:
+        if node.op == "call_method":
+            return f"Tensor.{node.target}"
+        if node.op == "call_function":
+            module = getattr(node.target, "__module__", None) or ""
+            name = getattr(node.target, "__name__", str(node.target))
+            prefix = {"_operator": "operator", "torch._C._nn": "F", "torch.nn.functional": "F",
+                      "torch._C._VariableFunctions": "torch"}.get(module, module)
+            return f"{prefix}.{name}" if prefix else name
+        return str(node.target)
+
+    def _step(self, node: fx.Node) -> None:
+        if node.op == "call_module":
+            self._module_call(node)
+        elif node.op in ("call_function", "call_method"):
+            self._operation(node)
+        elif node.op == "get_attr":
+            self.held[node] = str(node.target)  # a learned tensor: the operation that applies it says what it is
+
+    def _module_call(self, node: fx.Node) -> None:
+        target = str(node.target)
+        where = self.where(node)
+        child = self.module.get_submodule(target)
+        if node.kwargs or any(not isinstance(a, fx.Node) for a in node.args) or len(node.args) != 1:
+            given = "a list" if node.args and isinstance(node.args[0], list | tuple) else \
+                f"{len(node.args)} arguments" + (" and keywords" if node.kwargs else "")
+            raise _refuse(where, f"{type(child).__name__} is called with {given}; netspec import reads modules "
+                                 "called on one tensor")
+        inputs = self._inputs(node, node.args)
+        if "." in target:
+            self._list_call(node, target, child, inputs)
+            return
+        layer = module_layer(child, where)
+        name = target
+        if target in self.called:  # a module applied twice: a layer each, if it holds no weights
+            if any(True for _ in child.parameters()) or any(True for _ in child.buffers()):
+                raise _refuse(where, "the same module with weights is applied twice; a spec's layers each "
+                                     "have their own")
+            name = node.name
+        self.called.add(target)
+        if layer is not None:
+            self._add(node, name, inputs, layer=layer)
+        else:
+            instance = self.importer.instance(child, f"{self.path}.{target}" if self.path else target)
+            self._add(node, name, inputs, child=instance)
+
+    def _list_call(self, node: fx.Node, target: str, child: nn.Module, inputs: list[str]) -> None:
+        """``for layer in self.layers: x = layer(x)``: the ModuleList's modules called one after the
+        other, in order, read as a chain (an nn.Sequential, as its state dict names it)."""
+        holder, _, index = target.rpartition(".")
+        where = self.where(node)
+        if "." in holder or not isinstance(self.module.get_submodule(holder), nn.ModuleList):
+            raise _refuse(where, "forward() calls a module inside a child module; netspec import reads modules "
+                                 "that call their own children (or run through a ModuleList in order)")
+        chain = self.lists.get(holder)
+        position = len(chain.steps) if chain is not None else 0
+        if index != str(position) or (chain is not None and inputs != [holder]) or \
+                (chain is None and holder in self.names.values()):
+            raise _refuse(where, f"forward() runs through {holder} out of order or not as a chain; netspec import "
+                                 "reads a ModuleList applied in order, each module on the last one's output")
+        path = f"{self.path}.{holder}" if self.path else holder
+        layer = module_layer(child, where)
+        step = Step(index, [INPUT] if position == 0 else [str(position - 1)], layer,
+                    None if layer is not None else self.importer.instance(child, f"{path}.{index}"))
+        if chain is None:
+            chain = self.lists[holder] = Instance(path, "Sequential", [], sequential=True)
+            self._add(node, holder, inputs, child=chain)
+        chain.steps.append(step)
+        self.names[node] = holder
+
+    def _operation(self, node: fx.Node) -> None:
+        layer, tensor_args = self._operation_layer(node)
+        if layer is None:
+            raise _refuse(self.where(node), f"{self._describe(node)} has no netspec layer",
+                          hint="the catalogue's layers are listed in the README (netspec schema prints them)")
+        inputs = self._inputs(node, tensor_args)
+        name = node.name
+        if layer["type"] == "layer_scale":  # keyed by its own name in the state dict
+            name = next(self.step_names[a] for a in node.args if isinstance(a, fx.Node) and a in self.step_names)
+        if layer["type"] in ("add", "multiply"):
+            # the same sum either way round; the module's input last, so that where some uses of a
+            # module leave the merge out (when: false passes its first input on), the branch goes on
+            inputs.sort(key=lambda step: step == INPUT)
+        self._add(node, name, inputs, layer=layer)
+
+    def _operation_layer(self, node: fx.Node) -> tuple[dict[str, Any] | None, tuple]:
+        """The layer an operation of forward() is, and its tensor arguments; (None, ()) when none."""
+        target: Any = node.target
+        args: Any = node.args
+        kwargs: Any = node.kwargs
+        value = self.values[node]
+        tensor_nodes = tuple(a for a in args if isinstance(a, fx.Node) and _tensor(self.values.get(a)))
+        method = target if node.op == "call_method" else None
+        if (target in (operator.add, operator.iadd, torch.add) or method in ("add", "add_")) and \
+                len(tensor_nodes) == 2 and not kwargs:
+            return {"type": "add"}, tensor_nodes
+        if target in (operator.mul, operator.imul, torch.mul) or method in ("mul", "mul_"):
+            held = [a for a in tensor_nodes if a in self.held]
+            if len(tensor_nodes) == 2 and len(held) == 1 and not kwargs:
+                scale = self._layer_scale(held[0], next(a for a in tensor_nodes if a is not held[0]))
+                if scale is not None:
+                    return scale, tuple(a for a in tensor_nodes if a is not held[0])
+            elif len(tensor_nodes) == 2 and not kwargs:
+                return {"type": "multiply"}, tensor_nodes
+        if target in (torch.cat, torch.concat):
+            parts = args[0]
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if isinstance(parts, list | tuple) and all(isinstance(p, fx.Node) for p in parts) and \
+                    self._channel_axis(parts[0], dim):
+                return {"type": "concat"}, tuple(parts)
+        if target is torch.flatten or method == "flatten":
+            start = kwargs.get("start_dim", args[1] if len(args) > 1 else 0)
+            end = kwargs.get("end_dim", args[2] if len(args) > 2 else -1)
+            if (start, end) == (1, -1):
+                return {"type": "flatten"}, tensor_nodes[:1]
+        if method in ("view", "reshape") and _tensor(value) and value.dim() == 2 and \
+                self.values[args[0]].dim() > 2 and value.shape[0] == self.values[args[0]].shape[0]:
+            return {"type": "flatten"}, tensor_nodes[:1]  # x.view(x.size(0), -1)
+        kind = ACTIVATION_FUNCTIONS.get(target) if node.op == "call_function" else ACTIVATION_METHODS.get(str(method))
+        if kind is not None and len(tensor_nodes) == 1 and not (kind == "gelu" and kwargs.get("approximate",
+                                                                                                "none") != "none"):
+            return {"type": kind}, tensor_nodes
+        if target is F.adaptive_avg_pool2d and _tensor(value) and tuple(value.shape[2:]) == (1, 1):
+            return {"type": "global_avgpool2d", "keepdims": True}, tensor_nodes[:1]
+        if method == "mean" or target is torch.mean:
+            dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            source = self.values[args[0]]
+            if _tensor(source) and source.dim() == 4 and dims is not None and \
+                    sorted(d % 4 for d in (dims if isinstance(dims, list | tuple) else [dims])) == [2, 3]:
+                return {"type": "global_avgpool2d", "keepdims": bool(kwargs.get("keepdim", False))}, tensor_nodes[:1]
+        if method == "permute" or target is torch.permute:
+            dims = args[1] if len(args) == 2 and isinstance(args[1], list | tuple) else args[1:]
+            if all(isinstance(d, int) for d in dims):
+                return {"type": "permute", "dims": list(dims)}, tensor_nodes[:1]
+        if target in (F.avg_pool2d, F.max_pool2d):
+            names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+            given = {**dict(zip(names, args[1:], strict=False)), **kwargs}
+            if target is F.max_pool2d:
+                given.pop("count_include_pad", None)
+                if given.keys() - {"kernel_size", "stride", "padding", "ceil_mode"}:
+                    return None, ()
+            elif given.keys() - set(names):
+                return None, ()
+            layer = {"type": "avgpool2d" if target is F.avg_pool2d else "maxpool2d",
+                     **{k: _pairs(v) for k, v in given.items() if v is not None}}
+            return layer, tensor_nodes[:1]
+        if target is F.dropout:
+            return {"type": "dropout", "p": kwargs.get("p", args[1] if len(args) > 1 else 0.5)}, tensor_nodes[:1]
+        return None, ()
+
+    def _layer_scale(self, held: fx.Node, scaled: fx.Node) -> dict[str, Any] | None:
+        """A learned scale per channel (ConvNeXt's layer_scale: C×1×1 on channels first, or C on
+        features last) multiplied in: the catalogue's layer_scale, named as the tensor."""
+        tensor, value = self.values[held], self.values.get(scaled)
+        if not isinstance(tensor, nn.Parameter) or not isinstance(value, torch.Tensor) or "." in self.held[held]:
+            return None
+        channels = tensor.shape[0]
+        if tuple(tensor.shape) not in ((channels,) + (1,) * (value.dim() - 2), (channels,)):
+            return None
+        self.step_names[held] = self.held[held]
+        # the shortest decimal that is the same float32 (1e-06, not 9.999999974752427e-07)
+        return {"type": "layer_scale", "init": float(str(tensor.detach().flatten()[0].numpy()))}
+
+    def _channel_axis(self, node: fx.Node, dim: int) -> bool:
+        value = self.values.get(node)
+        return isinstance(value, torch.Tensor) and dim % value.dim() == 1
+
+
+class TorchImporter:
+    """Reads a model into the neutral tree, one instance per module it applies."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+        self.model = model.eval()
+        self.inputs: dict[int, tuple] = {}
+        hooks = [m.register_forward_pre_hook(self._record_input, with_kwargs=True) for m in model.modules()]
+        try:
+            with torch.no_grad():
+                model(example)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    def _record_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.inputs.setdefault(id(module), args)
+
+    def instance(self, module: nn.Module, path: str) -> Instance:
+        if id(module) not in self.inputs:
+            raise _refuse(path, "it is never applied to the example input")
+        kind = type(module).__name__
+        sequential = type(module) is nn.Sequential or (isinstance(module, nn.Sequential)
+                                                       and type(module).forward is nn.Sequential.forward)
+        return _Reader(module, path, self.inputs[id(module)], self).read(kind, sequential)
+
+    def tree(self) -> Instance:
+        self._refuse_unused_weights()
+        return self.instance(self.model, "")
+
+    def _refuse_unused_weights(self) -> None:
+        """A submodule with weights that the forward pass never runs (GoogLeNet's auxiliary heads,
+        which only training uses): its tensors would be in the state dict and not in the spec."""
+        unused: list[str] = []
+        for name, module in self.model.named_modules():
+            if any(name.startswith(f"{u}.") for u in unused) or any(id(m) in self.inputs for m in module.modules()):
+                continue  # it, or a module inside it (a ModuleList's), runs
+            if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+                unused.append(name)
+        if unused:
+            raise ModelImportError.single(
+                f"{', '.join(unused)} hold{'s' if len(unused) == 1 else ''} weights that the forward pass "
+                "(in evaluation) does not use, which a spec's model would not have",
+                hint="build the model without them: a training-only head is often an argument "
+                     "(torchvision's GoogLeNet: --arg aux_logits=false)")
+
+
+def example_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The input a model says it takes, where it says so: torchvision's ViT and MaxViT keep their
+    image size; None when the caller must say (--input)."""
+    size = getattr(model, "image_size", None)
+    if isinstance(size, int):
+        return (3, size, size)
+    return None
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())
+
+
+# --- the target, and the round trip --------------------------------------------------------------
+
+def load_target(target: str, arguments: dict[str, Any]) -> tuple[nn.Module, str]:
+    """The model a target names (``torchvision.models.resnet50``, ``package.module:function``),
+    called with ``arguments``; and the name of what built it (for the spec's name)."""
+    import importlib
+
+    module_name, _, attribute = target.rpartition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attribute:
+        raise ModelImportError.single(f"{target!r} does not name a Python callable",
+                                      hint="write module.callable (torchvision.models.resnet50) or "
+                                           "package.module:callable")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelImportError.single(f"cannot import {module_name!r}: {error}",
+                                      hint="install the package, or run from the folder that holds it") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ModelImportError.single(f"{module_name} has no callable {attribute!r}")
+    try:
+        model = factory(**arguments)
+    except TypeError as error:
+        raise ModelImportError.single(f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())}) "
+                                      f"failed: {error}", hint="check the --arg names and values") from None
+    if not isinstance(model, nn.Module):
+        raise ModelImportError.single(f"{target} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model, attribute
+
+
+def round_trip(net: Any, model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Compares the spec's model (``built``, the original's state dict loaded strictly) with the
+    original on random inputs; refuses a spec whose outputs differ or do not depend on the input."""
+    torch.manual_seed(0)
+    # inputs of two scales: a difference that only large values show (a ReLU6 for a ReLU) shows too
+    x = torch.cat([torch.randn(2, *shape), 8 * torch.randn(2, *shape)])
+    with torch.no_grad():
+        expected = model.eval()(x)
+        try:
+            got = built.eval()(x)
+        except RuntimeError as error:
+            raise ModelImportError.single(f"the spec's model fails where the original runs: {error}",
+                                          hint="please report it: netspec import wrote nothing") from None
+        other = model(torch.randn(4, *shape))
+    if not isinstance(expected, torch.Tensor):
+        raise ModelImportError.single(f"the model returns a {type(expected).__name__}; netspec import reads "
+                                      "models that return one tensor")
+    scale = float(expected.abs().max()) or 1.0
+    difference = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+    if difference > 1e-4 * max(scale, 1.0):
+        raise ModelImportError.single(
+            f"the spec's model does not reproduce the original: its outputs differ by up to {difference:.3g} "
+            f"(outputs up to {scale:.3g})", hint="please report it: netspec import wrote nothing")
+    dependence = float((expected - other).abs().max())
+    return {"max_difference": difference, "output_scale": scale, "input_dependence": dependence,
+            "tensors": len(model.state_dict())}

@@ -1,0 +1,84 @@
+"""Small PyTorch models that `netspec import` is tried on in tests/test_import.py (imported by name,
+as a user's own package would be: tests.import_models:NAME)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    """A residual block whose uses differ: a stride, and a shortcut projection in the first."""
+
+    def __init__(self, inp: int, out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(inp, out, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out)
+        self.act = nn.ReLU()
+        self.shortcut = nn.Conv2d(inp, out, 1, stride, bias=False) if stride != 1 or inp != out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn(self.conv(x)))
+        return y + (self.shortcut(x) if self.shortcut is not None else x)
+
+
+class Small(nn.Module):
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.stage1 = nn.Sequential(Block(8, 8), Block(8, 8), Block(8, 8))
+        self.stage2 = nn.Sequential(Block(8, 16, 2), Block(16, 16), Block(16, 16))
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage2(self.stage1(self.stem(x)))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Rolled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(self.conv(x), 1, dims=2)
+
+
+class Branching(nn.Module):
+    """Control flow that depends on the data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > 0:
+            return y
+        return -y
+
+
+class WithUnusedHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.aux = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def small(num_classes: int = 5) -> Small:
+    return Small(num_classes)
+
+
+def rolled() -> Rolled:
+    return Rolled()
+
+
+def branching() -> Branching:
+    return Branching()
+
+
+def with_unused_head() -> WithUnusedHead:
+    return WithUnusedHead()
