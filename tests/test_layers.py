@@ -358,6 +358,21 @@ def test_channels_moved_last_take_per_pixel_layers_and_give_their_layout_on():
     ([{"name": "c", "type": "chunk", "chunks": 4}], "chunks=4 does not divide the 6 channels", "divide the channels"),
     ([{"name": "c", "type": "chunk", "chunks": 3, "index": 3}], "index 3 is not one of the 3 chunks",
      "an index from 0 to 2"),
+    ([{"name": "p", "type": "partition", "by": "grid", "size": 3}],
+     "size 3 does not divide the sides of the 4×5 image from the input", "a size that divides both (1)"),
+    ([{"name": "a", "type": "relative_attention", "num_heads": 2}],
+     "relative_attention attends within the groups of an image partitioned", "{type: partition, by: window"),
+    ([{"name": "d", "type": "departition"}], "departition puts back in place the pixels of an image partitioned",
+     "partition a channels-first image first"),
+    ([{"name": "p", "type": "partition", "by": "window", "size": 1},
+      {"name": "c", "type": "conv2d", "out_channels": 2, "kernel_size": 1}],
+     "conv2d needs an image (channels first, C×H×W) but layer 'p'", "{type: departition}"),
+    ([{"name": "p", "type": "partition", "by": "window", "size": 1},
+      {"name": "q", "type": "permute", "dims": [0, 2, 1]}],
+     "an image's pixels grouped by window", "{type: departition}"),
+    ([{"name": "p", "type": "partition", "by": "window", "size": 1},
+      {"name": "a", "type": "relative_attention", "num_heads": 4}], "num_heads=4 does not divide the 6 features",
+     "one of 1, 2, 3, 6"),
 ])
 def test_layout_mistakes_name_the_layout_and_the_fix(layers, message, hint):
     from netspec.errors import SpecError

@@ -346,6 +346,8 @@ def test_the_epoch_line_leaves_out_top5_where_every_label_is_in_the_top_five():
     record = {"epoch": 2, "train_loss": 0.5, "train_top1": 0.8, "val_loss": 0.6, "val_top1": 0.75, "val_top5": 0.96,
               "lr": 0.01, "images_per_s": 1234.0}
     assert "top-1 0.750 top-5 0.960  lr" in epoch_line(record, 5, classes=10)
+    assert epoch_line(record, 5, classes=10).endswith("  1234 img/s")
+    assert epoch_line({**record, "images_per_s": 0.4412}, 5, classes=10).endswith("  0.44 img/s")
     three = epoch_line({**record, "val_top5": 1.0}, 5, classes=3)
     assert "top-5" not in three and "top-1 0.750  lr 0.01" in three and three.startswith("epoch 2/5")
 

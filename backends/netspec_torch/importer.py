@@ -26,8 +26,23 @@ from netspec.errors import ModelImportError
 from netspec.importing.tree import INPUT, Instance, Step
 
 
+def _library_functions() -> tuple[Callable, ...]:
+    """Functions of model libraries that are one catalogue layer, kept as calls when traced."""
+    found = []
+    try:
+        from torchvision.models.shufflenetv2 import channel_shuffle
+
+        found.append(channel_shuffle)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
 class _Shallow(fx.Tracer):
     """Traces one module's forward, its submodules as calls."""
+
+    def __init__(self) -> None:
+        super().__init__(autowrap_functions=_library_functions())
 
     def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
         return True
@@ -205,6 +220,7 @@ class _Reader:
         self.steps: list[Step] = []
         self.called: set[str] = set()
         self.lists: dict[str, Instance] = {}  # a ModuleList the forward runs through, as a chain
+        self.chunks: dict[fx.Node, tuple[fx.Node, int, int]] = {}  # x.chunk(n, dim): (x, n, dim)
 
     def _run(self, example: tuple) -> dict[fx.Node, Any]:
         """Each node's value on the module's real input (tensors apart from shapes and asserts)."""
@@ -250,8 +266,9 @@ class _Reader:
 
     def _feeds(self, node: fx.Node, output: fx.Node) -> bool:
         """Whether the node's value is a tensor the output depends on (shapes and asserts are not)."""
-        if not _tensor(self.values.get(node)) and not isinstance(self.values.get(node), tuple | list):
-            return False
+        value = self.values.get(node)
+        if isinstance(value, torch.Size) or not _tensor(value) and not isinstance(value, tuple | list):
+            return False  # a shape, an assert: bookkeeping
         seen, stack = set(), [node]
         while stack:
             current = stack.pop()
@@ -321,6 +338,7 @@ class _Reader:
             name = node.name
         self.called.add(target)
         if layer is not None:
+            self.importer.layers.add(id(child))
             self._add(node, name, inputs, layer=layer)
         else:
             instance = self.importer.instance(child, f"{self.path}.{target}" if self.path else target)
@@ -351,6 +369,13 @@ class _Reader:
         self.names[node] = holder
 
     def _operation(self, node: fx.Node) -> None:
+        if (node.target == "chunk" and node.op == "call_method") or node.target is torch.chunk:
+            args: Any = node.args
+            chunks = node.kwargs.get("chunks", args[1] if len(args) > 1 else None)
+            dim = node.kwargs.get("dim", args[2] if len(args) > 2 else 0)
+            if isinstance(chunks, int) and isinstance(dim, int) and isinstance(args[0], fx.Node):
+                self.chunks[node] = (args[0], chunks, dim)  # each part is read where it is taken
+                return
         layer, tensor_args = self._operation_layer(node)
         if layer is None:
             raise _refuse(self.where(node), f"{self._describe(node)} has no netspec layer",
@@ -426,6 +451,14 @@ class _Reader:
             layer = {"type": "avgpool2d" if target is F.avg_pool2d else "maxpool2d",
                      **{k: _pairs(v) for k, v in given.items() if v is not None}}
             return layer, tensor_nodes[:1]
+        if getattr(target, "__name__", "") == "channel_shuffle" and target in _library_functions():
+            groups = kwargs.get("groups", args[1] if len(args) > 1 else None)
+            if isinstance(groups, int):
+                return {"type": "channel_shuffle", "groups": groups}, tensor_nodes[:1]
+        if target is operator.getitem and isinstance(args[0], fx.Node) and args[0] in self.chunks:
+            source, chunks, dim = self.chunks[args[0]]
+            if isinstance(args[1], int) and self._channel_axis(source, dim):
+                return {"type": "chunk", "chunks": chunks, "index": args[1] % chunks}, (source,)
         if target is F.dropout:
             return {"type": "dropout", "p": kwargs.get("p", args[1] if len(args) > 1 else 0.5)}, tensor_nodes[:1]
         return None, ()
@@ -454,6 +487,7 @@ class TorchImporter:
     def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
         self.model = model.eval()
         self.inputs: dict[int, tuple] = {}
+        self.layers: set[int] = set()  # the modules read as catalogue layers
         hooks = [m.register_forward_pre_hook(self._record_input, with_kwargs=True) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -471,18 +505,31 @@ class TorchImporter:
         kind = type(module).__name__
         sequential = type(module) is nn.Sequential or (isinstance(module, nn.Sequential)
                                                        and type(module).forward is nn.Sequential.forward)
+        names = [name for name, _ in module.named_children()]
+        odd = next((name for name in names if not name.isdigit() and not name.isidentifier()), None)
+        if odd is not None:
+            raise _refuse(f"{path}.{odd}" if path else odd, f"the name {odd!r} cannot name a spec's layer "
+                          "(letters, digits and underscores)", hint="netspec import keeps the state dict's names, "
+                          "so that the original's weights load")
+        if sequential and names != [str(i) for i in range(len(names))]:
+            # nn.Sequential(OrderedDict(...)): its children keep their names, in a chain
+            sequential, kind = False, kind if kind != "Sequential" else "NamedSequential"
         return _Reader(module, path, self.inputs[id(module)], self).read(kind, sequential)
 
     def tree(self) -> Instance:
+        root = self.instance(self.model, "")
         self._refuse_unused_weights()
-        return self.instance(self.model, "")
+        return root
 
     def _refuse_unused_weights(self) -> None:
         """A submodule with weights that the forward pass never runs (GoogLeNet's auxiliary heads,
         which only training uses): its tensors would be in the state dict and not in the spec."""
         unused: list[str] = []
+        inside_layers = [name for name, module in self.model.named_modules() if id(module) in self.layers]
         for name, module in self.model.named_modules():
-            if any(name.startswith(f"{u}.") for u in unused) or any(id(m) in self.inputs for m in module.modules()):
+            if any(name.startswith(f"{u}.") for u in unused + inside_layers):
+                continue  # inside one already named, or a layer's own (nn.MultiheadAttention's out_proj)
+            if any(id(m) in self.inputs for m in module.modules()):
                 continue  # it, or a module inside it (a ModuleList's), runs
             if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
                 unused.append(name)

@@ -240,9 +240,11 @@ class Partition(Layer):
         channels, (height, width) = require_spatial(inp, f"partition (by: {self.by})", 2)
         if height % self.size or width % self.size:
             fitting = [d for d in range(1, min(height, width) + 1) if height % d == 0 and width % d == 0]
-            raise ShapeIssue(f"size {self.size} does not divide the {height}×{width} image {inp.producer} yields",
-                             field="size", hint=f"a size that divides both: {', '.join(map(str, fitting[-6:]))}; "
-                             "or an input whose sides are multiples of it here")
+            shown = fitting if len(fitting) <= 8 else fitting[-8:]
+            raise ShapeIssue(f"size {self.size} does not divide the sides of the {height}×{width} image from "
+                             f"{inp.producer}", field="size",
+                             hint=f"a size that divides both ({', '.join(map(str, shown))}), or an input that makes "
+                                  f"this image's sides multiples of {self.size}")
         return Analysis(output=TensorShape((height // self.size, width // self.size, self.size * self.size,
                                             channels), PARTITIONS[self.by]))
 
