@@ -78,9 +78,10 @@ def import_torch_model(target: str, arguments: dict[str, Any], input_shape: tupl
         draft.write_text(text)
         net = check_file(draft)
         if verify:
-            state = Path(scratch) / "state.pth"
-            torch.save(model.state_dict(), state)
-            built = get_backend("torch").load(net, weights=state)
+            from netspec_torch.weights import apply_state_dict
+
+            built = get_backend("torch").load(net)
+            apply_state_dict(built, model.state_dict(), f"{target}'s state dict")  # strictly, every tensor
             verified = round_trip(net, model, built, shape)
     with atomic_path(out) as staged:
         Path(staged).write_text(text)
