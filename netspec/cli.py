@@ -207,6 +207,7 @@ def import_(
     strictly, and the same outputs on the same inputs. What has no netspec layer is refused with
     where it is (exit 2), and nothing is written."""
     from netspec.importing import import_torch_model
+    from netspec.language.yamlio import parse_scalar
 
     with user_errors():
         arguments = {}
@@ -214,7 +215,7 @@ def import_(
             key, sep, value = item.partition("=")
             if not sep or not key.isidentifier():
                 raise UsageError.single(f"--arg must be NAME=VALUE, got {item!r}", Location(f"--arg {item}"))
-            arguments[key] = yaml_value(value)
+            arguments[key] = parse_scalar(value)
         imported = import_torch_model(target, arguments, parse_input_shape(input_) or (3, 224, 224), output,
                                       weights=weights, verify=verify, force=force)
     console = _stdout_console()
@@ -226,16 +227,6 @@ def import_(
                   f"{len(imported.text.splitlines())} lines)")
     if imported.weights is not None:
         console.print(f"wrote {shown(imported.weights)} (the original's state dict)")
-
-
-def yaml_value(text: str):
-    """A value as YAML reads it (10, 0.5, true, a word), never evaluated as code."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 @app.command()

@@ -12,7 +12,6 @@ no layer is refused with where it is: a spec that loads but computes something e
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -556,9 +555,6 @@ def example_shape(model: nn.Module) -> tuple[int, ...] | None:
         return (3, size, size)
     return None
 
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())
 
 
 # --- the target, and the round trip --------------------------------------------------------------
