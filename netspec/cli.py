@@ -216,13 +216,15 @@ def import_(
             if not sep or not key.isidentifier():
                 raise UsageError.single(f"--arg must be NAME=VALUE, got {item!r}", Location(f"--arg {item}"))
             arguments[key] = parse_scalar(value)
-        imported = import_torch_model(target, arguments, parse_input_shape(input_) or (3, 224, 224), output,
+        imported = import_torch_model(target, arguments, parse_input_shape(input_), output,
                                       weights=weights, verify=verify, force=force)
     console = _stdout_console()
     check = imported.verified
     if check is not None:
         console.print(f"verified: {check['tensors']} tensors loaded strictly, outputs equal (largest difference "
                       f"{check['max_difference']:.2g} on outputs up to {check['output_scale']:.3g})")
+    if not input_:
+        console.print(f"read at the input {'x'.join(map(str, imported.input_shape))} (--input to give another)")
     console.print(f"wrote {shown(imported.spec)} ({imported.layers} layers, "
                   f"{len(imported.text.splitlines())} lines)")
     if imported.weights is not None:

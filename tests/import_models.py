@@ -82,3 +82,39 @@ def branching() -> Branching:
 
 def with_unused_head() -> WithUnusedHead:
     return WithUnusedHead()
+
+
+class Dead(nn.Module):
+    """Its output does not depend on its input: a bias far below zero leaves every ReLU off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.conv.bias.fill_(-1e4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.act(self.conv(x)), 1), 1))
+
+
+def dead() -> Dead:
+    return Dead()
+
+
+def small_vit():
+    """torchvision's VisionTransformer, small enough for a test."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=32,
+                             num_classes=10)
+
+
+def small_swin():
+    """torchvision's SwinTransformer, small enough for a test: shifted windows, patch merging and a
+    stochastic depth that grows block by block."""
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(patch_size=[2, 2], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4],
+                           stochastic_depth_prob=0.1, num_classes=10)

@@ -108,3 +108,80 @@ def test_an_existing_file_is_not_replaced_without_force(tmp_path):
 def test_a_bad_argument_is_a_usage_error(tmp_path):
     result = run_import("tests.import_models:small", "-o", str(tmp_path / "s.yaml"), "--arg", "num_classes")
     assert result.exit_code == 2 and "--arg must be NAME=VALUE" in result.output
+
+
+def test_a_vision_transformer_reads_as_tokens_a_class_token_and_named_repeats(tmp_path):
+    """ViT's patchify (reshape and permute), its class token (expand and cat), its position
+    embedding (an add of a held tensor), x[:, 0], and nn.MultiheadAttention(x, x, x) become the
+    catalogue's layers; the encoder's named blocks one repeat."""
+    spec = tmp_path / "vit.yaml"
+    result = run_import("tests.import_models:small_vit", "-o", str(spec))
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load(spec.read_text())
+    assert [layer["type"] for layer in document["layers"] if "type" in layer] == \
+        ["conv2d", "to_tokens", "class_token", "select"]
+    assert {"name": "class_token", "type": "class_token"} in document["layers"]
+    encoder = document["modules"]["encoder"]["layers"]
+    assert encoder[0] == {"name": "pos_embedding", "type": "position_embedding"}
+    assert {"name": "layers", "module": "encoder_block", "repeat": 3, "names": "encoder_layer_{i}"} in encoder
+    attention = document["modules"]["encoder_block"]["layers"][1]
+    assert attention == {"name": "self_attention", "type": "multihead_attention", "num_heads": 2}
+
+
+def test_regnets_named_blocks_and_sums_in_either_order_become_one_definition(tmp_path):
+    """RegNet names its blocks block1-0 (only `names:` can write that) and adds proj + f where a
+    block projects, x + f where it does not: one definition with a flag either way."""
+    spec = tmp_path / "regnet.yaml"
+    result = run_import("torchvision.models.regnet_x_400mf", "-o", str(spec), "--input", "3x32x32")
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load(spec.read_text())
+    stages = document["modules"]["trunk_output"]["layers"]
+    assert [(s["name"], s["module"], s["names"]) for s in stages] == \
+        [(f"block{i}", "res_bottleneck_block", f"block{i}-{{i}}") for i in range(1, 5)]
+    assert [s["repeat"] for s in stages] == [1, 2, 7, 12]
+    assert [name for name in document["modules"] if name.startswith("res_bottleneck")] == ["res_bottleneck_block"]
+
+
+def test_swin_reads_its_window_attention_and_patch_merging(tmp_path):
+    spec = tmp_path / "swin.yaml"
+    result = run_import("tests.import_models:small_swin", "-o", str(spec), "--input", "3x32x32")
+    assert result.exit_code == 0, result.output
+    block = yaml.safe_load(spec.read_text())["modules"]["swin_transformer_block"]
+    attention = next(layer for layer in block["layers"] if layer["name"] == "attn")
+    assert attention["type"] == "window_attention" and attention["window_size"] == 4
+    # the two stochastic depths of a block drop with one probability: one param, written twice
+    depths = [layer["p"] for layer in block["layers"] if layer.get("type") == "stochastic_depth"]
+    assert depths == ["${p}", "${p}"]
+    assert "patch_merge" in spec.read_text()
+
+
+@pytest.mark.parametrize("model", ["vit_b_16", "resnet50", "mobilenet_v2"])
+def test_imported_torchvision_specs_are_at_most_twice_as_long_as_the_zoos(tmp_path, model):
+    from netspec.language.catalog import spec_path
+
+    spec = tmp_path / f"{model}.yaml"
+    result = run_import(f"torchvision.models.{model}", "-o", str(spec), "--input", "3x224x224")
+    assert result.exit_code == 0, result.output
+    written = len(spec.read_text().splitlines())
+    assert written <= 2 * len(spec_path(model).read_text().splitlines())
+
+
+def test_the_round_trip_varies_weights_that_would_hide_a_layer(tmp_path, monkeypatch):
+    """ViT's head starts at zero, so every output is zero whatever the encoder computes: the round
+    trip compares a probe whose constant tensors are drawn at random, and a GELU read as ReLU (a
+    mutant of the importer) is refused."""
+    from netspec_torch import importer
+
+    monkeypatch.setitem(importer.MODULE_LAYERS, "GELU", lambda module, where: {"type": "relu"})
+    spec = tmp_path / "vit.yaml"
+    result = run_import("tests.import_models:small_vit", "-o", str(spec))
+    assert result.exit_code == 2 and "does not reproduce the original" in result.output
+    assert not spec.exists()
+
+
+def test_a_model_whose_output_ignores_its_input_cannot_be_verified(tmp_path):
+    spec = tmp_path / "dead.yaml"
+    result = run_import("tests.import_models:dead", "-o", str(spec), "--input", "3x8x8")
+    assert result.exit_code == 2 and "the round trip cannot tell" in result.output and "--no-verify" in result.output
+    assert not spec.exists()
+    assert run_import("tests.import_models:dead", "-o", str(spec), "--input", "3x8x8", "--no-verify").exit_code == 0

@@ -13,8 +13,10 @@ no layer is refused with where it is: a spec that loads but computes something e
 from __future__ import annotations
 
 import operator
+import os
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.fx as fx
@@ -23,6 +25,7 @@ from torch import nn
 
 from netspec.errors import ModelImportError
 from netspec.importing.tree import INPUT, Instance, Step
+from netspec.layers.base import LAYER_REGISTRY, REPETITION_NAME
 
 
 def _library_functions() -> tuple[Callable, ...]:
@@ -128,6 +131,24 @@ def _layernorm(module: Any, where: str) -> dict[str, Any]:
     return {"type": "layernorm", "eps": module.eps, "elementwise_affine": module.elementwise_affine}
 
 
+def _attention(module: Any, where: str) -> dict[str, Any]:
+    if not module.batch_first or not module._qkv_same_embed_dim or module.bias_k is not None or \
+            module.add_zero_attn:
+        raise _refuse(where, "only nn.MultiheadAttention(batch_first=True) without kdim/vdim, add_bias_kv or "
+                             "add_zero_attn has a netspec layer")
+    return {"type": "multihead_attention", "num_heads": module.num_heads, "dropout": module.dropout,
+            "bias": module.in_proj_bias is not None}
+
+
+def _window_attention(module: Any, where: str) -> dict[str, Any]:
+    """torchvision's ShiftedWindowAttention (Swin; its V2, with a continuous bias, is another class)."""
+    if (module.qkv.bias is None) != (module.proj.bias is None):
+        raise _refuse(where, "window attention with a bias on only one of qkv and proj has no netspec layer")
+    return {"type": "window_attention", "num_heads": module.num_heads, "window_size": _pairs(module.window_size),
+            "shift": _pairs(module.shift_size), "attention_dropout": module.attention_dropout,
+            "dropout": module.dropout, "bias": module.qkv.bias is not None}
+
+
 def _linear(module: Any, where: str) -> dict[str, Any]:
     return {"type": "linear", "out_features": module.out_features, "bias": module.bias is not None}
 
@@ -173,7 +194,8 @@ MODULE_LAYERS: dict[str, Callable[[nn.Module, str], dict[str, Any]]] = {
     "Tanh": _simple("tanh"), "LeakyReLU": _simple("leaky_relu", negative_slope="negative_slope"),
     "ELU": _simple("elu", alpha="alpha"), "ChannelShuffle": _simple("channel_shuffle", groups="groups"),
     "StochasticDepth": _stochastic_depth, "LayerNorm2d": _layernorm,
-    "Permute": _simple("permute", dims="dims"),
+    "Permute": _simple("permute", dims="dims"), "MultiheadAttention": _attention,
+    "ShiftedWindowAttention": _window_attention,
 }
 
 
@@ -190,7 +212,7 @@ def module_layer(module: nn.Module, where: str) -> dict[str, Any] | None:
 
 # --- the operations a forward applies itself -----------------------------------------------------
 
-def _tensor(value: Any) -> bool:
+def _tensor(value: Any) -> TypeGuard[torch.Tensor]:
     return isinstance(value, torch.Tensor)
 
 
@@ -220,6 +242,10 @@ class _Reader:
         self.called: set[str] = set()
         self.lists: dict[str, Instance] = {}  # a ModuleList the forward runs through, as a chain
         self.chunks: dict[fx.Node, tuple[fx.Node, int, int]] = {}  # x.chunk(n, dim): (x, n, dim)
+        # an image's positions joined (x.flatten(2), x.reshape(n, c, h * w)): tokens once transposed
+        self.joined: dict[fx.Node, fx.Node] = {}
+        self.expanded: dict[fx.Node, fx.Node] = {}  # a held tensor expanded over the batch (ViT's class token)
+        self.pairs: set[fx.Node] = set()  # nn.MultiheadAttention's (output, weights): [0] is the layer
 
     def _run(self, example: tuple) -> dict[fx.Node, Any]:
         """Each node's value on the module's real input (tensors apart from shapes and asserts)."""
@@ -295,6 +321,15 @@ class _Reader:
         self.steps.append(Step(name, inputs, layer, child))
         self.names[node] = name
 
+    def _fresh(self, stem: str) -> str:
+        """A name for an operation's step (``add``, ``add_1``): its layer's type, unless a child
+        module or an earlier step has it."""
+        taken = {name for name, _ in self.module.named_children()} | {s.name for s in self.steps}
+        name, number = stem, 1
+        while name in taken:
+            name, number = f"{stem}_{number}", number + 1
+        return name
+
     @staticmethod
     def _describe(node: fx.Node) -> str:
         if node.op == "call_method":
@@ -319,6 +354,9 @@ class _Reader:
         target = str(node.target)
         where = self.where(node)
         child = self.module.get_submodule(target)
+        if isinstance(child, nn.MultiheadAttention):
+            self._attention_call(node, child)
+            return
         if node.kwargs or any(not isinstance(a, fx.Node) for a in node.args) or len(node.args) != 1:
             given = "a list" if node.args and isinstance(node.args[0], list | tuple) else \
                 f"{len(node.args)} arguments" + (" and keywords" if node.kwargs else "")
@@ -342,6 +380,26 @@ class _Reader:
         else:
             instance = self.importer.instance(child, f"{self.path}.{target}" if self.path else target)
             self._add(node, name, inputs, child=instance)
+
+    def _attention_call(self, node: fx.Node, child: nn.MultiheadAttention) -> None:
+        """``attention(x, x, x, need_weights=False)``: self-attention, the catalogue's layer."""
+        where = self.where(node)
+        given = dict(zip(("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+                          "average_attn_weights", "is_causal"), node.args, strict=False)) | dict(node.kwargs)
+        sources = {given.get("query"), given.get("key"), given.get("value")}
+        if len(sources) != 1 or not isinstance(given.get("query"), fx.Node):
+            raise _refuse(where, "nn.MultiheadAttention is called with different query, key and value; netspec's "
+                                 "multihead_attention is self-attention (x, x, x)")
+        masks = [k for k in ("key_padding_mask", "attn_mask") if given.get(k) is not None]
+        if masks or given.get("is_causal"):
+            raise _refuse(where, f"nn.MultiheadAttention is called with {', '.join(masks) or 'is_causal'}; "
+                                 "netspec's multihead_attention takes no mask")
+        if str(node.target) in self.called:
+            raise _refuse(where, "the same module with weights is applied twice; a spec's layers each have their own")
+        self.called.add(str(node.target))
+        self.importer.layers.add(id(child))
+        self._add(node, str(node.target), self._inputs(node, (given["query"],)), layer=_attention(child, where))
+        self.pairs.add(node)
 
     def _list_call(self, node: fx.Node, target: str, child: nn.Module, inputs: list[str]) -> None:
         """``for layer in self.layers: x = layer(x)``: the ModuleList's modules called one after the
@@ -367,7 +425,34 @@ class _Reader:
         chain.steps.append(step)
         self.names[node] = holder
 
+    def _pending(self, node: fx.Node) -> bool:
+        """An operation read with the one that uses its result (x.flatten(2) with the transpose
+        that makes tokens, a held tensor's expand with the cat that puts it first); True when it is."""
+        args: Any = node.args
+        source = args[0] if args and isinstance(args[0], fx.Node) else None
+        if source is None:
+            return False
+        before, value = self.values.get(source), self.values[node]
+        method = node.target if node.op == "call_method" else None
+        reshapes = method in ("flatten", "reshape", "view") or node.target in (torch.flatten, torch.reshape)
+        if reshapes and _tensor(before) and _tensor(value) and before.dim() == 4 and \
+                tuple(value.shape) == (*before.shape[:2], before.shape[2] * before.shape[3]):
+            self.joined[node] = source
+            return True
+        if method == "expand" and source in self.held:
+            self.expanded[node] = source
+            return True
+        if node.target is operator.getitem and source in self.pairs:
+            if args[1] != 0:
+                raise _refuse(self.where(node), "the attention weights nn.MultiheadAttention returns have no "
+                                                "netspec layer (its output, [0], has)")
+            self.names[node] = self.names[source]
+            return True
+        return False
+
     def _operation(self, node: fx.Node) -> None:
+        if self._pending(node):
+            return
         if (node.target == "chunk" and node.op == "call_method") or node.target is torch.chunk:
             args: Any = node.args
             chunks = node.kwargs.get("chunks", args[1] if len(args) > 1 else None)
@@ -380,9 +465,10 @@ class _Reader:
             raise _refuse(self.where(node), f"{self._describe(node)} has no netspec layer",
                           hint="the catalogue's layers are listed in the README (netspec schema prints them)")
         inputs = self._inputs(node, tensor_args)
-        name = node.name
-        if layer["type"] == "layer_scale":  # keyed by its own name in the state dict
-            name = next(self.step_names[a] for a in node.args if isinstance(a, fx.Node) and a in self.step_names)
+        name = self._fresh(layer["type"])
+        if LAYER_REGISTRY[layer["type"]].learned_tensor:  # keyed by its own name in the state dict
+            held = [self.expanded.get(a, a) for a in node.all_input_nodes]
+            name = next(self.step_names[a] for a in held if a in self.step_names)
         if layer["type"] in ("add", "multiply"):
             # the same sum either way round; the module's input last, so that where some uses of a
             # module leave the merge out (when: false passes its first input on), the branch goes on
@@ -399,6 +485,10 @@ class _Reader:
         method = target if node.op == "call_method" else None
         if (target in (operator.add, operator.iadd, torch.add) or method in ("add", "add_")) and \
                 len(tensor_nodes) == 2 and not kwargs:
+            held = [a for a in tensor_nodes if a in self.held]
+            if len(held) == 1:
+                added = next(a for a in tensor_nodes if a is not held[0])
+                return self._position_embedding(held[0], added), (added,)
             return {"type": "add"}, tensor_nodes
         if target in (operator.mul, operator.imul, torch.mul) or method in ("mul", "mul_"):
             held = [a for a in tensor_nodes if a in self.held]
@@ -411,6 +501,9 @@ class _Reader:
         if target in (torch.cat, torch.concat):
             parts = args[0]
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if isinstance(parts, list | tuple) and len(parts) == 2 and parts[0] in self.expanded and dim == 1 and \
+                    isinstance(parts[1], fx.Node):
+                return self._class_token(self.expanded[parts[0]], parts[1]), (parts[1],)
             if isinstance(parts, list | tuple) and all(isinstance(p, fx.Node) for p in parts) and \
                     self._channel_axis(parts[0], dim):
                 return {"type": "concat"}, tuple(parts)
@@ -434,6 +527,18 @@ class _Reader:
             if _tensor(source) and source.dim() == 4 and dims is not None and \
                     sorted(d % 4 for d in (dims if isinstance(dims, list | tuple) else [dims])) == [2, 3]:
                 return {"type": "global_avgpool2d", "keepdims": bool(kwargs.get("keepdim", False))}, tensor_nodes[:1]
+        joined = tensor_nodes[0] if tensor_nodes and tensor_nodes[0] in self.joined else None
+        if joined is not None:  # the positions of an image joined, then put before its channels
+            dims = [d % 3 for d in (args[1:] if method == "transpose" or target is torch.transpose else
+                                    args[1] if len(args) == 2 and isinstance(args[1], list | tuple) else args[1:])
+                    if isinstance(d, int)]
+            swaps = dims in ([1, 2], [2, 1]) if method == "transpose" or target is torch.transpose else \
+                dims == [0, 2, 1] and method == "permute" or target is torch.permute and dims == [0, 2, 1]
+            if swaps:
+                return {"type": "to_tokens"}, (self.joined[joined],)
+        if target is operator.getitem and len(tensor_nodes) == 1 and isinstance(args[1], tuple) and \
+                self._selects_token(args[1]) and _tensor(self.values[args[0]]) and self.values[args[0]].dim() == 3:
+            return {"type": "select", "index": args[1][1]}, tensor_nodes
         if method == "permute" or target is torch.permute:
             dims = args[1] if len(args) == 2 and isinstance(args[1], list | tuple) else args[1:]
             if all(isinstance(d, int) for d in dims):
@@ -465,6 +570,9 @@ class _Reader:
             source, chunks, dim = self.chunks[args[0]]
             if isinstance(args[1], int) and self._channel_axis(source, dim):
                 return {"type": "chunk", "chunks": chunks, "index": args[1] % chunks}, (source,)
+        if getattr(target, "__name__", "") == "_patch_merging_pad" and \
+                getattr(target, "__module__", "") == "torchvision.models.swin_transformer":
+            return {"type": "patch_merge"}, tensor_nodes[:1]  # Swin's 2×2 pixels side by side
         if target is F.dropout:
             return {"type": "dropout", "p": kwargs.get("p", args[1] if len(args) > 1 else 0.5)}, tensor_nodes[:1]
         return None, ()
@@ -482,6 +590,31 @@ class _Reader:
         # the shortest decimal that is the same float32 (1e-06, not 9.999999974752427e-07)
         return {"type": "layer_scale", "init": float(str(tensor.detach().flatten()[0].numpy()))}
 
+    @staticmethod
+    def _selects_token(index: tuple) -> bool:
+        """x[:, 0] (or x[:, 0, :]): one position of every example of a sequence."""
+        whole = slice(None, None, None)
+        return len(index) in (2, 3) and index[0] == whole and isinstance(index[1], int) and \
+            (len(index) == 2 or index[2] == whole)
+
+    def _position_embedding(self, held: fx.Node, added: fx.Node) -> dict[str, Any] | None:
+        """A learned 1×L×D tensor added to an N×L×D sequence: ViT's pos_embedding."""
+        tensor, value = self.values[held], self.values.get(added)
+        if not isinstance(tensor, nn.Parameter) or not _tensor(value) or "." in self.held[held] or \
+                value.dim() != 3 or tuple(tensor.shape) != (1, *value.shape[1:]):
+            return None
+        self.step_names[held] = self.held[held]
+        return {"type": "position_embedding"}
+
+    def _class_token(self, held: fx.Node, tokens: fx.Node) -> dict[str, Any] | None:
+        """A learned 1×1×D tensor put before an N×L×D sequence: ViT's class_token."""
+        tensor, value = self.values[held], self.values.get(tokens)
+        if not isinstance(tensor, nn.Parameter) or not _tensor(value) or "." in self.held[held] or \
+                value.dim() != 3 or tuple(tensor.shape) != (1, 1, value.shape[2]):
+            return None
+        self.step_names[held] = self.held[held]
+        return {"type": "class_token"}
+
     def _channel_axis(self, node: fx.Node, dim: int) -> bool:
         value = self.values.get(node)
         return isinstance(value, torch.Tensor) and dim % value.dim() == 1
@@ -490,7 +623,7 @@ class _Reader:
 class TorchImporter:
     """Reads a model into the neutral tree, one instance per module it applies."""
 
-    def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, example: torch.Tensor, given: bool = True) -> None:
         self.model = model.eval()
         self.inputs: dict[int, tuple] = {}
         self.layers: set[int] = set()  # the modules read as catalogue layers
@@ -498,6 +631,11 @@ class TorchImporter:
         try:
             with torch.no_grad():
                 model(example)
+        except Exception as error:  # the model's own check of its input, or a shape it cannot take
+            shape = "x".join(map(str, example.shape[1:]))
+            raise ModelImportError.single(
+                f"the model fails on an input of {shape}{'' if given else ' (the default)'}: "
+                f"{type(error).__name__}: {error}", hint="give the input it takes: --input CxHxW") from None
         finally:
             for hook in hooks:
                 hook.remove()
@@ -512,7 +650,9 @@ class TorchImporter:
         sequential = type(module) is nn.Sequential or (isinstance(module, nn.Sequential)
                                                        and type(module).forward is nn.Sequential.forward)
         names = [name for name, _ in module.named_children()]
-        odd = next((name for name in names if not name.isdigit() and not name.isidentifier()), None)
+        # a chain's children may be named block1-0 (RegNet): the spec's `names:` of a repeat writes them
+        allowed = REPETITION_NAME.match if sequential else str.isidentifier
+        odd = next((name for name in names if not name.isdigit() and not allowed(name)), None)
         if odd is not None:
             raise _refuse(f"{path}.{odd}" if path else odd, f"the name {odd!r} cannot name a spec's layer "
                           "(letters, digits and underscores)", hint="netspec import keeps the state dict's names, "
@@ -569,6 +709,8 @@ def load_target(target: str, arguments: dict[str, Any]) -> tuple[nn.Module, str]
         raise ModelImportError.single(f"{target!r} does not name a Python callable",
                                       hint="write module.callable (torchvision.models.resnet50) or "
                                            "package.module:callable")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` would find it
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -587,29 +729,80 @@ def load_target(target: str, arguments: dict[str, Any]) -> tuple[nn.Module, str]
     return model, attribute
 
 
-def round_trip(net: Any, model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
-    """Compares the spec's model (``built``, the original's state dict loaded strictly) with the
-    original on random inputs; refuses a spec whose outputs differ or do not depend on the input."""
-    torch.manual_seed(0)
-    # inputs of two scales: a difference that only large values show (a ReLU6 for a ReLU) shows too
-    x = torch.cat([torch.randn(1, *shape), 8 * torch.randn(1, *shape)])
+def probe_model(model: nn.Module, shape: tuple[int, ...], batch: int = 4) -> nn.Module:
+    """A copy of ``model`` whose weights let every layer show in its output, for the round trip.
+
+    Weights as initialized hide layers: ViT's zero head makes every output zero, ConvNeXt's layer
+    scale of 1e-6 leaves each block's branch out, a layer norm's unit scale hides a wrong eps, and
+    batch norm's unit running statistics leave a deep network's output nearly independent of its
+    input (a ReLU6 for a ReLU went unnoticed). So what starts constant is drawn at random, and batch
+    norm gets random scales and the statistics of a random batch, as in a trained network."""
+    import copy
+
+    probe = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    norms = [m for m in probe.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
+             and m.track_running_stats]
     with torch.no_grad():
-        expected = model.eval()(x)
+        for tensor in probe.parameters():
+            flat = tensor.detach().flatten()
+            if not tensor.is_floating_point() or flat.numel() == 0 or not bool((flat == flat[0]).all()):
+                continue
+            constant = float(flat[0])
+            if constant == 0:  # a zero head, bias or class token
+                tensor.copy_(0.02 * torch.randn(tensor.shape, generator=generator))
+            else:  # a unit scale, a layer scale of 1e-6: about 1, or about the constant where it is large
+                factor = constant if abs(constant) >= 0.1 else 1.0
+                tensor.copy_(factor * (0.5 + torch.rand(tensor.shape, generator=generator)))
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:
+            norm.weight.copy_(0.5 + 3.5 * torch.rand(norm.weight.shape, generator=generator))
+            norm.bias.copy_(0.5 * torch.randn(norm.bias.shape, generator=generator))
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average: after one batch, that batch's statistics
+        if norms:
+            probe.train()(torch.randn((batch, *shape), generator=generator))
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+            mean, var = norm.running_mean, norm.running_var
+            assert mean is not None and var is not None  # track_running_stats
+            mean.add_(0.1 * var.sqrt() * torch.randn(mean.shape, generator=generator))
+            var.mul_(0.8 + 0.45 * torch.rand(var.shape, generator=generator))
+    return probe.eval()
+
+
+def round_trip(model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Loads a probe of the original (``probe_model``) into the spec's model ``built`` strictly
+    and compares their outputs on random inputs; refuses a spec whose outputs differ, or a
+    comparison the input does not decide (it would show nothing)."""
+    from netspec_torch.weights import apply_state_dict
+
+    probe = probe_model(model, shape)
+    apply_state_dict(built, probe.state_dict(), "the original's state dict")  # every tensor, strictly
+    generator = torch.Generator().manual_seed(1)
+    # inputs of two scales: a difference that only large values show (a ReLU6 for a ReLU) shows too
+    x = torch.cat([torch.randn((1, *shape), generator=generator), 8 * torch.randn((1, *shape), generator=generator)])
+    with torch.no_grad():
+        expected = probe(x)
+        if not isinstance(expected, torch.Tensor):
+            raise ModelImportError.single(f"the model returns a {type(expected).__name__}; netspec import reads "
+                                          "models that return one tensor")
         try:
             got = built.eval()(x)
         except RuntimeError as error:
             raise ModelImportError.single(f"the spec's model fails where the original runs: {error}",
                                           hint="please report it: netspec import wrote nothing") from None
-        other = model(torch.randn(2, *shape))
-    if not isinstance(expected, torch.Tensor):
-        raise ModelImportError.single(f"the model returns a {type(expected).__name__}; netspec import reads "
-                                      "models that return one tensor")
-    scale = float(expected.abs().max()) or 1.0
+    scale = float(expected.abs().max())
     difference = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
-    if difference > 1e-4 * max(scale, 1.0):
+    dependence = float((expected - expected.mean(dim=0, keepdim=True)).abs().max())
+    tolerance = 1e-4 * max(scale, 1.0)
+    if not difference <= tolerance:  # NaN too
         raise ModelImportError.single(
             f"the spec's model does not reproduce the original: its outputs differ by up to {difference:.3g} "
             f"(outputs up to {scale:.3g})", hint="please report it: netspec import wrote nothing")
-    dependence = float((expected - other).abs().max())
+    if not dependence > 10 * tolerance:
+        raise ModelImportError.single(
+            f"the round trip cannot tell: the model's outputs hardly depend on its input (they differ by "
+            f"{dependence:.3g} between two inputs)", hint="--no-verify writes the spec unverified")
     return {"max_difference": difference, "output_scale": scale, "input_dependence": dependence,
-            "tensors": len(model.state_dict())}
+            "tensors": len(probe.state_dict())}

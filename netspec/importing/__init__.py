@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import ModelImportError
 from netspec.files.outputs import atomic_path, check_target
 from netspec.importing.structure import SpecBuilder
 from netspec.importing.yaml_text import spec_text
 from netspec.layers.base import class_name_problem
+
+DEFAULT_INPUT = (3, 224, 224)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Imported:
     text: str
     layers: int
     verified: dict[str, Any] | None
+    input_shape: tuple[int, ...]
 
 
 def spec_name(stem: str) -> str:
@@ -58,11 +60,9 @@ def import_torch_model(target: str, arguments: dict[str, Any], input_shape: tupl
     if weights is not None:
         check_target(weights, force=force)
     model, made_by = load_target(target, arguments)
-    shape = input_shape or example_shape(model)
-    if shape is None:
-        raise ModelImportError.single(f"{target} does not say what input it takes",
-                                      hint="give one: --input 3x224x224")
-    tree = TorchImporter(model, torch.randn(1, *shape)).tree()
+    # an image classifier's usual input where the model does not say (a ViT keeps its image size)
+    shape = input_shape or example_shape(model) or DEFAULT_INPUT
+    tree = TorchImporter(model, torch.randn(1, *shape), given=input_shape is not None).tree()
     modules, layers = SpecBuilder(tree).build()
     name = spec_name(made_by)
     document: dict[str, Any] = {"name": name, "class_name": type(model).__name__, "input": list(shape)}
@@ -78,11 +78,7 @@ def import_torch_model(target: str, arguments: dict[str, Any], input_shape: tupl
         draft.write_text(text)
         net = check_file(draft)
         if verify:
-            from netspec_torch.weights import apply_state_dict
-
-            built = get_backend("torch").load(net)
-            apply_state_dict(built, model.state_dict(), f"{target}'s state dict")  # strictly, every tensor
-            verified = round_trip(net, model, built, shape)
+            verified = round_trip(model, get_backend("torch").load(net), shape)
     with atomic_path(out) as staged:
         Path(staged).write_text(text)
     if weights is not None:
@@ -90,4 +86,4 @@ def import_torch_model(target: str, arguments: dict[str, Any], input_shape: tupl
 
         with atomic_path(weights) as staged:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, staged)
-    return Imported(out, weights, text, len(net.layers), verified)
+    return Imported(out, weights, text, len(net.layers), verified, shape)

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from netspec.errors import ModelImportError
 from netspec.importing.tree import INPUT, Instance, Step
 from netspec.layers.base import LAYER_REGISTRY, class_name_problem
 
@@ -90,14 +91,17 @@ class SpecBuilder:
         uses after the first alike), which its parent writes as ``repeat``; else None."""
         if id(instance) in self.repeats:
             return self.repeats[id(instance)]
-        if instance.kind != "Sequential" or len(instance.steps) < 2 or any(s.child is None for s in instance.steps):
+        pattern = _repetition_names(instance)
+        # one use named block1-0 is a repeat too: its name can only be written by `names:`
+        if len(instance.steps) < (1 if pattern else 2) or any(s.child is None for s in instance.steps) or \
+                (instance.kind != "Sequential" and pattern is None):
             return None
         definitions = {id(self.of.get(id(s.child))) for s in instance.steps if s.child is not None}
         first = self.of.get(id(instance.steps[0].child)) if instance.steps[0].child is not None else None
         if first is None or len(definitions) != 1:
             return None
         rest = {self._fingerprint(s.child) for s in instance.steps[1:] if s.child is not None}
-        if len(rest) != 1:
+        if len(rest) > 1 or not rest and len(instance.steps) > 1:
             return None
         self.repeats[id(instance)] = first
         return first
@@ -115,7 +119,7 @@ class SpecBuilder:
                 definition.template = self._template(definition.instances)
                 self.of[id(instance)] = definition
                 return
-        stem = snake(instance.kind) if instance.kind != "Sequential" else self._use_name(instance)
+        stem = self._use_name(instance) if instance.kind in ("Sequential", "NamedSequential") else snake(instance.kind)
         definition = Definition(self._unique(stem), instance.kind, instance.sequential,
                                 [s.name for s in instance.steps], [instance], key=key)
         for step in instance.steps:
@@ -141,12 +145,18 @@ class SpecBuilder:
             names = {s.name for s in instance.steps}
             for step in instance.steps:
                 wanted = [_resolve(name, template, names) for name in template[step.name].inputs]
-                if wanted != step.inputs:
+                if wanted != step.inputs and not (self._commutative(step) and sorted(wanted) == sorted(step.inputs)):
                     return False
             # and what the definition returns, its last step, is what the instance returns
             if _resolve(order[-1], template, names) != instance.steps[-1].name:
                 return False
         return True
+
+    @staticmethod
+    def _commutative(step: Step) -> bool:
+        """A sum or product: its inputs in any order (RegNet adds proj + f where it has a
+        projection, else x + f)."""
+        return step.layer is not None and getattr(LAYER_REGISTRY[step.layer["type"]], "commutative", False)
 
     @staticmethod
     def _template(members: list[Instance]) -> dict[str, Step]:
@@ -261,9 +271,14 @@ class SpecBuilder:
         definition.values = values
 
     def _param_name(self, definition: Definition, step_name: str, key: str) -> str:
-        """A field's own name (``stride``), numbered where another param took it (``out_channels_2``);
-        a flag is the step's name (``downsample``: whether the block has one)."""
-        stem = key or (step_name if re.match(r"^[A-Za-z]\w*$", step_name) else f"use_{step_name}")
+        """A field's own name (``stride``), or where another param took it, the step's and the
+        field's (``se_out_channels``), else numbered; a flag is the step's name (``downsample``:
+        whether the block has one), or for a numbered step, its layer's (``with_relu``)."""
+        named = re.match(r"^[A-Za-z]\w*$", step_name) is not None
+        if key:
+            stem = f"{step_name}_{key.removeprefix(f'{step_name}_')}" if key in definition.params and named else key
+        else:
+            stem = step_name if named else f"with_{self._step_kind(definition.template[step_name]).split()[-1]}"
         name, number = stem, 2
         while name in definition.params:
             name, number = f"{stem}_{number}", number + 1
@@ -303,7 +318,7 @@ class SpecBuilder:
         previous = INPUT
         for step_name in definition.order:
             template = definition.template[step_name]
-            item: dict[str, Any] = {} if definition.sequential else {"name": step_name}
+            item: dict[str, Any] = {} if definition.sequential else {"name": _layer_name(step_name, definition)}
             fields = {key: value for (name, key), value in definition.written.items() if name == step_name}
             if template.child is None:
                 assert template.layer is not None
@@ -335,8 +350,11 @@ class SpecBuilder:
         """A chain of one definition's uses as ``repeat``, the first one's differences as ``first``."""
         rows = [definition.values[definition.instances.index(step.child)] for step in sequence.steps
                 if step.child is not None]
-        rest, first = rows[1:], rows[0]
+        rest, first = rows[1:] or rows[:1], rows[0]
         item: dict[str, Any] = {"module": definition.name, "repeat": len(rows)}
+        pattern = _repetition_names(sequence)
+        if pattern:  # not numbered from 0 (ViT's encoder_layer_0, RegNet's block1-0)
+            item["names"] = pattern
         if all(row == rest[0] for row in rest):
             common = {k: v for k, v in rest[0].items() if v != definition.params[k]}
             differ = {k: v for k, v in first.items() if rest[0].get(k) != v}
@@ -352,7 +370,7 @@ class SpecBuilder:
         items: list[dict[str, Any]] = []
         previous = INPUT
         for step in root.steps:
-            item: dict[str, Any] = {"name": step.name}
+            item: dict[str, Any] = {"name": _layer_name(step.name, None)}
             if step.child is None:
                 assert step.layer is not None
                 item["type"] = step.layer["type"]
@@ -365,6 +383,38 @@ class SpecBuilder:
             items.append(item)
             previous = step.name
         return items
+
+
+def _layer_name(name: str, definition: Definition | None) -> str:
+    """A step's name as a spec's layer name; a chain's child named block1-0 that is not one of a
+    repeat's (whose ``names:`` writes it) is refused with where it is."""
+    if name.isidentifier():
+        return name
+    path = definition.instances[0].path if definition else ""
+    raise ModelImportError.single(
+        f"{f'{path}.{name}' if path else name}: the name {name!r} cannot name a spec's layer (letters, digits and "
+        "underscores); a chain of one module's uses named so is written as a repeat, but this one is not",
+        hint="netspec import keeps the state dict's names, so that the original's weights load")
+
+
+def _repetition_names(instance: Instance) -> str | None:
+    """The ``names`` pattern of a chain of children named by a prefix and their number
+    (``encoder_layer_{i}``, ``block1-{i}``; "" for 0, 1, ...); None for another module."""
+    numbered = [re.fullmatch(r"(.*?)(\d+)", step.name) for step in instance.steps]
+    if not all(numbered) or len({m.group(1) for m in numbered if m}) != 1:
+        return None
+    numbers = [int(m.group(2)) for m in numbered if m]
+    if numbers[0] not in (0, 1) or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    previous = INPUT
+    for step in instance.steps:  # each child on the one before: a chain
+        if step.inputs != [previous]:
+            return None
+        previous = step.name
+    prefix = numbered[0].group(1) if numbered[0] else ""
+    if not prefix:
+        return "" if numbers[0] == 0 else None
+    return f"{prefix}{{i}}" if numbers[0] == 0 else f"{prefix}{{n}}"
 
 
 def _resolve(name: str, template: dict[str, Step], present: set[str]) -> str:
@@ -393,6 +443,9 @@ def _merge_order(order: list[str], other: list[str]) -> list[str] | None:
 
 def _relation(column: list[Any], bases: list[tuple[str, list[Any]]]) -> str | None:
     """An expression of an earlier param that gives every instance's value (`${4 * width}`)."""
+    for name, base in bases:  # the same values (Swin's two stochastic depths of a block)
+        if all(repr(v) == repr(b) for v, b in zip(column, base, strict=True) if v is not None):
+            return f"${{{name}}}"
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in column if v is not None):
         return None
     for name, base in bases:

@@ -24,6 +24,7 @@ from netspec.layers.base import (
 class _Merge(Layer):
     category = "merge"
     arity: ClassVar[tuple[int, int | None]] = (2, None)
+    commutative: ClassVar[bool] = False  # the same output whatever the order of its inputs
 
     def analyze(self, inp: LayerInput) -> Analysis:
         return self.analyze_inputs([inp])
@@ -43,6 +44,7 @@ class Add(_Merge):
                 ((TensorShape((4, 6), TOKENS), TensorShape((4, 6), TOKENS)), {}))
 
     type: Literal["add"]
+    commutative = True
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         first = inputs[0]
@@ -107,6 +109,7 @@ class Multiply(_Merge):
     examples = ((((8, 5, 5), (8, 1, 1)), {}), (((4, 3, 3), (4, 3, 3)), {}))
 
     type: Literal["multiply"]
+    commutative = True
 
     def analyze_inputs(self, inputs: list[LayerInput]) -> Analysis:
         a, b = inputs
