@@ -206,7 +206,7 @@ def import_(
     The spec is written only after a round trip: checked, built, the original's weights loaded
     strictly, and the same outputs on the same inputs. What has no netspec layer is refused with
     where it is (exit 2), and nothing is written."""
-    from netspec.importing import import_torch_model
+    from netspec.importing import import_model
     from netspec.language.yamlio import parse_scalar
 
     with user_errors():
@@ -216,13 +216,16 @@ def import_(
             if not sep or not key.isidentifier():
                 raise UsageError.single(f"--arg must be NAME=VALUE, got {item!r}", Location(f"--arg {item}"))
             arguments[key] = parse_scalar(value)
-        imported = import_torch_model(target, arguments, parse_input_shape(input_), output,
+        imported = import_model(target, arguments, parse_input_shape(input_), output,
                                       weights=weights, verify=verify, force=force)
     console = _stdout_console()
     check = imported.verified
     if check is not None:
         console.print(f"verified: {check['tensors']} tensors loaded strictly, outputs equal (largest difference "
                       f"{check['max_difference']:.2g} on outputs up to {check['output_scale']:.3g})")
+        if "torch_difference" in check:
+            console.print(f"verified: the spec's PyTorch model agrees with its Keras model (largest difference "
+                          f"{check['torch_difference']:.2g})")
     if not input_:
         console.print(f"read at the input {'x'.join(map(str, imported.input_shape))} (--input to give another)")
     console.print(f"wrote {shown(imported.spec)} ({imported.layers} layers, "

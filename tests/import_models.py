@@ -118,3 +118,31 @@ def small_swin():
 
     return SwinTransformer(patch_size=[2, 2], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4],
                            stochastic_depth_prob=0.1, num_classes=10)
+
+
+def small_keras(activation: str = "relu"):
+    """A Keras functional model with what Keras writes differently from PyTorch: zero padding as a
+    layer of its own (symmetric before a convolution, TensorFlow's 'same' before a max pool), a
+    convolution's activation in the layer, and a Dense after a Flatten of an image."""
+    import keras
+
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.ZeroPadding2D(1, name="pad")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation=activation, name="conv")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pool_pad")(x)
+    x = keras.layers.MaxPooling2D(3, 2, name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(5, name="fc")(x)
+    return keras.Model(inputs, outputs, name="small_keras")
+
+
+def keras_pool_after_linear():
+    """Zero padding then a max pool of values that may be negative (ResNet-V2's stem)."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.ZeroPadding2D(1, name="pad")(x)
+    return keras.Model(inputs, keras.layers.MaxPooling2D(3, 2, name="pool")(x))

@@ -1,8 +1,10 @@
 """``netspec import``: an existing model read back as a spec, verified by a round trip before it
 is written.
 
-The backend reads the model into a tree of module instances (netspec.importing.tree);
-netspec.importing.structure turns the tree into module definitions, params and repeats;
+The target (a callable, or a saved ``.keras`` file) gives a model; the backend of its framework
+reads it (a ``ModelReader``): PyTorch's into a tree of module instances
+(netspec.importing.tree) that netspec.importing.structure turns into module definitions, params
+and repeats; Keras' functional graph layer by layer, with the original's layer names.
 netspec.importing.yaml_text writes the YAML. Before anything is written, the spec is checked,
 its model built, the original's weights loaded into it strictly, and both models run on the same
 inputs: a spec that loads but computes something else is never written.
@@ -14,10 +16,10 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from netspec.errors import ModelImportError
 from netspec.files.outputs import atomic_path, check_target
-from netspec.importing.structure import SpecBuilder
 from netspec.importing.yaml_text import spec_text
 from netspec.layers.base import class_name_problem
 
@@ -43,47 +45,125 @@ def spec_name(stem: str) -> str:
     return f"{name}_model" if class_name_problem(name) else name
 
 
-def import_torch_model(target: str, arguments: dict[str, Any], input_shape: tuple[int, ...] | None, out: Path, *,
-                       weights: Path | None = None, verify: bool = True, force: bool = False) -> Imported:
-    """Reads the PyTorch model ``target`` builds and writes it as the spec ``out`` (and its state
-    dict as ``weights``), after a round trip unless ``verify`` is off."""
+class ModelReader(Protocol):
+    """What a backend gives netspec import for its framework's models."""
+
+    def read(self, model: Any, input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], list[str]]:
+        """The spec's ``input``, ``modules`` and ``layers`` (its name apart), and the comment lines
+        that say how it was read."""
+        ...
+
+    def round_trip(self, model: Any, net: Any) -> dict[str, Any]:
+        """The original against the spec's model(s), refused with a ModelImportError where they
+        differ; what it measured."""
+        ...
+
+    def save_weights(self, model: Any, net: Any, path: str) -> None:
+        """The original's weights as a safetensors state dict of the spec (PyTorch's names and layout)."""
+        ...
+
+
+def _framework(model: Any) -> str | None:
+    """Which framework's object ``model`` is, from its classes' modules (importing neither)."""
+    modules = [cls.__module__ for cls in type(model).__mro__]
+    if any(m.startswith("torch.nn") for m in modules):
+        return "torch"
+    if any(m.startswith(("keras.", "tf_keras.", "tensorflow.python.keras")) for m in modules):
+        return "keras"
+    return None
+
+
+def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
+    """The model a target names: a callable (``torchvision.models.resnet50``,
+    ``package.module:function``) called with ``arguments``, or a saved ``.keras`` file; and the
+    name of what built it (for the spec's name)."""
+    import importlib
+    import os
+    import sys
+
+    if target.endswith(".keras"):
+        if arguments:
+            raise ModelImportError.single("--arg is for a callable; a .keras file is read as it is saved")
+        from netspec_keras.importer import load_keras_file
+
+        return load_keras_file(Path(target)), Path(target).stem
+    if target.endswith((".pt2", ".onnx")):
+        raise ModelImportError.single(f"{target}: netspec import does not read {Path(target).suffix} files yet",
+                                      hint="import the Python callable that builds the model")
+    module_name, _, attribute = target.rpartition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attribute:
+        raise ModelImportError.single(f"{target!r} does not name a Python callable or a .keras file",
+                                      hint="write module.callable (torchvision.models.resnet50) or "
+                                           "package.module:callable")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` would find it
+    if module_name.split(".")[0] in ("keras", "tensorflow", "tf_keras"):
+        from netspec_keras import import_keras
+
+        import_keras()  # quietly, and after Triton (netspec.codegen.backend.load_triton_safely)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelImportError.single(f"cannot import {module_name!r}: {error}",
+                                      hint="install the package, or run from the folder that holds it") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ModelImportError.single(f"{module_name} has no callable {attribute!r}")
+    call = f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
+    try:
+        model = factory(**arguments)
+    except Exception as error:  # the user's code: a wrong argument, a download it cannot make
+        raise ModelImportError.single(f"{call} failed: {type(error).__name__}: {str(error).strip()[:300]}",
+                                      hint="check the --arg names and values (Keras applications: --arg "
+                                           "weights=null builds without downloading weights)") from None
+    if _framework(model) is None:
+        raise ModelImportError.single(f"{target} returned a {type(model).__name__}, not a torch.nn.Module or a "
+                                      "Keras model")
+    name = arguments.get("model_name")  # a factory of many (timm.create_model): the spec is the model's
+    return model, name if isinstance(name, str) else attribute
+
+
+def _reader(model: Any) -> ModelReader:
     from netspec.codegen.backend import require_modules
 
-    require_modules("torch", "torch")
-    import torch
+    framework = _framework(model)
+    require_modules(str(framework), str(framework))
+    if framework == "torch":
+        from netspec_torch.importer import TorchModelReader
 
+        return TorchModelReader()
+    from netspec_keras.importer import KerasModelReader
+
+    return KerasModelReader()
+
+
+def import_model(target: str, arguments: dict[str, Any], input_shape: tuple[int, ...] | None, out: Path, *,
+                 weights: Path | None = None, verify: bool = True, force: bool = False) -> Imported:
+    """Reads the model ``target`` names and writes it as the spec ``out`` (and its weights as
+    ``weights``), after a round trip unless ``verify`` is off."""
     from netspec import check_file
-    from netspec.codegen.backend import get_backend
-    from netspec_torch.importer import TorchImporter, example_shape, load_target, round_trip
 
     check_target(out, force=force)
     if weights is not None:
         check_target(weights, force=force)
     model, made_by = load_target(target, arguments)
-    # an image classifier's usual input where the model does not say (a ViT keeps its image size)
-    shape = input_shape or example_shape(model) or DEFAULT_INPUT
-    tree = TorchImporter(model, torch.randn(1, *shape), given=input_shape is not None).tree()
-    modules, layers = SpecBuilder(tree).build()
+    reader = _reader(model)
+    body, how = reader.read(model, input_shape)
     name = spec_name(made_by)
-    document: dict[str, Any] = {"name": name, "class_name": type(model).__name__, "input": list(shape)}
-    if modules:
-        document["modules"] = modules
-    document["layers"] = layers
-    call = f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
-    text = spec_text(document, [f"{call}, imported by netspec import: each module class a module definition,",
-                                "the state-dict names the original's."])
+    document: dict[str, Any] = {"name": name, **body}
+    call = target if target.endswith(".keras") else \
+        f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
+    text = spec_text(document, [f"{call}, imported by netspec import:", *how])
     verified = None
     with tempfile.TemporaryDirectory(prefix="netspec-import-") as scratch:
         draft = Path(scratch) / f"{name}.yaml"
         draft.write_text(text)
         net = check_file(draft)
         if verify:
-            verified = round_trip(model, get_backend("torch").load(net), shape)
-    with atomic_path(out) as staged:
-        Path(staged).write_text(text)
-    if weights is not None:
-        from safetensors.torch import save_file
-
-        with atomic_path(weights) as staged:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, staged)
-    return Imported(out, weights, text, len(net.layers), verified, shape)
+            verified = reader.round_trip(model, net)
+        with atomic_path(out) as staged:
+            Path(staged).write_text(text)
+        if weights is not None:
+            with atomic_path(weights) as staged:
+                reader.save_weights(model, net, str(staged))
+    return Imported(out, weights, text, len(net.layers), verified, tuple(body["input"]))

@@ -323,7 +323,7 @@ class SpecBuilder:
             if template.child is None:
                 assert template.layer is not None
                 item["type"] = template.layer["type"]
-                item.update(_without_defaults(str(template.layer["type"]), fields))
+                item.update(without_defaults(str(template.layer["type"]), fields))
             else:
                 item.update(self._use(template.child, fields))
             if not definition.sequential and template.inputs != [previous]:
@@ -374,7 +374,7 @@ class SpecBuilder:
             if step.child is None:
                 assert step.layer is not None
                 item["type"] = step.layer["type"]
-                item.update(_without_defaults(str(step.layer["type"]),
+                item.update(without_defaults(str(step.layer["type"]),
                                               {k: v for k, v in step.layer.items() if k != "type"}))
             else:
                 item.update(self._use(step.child, self._use_params(step)))
@@ -471,7 +471,7 @@ def _most_common(values: list[Any]) -> Any:
     return next(v for v in values if counts[repr(v)] == best)
 
 
-def _without_defaults(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+def without_defaults(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The fields a spec must write: those that differ from the catalogue's defaults."""
     cls = LAYER_REGISTRY[kind]
     out = {}

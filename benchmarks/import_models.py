@@ -1,0 +1,120 @@
+"""`netspec import` over a model library's classification models: which ones round-trip (the spec
+checked, built, the original's weights loaded strictly, the same outputs), and for the others the
+message that names what has no layer. Random weights; nothing is downloaded.
+
+    python benchmarks/import_models.py torchvision [--only resnet50 vit_b_16]
+    python benchmarks/import_models.py timm [--only resnet18 vit_tiny_patch16_224]
+
+torchvision: every classification model ``torchvision.models.list_models(module=torchvision.models)``
+lists, at 224x224 (Inception-v3 at 299x299).
+
+timm: its list holds about 1,400 models from about 100 modules (one module, one family's code);
+importing all of them takes hours on two cores, so a run takes a sample: from each module, the
+model with the fewest parameters (counted on the meta device, which allocates nothing), at the
+input its configuration names. The share is of that sample.
+
+Results go to benchmarks/results/import_<library>.json (not with --only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# torchvision: Inception-v3 is defined at 299x299; GoogLeNet and Inception-v3 as the zoo specs
+# build them, without the auxiliary heads only training uses
+TORCHVISION_INPUTS = {"inception_v3": (3, 299, 299)}
+TORCHVISION_ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": False},
+                         "inception_v3": {"aux_logits": False, "init_weights": False}}
+
+
+def torchvision_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
+    """(name, target, arguments, input) of each model to import."""
+    import torchvision
+
+    names = only or torchvision.models.list_models(module=torchvision.models)
+    return [(name, f"torchvision.models.{name}", TORCHVISION_ARGUMENTS.get(name, {}),
+             TORCHVISION_INPUTS.get(name, (3, 224, 224))) for name in names]
+
+
+def timm_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
+    """The smallest model of each of timm's modules (or the ones named), at its configured input."""
+    import timm
+    import timm.models._registry as registry
+    import torch
+
+    candidates = only or timm.list_models()
+    sizes: dict[str, tuple[int, str, tuple[int, ...]]] = {}  # module -> (parameters, name, input)
+    for name in candidates:
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(name)
+        except Exception as error:  # a model timm cannot build without its weights or a package
+            print(f"{name}: not built on the meta device ({type(error).__name__})", flush=True)
+            continue
+        shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+        count = sum(p.numel() for p in model.parameters())
+        module = registry._model_to_module.get(name, name)
+        key = name if only else module
+        if key not in sizes or count < sizes[key][0]:
+            sizes[key] = (count, name, shape)
+    return [(name, "timm.create_model", {"model_name": name}, shape) for _, name, shape in sizes.values()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library", choices=["torchvision", "timm"])
+    parser.add_argument("--only", nargs="*", default=None, help="These models only (results are not written).")
+    args = parser.parse_args()
+
+    import torch
+
+    from netspec.errors import UserError
+    from netspec.importing import import_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    models = torchvision_models(args.only) if args.library == "torchvision" else timm_models(args.only)
+    results: dict[str, dict[str, Any]] = {}
+    with TemporaryDirectory() as scratch:
+        for name, target, arguments, shape in models:
+            start = time.perf_counter()
+            try:
+                imported = import_model(target, arguments, shape, Path(scratch) / f"{name}.yaml")
+                results[name] = {"imported": True, "lines": len(imported.text.splitlines()),
+                                 "layers": imported.layers, **(imported.verified or {})}
+            except UserError as error:
+                results[name] = {"imported": False, "why": str(error).splitlines()[0]}
+            except Exception as error:  # a fault of netspec import: counted apart, to be fixed
+                results[name] = {"imported": False, "crash": f"{type(error).__name__}: {error}"[:300]}
+            result = results[name]
+            result["input"] = list(shape)
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            shown = f"{result['lines']} lines" if result["imported"] else result.get("why") or result["crash"]
+            print(f"{name:32s} {result['seconds']:6.1f} s  {shown}", flush=True)
+    library = __import__(args.library)
+    doc = {"benchmark": f"import_{args.library}", "command": f"python benchmarks/import_models.py {args.library}",
+           "date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
+           "torch": torch.__version__, args.library: library.__version__,
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+           "imported": sum(r["imported"] for r in results.values()), "models": len(results),
+           "crashed": sum("crash" in r for r in results.values()), "results": results}
+    if args.library == "timm":
+        doc["sample"] = "the model with the fewest parameters of each of timm's model modules"
+    if args.only is None:
+        out = ROOT / f"benchmarks/results/import_{args.library}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {out.relative_to(ROOT)}")
+    print(f"{doc['imported']} of {doc['models']} imported, {doc['crashed']} crashed")
+
+
+if __name__ == "__main__":
+    main()
