@@ -4,6 +4,7 @@ message that names what has no layer. Random weights; nothing is downloaded.
 
     python benchmarks/import_models.py torchvision [--only resnet50 vit_b_16]
     python benchmarks/import_models.py timm [--only resnet18 vit_tiny_patch16_224]
+    python benchmarks/import_models.py keras [--only ResNet50 MobileNetV2]
 
 torchvision: every classification model ``torchvision.models.list_models(module=torchvision.models)``
 lists, at 224x224 (Inception-v3 at 299x299).
@@ -12,6 +13,9 @@ timm: its list holds about 1,400 models from about 100 modules (one module, one 
 importing all of them takes hours on two cores, so a run takes a sample: from each module, the
 model with the fewest parameters (counted on the meta device, which allocates nothing), at the
 input its configuration names. The share is of that sample.
+
+keras: every model keras.applications builds (weights=None), at its own input; the MobileNetV3s,
+which take any size, at 224x224.
 
 Results go to benchmarks/results/import_<library>.json (not with --only).
 """
@@ -36,7 +40,7 @@ TORCHVISION_ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": Fals
                          "inception_v3": {"aux_logits": False, "init_weights": False}}
 
 
-def torchvision_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
+def torchvision_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...] | None]]:
     """(name, target, arguments, input) of each model to import."""
     import torchvision
 
@@ -45,7 +49,7 @@ def torchvision_models(only: list[str] | None) -> list[tuple[str, str, dict[str,
              TORCHVISION_INPUTS.get(name, (3, 224, 224))) for name in names]
 
 
-def timm_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
+def timm_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...] | None]]:
     """The smallest model of each of timm's modules (or the ones named), at its configured input."""
     import timm
     import timm.models._registry as registry
@@ -69,9 +73,20 @@ def timm_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], 
     return [(name, "timm.create_model", {"model_name": name}, shape) for _, name, shape in sizes.values()]
 
 
+def keras_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any], tuple[int, ...] | None]]:
+    """Every model keras.applications builds, without its weights, at its own input (224x224 where
+    it takes any size)."""
+    from netspec_keras import import_keras
+
+    keras = import_keras()
+    names = only or sorted(name for name in dir(keras.applications) if name[0].isupper())
+    return [(name, f"keras.applications.{name}", {"weights": None, "input_shape": [224, 224, 3]}
+             if name.startswith("MobileNetV3") else {"weights": None}, None) for name in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", choices=["torchvision", "timm"])
+    parser.add_argument("library", choices=["torchvision", "timm", "keras"])
     parser.add_argument("--only", nargs="*", default=None, help="These models only (results are not written).")
     args = parser.parse_args()
 
@@ -81,7 +96,7 @@ def main() -> None:
     from netspec.importing import import_model
 
     torch.set_num_threads(os.cpu_count() or 1)
-    models = torchvision_models(args.only) if args.library == "torchvision" else timm_models(args.only)
+    models = {"torchvision": torchvision_models, "timm": timm_models, "keras": keras_models}[args.library](args.only)
     results: dict[str, dict[str, Any]] = {}
     with TemporaryDirectory() as scratch:
         for name, target, arguments, shape in models:
@@ -89,17 +104,18 @@ def main() -> None:
             try:
                 imported = import_model(target, arguments, shape, Path(scratch) / f"{name}.yaml")
                 results[name] = {"imported": True, "lines": len(imported.text.splitlines()),
-                                 "layers": imported.layers, **(imported.verified or {})}
+                                 "layers": imported.layers, "input": list(imported.input_shape),
+                                 **(imported.verified or {})}
             except UserError as error:
                 results[name] = {"imported": False, "why": str(error).splitlines()[0]}
             except Exception as error:  # a fault of netspec import: counted apart, to be fixed
                 results[name] = {"imported": False, "crash": f"{type(error).__name__}: {error}"[:300]}
             result = results[name]
-            result["input"] = list(shape)
+            result.setdefault("input", list(shape) if shape else None)
             result["seconds"] = round(time.perf_counter() - start, 2)
             shown = f"{result['lines']} lines" if result["imported"] else result.get("why") or result["crash"]
             print(f"{name:32s} {result['seconds']:6.1f} s  {shown}", flush=True)
-    library = __import__(args.library)
+    library = __import__(args.library)  # its version
     doc = {"benchmark": f"import_{args.library}", "command": f"python benchmarks/import_models.py {args.library}",
            "date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
            "torch": torch.__version__, args.library: library.__version__,

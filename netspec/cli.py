@@ -184,28 +184,31 @@ def export(
 
 @app.command("import")
 def import_(
-    target: Annotated[str, typer.Argument(help="A Python callable that returns an nn.Module: "
-                                               "torchvision.models.resnet50, or package.module:function.",
+    target: Annotated[str, typer.Argument(help="A Python callable that returns a PyTorch nn.Module or a Keras "
+                                               "model (torchvision.models.resnet50, keras.applications.ResNet50, "
+                                               "package.module:function), or a .keras or .onnx file.",
                                           show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="SPEC.yaml", help="The spec to write.")],
     args: Annotated[list[str] | None, typer.Option("--arg", metavar="NAME=VALUE",
                                                    help="An argument of the callable (num_classes=10). "
                                                         "Repeatable.")] = None,
     input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW",
-                                               help="The input the model takes (default: what it says, else "
-                                                    "3x224x224).")] = None,
+                                               help="The input a PyTorch model takes (default: what it says, "
+                                                    "else 3x224x224; Keras and ONNX models say theirs).")] = None,
     weights: Annotated[Path | None, typer.Option(metavar="FILE.safetensors",
-                                                 help="Also write the model's state dict here.")] = None,
+                                                 help="Also write the model's weights here, as the spec's "
+                                                      "PyTorch state dict.")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Build the spec's model, load the original's "
                                          "weights strictly and compare outputs before writing (default).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
 ) -> None:
-    """Read an existing PyTorch model as a spec: each module class one module definition, what
+    """Read an existing model as a spec. PyTorch: each module class one module definition, what
     differs between its uses params, repeated blocks `repeat`, the original's state-dict names.
+    Keras: each layer of a functional model, named as in it. ONNX: each node, as a flat list.
 
     The spec is written only after a round trip: checked, built, the original's weights loaded
-    strictly, and the same outputs on the same inputs. What has no netspec layer is refused with
-    where it is (exit 2), and nothing is written."""
+    strictly, and the same outputs on the same inputs (a Keras model's spec in both frameworks).
+    What has no netspec layer is refused with where it is (exit 2), and nothing is written."""
     from netspec.importing import import_model
     from netspec.language.yamlio import parse_scalar
 
@@ -227,7 +230,7 @@ def import_(
             console.print(f"verified: the spec's PyTorch model agrees with its Keras model (largest difference "
                           f"{check['torch_difference']:.2g})")
     if not input_:
-        console.print(f"read at the input {'x'.join(map(str, imported.input_shape))} (--input to give another)")
+        console.print(f"read at the input {'x'.join(map(str, imported.input_shape))}")
     console.print(f"wrote {shown(imported.spec)} ({imported.layers} layers, "
                   f"{len(imported.text.splitlines())} lines)")
     if imported.weights is not None:

@@ -30,7 +30,8 @@ settings.load_profile("default")
 # digits, matplotlib's curves): a core-only install (pip install -e .) skips those tests, saying
 # what to install, instead of failing them on an import.
 FRAMEWORK_MODULES = {"torch": ("torch", "torchvision", "safetensors", "sklearn", "matplotlib"),
-                     "keras": ("keras", "tensorflow", "safetensors", "sklearn", "matplotlib")}
+                     "keras": ("keras", "tensorflow", "safetensors", "sklearn", "matplotlib"),
+                     "onnx": ("onnx", "onnxscript")}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -259,3 +259,67 @@ def test_what_a_keras_model_has_no_layer_for_is_refused(tmp_path, target, messag
         if target.startswith("keras.") else run_import(target, "-o", str(tmp_path / "k.yaml"))
     assert result.exit_code == 2, result.output
     assert message in result.output and not (tmp_path / "k.yaml").exists()
+
+
+def _export_onnx(model, shape, path):
+    import torch
+
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), (torch.randn(1, *shape),), str(path), dynamo=True, verbose=False)
+
+
+@pytest.mark.onnx
+def test_an_onnx_export_of_a_torchvision_model_becomes_a_spec_whose_weights_reproduce_it(tmp_path):
+    import numpy as np
+    import torch
+    import torchvision
+
+    import netspec
+    from netspec_torch.importer import probe_model
+
+    # batch norm with statistics, as in a trained network: the exporter folds it into the convolutions
+    original = probe_model(torchvision.models.resnet18(num_classes=10), (3, 32, 32))
+    _export_onnx(original, (3, 32, 32), tmp_path / "resnet18.onnx")
+    spec, weights = tmp_path / "resnet18.yaml", tmp_path / "resnet18.safetensors"
+    result = run_import(str(tmp_path / "resnet18.onnx"), "-o", str(spec), "--weights", str(weights))
+    assert result.exit_code == 0, result.output
+    assert "verified:" in result.output
+    text = spec.read_text()
+    assert "repetitions are not recovered from ONNX" in text
+    layers = yaml.safe_load(text)["layers"]
+    assert layers[0] == {"name": "bn1", "type": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
+                         "padding": 3}  # conv1 and bn1, folded by the exporter, named by the last module
+    assert layers[-1] == {"name": "fc", "type": "linear", "out_features": 10}
+    model = netspec.build(spec, weights=weights).eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(model(x), model(torch.randn(2, 3, 32, 32)), atol=1e-2)
+
+
+@pytest.mark.onnx
+def test_an_onnx_operator_without_a_layer_is_refused_by_its_node(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="first"), helper.make_node("Erf", ["r"], ["y"], name="odd")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    onnx.save(helper.make_model(graph), tmp_path / "odd.onnx")
+    result = run_import(str(tmp_path / "odd.onnx"), "-o", str(tmp_path / "odd.yaml"))
+    assert result.exit_code == 2 and "error: odd: the ONNX operator Erf (as used here) has no netspec layer" in \
+        result.output
+    assert not (tmp_path / "odd.yaml").exists()
+
+
+@pytest.mark.onnx
+def test_an_onnx_node_read_as_the_wrong_layer_is_caught_by_the_round_trip(tmp_path, monkeypatch):
+    import torchvision
+
+    from netspec.importing import onnx_reader
+
+    _export_onnx(torchvision.models.squeezenet1_1(num_classes=10), (3, 32, 32), tmp_path / "squeeze.onnx")
+    monkeypatch.setitem(onnx_reader.SIMPLE, "Relu", "relu6")
+    result = run_import(str(tmp_path / "squeeze.onnx"), "-o", str(tmp_path / "s.yaml"))
+    assert result.exit_code == 2 and "does not reproduce the file" in result.output

@@ -64,8 +64,10 @@ class ModelReader(Protocol):
 
 
 def _framework(model: Any) -> str | None:
-    """Which framework's object ``model`` is, from its classes' modules (importing neither)."""
+    """Which framework's object ``model`` is, from its classes' modules (importing none)."""
     modules = [cls.__module__ for cls in type(model).__mro__]
+    if type(model).__name__ == "ModelProto" and any(m.startswith("onnx") for m in modules):
+        return "onnx"
     if any(m.startswith("torch.nn") for m in modules):
         return "torch"
     if any(m.startswith(("keras.", "tf_keras.", "tensorflow.python.keras")) for m in modules):
@@ -75,8 +77,8 @@ def _framework(model: Any) -> str | None:
 
 def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
     """The model a target names: a callable (``torchvision.models.resnet50``,
-    ``package.module:function``) called with ``arguments``, or a saved ``.keras`` file; and the
-    name of what built it (for the spec's name)."""
+    ``package.module:function``) called with ``arguments``, or a saved ``.keras`` or ``.onnx``
+    file; and the name of what built it (for the spec's name)."""
     import importlib
     import os
     import sys
@@ -87,8 +89,14 @@ def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
         from netspec_keras.importer import load_keras_file
 
         return load_keras_file(Path(target)), Path(target).stem
-    if target.endswith((".pt2", ".onnx")):
-        raise ModelImportError.single(f"{target}: netspec import does not read {Path(target).suffix} files yet",
+    if target.endswith(".onnx"):
+        if arguments:
+            raise ModelImportError.single("--arg is for a callable; an ONNX file is read as it is saved")
+        from netspec.importing.onnx_reader import load_onnx_file
+
+        return load_onnx_file(Path(target)), Path(target).stem
+    if target.endswith(".pt2"):
+        raise ModelImportError.single(f"{target}: netspec import does not read .pt2 files yet",
                                       hint="import the Python callable that builds the model")
     module_name, _, attribute = target.rpartition(":") if ":" in target else target.rpartition(".")
     if not module_name or not attribute:
@@ -127,6 +135,10 @@ def _reader(model: Any) -> ModelReader:
     from netspec.codegen.backend import require_modules
 
     framework = _framework(model)
+    if framework == "onnx":
+        from netspec.importing.onnx_reader import OnnxModelReader
+
+        return OnnxModelReader()
     require_modules(str(framework), str(framework))
     if framework == "torch":
         from netspec_torch.importer import TorchModelReader
@@ -151,7 +163,7 @@ def import_model(target: str, arguments: dict[str, Any], input_shape: tuple[int,
     body, how = reader.read(model, input_shape)
     name = spec_name(made_by)
     document: dict[str, Any] = {"name": name, **body}
-    call = target if target.endswith(".keras") else \
+    call = target if target.endswith((".keras", ".onnx")) else \
         f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
     text = spec_text(document, [f"{call}, imported by netspec import:", *how])
     verified = None

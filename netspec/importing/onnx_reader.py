@@ -1,0 +1,272 @@
+"""`netspec import` for ONNX files: the graph read node by node as a flat spec.
+
+ONNX keeps operators, not modules: an exporter may fold a batch norm into the convolution before
+it, and the module tree is at best a note on each node (PyTorch's exporter records its module's
+path, ``pkg.torch.onnx.name_scopes``, which names the layers here: ``layer1_0_conv1``). Repetition
+is not recovered from it: the spec lists every layer, and the import says so. Each node becomes the
+catalogue layer it is, its initializers the layer's weights (PyTorch's layout, which ONNX shares);
+a node without a layer is refused with its name. The round trip runs the file with ONNX's own
+reference evaluator and the spec's PyTorch model on the same inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.errors import ModelImportError
+from netspec.importing.structure import without_defaults
+from netspec.layers.base import name_problem
+
+# operators that are one catalogue layer without settings
+SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Add": "add",
+          "Mul": "multiply"}
+PASSED_ON = {"Identity", "Dropout"}  # nothing in inference
+
+
+def load_onnx_file(path: Path) -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ModelImportError.single(f"reading {path} needs the onnx package", hint="pip install onnx") from None
+    if not path.is_file():
+        raise ModelImportError.single(f"no such file: {path}")
+    try:
+        model = onnx.load(str(path))
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception as error:  # protobuf's DecodeError, a graph shape inference rejects
+        raise ModelImportError.single(f"cannot read {path} as an ONNX model: {type(error).__name__}: "
+                                      f"{str(error).strip()[:300]}") from None
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _pair(values: Any) -> Any:
+    values = list(values)
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _shape(value: Any) -> tuple[int | str, ...]:
+    return tuple(d.dim_value or d.dim_param for d in value.type.tensor_type.shape.dim)
+
+
+class OnnxModelReader:
+    """netspec import's reader of ONNX graphs (netspec.importing.ModelReader)."""
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] = ()
+        self.batch: int | None = None  # a batch size the file fixes
+        self.state: dict[str, np.ndarray] = {}  # the spec's PyTorch state dict, from the initializers
+
+    def read(self, model: Any, input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], list[str]]:
+        from onnx import numpy_helper
+
+        graph = model.graph
+        self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        for node in graph.node:  # Constant nodes hold values as initializers do
+            if node.op_type == "Constant":
+                self.constants[node.output[0]] = numpy_helper.to_array(_attributes(node)["value"])
+        inputs = [i for i in graph.input if i.name not in self.constants]
+        if len(inputs) != 1 or len(graph.output) != 1:
+            raise ModelImportError.single(f"the graph has {len(inputs)} inputs and {len(graph.output)} outputs; a "
+                                          "spec has one of each")
+        shape = _shape(inputs[0])
+        if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+            raise ModelImportError.single(f"the graph's input {inputs[0].name} has the shape {shape}; netspec "
+                                          "import reads a graph with a fixed input (batch apart)")
+        self.batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        self.shape = tuple(int(d) for d in shape[1:])
+        if input_shape is not None and tuple(input_shape) != self.shape:
+            raise ModelImportError.single(f"the graph takes inputs of {'x'.join(map(str, self.shape))}, not "
+                                          f"{'x'.join(map(str, input_shape))}", hint="leave --input out")
+        self.shapes = {v.name: _shape(v) for v in [*graph.value_info, *graph.input, *graph.output]}
+        self.input_name = inputs[0].name
+        layers = self._layers(graph)
+        return {"input": list(self.shape), "layers": layers}, [
+            "each ONNX node a layer, named by the module that made it where the file says;",
+            "a flat list: the module tree and its repetitions are not recovered from ONNX yet."]
+
+    # --- nodes to layers ------------------------------------------------------------------------
+
+    def _layers(self, graph: Any) -> list[dict[str, Any]]:
+        self.names: dict[str, str] = {self.input_name: "input"}  # ONNX value -> the spec layer that makes it
+        taken: set[str] = set()
+        items: list[dict[str, Any]] = []
+        previous = "input"
+        for node in graph.node:
+            if node.op_type == "Constant":
+                continue
+            values = [v for v in node.input if v and v not in self.constants]
+            if node.op_type in PASSED_ON:
+                self.names[node.output[0]] = self._source(node, values[0])
+                continue
+            layer, weights = self._layer(node, values)
+            name = self._name(node, taken)
+            sources = [self._source(node, v) for v in values]
+            item = {"name": name, "type": layer["type"], **without_defaults(layer["type"], layer)}
+            if sources != [previous]:
+                item["inputs"] = sources[0] if len(sources) == 1 else sources
+            items.append(item)
+            for key, value in weights.items():
+                self.state[f"{name}.{key}"] = value
+            self.names[node.output[0]] = previous = name
+        output = graph.output[0].name
+        if self.names.get(output) != previous:
+            raise ModelImportError.single("the graph's output is not its last node; netspec import reads a graph "
+                                          "whose nodes end at its output")
+        return items
+
+    def _source(self, node: Any, value: str) -> str:
+        if value not in self.names:
+            raise ModelImportError.single(f"{node.name}: its input {value} is not made by a node netspec import read")
+        return self.names[value]
+
+    def _name(self, node: Any, taken: set[str]) -> str:
+        """The module path the exporter noted (``layer1.0.conv1`` as ``layer1_0_conv1``), else the
+        node's own name; made unique."""
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        paths = re.findall(r"'([^']*)'", scopes) if scopes else []
+        stem = paths[-2] if len(paths) > 2 else paths[-1] if paths and paths[-1] else node.name or node.op_type
+        stem = re.sub(r"\W", "_", stem).strip("_") or node.op_type.lower()
+        if not stem[0].isalpha():
+            stem = f"{node.op_type.lower()}_{stem}"
+        name, number = stem, 1
+        while name in taken or name_problem(name) or name == "input":
+            name, number = f"{stem}_{number}", number + 1
+        taken.add(name)
+        return name
+
+    def _constant(self, node: Any, index: int) -> np.ndarray | None:
+        return self.constants.get(node.input[index]) if len(node.input) > index and node.input[index] else None
+
+    def _layer(self, node: Any, values: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        kind, attributes = node.op_type, _attributes(node)
+        where = node.name or kind
+        if kind in SIMPLE and (len(values) == 2) == (kind in ("Add", "Mul")) and \
+                len(values) == len([v for v in node.input if v]):
+            return {"type": SIMPLE[kind]}, {}
+        if kind == "Conv":
+            weight = self._constant(node, 1)
+            pads = attributes.get("pads", [0] * 4)
+            half = len(pads) // 2
+            if weight is None or weight.ndim != 4 or pads[:half] != pads[half:] or \
+                    attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                raise ModelImportError.single(f"{where}: a Conv other than 2-D with its weights in the file and the "
+                                              "same padding on both sides has no netspec layer")
+            bias = self._constant(node, 2)
+            weights = {"weight": weight, **({"bias": bias} if bias is not None else {})}
+            return {"type": "conv2d", "out_channels": int(weight.shape[0]), "kernel_size": _pair(weight.shape[2:]),
+                    "stride": _pair(attributes.get("strides", [1, 1])), "padding": _pair(pads[:half]),
+                    "dilation": _pair(attributes.get("dilations", [1, 1])), "groups": attributes.get("group", 1),
+                    "bias": bias is not None}, weights
+        if kind == "BatchNormalization":
+            scale, shift, mean, var = (self._constant(node, i) for i in range(1, 5))
+            if scale is None or shift is None or mean is None or var is None:
+                raise ModelImportError.single(f"{where}: a batch norm whose statistics are not in the file has no "
+                                              "netspec layer")
+            return {"type": "batchnorm2d", "eps": float(attributes.get("epsilon", 1e-5)),
+                    "momentum": round(1 - float(attributes.get("momentum", 0.9)), 7)}, {
+                "weight": scale, "bias": shift, "running_mean": mean, "running_var": var,
+                "num_batches_tracked": np.zeros((), dtype=np.int64)}
+        if kind == "Clip":
+            low, high = self._constant(node, 1), self._constant(node, 2)
+            if low is not None and high is not None and float(low) == 0 and float(high) == 6:
+                return {"type": "relu6"}, {}
+        if kind == "HardSigmoid" and abs(attributes.get("alpha", 0.2) - 1 / 6) < 1e-6 and \
+                attributes.get("beta", 0.5) == 0.5:
+            return {"type": "hardsigmoid"}, {}
+        if kind in ("MaxPool", "AveragePool"):
+            pads = attributes.get("pads", [0] * 4)
+            half = len(pads) // 2
+            if len(attributes["kernel_shape"]) == 2 and pads[:half] == pads[half:] and \
+                    set(attributes.get("dilations", [1])) == {1}:
+                layer = {"type": "maxpool2d" if kind == "MaxPool" else "avgpool2d",
+                         "kernel_size": _pair(attributes["kernel_shape"]),
+                         "stride": _pair(attributes.get("strides", [1, 1])), "padding": _pair(pads[:half]),
+                         "ceil_mode": bool(attributes.get("ceil_mode", 0))}
+                if kind == "AveragePool":
+                    layer["count_include_pad"] = bool(attributes.get("count_include_pad", 0))
+                return layer, {}
+        if kind == "GlobalAveragePool":
+            return {"type": "global_avgpool2d", "keepdims": True}, {}
+        if kind == "ReduceMean":
+            axes = self._constant(node, 1)
+            axes = axes if axes is not None else attributes.get("axes")
+            if axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]:
+                return {"type": "global_avgpool2d", "keepdims": bool(attributes.get("keepdims", 1))}, {}
+        if kind in ("Flatten", "Reshape"):
+            before, after = self.shapes.get(values[0], ()), self.shapes.get(node.output[0], ())
+            if len(after) == 2 and len(before) > 2 and (kind == "Reshape" or attributes.get("axis", 1) == 1):
+                return {"type": "flatten"}, {}
+        if kind == "Concat" and attributes.get("axis") == 1:
+            return {"type": "concat"}, {}
+        if kind == "Gemm":
+            weight, bias = self._constant(node, 1), self._constant(node, 2)
+            if weight is not None and attributes.get("transB") == 1 and not attributes.get("transA") and \
+                    attributes.get("alpha", 1.0) == 1.0 and attributes.get("beta", 1.0) == 1.0:
+                weights = {"weight": weight, **({"bias": bias} if bias is not None else {})}
+                return {"type": "linear", "out_features": int(weight.shape[0]), "bias": bias is not None}, weights
+        if kind == "Softmax" and attributes.get("axis", -1) in (-1, 1):
+            return {"type": "softmax"}, {}
+        raise ModelImportError.single(f"{where}: the ONNX operator {kind} (as used here) has no netspec layer",
+                                      hint="the catalogue's layers are listed in the README (netspec schema "
+                                           "prints them)")
+
+    # --- the round trip -------------------------------------------------------------------------
+
+    def round_trip(self, model: Any, net: Any) -> dict[str, Any]:
+        """The file run by ONNX's reference evaluator against the spec's PyTorch model with the
+        file's weights, loaded strictly."""
+        from onnx.reference import ReferenceEvaluator
+
+        from netspec.codegen.backend import get_backend, require_modules
+
+        try:
+            require_modules("torch", "torch")
+        except ImportError as error:
+            raise ModelImportError.single(f"verifying an ONNX import builds the spec in PyTorch: {error}",
+                                          hint="pip install torch, or --no-verify") from None
+        import torch
+
+        from netspec_torch.weights import apply_state_dict
+
+        built = get_backend("torch").load(net).eval()
+        apply_state_dict(built, {k: torch.from_numpy(np.array(v)) for k, v in self.state.items()},
+                         "the file's initializers")
+        generator = np.random.default_rng(1)
+        x = np.concatenate([generator.standard_normal((1, *self.shape)),
+                            8 * generator.standard_normal((1, *self.shape))]).astype("float32")
+        evaluator = ReferenceEvaluator(model)
+        # a batch the file fixes (an export of one example) is run an example at a time
+        parts = [x[i:i + 1] for i in range(2)] if self.batch == 1 else [x]
+        runs: list[Any] = [evaluator.run(None, {self.input_name: part}) for part in parts]
+        expected = np.concatenate([np.asarray(run[0]) for run in runs])
+        with torch.no_grad():
+            got = built(torch.from_numpy(x)).numpy()
+        scale = float(np.abs(expected).max())
+        difference = float(np.abs(expected - got).max()) if expected.shape == got.shape else float("inf")
+        tolerance = 1e-4 * scale + 1e-6
+        if not difference <= tolerance:
+            raise ModelImportError.single(
+                f"the spec's model does not reproduce the file: its outputs differ by up to {difference:.3g} "
+                f"(outputs up to {scale:.3g})", hint="please report it: netspec import wrote nothing")
+        dependence = float(np.abs(expected - expected.mean(axis=0, keepdims=True)).max())
+        if not dependence > 10 * tolerance:
+            raise ModelImportError.single(
+                f"the round trip cannot tell: the file's outputs hardly depend on its input (they differ by "
+                f"{dependence:.3g} between two inputs)", hint="--no-verify writes the spec unverified")
+        return {"max_difference": difference, "output_scale": scale, "input_dependence": dependence,
+                "tensors": len(self.state)}
+
+    def save_weights(self, model: Any, net: Any, path: str) -> None:
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in self.state.items()}, path,
+                  metadata={"spec": net.spec.name, "layout": "torch"})
