@@ -146,3 +146,31 @@ def keras_pool_after_linear():
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.ZeroPadding2D(1, name="pad")(x)
     return keras.Model(inputs, keras.layers.MaxPooling2D(3, 2, name="pool")(x))
+
+
+def small_densenet():
+    from torchvision.models import DenseNet
+
+    return DenseNet(growth_rate=4, block_config=(2, 3), num_init_features=8, bn_size=2, num_classes=10)
+
+
+class SumsAList(nn.Module):
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0] + parts[1]
+
+
+class GivesAList(nn.Module):
+    """A module called with a list it does not concatenate first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.sums = SumsAList()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.sums([y, y])
+
+
+def gives_a_list() -> GivesAList:
+    return GivesAList()

@@ -70,7 +70,7 @@ def test_a_users_blocks_become_one_definition_with_params_a_flag_and_repeats(tmp
     ("tests.import_models:branching", "error: the model: its forward cannot be traced"),
     ("tests.import_models:with_unused_head", "error: aux holds weights that the forward pass (in evaluation) "
                                              "does not use"),
-    ("torchvision.models.densenet121", "error: features.denseblock1.denselayer1: _DenseLayer is called with a list"),
+    ("tests.import_models:gives_a_list", "error: sums: its forward takes 0 tensors"),
     ("tests.import_models:nothing", "error: tests.import_models has no callable 'nothing'"),
 ])
 def test_what_cannot_be_imported_is_refused_with_where_it_is_and_nothing_is_written(tmp_path, target, message):
@@ -323,3 +323,30 @@ def test_an_onnx_node_read_as_the_wrong_layer_is_caught_by_the_round_trip(tmp_pa
     monkeypatch.setitem(onnx_reader.SIMPLE, "Relu", "relu6")
     result = run_import(str(tmp_path / "squeeze.onnx"), "-o", str(tmp_path / "s.yaml"))
     assert result.exit_code == 2 and "does not reproduce the file" in result.output
+
+
+def test_timms_norm_and_activation_modules_become_batch_norms_with_their_activation(tmp_path):
+    """timm computes its norms in its own modules (BatchNormAct2d: the norm's weights on the module,
+    then its activation): one catalogue batch norm with `activation:`, verified like any import."""
+    pytest.importorskip("timm")
+    spec = tmp_path / "efficientnet.yaml"
+    result = run_import("timm.create_model", "--arg", "model_name=efficientnet_b0", "--arg", "num_classes=10",
+                        "-o", str(spec), "--input", "3x32x32")
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load(spec.read_text())
+    assert document["name"] == "efficientnet_b0"
+    assert {"name": "bn1", "type": "batchnorm2d", "activation": "silu"} in document["layers"]
+
+
+def test_densenets_layers_called_on_every_earlier_output_read_as_concats(tmp_path):
+    """DenseNet calls each layer on the list of all earlier outputs, which the layer concatenates
+    first: the concat is written where the list is made, and the layer is one definition."""
+    spec = tmp_path / "densenet.yaml"
+    result = run_import("tests.import_models:small_densenet", "-o", str(spec), "--input", "3x32x32")
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load(spec.read_text())
+    block = document["modules"]["dense_block"]["layers"]
+    assert block[:3] == [{"name": "denselayer1", "module": "dense_layer"},
+                         {"name": "concat", "type": "concat", "inputs": ["input", "denselayer1"]},
+                         {"name": "denselayer2", "module": "dense_layer"}]
+    assert [name for name in document["modules"] if name.startswith("dense_layer")] == ["dense_layer"]

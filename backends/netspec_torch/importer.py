@@ -307,14 +307,17 @@ class _Reader:
     def read(self, kind: str, sequential: bool) -> Instance:
         placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
         tensors_in = [n for n in placeholders if _tensor(self.values.get(n))]
+        joined = self._joined_input(placeholders)
+        if joined is not None:  # called on a list it concatenates first: its caller writes the concat
+            tensors_in = [joined]
         if len(tensors_in) != 1:
             raise _refuse(self.path, f"its forward takes {len(tensors_in)} tensors; netspec import reads modules "
                                      "that take one")
         self.names[tensors_in[0]] = INPUT
         output = next(n for n in self.graph.nodes if n.op == "output")
         for node in self.graph.nodes:
-            if node.op in ("placeholder", "output") or not self._feeds(node, output):
-                continue
+            if node.op in ("placeholder", "output") or node in self.names or not self._feeds(node, output):
+                continue  # (a joined input is named already)
             self._step(node)
         result = output.args[0]
         if not isinstance(result, fx.Node) or result not in self.names:
@@ -325,6 +328,21 @@ class _Reader:
         # steps after the result (a second output nothing reads) would be dead
         self.steps = self.steps[:next(i for i, s in enumerate(self.steps) if s.name == last) + 1]
         return Instance(self.path, kind, self.steps, sequential)
+
+    def _joined_input(self, placeholders: list[fx.Node]) -> fx.Node | None:
+        """``torch.cat(inputs, 1)`` where a forward takes a list of tensors and first joins them
+        along the channels (DenseNet's layers take every earlier output): that concat's node, which
+        the module reads as its input; else None."""
+        lists = [n for n in placeholders if isinstance(self.values.get(n), list | tuple) and self.values[n]
+                 and all(_tensor(v) for v in self.values[n])]
+        if len(lists) != 1 or len(lists[0].users) != 1:
+            return None
+        user = next(iter(lists[0].users))
+        dim = user.kwargs.get("dim", user.args[1] if len(user.args) > 1 else 0)
+        if user.target in (torch.cat, torch.concat) and user.args[0] is lists[0] and \
+                self._channel_axis(user, dim if isinstance(dim, int) else -1):
+            return user
+        return None
 
     def _feeds(self, node: fx.Node, output: fx.Node) -> bool:
         """Whether the node's value is a tensor the output depends on (shapes and asserts are not)."""
@@ -395,6 +413,10 @@ class _Reader:
             self._attention_call(node, child)
             return
         kwargs = self._given_keywords(node, child)
+        if not kwargs and len(node.args) == 1 and isinstance(node.args[0], list | tuple) and \
+                all(isinstance(a, fx.Node) for a in node.args[0]):
+            self._list_argument(node, child)
+            return
         if kwargs or any(not isinstance(a, fx.Node) for a in node.args) or len(node.args) != 1:
             given = "a list" if node.args and isinstance(node.args[0], list | tuple) else \
                 f"{len(node.args)} arguments" + (f" and {', '.join(kwargs)}" if kwargs else "")
@@ -431,6 +453,24 @@ class _Reader:
         given = {k: self.values.get(v) if isinstance(v, fx.Node) else v for k, v in node.kwargs.items()}
         return [k for k, v in given.items() if k not in parameters or parameters[k].default is inspect.Parameter.empty
                 or _tensor(v) or v != parameters[k].default]
+
+    def _list_argument(self, node: fx.Node, child: nn.Module) -> None:
+        """``layer([x, a, b])`` for a module that concatenates its list first (DenseNet): the
+        concat written here, the module applied to it."""
+        target, where = str(node.target), self.where(node)
+        path = f"{self.path}.{target}" if self.path else target
+        if module_layer(child, where) is not None or target in self.called or "." in target:
+            raise _refuse(where, f"{type(child).__name__} is called with a list; netspec import reads modules "
+                                 "called on one tensor")
+        self.called.add(target)
+        instance = self.importer.instance(child, path)  # refuses a module that does not concatenate it first
+        parts = self._inputs(node, tuple(node.args[0]))
+        if len(parts) == 1:  # the concat of one tensor is the tensor
+            self._add(node, target, parts, child=instance)
+            return
+        joined = self._fresh("concat")
+        self.steps.append(Step(joined, parts, {"type": "concat"}))
+        self._add(node, target, [joined], child=instance)
 
     def _attention_call(self, node: fx.Node, child: nn.MultiheadAttention) -> None:
         """``attention(x, x, x, need_weights=False)``: self-attention, the catalogue's layer."""
@@ -692,7 +732,8 @@ class TorchImporter:
                 hook.remove()
 
     def _record_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.inputs.setdefault(id(module), args)
+        # a copy of a list argument: its caller may append to it afterwards (DenseNet's features)
+        self.inputs.setdefault(id(module), tuple(list(a) if isinstance(a, list) else a for a in args))
 
     def instance(self, module: nn.Module, path: str) -> Instance:
         if id(module) not in self.inputs:
