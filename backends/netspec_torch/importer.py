@@ -464,7 +464,8 @@ class _Reader:
                                  "called on one tensor")
         self.called.add(target)
         instance = self.importer.instance(child, path)  # refuses a module that does not concatenate it first
-        parts = self._inputs(node, tuple(node.args[0]))
+        listed: Any = node.args[0]
+        parts = self._inputs(node, tuple(listed))
         if len(parts) == 1:  # the concat of one tensor is the tensor
             self._add(node, target, parts, child=instance)
             return
