@@ -19,6 +19,7 @@ import numpy as np
 
 from netspec.errors import ModelImportError
 from netspec.importing.structure import without_defaults
+from netspec.importing.verify import compare_outputs
 from netspec.layers.activations import SHORTHAND_ACTIVATIONS
 from netspec.layers.base import name_problem
 
@@ -174,7 +175,7 @@ class KerasModelReader:
                             8 * generator.standard_normal((1, *self.shape[1:], self.shape[0]))]).astype("float32")
         expected = np.asarray(probe(x, training=False))
         got = np.asarray(built(x, training=False))
-        result = _compare(expected, got, "the spec's Keras model")
+        result = compare_outputs(expected, got, "the spec's Keras model")
         result["tensors"] = sum(len(w) for w in weights.values())
         torch_result = _torch_agrees(built, net, x, got)
         if torch_result is not None:
@@ -225,22 +226,6 @@ def _probe(model: Any, shape: tuple[int, ...]) -> Any:
     return probe
 
 
-def _compare(expected: np.ndarray, got: np.ndarray, what: str, relative: float = 1e-4) -> dict[str, Any]:
-    scale = float(np.abs(expected).max())
-    difference = float(np.abs(expected - got).max()) if expected.shape == got.shape else float("inf")
-    tolerance = relative * scale + 1e-6  # relative: a softmax over 1,000 classes gives outputs near 1e-3
-    if not difference <= tolerance:
-        raise ModelImportError.single(
-            f"{what} does not reproduce the original: its outputs differ by up to {difference:.3g} (outputs up "
-            f"to {scale:.3g})", hint="please report it: netspec import wrote nothing")
-    dependence = float(np.abs(expected - expected.mean(axis=0, keepdims=True)).max())
-    if not dependence > 10 * tolerance:
-        raise ModelImportError.single(
-            f"the round trip cannot tell: the model's outputs hardly depend on its input (they differ by "
-            f"{dependence:.3g} between two inputs)", hint="--no-verify writes the spec unverified")
-    return {"max_difference": difference, "output_scale": scale, "input_dependence": dependence}
-
-
 def _torch_agrees(built: Any, net: Any, x: np.ndarray, keras_output: np.ndarray) -> float | None:
     """The spec's PyTorch model, with the Keras model's weights converted, on the same input (channels
     first); None where PyTorch is not installed."""
@@ -262,7 +247,8 @@ def _torch_agrees(built: Any, net: Any, x: np.ndarray, keras_output: np.ndarray)
         got = np.moveaxis(got, 1, -1)
     # two frameworks' kernels round differently, and deep networks carry it on: a mistake is of the
     # outputs' own size
-    return _compare(keras_output, got, "the spec's PyTorch model", relative=1e-3)["max_difference"]
+    return compare_outputs(keras_output, got, "the spec's PyTorch model", "its Keras model",
+                           relative=1e-3)["max_difference"]
 
 
 class _Layers:
