@@ -287,8 +287,10 @@ def test_an_onnx_export_of_a_torchvision_model_becomes_a_spec_whose_weights_repr
     text = spec.read_text()
     assert "repetitions are not recovered from ONNX" in text
     layers = yaml.safe_load(text)["layers"]
-    assert layers[0] == {"name": "bn1", "type": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
-                         "padding": 3}  # conv1 and bn1, folded by the exporter, named by the last module
+    # conv1 and bn1, folded by the exporter: named by the module its weights came from
+    assert layers[0] == {"name": "conv1", "type": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
+                         "padding": 3}
+    assert {"name": "layer1_0_conv1", "type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1} in layers
     assert layers[-1] == {"name": "fc", "type": "linear", "out_features": 10}
     model = netspec.build(spec, weights=weights).eval()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32"))
@@ -350,3 +352,40 @@ def test_densenets_layers_called_on_every_earlier_output_read_as_concats(tmp_pat
                          {"name": "concat", "type": "concat", "inputs": ["input", "denselayer1"]},
                          {"name": "denselayer2", "module": "dense_layer"}]
     assert [name for name in document["modules"] if name.startswith("dense_layer")] == ["dense_layer"]
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ("same", "-o and --weights both name"),
+    ("w.pth", "netspec import writes a .safetensors file"),
+    ("/proc/w.safetensors", "cannot write"),  # a real failure to write: /proc takes no new files
+])
+def test_the_spec_is_written_with_its_weights_or_not_at_all(tmp_path, weights, message):
+    spec = tmp_path / "small.yaml"
+    target = str(spec) if weights == "same" else weights if weights.startswith("/") else str(tmp_path / weights)
+    result = run_import("tests.import_models:small", "-o", str(spec), "--input", "3x16x16", "--weights", target)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_holds_no_graph_is_refused_as_such(tmp_path):
+    state = tmp_path / "resnet.pth"
+    state.write_bytes(b"not a graph")
+    result = run_import(str(state), "-o", str(tmp_path / "r.yaml"))
+    assert result.exit_code == 2 and "is not a .keras or .onnx file" in result.output
+
+
+@pytest.mark.keras
+def test_a_keras_sequential_model_with_an_input_is_read_as_its_graph(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                              keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="fc")],
+                             name="seq")
+    model.save(tmp_path / "seq.keras")
+    spec = tmp_path / "seq.yaml"
+    result = run_import(str(tmp_path / "seq.keras"), "-o", str(spec))
+    assert result.exit_code == 0, result.output
+    assert [layer["name"] for layer in yaml.safe_load(spec.read_text())["layers"]] == ["conv", "pool", "fc"]
+    (tmp_path / "junk.keras").write_bytes(b"junk")
+    result = run_import(str(tmp_path / "junk.keras"), "-o", str(tmp_path / "junk.yaml"))
+    assert result.exit_code == 2 and "is not a .keras archive" in result.output

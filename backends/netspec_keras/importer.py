@@ -43,6 +43,11 @@ def load_keras_file(path: Path) -> Any:
     if not path.is_file():
         raise ModelImportError.single(f"no such file: {path}")
     keras = import_keras()
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # Keras says "File not found" of a file that is there but no archive
+        raise ModelImportError.single(f"{path} is not a .keras archive (not a zip file)",
+                                      hint="a .keras file is what keras' model.save() writes")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # a damaged archive, a custom layer it cannot rebuild, unsafe code
@@ -79,10 +84,9 @@ class _Graph:
     def __init__(self, model: Any) -> None:
         config = model.get_config()
         if not isinstance(config, dict) or "layers" not in config or "input_layers" not in config:
-            raise ModelImportError.single(f"{model.name} is not a functional model (a subclassed or "
-                                          "Sequential-without-input model has no graph to read)",
-                                          hint="build it with keras.Input and the functional API, or give its "
-                                               "input shape")
+            raise ModelImportError.single(f"{model.name} is a subclassed Keras model: its call() is Python code, "
+                                          "not a graph netspec import can read",
+                                          hint="build it with keras.Input and the functional API (or Sequential)")
         self.model = model
         self.layers = [entry for entry in config["layers"]]
         self.inputs = {entry["name"]: self._sources(entry.get("inbound_nodes", [])) for entry in self.layers}
@@ -121,6 +125,20 @@ class _Graph:
         return tuple(self.model.get_layer(name).output.shape[1:])
 
 
+def _functional(model: Any) -> Any:
+    """A Sequential model with a known input as the functional model of the same layers."""
+    from netspec_keras import import_keras
+
+    keras = import_keras()
+    if isinstance(model, keras.Sequential):
+        try:
+            return keras.Model(model.inputs, model.outputs, name=model.name)
+        except (AttributeError, ValueError):  # never built: no input, so no graph
+            raise ModelImportError.single(f"{model.name} is a Sequential model without an input, so it has no "
+                                          "graph to read", hint="start it with keras.Input(shape)") from None
+    return model
+
+
 class KerasModelReader:
     """netspec import's reader of Keras functional models (netspec.importing.ModelReader)."""
 
@@ -139,7 +157,7 @@ class KerasModelReader:
         return weights
 
     def read(self, model: Any, input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], list[str]]:
-        graph = _Graph(model)
+        graph = _Graph(_functional(model))
         if len(graph.input_names) != 1 or len(graph.output_names) != 1:
             raise ModelImportError.single(f"{model.name} has {len(graph.input_names)} inputs and "
                                           f"{len(graph.output_names)} outputs; a spec has one of each")
@@ -166,6 +184,7 @@ class KerasModelReader:
         from netspec.codegen.backend import get_backend
         from netspec_keras import set_from_keras_weights
 
+        model = _functional(model)
         probe = _probe(model, self.shape)
         built = get_backend("keras").load(net)
         weights = self.weights(probe)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from netspec.errors import ModelImportError
-from netspec.files.outputs import atomic_path, check_target
+from netspec.files.outputs import Outputs, check_target
 from netspec.importing.yaml_text import spec_text
 from netspec.layers.base import class_name_problem
 
@@ -83,6 +83,14 @@ def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
     import os
     import sys
 
+    suffix = Path(target).suffix.lower()
+    if suffix in (".keras", ".onnx") and not target.endswith(suffix):
+        target = target[: -len(suffix)] + suffix  # M.ONNX is an ONNX file
+    if Path(target).is_file() and suffix not in (".keras", ".onnx"):
+        raise ModelImportError.single(f"{target} is not a .keras or .onnx file: netspec import reads a model's "
+                                      "graph, which a weights file or a state dict does not hold",
+                                      hint="name the Python callable that builds the model (--arg for its "
+                                           "arguments), or export it to ONNX")
     if target.endswith(".keras"):
         if arguments:
             raise ModelImportError.single("--arg is for a callable; a .keras file is read as it is saved")
@@ -100,7 +108,7 @@ def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
                                       hint="import the Python callable that builds the model")
     module_name, _, attribute = target.rpartition(":") if ":" in target else target.rpartition(".")
     if not module_name or not attribute:
-        raise ModelImportError.single(f"{target!r} does not name a Python callable or a .keras file",
+        raise ModelImportError.single(f"{target!r} does not name a Python callable or a .keras or .onnx file",
                                       hint="write module.callable (torchvision.models.resnet50) or "
                                            "package.module:callable")
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -115,6 +123,9 @@ def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
         raise ModelImportError.single(f"cannot import {module_name!r}: {error}",
                                       hint="install the package, or run from the folder that holds it") from None
     factory = getattr(module, attribute, None)
+    if isinstance(factory, type(sys)):
+        raise ModelImportError.single(f"{target} is a module, not a callable",
+                                      hint=f"name the callable in it: {target}.NAME")
     if not callable(factory):
         raise ModelImportError.single(f"{module_name} has no callable {attribute!r}")
     call = f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
@@ -157,6 +168,11 @@ def import_model(target: str, arguments: dict[str, Any], input_shape: tuple[int,
 
     check_target(out, force=force)
     if weights is not None:
+        if weights.resolve() == out.resolve():
+            raise ModelImportError.single(f"-o and --weights both name {out}", hint="give the weights their own file")
+        if not weights.name.endswith(".safetensors"):
+            raise ModelImportError.single(f"--weights {weights}: netspec import writes a .safetensors file",
+                                          hint=f"--weights {weights.with_suffix('.safetensors').name}")
         check_target(weights, force=force)
     model, made_by = load_target(target, arguments)
     reader = _reader(model)
@@ -173,9 +189,8 @@ def import_model(target: str, arguments: dict[str, Any], input_shape: tuple[int,
         net = check_file(draft)
         if verify:
             verified = reader.round_trip(model, net)
-        with atomic_path(out) as staged:
-            Path(staged).write_text(text)
-        if weights is not None:
-            with atomic_path(weights) as staged:
-                reader.save_weights(model, net, str(staged))
+        with Outputs(force=force) as outputs:  # both files, or neither
+            Path(outputs.file(out)).write_text(text)
+            if weights is not None:
+                reader.save_weights(model, net, str(outputs.file(weights)))
     return Imported(out, weights, text, len(net.layers), verified, tuple(body["input"]))

@@ -37,7 +37,11 @@ def load_onnx_file(path: Path) -> Any:
         raise ModelImportError.single(f"no such file: {path}")
     try:
         model = onnx.load(str(path))
+        if not model.graph.node:  # an empty file parses as an empty model
+            raise ModelImportError.single(f"{path} holds no ONNX graph (an empty or foreign file)")
         return onnx.shape_inference.infer_shapes(model)
+    except ModelImportError:
+        raise
     except Exception as error:  # protobuf's DecodeError, a graph shape inference rejects
         raise ModelImportError.single(f"cannot read {path} as an ONNX model: {type(error).__name__}: "
                                       f"{str(error).strip()[:300]}") from None
@@ -130,11 +134,13 @@ class OnnxModelReader:
         return self.names[value]
 
     def _name(self, node: Any, taken: set[str]) -> str:
-        """The module path the exporter noted (``layer1.0.conv1`` as ``layer1_0_conv1``), else the
-        node's own name; made unique."""
+        """The module its weights came from (``layer1.0.conv1.weight``: ``layer1_0_conv1``), else the
+        module path the exporter noted, else the node's own name; made unique."""
         scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
         paths = re.findall(r"'([^']*)'", scopes) if scopes else []
-        stem = paths[-2] if len(paths) > 2 else paths[-1] if paths and paths[-1] else node.name or node.op_type
+        weight = node.input[1] if len(node.input) > 1 and node.input[1] in self.constants else ""
+        stem = weight.removesuffix(".weight") if weight.endswith(".weight") else \
+            paths[-2] if len(paths) > 2 else paths[-1] if paths and paths[-1] else node.name or node.op_type
         stem = re.sub(r"\W", "_", stem).strip("_") or node.op_type.lower()
         if not stem[0].isalpha():
             stem = f"{node.op_type.lower()}_{stem}"
