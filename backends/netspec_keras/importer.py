@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from netspec.errors import ModelImportError
-from netspec.importing.structure import without_defaults
-from netspec.importing.verify import compare_outputs
+from netspec.importing.structure import one_or_list, without_defaults
+from netspec.importing.verify import compare_outputs, probe_inputs, varied
 from netspec.layers.activations import SHORTHAND_ACTIVATIONS
 from netspec.layers.base import name_problem
 
@@ -55,11 +55,6 @@ def load_keras_file(path: Path) -> Any:
                                       f"{str(error).strip()[:300]}",
                                       hint="a .keras file is what model.save() writes; custom layers have no "
                                            "spec") from None
-
-
-def _pair(value: Any) -> Any:
-    values = tuple(value) if isinstance(value, list | tuple) else (value,)
-    return values[0] if len(set(values)) == 1 else list(values)
 
 
 def _activation(name: str, where: str) -> str | None:
@@ -189,9 +184,7 @@ class KerasModelReader:
         built = get_backend("keras").load(net)
         weights = self.weights(probe)
         set_from_keras_weights(built, net, weights, "the original's weights")
-        generator = np.random.default_rng(1)
-        x = np.concatenate([generator.standard_normal((1, *self.shape[1:], self.shape[0])),
-                            8 * generator.standard_normal((1, *self.shape[1:], self.shape[0]))]).astype("float32")
+        x = np.moveaxis(probe_inputs(self.shape), 1, -1).copy()  # Keras' channels last
         expected = np.asarray(probe(x, training=False))
         got = np.asarray(built(x, training=False))
         result = compare_outputs(expected, got, "the spec's Keras model")
@@ -223,14 +216,8 @@ def _probe(model: Any, shape: tuple[int, ...]) -> Any:
     for layer in probe.layers:
         arrays = []
         for array in model.get_layer(layer.name).get_weights():  # the original's, varied
-            flat = array.reshape(-1)
-            if array.dtype.kind == "f" and flat.size and np.all(flat == flat[0]):
-                if flat[0] == 0:
-                    array = 0.02 * generator.standard_normal(array.shape)
-                else:
-                    factor = float(flat[0]) if abs(float(flat[0])) >= 0.1 else 1.0
-                    array = factor * (0.5 + generator.random(array.shape))
-            arrays.append(np.asarray(array, dtype=array.dtype if array.dtype.kind == "f" else None))
+            drawn = varied(array, generator)
+            arrays.append(array if drawn is None else drawn)
         if arrays:
             layer.set_weights(arrays)
     norms = [layer for layer in probe.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -336,7 +323,7 @@ class _Layers:
             raise _refuse(name, "a max pool after zero padding of values that may be negative has no netspec layer "
                                 "(netspec's max pool pads with nothing, not zeros)")
         if top == bottom and left == right:
-            return _pair((top, left))
+            return one_or_list((top, left))
         size = self.graph.shape(source)[:2]
         kernels, strides, dilations = (tuple(v) if isinstance(v, list | tuple) else (v, v)
                                        for v in (kernel, stride, dilation))
@@ -362,9 +349,9 @@ class _Layers:
             out, groups = (config["filters"], config.get("groups", 1)) if kind == "Conv2D" else \
                 (channels * config["depth_multiplier"], channels)
             activation = _activation(config["activation"], name)
-            layer = {"type": "conv2d", "out_channels": out, "kernel_size": _pair(config["kernel_size"]),
-                     "stride": _pair(config["strides"]), "padding": padding, "dilation": _pair(config["dilation_rate"]),
-                     "groups": groups, "bias": config["use_bias"]}
+            layer = {"type": "conv2d", "out_channels": out, "kernel_size": one_or_list(config["kernel_size"]),
+                     "stride": one_or_list(config["strides"]), "padding": padding,
+                     "dilation": one_or_list(config["dilation_rate"]), "groups": groups, "bias": config["use_bias"]}
             if activation:
                 layer["activation"] = activation
         elif kind == "Dense":
@@ -392,8 +379,8 @@ class _Layers:
                 raise _refuse(name, f"{kind} with padding='same' after zero padding has no netspec layer")
             padding = self._folded_padding(name, padded, config["pool_size"], config["strides"], 1, pools_max) \
                 if padded else ("same" if config["padding"] == "same" else 0)
-            layer = {"type": "maxpool2d" if pools_max else "avgpool2d", "kernel_size": _pair(config["pool_size"]),
-                     "stride": _pair(config["strides"] or config["pool_size"]), "padding": padding}
+            layer = {"type": "maxpool2d" if pools_max else "avgpool2d", "kernel_size": one_or_list(config["pool_size"]),
+                     "stride": one_or_list(config["strides"] or config["pool_size"]), "padding": padding}
             if not pools_max and padding == "same":
                 layer["count_include_pad"] = False  # TensorFlow averages over the pixels inside
             activation = self.activation.get(self.graph.inputs[name][0]) if pools_max else None

@@ -16,12 +16,14 @@ import operator
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
+import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
 from netspec.errors import ModelImportError
+from netspec.importing.structure import one_or_list
 from netspec.importing.tree import INPUT, Instance, Step
 from netspec.layers.activations import SHORTHAND_ACTIVATIONS
 from netspec.layers.base import LAYER_REGISTRY, REPETITION_NAME
@@ -49,13 +51,6 @@ class _Shallow(fx.Tracer):
         return True
 
 
-def _pairs(value: Any) -> Any:
-    """An int for a tuple of equal ints (a spec writes `kernel_size: 3`), else a list."""
-    if isinstance(value, tuple | list):
-        return value[0] if len(set(value)) == 1 else list(value)
-    return value
-
-
 def _refuse(where: str, message: str, hint: str | None = None) -> ModelImportError:
     return ModelImportError.single(f"{where or 'the model'}: {message}", hint=hint)
 
@@ -73,27 +68,29 @@ def _conv(module: Any, where: str) -> dict[str, Any]:
             raise _refuse(where, "padding='same' with an even kernel pads one side more in PyTorch than netspec's "
                                  "'same' does")
         padding = tuple(0 if padding == "valid" else e // 2 for e in extents)
-    return {"type": f"conv{rank}d", "out_channels": module.out_channels, "kernel_size": _pairs(module.kernel_size),
-            "stride": _pairs(module.stride), "padding": _pairs(padding), "dilation": _pairs(module.dilation),
-            "groups": module.groups, "bias": module.bias is not None}
+    return {"type": f"conv{rank}d", "out_channels": module.out_channels,
+            "kernel_size": one_or_list(module.kernel_size), "stride": one_or_list(module.stride),
+            "padding": one_or_list(padding), "dilation": one_or_list(module.dilation), "groups": module.groups,
+            "bias": module.bias is not None}
 
 
 def _conv_transpose(module: Any, where: str) -> dict[str, Any]:
     if len(module.kernel_size) != 2 or module.groups != 1 or set(module.dilation) != {1}:
         raise _refuse(where, "only a 2-D transposed convolution without groups or dilation has a netspec layer")
     return {"type": "conv_transpose2d", "out_channels": module.out_channels,
-            "kernel_size": _pairs(module.kernel_size), "stride": _pairs(module.stride),
-            "padding": _pairs(module.padding), "output_padding": _pairs(module.output_padding),
+            "kernel_size": one_or_list(module.kernel_size), "stride": one_or_list(module.stride),
+            "padding": one_or_list(module.padding), "output_padding": one_or_list(module.output_padding),
             "bias": module.bias is not None}
 
 
 def _pool(kind: str) -> Callable[[nn.Module, str], dict[str, Any]]:
     def convert(module: Any, where: str) -> dict[str, Any]:
         rank = int(type(module).__name__[-2])
-        layer = {"type": f"{kind}{rank}d", "kernel_size": _pairs(module.kernel_size),
-                 "stride": _pairs(module.stride), "padding": _pairs(module.padding), "ceil_mode": module.ceil_mode}
+        layer = {"type": f"{kind}{rank}d", "kernel_size": one_or_list(module.kernel_size),
+                 "stride": one_or_list(module.stride), "padding": one_or_list(module.padding),
+                 "ceil_mode": module.ceil_mode}
         if kind == "maxpool":
-            if _pairs(module.dilation) != 1 or module.return_indices:
+            if one_or_list(module.dilation) != 1 or module.return_indices:
                 raise _refuse(where, "max pooling with dilation or return_indices has no netspec layer")
         else:
             if module.divisor_override is not None:
@@ -110,7 +107,7 @@ def _adaptive_avgpool(module: Any, where: str) -> dict[str, Any]:
         return {"type": "global_avgpool2d", "keepdims": True}
     if None in sizes:
         raise _refuse(where, "an adaptive pooling size of None has no netspec layer")
-    return {"type": "adaptive_avgpool2d", "output_size": _pairs(sizes)}
+    return {"type": "adaptive_avgpool2d", "output_size": one_or_list(sizes)}
 
 
 def _batchnorm(module: Any, where: str) -> dict[str, Any]:
@@ -170,8 +167,8 @@ def _window_attention(module: Any, where: str) -> dict[str, Any]:
     """torchvision's ShiftedWindowAttention (Swin; its V2, with a continuous bias, is another class)."""
     if (module.qkv.bias is None) != (module.proj.bias is None):
         raise _refuse(where, "window attention with a bias on only one of qkv and proj has no netspec layer")
-    return {"type": "window_attention", "num_heads": module.num_heads, "window_size": _pairs(module.window_size),
-            "shift": _pairs(module.shift_size), "attention_dropout": module.attention_dropout,
+    return {"type": "window_attention", "num_heads": module.num_heads, "window_size": one_or_list(module.window_size),
+            "shift": one_or_list(module.shift_size), "attention_dropout": module.attention_dropout,
             "dropout": module.dropout, "bias": module.qkv.bias is not None}
 
 
@@ -652,7 +649,7 @@ class _Reader:
             elif given.keys() - set(names):
                 return None, ()
             layer = {"type": "avgpool2d" if pooling == "avg_pool2d" else "maxpool2d",
-                     **{k: _pairs(v) for k, v in given.items() if v is not None}}
+                     **{k: one_or_list(v) for k, v in given.items() if v is not None}}
             return layer, tensor_nodes[:1]
         if getattr(target, "__name__", "") == "channel_shuffle" and target in _library_functions():
             groups = kwargs.get("groups", args[1] if len(args) > 1 else None)
@@ -806,21 +803,18 @@ def probe_model(model: nn.Module, shape: tuple[int, ...], batch: int = 4) -> nn.
     norm gets random scales and the statistics of a random batch, as in a trained network."""
     import copy
 
+    from netspec.importing.verify import varied
+
     probe = copy.deepcopy(model)
+    rng = np.random.default_rng(0)
     generator = torch.Generator().manual_seed(0)
     norms = [m for m in probe.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
              and m.track_running_stats]
     with torch.no_grad():
         for tensor in probe.parameters():
-            flat = tensor.detach().flatten()
-            if not tensor.is_floating_point() or flat.numel() == 0 or not bool((flat == flat[0]).all()):
-                continue
-            constant = float(flat[0])
-            if constant == 0:  # a zero head, bias or class token
-                tensor.copy_(0.02 * torch.randn(tensor.shape, generator=generator))
-            else:  # a unit scale, a layer scale of 1e-6: about 1, or about the constant where it is large
-                factor = constant if abs(constant) >= 0.1 else 1.0
-                tensor.copy_(factor * (0.5 + torch.rand(tensor.shape, generator=generator)))
+            drawn = varied(tensor.detach().float().cpu().numpy(), rng)
+            if drawn is not None:
+                tensor.copy_(torch.from_numpy(drawn))
         momenta = [norm.momentum for norm in norms]
         for norm in norms:
             norm.weight.copy_(0.5 + 3.5 * torch.rand(norm.weight.shape, generator=generator))
@@ -846,9 +840,9 @@ def round_trip(model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> di
 
     probe = probe_model(model, shape)
     apply_state_dict(built, probe.state_dict(), "the original's state dict")  # every tensor, strictly
-    generator = torch.Generator().manual_seed(1)
-    # inputs of two scales: a difference that only large values show (a ReLU6 for a ReLU) shows too
-    x = torch.cat([torch.randn((1, *shape), generator=generator), 8 * torch.randn((1, *shape), generator=generator)])
+    from netspec.importing.verify import compare_outputs, probe_inputs
+
+    x = torch.from_numpy(probe_inputs(shape))
     with torch.no_grad():
         expected = probe(x)
         if not isinstance(expected, torch.Tensor):
@@ -859,8 +853,6 @@ def round_trip(model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> di
         except RuntimeError as error:
             raise ModelImportError.single(f"the spec's model fails where the original runs: {error}",
                                           hint="please report it: netspec import wrote nothing") from None
-    from netspec.importing.verify import compare_outputs
-
     return {**compare_outputs(expected.numpy(), got.numpy(), "the spec's model"),
             "tensors": len(probe.state_dict())}
 

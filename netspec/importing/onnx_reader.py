@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from netspec.errors import ModelImportError
-from netspec.importing.structure import without_defaults
-from netspec.importing.verify import compare_outputs
+from netspec.importing.structure import one_or_list, without_defaults
+from netspec.importing.verify import compare_outputs, probe_inputs
 from netspec.layers.base import name_problem
 
 # operators that are one catalogue layer without settings
@@ -51,11 +51,6 @@ def _attributes(node: Any) -> dict[str, Any]:
     import onnx
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _pair(values: Any) -> Any:
-    values = list(values)
-    return values[0] if len(set(values)) == 1 else values
 
 
 def _shape(value: Any) -> tuple[int | str, ...]:
@@ -169,9 +164,10 @@ class OnnxModelReader:
                                               "same padding on both sides has no netspec layer")
             bias = self._constant(node, 2)
             weights = {"weight": weight, **({"bias": bias} if bias is not None else {})}
-            return {"type": "conv2d", "out_channels": int(weight.shape[0]), "kernel_size": _pair(weight.shape[2:]),
-                    "stride": _pair(attributes.get("strides", [1, 1])), "padding": _pair(pads[:half]),
-                    "dilation": _pair(attributes.get("dilations", [1, 1])), "groups": attributes.get("group", 1),
+            return {"type": "conv2d", "out_channels": int(weight.shape[0]),
+                    "kernel_size": one_or_list(weight.shape[2:]),
+                    "stride": one_or_list(attributes.get("strides", [1, 1])), "padding": one_or_list(pads[:half]),
+                    "dilation": one_or_list(attributes.get("dilations", [1, 1])), "groups": attributes.get("group", 1),
                     "bias": bias is not None}, weights
         if kind == "BatchNormalization":
             scale, shift, mean, var = (self._constant(node, i) for i in range(1, 5))
@@ -195,8 +191,8 @@ class OnnxModelReader:
             if len(attributes["kernel_shape"]) == 2 and pads[:half] == pads[half:] and \
                     set(attributes.get("dilations", [1])) == {1}:
                 layer = {"type": "maxpool2d" if kind == "MaxPool" else "avgpool2d",
-                         "kernel_size": _pair(attributes["kernel_shape"]),
-                         "stride": _pair(attributes.get("strides", [1, 1])), "padding": _pair(pads[:half]),
+                         "kernel_size": one_or_list(attributes["kernel_shape"]),
+                         "stride": one_or_list(attributes.get("strides", [1, 1])), "padding": one_or_list(pads[:half]),
                          "ceil_mode": bool(attributes.get("ceil_mode", 0))}
                 if kind == "AveragePool":
                     layer["count_include_pad"] = bool(attributes.get("count_include_pad", 0))
@@ -247,9 +243,7 @@ class OnnxModelReader:
         built = get_backend("torch").load(net).eval()
         apply_state_dict(built, {k: torch.from_numpy(np.array(v)) for k, v in self.state.items()},
                          "the file's initializers")
-        generator = np.random.default_rng(1)
-        x = np.concatenate([generator.standard_normal((1, *self.shape)),
-                            8 * generator.standard_normal((1, *self.shape))]).astype("float32")
+        x = probe_inputs(self.shape)
         evaluator = ReferenceEvaluator(model)
         # a batch the file fixes (an export of one example) is run an example at a time
         parts = [x[i:i + 1] for i in range(2)] if self.batch == 1 else [x]

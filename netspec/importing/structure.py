@@ -471,6 +471,14 @@ def _most_common(values: list[Any]) -> Any:
     return next(v for v in values if counts[repr(v)] == best)
 
 
+def one_or_list(value: Any) -> Any:
+    """An int for a sequence of equal values (a spec writes `kernel_size: 3`), else a list; a
+    value that is no sequence as it is."""
+    if isinstance(value, tuple | list):
+        return value[0] if len(set(value)) == 1 else list(value)
+    return value
+
+
 def without_defaults(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The fields a spec must write: those that differ from the catalogue's defaults."""
     cls = LAYER_REGISTRY[kind]

@@ -1,5 +1,6 @@
-"""The comparison every import's round trip ends with, whatever the framework: the spec's model
-against the original on the same inputs."""
+"""What every import's round trip shares, whatever the framework: the inputs both models run on,
+how a probe of the original varies the weights that would hide a layer, and the comparison of
+the spec's model with the original."""
 
 from __future__ import annotations
 
@@ -8,6 +9,27 @@ from typing import Any
 import numpy as np
 
 from netspec.errors import ModelImportError
+
+
+def probe_inputs(shape: tuple[int, ...]) -> np.ndarray:
+    """Two random inputs of ``shape`` (channels first), the second eight times the first's scale:
+    a difference only large values show (a ReLU6 read for a ReLU) shows too."""
+    generator = np.random.default_rng(1)
+    return np.concatenate([generator.standard_normal((1, *shape)),
+                           8 * generator.standard_normal((1, *shape))]).astype("float32")
+
+
+def varied(array: np.ndarray, generator: np.random.Generator) -> np.ndarray | None:
+    """A weight that starts constant (a zero head or bias, a unit scale, a layer scale of 1e-6)
+    drawn at random, since as it is it would hide the layers it scales; None for any other."""
+    flat = array.reshape(-1)
+    if array.dtype.kind != "f" or not flat.size or not np.all(flat == flat[0]):
+        return None
+    constant = float(flat[0])
+    if constant == 0:
+        return (0.02 * generator.standard_normal(array.shape)).astype(array.dtype)
+    factor = constant if abs(constant) >= 0.1 else 1.0  # about 1, or about the constant where it is large
+    return (factor * (0.5 + generator.random(array.shape))).astype(array.dtype)
 
 
 def compare_outputs(expected: Any, got: Any, what: str, original: str = "the original",
