@@ -25,6 +25,7 @@ from torch import nn
 from netspec.errors import ModelImportError
 from netspec.importing.structure import one_or_list
 from netspec.importing.tree import INPUT, Instance, Step
+from netspec_torch.exported import program_input
 from netspec.layers.activations import SHORTHAND_ACTIVATIONS
 from netspec.layers.base import LAYER_REGISTRY, REPETITION_NAME
 
@@ -386,6 +387,8 @@ class _Reader:
     def _describe(node: fx.Node) -> str:
         if node.op == "call_method":
             return f"Tensor.{node.target}"
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            return str(node.target)  # an operation of a saved program: aten.roll.default
         if node.op == "call_function":
             module = getattr(node.target, "__module__", None) or ""
             name = getattr(node.target, "__name__", str(node.target))
@@ -857,32 +860,86 @@ def round_trip(model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> di
             "tensors": len(probe.state_dict())}
 
 
+def round_trip_program(program: Any, rebuilt: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The round trip of a torch.export program: the probe's weights (``probe_model`` of the
+    rebuild) loaded into the program itself and into the spec's model, both strictly, and their
+    outputs compared; the program runs its inputs one batch of the size it was exported with at
+    a time. The rebuild is not compared with: it is what is being checked."""
+    from netspec.importing.verify import compare_outputs, probe_inputs
+    from netspec_torch.weights import apply_state_dict
+
+    batch = program_input(program)[0]
+    try:
+        probe = probe_model(rebuilt, shape)
+    except RuntimeError:  # a program that reshapes to the batch it was exported with runs that batch only
+        probe = probe_model(rebuilt, shape, batch=batch)
+    weights = probe.state_dict()
+    original = program.module()
+    apply_state_dict(original, weights, "the program's state dict")
+    apply_state_dict(built, weights, "the program's state dict")
+    x = torch.from_numpy(probe_inputs(shape))
+    padded = torch.cat([x, torch.zeros(-len(x) % batch, *shape)])  # whole batches of the program's size
+    with torch.no_grad():
+        parts = [original(padded[i:i + batch]) for i in range(0, len(padded), batch)]
+        if not all(isinstance(p, torch.Tensor) for p in parts):
+            raise ModelImportError.single("the program does not return one tensor")
+        # the spec's model on the same batches: a deep network's rounding differs between batch sizes
+        got = torch.cat([built.eval()(padded[i:i + batch]) for i in range(0, len(padded), batch)])[:len(x)]
+    return {**compare_outputs(torch.cat(parts)[:len(x)].numpy(), got.numpy(), "the spec's model", "the program"),
+            "tensors": len(weights)}
+
+
 class TorchModelReader:
-    """netspec import's reader of PyTorch models (netspec.importing.ModelReader)."""
+    """netspec import's reader of PyTorch models and saved torch.export programs
+    (netspec.importing.ModelReader)."""
 
     def __init__(self) -> None:
         self.shape: tuple[int, ...] = ()
+        self.program: Any = None  # the ExportedProgram a .pt2 file holds
+        self.rebuilt: nn.Module | None = None  # its modules, rebuilt (netspec_torch.exported)
 
-    def read(self, model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], list[str]]:
+    def read(self, model: Any, input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], list[str]]:
         from netspec.importing import DEFAULT_INPUT
         from netspec.importing.structure import SpecBuilder
 
+        how = ["each module class a module definition, the state-dict names the original's."]
+        batch = 1
+        if not isinstance(model, nn.Module):  # a torch.export program
+            from netspec_torch.exported import program_input, rebuild
+
+            self.program = model
+            batch, *shape = program_input(model)
+            if input_shape is not None and tuple(input_shape) != tuple(shape):
+                raise ModelImportError.single(f"the program takes inputs of {'x'.join(map(str, shape))}, not "
+                                              f"{'x'.join(map(str, input_shape))}", hint="leave --input out")
+            self.rebuilt, lost = rebuild(model)
+            model, input_shape = self.rebuilt, tuple(shape)
+            how += [f"a saved program records inference only: its {what} is not in it ({', '.join(where[:3])}"
+                    f"{', ...' if len(where) > 3 else ''}), written as 0." for what, where in lost.items()]
         # an image classifier's usual input where the model does not say (a ViT keeps its image size)
         self.shape = input_shape or example_shape(model) or DEFAULT_INPUT
-        tree = TorchImporter(model, torch.randn(1, *self.shape), given=input_shape is not None).tree()
+        tree = TorchImporter(model, torch.randn(batch, *self.shape), given=input_shape is not None).tree()
         modules, layers = SpecBuilder(tree).build()
         body: dict[str, Any] = {"class_name": type(model).__name__, "input": list(self.shape)}
         if modules:
             body["modules"] = modules
         body["layers"] = layers
-        return body, ["each module class a module definition, the state-dict names the original's."]
+        return body, how
 
-    def round_trip(self, model: nn.Module, net: Any) -> dict[str, Any]:
+    def round_trip(self, model: Any, net: Any) -> dict[str, Any]:
         from netspec.codegen.backend import get_backend
 
-        return round_trip(model, get_backend("torch").load(net), self.shape)
+        built = get_backend("torch").load(net)
+        if self.program is None:
+            return round_trip(model, built, self.shape)
+        return round_trip_program(self.program, self._rebuilt(), built, self.shape)
 
-    def save_weights(self, model: nn.Module, net: Any, path: str) -> None:
+    def _rebuilt(self) -> nn.Module:
+        assert self.rebuilt is not None, "read() rebuilds the program first"
+        return self.rebuilt
+
+    def save_weights(self, model: Any, net: Any, path: str) -> None:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+        source = self._rebuilt() if self.program is not None else model
+        save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)

@@ -1,10 +1,11 @@
 """``netspec import``: an existing model read back as a spec, verified by a round trip before it
 is written.
 
-The target (a callable, or a saved ``.keras`` file) gives a model; the backend of its framework
-reads it (a ``ModelReader``): PyTorch's into a tree of module instances
-(netspec.importing.tree) that netspec.importing.structure turns into module definitions, params
-and repeats; Keras' functional graph layer by layer, with the original's layer names.
+The target (a callable, or a saved ``.pt2``, ``.keras`` or ``.onnx`` file) gives a model; the
+backend of its framework reads it (a ``ModelReader``): PyTorch's (a torch.export program's
+too) into a tree of module instances (netspec.importing.tree) that
+netspec.importing.structure turns into module definitions, params and repeats; Keras' functional
+graph layer by layer, with the original's layer names.
 netspec.importing.yaml_text writes the YAML. Before anything is written, the spec is checked,
 its model built, the original's weights loaded into it strictly, and both models run on the same
 inputs: a spec that loads but computes something else is never written.
@@ -24,6 +25,7 @@ from netspec.importing.yaml_text import spec_text
 from netspec.layers.base import class_name_problem
 
 DEFAULT_INPUT = (3, 224, 224)
+SAVED_MODELS = (".pt2", ".keras", ".onnx")  # the files netspec import reads a model from
 
 
 @dataclass
@@ -68,7 +70,7 @@ def _framework(model: Any) -> str | None:
     modules = [cls.__module__ for cls in type(model).__mro__]
     if type(model).__name__ == "ModelProto" and any(m.startswith("onnx") for m in modules):
         return "onnx"
-    if any(m.startswith("torch.nn") for m in modules):
+    if any(m.startswith(("torch.nn", "torch.export")) for m in modules):  # a module, or an exported program
         return "torch"
     if any(m.startswith(("keras.", "tf_keras.", "tensorflow.python.keras")) for m in modules):
         return "keras"
@@ -77,38 +79,40 @@ def _framework(model: Any) -> str | None:
 
 def load_target(target: str, arguments: dict[str, Any]) -> tuple[Any, str]:
     """The model a target names: a callable (``torchvision.models.resnet50``,
-    ``package.module:function``) called with ``arguments``, or a saved ``.keras`` or ``.onnx``
-    file; and the name of what built it (for the spec's name)."""
+    ``package.module:function``) called with ``arguments``, or a saved ``torch.export`` program
+    (``.pt2``), ``.keras`` or ``.onnx`` file; and the name of what built it (for the spec's name)."""
     import importlib
     import os
     import sys
 
     suffix = Path(target).suffix.lower()
-    if suffix in (".keras", ".onnx") and not target.endswith(suffix):
+    if suffix in SAVED_MODELS and not target.endswith(suffix):
         target = target[: -len(suffix)] + suffix  # M.ONNX is an ONNX file
-    if Path(target).is_file() and suffix not in (".keras", ".onnx"):
-        raise ModelImportError.single(f"{target} is not a .keras or .onnx file: netspec import reads a model's "
-                                      "graph, which a weights file or a state dict does not hold",
+    if Path(target).is_file() and suffix not in SAVED_MODELS:
+        raise ModelImportError.single(f"{target} is not a .pt2, .keras or .onnx file: netspec import reads a "
+                                      "model's graph, which a weights file or a state dict does not hold",
                                       hint="name the Python callable that builds the model (--arg for its "
-                                           "arguments), or export it to ONNX")
+                                           "arguments), or save it with torch.export.save")
+    if suffix in SAVED_MODELS and arguments:
+        raise ModelImportError.single(f"--arg is for a callable; a {suffix} file is read as it is saved")
     if target.endswith(".keras"):
-        if arguments:
-            raise ModelImportError.single("--arg is for a callable; a .keras file is read as it is saved")
         from netspec_keras.importer import load_keras_file
 
         return load_keras_file(Path(target)), Path(target).stem
     if target.endswith(".onnx"):
-        if arguments:
-            raise ModelImportError.single("--arg is for a callable; an ONNX file is read as it is saved")
         from netspec.importing.onnx_reader import load_onnx_file
 
         return load_onnx_file(Path(target)), Path(target).stem
     if target.endswith(".pt2"):
-        raise ModelImportError.single(f"{target}: netspec import does not read .pt2 files yet",
-                                      hint="import the Python callable that builds the model")
+        from netspec.codegen.backend import require_modules
+
+        require_modules("torch", "torch")
+        from netspec_torch.exported import load_program
+
+        return load_program(Path(target)), Path(target).stem
     module_name, _, attribute = target.rpartition(":") if ":" in target else target.rpartition(".")
     if not module_name or not attribute:
-        raise ModelImportError.single(f"{target!r} does not name a Python callable or a .keras or .onnx file",
+        raise ModelImportError.single(f"{target!r} does not name a Python callable or a .pt2, .keras or .onnx file",
                                       hint="write module.callable (torchvision.models.resnet50) or "
                                            "package.module:callable")
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -179,7 +183,7 @@ def import_model(target: str, arguments: dict[str, Any], input_shape: tuple[int,
     body, how = reader.read(model, input_shape)
     name = spec_name(made_by)
     document: dict[str, Any] = {"name": name, **body}
-    call = target if target.endswith((".keras", ".onnx")) else \
+    call = target if target.endswith(SAVED_MODELS) else \
         f"{target}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})"
     text = spec_text(document, [f"{call}, imported by netspec import:", *how])
     verified = None
