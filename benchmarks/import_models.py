@@ -5,6 +5,7 @@ message that names what has no layer. Random weights; nothing is downloaded.
     python benchmarks/import_models.py torchvision [--only resnet50 vit_b_16]
     python benchmarks/import_models.py timm [--only resnet18 vit_tiny_patch16_224]
     python benchmarks/import_models.py keras [--only ResNet50 MobileNetV2]
+    python benchmarks/import_models.py torchvision-pt2 [--only resnet50 vit_b_16]
 
 torchvision: every classification model ``torchvision.models.list_models(module=torchvision.models)``
 lists, at 224x224 (Inception-v3 at 299x299).
@@ -16,6 +17,10 @@ input its configuration names. The share is of that sample.
 
 keras: every model keras.applications builds (weights=None), at its own input; the MobileNetV3s,
 which take any size, at 224x224.
+
+torchvision-pt2: the same torchvision models, each exported first (torch.export.export on one
+example, in evaluation mode) and saved as a .pt2 file, which netspec import reads; the export's own
+time is not counted.
 
 Results go to benchmarks/results/import_<library>.json (not with --only).
 """
@@ -84,9 +89,20 @@ def keras_models(only: list[str] | None) -> list[tuple[str, str, dict[str, Any],
              if name.startswith("MobileNetV3") else {"weights": None}, None) for name in names]
 
 
+def exported(name: str, shape: tuple[int, ...], arguments: dict[str, Any], folder: Path) -> str:
+    """A torchvision model saved as a torch.export program (one example, evaluation mode)."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.get_model(name, **arguments).eval()
+    path = folder / f"{name}.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(1, *shape),)), str(path))
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", choices=["torchvision", "timm", "keras"])
+    parser.add_argument("library", choices=["torchvision", "timm", "keras", "torchvision-pt2"])
     parser.add_argument("--only", nargs="*", default=None, help="These models only (results are not written).")
     args = parser.parse_args()
 
@@ -96,10 +112,19 @@ def main() -> None:
     from netspec.importing import import_model
 
     torch.set_num_threads(os.cpu_count() or 1)
-    models = {"torchvision": torchvision_models, "timm": timm_models, "keras": keras_models}[args.library](args.only)
+    models = {"torchvision": torchvision_models, "timm": timm_models, "keras": keras_models,
+              "torchvision-pt2": torchvision_models}[args.library](args.only)
     results: dict[str, dict[str, Any]] = {}
     with TemporaryDirectory() as scratch:
         for name, target, arguments, shape in models:
+            if args.library == "torchvision-pt2":
+                try:
+                    target = exported(name, shape or (3, 224, 224), arguments, Path(scratch))
+                except Exception as error:  # torch.export's own limits: counted apart
+                    results[name] = {"imported": False, "not_exported": f"{type(error).__name__}: {error}"[:300]}
+                    print(f"{name:32s} not exported: {results[name]['not_exported'][:100]}", flush=True)
+                    continue
+                arguments, shape = {}, None  # the program says its input
             start = time.perf_counter()
             try:
                 imported = import_model(target, arguments, shape, Path(scratch) / f"{name}.yaml")
@@ -115,17 +140,18 @@ def main() -> None:
             result["seconds"] = round(time.perf_counter() - start, 2)
             shown = f"{result['lines']} lines" if result["imported"] else result.get("why") or result["crash"]
             print(f"{name:32s} {result['seconds']:6.1f} s  {shown}", flush=True)
-    library = __import__(args.library)  # its version
+    library = __import__(args.library.split("-")[0])  # its version
     doc = {"benchmark": f"import_{args.library}", "command": f"python benchmarks/import_models.py {args.library}",
            "date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
-           "torch": torch.__version__, args.library: library.__version__,
+           "torch": torch.__version__, library.__name__: library.__version__,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "imported": sum(r["imported"] for r in results.values()), "models": len(results),
-           "crashed": sum("crash" in r for r in results.values()), "results": results}
+           "crashed": sum("crash" in r for r in results.values()),
+           "not_exported": sum("not_exported" in r for r in results.values()), "results": results}
     if args.library == "timm":
         doc["sample"] = "the model with the fewest parameters of each of timm's model modules"
     if args.only is None:
-        out = ROOT / f"benchmarks/results/import_{args.library}.json"
+        out = ROOT / f"benchmarks/results/import_{args.library.replace('-', '_')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {out.relative_to(ROOT)}")

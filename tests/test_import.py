@@ -371,7 +371,7 @@ def test_a_file_that_holds_no_graph_is_refused_as_such(tmp_path):
     state = tmp_path / "resnet.pth"
     state.write_bytes(b"not a graph")
     result = run_import(str(state), "-o", str(tmp_path / "r.yaml"))
-    assert result.exit_code == 2 and "is not a .keras or .onnx file" in result.output
+    assert result.exit_code == 2 and "is not a .pt2, .keras or .onnx file" in result.output
 
 
 @pytest.mark.keras
@@ -389,3 +389,124 @@ def test_a_keras_sequential_model_with_an_input_is_read_as_its_graph(tmp_path):
     (tmp_path / "junk.keras").write_bytes(b"junk")
     result = run_import(str(tmp_path / "junk.keras"), "-o", str(tmp_path / "junk.yaml"))
     assert result.exit_code == 2 and "is not a .keras archive" in result.output
+
+
+# --- saved torch.export programs (.pt2) ----------------------------------------------------------
+
+def _export_program(model, shape, path):
+    import torch
+
+    torch.export.save(torch.export.export(model.eval(), (torch.randn(1, *shape),)), str(path))
+
+
+def _tiny_vit():
+    import torchvision
+
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                hidden_dim=16, mlp_dim=32, num_classes=10)
+
+
+def _tiny_densenet():
+    import torchvision
+
+    return torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=8, bn_size=2,
+                                       num_classes=10)
+
+
+@pytest.mark.parametrize("build, callable_target", [
+    (lambda: __import__("torchvision").models.resnet18(num_classes=10), "torchvision.models.resnet18"),
+    (_tiny_vit, "tests.test_import:_tiny_vit"),
+    (_tiny_densenet, "tests.test_import:_tiny_densenet"),
+    (lambda: __import__("torchvision").models.shufflenet_v2_x0_5(num_classes=10),
+     "torchvision.models.shufflenet_v2_x0_5"),
+], ids=["resnet18", "vit", "densenet", "shufflenet"])
+def test_a_saved_program_becomes_the_spec_its_python_model_does(tmp_path, build, callable_target):
+    """The module tree a .pt2 keeps gives the same spec as the live model (its blocks, repeats,
+    the residuals, ViT's class token and attention, DenseNet's concatenated inputs, ShuffleNet's
+    channel shuffle, which the program saves as views and a transpose), and its
+    weights reproduce the program, checked here apart from the round trip."""
+    import numpy as np
+    import torch
+
+    import netspec
+    from netspec_torch.importer import probe_model
+
+    original = probe_model(build(), (3, 32, 32))  # statistics and weights that show every layer
+    _export_program(original, (3, 32, 32), tmp_path / "model.pt2")
+    spec, weights = tmp_path / "model.yaml", tmp_path / "model.safetensors"
+    result = run_import(str(tmp_path / "model.pt2"), "-o", str(spec), "--weights", str(weights))
+    assert result.exit_code == 0, result.output
+    assert "verified:" in result.output and "the program" not in result.output
+    live = tmp_path / "live.yaml"
+    arguments = ["--arg", "num_classes=10"] if callable_target.startswith("torchvision") else []
+    assert run_import(callable_target, "-o", str(live), "--input", "3x32x32", "--no-verify", *arguments).exit_code == 0
+    body = spec.read_text().split("\nname: ", 1)[1].split("\n", 1)[1]  # the header and name apart
+    assert body == live.read_text().split("\nname: ", 1)[1].split("\n", 1)[1]
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    model = netspec.build(spec, weights=weights).eval()
+    rows = np.random.default_rng(0).standard_normal((2, 1, 3, 32, 32)).astype("float32")
+    with torch.no_grad():
+        for row in rows:
+            torch.testing.assert_close(model(torch.from_numpy(row)), program(torch.from_numpy(row)),
+                                       rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(model(torch.from_numpy(rows[0])), model(torch.from_numpy(rows[1])), atol=1e-3)
+
+
+def test_a_program_read_back_wrong_is_caught_by_the_round_trip_against_the_program(tmp_path, monkeypatch):
+    import torchvision
+    from torch import nn
+
+    from netspec_torch import exported
+
+    _export_program(torchvision.models.squeezenet1_1(num_classes=10), (3, 32, 32), tmp_path / "squeeze.pt2")
+    monkeypatch.setitem(exported.LEAF_MODULES, "ReLU", exported.Leaf(("relu",), lambda g, t: nn.ReLU6()))
+    result = run_import(str(tmp_path / "squeeze.pt2"), "-o", str(tmp_path / "s.yaml"))
+    assert result.exit_code == 2, result.output
+    assert "does not reproduce the program" in result.output and not (tmp_path / "s.yaml").exists()
+
+
+def test_what_a_program_cannot_give_back_is_refused_by_its_module(tmp_path):
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LocalResponseNorm(2), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    _export_program(model, (3, 8, 8), tmp_path / "lrn.pt2")
+    result = run_import(str(tmp_path / "lrn.pt2"), "-o", str(tmp_path / "lrn.yaml"))
+    assert result.exit_code == 2, result.output
+    assert "error: 1: its LocalResponseNorm (saved as " in result.output
+    assert "cannot be read back from a program" in result.output and not (tmp_path / "lrn.yaml").exists()
+    result = run_import(str(tmp_path / "lrn.pt2"), "-o", str(tmp_path / "lrn.yaml"), "--input", "3x16x16")
+    assert result.exit_code == 2 and "the program takes inputs of 3x8x8, not 3x16x16" in result.output
+
+
+def test_a_program_that_would_run_pickled_code_is_refused_before_it_runs(tmp_path):
+    """A .pt2 is a zip whose weights may be pickles (torch.export.load unpickles them in full);
+    netspec import reads tensors only. A weight here is a pickle that creates a file when loaded."""
+    import json
+    import pickle
+    import zipfile
+
+    from torch import nn
+
+    _export_program(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (3, 8, 8), tmp_path / "good.pt2")
+    marker = tmp_path / "pickle-ran"
+
+    class Opens:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    with zipfile.ZipFile(tmp_path / "good.pt2") as good, zipfile.ZipFile(tmp_path / "bad.pt2", "w") as bad:
+        items = {item.filename: (item, good.read(item)) for item in good.infolist()}
+        config_name = next(name for name in items if name.endswith("weights/model_weights_config.json"))
+        config = json.loads(items[config_name][1])
+        config["config"]["0.bias"]["use_pickle"] = True  # its bytes, a pickle torch.load would run
+        weight = f"weights/{config['config']['0.bias']['path_name']}"
+        for name, (item, data) in items.items():
+            bad.writestr(item, json.dumps(config).encode() if name == config_name else
+                         pickle.dumps(Opens()) if name.endswith(weight) else data)
+    result = run_import(str(tmp_path / "bad.pt2"), "-o", str(tmp_path / "bad.yaml"))
+    assert result.exit_code == 2, result.output
+    assert not marker.exists() and not (tmp_path / "bad.yaml").exists()
+    assert "only pickle can load" in result.output or "cannot read" in result.output
+    (tmp_path / "junk.pt2").write_bytes(b"junk")
+    result = run_import(str(tmp_path / "junk.pt2"), "-o", str(tmp_path / "junk.yaml"))
+    assert result.exit_code == 2 and "cannot read" in result.output and "as a torch.export program" in result.output

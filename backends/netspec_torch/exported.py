@@ -167,6 +167,44 @@ def _torch_call(target: Any, args: tuple, kwargs: dict) -> Call | None:
     return None
 
 
+def _shape(node: Any) -> tuple[int, ...]:
+    return tuple(getattr(node.meta.get("val"), "shape", ())) if isinstance(node, fx.Node) else ()
+
+
+def _channel_shuffles(graph: fx.Graph) -> dict[fx.Node, tuple[fx.Node, int, list[fx.Node]]]:
+    """torchvision's channel_shuffle as a program saves it: N×C×H×W viewed as N×g×(C/g)×H×W, the
+    two group axes swapped, and viewed back. The last view -> (the input, g, the nodes between)."""
+    found: dict[fx.Node, tuple[fx.Node, int, list[fx.Node]]] = {}
+    for node in graph.nodes:
+        if node.op != "call_function" or _name(node.target) not in ("view", "reshape"):
+            continue
+        inside, current = [node], node.args[0]
+        while isinstance(current, fx.Node) and _name(current.target) in ("contiguous", "clone"):
+            inside.append(current)
+            current = current.args[0]
+        swap = current
+        if not isinstance(swap, fx.Node) or _name(swap.target) != "transpose" or set(swap.args[1:3]) != {1, 2}:
+            continue
+        split = swap.args[0]
+        if not isinstance(split, fx.Node) or _name(split.target) not in ("view", "reshape"):
+            continue
+        source = split.args[0]
+        if not isinstance(source, fx.Node):
+            continue
+        before, grouped, after = _shape(source), _shape(split), _shape(node)
+        if len(before) == 4 and len(grouped) == 5 and after == before and \
+                grouped[1] * grouped[2] == before[1] and grouped[3:] == before[2:] and \
+                all(len(n.users) == 1 for n in [split, swap, *inside[1:]]):
+            found[node] = (source, int(grouped[1]), [split, swap, *inside[1:]])
+    return found
+
+
+def _library_function(name: str) -> Callable:
+    from netspec_torch.importer import library_functions
+
+    return next(f for f in library_functions() if f.__name__ == name)
+
+
 # --- catalogue modules, made again from the one operation each ran ------------------------------
 
 def _tensors(module: nn.Module, node: fx.Node, given: dict[str, Any]) -> dict[str, torch.Tensor | None]:
@@ -188,9 +226,9 @@ def _attribute(module: nn.Module, target: str) -> torch.Tensor:
 def _conv(given: dict[str, Any], tensors: dict) -> nn.Module:
     weight, bias = tensors["weight"], tensors.get("bias")
     groups = int(given["groups"])
-    padding = given["padding"] if isinstance(given["padding"], str) else list(given["padding"])
-    conv = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), list(given["stride"]),
-                     padding, list(given["dilation"]), groups, bias=bias is not None)
+    padding = given["padding"] if isinstance(given["padding"], str) else tuple(given["padding"])
+    conv = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), tuple(given["stride"]),
+                     padding, tuple(given["dilation"]), groups, bias=bias is not None)
     return _with(conv, weight=weight, bias=bias)
 
 
@@ -258,10 +296,11 @@ def _layernorm2d(given: dict[str, Any], tensors: dict) -> nn.Module:
 
 def _pool(kind: type[nn.Module]) -> Callable[[dict[str, Any], dict], nn.Module]:
     def build(given: dict[str, Any], tensors: dict) -> nn.Module:
-        settings = {"kernel_size": list(given["kernel_size"]), "stride": list(given["stride"]) or None,
-                    "padding": list(given["padding"]), "ceil_mode": given["ceil_mode"]}
+        settings: dict[str, Any] = {"kernel_size": tuple(given["kernel_size"]),
+                                    "stride": tuple(given["stride"]) or None, "padding": tuple(given["padding"]),
+                                    "ceil_mode": given["ceil_mode"]}
         if kind is nn.MaxPool2d:
-            return nn.MaxPool2d(**settings, dilation=list(given["dilation"]))
+            return nn.MaxPool2d(**settings, dilation=tuple(given["dilation"]))
         return nn.AvgPool2d(**settings, count_include_pad=given["count_include_pad"],
                             divisor_override=given["divisor_override"])
     return build
@@ -290,7 +329,7 @@ LEAF_MODULES: dict[str, Leaf] = {
     "Flatten": Leaf(("flatten",), lambda g, t: nn.Flatten(g["start_dim"], g["end_dim"])),
     "Permute": Leaf(("permute",), _permute),
     "MaxPool2d": Leaf(("max_pool2d",), _pool(nn.MaxPool2d)), "AvgPool2d": Leaf(("avg_pool2d",), _pool(nn.AvgPool2d)),
-    "AdaptiveAvgPool2d": Leaf(("adaptive_avg_pool2d",), lambda g, t: nn.AdaptiveAvgPool2d(list(g["output_size"]))),
+    "AdaptiveAvgPool2d": Leaf(("adaptive_avg_pool2d",), lambda g, t: nn.AdaptiveAvgPool2d(tuple(g["output_size"]))),
 }
 # what inference skips (its graph is empty): the module made again, and what the program lost
 SKIPPED_MODULES: dict[str, tuple[Callable[[], nn.Module], str]] = {
@@ -379,7 +418,15 @@ class Rebuild:
         values: dict[fx.Node, Any] = {}
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         joined = self._joined_input(graph, placeholders)
+        shuffles = _channel_shuffles(graph)
+        skipped = {n for _, _, inside in shuffles.values() for n in inside}
         for node in graph.nodes:
+            if node in skipped:
+                continue
+            if node in shuffles:
+                source, groups, _ = shuffles[node]
+                values[node] = rewritten.call_function(_library_function("channel_shuffle"), (values[source], groups))
+                continue
             if joined is not None and node.op == "placeholder":
                 if node is placeholders[0]:
                     values[joined] = rewritten.placeholder("input")
@@ -405,7 +452,8 @@ class Rebuild:
                 op, target, args, kwargs = call or (node.op, node.target, tuple(arguments), dict(keywords))
                 values[node] = rewritten.create_node(op, target, args, kwargs, name=node.name)
         if joined is not None:
-            self.joined[path] = [placeholders.index(p) for p in joined.args[0]]
+            parts: Any = joined.args[0]
+            self.joined[path] = [placeholders.index(p) for p in parts]
         chain = [n for n in rewritten.nodes if n.op not in ("placeholder", "output")]
         start = next(iter(rewritten.nodes))
         last = list(rewritten.nodes)[-1]
@@ -461,7 +509,8 @@ class Rebuild:
                                           "projection of q, k and v cannot be read back from the program",
                                           hint="import the Python callable that builds the model")
         query = attention[0].args[0]
-        shape = getattr(query.meta.get("val") if isinstance(query, fx.Node) else None, "shape", ())
+        shape: tuple[int, ...] = tuple(getattr(query.meta.get("val") if isinstance(query, fx.Node) else None,
+                                               "shape", ()))
         first = next(iter(placeholders[0].users))
         batch_first = _name(first.target) == "transpose" and sorted(first.args[1:3]) == [0, 1]
         embed = tensors["in_proj_weight"].shape[1]

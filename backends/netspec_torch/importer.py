@@ -25,12 +25,12 @@ from torch import nn
 from netspec.errors import ModelImportError
 from netspec.importing.structure import one_or_list
 from netspec.importing.tree import INPUT, Instance, Step
-from netspec_torch.exported import program_input
 from netspec.layers.activations import SHORTHAND_ACTIVATIONS
 from netspec.layers.base import LAYER_REGISTRY, REPETITION_NAME
+from netspec_torch.exported import program_input
 
 
-def _library_functions() -> tuple[Callable, ...]:
+def library_functions() -> tuple[Callable, ...]:
     """Functions of model libraries that are one catalogue layer, kept as calls when traced."""
     found = []
     try:
@@ -46,7 +46,7 @@ class _Shallow(fx.Tracer):
     """Traces one module's forward, its submodules as calls."""
 
     def __init__(self) -> None:
-        super().__init__(autowrap_functions=_library_functions())
+        super().__init__(autowrap_functions=library_functions())
 
     def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
         return True
@@ -654,7 +654,7 @@ class _Reader:
             layer = {"type": "avgpool2d" if pooling == "avg_pool2d" else "maxpool2d",
                      **{k: one_or_list(v) for k, v in given.items() if v is not None}}
             return layer, tensor_nodes[:1]
-        if getattr(target, "__name__", "") == "channel_shuffle" and target in _library_functions():
+        if getattr(target, "__name__", "") == "channel_shuffle" and target in library_functions():
             groups = kwargs.get("groups", args[1] if len(args) > 1 else None)
             if isinstance(groups, int):
                 return {"type": "channel_shuffle", "groups": groups}, tensor_nodes[:1]
