@@ -284,14 +284,17 @@ def test_an_onnx_export_of_a_torchvision_model_becomes_a_spec_whose_weights_repr
     result = run_import(str(tmp_path / "resnet18.onnx"), "-o", str(spec), "--weights", str(weights))
     assert result.exit_code == 0, result.output
     assert "verified:" in result.output
-    text = spec.read_text()
-    assert "repetitions are not recovered from ONNX" in text
-    layers = yaml.safe_load(text)["layers"]
-    # conv1 and bn1, folded by the exporter: named by the module its weights came from
-    assert layers[0] == {"name": "conv1", "type": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2,
-                         "padding": 3}
-    assert {"name": "layer1_0_conv1", "type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1} in layers
-    assert layers[-1] == {"name": "fc", "type": "linear", "out_features": 10}
+    document = yaml.safe_load(spec.read_text())
+    # the module tree the exporter notes on each node, put back: ResNet's block once, its stages repeats
+    assert list(document["modules"]) == ["downsample", "basic_block"] and document["class_name"] == "ResNet"
+    block = document["modules"]["basic_block"]["layers"]
+    # the batch norms, folded by the exporter into the convolutions: each a convolution with a bias
+    assert [layer["name"] for layer in block] == ["conv1", "relu", "conv2", "downsample", "add", "relu_1"]
+    assert block[0] == {"name": "conv1", "type": "conv2d", "out_channels": "${out_channels}", "kernel_size": 3,
+                        "stride": "${stride}", "padding": 1}
+    assert {"name": "layer2", "module": "basic_block", "repeat": 2, "params": {"out_channels": 128},
+            "first": {"stride": 2, "downsample": True}} in document["layers"]
+    assert document["layers"][-1] == {"name": "fc", "type": "linear", "out_features": 10}
     model = netspec.build(spec, weights=weights).eval()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32"))
     with torch.no_grad():
@@ -322,6 +325,11 @@ def test_an_onnx_node_read_as_the_wrong_layer_is_caught_by_the_round_trip(tmp_pa
     from netspec.importing import onnx_reader
 
     _export_onnx(torchvision.models.squeezenet1_1(num_classes=10), (3, 32, 32), tmp_path / "squeeze.onnx")
+    result = run_import(str(tmp_path / "squeeze.onnx"), "-o", str(tmp_path / "right.yaml"))
+    assert result.exit_code == 0, result.output
+    # the classifier's dropout, which the file leaves out, kept as an identity: its conv stays number 1
+    classifier = yaml.safe_load((tmp_path / "right.yaml").read_text())["modules"]["classifier"]["layers"]
+    assert [layer.get("type") for layer in classifier] == ["identity", "conv2d", "relu", "global_avgpool2d"]
     monkeypatch.setitem(onnx_reader.SIMPLE, "Relu", "relu6")
     result = run_import(str(tmp_path / "squeeze.onnx"), "-o", str(tmp_path / "s.yaml"))
     assert result.exit_code == 2 and "does not reproduce the file" in result.output
@@ -510,3 +518,33 @@ def test_a_program_that_would_run_pickled_code_is_refused_before_it_runs(tmp_pat
     (tmp_path / "junk.pt2").write_bytes(b"junk")
     result = run_import(str(tmp_path / "junk.pt2"), "-o", str(tmp_path / "junk.yaml"))
     assert result.exit_code == 2 and "cannot read" in result.output and "as a torch.export program" in result.output
+
+
+@pytest.mark.onnx
+def test_an_onnx_file_without_module_notes_is_read_as_a_flat_list_that_says_why(tmp_path):
+    """DenseNet's layers take the list of earlier outputs: from the notes, the concat moves to the
+    caller, as from the live model; without the notes (another exporter), every node is one layer
+    of a flat list, and the spec's header says why."""
+    import onnx
+
+    from netspec_torch.importer import probe_model
+
+    _export_onnx(probe_model(_tiny_densenet(), (3, 32, 32)), (3, 32, 32), tmp_path / "dense.onnx")
+    spec = tmp_path / "dense.yaml"
+    result = run_import(str(tmp_path / "dense.onnx"), "-o", str(spec))
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load(spec.read_text())
+    assert list(document["modules"]) == ["dense_layer", "dense_block", "transition", "features"]
+    assert document["modules"]["dense_layer"]["layers"][0] == {"name": "norm1", "type": "batchnorm2d"}
+    block = document["modules"]["dense_block"]["layers"]
+    assert block[1] == {"name": "concat", "type": "concat", "inputs": ["input", "denselayer1"]}
+    model = onnx.load(str(tmp_path / "dense.onnx"))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.save(model, tmp_path / "bare.onnx")
+    result = run_import(str(tmp_path / "bare.onnx"), "-o", str(tmp_path / "bare.yaml"))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "bare.yaml").read_text()
+    assert "a flat list: the module tree could not be recovered (the file does not note the modules its nodes " \
+           "came from)" in text
+    assert "modules" not in yaml.safe_load(text) and len(yaml.safe_load(text)["layers"]) == 36

@@ -1,12 +1,13 @@
-"""`netspec import` for ONNX files: the graph read node by node as a flat spec.
+"""`netspec import` for ONNX files: the graph read node by node, and put back into its modules.
 
 ONNX keeps operators, not modules: an exporter may fold a batch norm into the convolution before
-it, and the module tree is at best a note on each node (PyTorch's exporter records its module's
-path, ``pkg.torch.onnx.name_scopes``, which names the layers here: ``layer1_0_conv1``). Repetition
-is not recovered from it: the spec lists every layer, and the import says so. Each node becomes the
-catalogue layer it is, its initializers the layer's weights (PyTorch's layout, which ONNX shares);
-a node without a layer is refused with its name. The round trip runs the file with ONNX's own
-reference evaluator and the spec's PyTorch model on the same inputs.
+it, and the module tree is at best a note on each node. PyTorch's exporter notes each node's
+module path and classes (``pkg.torch.onnx.name_scopes``, ``class_hierarchy``), from which
+netspec.importing.scoped puts the tree back, so that repeated blocks are written once; a file
+without the notes, or whose notes do not make a tree, is written as a flat list whose header says
+why. Each node becomes the catalogue layer it is, its initializers the layer's weights (PyTorch's
+layout, which ONNX shares); a node without a layer is refused with its name. The round trip runs
+the file with ONNX's own reference evaluator and the spec's PyTorch model on the same inputs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from netspec.errors import ModelImportError
+from netspec.importing.scoped import NotATree, ScopedNode, ScopedTree
 from netspec.importing.structure import one_or_list, without_defaults
 from netspec.importing.verify import compare_outputs, probe_inputs
 from netspec.layers.base import name_problem
@@ -51,6 +53,17 @@ def _attributes(node: Any) -> dict[str, Any]:
     import onnx
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _modules(node: Any) -> list[tuple[str, str]]:
+    """The (path, class) of each module the node ran in, from the model down, as PyTorch's
+    exporter notes them (its last entries name the operation itself); [] where it does not."""
+    notes = {p.key: p.value for p in node.metadata_props}
+    scopes = re.findall(r"'([^']*)'", notes.get("pkg.torch.onnx.name_scopes", ""))
+    classes = re.findall(r"'([^']*)'", notes.get("pkg.torch.onnx.class_hierarchy", ""))
+    if len(scopes) < 2 or len(scopes) != len(classes):
+        return []
+    return list(zip(scopes[:-1], classes[:-1], strict=True))
 
 
 def _shape(value: Any) -> tuple[int | str, ...]:
@@ -88,45 +101,80 @@ class OnnxModelReader:
                                           f"{'x'.join(map(str, input_shape))}", hint="leave --input out")
         self.shapes = {v.name: _shape(v) for v in [*graph.value_info, *graph.input, *graph.output]}
         self.input_name = inputs[0].name
-        layers = self._layers(graph)
-        return {"input": list(self.shape), "layers": layers}, [
-            "each ONNX node a layer, named by the module that made it where the file says;",
-            "a flat list: the module tree and its repetitions are not recovered from ONNX yet."]
+        read = self._read_nodes(graph)
+        try:
+            body, how = self._tree(read)
+        except NotATree as why:
+            self.state = {}
+            body = {"layers": self._flat(read)}
+            how = ["each ONNX node a layer, named by the module that made it where the file says;",
+                   f"a flat list: the module tree could not be recovered ({why})."]
+        class_name = body.pop("class_name", None)
+        return {**({"class_name": class_name} if class_name else {}), "input": list(self.shape), **body}, how
 
     # --- nodes to layers ------------------------------------------------------------------------
 
-    def _layers(self, graph: Any) -> list[dict[str, Any]]:
-        self.names: dict[str, str] = {self.input_name: "input"}  # ONNX value -> the spec layer that makes it
-        taken: set[str] = set()
-        items: list[dict[str, Any]] = []
-        previous = "input"
+    def _read_nodes(self, graph: Any) -> list[tuple[Any, ScopedNode]]:
+        """Each node that computes something, as its catalogue layer, with the modules it notes."""
+        alias: dict[str, str] = {}  # a value a passed-on node (Identity, Dropout) gives -> the value it takes
+        read = []
         for node in graph.node:
             if node.op_type == "Constant":
                 continue
-            values = [v for v in node.input if v and v not in self.constants]
+            values = [alias.get(v, v) for v in node.input if v and v not in self.constants]
             if node.op_type in PASSED_ON:
-                self.names[node.output[0]] = self._source(node, values[0])
+                alias[node.output[0]] = values[0]
                 continue
             layer, weights = self._layer(node, values)
+            weight = node.input[1] if len(node.input) > 1 and node.input[1] in self.constants else ""
+            read.append((node, ScopedNode(_modules(node), layer, weights, values, node.output[0],
+                                          weight.removesuffix(".weight") if weight.endswith(".weight") else None)))
+        self.output_name = alias.get(graph.output[0].name, graph.output[0].name)
+        return read
+
+    def _tree(self, read: list[tuple[Any, ScopedNode]]) -> tuple[dict[str, Any], list[str]]:
+        """The spec's modules and layers from the module paths the nodes note (ScopedTree); raises
+        NotATree where they do not make one."""
+        from netspec.importing.structure import SpecBuilder
+
+        tree, state = ScopedTree([n for _, n in read], self.input_name, self.output_name).build()
+        try:
+            modules, layers = SpecBuilder(tree).build()
+        except ModelImportError as error:
+            raise NotATree(str(error).splitlines()[0].removeprefix("error: ")) from None
+        self.state = state
+        return {"class_name": tree.kind, **({"modules": modules} if modules else {}), "layers": layers}, [
+            "each module class a module definition, from the module paths the exporter noted on the nodes;",
+            "layers named as the original's state dict (a batch norm the exporter folded into a convolution",
+            "is that convolution's bias)."]
+
+    def _flat(self, read: list[tuple[Any, ScopedNode]]) -> list[dict[str, Any]]:
+        """Every node a layer of one list, named by its weights' module or the module it notes."""
+        names: dict[str, str] = {self.input_name: "input"}  # ONNX value -> the spec layer that makes it
+        taken: set[str] = set()
+        items: list[dict[str, Any]] = []
+        previous = "input"
+        for node, scoped in read:
             name = self._name(node, taken)
-            sources = [self._source(node, v) for v in values]
+            sources = [self._source(node, v, names) for v in scoped.inputs]
+            layer = scoped.layer
             item = {"name": name, "type": layer["type"], **without_defaults(layer["type"], layer)}
             if sources != [previous]:
                 item["inputs"] = sources[0] if len(sources) == 1 else sources
             items.append(item)
-            for key, value in weights.items():
+            for key, value in scoped.weights.items():
                 self.state[f"{name}.{key}"] = value
-            self.names[node.output[0]] = previous = name
-        output = graph.output[0].name
-        if self.names.get(output) != previous:
+            names[scoped.output] = previous = name
+        if names.get(self.output_name) != previous:
             raise ModelImportError.single("the graph's output is not its last node; netspec import reads a graph "
                                           "whose nodes end at its output")
         return items
 
-    def _source(self, node: Any, value: str) -> str:
-        if value not in self.names:
+    @staticmethod
+    def _source(node: Any, value: str, names: dict[str, str]) -> str:
+        if value not in names:
             raise ModelImportError.single(f"{node.name}: its input {value} is not made by a node netspec import read")
-        return self.names[value]
+        return names[value]
 
     def _name(self, node: Any, taken: set[str]) -> str:
         """The module its weights came from (``layer1.0.conv1.weight``: ``layer1_0_conv1``), else the
@@ -174,7 +222,8 @@ class OnnxModelReader:
             if scale is None or shift is None or mean is None or var is None:
                 raise ModelImportError.single(f"{where}: a batch norm whose statistics are not in the file has no "
                                               "netspec layer")
-            return {"type": "batchnorm2d", "eps": float(attributes.get("epsilon", 1e-5)),
+            # the shortest decimal that is the same float32 (ONNX keeps 1e-5 as 9.999999747378752e-06)
+            return {"type": "batchnorm2d", "eps": float(str(np.float32(attributes.get("epsilon", 1e-5)))),
                     "momentum": round(1 - float(attributes.get("momentum", 0.9)), 7)}, {
                 "weight": scale, "bias": shift, "running_mean": mean, "running_var": var,
                 "num_batches_tracked": np.zeros((), dtype=np.int64)}
