@@ -186,7 +186,8 @@ def export(
 def import_(
     target: Annotated[str, typer.Argument(help="A Python callable that returns a PyTorch nn.Module or a Keras "
                                                "model (torchvision.models.resnet50, keras.applications.ResNet50, "
-                                               "package.module:function), or a .keras or .onnx file.",
+                                               "package.module:function), or a saved .pt2 (torch.export), "
+                                               ".keras or .onnx file.",
                                           show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="SPEC.yaml", help="The spec to write.")],
     args: Annotated[list[str] | None, typer.Option("--arg", metavar="NAME=VALUE",
@@ -194,7 +195,8 @@ def import_(
                                                         "Repeatable.")] = None,
     input_: Annotated[str | None, typer.Option("--input", metavar="CxHxW",
                                                help="The input a PyTorch model takes (default: what it says, "
-                                                    "else 3x224x224; Keras and ONNX models say theirs).")] = None,
+                                                    "else 3x224x224; saved programs, Keras and ONNX models "
+                                                    "say theirs).")] = None,
     weights: Annotated[Path | None, typer.Option(metavar="FILE.safetensors",
                                                  help="Also write the model's weights here, as the spec's "
                                                       "PyTorch state dict.")] = None,
@@ -202,9 +204,10 @@ def import_(
                                          "weights strictly and compare outputs before writing (default).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
 ) -> None:
-    """Read an existing model as a spec. PyTorch: each module class one module definition, what
-    differs between its uses params, repeated blocks `repeat`, the original's state-dict names.
-    Keras: each layer of a functional model, named as in it. ONNX: each node, as a flat list.
+    """Read an existing model as a spec. PyTorch (a live model or a saved .pt2 program): each module
+    class one module definition, what differs between its uses params, repeated blocks `repeat`,
+    the original's state-dict names. ONNX: the same, from the module paths PyTorch's exporter notes
+    on the nodes (else a flat list). Keras: each layer of a functional model, named as in it.
 
     The spec is written only after a round trip: checked, built, the original's weights loaded
     strictly, and the same outputs on the same inputs (a Keras model's spec in both frameworks).

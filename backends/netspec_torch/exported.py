@@ -334,8 +334,8 @@ LEAF_MODULES: dict[str, Leaf] = {
 # what inference skips (its graph is empty): the module made again, and what the program lost
 SKIPPED_MODULES: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "Identity": (nn.Identity, ""),
-    "StochasticDepth": (lambda: _stochastic_depth(), "stochastic depth rate"),
-    "DropPath": (lambda: _stochastic_depth(), "stochastic depth rate"),
+    "StochasticDepth": (lambda: _stochastic_depth(), "a stochastic depth's rate, written as 0"),
+    "DropPath": (lambda: _stochastic_depth(), "a stochastic depth's rate, written as 0"),
 }
 
 
@@ -358,10 +358,16 @@ class Rebuild:
                 self.classes.setdefault(path, kind if isinstance(kind, str) else
                                         f"{kind.__module__}.{kind.__qualname__}")
         self.lost: dict[str, list[str]] = {}  # what the program does not record -> where
+        self.modules = {entry.fqn for entry in program.module_call_graph}  # the model's modules
         self.joined: dict[str, list[int]] = {}  # modules that concatenate their inputs first: the order
 
     def model(self) -> nn.Module:
-        unflattened = torch.export.unflatten(self.program)
+        try:
+            unflattened = torch.export.unflatten(self.program)
+        except Exception as error:  # a program whose module calls torch.export cannot separate
+            raise ModelImportError.single(f"the program's module tree cannot be recovered ({type(error).__name__}: "
+                                          f"{str(error).strip()[:200]})",
+                                          hint="import the Python callable that builds the model") from None
         return self._module(unflattened, "")
 
     def _kind(self, path: str) -> tuple[str, str]:
@@ -379,6 +385,10 @@ class Rebuild:
         if graph is None or not len(graph.nodes):  # never called itself (a ModuleList, a layer's parameters)
             children = {name: self._module(child, f"{path}.{name}" if path else name)
                         for name, child in module.named_children()}
+            if not children and not _own_tensors(module) and path in self.modules:
+                # a module without an operation in the program: unused, or a stochastic depth in inference
+                self.lost.setdefault("modules that compute nothing in it, left out (a stochastic depth, in "
+                                     "inference)", []).append(path)
             if children and all(name.isdigit() for name in children) and not _own_tensors(module):
                 return nn.ModuleList(children.values())
             return _holder(module, children)
@@ -518,7 +528,7 @@ class Rebuild:
             raise ModelImportError.single(f"{where}: its attention's heads are not in the program")
         attention_module = nn.MultiheadAttention(embed, int(shape[1]), bias="in_proj_bias" in tensors,
                                                  batch_first=batch_first)
-        self.lost.setdefault("attention dropout", []).append(where)
+        self.lost.setdefault("an attention's dropout, written as 0", []).append(where)
         with torch.no_grad():
             for name, tensor in tensors.items():
                 attention_module.get_parameter(name).copy_(tensor)

@@ -914,8 +914,8 @@ class TorchModelReader:
                                               f"{'x'.join(map(str, input_shape))}", hint="leave --input out")
             self.rebuilt, lost = rebuild(model)
             model, input_shape = self.rebuilt, tuple(shape)
-            how += [f"a saved program records inference only: its {what} is not in it ({', '.join(where[:3])}"
-                    f"{', ...' if len(where) > 3 else ''}), written as 0." for what, where in lost.items()]
+            how += [f"not in the program, which records inference only: {what} ({', '.join(where[:3])}"
+                    f"{f' and {len(where) - 3} more' if len(where) > 3 else ''})." for what, where in lost.items()]
         # an image classifier's usual input where the model does not say (a ViT keeps its image size)
         self.shape = input_shape or example_shape(model) or DEFAULT_INPUT
         tree = TorchImporter(model, torch.randn(batch, *self.shape), given=input_shape is not None).tree()
