@@ -463,6 +463,36 @@ def test_a_saved_program_becomes_the_spec_its_python_model_does(tmp_path, build,
         assert not torch.allclose(model(torch.from_numpy(rows[0])), model(torch.from_numpy(rows[1])), atol=1e-3)
 
 
+def test_a_saved_swin_reads_back_its_window_attention_and_patch_merging(tmp_path):
+    """Swin's attention is saved as some forty operations and its patch merging as strided slices:
+    the attention is made again from its tensors (heads and window from the bias table, the shift
+    from the roll), the merging recognized; its stochastic depth, which inference skips, is named."""
+    import torchvision
+
+    from netspec_torch.importer import probe_model
+
+    swin = torchvision.models.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4],
+                                              window_size=[4, 4], num_classes=10)
+    _export_program(probe_model(swin, (3, 64, 64)), (3, 64, 64), tmp_path / "swin.pt2")
+    spec = tmp_path / "swin.yaml"
+    result = run_import(str(tmp_path / "swin.pt2"), "-o", str(spec))
+    assert result.exit_code == 0, result.output
+    text = spec.read_text()
+    block = yaml.safe_load(text)["modules"]["swin_transformer_block"]
+    attention = next(layer for layer in block["layers"] if layer["name"] == "attn")
+    assert attention == {"name": "attn", "type": "window_attention", "num_heads": "${num_heads}", "window_size": 4,
+                         "shift": "${shift}"}
+    features = yaml.safe_load(text)["modules"]["features"]["layers"]
+    assert features[1:] == [
+        {"module": "swin_transformer_block", "repeat": 2, "params": {"shift": 2}, "first": {"shift": 0}},
+        {"module": "patch_merging"},
+        {"module": "swin_transformer_block", "repeat": 2, "params": {"num_heads": 4, "shift": 2},
+         "first": {"shift": 0}}]
+    assert yaml.safe_load(text)["modules"]["patch_merging"]["layers"][0] == {"name": "patch_merge",
+                                                                            "type": "patch_merge"}
+    assert "(a stochastic depth, in inference) (features.1.0.stochastic_depth" in text.split("\nname: ")[0]
+
+
 def test_a_program_read_back_wrong_is_caught_by_the_round_trip_against_the_program(tmp_path, monkeypatch):
     import torchvision
     from torch import nn

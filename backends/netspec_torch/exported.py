@@ -171,10 +171,15 @@ def _shape(node: Any) -> tuple[int, ...]:
     return tuple(getattr(node.meta.get("val"), "shape", ())) if isinstance(node, fx.Node) else ()
 
 
-def _channel_shuffles(graph: fx.Graph) -> dict[fx.Node, tuple[fx.Node, int, list[fx.Node]]]:
+# a library function found in a program's operations: its last node -> (the function, its
+# arguments, the nodes before the last that it replaces)
+Found = dict[fx.Node, tuple[Callable, tuple, list[fx.Node]]]
+
+
+def _channel_shuffles(graph: fx.Graph) -> Found:
     """torchvision's channel_shuffle as a program saves it: N×C×H×W viewed as N×g×(C/g)×H×W, the
-    two group axes swapped, and viewed back. The last view -> (the input, g, the nodes between)."""
-    found: dict[fx.Node, tuple[fx.Node, int, list[fx.Node]]] = {}
+    two group axes swapped, and viewed back."""
+    found: Found = {}
     for node in graph.nodes:
         if node.op != "call_function" or _name(node.target) not in ("view", "reshape"):
             continue
@@ -195,7 +200,42 @@ def _channel_shuffles(graph: fx.Graph) -> dict[fx.Node, tuple[fx.Node, int, list
         if len(before) == 4 and len(grouped) == 5 and after == before and \
                 grouped[1] * grouped[2] == before[1] and grouped[3:] == before[2:] and \
                 all(len(n.users) == 1 for n in [split, swap, *inside[1:]]):
-            found[node] = (source, int(grouped[1]), [split, swap, *inside[1:]])
+            found[node] = (_library_function("channel_shuffle"), (source, int(grouped[1])),
+                           [split, swap, *inside[1:]])
+    return found
+
+
+def _patch_merges(graph: fx.Graph) -> Found:
+    """torchvision's Swin patch merging (``_patch_merging_pad``) as a program saves it: an N×H×W×C
+    image padded to even sides, its four pixels of each 2×2 block taken with strided slices and
+    put side by side along the features."""
+    found: Found = {}
+    corners = [(0, 0), (1, 0), (0, 1), (1, 1)]  # (row, column) of each part, in torchvision's order
+    for node in graph.nodes:
+        if node.op != "call_function" or _name(node.target) != "cat" or len(node.args[0]) != 4 or \
+                node.args[1] not in (-1, 3):
+            continue
+        inside: list[fx.Node] = []
+        sources: set[Any] = set()
+        parts: Any = node.args[0]
+        for part, (row, column) in zip(parts, corners, strict=True):
+            if not isinstance(part, fx.Node) or _name(part.target) != "slice":
+                break
+            rows = part.args[0]
+            if not isinstance(rows, fx.Node) or _name(rows.target) != "slice" or \
+                    tuple(part.args[1:]) != (2, column, 2**63 - 1, 2) or tuple(rows.args[1:]) != (1, row, 2**63 - 1, 2):
+                break
+            inside += [part, rows]
+            sources.add(rows.args[0])
+        else:
+            padded = sources.pop() if len(sources) == 1 else None
+            if isinstance(padded, fx.Node) and _name(padded.target) == "pad":
+                image = _shape(padded.args[0])
+                amounts: Any = padded.args[1]
+                if len(image) == 4 and list(amounts) == [0, 0, 0, image[2] % 2, 0, image[1] % 2]:
+                    from torchvision.models.swin_transformer import _patch_merging_pad
+
+                    found[node] = (_patch_merging_pad, (padded.args[0],), [padded, *inside])
     return found
 
 
@@ -401,6 +441,8 @@ class Rebuild:
             return build()
         if from_catalogue and kind == "MultiheadAttention":
             return self._attention(module, graph, where)
+        if from_catalogue and kind == "ShiftedWindowAttention":
+            return self._window_attention(module, graph, where)
         if from_catalogue and kind in MODULE_LAYERS:  # a catalogue layer: made again from its call
             leaf = LEAF_MODULES.get(kind)
             saved = tuple(_name(n.target) or str(n.target) for n in operations)
@@ -424,18 +466,21 @@ class Rebuild:
                       path: str) -> nn.Module:
         """A module that keeps its graph, each operation the torch call it came from."""
         holder = _holder(module, children)
+        for node in graph.nodes:  # constants the program lifted out of the code (lifted_tensor_0)
+            if node.op == "get_attr" and "." not in str(node.target) and not hasattr(holder, str(node.target)):
+                setattr(holder, str(node.target), getattr(module, str(node.target)))
         rewritten = fx.Graph()
         values: dict[fx.Node, Any] = {}
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         joined = self._joined_input(graph, placeholders)
-        shuffles = _channel_shuffles(graph)
-        skipped = {n for _, _, inside in shuffles.values() for n in inside}
+        functions = {**_channel_shuffles(graph), **_patch_merges(graph)}
+        skipped = {n for _, _, inside in functions.values() for n in inside}
         for node in graph.nodes:
             if node in skipped:
                 continue
-            if node in shuffles:
-                source, groups, _ = shuffles[node]
-                values[node] = rewritten.call_function(_library_function("channel_shuffle"), (values[source], groups))
+            if node in functions:
+                function, function_args, _ = functions[node]
+                values[node] = rewritten.call_function(function, fx.node.map_arg(function_args, lambda n: values[n]))
                 continue
             if joined is not None and node.op == "placeholder":
                 if node is placeholders[0]:
@@ -533,6 +578,38 @@ class Rebuild:
             for name, tensor in tensors.items():
                 attention_module.get_parameter(name).copy_(tensor)
         return attention_module
+
+    def _window_attention(self, module: nn.Module, graph: fx.Graph, where: str) -> nn.Module:
+        """torchvision's ShiftedWindowAttention (Swin) from its tensors: the heads and the window
+        from its bias table, the shift from the roll its graph starts with (none where the window
+        covers the image, which torchvision then does not shift)."""
+        from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+        tensors = dict(module.named_parameters())
+        expected = {"qkv.weight", "proj.weight", "relative_position_bias_table"}
+        if not expected <= set(tensors) or set(tensors) - expected - {"qkv.bias", "proj.bias"}:
+            raise ModelImportError.single(f"{where}: its ShiftedWindowAttention holds other tensors than "
+                                          "torchvision's; it cannot be read back from the program")
+        table = tensors["relative_position_bias_table"]
+        window = _window_size(table, where)
+        rolls = [n for n in graph.nodes if n.op == "call_function" and _name(n.target) == "roll"]
+        shift = [-int(s) for s in rolls[0].args[1]] if rolls else [0, 0]
+        attention = ShiftedWindowAttention(tensors["qkv.weight"].shape[1], [window, window], shift, table.shape[1],
+                                           qkv_bias="qkv.bias" in tensors, proj_bias="proj.bias" in tensors)
+        self.lost.setdefault("an attention's dropout, written as 0", []).append(where)
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                attention.get_parameter(name).copy_(tensor)
+        return attention
+
+
+def _window_size(table: torch.Tensor, where: str) -> int:
+    """The window's side from its relative position bias table, (2w - 1)² rows."""
+    side = round(table.shape[0] ** 0.5)
+    if side * side != table.shape[0] or side % 2 == 0:
+        raise ModelImportError.single(f"{where}: a window attention over a window that is not square cannot be read "
+                                      "back from a program", hint="import the Python callable that builds the model")
+    return (side + 1) // 2
 
 
 def _own_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:

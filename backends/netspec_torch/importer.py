@@ -35,8 +35,9 @@ def library_functions() -> tuple[Callable, ...]:
     found = []
     try:
         from torchvision.models.shufflenetv2 import channel_shuffle
+        from torchvision.models.swin_transformer import _patch_merging_pad
 
-        found.append(channel_shuffle)
+        found += [channel_shuffle, _patch_merging_pad]
     except ImportError:
         pass
     return tuple(found)
