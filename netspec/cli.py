@@ -237,7 +237,7 @@ def import_(
     console.print(f"wrote {shown(imported.spec)} ({imported.layers} layers, "
                   f"{len(imported.text.splitlines())} lines)")
     if imported.weights is not None:
-        console.print(f"wrote {shown(imported.weights)} (the original's state dict)")
+        console.print(f"wrote {shown(imported.weights)} (the spec's state dict, the original's weights)")
 
 
 @app.command()

@@ -68,6 +68,35 @@ class WithUnusedHead(nn.Module):
         return self.conv(x)
 
 
+class PoolsWhenLarge(nn.Module):
+    """Control flow on a shape (timm's pre-logits pool only an image larger than their kernel):
+    torch.fx cannot trace it, torch.export takes the branch the input takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > 4:
+            x = nn.functional.max_pool2d(x, 2)
+        return torch.relu(self.conv(x))
+
+
+class ShapeBranching(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = PoolsWhenLarge()
+        self.head = nn.Linear(6 * 2 * 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.stem(x)), 1))
+
+
+def shape_branching() -> ShapeBranching:
+    return ShapeBranching()
+
+
 def small(num_classes: int = 5) -> Small:
     return Small(num_classes)
 

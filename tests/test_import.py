@@ -427,7 +427,8 @@ def _tiny_densenet():
                                                "(encoder.layers.encoder_layer_0.self_attention, "),
     (_tiny_densenet, "tests.test_import:_tiny_densenet", None),
     (lambda: __import__("torchvision").models.shufflenet_v2_x0_5(num_classes=10),
-     "torchvision.models.shufflenet_v2_x0_5", None),
+     "torchvision.models.shufflenet_v2_x0_5", "modules that ran no operation (an identity, a stochastic depth in "
+                                              "inference), left out (stage2.1.branch1, "),
 ], ids=["resnet18", "vit", "densenet", "shufflenet"])
 def test_a_saved_program_becomes_the_spec_its_python_model_does(tmp_path, build, callable_target, note):
     """The module tree a .pt2 keeps gives the same spec as the live model (its blocks, repeats,
@@ -490,7 +491,36 @@ def test_a_saved_swin_reads_back_its_window_attention_and_patch_merging(tmp_path
          "first": {"shift": 0}}]
     assert yaml.safe_load(text)["modules"]["patch_merging"]["layers"][0] == {"name": "patch_merge",
                                                                             "type": "patch_merge"}
-    assert "(a stochastic depth, in inference) (features.1.0.stochastic_depth" in text.split("\nname: ")[0]
+    assert "a stochastic depth in inference), left out (features.1.0.stochastic_depth" in text.split("\nname: ")[0]
+
+
+def test_a_module_fx_cannot_trace_for_a_shape_is_read_from_torch_export(tmp_path):
+    spec = tmp_path / "branching.yaml"
+    result = run_import("tests.import_models:shape_branching", "-o", str(spec), "--input", "3x8x8")
+    assert result.exit_code == 0, result.output
+    text = spec.read_text()
+    assert "# read with torch.export where torch.fx cannot trace: pool." in text
+    assert yaml.safe_load(text)["modules"]["pools_when_large"]["layers"] == [
+        {"name": "maxpool2d", "type": "maxpool2d", "kernel_size": 2},
+        {"name": "conv", "type": "conv2d", "out_channels": 6, "kernel_size": 3}, {"name": "relu", "type": "relu"}]
+
+
+def test_a_program_in_training_mode_is_refused_and_a_varying_batch_is_read(tmp_path):
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "train.pt2"))
+    result = run_import(str(tmp_path / "train.pt2"), "-o", str(tmp_path / "train.yaml"))
+    assert result.exit_code == 2 and "was exported from a model in training mode" in result.output
+    assert "model.eval()" in result.output and not (tmp_path / "train.yaml").exists()
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model.eval(), (x,), dynamic_shapes={"x": {0: batch}}),
+                      str(tmp_path / "any_batch.pt2"))
+    result = run_import(str(tmp_path / "any_batch.pt2"), "-o", str(tmp_path / "any.yaml"))
+    assert result.exit_code == 0 and "verified:" in result.output, result.output
+    assert yaml.safe_load((tmp_path / "any.yaml").read_text())["input"] == [3, 32, 32]
 
 
 def test_a_program_read_back_wrong_is_caught_by_the_round_trip_against_the_program(tmp_path, monkeypatch):
@@ -581,3 +611,18 @@ def test_an_onnx_file_without_module_notes_is_read_as_a_flat_list_that_says_why(
     assert "a flat list: the module tree could not be recovered (the file does not note the modules its nodes " \
            "came from)" in text
     assert "modules" not in yaml.safe_load(text) and len(yaml.safe_load(text)["layers"]) == 36
+
+
+@pytest.mark.onnx
+def test_an_onnx_file_of_the_torchscript_exporter_is_read_as_a_flat_list(tmp_path):
+    """PyTorch's older exporter (dynamo=False) names initializers again through Identity nodes and
+    notes no modules: a flat list, verified."""
+    import torch
+    import torchvision
+
+    with torch.no_grad():
+        torch.onnx.export(torchvision.models.squeezenet1_1(num_classes=10).eval(), (torch.randn(1, 3, 32, 32),),
+                          str(tmp_path / "old.onnx"), dynamo=False)
+    result = run_import(str(tmp_path / "old.onnx"), "-o", str(tmp_path / "old.yaml"))
+    assert result.exit_code == 0 and "verified:" in result.output, result.output
+    assert "a flat list: the module tree could not be recovered" in (tmp_path / "old.yaml").read_text()

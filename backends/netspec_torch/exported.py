@@ -56,6 +56,9 @@ def load_program(path: Path) -> Any:
     class NoPickle:
         loads = staticmethod(refuse)
 
+    import logging
+
+    logging.disable(logging.WARNING)  # torch logs a failed read with its traceback; the message below says it
     try:
         with mock.patch("torch.load", tensors_only), mock.patch.object(torch._C, "_pickle_load_obj", refuse), \
                 mock.patch.object(_package, "pickle", NoPickle):
@@ -65,27 +68,48 @@ def load_program(path: Path) -> Any:
     except pickle.UnpicklingError:
         raise refuse() from None
     except Exception as error:  # not a zip archive, a program of another torch version
-        raise ModelImportError.single(f"cannot read {path} as a torch.export program: {type(error).__name__}: "
-                                      f"{str(error).strip()[:300]}",
-                                      hint="save it with torch.export.save(torch.export.export(model, (x,)), "
-                                           "'model.pt2')") from None
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise ModelImportError.single(f"cannot read {path} as a torch.export program ({type(error).__name__}: "
+                                      f"{first})", hint=SAVE_HINT) from None
+    finally:
+        logging.disable(logging.NOTSET)
+    _refuse_training(program, path)
     return program
 
 
-def program_input(program: Any) -> tuple[int, ...]:
-    """The shape of the one input the program takes (its batch included)."""
+SAVE_HINT = "save it with torch.export.save(torch.export.export(model.eval(), (x,)), 'model.pt2')"
+
+
+def _refuse_training(program: Any, path: Path) -> None:
+    """A program exported in training mode computes batch statistics and drops out: not the
+    inference the spec's model is compared in."""
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _name(node.target)
+        given = _arguments(node.target, tuple(node.args), dict(node.kwargs)) if name in ("batch_norm", "dropout") \
+            else {}
+        if name == "_native_batch_norm_legit" or given.get("training") or given.get("train"):
+            raise ModelImportError.single(f"{path} was exported from a model in training mode ({name} of "
+                                          "training); netspec import reads a model's inference", hint=SAVE_HINT)
+
+
+def program_input(program: Any) -> tuple[int | None, tuple[int, ...]]:
+    """The batch size the program was exported for (None where it takes any) and the shape of
+    one example of its one input."""
     names = program.graph_signature.user_inputs
     outputs = program.graph_signature.user_outputs
     if len(names) != 1 or len(outputs) != 1:
-        raise ModelImportError.single(f"the program takes {len(names)} inputs and returns {len(outputs)} outputs; a "
-                                      "spec has one of each")
+        counts = [f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in ((len(names), "input"), (len(outputs), "output"))]
+        raise ModelImportError.single(f"the program takes {counts[0]} and returns {counts[1]}; a spec has one of each")
     node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == names[0])
-    value = node.meta.get("val")
-    shape = tuple(getattr(value, "shape", ()))
-    if len(shape) < 2 or not all(isinstance(d, int) for d in shape):
-        raise ModelImportError.single(f"the program's input has the shape {shape}; netspec import reads a program "
-                                      "exported with a fixed input shape")
-    return tuple(int(d) for d in shape)
+    shape = tuple(getattr(node.meta.get("val"), "shape", ()))
+    if len(shape) < 2 or not all(isinstance(d, int) for d in shape[1:]):
+        shown = "x".join(str(d) if isinstance(d, int) else "?" for d in shape[1:])
+        raise ModelImportError.single(f"the program's input is {shown or 'not an image'} (? a size it was exported "
+                                      "to vary); netspec import reads a program whose examples have one shape "
+                                      "(its batch may vary)", hint="export it without dynamic_shapes for those axes")
+    return (int(shape[0]) if isinstance(shape[0], int) else None), tuple(int(d) for d in shape[1:])
 
 
 # --- ATen operations back to the torch functions the importer reads -----------------------------
@@ -427,8 +451,8 @@ class Rebuild:
                         for name, child in module.named_children()}
             if not children and not _own_tensors(module) and path in self.modules:
                 # a module without an operation in the program: unused, or a stochastic depth in inference
-                self.lost.setdefault("modules that compute nothing in it, left out (a stochastic depth, in "
-                                     "inference)", []).append(path)
+                self.lost.setdefault("modules that ran no operation (an identity, a stochastic depth in "
+                                     "inference), left out", []).append(path)
             if children and all(name.isdigit() for name in children) and not _own_tensors(module):
                 return nn.ModuleList(children.values())
             return _holder(module, children)

@@ -253,6 +253,14 @@ ACTIVATION_FUNCTIONS: dict[Any, str] = {
 ACTIVATION_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 
 
+class _NotTraced(Exception):
+    """torch.fx could not trace a module's forward (``error`` says why, for the user)."""
+
+    def __init__(self, error: ModelImportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Reader:
     """Reads one module instance's traced forward into steps."""
 
@@ -261,16 +269,17 @@ class _Reader:
         try:
             self.graph = _Shallow().trace(module)
         except Exception as error:  # fx: control flow on a traced value, an unsupported call
-            raise _refuse(path, f"its forward cannot be traced ({type(error).__name__}: {error})",
-                          hint="netspec import reads forward() as a graph: control flow that depends on the "
-                               "data has no spec") from None
+            raise _NotTraced(_refuse(path, f"its forward cannot be traced ({type(error).__name__}: {error})",
+                                     hint="netspec import reads forward() as a graph: control flow that depends "
+                                          "on the data has no spec")) from None
         try:
             self.values = self._run(example)
         except Exception as error:  # the graph traced with an optional argument left out (mask=None)
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise _refuse(path, f"its forward, as traced, does not run on its input ({type(error).__name__}: "
-                                f"{first})", hint="netspec import reads forward() as a graph: what it does with "
-                                                   "optional arguments or Python values has no spec") from None
+            raise _NotTraced(_refuse(path, f"its forward, as traced, does not run on its input "
+                                           f"({type(error).__name__}: {first})",
+                                     hint="netspec import reads forward() as a graph: what it does with optional "
+                                          "arguments or Python values has no spec")) from None
         self.names: dict[fx.Node, str] = {}
         self.held: dict[fx.Node, str] = {}  # tensors the module holds itself (ConvNeXt's layer_scale)
         self.step_names: dict[fx.Node, str] = {}
@@ -720,6 +729,9 @@ class TorchImporter:
         self.model = model.eval()
         self.inputs: dict[int, tuple] = {}
         self.layers: set[int] = set()  # the modules read as catalogue layers
+        self.rebuilt: set[int] = set()  # modules made again from torch.export (_exported_instance)
+        self.exported: set[str] = set()  # the paths read that way (their weights, checked by the round trip)
+        self.lost: dict[str, list[str]] = {}  # what torch.export did not record -> where
         hooks = [m.register_forward_pre_hook(self._record_input, with_kwargs=True) for m in model.modules()]
         try:
             with torch.no_grad():
@@ -754,7 +766,42 @@ class TorchImporter:
         if sequential and names != [str(i) for i in range(len(names))]:
             # nn.Sequential(OrderedDict(...)): its children keep their names, in a chain
             sequential, kind = False, kind if kind != "Sequential" else "NamedSequential"
-        return _Reader(module, path, self.inputs[id(module)], self).read(kind, sequential)
+        try:
+            reader = _Reader(module, path, self.inputs[id(module)], self)
+        except _NotTraced as failure:
+            if id(module) in self.rebuilt:
+                raise failure.error from None
+            return self._exported_instance(module, path, failure.error)
+        return reader.read(kind, sequential)
+
+    def _exported_instance(self, module: nn.Module, path: str, error: ModelImportError) -> Instance:
+        """A module torch.fx cannot trace (its forward branches on a shape: timm's pre-logits pool
+        only an image larger than its kernel) read from torch.export instead, which runs the
+        branches on the input the module really gets, then rebuilt and read as a saved program is
+        (netspec_torch.exported). Refused with fx's reason where torch.export cannot read it either."""
+        from netspec_torch.exported import Rebuild
+
+        example = self.inputs[id(module)]
+        try:
+            program = torch.export.export(module, example, strict=False)
+            rebuilding = Rebuild(program)
+            rebuilt = rebuilding.model()
+        except ModelImportError:
+            raise error from None
+        except Exception:  # data-dependent control flow, an operation torch.export cannot trace
+            raise error from None
+        for what, where in rebuilding.lost.items():
+            self.lost.setdefault(what, []).extend(f"{path}.{w}" if path else w for w in where)
+        self.rebuilt.update(id(m) for m in rebuilt.modules())
+        hooks = [m.register_forward_pre_hook(self._record_input, with_kwargs=True) for m in rebuilt.modules()]
+        try:
+            with torch.no_grad():
+                rebuilt(*example)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.exported.add(path)
+        return self.instance(rebuilt, path)
 
     def tree(self) -> Instance:
         root = self.instance(self.model, "")
@@ -766,6 +813,9 @@ class TorchImporter:
         which only training uses): its tensors would be in the state dict and not in the spec."""
         unused: list[str] = []
         inside_layers = [name for name, module in self.model.named_modules() if id(module) in self.layers]
+        if "" in self.exported:
+            return  # the whole model read from torch.export: the round trip's strict load checks its weights
+        inside_layers += list(self.exported)
         for name, module in self.model.named_modules():
             if any(name.startswith(f"{u}.") for u in unused + inside_layers):
                 continue  # inside one already named, or a layer's own (nn.MultiheadAttention's out_proj)
@@ -861,6 +911,12 @@ def round_trip(model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> di
             "tensors": len(probe.state_dict())}
 
 
+def _lost_lines(lost: dict[str, list[str]]) -> list[str]:
+    """The spec header's lines on what a program does not record, and where."""
+    return [f"not in the program, which records inference only: {what} ({', '.join(where[:3])}"
+            f"{f' and {len(where) - 3} more' if len(where) > 3 else ''})." for what, where in lost.items()]
+
+
 def round_trip_program(program: Any, rebuilt: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
     """The round trip of a torch.export program: the probe's weights (``probe_model`` of the
     rebuild) loaded into the program itself and into the spec's model, both strictly, and their
@@ -869,7 +925,7 @@ def round_trip_program(program: Any, rebuilt: nn.Module, built: nn.Module, shape
     from netspec.importing.verify import compare_outputs, probe_inputs
     from netspec_torch.weights import apply_state_dict
 
-    batch = program_input(program)[0]
+    batch = program_input(program)[0] or 2  # a batch that may vary: two (torch.export's sizes start at 2)
     try:
         probe = probe_model(rebuilt, shape)
     except RuntimeError:  # a program that reshapes to the batch it was exported with runs that batch only
@@ -909,17 +965,22 @@ class TorchModelReader:
             from netspec_torch.exported import program_input, rebuild
 
             self.program = model
-            batch, *shape = program_input(model)
+            exported_batch, shape = program_input(model)
+            batch = exported_batch or 2  # a batch the program lets vary: two, since torch.export specializes 1
             if input_shape is not None and tuple(input_shape) != tuple(shape):
                 raise ModelImportError.single(f"the program takes inputs of {'x'.join(map(str, shape))}, not "
                                               f"{'x'.join(map(str, input_shape))}", hint="leave --input out")
             self.rebuilt, lost = rebuild(model)
             model, input_shape = self.rebuilt, tuple(shape)
-            how += [f"not in the program, which records inference only: {what} ({', '.join(where[:3])}"
-                    f"{f' and {len(where) - 3} more' if len(where) > 3 else ''})." for what, where in lost.items()]
+            how += _lost_lines(lost)
         # an image classifier's usual input where the model does not say (a ViT keeps its image size)
         self.shape = input_shape or example_shape(model) or DEFAULT_INPUT
-        tree = TorchImporter(model, torch.randn(batch, *self.shape), given=input_shape is not None).tree()
+        importer = TorchImporter(model, torch.randn(batch, *self.shape), given=input_shape is not None)
+        tree = importer.tree()
+        if importer.exported:
+            shown = sorted(p or "the model" for p in importer.exported)
+            how += [f"read with torch.export where torch.fx cannot trace: {', '.join(shown[:3])}"
+                    f"{f' and {len(shown) - 3} more' if len(shown) > 3 else ''}.", *_lost_lines(importer.lost)]
         modules, layers = SpecBuilder(tree).build()
         body: dict[str, Any] = {"class_name": type(model).__name__, "input": list(self.shape)}
         if modules:

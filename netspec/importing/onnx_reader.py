@@ -55,6 +55,10 @@ def _attributes(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _modules(node: Any) -> list[tuple[str, str]]:
     """The (path, class) of each module the node ran in, from the model down, as PyTorch's
     exporter notes them (its last entries name the operation itself); [] where it does not."""
@@ -88,7 +92,8 @@ class OnnxModelReader:
                 self.constants[node.output[0]] = numpy_helper.to_array(_attributes(node)["value"])
         inputs = [i for i in graph.input if i.name not in self.constants]
         if len(inputs) != 1 or len(graph.output) != 1:
-            raise ModelImportError.single(f"the graph has {len(inputs)} inputs and {len(graph.output)} outputs; a "
+            raise ModelImportError.single(f"the graph has {_count(len(inputs), 'input')} and "
+                                          f"{_count(len(graph.output), 'output')}; a "
                                           "spec has one of each")
         shape = _shape(inputs[0])
         if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
@@ -123,7 +128,10 @@ class OnnxModelReader:
                 continue
             values = [alias.get(v, v) for v in node.input if v and v not in self.constants]
             if node.op_type in PASSED_ON:
-                alias[node.output[0]] = values[0]
+                if values:
+                    alias[node.output[0]] = values[0]
+                elif node.input and node.input[0] in self.constants:  # an initializer under a second name
+                    self.constants[node.output[0]] = self.constants[node.input[0]]
                 continue
             layer, weights = self._layer(node, values)
             weight = node.input[1] if len(node.input) > 1 and node.input[1] in self.constants else ""
