@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from typing import Self
 
 
+def counted(number: int, noun: str) -> str:
+    """``3 inputs``, ``1 output``: a count in a message."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _escape(ch: str) -> str:
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -30,7 +30,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from netspec.errors import ModelImportError
+from netspec.errors import ModelImportError, counted
 
 
 def load_program(path: Path) -> Any:
@@ -100,8 +100,8 @@ def program_input(program: Any) -> tuple[int | None, tuple[int, ...]]:
     names = program.graph_signature.user_inputs
     outputs = program.graph_signature.user_outputs
     if len(names) != 1 or len(outputs) != 1:
-        counts = [f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in ((len(names), "input"), (len(outputs), "output"))]
-        raise ModelImportError.single(f"the program takes {counts[0]} and returns {counts[1]}; a spec has one of each")
+        raise ModelImportError.single(f"the program takes {counted(len(names), 'input')} and returns "
+                                      f"{counted(len(outputs), 'output')}; a spec has one of each")
     node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == names[0])
     shape = tuple(getattr(node.meta.get("val"), "shape", ()))
     if len(shape) < 2 or not all(isinstance(d, int) for d in shape[1:]):
@@ -331,11 +331,12 @@ def _groupnorm(given: dict[str, Any], tensors: dict) -> nn.Module:
 
 
 def _with(module: nn.Module, **tensors: torch.Tensor | None) -> nn.Module:
-    """``module`` holding the program's tensors (so that the rebuild's state dict is the program's)."""
+    """``module`` holding the program's tensors (so that the rebuild's state dict is the program's);
+    a name may be dotted (``out_proj.weight``)."""
     with torch.no_grad():
         for name, tensor in tensors.items():
             if tensor is not None:
-                getattr(module, name).copy_(tensor)
+                _attribute(module, name).copy_(tensor)
     return module
 
 
@@ -395,18 +396,18 @@ LEAF_MODULES: dict[str, Leaf] = {
     "MaxPool2d": Leaf(("max_pool2d",), _pool(nn.MaxPool2d)), "AvgPool2d": Leaf(("avg_pool2d",), _pool(nn.AvgPool2d)),
     "AdaptiveAvgPool2d": Leaf(("adaptive_avg_pool2d",), lambda g, t: nn.AdaptiveAvgPool2d(tuple(g["output_size"]))),
 }
-# what inference skips (its graph is empty): the module made again, and what the program lost
-SKIPPED_MODULES: dict[str, tuple[Callable[[], nn.Module], str]] = {
-    "Identity": (nn.Identity, ""),
-    "StochasticDepth": (lambda: _stochastic_depth(), "a stochastic depth's rate, written as 0"),
-    "DropPath": (lambda: _stochastic_depth(), "a stochastic depth's rate, written as 0"),
-}
-
-
 def _stochastic_depth() -> nn.Module:
     from torchvision.ops import StochasticDepth
 
     return StochasticDepth(0.0, "row")
+
+
+# what inference skips (its graph is empty): the module made again, and what the program lost
+SKIPPED_MODULES: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    "Identity": (nn.Identity, ""),
+    "StochasticDepth": (_stochastic_depth, "a stochastic depth's rate, written as 0"),
+    "DropPath": (_stochastic_depth, "a stochastic depth's rate, written as 0"),
+}
 
 
 # --- the rebuild --------------------------------------------------------------------------------
@@ -598,10 +599,7 @@ class Rebuild:
         attention_module = nn.MultiheadAttention(embed, int(shape[1]), bias="in_proj_bias" in tensors,
                                                  batch_first=batch_first)
         self.lost.setdefault("an attention's dropout, written as 0", []).append(where)
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                attention_module.get_parameter(name).copy_(tensor)
-        return attention_module
+        return _with(attention_module, **tensors)
 
     def _window_attention(self, module: nn.Module, graph: fx.Graph, where: str) -> nn.Module:
         """torchvision's ShiftedWindowAttention (Swin) from its tensors: the heads and the window
@@ -621,10 +619,7 @@ class Rebuild:
         attention = ShiftedWindowAttention(tensors["qkv.weight"].shape[1], [window, window], shift, table.shape[1],
                                            qkv_bias="qkv.bias" in tensors, proj_bias="proj.bias" in tensors)
         self.lost.setdefault("an attention's dropout, written as 0", []).append(where)
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                attention.get_parameter(name).copy_(tensor)
-        return attention
+        return _with(attention, **tensors)
 
 
 def _window_size(table: torch.Tensor, where: str) -> int:

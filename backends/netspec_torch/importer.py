@@ -890,25 +890,35 @@ def round_trip(model: nn.Module, built: nn.Module, shape: tuple[int, ...]) -> di
     """Loads a probe of the original (``probe_model``) into the spec's model ``built`` strictly
     and compares their outputs on random inputs; refuses a spec whose outputs differ, or a
     comparison the input does not decide (it would show nothing)."""
+    probe = probe_model(model, shape)
+    return _compare(probe, built, probe.state_dict(), shape, None, "the original")
+
+
+def _compare(reference: nn.Module, built: nn.Module, weights: dict[str, torch.Tensor], shape: tuple[int, ...],
+             batch: int | None, original: str) -> dict[str, Any]:
+    """``weights`` loaded strictly into the spec's model ``built`` (the reference holds them
+    already), both run on the probe's inputs, ``batch`` of them at a time (all at once for None),
+    and their outputs compared (netspec.importing.verify.compare_outputs)."""
+    from netspec.importing.verify import compare_outputs, probe_inputs
     from netspec_torch.weights import apply_state_dict
 
-    probe = probe_model(model, shape)
-    apply_state_dict(built, probe.state_dict(), "the original's state dict")  # every tensor, strictly
-    from netspec.importing.verify import compare_outputs, probe_inputs
-
+    apply_state_dict(built, weights, f"{original}'s state dict")  # every tensor, strictly
     x = torch.from_numpy(probe_inputs(shape))
+    size = batch or len(x)
+    padded = torch.cat([x, torch.zeros(-len(x) % size, *shape)])  # whole batches of the size the reference takes
     with torch.no_grad():
-        expected = probe(x)
-        if not isinstance(expected, torch.Tensor):
-            raise ModelImportError.single(f"the model returns a {type(expected).__name__}; netspec import reads "
+        parts = [reference(padded[i:i + size]) for i in range(0, len(padded), size)]
+        odd = next((p for p in parts if not isinstance(p, torch.Tensor)), None)
+        if odd is not None:
+            raise ModelImportError.single(f"{original} returns a {type(odd).__name__}; netspec import reads "
                                           "models that return one tensor")
-        try:
-            got = built.eval()(x)
+        try:  # on the same batches: a deep network's rounding differs between batch sizes
+            got = torch.cat([built.eval()(padded[i:i + size]) for i in range(0, len(padded), size)])[:len(x)]
         except RuntimeError as error:
-            raise ModelImportError.single(f"the spec's model fails where the original runs: {error}",
+            raise ModelImportError.single(f"the spec's model fails where {original} runs: {error}",
                                           hint="please report it: netspec import wrote nothing") from None
-    return {**compare_outputs(expected.numpy(), got.numpy(), "the spec's model"),
-            "tensors": len(probe.state_dict())}
+    return {**compare_outputs(torch.cat(parts)[:len(x)].numpy(), got.numpy(), "the spec's model", original),
+            "tensors": len(weights)}
 
 
 def _lost_lines(lost: dict[str, list[str]]) -> list[str]:
@@ -922,7 +932,6 @@ def round_trip_program(program: Any, rebuilt: nn.Module, built: nn.Module, shape
     rebuild) loaded into the program itself and into the spec's model, both strictly, and their
     outputs compared; the program runs its inputs one batch of the size it was exported with at
     a time. The rebuild is not compared with: it is what is being checked."""
-    from netspec.importing.verify import compare_outputs, probe_inputs
     from netspec_torch.weights import apply_state_dict
 
     batch = program_input(program)[0] or 2  # a batch that may vary: two (torch.export's sizes start at 2)
@@ -933,17 +942,7 @@ def round_trip_program(program: Any, rebuilt: nn.Module, built: nn.Module, shape
     weights = probe.state_dict()
     original = program.module()
     apply_state_dict(original, weights, "the program's state dict")
-    apply_state_dict(built, weights, "the program's state dict")
-    x = torch.from_numpy(probe_inputs(shape))
-    padded = torch.cat([x, torch.zeros(-len(x) % batch, *shape)])  # whole batches of the program's size
-    with torch.no_grad():
-        parts = [original(padded[i:i + batch]) for i in range(0, len(padded), batch)]
-        if not all(isinstance(p, torch.Tensor) for p in parts):
-            raise ModelImportError.single("the program does not return one tensor")
-        # the spec's model on the same batches: a deep network's rounding differs between batch sizes
-        got = torch.cat([built.eval()(padded[i:i + batch]) for i in range(0, len(padded), batch)])[:len(x)]
-    return {**compare_outputs(torch.cat(parts)[:len(x)].numpy(), got.numpy(), "the spec's model", "the program"),
-            "tensors": len(weights)}
+    return _compare(original, built, weights, shape, batch, "the program")
 
 
 class TorchModelReader:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import ModelImportError
+from netspec.errors import ModelImportError, counted
 from netspec.importing.scoped import NotATree, ScopedNode, ScopedTree
 from netspec.importing.structure import one_or_list, without_defaults
 from netspec.importing.verify import compare_outputs, probe_inputs
@@ -55,10 +55,6 @@ def _attributes(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
 def _modules(node: Any) -> list[tuple[str, str]]:
     """The (path, class) of each module the node ran in, from the model down, as PyTorch's
     exporter notes them (its last entries name the operation itself); [] where it does not."""
@@ -92,8 +88,8 @@ class OnnxModelReader:
                 self.constants[node.output[0]] = numpy_helper.to_array(_attributes(node)["value"])
         inputs = [i for i in graph.input if i.name not in self.constants]
         if len(inputs) != 1 or len(graph.output) != 1:
-            raise ModelImportError.single(f"the graph has {_count(len(inputs), 'input')} and "
-                                          f"{_count(len(graph.output), 'output')}; a "
+            raise ModelImportError.single(f"the graph has {counted(len(inputs), 'input')} and "
+                                          f"{counted(len(graph.output), 'output')}; a "
                                           "spec has one of each")
         shape = _shape(inputs[0])
         if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from netspec.analysis.checker import CheckedNet
-from netspec.errors import DataError
+from netspec.errors import DataError, counted
 from netspec.language.spec import DataSpec
 from netspec.layers import fmt_shape
 from netspec.layers.base import IDS, layout_of
@@ -109,8 +109,8 @@ def normalization(data: DataSpec, channels: int, where=None) -> tuple[tuple[floa
         values = getattr(data, key)
         if len(values) != channels:
             if key in data.model_fields_set or channels != 1:
-                raise DataError.single(f"data.{key} has {_count(len(values), 'value')} but the input has "
-                                       f"{_count(channels, 'channel')}",
+                raise DataError.single(f"data.{key} has {counted(len(values), 'value')} but the input has "
+                                       f"{counted(channels, 'channel')}",
                                        where, hint=f"give one value per input channel, e.g. {key}: "
                                                    f"{[round(sum(values) / len(values), 3)] * channels}")
             values = (round(sum(values) / len(values), 3),)
@@ -129,10 +129,6 @@ def check_channels(net: CheckedNet, channels: int) -> None:
     if channels != wanted and (channels, wanted) != (1, 3):
         raise DataError.single(f"the data has {channels}-channel images but the spec's input has {wanted} channels",
                                net.source.location(("input",)), hint="change the spec's input channels")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def split_indices(count: int, fraction: float, seed: int, where=None) -> tuple[np.ndarray, np.ndarray]:
